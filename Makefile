@@ -1,0 +1,46 @@
+# The two commands: `make demo` and `make test`. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+REQ_STAMP := $(VENV)/.installed-$(shell cat requirements*.txt 2>/dev/null | sha1sum | cut -c1-12)
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test bench lint install services browser clean-data
+
+$(REQ_STAMP): requirements.txt requirements-dev.txt requirements-demo.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "error: cannot create a virtualenv with $(PYTHON)"; exit 1; }
+	$(PIP) install -q -r requirements-dev.txt -r requirements-demo.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(REQ_STAMP)
+
+demo: $(REQ_STAMP)
+	$(PY) scripts/demo.py
+
+services:
+	@scripts/ensure_services.sh
+
+browser:
+	@scripts/ensure_chromium.sh
+
+# Tests: real PostgreSQL and Redis on 127.0.0.1 (started if down), Debian chromium for browser tests.
+TEST_ENV := SECRET_KEY=test-secret-key DEBUG=0 LOG_FORMAT=text \
+	DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/cdp} \
+	REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
+
+test: $(REQ_STAMP) services browser
+	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(REQ_STAMP) services
+	SECRET_KEY=bench DEBUG=0 LOG_FORMAT=text \
+	DATABASE_URL=$${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/cdp_bench} \
+	$(PY) bench/run.py
+
+lint: $(REQ_STAMP)
+	$(VENV)/bin/ruff check .
+
+clean-data:
+	rm -rf .data

@@ -1,0 +1,63 @@
+"""One JSON error shape everywhere: {"status": "error", "message": "...", "errors": {...}?}."""
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+def error_body(message: str, errors: Any = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"status": "error", "message": message}
+    if errors:
+        body["errors"] = errors
+    body.update(extra)
+    return body
+
+
+def _first_message(detail: Any, path: str = "") -> str:
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            prefix = path if key == "non_field_errors" else (f"{path}.{key}" if path else str(key))
+            return _first_message(value, prefix)
+        return "Invalid input."
+    if isinstance(detail, list):
+        for index, value in enumerate(detail):
+            if value in ({}, [], None):
+                continue
+            nested = isinstance(value, dict | list)
+            return _first_message(value, f"{path}[{index}]" if nested and path else path)
+        return "Invalid input."
+    return f"{path}: {detail}" if path else str(detail)
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        exc = exceptions.ValidationError(detail)
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or "Not found.")
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    detail = response.data
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = error_body(_first_message(detail), detail)
+    elif isinstance(detail, dict) and "detail" in detail:
+        response.data = error_body(str(detail["detail"]))
+    else:
+        response.data = error_body(_first_message(detail))
+    return response
+
+
+def handler404(request, exception=None):
+    return JsonResponse(error_body("Not found."), status=status.HTTP_404_NOT_FOUND)
+
+
+def handler500(request):
+    return JsonResponse(error_body("Internal server error."), status=status.HTTP_500_INTERNAL_SERVER_ERROR)

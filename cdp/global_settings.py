@@ -1,0 +1,97 @@
+"""Typed global settings an administrator edits (API "Global Settings", admin). Values are validated here.
+
+Add a setting by adding a `SettingDefinition` to `DEFINITIONS`; stored values live in `GlobalSetting`.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import available_timezones
+
+
+class SettingInvalid(ValueError):
+    pass
+
+
+def _check_int(minimum: int, maximum: int) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SettingInvalid("must be an integer")
+        if not minimum <= value <= maximum:
+            raise SettingInvalid(f"must be between {minimum} and {maximum}")
+        return value
+
+    return check
+
+
+def _check_identifier_list(value: Any) -> Any:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
+        raise SettingInvalid("must be a list of non-empty strings")
+    if len(value) > 100:
+        raise SettingInvalid("must have at most 100 items")
+    return [item.strip() for item in value]
+
+
+def _check_timezone(value: Any) -> Any:
+    if not isinstance(value, str) or value not in available_timezones() | {"UTC"}:
+        raise SettingInvalid("must be an IANA time zone name such as 'Europe/Prague'")
+    return value
+
+
+def _check_origins(value: Any) -> Any:
+    value = _check_identifier_list(value)
+    for origin in value:
+        if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+            raise SettingInvalid(f"{origin!r} is not an origin like 'https://shop.example.com'")
+    return value
+
+
+@dataclass(frozen=True)
+class SettingDefinition:
+    key: str
+    type: str  # JSON-schema-ish type name shown to clients
+    default: Any
+    description: str
+    check: Callable[[Any], Any] = field(repr=False)
+
+
+DEFINITIONS: dict[str, SettingDefinition] = {
+    d.key: d
+    for d in [
+        SettingDefinition(
+            "audience_api_returned_attributes",
+            "array[string]",
+            [],
+            "Attribute ids the public Audience API (/wbs) may return besides customer_entity_id and modified.",
+            _check_identifier_list,
+        ),
+        SettingDefinition(
+            "display_timezone",
+            "string",
+            "UTC",
+            "Time zone the Business Explorer shows times in (data is stored in UTC).",
+            _check_timezone,
+        ),
+        SettingDefinition(
+            "public_cors_origins",
+            "array[string]",
+            [],
+            "Web origins allowed to call the public endpoints from a browser (CORS).",
+            _check_origins,
+        ),
+        SettingDefinition(
+            "public_rate_limit_per_minute",
+            "integer",
+            600,
+            "Requests per minute one client IP may make to each public endpoint (0 = unlimited).",
+            _check_int(0, 1_000_000),
+        ),
+        SettingDefinition(
+            "event_retention_days",
+            "integer",
+            0,
+            "Days to keep customer events before they may be purged (0 = keep forever).",
+            _check_int(0, 36500),
+        ),
+    ]
+}

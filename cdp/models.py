@@ -1,0 +1,180 @@
+"""Core domain: users, roles, API tokens, data sources, customer events and entities, global settings."""
+
+import uuid
+
+from django.contrib.auth.models import AbstractUser
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models.functions import Now
+
+from cdp.features import ALL_FEATURES, Feature
+
+
+class Role(models.Model):
+    """A named set of features. Users get one role; superusers have every feature."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    features = ArrayField(models.CharField(max_length=50, choices=Feature.choices), default=list, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    modified = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class User(AbstractUser):
+    role = models.ForeignKey(Role, null=True, blank=True, on_delete=models.PROTECT, related_name="users")
+
+    def has_feature(self, feature: str) -> bool:
+        if not self.is_active:
+            return False
+        if self.is_superuser:
+            return True
+        return self.role is not None and feature in self.role.features
+
+    @property
+    def features(self) -> list[str]:
+        if self.is_superuser:
+            return sorted(ALL_FEATURES)
+        return sorted(self.role.features) if self.role else []
+
+
+class ApiToken(models.Model):
+    """An API token. Only a SHA-256 digest is stored; the token is shown once when created."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True, help_text="What the token is for, e.g. 'CRM sync'.")
+    key_prefix = models.CharField(max_length=16, help_text="The first characters, to recognise a token.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+    expires = models.DateTimeField(null=True, blank=True)
+    revoked = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.key_prefix}… ({self.name or 'token'})"
+
+
+class DataSource(models.Model):
+    """Where events come from (web, mobile app, CRM, email, file import)."""
+
+    class Type(models.TextChoices):
+        WEB = "web", "Website"
+        MOBILE = "mobile", "Mobile app"
+        SERVER = "server", "Server / backend"
+        CRM = "crm", "CRM"
+        EMAIL = "email", "Email"
+        IMPORT = "import", "File import"
+        OTHER = "other", "Other"
+
+    slug = models.SlugField(max_length=64, unique=True, help_text="Stable identifier used by the API and commands.")
+    name = models.CharField(max_length=200)
+    type = models.CharField(max_length=20, choices=Type.choices, default=Type.OTHER)
+    description = models.TextField(blank=True)
+    write_key_prefix = models.CharField(max_length=16, blank=True)
+    write_key_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    modified = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def new_entity_id() -> str:
+    return uuid.uuid4().hex
+
+
+class CustomerEntity(models.Model):
+    """One customer, stitched from many events. `modified` is the last change of an attribute value."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_entity_id, editable=False)
+    created = models.DateTimeField(db_default=Now())
+    modified = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "customer_entities"
+        ordering = ["-modified"]
+        verbose_name_plural = "customer entities"
+        indexes = [models.Index(fields=["-modified"], name="customer_entities_modified")]
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class CustomerEvent(models.Model):
+    """One event as received. Idempotent on (source, idempotency_key): the same event is stored once."""
+
+    id = models.BigAutoField(primary_key=True)
+    source = models.ForeignKey(DataSource, on_delete=models.PROTECT, related_name="events", db_index=False)
+    type = models.CharField(max_length=128)
+    event_time = models.DateTimeField(help_text="When it happened (UTC), not when it was loaded.")
+    payload = models.JSONField(default=dict)
+    created = models.DateTimeField(db_default=Now())
+    idempotency_key = models.CharField(
+        max_length=128, help_text="The client's message id, or a hash of the event when it sent none."
+    )
+    customer_entity = models.ForeignKey(
+        CustomerEntity, null=True, blank=True, on_delete=models.SET_NULL, related_name="events", db_index=False
+    )
+
+    class Meta:
+        db_table = "customer_events"
+        ordering = ["-event_time", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "idempotency_key"], name="customer_events_idempotency"),
+        ]
+        indexes = [
+            models.Index(fields=["source", "-event_time"], name="customer_events_source_time"),
+            models.Index(fields=["-event_time"], name="customer_events_time"),
+            models.Index(
+                fields=["customer_entity", "-event_time"],
+                name="customer_events_entity_time",
+                condition=models.Q(customer_entity__isnull=False),
+            ),
+            # The stitching queue: small because stitched events leave it.
+            models.Index(
+                fields=["id"], name="customer_events_unstitched", condition=models.Q(customer_entity__isnull=True)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} @ {self.event_time:%Y-%m-%d %H:%M:%S}"
+
+
+class GlobalSetting(models.Model):
+    """The stored value of a typed global setting (definitions live in cdp.global_settings)."""
+
+    key = models.CharField(primary_key=True, max_length=100)
+    value = models.JSONField()
+    modified = models.DateTimeField(auto_now=True)
+    modified_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class GlobalSettingChange(models.Model):
+    """Audit log of global setting changes."""
+
+    key = models.CharField(max_length=100, db_index=True)
+    old_value = models.JSONField(null=True)
+    new_value = models.JSONField(null=True)
+    changed_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    changed = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-changed"]
+
+    def __str__(self) -> str:
+        return f"{self.key} @ {self.changed:%Y-%m-%d %H:%M}"

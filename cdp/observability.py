@@ -1,0 +1,73 @@
+"""Request ids for logs, and the health endpoints load balancers call."""
+
+import contextvars
+import logging
+import re
+import uuid
+
+from django.db import connection
+from django.http import JsonResponse
+
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def current_request_id() -> str:
+    return _request_id.get()
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = _request_id.get()
+        return True
+
+
+class RequestIdMiddleware:
+    """Takes a sane X-Request-ID from the proxy or makes one; logs and the response carry it."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        token = _request_id.set(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            _request_id.reset(token)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+def healthz(request):
+    """The process is up and serving."""
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request):
+    """Ready for traffic: the database answers and, when configured, the Celery broker does."""
+    from django.conf import settings
+
+    checks: dict[str, str] = {}
+    healthy = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        healthy = False
+        checks["database"] = f"error: {type(exc).__name__}"
+    if settings.CELERY_BROKER_URL:
+        try:
+            from cdp.celery import app
+
+            with app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=2)
+            checks["broker"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            healthy = False
+            checks["broker"] = f"error: {type(exc).__name__}"
+    else:
+        checks["broker"] = "not configured (tasks run in-process)"
+    return JsonResponse({"status": "ok" if healthy else "error", "checks": checks}, status=200 if healthy else 503)

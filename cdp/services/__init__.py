@@ -1,0 +1,1 @@
+"""Writes. Views, admin, tasks and commands call these; no business logic elsewhere."""

@@ -1,0 +1,117 @@
+"""Users, roles and API tokens."""
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from cdp.features import ALL_FEATURES
+from cdp.models import ApiToken, Role, User
+from cdp.services.secrets import secret_digest, secret_display_prefix, secret_generate
+
+TOKEN_PREFIX = "cdp"  # noqa: S105 - a label, not a secret
+
+
+def role_validate_features(features: list[str]) -> list[str]:
+    unknown = sorted(set(features) - ALL_FEATURES)
+    if unknown:
+        raise ValidationError({"features": f"Unknown feature(s): {', '.join(unknown)}."})
+    return sorted(set(features))
+
+
+@transaction.atomic
+def role_create(*, name: str, features: list[str], description: str = "") -> Role:
+    role = Role(name=name, description=description, features=role_validate_features(features))
+    role.full_clean()
+    role.save()
+    return role
+
+
+@transaction.atomic
+def role_update(*, role: Role, **fields) -> Role:
+    if "features" in fields:
+        fields["features"] = role_validate_features(fields["features"])
+    for name, value in fields.items():
+        setattr(role, name, value)
+    role.full_clean()
+    role.save()
+    return role
+
+
+@transaction.atomic
+def user_create(
+    *,
+    username: str,
+    password: str | None,
+    email: str = "",
+    role: Role | None = None,
+    is_superuser: bool = False,
+    first_name: str = "",
+    last_name: str = "",
+) -> User:
+    user = User(
+        username=username,
+        email=email,
+        role=role,
+        is_superuser=is_superuser,
+        is_staff=True,  # every CDP user may log in to the Business Explorer; features decide what they see
+        first_name=first_name,
+        last_name=last_name,
+    )
+    if password:
+        from django.contrib.auth.password_validation import validate_password
+
+        validate_password(password, user)
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    user.full_clean()
+    user.save()
+    return user
+
+
+@transaction.atomic
+def token_create(*, user: User, name: str = "", expires: datetime | None = None) -> tuple[ApiToken, str]:
+    """Create a token; returns it with the plain key, which is never stored or shown again."""
+    key = secret_generate(TOKEN_PREFIX)
+    token = ApiToken.objects.create(
+        user=user, name=name, key_prefix=secret_display_prefix(key), key_hash=secret_digest(key), expires=expires
+    )
+    return token, key
+
+
+def token_revoke(*, token: ApiToken) -> ApiToken:
+    if token.revoked is None:
+        token.revoked = timezone.now()
+        token.save(update_fields=["revoked"])
+    return token
+
+
+def token_authenticate(*, key: str) -> ApiToken | None:
+    """The live token for a key, or None. Touches last_used at most once per resolution window."""
+    token = (
+        ApiToken.objects.select_related("user", "user__role")
+        .filter(key_hash=secret_digest(key), revoked__isnull=True, user__is_active=True)
+        .first()
+    )
+    if token is None:
+        return None
+    now = timezone.now()
+    if token.expires is not None and token.expires <= now:
+        return None
+    resolution = timedelta(seconds=settings.CDP_TOKEN_LAST_USED_RESOLUTION)
+    if token.last_used is None or now - token.last_used >= resolution:
+        ApiToken.objects.filter(pk=token.pk).update(last_used=now)
+        token.last_used = now
+    return token
+
+
+def user_login(*, username: str, password: str, token_name: str = "login") -> tuple[User, ApiToken, str] | None:  # noqa: S107
+    user = authenticate(username=username, password=password)
+    if user is None or not user.is_active:
+        return None
+    token, key = token_create(user=user, name=token_name)
+    return user, token, key

@@ -1,0 +1,181 @@
+"""Customer event validation and idempotent ingestion.
+
+One validation path for every way events arrive: the bulk API, the Segment-compatible endpoints and
+`manage.py load_events` all build `EventRecord`s with `event_record_build`, so they accept and reject alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from django.conf import settings
+from django.db import connection, transaction
+
+MAX_TYPE_LENGTH = 128
+MAX_MESSAGE_ID_LENGTH = 120
+MAX_PAYLOAD_BYTES = 64 * 1024
+# Events from before the Unix epoch or more than a day ahead are almost always a unit or clock bug.
+EARLIEST_EVENT_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+FUTURE_TOLERANCE = timedelta(days=1)
+HASH_KEY_PREFIX = "h:"
+
+
+class EventRejected(ValueError):
+    """An event that cannot be stored; the message says why, in words an API client can act on."""
+
+
+@dataclass(slots=True, frozen=True)
+class EventRecord:
+    source_id: int
+    type: str
+    event_time: datetime
+    payload_json: str
+    idempotency_key: str
+
+
+@dataclass(slots=True, frozen=True)
+class IngestOutcome:
+    id: int
+    created: bool  # False: a duplicate of an event stored before
+
+
+def event_time_parse(value: object, *, now: datetime | None = None) -> datetime:
+    """ISO 8601 string (naive means UTC) or Unix time in seconds or milliseconds, as an aware UTC datetime."""
+    if isinstance(value, bool) or value is None or value == "":
+        raise EventRejected("event_time is required")
+    if isinstance(value, int | float):
+        seconds = value / 1000 if abs(value) > 1e11 else value
+        try:
+            parsed = datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise EventRejected(f"event_time {value!r} is not a valid Unix time") from None
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            if text.lstrip("-").replace(".", "", 1).isdigit():
+                return event_time_parse(float(text), now=now)
+            raise EventRejected(f"event_time {value[:60]!r} is not an ISO 8601 date-time") from None
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    elif isinstance(value, datetime):
+        parsed = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    else:
+        raise EventRejected("event_time must be an ISO 8601 string or a Unix time number")
+    now = now or datetime.now(UTC)
+    if parsed < EARLIEST_EVENT_TIME:
+        raise EventRejected(f"event_time {parsed.isoformat()} is before 1970")
+    if parsed > now + FUTURE_TOLERANCE:
+        raise EventRejected(f"event_time {parsed.isoformat()} is more than a day in the future")
+    return parsed
+
+
+def payload_serialize(payload: object) -> str:
+    """Canonical JSON text of a payload object (sorted keys, as jsonb stores them)."""
+    if not isinstance(payload, dict):
+        raise EventRejected("payload must be a JSON object")
+    try:
+        text = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS).decode()
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise EventRejected(f"payload cannot be stored as JSON: {exc}") from None
+    if len(text) > MAX_PAYLOAD_BYTES:
+        raise EventRejected(f"payload is larger than {MAX_PAYLOAD_BYTES // 1024} KiB")
+    if "\\u0000" in text:
+        raise EventRejected("payload contains a NUL character (\\u0000), which cannot be stored")
+    return text
+
+
+def event_record_build(
+    *,
+    source_id: int,
+    type: object,
+    event_time: object,
+    payload: object,
+    message_id: object = None,
+    now: datetime | None = None,
+) -> EventRecord:
+    """Validate one event. Raises EventRejected with the reason."""
+    if not isinstance(type, str) or not type.strip():
+        raise EventRejected("type is required and must be a non-empty string")
+    type = type.strip()
+    if len(type) > MAX_TYPE_LENGTH:
+        raise EventRejected(f"type is longer than {MAX_TYPE_LENGTH} characters")
+    if "\x00" in type:
+        raise EventRejected("type contains a NUL character")
+    when = event_time_parse(event_time, now=now)
+    payload_json = payload_serialize(payload)
+    if message_id is None or message_id == "":
+        digest = hashlib.sha256(f"{type}\x1f{when.isoformat()}\x1f{payload_json}".encode()).hexdigest()
+        key = HASH_KEY_PREFIX + digest[:40]
+    else:
+        if isinstance(message_id, bool) or not isinstance(message_id, str | int):
+            raise EventRejected("message_id must be a string")
+        key = str(message_id).strip()
+        if not key or len(key) > MAX_MESSAGE_ID_LENGTH or "\x00" in key:
+            raise EventRejected(f"message_id must be 1 to {MAX_MESSAGE_ID_LENGTH} characters")
+        if key.startswith(HASH_KEY_PREFIX):
+            key = "m:" + key  # never collide with a generated key
+    return EventRecord(source_id, type, when, payload_json, key)
+
+
+_INSERT_SQL = """
+    INSERT INTO customer_events (source_id, type, event_time, payload, idempotency_key)
+    SELECT * FROM unnest(%s::integer[], %s::text[], %s::timestamptz[], %s::jsonb[], %s::text[])
+    ON CONFLICT (source_id, idempotency_key) DO NOTHING
+    RETURNING id, source_id, idempotency_key
+"""
+
+
+@transaction.atomic
+def events_ingest(records: Sequence[EventRecord]) -> list[IngestOutcome]:
+    """Store events idempotently; one outcome per record, in order. Duplicates point at the stored event."""
+    if not records:
+        return []
+    if len(records) > max(settings.CDP_MAX_EVENTS_PER_REQUEST, 10_000):
+        raise ValueError("too many events for one call")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT_SQL,
+            [
+                [r.source_id for r in records],
+                [r.type for r in records],
+                [r.event_time for r in records],
+                [r.payload_json for r in records],
+                [r.idempotency_key for r in records],
+            ],
+        )
+        created = {(source_id, key): event_id for event_id, source_id, key in cursor.fetchall()}
+        missing = {(r.source_id, r.idempotency_key) for r in records} - created.keys()
+        existing: dict[tuple[int, str], int] = {}
+        if missing:
+            sources, keys = zip(*missing, strict=True)
+            cursor.execute(
+                """SELECT e.id, e.source_id, e.idempotency_key FROM customer_events e
+                   JOIN unnest(%s::integer[], %s::text[]) AS m(source_id, key)
+                     ON e.source_id = m.source_id AND e.idempotency_key = m.key""",
+                [list(sources), list(keys)],
+            )
+            existing = {(source_id, key): event_id for event_id, source_id, key in cursor.fetchall()}
+    outcomes = []
+    seen: set[tuple[int, str]] = set()
+    for record in records:
+        ident = (record.source_id, record.idempotency_key)
+        if ident in created and ident not in seen:
+            outcomes.append(IngestOutcome(created[ident], True))
+        else:
+            outcomes.append(IngestOutcome(created.get(ident) or existing[ident], False))
+        seen.add(ident)
+    if created:
+        transaction.on_commit(lambda: events_ingested_notify(len(created)))
+    return outcomes
+
+
+def events_ingested_notify(count: int) -> None:
+    """Hook run after new events commit; stitching subscribes here (see the stitching app)."""
+    from cdp import hooks
+
+    hooks.run_events_ingested(count)

@@ -1,0 +1,72 @@
+"""Shared fixtures: the cast of users for access tests, API clients, data sources."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from cdp.celery import app as celery_app
+from cdp.features import Feature
+from cdp.services.auth import role_create, token_create, user_create
+from cdp.services.data_sources import data_source_create
+
+
+@pytest.fixture(autouse=True)
+def _celery_eager():
+    """Tasks run in-process unless a test starts a real worker (see tests/workers.py)."""
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = True
+    yield
+    celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def admin_user(db):
+    return user_create(username="admin", password="Adm1n-password!", email="admin@example.com", is_superuser=True)
+
+
+@pytest.fixture
+def analyst_role(db):
+    return role_create(
+        name="Analyst",
+        features=[Feature.CUSTOMERS_VIEW, Feature.DATA_SOURCES_VIEW, Feature.SEGMENTS_VIEW, Feature.EVENTS_CREATE],
+    )
+
+
+@pytest.fixture
+def analyst(analyst_role):
+    return user_create(username="analyst", password="Analyst-password!", role=analyst_role)
+
+
+@pytest.fixture
+def outsider(db):
+    """A user with no role: authenticated, but no features."""
+    return user_create(username="outsider", password="Outsider-password!")
+
+
+def client_for(user) -> APIClient:
+    _, key = token_create(user=user, name="test")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return client
+
+
+@pytest.fixture
+def admin_client(admin_user):
+    return client_for(admin_user)
+
+
+@pytest.fixture
+def analyst_client(analyst):
+    return client_for(analyst)
+
+
+@pytest.fixture
+def outsider_client(outsider):
+    return client_for(outsider)
+
+
+@pytest.fixture
+def web_source(db):
+    source, key = data_source_create(slug="web", name="Website", type="web")
+    source.plain_write_key = key
+    return source
