@@ -7,6 +7,7 @@ from cdp.celery import app as celery_app
 from cdp.features import Feature
 from cdp.services.auth import role_create, token_create, user_create
 from cdp.services.data_sources import data_source_create
+from tests.workers import celery_worker_process  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

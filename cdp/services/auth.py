@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from cdp.features import ALL_FEATURES
@@ -115,3 +116,14 @@ def user_login(*, username: str, password: str, token_name: str = "login") -> tu
         return None
     token, key = token_create(user=user, name=token_name)
     return user, token, key
+
+
+def tokens_purge(*, older_than: timedelta) -> int:
+    """Delete tokens revoked or expired more than `older_than` ago; returns how many were deleted.
+
+    Dead tokens are kept for a while so an administrator can still see what a leaked key was; after that they
+    are only clutter. Idempotent: a second run finds nothing to delete.
+    """
+    cutoff = timezone.now() - older_than
+    _, deleted = ApiToken.objects.filter(Q(revoked__lt=cutoff) | Q(expires__lt=cutoff)).delete()
+    return deleted.get(ApiToken._meta.label, 0)

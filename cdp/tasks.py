@@ -1,0 +1,25 @@
+"""Celery tasks of the core app. Thin: each loads what it needs and calls a service.
+
+Periodic ones are scheduled in settings.CELERY_BEAT_SCHEDULE (run `celery -A cdp beat` once per deployment).
+"""
+
+from datetime import timedelta
+
+from celery import shared_task
+
+from cdp.services import auth
+
+# Revoked or expired tokens stay visible this long (to trace a leaked key) before they are deleted.
+TOKENS_PURGE_AFTER = timedelta(days=30)
+
+
+@shared_task(name="cdp.tasks.tokens_purge")
+def tokens_purge() -> int:
+    """Delete API tokens revoked or expired more than 30 days ago; returns how many were deleted."""
+    return auth.tokens_purge(older_than=TOKENS_PURGE_AFTER)
+
+
+@shared_task(name="cdp.tasks.ping")
+def ping() -> str:
+    """Answers "pong": proves a worker consumes the queue (health checks, test harness)."""
+    return "pong"
