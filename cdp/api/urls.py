@@ -1,1 +1,30 @@
-urlpatterns: list = []
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from cdp.api import views
+
+
+class OptionalSlashRouter(SimpleRouter):
+    """`/api/events` and `/api/events/` both work (no redirect that would drop a POST body)."""
+
+    def __init__(self):
+        super().__init__()
+        self.trailing_slash = "/?"
+
+
+router = OptionalSlashRouter()
+router.register("users", views.UserViewSet, basename="user")
+router.register("user_roles", views.RoleViewSet, basename="role")
+router.register("tokens", views.ApiTokenViewSet, basename="token")
+router.register("data_sources", views.DataSourceViewSet, basename="data-source")
+router.register("global_settings", views.GlobalSettingViewSet, basename="global-setting")
+router.register("events", views.CustomerEventViewSet, basename="event")
+router.register("customer_entities", views.CustomerEntityViewSet, basename="customer-entity")
+
+auth = views.AuthViewSet.as_view
+urlpatterns = [
+    path("users/login", auth({"post": "login"}), name="login"),
+    path("users/logout", auth({"post": "logout", "delete": "logout"}), name="logout"),
+    path("users/me", auth({"get": "me"}), name="me"),
+    *router.urls,
+]

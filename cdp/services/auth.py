@@ -127,3 +127,32 @@ def tokens_purge(*, older_than: timedelta) -> int:
     cutoff = timezone.now() - older_than
     _, deleted = ApiToken.objects.filter(Q(revoked__lt=cutoff) | Q(expires__lt=cutoff)).delete()
     return deleted.get(ApiToken._meta.label, 0)
+
+
+_USER_FIELDS = {"username", "email", "first_name", "last_name", "role", "is_active"}
+
+
+@transaction.atomic
+def user_update(*, user: User, password: str | None = None, **fields) -> User:
+    unknown = set(fields) - _USER_FIELDS
+    if unknown:
+        raise ValidationError({name: "This field cannot be changed here." for name in unknown})
+    for name, value in fields.items():
+        setattr(user, name, value)
+    if password:
+        from django.contrib.auth.password_validation import validate_password
+
+        validate_password(password, user)
+        user.set_password(password)
+    user.full_clean()
+    user.save()
+    return user
+
+
+@transaction.atomic
+def user_deactivate(*, user: User) -> User:
+    """Deactivate a user and revoke their tokens; their history stays attributable."""
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    ApiToken.objects.filter(user=user, revoked__isnull=True).update(revoked=timezone.now())
+    return user

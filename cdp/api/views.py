@@ -1,0 +1,385 @@
+"""REST API for the core domain. Thin: selectors for reads, services for writes."""
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import ProtectedError
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ParseError, PermissionDenied, ValidationError
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+
+from cdp import filters, selectors
+from cdp.api import serializers as s
+from cdp.api.errors import error_body
+from cdp.api.fields import FULL_STRUCTURE_PARAM, wants_full_structure
+from cdp.api.permissions import HasFeature
+from cdp.features import Feature
+from cdp.global_settings import DEFINITIONS, SettingInvalid
+from cdp.models import ApiToken, DataSource, GlobalSetting
+from cdp.services import auth as auth_services
+from cdp.services import data_sources as source_services
+from cdp.services.events import EventRecord, EventRejected, event_record_build, events_ingest
+from cdp.services.global_settings import global_setting_set
+
+FULL_STRUCTURE = OpenApiParameter(
+    FULL_STRUCTURE_PARAM, int, enum=[0, 1], description="1: embed related objects instead of their ids."
+)
+
+
+class CdpViewSet(viewsets.GenericViewSet):
+    """Feature permissions, `load_full_structure`, and services' validation errors as 400."""
+
+    permission_classes = [IsAuthenticated, HasFeature]
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        context["full_structure"] = wants_full_structure(self.request) if self.request else False
+        return context
+
+
+@extend_schema(tags=["Authentication"])
+class AuthViewSet(viewsets.ViewSet):
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=s.LoginSerializer, responses={200: s.LoginResponseSerializer}, auth=[])
+    @action(detail=False, methods=["post"], url_path="login")
+    def login(self, request):
+        """Exchange a username and password for an API token (a new token per login)."""
+        data = s.LoginSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = auth_services.user_login(**data.validated_data)
+        if result is None:
+            return Response(error_body("Wrong username or password."), status=status.HTTP_401_UNAUTHORIZED)
+        user, _, key = result
+        return Response({"token": key, "user": s.UserSerializer(user, context={"request": request}).data})
+
+    @extend_schema(request=None, responses={204: None})
+    @action(detail=False, methods=["post", "delete"], url_path="logout", permission_classes=[IsAuthenticated])
+    def logout(self, request):
+        """Revoke the token this request was made with."""
+        if isinstance(request.auth, ApiToken):
+            auth_services.token_revoke(token=request.auth)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses={200: s.UserSerializer})
+    @action(detail=False, methods=["get"], url_path="me", permission_classes=[IsAuthenticated])
+    def me(self, request):
+        """The user this token belongs to, with the features of their role."""
+        return Response(s.UserSerializer(request.user, context={"request": request}).data)
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=[FULL_STRUCTURE]), retrieve=extend_schema(parameters=[FULL_STRUCTURE])
+)
+@extend_schema(tags=["Users"])
+class UserViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                  mixins.UpdateModelMixin, mixins.DestroyModelMixin):  # fmt: skip
+    serializer_class = s.UserSerializer
+    filterset_class = filters.UserFilter
+    read_feature = write_feature = Feature.USERS_ADMIN
+
+    def get_queryset(self):
+        return selectors.users_list()
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        data.setdefault("password", None)
+        data.pop("is_active", None)
+        try:
+            serializer.instance = auth_services.user_create(**data)
+        except DjangoValidationError as exc:
+            raise ValidationError(_validation_detail(exc, "password")) from None
+
+    def perform_update(self, serializer):
+        data = dict(serializer.validated_data)
+        password = data.pop("password", None)
+        try:
+            serializer.instance = auth_services.user_update(user=serializer.instance, password=password, **data)
+        except DjangoValidationError as exc:
+            raise ValidationError(_validation_detail(exc, "password")) from None
+
+    def perform_destroy(self, instance):
+        """Users are deactivated, not deleted, so what they did stays attributable."""
+        if instance == self.request.user:
+            raise ValidationError({"id": "You cannot deactivate yourself."})
+        auth_services.user_deactivate(user=instance)
+
+
+def _validation_detail(exc: DjangoValidationError, default_field: str) -> dict:
+    return exc.message_dict if hasattr(exc, "error_dict") else {default_field: exc.messages}
+
+
+@extend_schema(tags=["User Roles"])
+class RoleViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                  mixins.UpdateModelMixin, mixins.DestroyModelMixin):  # fmt: skip
+    serializer_class = s.RoleSerializer
+    read_feature = write_feature = Feature.USERS_ADMIN
+
+    def get_queryset(self):
+        return selectors.roles_list()
+
+    def perform_create(self, serializer):
+        serializer.instance = auth_services.role_create(**serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = auth_services.role_update(role=serializer.instance, **serializer.validated_data)
+
+    def perform_destroy(self, instance):
+        try:
+            instance.delete()
+        except ProtectedError:
+            raise ValidationError({"id": "The role is assigned to users; give them another role first."}) from None
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=[FULL_STRUCTURE]), retrieve=extend_schema(parameters=[FULL_STRUCTURE])
+)
+@extend_schema(tags=["Authentication"])
+class ApiTokenViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                      mixins.DestroyModelMixin):  # fmt: skip
+    """Your API tokens (user administrators: everyone's). The token itself is shown only when created."""
+
+    serializer_class = s.ApiTokenSerializer
+    filterset_class = filters.ApiTokenFilter
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ApiToken.objects.none()
+        return selectors.tokens_list(user=self.request.user)
+
+    @extend_schema(request=s.ApiTokenSerializer, responses={201: s.ApiTokenCreatedSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        owner = serializer.validated_data.get("user", request.user)
+        if owner != request.user and not request.user.has_feature(Feature.USERS_ADMIN):
+            raise PermissionDenied(f"Creating tokens for other users needs the feature '{Feature.USERS_ADMIN}'.")
+        token, key = auth_services.token_create(
+            user=owner, name=serializer.validated_data.get("name", ""), expires=serializer.validated_data.get("expires")
+        )
+        token.token = key
+        body = s.ApiTokenCreatedSerializer(token, context=self.get_serializer_context()).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, *args, **kwargs):
+        """Revoke the token (it stays listed, with its revocation time)."""
+        auth_services.token_revoke(token=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(tags=["Data Sources"])
+class DataSourceViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                        mixins.UpdateModelMixin, mixins.DestroyModelMixin):  # fmt: skip
+    serializer_class = s.DataSourceSerializer
+    filterset_class = filters.DataSourceFilter
+    read_feature = Feature.DATA_SOURCES_VIEW
+    write_feature = Feature.DATA_SOURCES_EDIT
+
+    def get_queryset(self):
+        return selectors.data_sources_list()
+
+    @extend_schema(request=s.DataSourceSerializer, responses={201: s.DataSourceCreatedSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        source, key = source_services.data_source_create(**serializer.validated_data)
+        source.write_key_plain = key
+        return Response(s.DataSourceCreatedSerializer(source).data, status=status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer):
+        serializer.instance = source_services.data_source_update(
+            source=serializer.instance, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        try:
+            instance.delete()
+        except ProtectedError:
+            raise ValidationError({"id": "The data source has events; it cannot be deleted."}) from None
+
+    @extend_schema(request=None, responses={200: s.WriteKeySerializer})
+    @action(detail=True, methods=["post"], url_path="rotate_write_key")
+    def rotate_write_key(self, request, pk=None):
+        """Issue a new write key; the old one stops working at once."""
+        key = source_services.data_source_rotate_write_key(source=self.get_object())
+        return Response({"write_key": key})
+
+
+@extend_schema(tags=["Global Settings"])
+class GlobalSettingViewSet(CdpViewSet):
+    """Typed settings an administrator edits. Every change is validated and audited."""
+
+    serializer_class = s.GlobalSettingSerializer
+    read_feature = write_feature = Feature.SETTINGS_EDIT
+    lookup_field = "key"
+    lookup_value_regex = r"[a-z0-9_]+"
+    pagination_class = None
+    queryset = GlobalSetting.objects.none()  # the schema's hint; rows come from DEFINITIONS
+
+    def _rows(self, keys):
+        stored = {row.key: row for row in GlobalSetting.objects.select_related("modified_by").filter(key__in=keys)}
+        rows = []
+        for key in keys:
+            definition, row = DEFINITIONS[key], stored.get(key)
+            rows.append(
+                {
+                    "key": key,
+                    "type": definition.type,
+                    "description": definition.description,
+                    "default": definition.default,
+                    "value": row.value if row else definition.default,
+                    "modified": row.modified if row else None,
+                    "modified_by": row.modified_by.username if row and row.modified_by else None,
+                }
+            )
+        return rows
+
+    def _get_key(self, key: str) -> str:
+        if key not in DEFINITIONS:
+            raise NotFound(f"Unknown setting {key!r}. Known settings: {', '.join(sorted(DEFINITIONS))}.")
+        return key
+
+    @extend_schema(responses={200: s.GlobalSettingSerializer(many=True)})
+    def list(self, request):
+        return Response(self._rows(sorted(DEFINITIONS)))
+
+    def retrieve(self, request, key=None):
+        return Response(self._rows([self._get_key(key)])[0])
+
+    @extend_schema(request=s.GlobalSettingSerializer, responses={200: s.GlobalSettingSerializer})
+    def partial_update(self, request, key=None):
+        key = self._get_key(key)
+        if not isinstance(request.data, dict) or "value" not in request.data:
+            raise ValidationError({"value": "This field is required."})
+        try:
+            global_setting_set(key=key, value=request.data["value"], user=request.user)
+        except SettingInvalid as exc:
+            raise ValidationError({"value": f"{key} {exc}"}) from None
+        return Response(self._rows([key])[0])
+
+    update = partial_update
+
+    @extend_schema(responses={200: s.GlobalSettingChangeSerializer(many=True)})
+    @action(detail=False, methods=["get"], url_path="changes", pagination_class=None)
+    def changes(self, request):
+        """The audit log of setting changes, newest first (limit/offset)."""
+        from cdp.api.pagination import LimitOffsetPagination
+
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(selectors.global_setting_changes_list(), request, view=self)
+        return paginator.get_paginated_response(s.GlobalSettingChangeSerializer(page, many=True).data)
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=[FULL_STRUCTURE], description="Newest first by event_time. `count` is null."),
+    retrieve=extend_schema(parameters=[FULL_STRUCTURE]),
+)
+@extend_schema(tags=["Events"])
+class CustomerEventViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    serializer_class = s.CustomerEventSerializer
+    filterset_class = filters.CustomerEventFilter
+    read_feature = Feature.CUSTOMERS_VIEW
+    feature_by_action = {"create": Feature.EVENTS_CREATE}
+    paginate_without_count = True
+
+    def get_queryset(self):
+        return selectors.events_list()
+
+    @extend_schema(
+        tags=["Create Customer Events"],
+        request=s.EventBulkRequestSerializer,
+        responses={200: s.EventBulkResponseSerializer, 400: s.EventBulkResponseSerializer},
+    )
+    def create(self, request, *args, **kwargs):
+        """Store up to 1,000 events. Each is validated on its own: good ones are stored, each bad one is
+        listed with its index and reason; an event already stored (same source and message_id, or the
+        same content when no message_id is given) is reported as a duplicate and not stored again."""
+        return Response(*events_bulk_create(request.data))
+
+
+def _events_from_body(body: Any) -> list:
+    from django.conf import settings
+
+    events = body.get("events") if isinstance(body, dict) else body
+    if not isinstance(events, list):
+        raise ParseError('The body must be a JSON array of events or an object {"events": [...]}.')
+    if not events:
+        raise ValidationError({"events": "No events given."})
+    limit = settings.CDP_MAX_EVENTS_PER_REQUEST
+    if len(events) > limit:
+        raise ValidationError({"events": f"At most {limit} events per request; got {len(events)}."})
+    return events
+
+
+def _source_ids(events: list) -> dict[str, int]:
+    """Map every source reference in the batch (id or slug) to its id with one query."""
+    refs = {str(e.get("source_id", e.get("source"))) for e in events if isinstance(e, dict)}
+    ids = {int(ref) for ref in refs if ref.isdigit()}
+    rows = DataSource.objects.filter(slug__in=refs).values_list("slug", "id")
+    known = {slug: pk for slug, pk in rows}
+    for pk in DataSource.objects.filter(pk__in=ids).values_list("id", flat=True):
+        known.setdefault(str(pk), pk)
+    return known
+
+
+def events_bulk_create(body: Any) -> tuple[dict, int]:
+    events = _events_from_body(body)
+    sources = _source_ids(events)
+    records: list[EventRecord] = []
+    indexes: list[int] = []
+    rejected: list[dict] = []
+    for index, raw in enumerate(events):
+        try:
+            if not isinstance(raw, dict):
+                raise EventRejected("an event must be a JSON object")
+            ref = raw.get("source_id", raw.get("source"))
+            if ref in (None, ""):
+                raise EventRejected("source_id is required")
+            source_id = sources.get(str(ref))
+            if source_id is None:
+                raise EventRejected(f"unknown data source {str(ref)[:64]!r}")
+            records.append(
+                event_record_build(
+                    source_id=source_id,
+                    type=raw.get("type"),
+                    event_time=raw.get("event_time"),
+                    payload=raw.get("payload", {}),
+                    message_id=raw.get("message_id", raw.get("messageId")),
+                )
+            )
+            indexes.append(index)
+        except EventRejected as exc:
+            rejected.append({"index": index, "reason": str(exc)})
+    accepted, duplicates = [], []
+    for index, outcome in zip(indexes, events_ingest(records), strict=True):
+        (accepted if outcome.created else duplicates).append({"index": index, "id": outcome.id})
+    body = {"status": "ok", "accepted": accepted, "duplicates": duplicates, "rejected": rejected}
+    if not records:
+        body.update(status="error", message=f"All {len(events)} events were rejected; see 'rejected'.")
+        return body, status.HTTP_400_BAD_REQUEST
+    if rejected:
+        body["message"] = f"{len(rejected)} of {len(events)} events were rejected; the others were stored."
+    return body, status.HTTP_200_OK
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=[FULL_STRUCTURE]), retrieve=extend_schema(parameters=[FULL_STRUCTURE])
+)
+@extend_schema(tags=["Customer Entities"])
+class CustomerEntityViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    serializer_class = s.CustomerEntitySerializer
+    filterset_class = filters.CustomerEntityFilter
+    read_feature = Feature.CUSTOMERS_VIEW
+    lookup_value_regex = r"[0-9a-fA-F]{32}"
+    paginate_without_count = True
+
+    def get_queryset(self):
+        return selectors.entities_list()
+
+    def get_object(self):
+        return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"].lower())

@@ -1,0 +1,135 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from cdp.models import ApiToken
+from cdp.services.auth import token_create
+from cdp.services.secrets import secret_digest
+
+pytestmark = pytest.mark.django_db
+
+
+def test_login_returns_a_token_that_authenticates(analyst):
+    client = APIClient()
+    response = client.post("/api/users/login", {"username": "analyst", "password": "Analyst-password!"}, format="json")
+    assert response.status_code == 200
+    token = response.json()["token"]
+    assert response.json()["user"]["username"] == "analyst"
+    assert "customers_view" in response.json()["user"]["features"]
+
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert client.get("/api/users/me").json()["username"] == "analyst"
+
+
+def test_token_is_stored_only_as_a_digest(analyst):
+    _, key = token_create(user=analyst, name="crm")
+    stored = ApiToken.objects.get(name="crm")
+    assert stored.key_hash == secret_digest(key)
+    assert key not in {stored.key_hash, stored.key_prefix}
+
+
+def test_wrong_password_is_401_with_a_message(analyst):
+    response = APIClient().post("/api/users/login", {"username": "analyst", "password": "nope"}, format="json")
+    assert response.status_code == 401
+    assert response.json() == {"status": "error", "message": "Wrong username or password."}
+
+
+def test_login_without_fields_names_them():
+    response = APIClient().post("/api/users/login", {}, format="json")
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("username:")
+
+
+def test_logout_revokes_the_token(analyst):
+    _, key = token_create(user=analyst)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert client.delete("/api/users/logout").status_code == 204
+    response = client.get("/api/users/me")
+    assert response.status_code == 401
+    assert "revoked" in response.json()["message"]
+
+
+def test_x_access_token_header_and_bearer_are_accepted(analyst):
+    _, key = token_create(user=analyst)
+    assert APIClient().get("/api/users/me", HTTP_X_ACCESS_TOKEN=key).status_code == 200
+    assert APIClient().get("/api/users/me", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 200
+
+
+def test_expired_token_is_refused(analyst):
+    _, key = token_create(user=analyst, expires=timezone.now() - timedelta(seconds=1))
+    assert APIClient().get("/api/users/me", HTTP_X_ACCESS_TOKEN=key).status_code == 401
+
+
+def test_no_token_is_401():
+    response = APIClient().get("/api/events/")
+    assert response.status_code == 401
+    assert response.json()["status"] == "error"
+
+
+def test_last_used_is_recorded(analyst_client, analyst):
+    analyst_client.get("/api/users/me")
+    assert ApiToken.objects.get(user=analyst).last_used is not None
+
+
+def test_token_created_through_the_api_is_shown_once(analyst_client):
+    response = analyst_client.post("/api/tokens/", {"name": "ci"}, format="json")
+    assert response.status_code == 201
+    key = response.json()["token"]
+    assert key.startswith("cdp_")
+    listed = analyst_client.get("/api/tokens/").json()["results"]
+    assert all("token" not in row for row in listed)
+    assert any(row["prefix"] == key[:10] + "…" for row in listed)
+
+
+def test_revoking_a_token_through_the_api(analyst_client):
+    created = analyst_client.post("/api/tokens/", {"name": "temp"}, format="json").json()
+    assert analyst_client.delete(f"/api/tokens/{created['id']}/").status_code == 204
+    assert APIClient().get("/api/users/me", HTTP_X_ACCESS_TOKEN=created["token"]).status_code == 401
+
+
+def test_users_see_only_their_own_tokens(analyst_client, admin_user):
+    token_create(user=admin_user, name="admins")
+    names = {row["name"] for row in analyst_client.get("/api/tokens/").json()["results"]}
+    assert "admins" not in names
+
+
+def test_creating_a_token_for_someone_else_needs_users_admin(analyst_client, admin_user):
+    response = analyst_client.post("/api/tokens/", {"name": "x", "user": admin_user.id}, format="json")
+    assert response.status_code == 403
+    assert "users_admin" in response.json()["message"]
+
+
+def test_missing_feature_is_403_naming_it(outsider_client):
+    response = outsider_client.get("/api/events/")
+    assert response.status_code == 403
+    assert response.json() == {
+        "status": "error",
+        "message": "Your role does not have the feature 'customers_view' needed for this request.",
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "feature"),
+    [
+        ("get", "/api/users/", "users_admin"),
+        ("get", "/api/user_roles/", "users_admin"),
+        ("get", "/api/data_sources/", "data_sources_view"),
+        ("post", "/api/data_sources/", "data_sources_edit"),
+        ("get", "/api/global_settings/", "settings_edit"),
+        ("get", "/api/events/", "customers_view"),
+        ("post", "/api/events/", "events_create"),
+        ("get", "/api/customer_entities/", "customers_view"),
+    ],
+)
+def test_every_endpoint_checks_its_feature(outsider_client, method, path, feature):
+    response = getattr(outsider_client, method)(path, {}, format="json")
+    assert response.status_code == 403
+    assert feature in response.json()["message"]
+
+
+def test_deactivated_users_tokens_stop_working(admin_client, analyst, analyst_client):
+    assert admin_client.delete(f"/api/users/{analyst.id}/").status_code == 204
+    assert analyst_client.get("/api/users/me").status_code == 401

@@ -1,0 +1,64 @@
+import pytest
+
+from cdp.models import User
+
+pytestmark = pytest.mark.django_db
+
+
+def test_admin_creates_a_user_with_a_role(admin_client, analyst_role):
+    response = admin_client.post(
+        "/api/users/",
+        {"username": "maria", "email": "maria@example.com", "password": "Long-enough-pass-1", "role": analyst_role.id},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    assert "password" not in response.json()
+    user = User.objects.get(username="maria")
+    assert user.check_password("Long-enough-pass-1")
+    assert user.has_feature("customers_view") and not user.has_feature("users_admin")
+
+
+def test_weak_password_is_refused_with_the_reason(admin_client):
+    response = admin_client.post("/api/users/", {"username": "weak", "password": "123"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("password:")
+
+
+def test_duplicate_username_is_400(admin_client, analyst):
+    response = admin_client.post(
+        "/api/users/", {"username": "analyst", "password": "Long-enough-pass-1"}, format="json"
+    )
+    assert response.status_code == 400
+    assert "username" in response.json()["message"]
+
+
+def test_user_list_embeds_roles_with_load_full_structure(admin_client, analyst):
+    plain = admin_client.get("/api/users/").json()["results"]
+    full = admin_client.get("/api/users/?load_full_structure=1").json()["results"]
+    plain_row = next(row for row in plain if row["username"] == "analyst")
+    full_row = next(row for row in full if row["username"] == "analyst")
+    assert plain_row["role"] == analyst.role_id
+    assert full_row["role"]["name"] == "Analyst"
+
+
+def test_role_with_unknown_feature_is_refused(admin_client):
+    response = admin_client.post("/api/user_roles/", {"name": "Odd", "features": ["fly"]}, format="json")
+    assert response.status_code == 400
+    assert "fly" in response.json()["message"]
+
+
+def test_role_crud(admin_client):
+    created = admin_client.post(
+        "/api/user_roles/", {"name": "Marketer", "features": ["segments_view", "segments_edit"]}, format="json"
+    )
+    assert created.status_code == 201
+    role_id = created.json()["id"]
+    patched = admin_client.patch(f"/api/user_roles/{role_id}/", {"features": ["segments_view"]}, format="json")
+    assert patched.json()["features"] == ["segments_view"]
+    assert admin_client.delete(f"/api/user_roles/{role_id}/").status_code == 204
+
+
+def test_role_in_use_cannot_be_deleted(admin_client, analyst):
+    response = admin_client.delete(f"/api/user_roles/{analyst.role_id}/")
+    assert response.status_code == 400
+    assert "assigned" in response.json()["message"]
