@@ -1,0 +1,135 @@
+"""A fixed-window, per-client-IP rate limiter for the public (unauthenticated) endpoints.
+
+Counters live in the Django cache, which is Redis in production (`REDIS_URL`), so every web process and host
+shares them. The limit is the global setting `public_rate_limit_per_minute` (0 = unlimited), read at most every
+`SETTING_CACHE_SECONDS` per process so a request does not cost a database query. Each scope (one public API,
+e.g. "segment" for all of /v1/*) has its own counter per IP and minute.
+
+Use it as a decorator on a view::
+
+    @rate_limited("audience")
+    def audience_view(request): ...
+
+or call `rate_limit_response(request, scope=...)` and return its answer when it is not None. Over the limit the
+client gets 429 with `Retry-After` (seconds to the next window) and the usual JSON error body.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from cdp.api.errors import error_body
+
+logger = logging.getLogger(__name__)
+
+WINDOW_SECONDS = 60
+SETTING_CACHE_SECONDS = 10.0
+SETTING_KEY = "public_rate_limit_per_minute"
+
+_setting_lock = threading.Lock()
+_setting_cached: tuple[float, int] | None = None  # (monotonic expiry, limit)
+
+
+def rate_limit_per_minute() -> int:
+    """The configured limit (0 = unlimited), cached per process for a few seconds."""
+    global _setting_cached
+    cached = _setting_cached
+    now = time.monotonic()
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    from cdp.services.global_settings import global_setting_get
+
+    limit = int(global_setting_get(SETTING_KEY) or 0)
+    with _setting_lock:
+        _setting_cached = (now + SETTING_CACHE_SECONDS, limit)
+    return limit
+
+
+def rate_limit_setting_forget() -> None:
+    """Drop the per-process copy of the limit so the next request reads the setting (tests, admin changes)."""
+    global _setting_cached
+    with _setting_lock:
+        _setting_cached = None
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The client's IP: the first X-Forwarded-For entry when settings.TRUST_X_FORWARDED_FOR, else REMOTE_ADDR.
+
+    Only trust X-Forwarded-For behind a proxy that overwrites it; otherwise any client could pick its own IP.
+    """
+    if getattr(settings, "TRUST_X_FORWARDED_FOR", False):
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        first = forwarded.split(",", 1)[0].strip()
+        if first:
+            try:
+                return str(ipaddress.ip_address(first))
+            except ValueError:
+                pass  # junk in the header: fall back to the address we really saw
+    return request.META.get("REMOTE_ADDR") or "unknown"
+
+
+def _window_count(key: str) -> int:
+    """Count one request in the window's counter; returns the count including this request."""
+    try:
+        return cache.incr(key)
+    except ValueError:  # no counter yet in this window
+        if cache.add(key, 1, timeout=WINDOW_SECONDS + 5):
+            return 1
+        return cache.incr(key)  # another request created it meanwhile
+
+
+def rate_limit_response(request: HttpRequest, *, scope: str) -> HttpResponse | None:
+    """Count this request; a 429 response when the client is over the limit, else None.
+
+    Fails open: when the cache is unreachable the request is served (and a warning logged), because losing
+    events is worse than briefly not limiting.
+    """
+    limit = rate_limit_per_minute()
+    if limit <= 0:
+        return None
+    now = time.time()
+    window = int(now // WINDOW_SECONDS)
+    key = f"ratelimit:{scope}:{client_ip(request)}:{window}"
+    try:
+        count = _window_count(key)
+    except Exception:  # noqa: BLE001 - any cache failure: serve rather than fail
+        logger.warning("rate limit cache unavailable; request not limited", exc_info=True)
+        return None
+    if count <= limit:
+        return None
+    retry_after = max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
+    response = JsonResponse(
+        error_body(
+            f"Too many requests: at most {limit} per minute from one client. Retry after {retry_after} seconds.",
+            code="rate_limited",
+        ),
+        status=429,
+    )
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+def rate_limited(scope: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Decorator for a public view: counts each request (CORS preflights excepted) against `scope`'s limit."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if request.method != "OPTIONS":
+                limited = rate_limit_response(request, scope=scope)
+                if limited is not None:
+                    return limited
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
