@@ -1,7 +1,6 @@
 """manage.py load_demo_data: demo roles, users, data sources and a few thousand events (safe to run again)."""
 
 import os
-import sys
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -55,13 +54,16 @@ class Command(BaseCommand):
         if customers < 1:
             self.stderr.write(self.style.ERROR("--customers must be at least 1."))
             raise SystemExit(2)
-        bar = tqdm(unit="event", desc="Demo events", disable=options["verbosity"] < 1, file=sys.stderr)
+        bars: list[tqdm] = []
+
+        def on_total(total: int) -> None:
+            bars.append(tqdm(total=total, unit="event", desc="Demo events", disable=options["verbosity"] < 1))
+
         try:
-            summary = demo_data_load(
-                customers=customers, on_total=lambda total: setattr(bar, "total", total), progress=bar.update
-            )
+            summary = demo_data_load(customers=customers, on_total=on_total, progress=lambda n: bars[0].update(n))
         finally:
-            bar.close()
+            for bar in bars:
+                bar.close()
         self.stdout.write(
             f"Demo data: {summary.customers} customers, {summary.events_created} new events "
             f"({summary.events_duplicate} already loaded), {summary.sources_created} new data sources, "
