@@ -86,6 +86,8 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 AUTH_USER_MODEL = "cdp.User"
+# Unfold's login form posts no "next": without this a direct /admin/login/ lands on /accounts/profile/ (404).
+LOGIN_REDIRECT_URL = "admin:index"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -179,6 +181,8 @@ UNFOLD = {
     "SITE_HEADER": "CDP Business Explorer",
     "SITE_SYMBOL": "hub",
     "SHOW_HISTORY": True,
+    # Grouped links, each shown only to users whose role may open it (see cdp/admin/navigation.py).
+    "SIDEBAR": {"show_search": False, "navigation": "cdp.admin.navigation.sidebar_navigation"},
 }
 
 LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG else "json")

@@ -1,0 +1,248 @@
+"""Customer events (read-only, a heavy table) and customer entities."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from unfold.admin import ModelAdmin
+from unfold.contrib.filters.admin import RangeDateTimeFilter, RelatedDropdownFilter, TextFilter
+from unfold.decorators import display
+from unfold.paginator import InfinitePaginator
+from unfold.utils import parse_datetime_str
+
+from cdp.admin.base import FeatureAccessMixin
+from cdp.features import Feature
+from cdp.models import CustomerEntity, CustomerEvent, DataSource
+from cdp.selectors import entities_list, events_list
+
+LATEST_EVENTS_ON_ENTITY = 50
+PG_BIGINT_MAX = 2**63 - 1
+
+
+class EventTypeFilter(TextFilter):
+    """Exact event type: a text box, because listing the distinct types would scan the whole table."""
+
+    title = "event type"
+    parameter_name = "type"
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = (self.value() or "").strip()
+        return queryset.filter(type=value) if value else queryset
+
+
+class EventTimeRangeFilter(RangeDateTimeFilter):
+    """Unfold's date-time range, but aware of the time zone, and a date alone bounds the whole day."""
+
+    def _bound(self, request: HttpRequest, side: str) -> datetime | None:
+        date_text = (self.used_parameters.get(f"{self.parameter_name}_{side}_0") or "").strip()
+        time_text = (self.used_parameters.get(f"{self.parameter_name}_{side}_1") or "").strip()
+        if not date_text:
+            return None
+        default_time = "00:00:00" if side == "from" else "23:59:59.999999"
+        parsed = parse_datetime_str(f"{date_text} {time_text or default_time}")
+        if parsed is None:
+            messages.warning(request, f"“{date_text} {time_text}” is not a date and time; that bound was ignored.")
+            return None
+        if side == "to" and time_text and parsed.second == 0 and parsed.microsecond == 0:
+            parsed = parsed.replace(second=59, microsecond=999999)  # "to 11:30" includes 11:30:xx
+        return timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        start, end = self._bound(request, "from"), self._bound(request, "to")
+        if start is not None:
+            queryset = queryset.filter(**{f"{self.field_path}__gte": start})
+        if end is not None:
+            queryset = queryset.filter(**{f"{self.field_path}__lte": end})
+        return queryset
+
+
+class StitchedFilter(admin.SimpleListFilter):
+    title = "stitched to a customer"
+    parameter_name = "stitched"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Stitched"), ("no", "Not stitched yet")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "yes":
+            return queryset.filter(customer_entity__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(customer_entity__isnull=True)
+        return queryset
+
+
+def entity_link(entity_id: str | None) -> str:
+    if not entity_id:
+        return "—"
+    return format_html('<a href="{}">{}</a>', reverse("admin:cdp_customerentity_change", args=[entity_id]), entity_id)
+
+
+def precise_time(value: datetime | None) -> str:
+    """Times to the second with the zone: analysts compare events, "noon" or "2:37 a.m." is not enough."""
+    if value is None:
+        return "—"
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def pretty_json(value: Any) -> str:
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    # Inline style: unfold's compiled stylesheet has no classes for preformatted blocks.
+    return format_html(
+        '<pre style="white-space: pre-wrap; word-break: break-word; font-family: ui-monospace, monospace; '
+        'font-size: 13px; line-height: 1.5; margin: 0;">{}</pre>',
+        text,
+    )
+
+
+@admin.register(CustomerEvent)
+class CustomerEventAdmin(FeatureAccessMixin, ModelAdmin):
+    """Read-only. Built for a table of hundreds of millions of rows: no COUNT(*), no facets, no N+1."""
+
+    view_feature = Feature.CUSTOMERS_VIEW
+
+    list_display = ("event_time_display", "type", "source", "customer_entity_display", "received_display")
+    list_select_related = ("source",)
+    list_filter = (
+        ("source", RelatedDropdownFilter),
+        EventTypeFilter,
+        ("event_time", EventTimeRangeFilter),
+        StitchedFilter,
+    )
+    list_filter_submit = True
+    search_fields = ("idempotency_key",)  # searched by get_search_results, exactly and through indexes
+    search_help_text = "An exact event id, or an exact message id / idempotency key."
+    # Never count the table: "has a next page" paging, and no "N total" next to filtered results.
+    paginator = InfinitePaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    list_per_page = 50
+    # Only orderings an index serves (event_time); sorting by type or source would sort the whole table.
+    sortable_by = ("event_time_display",)
+    fields = (
+        "event_id",
+        "type",
+        "event_time_display",
+        "source",
+        "customer_entity_display",
+        "received_display",
+        "idempotency_key",
+        "payload_display",
+    )
+    readonly_fields = fields
+
+    def has_change_permission(self, request: HttpRequest, obj: CustomerEvent | None = None) -> bool:
+        return False
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CustomerEvent]:
+        return events_list()
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        keys = [term]
+        if term.startswith("h:"):
+            keys.append("m:" + term)  # a client message id that looked like a generated key (see events.py)
+        # The idempotency index is (source_id, idempotency_key); naming every source lets PostgreSQL use it
+        # instead of scanning, and there are only a handful of sources.
+        source_ids = list(DataSource.objects.values_list("id", flat=True))
+        condition = Q(source_id__in=source_ids, idempotency_key__in=keys)
+        if term.isdigit() and int(term) <= PG_BIGINT_MAX:
+            condition |= Q(pk=int(term))
+        return queryset.filter(condition), False
+
+    @display(description="Event id")
+    def event_id(self, obj: CustomerEvent) -> int:
+        return obj.pk
+
+    @display(description="Event time", ordering="event_time")
+    def event_time_display(self, obj: CustomerEvent) -> str:
+        return precise_time(obj.event_time)
+
+    @display(description="Received")
+    def received_display(self, obj: CustomerEvent) -> str:
+        return precise_time(obj.created)
+
+    @display(description="Customer")
+    def customer_entity_display(self, obj: CustomerEvent) -> str:
+        return entity_link(obj.customer_entity_id)
+
+    @display(description="Payload")
+    def payload_display(self, obj: CustomerEvent) -> str:
+        return pretty_json(obj.payload)
+
+
+@admin.register(CustomerEntity)
+class CustomerEntityAdmin(FeatureAccessMixin, ModelAdmin):
+    """Customer profiles. Read-only here: entities are made and changed by stitching."""
+
+    view_feature = Feature.CUSTOMERS_VIEW
+
+    list_display = ("id", "created_display", "modified_display")
+    search_fields = ("id",)
+    search_help_text = "An exact customer entity id (32 hex characters)."
+    paginator = InfinitePaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    list_per_page = 50
+    sortable_by = ("modified_display",)
+    fields = ("customer_id", "created_display", "modified_display", "events_count")
+    readonly_fields = fields
+    change_form_after_template = "cdp/admin/entity_latest_events.html"
+
+    def has_change_permission(self, request: HttpRequest, obj: CustomerEntity | None = None) -> bool:
+        return False
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CustomerEntity]:
+        return entities_list()
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        term = search_term.strip().lower()
+        return (queryset.filter(pk=term) if term else queryset), False
+
+    @display(description="Customer entity id")
+    def customer_id(self, obj: CustomerEntity) -> str:
+        return obj.pk
+
+    @display(description="First seen")
+    def created_display(self, obj: CustomerEntity) -> str:
+        return precise_time(obj.created)
+
+    @display(description="Last changed", ordering="modified")
+    def modified_display(self, obj: CustomerEntity) -> str:
+        return precise_time(obj.modified)
+
+    @display(description="Number of events")
+    def events_count(self, obj: CustomerEntity) -> int:
+        # One entity's events, counted through the (customer_entity, event_time) index: fine on a detail page.
+        return CustomerEvent.objects.filter(customer_entity_id=obj.pk).count()
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        latest = (
+            CustomerEvent.objects.filter(customer_entity_id=object_id)
+            .select_related("source")
+            .order_by("-event_time", "-id")[:LATEST_EVENTS_ON_ENTITY]
+        )
+        extra_context = {
+            **(extra_context or {}),
+            "latest_events": list(latest),
+            "latest_events_limit": LATEST_EVENTS_ON_ENTITY,
+            "all_events_url": reverse("admin:cdp_customerevent_changelist") + f"?customer_entity={object_id}",
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
