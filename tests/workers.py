@@ -58,6 +58,7 @@ class CeleryWorker:
     name: str  # the Celery node name, e.g. "test-worker1-123@myhost"
     process: subprocess.Popen = field(repr=False)
     log_path: Path
+    terminating: bool = False
 
     @property
     def alive(self) -> bool:
@@ -72,10 +73,16 @@ class CeleryWorker:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=WORKER_STOP_TIMEOUT)
 
+    def terminate(self) -> None:
+        """Ask for a warm shutdown (SIGTERM, once: a second signal would make it a cold one); do not wait."""
+        if self.alive and not self.terminating:
+            self.terminating = True
+            self.process.terminate()
+
     def stop(self) -> None:
         """Warm shutdown (SIGTERM: finish the current task), then kill whatever is left."""
         if self.alive:
-            self.process.terminate()
+            self.terminate()
             try:
                 self.process.wait(timeout=WORKER_STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
@@ -173,6 +180,9 @@ class CeleryWorkers:
         return "\n".join(f"----- {w.name} log -----\n{w.log()}" for w in self.workers)
 
     def stop_all(self) -> None:
+        # Signal every worker first so their warm shutdowns (a few seconds each) overlap.
+        for worker in self.workers:
+            worker.terminate()
         for worker in self.workers:
             worker.stop()
 
