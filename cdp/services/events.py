@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import orjson
 from django.conf import settings
@@ -28,8 +29,10 @@ class EventRejected(ValueError):
     """An event that cannot be stored; the message says why, in words an API client can act on."""
 
 
-@dataclass(slots=True, frozen=True)
-class EventRecord:
+class EventRecord(NamedTuple):
+    """A validated event, ready to store. A named tuple: immutable, and several times cheaper to build than a
+    frozen dataclass, which matters at file-load rates (about a million per run)."""
+
     source_id: int
     type: str
     event_time: datetime
@@ -45,15 +48,9 @@ class IngestOutcome:
 
 def event_time_parse(value: object, *, now: datetime | None = None) -> datetime:
     """ISO 8601 string (naive means UTC) or Unix time in seconds or milliseconds, as an aware UTC datetime."""
-    if isinstance(value, bool) or value is None or value == "":
-        raise EventRejected("event_time is required")
-    if isinstance(value, int | float):
-        seconds = value / 1000 if abs(value) > 1e11 else value
-        try:
-            parsed = datetime.fromtimestamp(seconds, tz=UTC)
-        except (OverflowError, OSError, ValueError):
-            raise EventRejected(f"event_time {value!r} is not a valid Unix time") from None
-    elif isinstance(value, str):
+    # An ISO string is by far the most common input, so it is tested first; the order of the other checks
+    # keeps the original meaning (an empty string, None or a bool is "required").
+    if isinstance(value, str) and value != "":
         text = value.strip()
         try:
             parsed = datetime.fromisoformat(text)
@@ -61,9 +58,27 @@ def event_time_parse(value: object, *, now: datetime | None = None) -> datetime:
             if text.lstrip("-").replace(".", "", 1).isdigit():
                 return event_time_parse(float(text), now=now)
             raise EventRejected(f"event_time {value[:60]!r} is not an ISO 8601 date-time") from None
-        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        tzinfo = parsed.tzinfo
+        if tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        elif tzinfo is not UTC:
+            try:
+                parsed = parsed.astimezone(UTC)
+            except OverflowError:
+                raise EventRejected(f"event_time {value[:60]!r} is out of range") from None
+    elif isinstance(value, bool) or value is None or value == "":
+        raise EventRejected("event_time is required")
+    elif isinstance(value, int | float):
+        seconds = value / 1000 if abs(value) > 1e11 else value
+        try:
+            parsed = datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise EventRejected(f"event_time {value!r} is not a valid Unix time") from None
     elif isinstance(value, datetime):
-        parsed = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        try:
+            parsed = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:
+            raise EventRejected(f"event_time {value!r} is out of range") from None
     else:
         raise EventRejected("event_time must be an ISO 8601 string or a Unix time number")
     now = now or datetime.now(UTC)
@@ -72,6 +87,18 @@ def event_time_parse(value: object, *, now: datetime | None = None) -> datetime:
     if parsed > now + FUTURE_TOLERANCE:
         raise EventRejected(f"event_time {parsed.isoformat()} is more than a day in the future")
     return parsed
+
+
+def _is_utf8(text: str) -> bool:
+    """False for lone surrogates (from a JSON "\\ud800" escape or undecodable file bytes): PostgreSQL cannot
+    store them."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def payload_serialize(payload: object) -> str:
@@ -106,6 +133,8 @@ def event_record_build(
         raise EventRejected(f"type is longer than {MAX_TYPE_LENGTH} characters")
     if "\x00" in type:
         raise EventRejected("type contains a NUL character")
+    if not _is_utf8(type):
+        raise EventRejected("type contains characters that are not valid UTF-8")
     when = event_time_parse(event_time, now=now)
     payload_json = payload_serialize(payload)
     if message_id is None or message_id == "":
@@ -117,6 +146,8 @@ def event_record_build(
         key = str(message_id).strip()
         if not key or len(key) > MAX_MESSAGE_ID_LENGTH or "\x00" in key:
             raise EventRejected(f"message_id must be 1 to {MAX_MESSAGE_ID_LENGTH} characters")
+        if not _is_utf8(key):
+            raise EventRejected("message_id contains characters that are not valid UTF-8")
         if key.startswith(HASH_KEY_PREFIX):
             key = "m:" + key  # never collide with a generated key
     return EventRecord(source_id, type, when, payload_json, key)
