@@ -47,7 +47,7 @@ from cdp.services.events import EventRejected, event_record_build, events_ingest
 FORMATS = ("csv", "jsonl")
 EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 GZIP_MAGIC = b"\x1f\x8b"
-DEFAULT_CHUNK_ROWS = 25_000
+DEFAULT_CHUNK_ROWS = 10_000
 DEFAULT_WORKERS = 2
 # A JSON Lines row longer than this is rejected unread: no valid event is this large (payloads are capped at
 # 64 KiB) and reading it whole would break the flat-memory promise.

@@ -1,0 +1,275 @@
+"""Benchmark harness: `make bench` (see bench/README.md).
+
+Runs every figure in FIGURES against the database in DATABASE_URL (created and migrated when missing; default
+postgres://postgres@127.0.0.1:5432/cdp_bench), prints a table and writes bench/results.json:
+
+    {"<figure>": {"value", "unit", "baseline", "ratio", "size"}, ...}
+
+Each figure has a baseline measured in the same run on the same machine, so the ratio means something on a
+noisy or slower machine. BENCH_SCALE=0.1 scales every size. `bench/run.py NAME ...` runs only those figures.
+To add a figure: write `def figure_<name>(bench: Bench) -> Figure` and append it to FIGURES.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cdp_bench")
+os.environ.setdefault("SECRET_KEY", "bench")
+os.environ.setdefault("LOG_FORMAT", "text")
+
+import generate  # noqa: E402  (bench/generate.py)
+
+RESULTS = ROOT / "bench" / "results.json"
+SCALE = float(os.environ.get("BENCH_SCALE", "1"))
+SOURCE_SLUG = "bench"
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    baseline: float
+    ratio: float
+    size: int
+    note: str = ""
+
+
+@dataclass
+class LoadRun:
+    """One `manage.py load_events` subprocess."""
+
+    size: int
+    seconds: float
+    peak_rss_mb: float
+    output: str
+
+
+@dataclass
+class Bench:
+    """Shared helpers and measurements, so figures can reuse an expensive run."""
+
+    scale: float = SCALE
+    memo: dict[str, object] = field(default_factory=dict)
+
+    def size(self, full: int) -> int:
+        return max(1000, int(full * self.scale))
+
+    def events_file(self, events: int) -> Path:
+        key = f"file:{events}"
+        if key not in self.memo:
+            started = time.perf_counter()
+            path = generate.events_file(events)
+            took = time.perf_counter() - started
+            if took > 1:
+                print(f"  generated {path.name} in {took:.0f} s", flush=True)
+            self.memo[key] = path
+        return self.memo[key]
+
+    def source_id(self) -> int:
+        from cdp.models import DataSource
+        from cdp.services.data_sources import data_source_create
+
+        source = DataSource.objects.filter(slug=SOURCE_SLUG).first()
+        if source is None:
+            source, _ = data_source_create(slug=SOURCE_SLUG, name="Benchmark", type="import", with_write_key=False)
+        return source.pk
+
+    def events_truncate(self) -> None:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE customer_events CASCADE")
+            _checkpoint(cursor)
+
+    def load_events(self, events: int) -> LoadRun:
+        """Time `manage.py load_events` on `events` generated events into an empty customer_events table."""
+        key = f"load:{events}"
+        if key in self.memo:
+            return self.memo[key]
+        path = self.events_file(events)
+        self.source_id()
+        self.events_truncate()
+        command = [sys.executable, str(ROOT / "manage.py"), "load_events", str(path)]
+        command += ["--source", SOURCE_SLUG, "--no-progress"]
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would be the maximum over all children so far).
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        output = process.stdout.read().decode(errors="replace").strip()
+        process.stdout.close()
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            raise RuntimeError(f"load_events failed ({process.returncode}):\n{output}")
+        run = LoadRun(events, seconds, usage.ru_maxrss / 1024, output)
+        print(f"  load_events {events:,}: {seconds:.1f} s, peak RSS {run.peak_rss_mb:.0f} MB | {output}", flush=True)
+        self.memo[key] = run
+        return run
+
+    def raw_copy_seconds(self, events: int) -> float:
+        """Seconds to COPY the same rows, pre-rendered as text, into a table with no index or constraint."""
+        from django.db import connection
+
+        rendered = _copy_rows_file(self.events_file(events), self.source_id())
+        connection.ensure_connection()
+        raw = connection.connection
+        with raw.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS bench_raw_copy")
+            cursor.execute(
+                "CREATE TABLE bench_raw_copy (source_id bigint, type varchar(128), event_time timestamptz, "
+                "payload jsonb, idempotency_key varchar(128))"
+            )
+            _checkpoint(cursor)
+        try:
+            started = time.perf_counter()
+            with raw.transaction(), raw.cursor() as cursor, rendered.open("rb") as f:
+                with cursor.copy(
+                    "COPY bench_raw_copy (source_id, type, event_time, payload, idempotency_key) FROM STDIN"
+                ) as copy:
+                    while block := f.read(1 << 20):
+                        copy.write(block)
+            seconds = time.perf_counter() - started
+        finally:
+            with raw.cursor() as cursor:
+                cursor.execute("DROP TABLE IF EXISTS bench_raw_copy")
+        print(f"  raw COPY {events:,}: {seconds:.1f} s", flush=True)
+        return seconds
+
+
+def _checkpoint(cursor) -> None:
+    """Start timed runs from a clean WAL state when allowed (superuser); harmless to skip."""
+    try:
+        cursor.execute("CHECKPOINT")
+    except Exception:  # noqa: BLE001
+        cursor.connection.rollback()
+
+
+def _copy_rows_file(jsonl: Path, source_id: int) -> Path:
+    """The rows load_events stores (through the same event_record_build), rendered for COPY; cached."""
+    import orjson
+
+    from cdp.services.events import event_record_build
+
+    out = jsonl.with_suffix(f".copy-s{source_id}.tsv")
+    if out.exists():
+        return out
+    tmp = out.with_suffix(".tmp")
+    with jsonl.open("rb") as f, tmp.open("w", encoding="utf-8", buffering=1 << 20) as w:
+        for line in f:
+            row = orjson.loads(line)
+            record = event_record_build(
+                source_id=source_id,
+                type=row["type"],
+                event_time=row["event_time"],
+                payload=row.get("payload", {}),
+                message_id=row.get("message_id"),
+            )
+            payload = record.payload_json.replace("\\", "\\\\")
+            w.write(
+                f"{source_id}\t{record.type}\t{record.event_time.isoformat()}\t{payload}\t{record.idempotency_key}\n"
+            )
+    tmp.replace(out)
+    return out
+
+
+# --- figures -------------------------------------------------------------------------------------------------
+
+
+def figure_ingest_events_per_s(bench: Bench) -> Figure:
+    """load_events on 1M events, end to end (process start to exit), vs raw COPY of the same rows."""
+    size = bench.size(1_000_000)
+    baseline = size / bench.raw_copy_seconds(size)
+    value = size / bench.load_events(size).seconds
+    return Figure("ingest_events_per_s", value, "events/s", baseline, value / baseline, size, "baseline: raw COPY")
+
+
+def figure_ingest_peak_rss_mb(bench: Bench) -> Figure:
+    """Peak RSS of load_events on 1M events vs on a tenth of them: a ratio near 1 means memory is flat."""
+    size = bench.size(1_000_000)
+    value = bench.load_events(size).peak_rss_mb
+    baseline = bench.load_events(max(1000, size // 10)).peak_rss_mb
+    return Figure("ingest_peak_rss_mb", value, "MB", baseline, value / baseline, size, "baseline: size / 10")
+
+
+FIGURES: list[Callable[[Bench], Figure]] = [figure_ingest_events_per_s, figure_ingest_peak_rss_mb]
+
+
+# --- running -------------------------------------------------------------------------------------------------
+
+
+def database_prepare() -> None:
+    """Create the benchmark database when missing, then migrate it."""
+    import dj_database_url
+    import psycopg
+
+    config = dj_database_url.parse(os.environ["DATABASE_URL"])
+    name = config["NAME"]
+    params = {
+        "host": config["HOST"] or "127.0.0.1",
+        "port": config["PORT"] or 5432,
+        "user": config["USER"] or None,
+        "password": config["PASSWORD"] or None,
+    }
+    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+            print(f"created database {name}")
+
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+def table(figures: list[Figure]) -> str:
+    header = ("figure", "value", "unit", "baseline", "ratio", "size")
+    rows = [(f.name, f"{f.value:,.1f}", f.unit, f"{f.baseline:,.1f}", f"{f.ratio:.3f}", f"{f.size:,}") for f in figures]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    wanted = set(argv)
+    known = {f.__name__.removeprefix("figure_") for f in FIGURES}
+    if wanted - known:
+        print(f"unknown figure(s): {', '.join(sorted(wanted - known))}; known: {', '.join(sorted(known))}")
+        return 2
+    database_prepare()
+    bench = Bench()
+    print(f"BENCH_SCALE={bench.scale} database={os.environ['DATABASE_URL'].rsplit('/', 1)[-1]}", flush=True)
+    figures = []
+    for function in FIGURES:
+        if wanted and function.__name__.removeprefix("figure_") not in wanted:
+            continue
+        print(f"{function.__name__.removeprefix('figure_')}: {function.__doc__.splitlines()[0]}", flush=True)
+        figures.append(function(bench))
+    print()
+    print(table(figures))
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() and wanted else {}
+    for figure in figures:
+        data = asdict(figure)
+        data.pop("name")
+        results[figure.name] = data
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
