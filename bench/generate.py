@@ -102,7 +102,8 @@ def people_generate(count: int, rng: random.Random) -> list[Person]:
 
 def event_rows(events: int, people: int, seed: int):
     """Yield `events` rows as dicts in the load_events format. Deterministic for (events, people, seed)."""
-    rng = random.Random(seed)
+    # Seeded by all three, so files of different sizes are different data sets, not prefixes of each other.
+    rng = random.Random(f"{seed}:{events}:{people}")
     cast = people_generate(people, rng)
     types = [t for t, _ in EVENT_MIX]
     weights = [w for _, w in EVENT_MIX]

@@ -9,7 +9,7 @@ Contract:
   own, so a huge file makes progress and a re-run (after a crash or on purpose) stores nothing twice.
 - A bad row never stops the load: it is reported with its line number and the reason, and the good rows load.
 
-Row formats (see README "Loading events from files"):
+Row formats (also in `manage.py load_events --help`):
 - JSON Lines: one object per line, `{"type", "event_time", "payload"?, "message_id"?}`. `messageId` is accepted
   for `message_id` (the Segment spelling, as the bulk API accepts it); a missing payload is `{}`; any other key
   rejects the row, so a typo such as `event_type` is reported rather than silently dropped.

@@ -20,6 +20,19 @@ from cdp.services.event_files import (
     event_file_load,
 )
 
+FORMATS_HELP = """\
+file formats:
+  JSON Lines  one object per line: {"type": "...", "event_time": "...", "payload": {...}, "message_id": "..."}
+              payload defaults to {}; messageId is accepted for message_id; other keys reject the line.
+  CSV         a header row with type and event_time, optionally message_id and payload (a JSON object in
+              the cell); every other column becomes a payload key with the cell as a string (empty cells
+              are left out). A column that is also a key of the payload cell rejects the row.
+  event_time  ISO 8601 (naive means UTC) or Unix seconds / milliseconds.
+  Without message_id the idempotency key is a hash of type, time and payload, as in the API.
+  gzip is recognised by its first bytes; the format comes from the extension (.csv, .jsonl, .ndjson, .json,
+  each optionally .gz) or --format.
+"""
+
 
 class Command(BaseCommand):
     help = (
@@ -27,6 +40,14 @@ class Command(BaseCommand):
         "Idempotent: re-running the same file stores nothing twice. Bad rows are reported with their line "
         "number and reason while the good rows load; the exit code is 1 when any row was rejected."
     )
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        from argparse import RawDescriptionHelpFormatter
+
+        kwargs.setdefault("epilog", FORMATS_HELP)
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.formatter_class = RawDescriptionHelpFormatter
+        return parser
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="Path of a .csv, .jsonl, .ndjson or .json file, optionally .gz.")
