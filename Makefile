@@ -4,15 +4,15 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-REQ_STAMP := $(VENV)/.installed-$(shell cat requirements*.txt 2>/dev/null | sha1sum | cut -c1-12)
+REQ_STAMP := $(VENV)/.installed-$(shell cat requirements*.txt constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: demo test bench lint install services browser clean-data
 
-$(REQ_STAMP): requirements.txt requirements-dev.txt requirements-demo.txt
+$(REQ_STAMP): requirements.txt requirements-dev.txt requirements-demo.txt constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "error: cannot create a virtualenv with $(PYTHON)"; exit 1; }
-	$(PIP) install -q -r requirements-dev.txt -r requirements-demo.txt
+	$(PIP) install -q -r requirements-dev.txt -r requirements-demo.txt -c constraints.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
 install: $(REQ_STAMP)
