@@ -4,6 +4,7 @@ import uuid
 
 from django.contrib.auth.models import AbstractUser
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models.functions import Now
 
@@ -101,15 +102,71 @@ class CustomerEntity(models.Model):
     id = models.CharField(primary_key=True, max_length=32, default=new_entity_id, editable=False)
     created = models.DateTimeField(db_default=Now())
     modified = models.DateTimeField(db_default=Now())
+    # Computed attribute values, {"<attribute id>": [values...]}: one row per customer keeps a segment count one
+    # pass over one table, and the GIN index answers equality / membership conditions.
+    attributes = models.JSONField(default=dict, blank=True)
+    # The recomputation queue: stitching marks the entities it touched; the attribute task clears the flag.
+    attributes_stale = models.BooleanField(default=True, db_default=True)
 
     class Meta:
         db_table = "customer_entities"
         ordering = ["-modified"]
         verbose_name_plural = "customer entities"
-        indexes = [models.Index(fields=["-modified"], name="customer_entities_modified")]
+        indexes = [
+            models.Index(fields=["-modified"], name="customer_entities_modified"),
+            GinIndex(fields=["attributes"], name="customer_entities_attributes", opclasses=["jsonb_path_ops"]),
+            models.Index(fields=["id"], name="customer_entities_stale", condition=models.Q(attributes_stale=True)),
+        ]
 
     def __str__(self) -> str:
         return self.id
+
+
+class Attribute(models.Model):
+    """A computed customer attribute: a typed, named property with a declared computation over the customer's
+    events. Values are lists (a customer can have several emails)."""
+
+    class DataType(models.TextChoices):
+        STRING = "string", "Text"
+        INT = "int", "Whole number"
+        FLOAT = "float", "Decimal number"
+        BOOL = "bool", "Yes / no"
+        DATE = "date", "Date"
+        DATETIME = "datetime", "Date and time"
+
+    class Computation(models.TextChoices):
+        IDENTIFIER_VALUES = "identifier_values", "Identifier values of a stitching category"
+        FIRST_VALUE = "first_value", "First value of a payload path"
+        LAST_VALUE = "last_value", "Last value of a payload path"
+        UNIQUE_VALUES = "unique_values", "All unique values of a payload path"
+        COUNT = "count", "Number of events"
+        SUM = "sum", "Sum of a payload path"
+        MIN = "min", "Minimum of a payload path"
+        MAX = "max", "Maximum of a payload path"
+        AVERAGE = "average", "Average of a payload path"
+        FIRST_EVENT_TIME = "first_event_time", "Time of the first event"
+        LAST_EVENT_TIME = "last_event_time", "Time of the last event"
+
+    id = models.SlugField(primary_key=True, max_length=64, help_text="e.g. ps_email_address, total_order_value")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    data_type = models.CharField(max_length=10, choices=DataType.choices, default=DataType.STRING)
+    unit = models.CharField(max_length=20, blank=True, help_text="e.g. EUR, days")
+    computation = models.CharField(max_length=20, choices=Computation.choices)
+    category = models.CharField(max_length=64, blank=True, help_text="Stitching category id, for identifier values.")
+    sources = models.ManyToManyField(DataSource, blank=True, help_text="Only events of these sources (empty: all).")
+    event_types = ArrayField(
+        models.CharField(max_length=128), default=list, blank=True, help_text="Only events of these types (empty: all)."
+    )
+    path = models.CharField(max_length=255, blank=True, help_text="Dotted payload path, e.g. properties.revenue")
+    created = models.DateTimeField(auto_now_add=True)
+    modified = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class CustomerEvent(models.Model):

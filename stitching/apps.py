@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class StitchingConfig(AppConfig):
+    name = "stitching"
+    verbose_name = "Identity stitching"

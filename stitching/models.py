@@ -1,0 +1,174 @@
+"""Identity stitching: categories of identifiers, rules that extract them from events, the identifier graph
+(which event brought which identifier), protections (blocked values, limits, hub review) and the history of
+merges and splits."""
+
+from django.conf import settings
+from django.db import models
+
+from cdp.models import CustomerEntity, CustomerEvent, DataSource
+
+
+class StitchingCategory(models.Model):
+    """A kind of identifier (email, phone, cookie, user id, CRM id ...)."""
+
+    class Normalizer(models.TextChoices):
+        EMAIL = "email", "Email: trim and lower-case"
+        PHONE = "phone", "Phone: E.164 (+420123456789)"
+        TRIM = "trim", "Trim whitespace"
+        LOWER = "lower", "Trim and lower-case"
+
+    id = models.SlugField(primary_key=True, max_length=64, help_text="e.g. email, phone, cookie, user_id")
+    name = models.CharField(max_length=200)
+    normalizer = models.CharField(max_length=10, choices=Normalizer.choices, default=Normalizer.TRIM)
+    max_per_entity = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most this many values per customer (empty = no limit)."
+    )
+    priority = models.IntegerField(
+        default=0, help_text="Higher is more trusted: when a limit forces a choice, lower-priority links are refused."
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    modified = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-priority", "id"]
+        verbose_name_plural = "stitching categories"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StitchingRule(models.Model):
+    """For events of one source and type ('*' = any type), where a category's value sits in the payload."""
+
+    ANY_TYPE = "*"
+
+    source = models.ForeignKey(DataSource, on_delete=models.CASCADE, related_name="stitching_rules")
+    event_type = models.CharField(max_length=128, default=ANY_TYPE, help_text="Event type, or * for every type.")
+    category = models.ForeignKey(StitchingCategory, on_delete=models.PROTECT, related_name="rules")
+    path = models.CharField(max_length=255, help_text="Dotted payload path, e.g. traits.email or context.traits.email")
+    priority = models.IntegerField(default=0, help_text="Higher wins among one event's values of a category.")
+    created = models.DateTimeField(auto_now_add=True)
+    modified = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["source", "event_type", "-priority", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "event_type", "category", "path"], name="stitching_rule_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source.slug}/{self.event_type}: {self.path} → {self.category_id}"
+
+
+class BlockedValue(models.Model):
+    """A normalised identifier value that never links events (junk such as 'null' or a shared test address)."""
+
+    category = models.ForeignKey(
+        StitchingCategory, null=True, blank=True, on_delete=models.CASCADE, help_text="Empty: every category."
+    )
+    value = models.CharField(max_length=400)
+    reason = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            models.UniqueConstraint(fields=["category", "value"], name="blocked_value_unique", nulls_distinct=False)
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category_id or '*'}: {self.value}"
+
+
+class Identifier(models.Model):
+    """One normalised identifier value of a category, and the customer entity it currently belongs to."""
+
+    id = models.BigAutoField(primary_key=True)
+    category = models.ForeignKey(StitchingCategory, on_delete=models.CASCADE, db_index=False)
+    value = models.CharField(max_length=400)
+    customer_entity = models.ForeignKey(
+        CustomerEntity, null=True, blank=True, on_delete=models.SET_NULL, related_name="identifiers"
+    )
+    first_seen = models.DateTimeField(null=True, blank=True, help_text="Time of the first event that carried it.")
+
+    class Meta:
+        db_table = "stitching_identifiers"
+        constraints = [models.UniqueConstraint(fields=["category", "value"], name="stitching_identifier_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.category_id}:{self.value}"
+
+
+class EventIdentifier(models.Model):
+    """An identifier an event carried (the edges of the identity graph), and whether it was allowed to link."""
+
+    class Status(models.TextChoices):
+        LINKED = "linked", "Linked"
+        BLOCKED = "blocked", "Refused: blocked value"
+        LIMIT = "limit", "Refused: per-customer limit"
+        HELD = "held", "Held for review: would join too many customers"
+
+    id = models.BigAutoField(primary_key=True)
+    event = models.ForeignKey(CustomerEvent, on_delete=models.CASCADE, db_index=False, related_name="+")
+    identifier = models.ForeignKey(Identifier, on_delete=models.CASCADE, related_name="event_links")
+    rule = models.ForeignKey(StitchingRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.LINKED)
+    reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        db_table = "stitching_event_identifiers"
+        constraints = [
+            models.UniqueConstraint(fields=["event", "identifier"], name="stitching_event_identifier_unique")
+        ]
+        indexes = [
+            models.Index(fields=["status"], name="stitching_refused", condition=~models.Q(status="linked")),
+        ]
+
+    def __str__(self) -> str:
+        return f"event {self.event_id} → identifier {self.identifier_id} ({self.status})"
+
+
+class EntityChange(models.Model):
+    """History of customer entities: merges, splits and erasures (when, which event, which identifier)."""
+
+    class Kind(models.TextChoices):
+        MERGE = "merge", "Merged"
+        SPLIT = "split", "Split"
+        ERASE = "erase", "Erased (GDPR)"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    customer_entity_id = models.CharField(max_length=32, db_index=True, help_text="The surviving / affected entity.")
+    other_entity_ids = models.JSONField(default=list, help_text="Entities merged into it, or split off from it.")
+    event = models.ForeignKey(CustomerEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    identifier = models.ForeignKey(Identifier, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    detail = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.customer_entity_id}"
+
+
+class HubReview(models.Model):
+    """An identifier that would suddenly join many customers: held until an administrator decides."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved: link"
+        BLOCKED = "blocked", "Blocked the value"
+
+    identifier = models.OneToOneField(Identifier, on_delete=models.CASCADE, related_name="hub_review")
+    entity_count = models.PositiveIntegerField(help_text="How many customers it would have joined.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    decided = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"review of identifier {self.identifier_id} ({self.status})"
