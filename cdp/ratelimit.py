@@ -2,7 +2,7 @@
 
 Counters live in the Django cache, which is Redis in production (`REDIS_URL`), so every web process and host
 shares them. The limit is the global setting `public_rate_limit_per_minute` (0 = unlimited), read at most every
-`SETTING_CACHE_SECONDS` per process so a request does not cost a database query. Each scope (one public API,
+a few seconds per process so a request does not cost a database query. Each scope (one public API,
 e.g. "segment" for all of /v1/*) has its own counter per IP and minute.
 
 Use it as a decorator on a view::
@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
-import threading
 import time
 from collections.abc import Callable
 
@@ -32,33 +31,20 @@ from cdp.api.errors import error_body
 logger = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60
-SETTING_CACHE_SECONDS = 10.0
 SETTING_KEY = "public_rate_limit_per_minute"
-
-_setting_lock = threading.Lock()
-_setting_cached: tuple[float, int] | None = None  # (monotonic expiry, limit)
-
 
 def rate_limit_per_minute() -> int:
     """The configured limit (0 = unlimited), cached per process for a few seconds."""
-    global _setting_cached
-    cached = _setting_cached
-    now = time.monotonic()
-    if cached is not None and cached[0] > now:
-        return cached[1]
-    from cdp.services.global_settings import global_setting_get
+    from cdp.services.global_settings import global_setting_cached
 
-    limit = int(global_setting_get(SETTING_KEY) or 0)
-    with _setting_lock:
-        _setting_cached = (now + SETTING_CACHE_SECONDS, limit)
-    return limit
+    return int(global_setting_cached(SETTING_KEY) or 0)
 
 
 def rate_limit_setting_forget() -> None:
-    """Drop the per-process copy of the limit so the next request reads the setting (tests, admin changes)."""
-    global _setting_cached
-    with _setting_lock:
-        _setting_cached = None
+    """Drop the per-process copy of the settings so the next request reads them (tests, admin changes)."""
+    from cdp.services.global_settings import global_settings_cache_clear
+
+    global_settings_cache_clear()
 
 
 def client_ip(request: HttpRequest) -> str:
