@@ -5,6 +5,7 @@ from django.db import models
 
 class Feature(models.TextChoices):
     CUSTOMERS_VIEW = "customers_view", "View customer profiles and events"
+    CUSTOMERS_ERASE = "customers_erase", "Erase customers (GDPR): their events, identifiers and attribute values"
     EVENTS_CREATE = "events_create", "Send customer events through the API"
     DATA_SOURCES_VIEW = "data_sources_view", "View data sources"
     DATA_SOURCES_EDIT = "data_sources_edit", "Create and edit data sources, rotate write keys"

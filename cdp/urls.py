@@ -10,6 +10,7 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/", include("stitching.api.urls")),
     path("api/", include("cdp.api.urls")),
     path("v1/", include("cdp.segment_api.urls")),
     path("admin/", admin.site.urls),

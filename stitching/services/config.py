@@ -1,0 +1,384 @@
+"""Stitching configuration: categories, rules, blocked values and hub review decisions.
+
+Every change that alters which events link is followed, after the transaction commits, by a re-stitch of the
+components it can affect (`stitching.services.engine`), so that blocking a value or changing a rule splits what
+that link had joined and joins what it had kept apart. The engine is imported lazily: it imports our models.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from cdp.models import CustomerEvent, DataSource, User
+from stitching.models import (
+    BlockedValue,
+    EventIdentifier,
+    HubReview,
+    Identifier,
+    StitchingCategory,
+    StitchingRule,
+)
+
+MAX_VALUE_LENGTH = 400
+MAX_PATH_LENGTH = 255
+MAX_PATH_SEGMENTS = 16
+MAX_EVENT_TYPE_LENGTH = 128
+# A dotted payload path: segments of letters, digits, `_`, `-`, `$`, `@`, `:` (no spaces, no empty segments).
+PATH_RE = re.compile(r"^[A-Za-z0-9_\-$@:]+(\.[A-Za-z0-9_\-$@:]+)*$")
+CATEGORY_ID_RE = re.compile(r"^[a-z0-9_\-]+$")
+CATEGORY_FIELDS = ("name", "normalizer", "max_per_entity", "priority")
+RULE_FIELDS = ("source", "event_type", "category", "path", "priority")
+
+
+# --- validation -------------------------------------------------------------------------------------------------
+
+
+def path_validate(path: Any) -> str:
+    """A dotted payload path such as `traits.email`; raises ValidationError naming what is wrong."""
+    if not isinstance(path, str) or not path.strip():
+        raise ValidationError({"path": "A payload path is required, e.g. traits.email."})
+    path = path.strip()
+    if len(path) > MAX_PATH_LENGTH:
+        raise ValidationError({"path": f"The path is longer than {MAX_PATH_LENGTH} characters."})
+    if not PATH_RE.match(path):
+        raise ValidationError(
+            {
+                "path": f"{path[:80]!r} is not a dotted payload path: use names separated by dots, e.g. "
+                "traits.email or context.traits.email (letters, digits, _ - $ @ :, no spaces or empty parts)."
+            }
+        )
+    if path.count(".") + 1 > MAX_PATH_SEGMENTS:
+        raise ValidationError({"path": f"The path has more than {MAX_PATH_SEGMENTS} parts."})
+    return path
+
+
+def event_type_validate(event_type: Any) -> str:
+    if event_type is None or event_type == "":
+        return StitchingRule.ANY_TYPE
+    if not isinstance(event_type, str) or not event_type.strip():
+        raise ValidationError({"event_type": "The event type must be a non-empty string, or * for every type."})
+    event_type = event_type.strip()
+    if len(event_type) > MAX_EVENT_TYPE_LENGTH:
+        raise ValidationError({"event_type": f"The event type is longer than {MAX_EVENT_TYPE_LENGTH} characters."})
+    if "\x00" in event_type:
+        raise ValidationError({"event_type": "The event type contains a NUL character."})
+    return event_type
+
+
+def _normalizer_validate(normalizer: Any) -> str:
+    if normalizer not in StitchingCategory.Normalizer.values:
+        known = ", ".join(StitchingCategory.Normalizer.values)
+        raise ValidationError({"normalizer": f"Unknown normaliser {str(normalizer)[:40]!r}; use one of: {known}."})
+    return normalizer
+
+
+def _limit_validate(max_per_entity: Any) -> int | None:
+    if max_per_entity is None or max_per_entity == "":
+        return None
+    if isinstance(max_per_entity, bool) or not isinstance(max_per_entity, int) or max_per_entity < 1:
+        raise ValidationError({"max_per_entity": "The limit must be a whole number of at least 1, or empty (none)."})
+    return max_per_entity
+
+
+def _priority_validate(priority: Any) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > 1_000_000:
+        raise ValidationError({"priority": "The priority must be a whole number between -1000000 and 1000000."})
+    return priority
+
+
+def _name_validate(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError({"name": "A name is required."})
+    if len(name.strip()) > 200:
+        raise ValidationError({"name": "The name is longer than 200 characters."})
+    return name.strip()
+
+
+def value_normalize(*, category: StitchingCategory | None, value: Any) -> str:
+    """The value as the engine stores it for `category` (its normaliser); all categories: trimmed.
+
+    Raises ValidationError when the value is empty or cannot be normalised (e.g. not a phone number)."""
+    from stitching.normalizers import normalize
+
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ValidationError({"value": "The value must be a string."})
+    raw = str(value)
+    if "\x00" in raw:
+        raise ValidationError({"value": "The value contains a NUL character."})
+    if category is None:
+        normalised = raw.strip() or None
+    else:
+        normalised = normalize(category.normalizer, raw)
+    if not normalised:
+        kind = f"a valid {category.name} value" if category else "a value"
+        raise ValidationError({"value": f"{raw[:80]!r} is not {kind}."})
+    if len(normalised) > MAX_VALUE_LENGTH:
+        raise ValidationError({"value": f"The value is longer than {MAX_VALUE_LENGTH} characters."})
+    return normalised
+
+
+# --- re-stitching after commit ---------------------------------------------------------------------------------
+
+
+def _restitch_on_commit(*, identifier_ids: Iterable[int] = (), entity_ids: Iterable[str] = ()) -> None:
+    identifier_ids, entity_ids = sorted(set(identifier_ids)), sorted(set(entity_ids))
+    if not identifier_ids and not entity_ids:
+        return
+
+    def run() -> None:
+        from stitching.services.engine import component_restitch
+
+        component_restitch(identifier_ids=identifier_ids, entity_ids=entity_ids)
+
+    transaction.on_commit(run)
+
+
+def _rule_affected_entity_ids(*, source_id: int, event_type: str) -> list[str]:
+    """Entities holding events a rule applies to: their components may split or join when the rule changes."""
+    events = CustomerEvent.objects.filter(source_id=source_id, customer_entity__isnull=False)
+    if event_type != StitchingRule.ANY_TYPE:
+        events = events.filter(type=event_type)
+    return list(events.values_list("customer_entity_id", flat=True).distinct())
+
+
+def _matching_identifier_ids(*, category: StitchingCategory | None, value: str) -> list[int]:
+    identifiers = Identifier.objects.filter(value=value)
+    if category is not None:
+        identifiers = identifiers.filter(category=category)
+    return list(identifiers.values_list("id", flat=True))
+
+
+# --- categories -------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def category_create(
+    *, id: str, name: str, normalizer: str = "trim", max_per_entity: int | None = None, priority: int = 0
+) -> StitchingCategory:
+    if not isinstance(id, str) or not CATEGORY_ID_RE.match(id) or len(id) > 64:
+        raise ValidationError({"id": "The id must be 1-64 lower-case letters, digits, _ or -, e.g. email or user_id."})
+    if StitchingCategory.objects.filter(pk=id).exists():
+        raise ValidationError({"id": f"A stitching category {id!r} already exists."})
+    return StitchingCategory.objects.create(
+        id=id,
+        name=_name_validate(name),
+        normalizer=_normalizer_validate(normalizer),
+        max_per_entity=_limit_validate(max_per_entity),
+        priority=_priority_validate(priority),
+    )
+
+
+@transaction.atomic
+def category_update(*, category: StitchingCategory, **fields: Any) -> StitchingCategory:
+    """Change name, normaliser, limit or priority. A new limit or priority re-stitches the customers it can
+    change: those over the new limit, and those with links refused by a limit (which may now be allowed)."""
+    unknown = set(fields) - set(CATEGORY_FIELDS)
+    if unknown:
+        raise ValidationError({sorted(unknown)[0]: "This field cannot be changed."})
+    category = StitchingCategory.objects.select_for_update().get(pk=category.pk)
+    if "name" in fields:
+        category.name = _name_validate(fields["name"])
+    if "normalizer" in fields and fields["normalizer"] != category.normalizer:
+        _normalizer_validate(fields["normalizer"])
+        # Stored identifiers hold normalised values: another normaliser would need every event re-read.
+        if Identifier.objects.filter(category=category).exists():
+            raise ValidationError(
+                {
+                    "normalizer": "The category already has identifiers normalised the current way; create a new "
+                    "category (and rules) instead, or delete this one's rules and run `manage.py restitch`."
+                }
+            )
+        category.normalizer = fields["normalizer"]
+    old_limit, old_priority = category.max_per_entity, category.priority
+    if "max_per_entity" in fields:
+        category.max_per_entity = _limit_validate(fields["max_per_entity"])
+    if "priority" in fields:
+        category.priority = _priority_validate(fields["priority"])
+    category.save()
+
+    identifier_ids: list[int] = []
+    entity_ids: list[str] = []
+    if category.priority != old_priority:
+        # Priorities decide which identifier a limit drops, across categories.
+        refused = EventIdentifier.objects.filter(status=EventIdentifier.Status.LIMIT)
+        identifier_ids += refused.values_list("identifier_id", flat=True).distinct()
+    if category.max_per_entity != old_limit:
+        refused = EventIdentifier.objects.filter(status=EventIdentifier.Status.LIMIT, identifier__category=category)
+        identifier_ids += refused.values_list("identifier_id", flat=True).distinct()
+        if category.max_per_entity is not None:
+            over = (
+                Identifier.objects.filter(category=category, customer_entity__isnull=False)
+                .values("customer_entity_id")
+                .annotate(n=Count("id"))
+                .filter(n__gt=category.max_per_entity)
+            )
+            entity_ids += [row["customer_entity_id"] for row in over]
+    _restitch_on_commit(identifier_ids=identifier_ids, entity_ids=entity_ids)
+    return category
+
+
+@transaction.atomic
+def category_delete(*, category: StitchingCategory) -> None:
+    """Delete a category with no rules; its identifiers go, and the customers they joined are re-stitched."""
+    if StitchingRule.objects.filter(category=category).exists():
+        raise ValidationError({"id": "The category is used by stitching rules; delete or change them first."})
+    entity_ids = list(
+        Identifier.objects.filter(category=category, customer_entity__isnull=False)
+        .values_list("customer_entity_id", flat=True)
+        .distinct()
+    )
+    category.delete()
+    _restitch_on_commit(entity_ids=entity_ids)
+
+
+# --- rules ------------------------------------------------------------------------------------------------------
+
+
+def _rule_fields_validate(fields: dict[str, Any]) -> dict[str, Any]:
+    clean: dict[str, Any] = {}
+    if "source" in fields:
+        if not isinstance(fields["source"], DataSource):
+            raise ValidationError({"source": "A data source is required."})
+        clean["source"] = fields["source"]
+    if "category" in fields:
+        if not isinstance(fields["category"], StitchingCategory):
+            raise ValidationError({"category": "A stitching category is required."})
+        clean["category"] = fields["category"]
+    if "event_type" in fields:
+        clean["event_type"] = event_type_validate(fields["event_type"])
+    if "path" in fields:
+        clean["path"] = path_validate(fields["path"])
+    if "priority" in fields:
+        clean["priority"] = _priority_validate(fields["priority"])
+    return clean
+
+
+def _rule_unique_check(rule: StitchingRule) -> None:
+    duplicate = StitchingRule.objects.filter(
+        source=rule.source, event_type=rule.event_type, category=rule.category, path=rule.path
+    )
+    if rule.pk:
+        duplicate = duplicate.exclude(pk=rule.pk)
+    if duplicate.exists():
+        where = f"{rule.source.slug}/{rule.event_type}"
+        raise ValidationError({"path": f"A rule for {where} already reads {rule.path} into {rule.category_id}."})
+
+
+@transaction.atomic
+def rule_create(
+    *,
+    source: DataSource,
+    category: StitchingCategory,
+    path: str,
+    event_type: str = StitchingRule.ANY_TYPE,
+    priority: int = 0,
+) -> StitchingRule:
+    """A new rule; the customers holding events it applies to are re-stitched after commit."""
+    clean = _rule_fields_validate(
+        {"source": source, "category": category, "path": path, "event_type": event_type, "priority": priority}
+    )
+    rule = StitchingRule(**clean)
+    _rule_unique_check(rule)
+    rule.save()
+    _restitch_on_commit(entity_ids=_rule_affected_entity_ids(source_id=rule.source_id, event_type=rule.event_type))
+    return rule
+
+
+@transaction.atomic
+def rule_update(*, rule: StitchingRule, **fields: Any) -> StitchingRule:
+    unknown = set(fields) - set(RULE_FIELDS)
+    if unknown:
+        raise ValidationError({sorted(unknown)[0]: "This field cannot be changed."})
+    clean = _rule_fields_validate(fields)
+    rule = StitchingRule.objects.select_for_update().select_related("source").get(pk=rule.pk)
+    before = (rule.source_id, rule.event_type)
+    for name, value in clean.items():
+        setattr(rule, name, value)
+    _rule_unique_check(rule)
+    rule.save()
+    entity_ids = _rule_affected_entity_ids(source_id=before[0], event_type=before[1])
+    if (rule.source_id, rule.event_type) != before:
+        entity_ids += _rule_affected_entity_ids(source_id=rule.source_id, event_type=rule.event_type)
+    _restitch_on_commit(entity_ids=entity_ids)
+    return rule
+
+
+@transaction.atomic
+def rule_delete(*, rule: StitchingRule) -> None:
+    entity_ids = _rule_affected_entity_ids(source_id=rule.source_id, event_type=rule.event_type)
+    rule.delete()
+    _restitch_on_commit(entity_ids=entity_ids)
+
+
+# --- blocked values ---------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def blocked_value_add(
+    *, category: StitchingCategory | None, value: str, reason: str = "", user: User | None = None
+) -> BlockedValue:
+    """Block a value (normalised like the category's identifiers) from linking events. Customers it had joined
+    are re-stitched after commit, which splits them where it was the only link."""
+    normalised = value_normalize(category=category, value=value)
+    reason = (reason or "").strip()
+    if len(reason) > 300:
+        raise ValidationError({"reason": "The reason is longer than 300 characters."})
+    if BlockedValue.objects.filter(category=category, value=normalised).exists():
+        scope = category.pk if category else "every category"
+        raise ValidationError({"value": f"{normalised!r} is already blocked for {scope}."})
+    blocked = BlockedValue.objects.create(
+        category=category, value=normalised, reason=reason, created_by=user if user and user.pk else None
+    )
+    _restitch_on_commit(identifier_ids=_matching_identifier_ids(category=category, value=normalised))
+    return blocked
+
+
+@transaction.atomic
+def blocked_value_remove(*, blocked_value: BlockedValue, user: User | None = None) -> None:
+    """Unblock: events carrying the value may link again (re-stitched after commit)."""
+    identifier_ids = _matching_identifier_ids(category=blocked_value.category, value=blocked_value.value)
+    blocked_value.delete()
+    _restitch_on_commit(identifier_ids=identifier_ids)
+
+
+# --- hub reviews ------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def hub_review_decide(*, review: HubReview, approve: bool, user: User | None = None) -> HubReview:
+    """Approve (the held identifier may link the customers it joins) or block its value. Either way the
+    component is re-stitched after commit."""
+    review = HubReview.objects.select_for_update().select_related("identifier").get(pk=review.pk)
+    if review.status != HubReview.Status.PENDING:
+        raise ValidationError({"status": f"The review was already decided ({review.get_status_display()})."})
+    identifier = review.identifier
+    review.status = HubReview.Status.APPROVED if approve else HubReview.Status.BLOCKED
+    review.decided_by = user if user and user.pk else None
+    review.decided = timezone.now()
+    review.save(update_fields=["status", "decided_by", "decided"])
+    if not approve:
+        BlockedValue.objects.get_or_create(
+            category_id=identifier.category_id,
+            value=identifier.value,
+            defaults={
+                "reason": f"Hub review: would have joined {review.entity_count} customers",
+                "created_by": review.decided_by,
+            },
+        )
+    entity_ids = (
+        CustomerEvent.objects.filter(
+            Q(pk__in=EventIdentifier.objects.filter(identifier=identifier).values("event_id")),
+            customer_entity__isnull=False,
+        )
+        .values_list("customer_entity_id", flat=True)
+        .distinct()
+    )
+    _restitch_on_commit(identifier_ids=[identifier.pk], entity_ids=list(entity_ids))
+    return review

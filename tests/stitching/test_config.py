@@ -1,0 +1,173 @@
+"""Stitching configuration services: validation with messages that name the problem, normalised blocked values,
+hub review decisions, and the re-stitch after commit that makes a block or a rule change take effect."""
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from cdp.models import CustomerEvent
+from cdp.services.events import event_record_build, events_ingest
+from stitching.models import BlockedValue, HubReview, StitchingCategory, StitchingRule
+from stitching.services import config
+from tests.stitching.graph_builder import GraphBuilder
+
+pytestmark = pytest.mark.django_db
+
+
+def error_fields(exc: pytest.ExceptionInfo) -> dict:
+    return exc.value.message_dict
+
+
+def test_category_create_validates_id_normalizer_and_limit():
+    with pytest.raises(ValidationError) as exc:
+        config.category_create(id="E-mail!", name="Email", normalizer="email")
+    assert "id" in error_fields(exc)
+    with pytest.raises(ValidationError) as exc:
+        config.category_create(id="email", name="Email", normalizer="soundex")
+    assert "soundex" in error_fields(exc)["normalizer"][0]
+    with pytest.raises(ValidationError) as exc:
+        config.category_create(id="email", name="Email", normalizer="email", max_per_entity=0)
+    assert "max_per_entity" in error_fields(exc)
+
+    email = config.category_create(id="email", name="Email", normalizer="email", max_per_entity=5, priority=20)
+    assert (email.normalizer, email.max_per_entity, email.priority) == ("email", 5, 20)
+    with pytest.raises(ValidationError, match="already exists"):
+        config.category_create(id="email", name="Email again", normalizer="email")
+
+
+def test_category_normalizer_cannot_change_once_identifiers_exist(web_source):
+    graph = GraphBuilder(web_source)
+    graph.event(graph.entity(), identifiers=[("email", "a@example.com")])
+    with pytest.raises(ValidationError) as exc:
+        config.category_update(category=graph.categories["email"], normalizer="trim")
+    assert "new category" in error_fields(exc)["normalizer"][0]
+    # Without identifiers it may change.
+    updated = config.category_update(category=graph.categories["cookie"], normalizer="lower", name="Cookie id")
+    assert (updated.normalizer, updated.name) == ("lower", "Cookie id")
+
+
+def test_category_limit_change_schedules_a_restitch(web_source, django_capture_on_commit_callbacks):
+    graph = GraphBuilder(web_source)
+    entity = graph.entity()
+    graph.event(entity, identifiers=[("email", "a@example.com"), ("email", "b@example.com")])
+    with django_capture_on_commit_callbacks() as callbacks:
+        config.category_update(category=graph.categories["email"], max_per_entity=1)
+    assert len(callbacks) == 1
+    with django_capture_on_commit_callbacks() as callbacks:
+        config.category_update(category=graph.categories["email"], name="E-mail address")
+    assert callbacks == []  # a new name changes no link
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["", "   ", "traits..email", ".traits", "traits.", "traits email", "traits.email!", "a" * 256, "x." * 20 + "y"],
+)
+def test_rule_path_must_be_a_dotted_payload_path(web_source, path):
+    category = StitchingCategory.objects.create(id="email", name="Email", normalizer="email")
+    with pytest.raises(ValidationError) as exc:
+        config.rule_create(source=web_source, category=category, path=path)
+    assert "path" in error_fields(exc)
+
+
+def test_rule_create_update_delete(web_source, django_capture_on_commit_callbacks):
+    category = StitchingCategory.objects.create(id="email", name="Email", normalizer="email")
+    rule = config.rule_create(source=web_source, category=category, path=" context.traits.email ", event_type="")
+    assert (rule.path, rule.event_type) == ("context.traits.email", StitchingRule.ANY_TYPE)
+    with pytest.raises(ValidationError, match="already reads context.traits.email"):
+        config.rule_create(source=web_source, category=category, path="context.traits.email")
+    with pytest.raises(ValidationError) as exc:
+        config.rule_update(rule=rule, event_type="x" * 129)
+    assert "event_type" in error_fields(exc)
+
+    rule = config.rule_update(rule=rule, event_type="identify", priority=5)
+    assert (rule.event_type, rule.priority) == ("identify", 5)
+    config.rule_delete(rule=rule)
+    assert not StitchingRule.objects.exists()
+
+
+def test_blocked_value_is_stored_normalised_with_who_and_why(web_source, admin_user):
+    graph = GraphBuilder(web_source)
+    email, phone = graph.categories["email"], graph.categories["phone"]
+    blocked = config.blocked_value_add(category=email, value="  Team@Example.COM ", reason="shared inbox", user=admin_user)
+    assert (blocked.value, blocked.reason, blocked.created_by) == ("team@example.com", "shared inbox", admin_user)
+    with pytest.raises(ValidationError, match="already blocked"):
+        config.blocked_value_add(category=email, value="team@example.com", reason="", user=admin_user)
+    with pytest.raises(ValidationError) as exc:
+        config.blocked_value_add(category=phone, value="call me maybe", reason="", user=admin_user)
+    assert "not a valid Phone value" in error_fields(exc)["value"][0]
+    everywhere = config.blocked_value_add(category=None, value=" test ", reason="", user=None)
+    assert (everywhere.category, everywhere.value) == (None, "test")
+
+    config.blocked_value_remove(blocked_value=blocked, user=admin_user)
+    assert list(BlockedValue.objects.values_list("value", flat=True)) == ["test"]
+
+
+def test_blocking_a_value_of_a_stitched_customer_schedules_a_restitch(web_source, django_capture_on_commit_callbacks):
+    graph = GraphBuilder(web_source)
+    graph.event(graph.entity(), identifiers=[("email", "team@example.com")])
+    with django_capture_on_commit_callbacks() as callbacks:
+        config.blocked_value_add(category=graph.categories["email"], value="TEAM@example.com", reason="", user=None)
+    assert len(callbacks) == 1
+    with django_capture_on_commit_callbacks() as callbacks:
+        config.blocked_value_add(category=graph.categories["email"], value="nobody@example.com", reason="", user=None)
+    assert callbacks == []  # no identifier carries it: nothing to re-stitch
+
+
+def test_hub_review_block_blocks_the_value_and_cannot_be_decided_twice(web_source, admin_user):
+    graph = GraphBuilder(web_source)
+    graph.event(graph.entity(), identifiers=[("cookie", "shared-tablet")])
+    identifier = graph.identifier("cookie", "shared-tablet", None)
+    review = HubReview.objects.create(identifier=identifier, entity_count=40)
+
+    decided = config.hub_review_decide(review=review, approve=False, user=admin_user)
+    assert (decided.status, decided.decided_by) == (HubReview.Status.BLOCKED, admin_user)
+    assert decided.decided is not None
+    blocked = BlockedValue.objects.get()
+    assert (blocked.category_id, blocked.value, blocked.created_by) == ("cookie", "shared-tablet", admin_user)
+    assert "40 customers" in blocked.reason
+    with pytest.raises(ValidationError, match="already decided"):
+        config.hub_review_decide(review=review, approve=True, user=admin_user)
+
+
+def test_hub_review_approve_does_not_block(web_source, admin_user):
+    graph = GraphBuilder(web_source)
+    review = HubReview.objects.create(identifier=graph.identifier("cookie", "family-pc", None), entity_count=3)
+    assert config.hub_review_decide(review=review, approve=True, user=admin_user).status == HubReview.Status.APPROVED
+    assert not BlockedValue.objects.exists()
+
+
+# --- end to end with the engine ---------------------------------------------------------------------------------
+
+
+def ingest(source, *events: tuple[str, dict]) -> None:
+    records = [
+        event_record_build(source_id=source.pk, type=kind, event_time=f"2024-05-01T12:00:0{i}Z", payload=payload)
+        for i, (kind, payload) in enumerate(events)
+    ]
+    events_ingest(records)
+
+
+def test_blocking_the_only_link_splits_the_customer_and_unblocking_joins_it_again(
+    web_source, admin_user, django_capture_on_commit_callbacks
+):
+    engine = pytest.importorskip("stitching.services.engine")
+    graph = GraphBuilder(web_source)
+    email, cookie = graph.categories["email"], graph.categories["cookie"]
+    config.rule_create(source=web_source, category=email, path="traits.email")
+    config.rule_create(source=web_source, category=cookie, path="anonymousId")
+    # Two cookies joined only by a shared address.
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest(
+            web_source,
+            ("identify", {"anonymousId": "c1", "traits": {"email": "team@example.com"}}),
+            ("identify", {"anonymousId": "c2", "traits": {"email": "team@example.com"}}),
+        )
+        engine.stitch_pending()
+    assert CustomerEvent.objects.values("customer_entity_id").distinct().count() == 1
+
+    with django_capture_on_commit_callbacks(execute=True):
+        blocked = config.blocked_value_add(category=email, value="Team@Example.com", reason="shared", user=admin_user)
+    assert CustomerEvent.objects.values("customer_entity_id").distinct().count() == 2
+
+    with django_capture_on_commit_callbacks(execute=True):
+        config.blocked_value_remove(blocked_value=blocked, user=admin_user)
+    assert CustomerEvent.objects.values("customer_entity_id").distinct().count() == 1
