@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from celery import shared_task
 
+from cdp.services import attributes as attribute_services
 from cdp.services import auth
 
 # Revoked or expired tokens stay visible this long (to trace a leaked key) before they are deleted.
@@ -23,3 +24,19 @@ def tokens_purge() -> int:
 def ping() -> str:
     """Answers "pong": proves a worker consumes the queue (health checks, test harness)."""
     return "pong"
+
+
+# Customers per task run: the task re-enqueues itself while more are stale, so one run never holds a worker long.
+ATTRIBUTES_RECOMPUTE_LIMIT = 50_000
+
+
+@shared_task(name="cdp.tasks.attributes_recompute")
+def attributes_recompute(entity_ids: list[str] | None = None) -> int:
+    """Recompute stale customers' attributes (or the given ones); re-enqueues itself while stale ones remain.
+
+    Idempotent and safe to run in several workers at once (batches are claimed with SKIP LOCKED).
+    """
+    done = attribute_services.attributes_recompute(entity_ids=entity_ids, limit=ATTRIBUTES_RECOMPUTE_LIMIT)
+    if entity_ids is None and done >= ATTRIBUTES_RECOMPUTE_LIMIT and attribute_services.stale_entities_exist():
+        attributes_recompute.delay()
+    return done

@@ -1,0 +1,481 @@
+"""Computed customer attributes: definitions (create / update / delete) and their computation.
+
+Storage: `customer_entities.attributes` is one jsonb object per customer, {"<attribute id>": [values...]}, with a
+GIN (jsonb_path_ops) index. An attribute without a value is absent (so "is not set" is `NOT attributes ? id`),
+except counts, which are always set (0 is a value a marketer filters on). Values are typed JSON: numbers as JSON
+numbers, booleans as true / false, dates as "YYYY-MM-DD", date-times as UTC "YYYY-MM-DDTHH:MM:SS.ffffffZ"
+(fixed width, so they sort lexicographically, and segment conditions can compare strings).
+
+Computation: entities flagged `attributes_stale` (the stitching engine flags what it touched) are claimed in
+bounded batches with `FOR UPDATE SKIP LOCKED`, so several workers share the queue without waiting on each other.
+Each batch is ONE SQL statement: every definition is compiled into an aggregate over the batch's events (jsonb
+path extraction, filters on source and type, safe casts that turn a bad payload value into "no value" instead
+of an error) plus the identifiers stitched to the entity, and the result is written with one UPDATE ... FROM that
+clears the flag and moves `modified` only when the jsonb value really changed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from psycopg import sql
+
+from cdp.models import Attribute, CustomerEntity, DataSource
+
+C = Attribute.Computation
+T = Attribute.DataType
+
+# Entities per statement: large enough that per-statement overhead is small, small enough that a batch's row
+# locks and memory stay modest and other workers find unclaimed work.
+BATCH_SIZE = 5000
+# unique_values keeps at most this many values (in sort order): a list a profile can show and a segment can use.
+UNIQUE_VALUES_MAX = 200
+MAX_PATH_DEPTH = 10
+
+ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+# Which data types each computation may produce.
+ALLOWED_TYPES: dict[str, set[str]] = {
+    C.IDENTIFIER_VALUES: {T.STRING},
+    C.COUNT: {T.INT},
+    C.FIRST_EVENT_TIME: {T.DATETIME, T.DATE},
+    C.LAST_EVENT_TIME: {T.DATETIME, T.DATE},
+    C.SUM: {T.INT, T.FLOAT},
+    C.AVERAGE: {T.FLOAT, T.INT},
+    C.MIN: {T.INT, T.FLOAT, T.DATE, T.DATETIME, T.STRING},
+    C.MAX: {T.INT, T.FLOAT, T.DATE, T.DATETIME, T.STRING},
+    C.FIRST_VALUE: set(T.values),
+    C.LAST_VALUE: set(T.values),
+    C.UNIQUE_VALUES: set(T.values),
+}
+PATHLESS = {C.IDENTIFIER_VALUES, C.COUNT, C.FIRST_EVENT_TIME, C.LAST_EVENT_TIME}
+# Fields whose change changes values (name, description and unit do not).
+COMPUTATION_FIELDS = ("data_type", "computation", "category", "sources", "event_types", "path")
+
+
+# --- definitions ---------------------------------------------------------------------------------------------
+
+
+def attribute_validate(
+    *,
+    computation: str,
+    data_type: str,
+    category: str = "",
+    path: str = "",
+    event_types: Sequence[str] = (),
+    sources: Sequence[DataSource] = (),
+) -> None:
+    """Raise ValidationError ({field: message}) unless the declared computation makes sense."""
+    errors: dict[str, str] = {}
+    if computation not in C.values:
+        errors["computation"] = f"Unknown computation {computation!r}; one of: {', '.join(C.values)}."
+    if data_type not in T.values:
+        errors["data_type"] = f"Unknown data type {data_type!r}; one of: {', '.join(T.values)}."
+    if errors:
+        raise ValidationError(errors)
+    allowed = ALLOWED_TYPES[computation]
+    if data_type not in allowed:
+        errors["data_type"] = (
+            f"A {computation} attribute has the data type {' or '.join(sorted(allowed))}, not {data_type}."
+        )
+    if computation in PATHLESS:
+        if path:
+            errors["path"] = f"A {computation} attribute does not read a payload path; leave it empty."
+    elif not path:
+        errors["path"] = f"A {computation} attribute needs the payload path of the value, e.g. properties.revenue."
+    elif (message := path_problem(path)) is not None:
+        errors["path"] = message
+    if computation == C.IDENTIFIER_VALUES:
+        if not category:
+            errors["category"] = "Identifier values need a stitching category, e.g. email."
+        elif not _category_exists(category):
+            errors["category"] = f"Unknown stitching category {category!r}."
+        if event_types or sources:
+            errors["event_types"] = "Identifier values come from stitching; they cannot be limited to some events."
+    elif category:
+        errors["category"] = "Only identifier_values attributes name a stitching category."
+    for event_type in event_types:
+        if not isinstance(event_type, str) or not event_type.strip() or len(event_type) > 128:
+            errors["event_types"] = f"Event types are non-empty texts of at most 128 characters; got {event_type!r}."
+            break
+    if errors:
+        raise ValidationError(errors)
+
+
+def path_problem(path: str) -> str | None:
+    """Why a dotted payload path is unusable, or None."""
+    parts = path.split(".")
+    if len(parts) > MAX_PATH_DEPTH:
+        return f"At most {MAX_PATH_DEPTH} levels in a path."
+    if any(part.strip() == "" for part in parts):
+        return f"{path!r} is not a dotted path such as properties.revenue (empty part)."
+    if "\x00" in path:
+        return "A path cannot contain NUL characters."
+    return None
+
+
+def _category_exists(category: str) -> bool:
+    # Lazy: the stitching app builds on cdp; categories live there.
+    from stitching.models import StitchingCategory
+
+    return StitchingCategory.objects.filter(pk=category).exists()
+
+
+@transaction.atomic
+def attribute_create(
+    *,
+    id: str,
+    name: str,
+    computation: str,
+    data_type: str = T.STRING,
+    description: str = "",
+    unit: str = "",
+    category: str = "",
+    path: str = "",
+    event_types: Sequence[str] = (),
+    sources: Iterable[DataSource] = (),
+) -> Attribute:
+    """Create a definition and queue every customer for recomputation (the task runs after commit)."""
+    sources = list(sources)
+    if not ID_RE.match(id or ""):
+        raise ValidationError({"id": "Use lower-case letters, digits and _, starting with a letter (max 64)."})
+    if Attribute.objects.filter(pk=id).exists():
+        raise ValidationError({"id": f"An attribute with the id {id!r} exists already."})
+    if not (name or "").strip():
+        raise ValidationError({"name": "A name is required."})
+    path = (path or "").strip()
+    event_types = [t.strip() for t in event_types]
+    attribute_validate(
+        computation=computation, data_type=data_type, category=category, path=path, event_types=event_types,
+        sources=sources,
+    )  # fmt: skip
+    attribute = Attribute.objects.create(
+        id=id, name=name.strip(), description=description, data_type=data_type, unit=unit, computation=computation,
+        category=category, path=path, event_types=event_types,
+    )  # fmt: skip
+    attribute.sources.set(sources)
+    entities_mark_stale()
+    return attribute
+
+
+@transaction.atomic
+def attribute_update(*, attribute: Attribute, **fields) -> Attribute:
+    """Change a definition. When what it computes changes, every customer is queued for recomputation."""
+    unknown = set(fields) - {"name", "description", "unit", *COMPUTATION_FIELDS}
+    if unknown:
+        raise ValidationError({sorted(unknown)[0]: "This field cannot be changed (the id is permanent)."})
+    before = _computation_of(attribute)
+    sources = list(fields.pop("sources")) if "sources" in fields else list(attribute.sources.all())
+    if "path" in fields:
+        fields["path"] = (fields["path"] or "").strip()
+    if "event_types" in fields:
+        fields["event_types"] = [t.strip() if isinstance(t, str) else t for t in fields["event_types"]]
+    if "name" in fields and not (fields["name"] or "").strip():
+        raise ValidationError({"name": "A name is required."})
+    for key, value in fields.items():
+        setattr(attribute, key, value)
+    attribute_validate(
+        computation=attribute.computation, data_type=attribute.data_type, category=attribute.category,
+        path=attribute.path, event_types=attribute.event_types, sources=sources,
+    )  # fmt: skip
+    attribute.save()
+    attribute.sources.set(sources)
+    if _computation_of(attribute) != before:
+        entities_mark_stale()
+    return attribute
+
+
+@transaction.atomic
+def attribute_delete(*, attribute: Attribute) -> None:
+    """Delete a definition and its stored values (customers holding one count as modified)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE customer_entities SET attributes = attributes - %s, modified = statement_timestamp() "
+            "WHERE attributes ? %s",
+            [attribute.pk, attribute.pk],
+        )
+    attribute.delete()
+
+
+def _computation_of(attribute: Attribute) -> tuple:
+    sources = tuple(sorted(attribute.sources.values_list("pk", flat=True))) if attribute.pk else ()
+    return (attribute.data_type, attribute.computation, attribute.category, sources,
+            tuple(attribute.event_types), attribute.path)  # fmt: skip
+
+
+def entities_mark_stale(*, entity_ids: Iterable[str] | None = None) -> int:
+    """Queue customers (all, or the given ones) for recomputation; the task is enqueued after commit."""
+    qs = CustomerEntity.objects.filter(attributes_stale=False)
+    if entity_ids is not None:
+        qs = qs.filter(pk__in=list(entity_ids))
+    marked = qs.update(attributes_stale=True)
+    transaction.on_commit(_enqueue_recompute)
+    return marked
+
+
+def _enqueue_recompute() -> None:
+    from cdp.tasks import attributes_recompute as task
+
+    task.delay()
+
+
+def stale_entities_exist() -> bool:
+    return CustomerEntity.objects.filter(attributes_stale=True).exists()
+
+
+# --- computation ---------------------------------------------------------------------------------------------
+
+
+def attributes_recompute(*, entity_ids: Iterable[str] | None = None, limit: int | None = None) -> int:
+    """Recompute attribute values; returns how many customers were recomputed.
+
+    Without `entity_ids`: the stale customers (the queue), in batches of BATCH_SIZE, each batch its own
+    transaction claimed with SKIP LOCKED, until the queue is empty or `limit` customers were done. With
+    `entity_ids`: exactly those (stale or not; unknown ids are ignored). Safe to run in several processes at once.
+    """
+    program = compile_attributes(list(Attribute.objects.prefetch_related("sources")))
+    done = 0
+    if entity_ids is not None:
+        ids = sorted({str(i).lower() for i in entity_ids})
+        for start in range(0, len(ids), BATCH_SIZE):
+            done += _batch_run(program, ids=ids[start : start + BATCH_SIZE])
+        return done
+    while limit is None or done < limit:
+        size = BATCH_SIZE if limit is None else min(BATCH_SIZE, limit - done)
+        count = _batch_run(program, stale=size)
+        done += count
+        if count == 0:
+            break
+    return done
+
+
+@transaction.atomic
+def _batch_run(program: Program, *, ids: list[str] | None = None, stale: int = 0) -> int:
+    with connection.cursor() as cursor:
+        if ids is not None:
+            # Given ids: wait for a concurrent batch holding them (ordered locking: no deadlock between workers).
+            cursor.execute(
+                "SELECT array_agg(id) FROM (SELECT id FROM customer_entities WHERE id = ANY(%s::varchar[]) "
+                "ORDER BY id FOR UPDATE) claimed",
+                [ids],
+            )
+        else:
+            cursor.execute(
+                "SELECT array_agg(id) FROM (SELECT id FROM customer_entities WHERE attributes_stale "
+                "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) claimed",
+                [stale],
+            )
+        claimed = cursor.fetchone()[0] or []
+        if not claimed:
+            return 0
+        cursor.execute(program.update_sql, {"ids": claimed})
+        return cursor.rowcount
+
+
+# --- the SQL compiler ----------------------------------------------------------------------------------------
+
+NUMBER_RE = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d{1,3})?\s*$"
+DATE_RE = r"^\s*\d{4}-\d{2}-\d{2}\s*$"
+DATETIME_RE = r"^\s*\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)?\s*$"
+TRUE_TEXTS = ("true", "yes", "1")
+FALSE_TEXTS = ("false", "no", "0")
+DATETIME_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+
+
+def _lit(value) -> str:
+    """An SQL literal (psycopg quoting: safe for any text an administrator typed)."""
+    # Doubled %: statements run with pyformat parameters (%(ids)s), so a literal % must be escaped.
+    return sql.Literal(value).as_string(None).replace("%", "%%")
+
+
+def typed_value(j: str, data_type: str) -> str:
+    """SQL turning the jsonb expression `j` (a column: cheap to repeat) into a typed SQL value or NULL.
+
+    Never raises: a value of the wrong shape (an object, "abc" for a number, "2024-02-30" for a date) is NULL.
+    """
+    text = f"({j} #>> '{{}}')"
+    if data_type == T.STRING:
+        return (
+            f"(CASE jsonb_typeof({j}) WHEN 'string' THEN NULLIF(btrim({text}), '') "
+            f"WHEN 'number' THEN {text} WHEN 'boolean' THEN {text} END)"
+        )
+    if data_type in (T.INT, T.FLOAT):
+        number = (
+            f"(CASE jsonb_typeof({j}) WHEN 'number' THEN ({j})::numeric "
+            f"WHEN 'string' THEN CASE WHEN {text} ~ {_lit(NUMBER_RE)} THEN btrim({text})::numeric END END)"
+        )
+        return f"round({number})" if data_type == T.INT else number
+    if data_type == T.BOOL:
+        return (
+            f"(CASE jsonb_typeof({j}) WHEN 'boolean' THEN ({j})::boolean "
+            f"WHEN 'string' THEN CASE WHEN lower(btrim({text})) IN {TRUE_TEXTS} THEN true "
+            f"WHEN lower(btrim({text})) IN {FALSE_TEXTS} THEN false END "
+            f"WHEN 'number' THEN CASE {text} WHEN '1' THEN true WHEN '0' THEN false END END)"
+        )
+    if data_type == T.DATE:
+        return (
+            f"(CASE WHEN jsonb_typeof({j}) = 'string' AND {text} ~ {_lit(DATETIME_RE)} "
+            f"THEN cdp_try_date(left(btrim({text}), 10)) END)"
+        )
+    if data_type == T.DATETIME:
+        return (
+            f"(CASE WHEN jsonb_typeof({j}) = 'string' AND {text} ~ {_lit(DATETIME_RE)} "
+            f"THEN cdp_try_timestamptz(btrim({text})) END)"
+        )
+    raise ValueError(f"unknown data type {data_type!r}")
+
+
+def json_value(value: str, data_type: str) -> str:
+    """SQL turning a typed SQL value (see typed_value) into the stored jsonb scalar."""
+    if data_type == T.FLOAT:
+        return f"to_jsonb(trim_scale({value}))"
+    if data_type == T.INT:
+        return f"to_jsonb(round({value}))"
+    if data_type == T.DATE:
+        return f"to_jsonb(to_char({value}, 'YYYY-MM-DD'))"
+    if data_type == T.DATETIME:
+        return f"to_jsonb(to_char(({value}) AT TIME ZONE 'UTC', {_lit(DATETIME_FORMAT)}))"
+    return f"to_jsonb({value})"
+
+
+@dataclass(frozen=True)
+class Program:
+    """The compiled statement for the current definitions. `update_sql` takes the parameter `ids` (entity ids)."""
+
+    update_sql: str
+    select_sql: str  # the same computation as SELECT id, attributes (for tests and the benchmark baseline)
+    attribute_ids: tuple[str, ...]
+
+
+def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = False) -> Program:
+    """Compile the definitions into one statement computing every attribute for a batch of entities.
+
+    `all_entities=True` compiles the unbatched form (no id parameter): every entity in one pass, used as the
+    benchmark's baseline.
+    """
+    paths: dict[str, str] = {}  # dotted path -> column name in the event subquery
+    event_aggs: list[str] = []  # aggregate expressions over the batch's events, named a0, a1, ...
+    ident_aggs: list[str] = []  # aggregate expressions over the batch's identifiers, named i0, i1, ...
+    finals: list[tuple[str, str]] = []  # (attribute id, jsonb expression over ev.* / idents.*, or NULL)
+    for attribute in attributes:
+        computation, data_type = attribute.computation, attribute.data_type
+        conditions = []
+        source_ids = sorted(s.pk for s in attribute.sources.all())
+        if source_ids:
+            conditions.append(f"x.source_id = ANY({_lit(source_ids)}::bigint[])")
+        if attribute.event_types:
+            conditions.append(f"x.type = ANY({_lit(list(attribute.event_types))}::text[])")
+        where = " AND ".join(conditions) or "true"
+        column = None
+        if computation not in PATHLESS:
+            if attribute.path not in paths:
+                paths[attribute.path] = f"j{len(paths)}"
+            column = f"x.{paths[attribute.path]}"
+        name = f"a{len(event_aggs)}"
+
+        if computation == C.IDENTIFIER_VALUES:
+            iname = f"i{len(ident_aggs)}"
+            ident_aggs.append(
+                f"jsonb_agg(i.value ORDER BY i.value) FILTER (WHERE i.category_id = {_lit(attribute.category)}) "
+                f"AS {iname}"
+            )
+            finals.append((attribute.id, f"idents.{iname}"))
+            continue
+        if computation == C.COUNT:
+            event_aggs.append(f"count(*) FILTER (WHERE {where}) AS {name}")
+            finals.append((attribute.id, f"jsonb_build_array(coalesce(ev.{name}, 0))"))
+            continue
+        if computation in (C.FIRST_EVENT_TIME, C.LAST_EVENT_TIME):
+            aggregate = "min" if computation == C.FIRST_EVENT_TIME else "max"
+            event_aggs.append(f"{aggregate}(x.event_time) FILTER (WHERE {where}) AS {name}")
+            time = f"ev.{name}" if data_type == T.DATETIME else f"(ev.{name} AT TIME ZONE 'UTC')::date"
+            finals.append((attribute.id, _single(f"ev.{name}", json_value(time, data_type))))
+            continue
+        value = typed_value(column, data_type)
+        if computation in (C.FIRST_VALUE, C.LAST_VALUE):
+            order = "x.event_time, x.id" if computation == C.FIRST_VALUE else "x.event_time DESC, x.id DESC"
+            event_aggs.append(
+                f"(array_remove(array_agg({value} ORDER BY {order}) FILTER (WHERE {where} AND {column} IS NOT NULL),"
+                f" NULL))[1] AS {name}"
+            )
+            finals.append((attribute.id, _single(f"ev.{name}", json_value(f"ev.{name}", data_type))))
+        elif computation == C.UNIQUE_VALUES:
+            event_aggs.append(f"array_agg(DISTINCT {value}) FILTER (WHERE {where} AND {column} IS NOT NULL) AS {name}")
+            element = json_value("v", data_type)
+            # array_agg(DISTINCT) is sorted; NULL (a bad value) sorts last and is dropped by the WHERE.
+            finals.append(
+                (
+                    attribute.id,
+                    f"(SELECT jsonb_agg({element} ORDER BY v) FROM unnest(ev.{name}[1:{UNIQUE_VALUES_MAX + 1}]) v "
+                    f"WHERE v IS NOT NULL)",
+                )
+            )
+        elif computation in (C.SUM, C.MIN, C.MAX, C.AVERAGE):
+            aggregate = {C.SUM: "sum", C.MIN: "min", C.MAX: "max", C.AVERAGE: "avg"}[computation]
+            event_aggs.append(f"{aggregate}({value}) FILTER (WHERE {where}) AS {name}")
+            result = f"ev.{name}"
+            if computation == C.SUM:
+                # The sum over no values is 0: "total revenue 0" is what a marketer filters on.
+                result = f"coalesce(ev.{name}, 0)"
+                finals.append((attribute.id, f"jsonb_build_array({json_value(result, data_type)})"))
+            else:
+                finals.append((attribute.id, _single(result, json_value(result, data_type))))
+        else:  # pragma: no cover - ALLOWED_TYPES covers every computation
+            raise ValueError(f"unknown computation {computation!r}")
+
+    ids_filter = "" if all_entities else "WHERE e.customer_entity_id = ANY(%(ids)s::varchar[])"
+    path_columns = "".join(f", e.payload #> {_lit(_path_array(p))}::text[] AS {c}" for p, c in paths.items())
+    events = (
+        # OFFSET 0 keeps the subquery from being flattened, so each payload path is extracted once per event.
+        f"SELECT e.customer_entity_id AS eid, e.id, e.source_id, e.type, e.event_time{path_columns} "
+        f"FROM customer_events e {ids_filter or 'WHERE e.customer_entity_id IS NOT NULL'} OFFSET 0"
+    )
+    ev = f"SELECT x.eid, {', '.join(event_aggs) or 'NULL AS none'} FROM ({events}) x GROUP BY x.eid"
+    categories = sorted({a.category for a in attributes if a.computation == C.IDENTIFIER_VALUES})
+    ident_filter = (
+        "i.customer_entity_id = ANY(%(ids)s::varchar[])" if not all_entities else "i.customer_entity_id IS NOT NULL"
+    )
+    idents = (
+        f"SELECT i.customer_entity_id AS eid, {', '.join(ident_aggs)} FROM stitching_identifiers i "
+        f"WHERE {ident_filter} AND i.category_id = ANY({_lit(categories)}::text[]) GROUP BY i.customer_entity_id"
+        if ident_aggs
+        else "SELECT NULL::varchar AS eid WHERE false"
+    )
+    value = _object(finals)
+    batch = "SELECT ce.id FROM customer_entities ce" if all_entities else "SELECT unnest(%(ids)s::varchar[]) AS id"
+    computed = (
+        f"WITH batch AS ({batch}), ev AS ({ev}), idents AS ({idents}) "
+        f"SELECT batch.id, {value} AS attributes FROM batch "
+        f"LEFT JOIN ev ON ev.eid = batch.id LEFT JOIN idents ON idents.eid = batch.id"
+    )
+    update = (
+        f"UPDATE customer_entities c SET attributes = computed.attributes, attributes_stale = false, "
+        f"modified = CASE WHEN c.attributes IS DISTINCT FROM computed.attributes THEN statement_timestamp() "
+        f"ELSE c.modified END "
+        f"FROM ({computed}) computed WHERE c.id = computed.id"
+    )
+    return Program(update_sql=update, select_sql=computed, attribute_ids=tuple(a.id for a in attributes))
+
+
+def _single(value: str, json: str) -> str:
+    """A one-value list, or NULL (not set) when the value is NULL."""
+    return f"CASE WHEN {value} IS NULL THEN NULL ELSE jsonb_build_array({json}) END"
+
+
+def _object(finals: list[tuple[str, str]]) -> str:
+    """jsonb object of the non-NULL values (jsonb_build_object takes at most 100 arguments: chunks of 50)."""
+    if not finals:
+        return "'{}'::jsonb"
+    chunks = []
+    for start in range(0, len(finals), 50):
+        pairs = ", ".join(f"{_lit(key)}, {expr}" for key, expr in finals[start : start + 50])
+        chunks.append(f"jsonb_build_object({pairs})")
+    return f"jsonb_strip_nulls({' || '.join(chunks)})"
+
+
+def _path_array(path: str) -> list[str]:
+    return path.split(".")

@@ -1,0 +1,356 @@
+"""cdp.services.attributes: definitions, their validation, and the SQL computation on real PostgreSQL."""
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
+
+from cdp.models import Attribute, CustomerEntity, CustomerEvent
+from cdp.services import attributes as svc
+from cdp.services.data_sources import data_source_create
+from cdp.services.events import event_record_build, events_ingest
+from cdp.tasks import attributes_recompute as attributes_recompute_task
+from stitching.models import Identifier, StitchingCategory
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def events_add(source, entity, events: list[tuple[str, dict]], *, start=T0) -> None:
+    """Store events (type, payload), one minute apart from `start`, and assign them to `entity`."""
+    records = [
+        event_record_build(source_id=source.pk, type=kind, event_time=start + timedelta(minutes=n), payload=payload)
+        for n, (kind, payload) in enumerate(events)
+    ]
+    ids = [outcome.id for outcome in events_ingest(records)]
+    CustomerEvent.objects.filter(pk__in=ids).update(customer_entity=entity)
+
+
+def values(entity) -> dict:
+    entity.refresh_from_db()
+    return entity.attributes
+
+
+@pytest.fixture
+def no_default_attributes(db):
+    """Start from no definitions (the migration's defaults are tested on their own)."""
+    Attribute.objects.all().delete()
+
+
+@pytest.fixture
+def shop(no_default_attributes, web_source):
+    """A few definitions over the web source, and a customer with orders (one with a junk revenue)."""
+    svc.attribute_create(id="orders", name="Orders", computation="count", data_type="int", event_types=["order"])
+    svc.attribute_create(
+        id="revenue", name="Revenue", computation="sum", data_type="float", event_types=["order"],
+        path="properties.revenue",
+    )  # fmt: skip
+    svc.attribute_create(id="seen_first", name="First seen", computation="first_event_time", data_type="datetime")
+    entity = CustomerEntity.objects.create()
+    events_add(
+        web_source,
+        entity,
+        [
+            ("page", {"properties": {"path": "/"}}),
+            ("order", {"properties": {"revenue": 10.5}}),
+            ("order", {"properties": {"revenue": "abc"}}),
+            ("order", {"properties": {"revenue": " 4.50 "}}),
+        ],
+    )
+    return entity
+
+
+def test_recompute_computes_counts_sums_and_times_skipping_a_non_numeric_revenue(shop):
+    assert svc.attributes_recompute() == 1
+
+    assert values(shop) == {"orders": [3], "revenue": [15], "seen_first": ["2025-03-01T12:00:00.000000Z"]}
+    assert not CustomerEntity.objects.get(pk=shop.pk).attributes_stale
+
+
+def test_every_computation_and_type_from_payload_paths(no_default_attributes, web_source):
+    define = svc.attribute_create
+    define(id="first_city", name="c", computation="first_value", path="traits.city")
+    define(id="last_city", name="c", computation="last_value", path="traits.city")
+    define(id="cities", name="c", computation="unique_values", path="traits.city")
+    define(id="ages", name="a", computation="unique_values", data_type="int", path="traits.age")
+    define(id="min_age", name="a", computation="min", data_type="int", path="traits.age")
+    define(id="max_age", name="a", computation="max", data_type="float", path="traits.age")
+    define(id="avg_age", name="a", computation="average", data_type="float", path="traits.age")
+    define(id="vip", name="v", computation="last_value", data_type="bool", path="traits.vip")
+    define(id="birthday", name="b", computation="first_value", data_type="date", path="traits.birthday")
+    define(id="signed_up", name="s", computation="last_value", data_type="datetime", path="traits.signed_up")
+    define(id="last_seen_day", name="d", computation="last_event_time", data_type="date")
+    define(id="never", name="n", computation="last_value", path="traits.nothing_here")
+    define(id="identifies", name="i", computation="count", data_type="int", event_types=["identify"])
+    define(id="nothing_counted", name="n", computation="count", data_type="int", event_types=["missing"])
+    entity = CustomerEntity.objects.create()
+    events_add(
+        web_source,
+        entity,
+        [
+            ("identify", {"traits": {"city": "Brno", "age": 30, "vip": "yes", "birthday": "1990-02-30"}}),
+            ("identify", {"traits": {"city": " Praha ", "age": "31", "vip": {"x": 1}, "birthday": "1990-05-01"}}),
+            ("identify", {"traits": {"city": "", "age": "old", "signed_up": "2024-01-02T03:04:05+01:00"}}),
+            ("identify", {"traits": {"city": 7, "age": 29.6, "vip": False, "signed_up": "tomorrow"}}),
+            ("identify", {"traits": {"city": None, "age": [1], "vip": "maybe"}}),
+        ],
+    )
+
+    svc.attributes_recompute()
+
+    assert values(entity) == {
+        "first_city": ["Brno"],
+        "last_city": ["7"],  # numbers become text for a string attribute; null and "" are no value
+        "cities": ["7", "Brno", "Praha"],
+        "ages": [30, 31],
+        "min_age": [30],
+        "max_age": [31],
+        "avg_age": [30.2],
+        "vip": [False],
+        "birthday": ["1990-05-01"],  # 1990-02-30 is not a date: skipped
+        "signed_up": ["2024-01-02T02:04:05.000000Z"],
+        "last_seen_day": ["2025-03-01"],
+        "identifies": [5],
+        "nothing_counted": [0],
+    }
+
+
+def test_filters_by_source_and_event_type(no_default_attributes, web_source):
+    crm, _ = data_source_create(slug="crm", name="CRM", type="crm")
+    svc.attribute_create(id="crm_events", name="c", computation="count", data_type="int", sources=[crm])
+    svc.attribute_create(
+        id="crm_stage", name="s", computation="last_value", path="stage", sources=[crm], event_types=["contact"]
+    )
+    entity = CustomerEntity.objects.create()
+    events_add(web_source, entity, [("contact", {"stage": "web"})])
+    events_add(crm, entity, [("contact", {"stage": "lead"}), ("note", {"stage": "ignored"})], start=T0 + timedelta(1))
+
+    svc.attributes_recompute()
+
+    assert values(entity) == {"crm_events": [2], "crm_stage": ["lead"]}
+
+
+def test_identifier_values_come_from_the_identifiers_stitched_to_the_entity(no_default_attributes):
+    email = StitchingCategory.objects.create(id="email", name="Email", normalizer="email")
+    StitchingCategory.objects.create(id="phone", name="Phone", normalizer="phone")
+    svc.attribute_create(id="emails", name="Emails", computation="identifier_values", category="email")
+    svc.attribute_create(id="phones", name="Phones", computation="identifier_values", category="phone")
+    entity, other = CustomerEntity.objects.create(), CustomerEntity.objects.create()
+    Identifier.objects.create(category=email, value="b@example.com", customer_entity=entity)
+    Identifier.objects.create(category=email, value="a@example.com", customer_entity=entity)
+    Identifier.objects.create(category=email, value="c@example.com", customer_entity=other)
+
+    svc.attributes_recompute()
+
+    assert values(entity) == {"emails": ["a@example.com", "b@example.com"]}
+    assert values(other) == {"emails": ["c@example.com"]}
+
+
+def test_modified_moves_only_when_a_value_changes(shop, web_source):
+    svc.attributes_recompute()
+    first = CustomerEntity.objects.get(pk=shop.pk).modified
+
+    svc.attributes_recompute(entity_ids=[shop.pk])
+    assert CustomerEntity.objects.get(pk=shop.pk).modified == first
+
+    events_add(web_source, shop, [("order", {"properties": {"revenue": 1}})], start=T0 + timedelta(days=1))
+    svc.attributes_recompute(entity_ids=[shop.pk])
+    entity = CustomerEntity.objects.get(pk=shop.pk)
+    assert entity.modified > first
+    assert entity.attributes["revenue"] == [16]
+
+
+def test_only_stale_entities_are_recomputed_and_limit_bounds_a_run(shop, monkeypatch):
+    svc.attributes_recompute()
+    fresh = CustomerEntity.objects.create(attributes_stale=False)
+    stale = [CustomerEntity.objects.create() for _ in range(5)]
+    monkeypatch.setattr(svc, "BATCH_SIZE", 2)
+
+    assert svc.attributes_recompute(limit=3) == 3
+    assert CustomerEntity.objects.filter(attributes_stale=True).count() == 2
+    assert svc.attributes_recompute() == 2
+    assert svc.attributes_recompute() == 0
+    assert values(fresh) == {}
+    assert all(values(e) == {"orders": [0], "revenue": [0]} for e in stale)
+
+
+def test_one_statement_per_batch(shop, monkeypatch):
+    for _ in range(3):
+        CustomerEntity.objects.create()
+    monkeypatch.setattr(svc, "BATCH_SIZE", 2)
+
+    with CaptureQueriesContext(connection) as queries:
+        svc.attributes_recompute()
+
+    updates = [q for q in queries.captured_queries if q["sql"].startswith("UPDATE customer_entities")]
+    assert len(updates) == 2  # 4 entities, batches of 2
+
+
+def test_unknown_entity_ids_are_ignored(shop):
+    assert svc.attributes_recompute(entity_ids=["0" * 32, shop.pk.upper()]) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_locked_by_another_worker_is_skipped_not_waited_for(no_default_attributes):
+    svc.attribute_create(id="n", name="n", computation="count", data_type="int")
+    entities = sorted(CustomerEntity.objects.create().pk for _ in range(4))
+    locked, released = threading.Event(), threading.Event()
+
+    def other_worker():
+        with connections["default"].cursor() as cursor:  # this thread's own connection
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT id FROM customer_entities WHERE id = ANY(%s) FOR UPDATE", [entities[:2]])
+            locked.set()
+            released.wait(10)
+            cursor.execute("ROLLBACK")
+        connections["default"].close()
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        assert svc.attributes_recompute() == 2
+    finally:
+        released.set()
+        thread.join()
+    assert set(CustomerEntity.objects.filter(attributes_stale=True).values_list("pk", flat=True)) == set(entities[:2])
+    assert svc.attributes_recompute() == 2
+
+
+# --- definitions ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"computation": "sum", "data_type": "float"}, "path", "needs the payload path"),
+        ({"computation": "count", "data_type": "int", "path": "a.b"}, "path", "does not read a payload path"),
+        ({"computation": "count", "data_type": "string"}, "data_type", "has the data type int"),
+        ({"computation": "last_event_time", "data_type": "int"}, "data_type", "date or datetime"),
+        ({"computation": "sum", "data_type": "bool", "path": "x"}, "data_type", "float or int"),
+        ({"computation": "identifier_values"}, "category", "need a stitching category"),
+        ({"computation": "identifier_values", "category": "nope"}, "category", "Unknown stitching category"),
+        ({"computation": "last_value", "path": "a..b"}, "path", "empty part"),
+        ({"computation": "last_value", "path": "x", "category": "email"}, "category", "Only identifier_values"),
+        ({"computation": "median", "path": "x"}, "computation", "Unknown computation"),
+        ({"computation": "last_value", "path": "x", "data_type": "money"}, "data_type", "Unknown data type"),
+        ({"computation": "count", "data_type": "int", "event_types": [""]}, "event_types", "non-empty"),
+    ],
+)
+def test_attribute_create_refuses_a_computation_that_makes_no_sense(no_default_attributes, fields, field, message):
+    with pytest.raises(ValidationError) as caught:
+        svc.attribute_create(id="x", name="X", **fields)
+
+    assert message in caught.value.message_dict[field][0]
+    assert not Attribute.objects.exists()
+
+
+def test_attribute_create_refuses_a_bad_or_taken_id(shop):
+    with pytest.raises(ValidationError, match="lower-case"):
+        svc.attribute_create(id="Bad Id", name="x", computation="count", data_type="int")
+    with pytest.raises(ValidationError, match="exists already"):
+        svc.attribute_create(id="orders", name="x", computation="count", data_type="int")
+
+
+def test_attribute_create_queues_every_customer_after_commit(shop, django_capture_on_commit_callbacks):
+    svc.attributes_recompute()
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        svc.attribute_create(id="pages", name="Pages", computation="count", data_type="int", event_types=["page"])
+
+    assert len(callbacks) == 1  # the recompute task, run eagerly here
+    assert values(shop)["pages"] == [1]
+
+
+def test_attribute_update_of_the_name_keeps_values_but_a_new_path_recomputes(shop):
+    svc.attributes_recompute()
+    revenue = Attribute.objects.get(pk="revenue")
+
+    svc.attribute_update(attribute=revenue, name="Total revenue", unit="EUR")
+    assert not CustomerEntity.objects.filter(attributes_stale=True).exists()
+
+    svc.attribute_update(attribute=revenue, path="properties.missing")
+    assert CustomerEntity.objects.get(pk=shop.pk).attributes_stale
+    svc.attributes_recompute()
+    assert values(shop)["revenue"] == [0]
+
+
+def test_attribute_update_validates_the_result(shop):
+    with pytest.raises(ValidationError, match="has the data type int"):
+        svc.attribute_update(attribute=Attribute.objects.get(pk="orders"), data_type="string")
+    with pytest.raises(ValidationError, match="cannot be changed"):
+        svc.attribute_update(attribute=Attribute.objects.get(pk="orders"), id="other")
+    assert Attribute.objects.get(pk="orders").data_type == "int"
+
+
+def test_attribute_delete_removes_its_values(shop):
+    svc.attributes_recompute()
+
+    svc.attribute_delete(attribute=Attribute.objects.get(pk="revenue"))
+
+    assert "revenue" not in values(shop)
+    assert "orders" in values(shop)
+
+
+def test_default_attributes_compute_on_demo_like_events(db, web_source):
+    """The migration's definitions, with no stitching categories present, compute without error."""
+    entity = CustomerEntity.objects.create()
+    order = {"event": "Order Completed", "properties": {"revenue": 100, "order_id": "A"}}
+    events_add(
+        web_source,
+        entity,
+        [
+            ("page", {"properties": {"path": "/sale"}}),
+            ("identify", {"traits": {"firstName": "Jana", "email": "jana@example.com"}}),
+            ("Order Completed", order),
+            ("Order Completed", {**order, "properties": {"revenue": 50.5}}),
+        ],
+    )
+
+    svc.attributes_recompute()
+
+    got = values(entity)
+    assert got["events_count"] == [4]
+    assert got["orders_count"] == [2]
+    assert got["total_revenue"] == [150.5]
+    assert got["average_order_value"] == [75.25]
+    assert got["last_page_path"] == ["/sale"]
+    assert got["first_name"] == ["Jana"]
+    assert got["last_order_time"] == ["2025-03-01T12:03:00.000000Z"]
+    assert "ps_email_address" not in got
+
+
+# --- the task ------------------------------------------------------------------------------------------------
+
+
+def test_task_reenqueues_itself_while_stale_customers_remain(shop, monkeypatch):
+    import cdp.tasks
+
+    for _ in range(4):
+        CustomerEntity.objects.create()
+    monkeypatch.setattr(cdp.tasks, "ATTRIBUTES_RECOMPUTE_LIMIT", 2)
+
+    attributes_recompute_task.delay()
+
+    assert not CustomerEntity.objects.filter(attributes_stale=True).exists()
+
+
+def test_task_is_a_beat_safety_net(settings):
+    entries = [e for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"] == attributes_recompute_task.name]
+
+    assert len(entries) == 1
+    assert entries[0]["schedule"] <= 300
+
+
+@pytest.mark.worker
+def test_task_recomputes_through_a_real_worker(no_default_attributes, celery_worker_process):
+    # Created directly: the service would enqueue a recompute of its own and race the one under test.
+    Attribute.objects.create(id="n", name="n", computation="count", data_type="int")
+    entities = [CustomerEntity.objects.create() for _ in range(3)]
+
+    result = attributes_recompute_task.delay()
+
+    assert celery_worker_process.result_wait(result, timeout=30) == 3
+    assert all(values(e) == {"n": [0]} for e in entities)
