@@ -19,17 +19,17 @@ def error_fields(exc: pytest.ExceptionInfo) -> dict:
 
 def test_category_create_validates_id_normalizer_and_limit():
     with pytest.raises(ValidationError) as exc:
-        config.category_create(id="E-mail!", name="Email", normalizer="email")
+        config.category_create(id="Work-Email!", name="Work email", normalizer="email")
     assert "id" in error_fields(exc)
     with pytest.raises(ValidationError) as exc:
-        config.category_create(id="email", name="Email", normalizer="soundex")
+        config.category_create(id="work_email", name="Work email", normalizer="soundex")
     assert "soundex" in error_fields(exc)["normalizer"][0]
     with pytest.raises(ValidationError) as exc:
-        config.category_create(id="email", name="Email", normalizer="email", max_per_entity=0)
+        config.category_create(id="work_email", name="Work email", normalizer="email", max_per_entity=0)
     assert "max_per_entity" in error_fields(exc)
 
-    email = config.category_create(id="email", name="Email", normalizer="email", max_per_entity=5, priority=20)
-    assert (email.normalizer, email.max_per_entity, email.priority) == ("email", 5, 20)
+    work = config.category_create(id="work_email", name="Work email", normalizer="email", max_per_entity=2, priority=5)
+    assert (work.normalizer, work.max_per_entity, work.priority) == ("email", 2, 5)
     with pytest.raises(ValidationError, match="already exists"):
         config.category_create(id="email", name="Email again", normalizer="email")
 
@@ -62,14 +62,14 @@ def test_category_limit_change_schedules_a_restitch(web_source, django_capture_o
     ["", "   ", "traits..email", ".traits", "traits.", "traits email", "traits.email!", "a" * 256, "x." * 20 + "y"],
 )
 def test_rule_path_must_be_a_dotted_payload_path(web_source, path):
-    category = StitchingCategory.objects.create(id="email", name="Email", normalizer="email")
+    category = StitchingCategory.objects.get(pk="email")
     with pytest.raises(ValidationError) as exc:
         config.rule_create(source=web_source, category=category, path=path)
     assert "path" in error_fields(exc)
 
 
 def test_rule_create_update_delete(web_source, django_capture_on_commit_callbacks):
-    category = StitchingCategory.objects.create(id="email", name="Email", normalizer="email")
+    category = StitchingCategory.objects.get(pk="email")
     rule = config.rule_create(source=web_source, category=category, path=" context.traits.email ", event_type="")
     assert (rule.path, rule.event_type) == ("context.traits.email", StitchingRule.ANY_TYPE)
     with pytest.raises(ValidationError, match="already reads context.traits.email"):
@@ -87,8 +87,8 @@ def test_rule_create_update_delete(web_source, django_capture_on_commit_callback
 def test_blocked_value_is_stored_normalised_with_who_and_why(web_source, admin_user):
     graph = GraphBuilder(web_source)
     email, phone = graph.categories["email"], graph.categories["phone"]
-    blocked = config.blocked_value_add(category=email, value="  Team@Example.COM ", reason="shared inbox", user=admin_user)
-    assert (blocked.value, blocked.reason, blocked.created_by) == ("team@example.com", "shared inbox", admin_user)
+    blocked = config.blocked_value_add(category=email, value=" Team@Example.COM ", reason="shared", user=admin_user)
+    assert (blocked.value, blocked.reason, blocked.created_by) == ("team@example.com", "shared", admin_user)
     with pytest.raises(ValidationError, match="already blocked"):
         config.blocked_value_add(category=email, value="team@example.com", reason="", user=admin_user)
     with pytest.raises(ValidationError) as exc:

@@ -1,0 +1,195 @@
+"""Stitching REST API: configuration CRUD with feature permissions, refused links, hub reviews, the customer
+stitching graph, change history, "why" paths and GDPR erasure."""
+
+import pytest
+
+from cdp.features import Feature
+from cdp.models import CustomerEntity, CustomerEvent
+from cdp.services.auth import role_create, user_create
+from stitching.models import BlockedValue, EntityChange, HubReview, Identifier
+from tests.conftest import client_for
+from tests.stitching.graph_builder import GraphBuilder
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def editor_client(db):
+    role = role_create(name="Stitching editor", features=[Feature.CUSTOMERS_VIEW, Feature.STITCHING_EDIT])
+    return client_for(user_create(username="editor", password="Editor-password!", role=role))
+
+
+@pytest.fixture
+def graph(web_source):
+    return GraphBuilder(web_source)
+
+
+def test_categories_are_read_with_customers_view_and_written_with_stitching_edit(graph, analyst_client, editor_client):
+    listed = analyst_client.get("/api/stitching_categories/").json()
+    assert [row["id"] for row in listed["results"]] == ["user_id", "email", "phone", "cookie"]  # by priority
+
+    response = analyst_client.post("/api/stitching_categories/", {"id": "crm_id", "name": "CRM id"}, format="json")
+    assert response.status_code == 403 and "stitching_edit" in response.json()["message"]
+
+    response = editor_client.post(
+        "/api/stitching_categories/", {"id": "crm_id", "name": "CRM id", "max_per_entity": 1}, format="json"
+    )
+    assert response.status_code == 201, response.json()
+    assert response.json()["normalizer"] == "trim"
+    response = editor_client.patch("/api/stitching_categories/crm_id", {"priority": 40, "id": "x"}, format="json")
+    assert response.status_code == 200 and response.json()["priority"] == 40 and response.json()["id"] == "crm_id"
+    response = editor_client.patch("/api/stitching_categories/crm_id", {"max_per_entity": 0}, format="json")
+    assert response.status_code == 400 and "max_per_entity" in response.json()["message"]
+    response = editor_client.post("/api/stitching_categories/", {"id": "email", "name": "Email"}, format="json")
+    assert response.status_code == 400 and "already exists" in response.json()["message"]
+    assert editor_client.delete("/api/stitching_categories/crm_id").status_code == 204
+
+
+def test_rules_crud_and_filters(graph, web_source, editor_client):
+    body = {"source": web_source.pk, "category": "email", "path": "traits.email", "event_type": "identify"}
+    response = editor_client.post("/api/stitching_rules", body, format="json")
+    assert response.status_code == 201, response.json()
+    rule_id = response.json()["id"]
+    assert editor_client.post("/api/stitching_rules", body, format="json").status_code == 400
+
+    response = editor_client.post("/api/stitching_rules", {**body, "path": "traits..email"}, format="json")
+    assert response.status_code == 400 and response.json()["message"].startswith("path:")
+    response = editor_client.post("/api/stitching_rules", {**body, "category": "fax"}, format="json")
+    assert response.status_code == 400 and "category" in response.json()["message"]
+
+    assert editor_client.get("/api/stitching_rules?source=web&category=email").json()["count"] == 1
+    assert editor_client.get("/api/stitching_rules?category=phone").json()["count"] == 0
+    full = editor_client.get(f"/api/stitching_rules/{rule_id}?load_full_structure=1").json()
+    assert full["source"]["slug"] == "web" and full["category"]["normalizer"] == "email"
+
+    response = editor_client.patch(f"/api/stitching_rules/{rule_id}", {"priority": 3}, format="json")
+    assert response.json()["priority"] == 3
+    assert editor_client.delete(f"/api/stitching_rules/{rule_id}").status_code == 204
+
+
+def test_blocked_values_are_normalised_and_record_the_acting_user(graph, editor_client):
+    response = editor_client.post(
+        "/api/stitching_blocked_values", {"category": "email", "value": " Team@Example.com", "reason": "shared"},
+        format="json",
+    )  # fmt: skip
+    assert response.status_code == 201, response.json()
+    assert response.json()["value"] == "team@example.com"
+    blocked = BlockedValue.objects.get()
+    assert blocked.created_by.username == "editor"
+    full = editor_client.get(f"/api/stitching_blocked_values/{blocked.pk}?load_full_structure=1").json()
+    assert full["created_by"]["username"] == "editor"
+
+    response = editor_client.post("/api/stitching_blocked_values", {"category": "phone", "value": "n/a"}, format="json")
+    assert response.status_code == 400 and "not a valid Phone value" in response.json()["message"]
+    assert editor_client.delete(f"/api/stitching_blocked_values/{blocked.pk}").status_code == 204
+    assert not BlockedValue.objects.exists()
+
+
+def test_refused_links_list_reasons_and_filter_by_status(graph, analyst_client):
+    entity = graph.entity()
+    graph.event(
+        entity,
+        identifiers=[("email", "ann@example.com")],
+        refused=[
+            ("email", "null", "blocked", "placeholder value", None),
+            ("user_id", "u2", "limit", "at most 1 User id per customer", None),
+        ],
+    )
+    rows = analyst_client.get("/api/stitching_refused_links").json()
+    assert rows["count"] is None
+    assert {(row["status"], row["identifier"]["value"], row["reason"]) for row in rows["results"]} == {
+        ("blocked", "null", "placeholder value"),
+        ("limit", "u2", "at most 1 User id per customer"),
+    }
+    assert rows["results"][0]["customer_entity"] == entity.pk
+    limited = analyst_client.get("/api/stitching_refused_links?status=limit").json()["results"]
+    assert [row["identifier"]["category"] for row in limited] == ["user_id"]
+    assert analyst_client.get("/api/stitching_refused_links?status=linked").status_code == 400
+
+
+def test_hub_review_decide(graph, editor_client, analyst_client):
+    graph.event(graph.entity(), identifiers=[("cookie", "kiosk")])
+    review = HubReview.objects.create(identifier=Identifier.objects.get(value="kiosk"), entity_count=25)
+    assert analyst_client.get("/api/stitching_hub_reviews?status=pending").json()["count"] == 1
+    url = f"/api/stitching_hub_reviews/{review.pk}/decide"
+    assert analyst_client.post(url, {"decision": "block"}, format="json").status_code == 403
+    response = editor_client.post(url, {"decision": "maybe"}, format="json")
+    assert response.status_code == 400 and response.json()["message"].startswith("decision:")
+    response = editor_client.post(url, {"decision": "block"}, format="json")
+    assert response.status_code == 200 and response.json()["status"] == "blocked"
+    assert BlockedValue.objects.filter(category_id="cookie", value="kiosk").exists()
+    response = editor_client.post(url, {"decision": "approve"}, format="json")
+    assert response.status_code == 400 and "already decided" in response.json()["message"]
+
+
+def test_customer_stitching_graph(graph, analyst_client, outsider_client):
+    entity = graph.entity()
+    event = graph.event(entity, identifiers=[("email", "ann@example.com"), ("cookie", "c1")])
+    for _ in range(3):
+        graph.event(entity, identifiers=[("cookie", "c1")])
+    url = f"/api/customer_entities/{entity.pk}/stitching_graph"
+    body = analyst_client.get(url).json()
+    assert body["customer_entity_id"] == entity.pk and body["truncated"] is False
+    assert {node["id"] for node in body["nodes"]} >= {f"event:{event.pk}"}
+    assert len(body["edges"]) == 5
+
+    limited = analyst_client.get(url + "?limit=1").json()
+    assert limited["truncated"] is True and limited["counts"]["events_shown"] == 1
+    assert analyst_client.get(url + "?limit=abc").status_code == 400
+    assert analyst_client.get(url + "?limit=0").status_code == 400
+    assert analyst_client.get(url.upper().replace("/API/CUSTOMER_ENTITIES/", "/api/customer_entities/").replace(
+        "/STITCHING_GRAPH", "/stitching_graph")).status_code == 200  # fmt: skip
+    assert analyst_client.get(f"/api/customer_entities/{'0' * 32}/stitching_graph").status_code == 404
+    assert outsider_client.get(url).status_code == 403
+
+
+def test_why_path_endpoint(graph, analyst_client):
+    entity = graph.entity()
+    graph.event(entity, identifiers=[("email", "ann@example.com"), ("cookie", "c1")])
+    graph.event(graph.entity(), identifiers=[("email", "bob@example.com")])
+    params = "from_category=email&from_value=ANN@example.com&to_category=cookie&to_value=c1"
+    body = analyst_client.get(f"/api/stitching/path?{params}").json()
+    assert body["linked"] is True and body["events"] == 1 and len(body["path"]) == 3
+
+    response = analyst_client.get("/api/stitching/path?from_category=email&from_value=ann@example.com"
+                                  "&to_category=email&to_value=bob@example.com")  # fmt: skip
+    assert response.status_code == 404 and "not one customer" in response.json()["message"]
+    response = analyst_client.get("/api/stitching/path?from_category=email&from_value=ann@example.com")
+    assert response.status_code == 400 and response.json()["message"] == "to_category: This query parameter is required."
+
+
+def test_changes_and_erase(graph, analyst_client, admin_client):
+    entity = graph.entity(ps_email_address=["ann@example.com"])
+    graph.event(entity, identifiers=[("email", "ann@example.com")])
+    EntityChange.objects.create(kind="merge", customer_entity_id=entity.pk, other_entity_ids=["f" * 32], detail={})
+    changes = analyst_client.get(f"/api/customer_entities/{entity.pk}/changes").json()
+    assert [row["kind"] for row in changes["results"]] == ["merge"]
+
+    url = f"/api/customer_entities/{entity.pk}/erase"
+    response = analyst_client.post(url)
+    assert response.status_code == 403 and "customers_erase" in response.json()["message"]
+    response = admin_client.post(url)
+    assert response.status_code == 200
+    assert response.json() == {
+        "customer_entity_id": entity.pk, "events": 1, "identifiers": 1, "event_links": 1, "history_rows_scrubbed": 1,
+    }  # fmt: skip
+    assert not CustomerEntity.objects.filter(pk=entity.pk).exists() and not CustomerEvent.objects.exists()
+    assert admin_client.post(url).status_code == 404
+    kinds = [row["kind"] for row in analyst_client.get(f"/api/customer_entities/{entity.pk}/changes").json()["results"]]
+    assert kinds == ["erase", "merge"]
+
+
+def test_schema_documents_the_stitching_endpoints(admin_client):
+    paths = admin_client.get("/api/schema/?format=json").json()["paths"]
+    for path in [
+        "/api/stitching_categories/",
+        "/api/stitching_rules/",
+        "/api/stitching_blocked_values/",
+        "/api/stitching_refused_links/",
+        "/api/stitching_hub_reviews/{id}/decide",
+        "/api/customer_entities/{id}/stitching_graph",
+        "/api/customer_entities/{id}/changes",
+        "/api/customer_entities/{id}/erase",
+        "/api/stitching/path",
+    ]:
+        assert any(p.rstrip("/") == path.rstrip("/") for p in paths), path

@@ -1,0 +1,110 @@
+"""The identity graph of a customer and the shortest chain explaining why two identifiers are one customer."""
+
+import pytest
+
+from stitching.models import EventIdentifier
+from stitching.selectors import PathNotFound, PathSearchTooLarge, identity_graph, identity_path
+from tests.stitching.graph_builder import GraphBuilder
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def customer(web_source):
+    """cookie c1 ─e1─ email ann ─e3─ user u1 ─e4─ phone; e2 repeats the cookie; e5 carried a refused address."""
+    graph = GraphBuilder(web_source)
+    ann, other = graph.entity(), graph.entity()
+    events = {
+        "e1": graph.event(ann, identifiers=[("cookie", "c1"), ("email", "ann@example.com")]),
+        "e2": graph.event(ann, identifiers=[("cookie", "c1")]),
+        "e3": graph.event(ann, identifiers=[("email", "ann@example.com"), ("user_id", "u1")], type="identify"),
+        "e4": graph.event(ann, identifiers=[("user_id", "u1"), ("phone", "+420777123456")], type="purchase"),
+        "e5": graph.event(
+            ann,
+            identifiers=[("cookie", "c1")],
+            refused=[("email", "team@example.com", "blocked", "blocked value", None)],
+        ),
+        "b1": graph.event(other, identifiers=[("email", "bob@example.com")]),
+    }
+    return graph, ann, other, events
+
+
+def test_graph_shows_which_events_brought_which_identifiers(customer):
+    graph, ann, _, events = customer
+    result = identity_graph(ann.pk)
+
+    kinds = [node["kind"] for node in result["nodes"]]
+    assert kinds.count("event") == 5 and kinds.count("identifier") == 5
+    values = {node["value"] for node in result["nodes"] if node["kind"] == "identifier"}
+    assert values == {"c1", "ann@example.com", "u1", "+420777123456", "team@example.com"}
+    edges = {(edge["source"], edge["target"].split(":")[0], edge["status"]) for edge in result["edges"]}
+    assert (f"event:{events['e5'].pk}", "identifier", "blocked") in edges
+    assert sum(edge["status"] == "linked" for edge in result["edges"]) == 8
+    first = next(edge for edge in result["edges"] if edge["source"] == f"event:{events['e1'].pk}")
+    assert first["event_time"] == events["e1"].event_time.isoformat()
+    assert result["truncated"] is False
+    assert result["counts"] == {"events": 5, "identifiers": 5, "events_shown": 5, "identifiers_shown": 5}
+
+
+def test_graph_is_bounded_and_keeps_the_event_that_first_brought_each_identifier(customer):
+    graph, ann, _, events = customer
+    for _ in range(30):
+        graph.event(ann, identifiers=[("cookie", "c1")])
+    result = identity_graph(ann.pk, limit=4)
+    assert result["truncated"] is True
+    assert result["counts"]["events"] == 35
+    shown = {node["event_id"] for node in result["nodes"] if node["kind"] == "event"}
+    # e1 brought c1 and ann, e3 u1, e4 the phone: the first three of four slots; e5 (team@) is the fourth.
+    assert shown == {events["e1"].pk, events["e3"].pk, events["e4"].pk, events["e5"].pk}
+
+
+def test_path_is_the_shortest_chain_of_events_and_identifiers(customer):
+    _, ann, _, events = customer
+    result = identity_path("cookie", "c1", "phone", "+420 777 123 456")  # the value is normalised first
+    steps = [(step["kind"], step.get("value") or step["event_id"]) for step in result["path"]]
+    assert steps == [
+        ("identifier", "c1"),
+        ("event", events["e1"].pk),
+        ("identifier", "ann@example.com"),
+        ("event", events["e3"].pk),
+        ("identifier", "u1"),
+        ("event", events["e4"].pk),
+        ("identifier", "+420777123456"),
+    ]
+    assert result["events"] == 3 and result["customer_entity_id"] == ann.pk
+    assert result["from"]["value"] == "c1" and result["to"]["category"] == "phone"
+
+
+def test_path_takes_a_shortcut_when_one_event_links_both(customer):
+    graph, ann, _, _ = customer
+    shortcut = graph.event(ann, identifiers=[("phone", "+420777123456"), ("cookie", "c1")])
+    result = identity_path("phone", "+420777123456", "cookie", "c1")
+    assert [step.get("event_id") for step in result["path"]] == [None, shortcut.pk, None]
+
+
+def test_path_ignores_refused_links(customer, web_source):
+    graph, ann, _, _ = customer
+    # team@ is held on an event of ann's and belongs to nobody: no path through it even if shared.
+    with pytest.raises(PathNotFound, match="different customers"):
+        identity_path("email", "team@example.com", "cookie", "c1")
+    assert EventIdentifier.objects.filter(status="blocked").count() == 1
+
+
+def test_path_between_different_customers_or_unknown_values_is_not_found(customer):
+    with pytest.raises(PathNotFound, match="different customers"):
+        identity_path("email", "ann@example.com", "email", "bob@example.com")
+    with pytest.raises(PathNotFound, match="No event carried"):
+        identity_path("email", "nobody@example.com", "email", "ann@example.com")
+    with pytest.raises(PathNotFound, match="Unknown stitching category"):
+        identity_path("fax", "1", "email", "ann@example.com")
+    with pytest.raises(PathNotFound, match="not a valid Phone"):
+        identity_path("phone", "call me", "email", "ann@example.com")
+
+
+def test_path_of_an_identifier_to_itself_is_one_step(customer):
+    assert len(identity_path("email", "ANN@example.com", "email", "ann@example.com")["path"]) == 1
+
+
+def test_path_search_is_bounded(customer):
+    with pytest.raises(PathSearchTooLarge):
+        identity_path("cookie", "c1", "phone", "+420777123456", max_nodes=3)
