@@ -155,7 +155,8 @@ def test_why_path_endpoint(graph, analyst_client):
                                   "&to_category=email&to_value=bob@example.com")  # fmt: skip
     assert response.status_code == 404 and "not one customer" in response.json()["message"]
     response = analyst_client.get("/api/stitching/path?from_category=email&from_value=ann@example.com")
-    assert response.status_code == 400 and response.json()["message"] == "to_category: This query parameter is required."
+    assert response.status_code == 400
+    assert response.json()["message"] == "to_category: This query parameter is required."
 
 
 def test_changes_and_erase(graph, analyst_client, admin_client):
