@@ -1,0 +1,321 @@
+"""Full re-stitch of every event: the bulk path behind `manage.py restitch` with no arguments.
+
+Same result as incremental stitching (the partition is the same function of the same events), computed in bulk:
+identifiers are extracted in SQL (one `INSERT ... SELECT` per rule, with the SQL twins of the normalisers and the
+junk test), a union-find in Python over (event, identifier) pairs finds the raw components, and a component
+that cannot trigger a limit or a hub (each limited category within its limit, and at most `hub_limit`
+identifiers, which bounds the merges any identifier can make) *is* its partition. The rare others go through
+`partition_compute` like incremental stitching does. Assignments are written back with COPY into a temporary
+table and one `UPDATE ... FROM`; new entities are created with COPY.
+
+Entity ids: a group keeps the oldest (created, id) existing entity among its events not taken by a group with a
+smaller first event id; otherwise it gets a new id. A rebuild records no merge or split history.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from django.db import connection, transaction
+
+from stitching.normalizers import MAX_IDENTIFIER_LENGTH, sql_junk_reason, sql_normalize, sql_scalar_text
+from stitching.services.extraction import config_load
+from stitching.services.partition import EventNode, Link, partition_compute
+
+
+def restitch_all(*, progress: Callable[[int], None] | None = None):
+    from stitching.services.engine import GLOBAL_LOCK_KEY, LOCK_NAMESPACE, StitchReport, system_source_get
+
+    system = system_source_get().pk
+    config = config_load()
+    report = StitchReport()
+    with transaction.atomic():
+        connection.ensure_connection()
+        raw = connection.connection
+        with raw.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, GLOBAL_LOCK_KEY])
+            _extract(cur, config)
+            categories = sorted(config.categories)
+            cur.execute(
+                "SELECT coalesce(array_agg(event_id), '{}'), coalesce(array_agg(identifier_id), '{}'), "
+                "coalesce(array_agg(category_code), '{}') FROM st_edges WHERE blocked IS NULL",
+                binary=True,
+            )
+            edge_events, edge_identifiers, edge_codes = cur.fetchone()
+            cur.execute(
+                "SELECT coalesce(array_agg(id ORDER BY id), '{}'), "
+                "coalesce(array_agg(customer_entity_id ORDER BY id), '{}') FROM customer_events WHERE source_id <> %s",
+                [system],
+                binary=True,
+            )
+            event_ids, old_entities = cur.fetchone()
+
+            # Union-find over events; an identifier joins the component of the first event that carried it.
+            parent: dict[int, int] = {}
+            owner: dict[int, int] = {}
+            identifier_code: dict[int, int] = {}
+            for e, i, c in zip(edge_events, edge_identifiers, edge_codes, strict=True):
+                if e not in parent:
+                    parent[e] = e
+                o = owner.get(i)
+                if o is None:
+                    owner[i] = e
+                    identifier_code[i] = c
+                    continue
+                a = e
+                while parent[a] != a:
+                    parent[a] = parent[parent[a]]
+                    a = parent[a]
+                b = o
+                while parent[b] != b:
+                    parent[b] = parent[parent[b]]
+                    b = parent[b]
+                if a != b:
+                    if a < b:
+                        parent[b] = a
+                    else:
+                        parent[a] = b
+
+            def find(x: int) -> int:
+                root = x
+                while parent[root] != root:
+                    root = parent[root]
+                while parent[x] != root:
+                    parent[x], x = root, parent[x]
+                return root
+
+            # Components that could hit a limit or a hub go through the exact algorithm.
+            limits = [config.categories[c].max_per_entity for c in categories]
+            counts: dict[int, list[int]] = {}
+            for i, e in owner.items():
+                root = find(e)
+                row = counts.get(root)
+                if row is None:
+                    row = counts[root] = [0] * (len(categories) + 1)
+                row[identifier_code[i]] += 1
+                row[-1] += 1
+            exact_roots = {
+                root
+                for root, row in counts.items()
+                if row[-1] > config.hub_limit
+                or any(limit is not None and n > limit for n, limit in zip(row, limits, strict=False))
+            }
+            group_of: dict[int, int] = {}  # event -> group key (root event id, or a partition group key)
+            for e in parent:
+                group_of[e] = find(e)
+            refused: list[tuple[int, int, str, str]] = []
+            hubs: dict[int, int] = {}
+            identifier_group = {i: e for i, e in owner.items()}  # owner event for now, its group below
+            if exact_roots:
+                _exact(cur, config, exact_roots, group_of, refused, hubs, identifier_group)
+            identifier_group = {i: group_of[e] for i, e in identifier_group.items() if e is not None}
+            if progress:
+                progress(len(event_ids) // 2)
+
+            # Entity ids: groups in order of their smallest event id (event_ids is sorted).
+            created = {}
+            olds = sorted({x for x in old_entities if x})
+            if olds:
+                cur.execute("SELECT id, created FROM customer_entities WHERE id = ANY(%s)", [olds])
+                created = dict(cur.fetchall())
+            group_entity: dict[int, str] = {}
+            group_candidates: dict[int, set[str]] = {}
+            order: list[int] = []
+            for e, old in zip(event_ids, old_entities, strict=True):
+                g = group_of.get(e)
+                if g is None:
+                    g = group_of[e] = -e  # no linkable identifier: a customer of its own
+                if g not in group_candidates:
+                    group_candidates[g] = set()
+                    order.append(g)
+                if old:
+                    group_candidates[g].add(old)
+            taken: set[str] = set()
+            new_entities: list[str] = []
+            for g in order:
+                candidates = group_candidates[g] - taken
+                if candidates:
+                    entity = min(candidates, key=lambda x: (created.get(x), x))
+                else:
+                    entity = uuid.uuid4().hex
+                    new_entities.append(entity)
+                taken.add(entity)
+                group_entity[g] = entity
+            now = datetime.now(UTC)
+            if new_entities:
+                with cur.copy(
+                    "COPY customer_entities (id, created, modified, attributes, attributes_stale) FROM STDIN"
+                ) as copy:
+                    stamp = now.isoformat()
+                    copy.write("".join(f"{x}\t{stamp}\t{stamp}\t{{}}\tt\n" for x in new_entities))
+            report.entities_created = len(new_entities)
+
+            moves = []
+            heirs: dict[str, str] = {}
+            for e, old in zip(event_ids, old_entities, strict=True):
+                entity = group_entity[group_of[e]]
+                if old != entity:
+                    moves.append((e, entity))
+                if old and old not in taken and old not in heirs:
+                    heirs[old] = entity
+            cur.execute("CREATE TEMP TABLE st_assign (event_id bigint, entity_id text) ON COMMIT DROP")
+            with cur.copy("COPY st_assign (event_id, entity_id) FROM STDIN") as copy:
+                copy.write("".join(f"{e}\t{x}\n" for e, x in moves))
+            cur.execute(
+                "UPDATE customer_events e SET customer_entity_id = a.entity_id FROM st_assign a WHERE e.id = a.event_id"
+            )
+            report.events = len(moves)
+            if heirs:
+                # Entities left without events: their system events follow the heir, then they go.
+                gone, heir = zip(*sorted(heirs.items()), strict=True)
+                cur.execute(
+                    "UPDATE customer_events e SET customer_entity_id = h.heir "
+                    "FROM unnest(%s::text[], %s::text[]) AS h(old, heir) WHERE e.customer_entity_id = h.old",
+                    [list(gone), list(heir)],
+                )
+                cur.execute("DELETE FROM customer_entities WHERE id = ANY(%s)", [list(gone)])
+                report.entities_deleted = len(gone)
+            cur.execute(
+                "UPDATE customer_entities SET attributes_stale = true WHERE NOT attributes_stale AND id IN "
+                "(SELECT DISTINCT entity_id FROM st_assign)"
+            )
+
+            # The identity graph: every edge with its status; identifiers with their entity.
+            if refused:
+                cur.execute(
+                    "CREATE TEMP TABLE st_refused (event_id bigint, identifier_id bigint, status text, reason text) "
+                    "ON COMMIT DROP"
+                )
+                with cur.copy("COPY st_refused FROM STDIN") as copy:
+                    for row in refused:
+                        copy.write_row(row)
+            cur.execute("TRUNCATE stitching_event_identifiers")
+            cur.execute(
+                "INSERT INTO stitching_event_identifiers (event_id, identifier_id, rule_id, status, reason) "
+                "SELECT s.event_id, s.identifier_id, s.rule_id, "
+                "CASE WHEN s.blocked IS NOT NULL THEN 'blocked' ELSE 'linked' END, coalesce(s.blocked, '') "
+                "FROM st_edges s"
+            )
+            if refused:
+                cur.execute(
+                    "UPDATE stitching_event_identifiers ei SET status = r.status, reason = r.reason FROM st_refused r "
+                    "WHERE ei.event_id = r.event_id AND ei.identifier_id = r.identifier_id"
+                )
+            cur.execute("CREATE TEMP TABLE st_owner (identifier_id bigint, entity_id text) ON COMMIT DROP")
+            with cur.copy("COPY st_owner FROM STDIN") as copy:
+                copy.write("".join(f"{i}\t{group_entity[g]}\n" for i, g in identifier_group.items()))
+            cur.execute(
+                "UPDATE stitching_identifiers i SET customer_entity_id = o.entity_id, first_seen = f.first_seen "
+                "FROM st_owner o, st_first_seen f WHERE i.id = o.identifier_id AND f.identifier_id = o.identifier_id "
+                "AND (i.customer_entity_id IS DISTINCT FROM o.entity_id OR i.first_seen IS DISTINCT FROM f.first_seen)"
+            )
+            cur.execute(
+                "UPDATE stitching_identifiers SET customer_entity_id = NULL WHERE customer_entity_id IS NOT NULL "
+                "AND id NOT IN (SELECT identifier_id FROM st_owner)"
+            )
+            if hubs:
+                cur.execute(
+                    "INSERT INTO stitching_hubreview (identifier_id, entity_count, status, created) "
+                    "SELECT i, n, 'pending', now() FROM unnest(%s::bigint[], %s::int[]) AS t(i, n) "
+                    "ON CONFLICT (identifier_id) DO UPDATE SET entity_count = EXCLUDED.entity_count "
+                    "WHERE stitching_hubreview.status = 'pending'",
+                    [list(hubs), list(hubs.values())],
+                )
+            cur.execute(
+                "DELETE FROM stitching_hubreview WHERE status = 'pending' AND NOT identifier_id = ANY(%s)", [list(hubs)]
+            )
+            report.refused = len(refused)
+            report.components = len(order)
+            if progress:
+                progress(len(event_ids) - len(event_ids) // 2)
+    return report
+
+
+def _extract(cur, config) -> None:
+    """st_edges (event_id, identifier_id, category_code, rule_id, blocked) and st_first_seen, by SQL."""
+    categories = sorted(config.categories)
+    cur.execute(
+        "CREATE TEMP TABLE st_pairs (event_id bigint, event_time timestamptz, category text, value text, "
+        "rule_id bigint, rule_priority int) ON COMMIT DROP"
+    )
+    for source_id, rules in config.rules.items():
+        for rule in rules:
+            text = sql_scalar_text("(e.payload #> %(path)s)")
+            value = sql_normalize(config.normalizers[rule.category], text)
+            where = "e.source_id = %(source)s" + ("" if rule.event_type == "*" else " AND e.type = %(type)s")
+            cur.execute(
+                "INSERT INTO st_pairs SELECT * FROM (SELECT e.id, e.event_time, %(category)s::text, "
+                f"left({value}, {MAX_IDENTIFIER_LENGTH}) AS v, %(rule)s::bigint, %(priority)s::int "
+                f"FROM customer_events e WHERE {where}) s WHERE v IS NOT NULL",
+                {
+                    "path": list(rule.path),
+                    "source": source_id,
+                    "type": rule.event_type,
+                    "category": rule.category,
+                    "rule": rule.id,
+                    "priority": rule.priority,
+                },
+            )
+    cur.execute(
+        "INSERT INTO stitching_identifiers (category_id, value) SELECT DISTINCT category, value FROM st_pairs "
+        "ON CONFLICT (category_id, value) DO NOTHING"
+    )
+    junk = sql_junk_reason("p.value")
+    blocked = (
+        "(SELECT CASE WHEN b.reason <> '' THEN 'blocked value: ' || b.reason ELSE 'blocked value' END "
+        "FROM stitching_blockedvalue b WHERE b.value = p.value AND (b.category_id = p.category OR "
+        "b.category_id IS NULL) ORDER BY b.category_id NULLS LAST LIMIT 1)"
+    )
+    cur.execute(
+        "CREATE TEMP TABLE st_edges ON COMMIT DROP AS SELECT DISTINCT ON (p.event_id, i.id) p.event_id, "
+        "i.id AS identifier_id, array_position(%s::text[], p.category) - 1 AS category_code, p.rule_id, "
+        f"coalesce('junk value: ' || {junk}, {blocked}) AS blocked "
+        "FROM st_pairs p JOIN stitching_identifiers i ON i.category_id = p.category AND i.value = p.value "
+        "ORDER BY p.event_id, i.id, p.rule_priority DESC, p.rule_id",
+        [categories],
+    )
+    cur.execute(
+        "CREATE TEMP TABLE st_first_seen ON COMMIT DROP AS SELECT i.id AS identifier_id, min(p.event_time) AS "
+        "first_seen FROM st_pairs p JOIN stitching_identifiers i ON i.category_id = p.category AND i.value = p.value "
+        "GROUP BY i.id"
+    )
+
+
+def _exact(
+    cur, config, roots: set[int], group_of: dict[int, int], refused: list, hubs: dict[int, int], identifier_event: dict
+) -> None:
+    """Run partition_compute on the components with these roots; rewrite group_of for their events and
+    identifier_event (an event of the identifier's group, None when none of its links was made)."""
+    events = [e for e, g in group_of.items() if g in roots]
+    cur.execute("SELECT id, event_time, source_id, idempotency_key FROM customer_events WHERE id = ANY(%s)", [events])
+    nodes = {e: EventNode(e, t, s, k, []) for e, t, s, k in cur.fetchall()}
+    cur.execute(
+        "SELECT s.event_id, s.identifier_id, i.category_id, i.value, coalesce(r.priority, 0) FROM st_edges s "
+        "JOIN stitching_identifiers i ON i.id = s.identifier_id "
+        "LEFT JOIN stitching_stitchingrule r ON r.id = s.rule_id "
+        "WHERE s.blocked IS NULL AND s.event_id = ANY(%s)",
+        [events],
+    )
+    for e, i, category, value, priority in cur.fetchall():
+        nodes[e].links.append(Link(i, category, value, priority))
+    by_root: dict[int, list[EventNode]] = {}
+    for e, node in nodes.items():
+        by_root.setdefault(group_of[e], []).append(node)
+    for component in by_root.values():
+        partition = partition_compute(
+            component, categories=config.categories, hub_limit=config.hub_limit, hub_exempt=config.hub_exempt
+        )
+        for members in partition.groups:
+            key = min(members)
+            for e in members:
+                group_of[e] = key
+        for node in component:
+            for link in node.links:
+                identifier_event[link.identifier_id] = None
+        for i, g in partition.identifier_group.items():
+            identifier_event[i] = partition.groups[g][0]
+        for (e, i), (status, reason) in partition.refused.items():
+            refused.append((e, i, status, reason))
+        hubs.update(partition.hubs)

@@ -1,0 +1,631 @@
+"""The stitching engine: incremental stitching of new events, component re-stitching, full rebuilds.
+
+Determinism. Every write recomputes whole *raw components* (all events reachable through shared non-blocked
+identifiers, closed under "currently in the same entity") with the pure `partition_compute`, whose result does
+not depend on input order. A component's final state is therefore computed from all of its events by the last
+transaction that touched it, whatever the arrival order or batch boundaries were; `restitch` computes the same
+function from scratch.
+
+Concurrency. One transaction per batch: (1) claim unstitched events `FOR UPDATE SKIP LOCKED`; (2) take
+transaction-level advisory locks on every (category, value) they carry, blocking, in sorted order (so waits
+cannot form a cycle); (3) discover the component from committed edges plus our own, then *try* to lock its other
+identifiers and its entities; if one is busy, roll back and retry the batch later (a try never waits, so no
+deadlock); once everything is locked, discover again and repeat until the component stops growing. Two workers
+whose components share an identifier or an entity therefore serialise, and the second sees the first's committed
+result. A full rebuild takes the global lock exclusively; batches take it shared.
+
+System events (merges and splits, from the "cdp" system source) carry no identifiers and are attached to the
+entity they describe directly, so they never enter the stitching queue or another customer's component.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+from django.db import connection, transaction
+
+from cdp.models import DataSource
+from stitching.models import EntityChange, EventIdentifier
+from stitching.normalizers import MAX_IDENTIFIER_LENGTH
+from stitching.services.extraction import Extracted, StitchConfig, config_load, identifiers_extract
+from stitching.services.partition import EventNode, Link, Partition, partition_compute
+
+log = logging.getLogger(__name__)
+
+LOCK_NAMESPACE = 0x5717  # advisory lock class id of stitching locks
+GLOBAL_LOCK_KEY = 0
+MAX_ATTEMPTS = 200
+SYSTEM_SOURCE_SLUG = "cdp"
+MERGED_EVENT_TYPE = "customer_entities_merged"
+SPLIT_EVENT_TYPE = "customer_entity_split"
+BLOCKED = EventIdentifier.Status.BLOCKED.value
+LINKED = EventIdentifier.Status.LINKED.value
+
+
+class LockBusy(Exception):
+    """Another transaction holds part of our component: roll back and retry."""
+
+
+@dataclass(slots=True)
+class StitchReport:
+    events: int = 0  # events (re)assigned by this run
+    components: int = 0
+    entities_created: int = 0
+    entities_deleted: int = 0
+    merges: int = 0
+    splits: int = 0
+    refused: int = 0  # links refused by limits or held
+    remaining: bool = False  # unstitched events left (stitch_pending: more batches to do)
+    entity_ids: set[str] = field(default_factory=set, repr=False)  # entities whose attributes went stale
+
+    def add(self, other: StitchReport) -> None:
+        for name in ("events", "components", "entities_created", "entities_deleted", "merges", "splits", "refused"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.entity_ids |= other.entity_ids
+
+
+# --- public services ----------------------------------------------------------------------------------------
+
+
+def stitch_pending(*, limit: int = 5000) -> StitchReport:
+    """Stitch up to `limit` unstitched events (claimed with SKIP LOCKED, so workers share the queue).
+
+    `remaining` tells whether more unstitched events exist (the task re-enqueues itself then)."""
+    report = _with_retries(lambda: _stitch_pending_once(limit))
+    report.remaining = _unstitched_exists()
+    _attributes_enqueue_on_commit(report)
+    return report
+
+
+def component_restitch(
+    *, identifier_ids: Iterable[int] = (), entity_ids: Iterable[str] = (), batch: int = 500
+) -> StitchReport:
+    """Re-stitch the components holding these identifiers and entities: after blocking or unblocking a value, a
+    rule change or a hub decision. Their events' identifiers are extracted again with the current rules."""
+    identifier_ids, entity_ids = sorted(set(identifier_ids)), sorted(set(entity_ids))
+    report = StitchReport()
+    for start in range(0, max(len(identifier_ids), len(entity_ids)), batch):
+        ids, entities = identifier_ids[start : start + batch], entity_ids[start : start + batch]
+        report.add(_with_retries(lambda ids=ids, entities=entities: _restitch_once(ids, entities)))
+    _attributes_enqueue_on_commit(report)
+    return report
+
+
+def restitch(
+    *, source: DataSource | None = None, entity_id: str | None = None, progress=None, batch: int = 2000
+) -> StitchReport:
+    """Rebuild from scratch: everything (the bulk path), the components of one source's events, or one entity's
+    component. `progress(n)` is called as events are done. Yields the same partition as incremental stitching."""
+    if source is None and entity_id is None:
+        from stitching.services.bulk import restitch_all
+
+        return restitch_all(progress=progress)
+    if entity_id is not None:
+        return component_restitch(entity_ids=[entity_id])
+    report = StitchReport()
+    last_id = 0
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id, customer_entity_id FROM customer_events WHERE source_id = %s AND id > %s "
+                "ORDER BY id LIMIT %s",
+                [source.pk, last_id, batch],
+            )
+            rows = cursor.fetchall()
+        if not rows:
+            break
+        last_id = rows[-1][0]
+        event_ids = [r[0] for r in rows]
+        part = _with_retries(lambda event_ids=event_ids: _restitch_once((), (), event_ids=event_ids))
+        report.add(part)
+        if progress:
+            progress(len(rows))
+    _attributes_enqueue_on_commit(report)
+    return report
+
+
+def system_source_get() -> DataSource:
+    """The "cdp" data source of system events (merges, splits); created on first use, never stitched."""
+    from cdp.services.data_sources import data_source_create
+
+    source = DataSource.objects.filter(slug=SYSTEM_SOURCE_SLUG).first()
+    if source is None:
+        with transaction.atomic():
+            source = DataSource.objects.select_for_update().filter(slug=SYSTEM_SOURCE_SLUG).first()
+            if source is None:
+                source, _ = data_source_create(
+                    slug=SYSTEM_SOURCE_SLUG,
+                    name="CDP system events",
+                    type=DataSource.Type.OTHER,
+                    description="Merges and splits of customer entities, emitted by identity stitching.",
+                    with_write_key=False,
+                )
+    return source
+
+
+# --- transactions -------------------------------------------------------------------------------------------
+
+
+def _with_retries(work) -> StitchReport:
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                return work()
+        except LockBusy:
+            # Another worker is changing an overlapping component; it will be done in milliseconds.
+            time.sleep(min(0.5, 0.01 * (attempt + 1)) * (0.5 + random.random()))
+    raise RuntimeError("stitching: could not lock a component after many attempts")
+
+
+def _stitch_pending_once(limit: int) -> StitchReport:
+    config = config_load()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_NAMESPACE, GLOBAL_LOCK_KEY])
+        cursor.execute(
+            "SELECT id, source_id, type, payload::text FROM customer_events WHERE customer_entity_id IS NULL "
+            "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+            [limit],
+        )
+        claimed = cursor.fetchall()
+        if not claimed:
+            return StitchReport()
+        return _stitch(cursor, config, claimed, seed_identifier_ids=(), seed_entity_ids=())
+
+
+def _restitch_once(identifier_ids, entity_ids, *, event_ids: Iterable[int] = ()) -> StitchReport:
+    config = config_load()
+    system = system_source_get().pk
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_NAMESPACE, GLOBAL_LOCK_KEY])
+        # The seeds: events carrying these identifiers (whatever their status), events of these entities.
+        cursor.execute(
+            "SELECT e.id, e.source_id, e.type, e.payload::text FROM customer_events e WHERE e.source_id <> %s AND "
+            "(e.id = ANY(%s) OR e.customer_entity_id = ANY(%s) OR e.id IN "
+            "(SELECT event_id FROM stitching_event_identifiers WHERE identifier_id = ANY(%s))) ORDER BY e.id",
+            [system, list(event_ids), list(entity_ids), list(identifier_ids)],
+        )
+        seeds = cursor.fetchall()
+        # Re-evaluate whether these identifiers are blocked (a value was blocked or unblocked).
+        if identifier_ids:
+            cursor.execute(
+                "SELECT id, category_id, value FROM stitching_identifiers WHERE id = ANY(%s)", [list(identifier_ids)]
+            )
+            for identifier_id, category, value in cursor.fetchall():
+                reason = config.blocked_reason(category, value)
+                cursor.execute(
+                    "UPDATE stitching_event_identifiers SET status = %s, reason = %s WHERE identifier_id = %s",
+                    [BLOCKED if reason else LINKED, reason or "", identifier_id],
+                )
+        return _stitch(
+            cursor, config, seeds, seed_identifier_ids=identifier_ids, seed_entity_ids=entity_ids, reextract=True
+        )
+
+
+# --- the core -----------------------------------------------------------------------------------------------
+
+
+def _lock_key(text: str) -> int:
+    """A signed 32-bit advisory lock key; collisions only serialise more than needed."""
+    key = zlib.crc32(text.encode())
+    return key - (1 << 32) if key >= 1 << 31 else key
+
+
+def _identifier_key(category: str, value: str) -> int:
+    return _lock_key(f"i\x1f{category}\x1f{value}")
+
+
+def _entity_key(entity_id: str) -> int:
+    return _lock_key(f"e\x1f{entity_id}")
+
+
+def _stitch(
+    cursor,
+    config: StitchConfig,
+    events: list[tuple],
+    *,
+    seed_identifier_ids: Iterable[int],
+    seed_entity_ids: Iterable[str],
+    reextract: bool = False,
+) -> StitchReport:
+    """Extract the identifiers of `events` (id, source_id, type, payload text), lock and recompute their
+    components, write the result. Runs inside the caller's transaction."""
+    extracted: dict[int, list[Extracted]] = {}
+    for event_id, source_id, event_type, payload in events:
+        extracted[event_id] = identifiers_extract(
+            config, source_id=source_id, event_type=event_type, payload=orjson.loads(payload)
+        )
+    # (2) Our own identifiers, blocking and in sorted order.
+    values = sorted({(x.category, x.value[:MAX_IDENTIFIER_LENGTH]) for xs in extracted.values() for x in xs})
+    held: set[int] = set()
+    _locks_take(cursor, sorted({_identifier_key(c, v) for c, v in values}), held, wait=True)
+    identifier_ids = _identifiers_upsert(cursor, values)
+    if reextract:
+        cursor.execute("DELETE FROM stitching_event_identifiers WHERE event_id = ANY(%s)", [[e[0] for e in events]])
+    _edges_insert(cursor, extracted, identifier_ids)
+
+    # (3) Discover, lock, discover again until stable.
+    seed_events = set(extracted)
+    seed_identifiers = set(seed_identifier_ids)
+    seed_entities = set(seed_entity_ids)
+    system = system_source_get().pk
+    while True:
+        component_events, component_identifiers, entities = _component_discover(
+            cursor, seed_events, seed_identifiers, seed_entities, system
+        )
+        cursor.execute(
+            "SELECT category_id, value FROM stitching_identifiers WHERE id = ANY(%s)", [list(component_identifiers)]
+        )
+        keys = {_identifier_key(c, v) for c, v in cursor.fetchall()} | {_entity_key(e) for e in entities}
+        missing = sorted(keys - held)
+        if not missing:
+            break
+        _locks_take(cursor, missing, held, wait=False)
+        seed_events, seed_identifiers, seed_entities = component_events, component_identifiers, entities
+
+    report = _component_write(cursor, config, component_events, system, seed_identifier_ids=seed_identifier_ids)
+    return report
+
+
+def _locks_take(cursor, keys: list[int], held: set[int], *, wait: bool) -> None:
+    if not keys:
+        return
+    if wait:
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(%s, k)) FROM unnest(%s::int[]) WITH ORDINALITY AS t(k, n)",
+            [LOCK_NAMESPACE, keys],
+        )
+    else:
+        cursor.execute(
+            "SELECT count(*) FILTER (WHERE NOT pg_try_advisory_xact_lock(%s, k)) "
+            "FROM unnest(%s::int[]) WITH ORDINALITY AS t(k, n)",
+            [LOCK_NAMESPACE, keys],
+        )
+        if cursor.fetchone()[0]:
+            raise LockBusy()
+    held.update(keys)
+
+
+def _identifiers_upsert(cursor, values: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    if not values:
+        return {}
+    categories = [c for c, _ in values]
+    texts = [v for _, v in values]
+    cursor.execute(
+        "INSERT INTO stitching_identifiers (category_id, value) SELECT * FROM unnest(%s::text[], %s::text[]) "
+        "ON CONFLICT (category_id, value) DO NOTHING",
+        [categories, texts],
+    )
+    cursor.execute(
+        "SELECT i.id, i.category_id, i.value FROM stitching_identifiers i "
+        "JOIN unnest(%s::text[], %s::text[]) AS t(c, v) ON i.category_id = t.c AND i.value = t.v",
+        [categories, texts],
+    )
+    return {(c, v): i for i, c, v in cursor.fetchall()}
+
+
+def _edges_insert(cursor, extracted: dict[int, list[Extracted]], identifier_ids: dict) -> None:
+    rows = [
+        (event_id, identifier_ids[(x.category, x.value[:MAX_IDENTIFIER_LENGTH])], x.rule_id, x.blocked)
+        for event_id, xs in extracted.items()
+        for x in xs
+    ]
+    if not rows:
+        return
+    event_ids, ids, rule_ids, blocked = zip(*rows, strict=True)
+    cursor.execute(
+        "INSERT INTO stitching_event_identifiers (event_id, identifier_id, rule_id, status, reason) "
+        "SELECT e, i, r, CASE WHEN b IS NULL THEN 'linked' ELSE 'blocked' END, coalesce(b, '') "
+        "FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::text[]) AS t(e, i, r, b) "
+        "ON CONFLICT (event_id, identifier_id) DO UPDATE SET rule_id = EXCLUDED.rule_id, status = EXCLUDED.status, "
+        "reason = EXCLUDED.reason",
+        [list(event_ids), list(ids), list(rule_ids), list(blocked)],
+    )
+
+
+def _component_discover(cursor, events: set[int], identifiers: set[int], entities: set[str], system: int):
+    """Events and identifiers reachable from the seeds over non-blocked links, closed under "same entity";
+    and the entities those events belong to now."""
+    events, identifiers, entities = set(events), set(identifiers), set(entities)
+    new_events, new_identifiers, new_entities = set(events), set(identifiers), set(entities)
+    while new_events or new_identifiers or new_entities:
+        found_events: set[int] = set()
+        found_identifiers: set[int] = set()
+        if new_identifiers:
+            cursor.execute(
+                "SELECT DISTINCT event_id FROM stitching_event_identifiers WHERE identifier_id = ANY(%s) "
+                "AND status <> 'blocked'",
+                [list(new_identifiers)],
+            )
+            found_events |= {r[0] for r in cursor.fetchall()}
+        if new_entities:
+            cursor.execute(
+                "SELECT id FROM customer_events WHERE customer_entity_id = ANY(%s) AND source_id <> %s",
+                [list(new_entities), system],
+            )
+            found_events |= {r[0] for r in cursor.fetchall()}
+        if new_events:
+            cursor.execute(
+                "SELECT DISTINCT identifier_id FROM stitching_event_identifiers WHERE event_id = ANY(%s) "
+                "AND status <> 'blocked'",
+                [list(new_events)],
+            )
+            found_identifiers = {r[0] for r in cursor.fetchall()}
+            cursor.execute(
+                "SELECT DISTINCT customer_entity_id FROM customer_events WHERE id = ANY(%s) "
+                "AND customer_entity_id IS NOT NULL",
+                [list(new_events)],
+            )
+            found_entities = {r[0] for r in cursor.fetchall()}
+        else:
+            found_entities = set()
+        new_events = found_events - events
+        new_identifiers = found_identifiers - identifiers
+        new_entities = found_entities - entities
+        events |= new_events
+        identifiers |= new_identifiers
+        entities |= new_entities
+    return events, identifiers, entities
+
+
+def _component_write(
+    cursor, config: StitchConfig, event_ids: set[int], system: int, *, seed_identifier_ids: Iterable[int]
+) -> StitchReport:
+    report = StitchReport(components=1)
+    ids = list(event_ids)
+    cursor.execute(
+        "SELECT id, event_time, source_id, idempotency_key, customer_entity_id FROM customer_events WHERE id = ANY(%s)",
+        [ids],
+    )
+    nodes: dict[int, EventNode] = {}
+    old_entity: dict[int, str | None] = {}
+    for event_id, event_time, source_id, key, entity_id in cursor.fetchall():
+        nodes[event_id] = EventNode(event_id, event_time, source_id, key, [])
+        old_entity[event_id] = entity_id
+    cursor.execute(
+        "SELECT ei.event_id, ei.identifier_id, i.category_id, i.value, coalesce(r.priority, 0), ei.status, ei.reason "
+        "FROM stitching_event_identifiers ei JOIN stitching_identifiers i ON i.id = ei.identifier_id "
+        "LEFT JOIN stitching_stitchingrule r ON r.id = ei.rule_id "
+        "WHERE ei.event_id = ANY(%s) AND ei.status <> 'blocked'",
+        [ids],
+    )
+    stored_status: dict[tuple[int, int], tuple[str, str]] = {}
+    identifier_category: dict[int, str] = {}
+    for event_id, identifier_id, category, value, priority, status, reason in cursor.fetchall():
+        nodes[event_id].links.append(Link(identifier_id, category, value, priority))
+        stored_status[(event_id, identifier_id)] = (status, reason)
+        identifier_category[identifier_id] = category
+    partition = partition_compute(
+        nodes.values(), categories=config.categories, hub_limit=config.hub_limit, hub_exempt=config.hub_exempt
+    )
+    group_entity = _entities_assign(cursor, partition, old_entity)
+    now = datetime.now(UTC)
+
+    # New entities, then events (only those whose entity changes).
+    existing = set(filter(None, old_entity.values()))
+    created = [e for e in group_entity if e not in existing]
+    if created:
+        cursor.execute(
+            "INSERT INTO customer_entities (id, created, modified, attributes, attributes_stale) "
+            "SELECT unnest(%s::text[]), %s, %s, '{}'::jsonb, true",
+            [created, now, now],
+        )
+    report.entities_created = len(created)
+    moves = [
+        (event_id, group_entity[g])
+        for g, members in enumerate(partition.groups)
+        for event_id in members
+        if old_entity[event_id] != group_entity[g]
+    ]
+    if moves:
+        cursor.execute(
+            "UPDATE customer_events e SET customer_entity_id = m.entity FROM unnest(%s::bigint[], %s::text[]) "
+            "AS m(id, entity) WHERE e.id = m.id",
+            [[m[0] for m in moves], [m[1] for m in moves]],
+        )
+    report.events = len(moves)
+
+    # Link statuses.
+    changed = []
+    for key, (status, reason) in stored_status.items():
+        new = partition.refused.get(key, (LINKED, ""))
+        if new != (status, reason):
+            changed.append((*key, *new))
+    report.refused = len(partition.refused)
+    if changed:
+        cursor.execute(
+            "UPDATE stitching_event_identifiers ei SET status = c.s, reason = c.r "
+            "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[]) AS c(e, i, s, r) "
+            "WHERE ei.event_id = c.e AND ei.identifier_id = c.i",
+            [[c[0] for c in changed], [c[1] for c in changed], [c[2] for c in changed], [c[3] for c in changed]],
+        )
+    # Identifiers: their current entity (NULL when no link of theirs was made).
+    identifiers = sorted(identifier_category)
+    groups = partition.identifier_group
+    first_seen: dict[int, datetime] = {}
+    for node in nodes.values():
+        for link in node.links:
+            seen = first_seen.get(link.identifier_id)
+            if seen is None or node.event_time < seen:
+                first_seen[link.identifier_id] = node.event_time
+    cursor.execute(
+        "UPDATE stitching_identifiers i SET customer_entity_id = u.entity, "
+        "first_seen = coalesce(least(i.first_seen, u.first_seen), u.first_seen) "
+        "FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]) AS u(id, entity, first_seen) WHERE i.id = u.id",
+        [
+            identifiers,
+            [group_entity[groups[i]] if i in groups else None for i in identifiers],
+            [first_seen.get(i) for i in identifiers],
+        ],
+    )
+    _hub_reviews_write(cursor, partition, identifiers)
+
+    # History, system events, stale marks, entities left empty.
+    stale: set[str] = set()
+    for event_id, entity in moves:
+        stale.add(entity)
+        if old_entity[event_id]:
+            stale.add(old_entity[event_id])
+    changes = _changes_record(
+        cursor, partition, group_entity, old_entity, identifier_category, seed_identifier_ids, now, system
+    )
+    report.merges = sum(1 for c in changes if c == EntityChange.Kind.MERGE)
+    report.splits = sum(1 for c in changes if c == EntityChange.Kind.SPLIT)
+    gone = sorted(set(filter(None, old_entity.values())) - set(group_entity))
+    if gone:
+        # Their remaining events are system events: they follow the entity that got the earliest event.
+        heirs = {}
+        for g, members in enumerate(partition.groups):
+            for event_id in members:
+                old = old_entity[event_id]
+                if old in gone and old not in heirs:
+                    heirs[old] = group_entity[g]
+        cursor.execute(
+            "UPDATE customer_events e SET customer_entity_id = h.heir FROM unnest(%s::text[], %s::text[]) "
+            "AS h(old, heir) WHERE e.customer_entity_id = h.old",
+            [gone, [heirs[o] for o in gone]],
+        )
+        cursor.execute("DELETE FROM customer_entities WHERE id = ANY(%s)", [gone])
+        report.entities_deleted = len(gone)
+    stale -= set(gone)
+    if stale:
+        cursor.execute(
+            "UPDATE customer_entities SET attributes_stale = true WHERE id = ANY(%s) AND NOT attributes_stale",
+            [sorted(stale)],
+        )
+    report.entity_ids = stale
+    return report
+
+
+def _entities_assign(cursor, partition: Partition, old_entity: dict[int, str | None]) -> list[str]:
+    """An entity id per group: the oldest (created, id) existing entity among its events not taken by an earlier
+    group (groups in canonical order of their first event), else a new one. A stable rule, never arbitrary."""
+    olds = sorted(set(filter(None, old_entity.values())))
+    created: dict[str, datetime] = {}
+    if olds:
+        cursor.execute("SELECT id, created FROM customer_entities WHERE id = ANY(%s)", [olds])
+        created = dict(cursor.fetchall())
+    taken: set[str] = set()
+    result = []
+    for members in partition.groups:
+        candidates = sorted(
+            {old_entity[e] for e in members if old_entity[e] and old_entity[e] not in taken},
+            key=lambda x: (created.get(x), x),
+        )
+        entity = candidates[0] if candidates else uuid.uuid4().hex
+        taken.add(entity)
+        result.append(entity)
+    return result
+
+
+def _hub_reviews_write(cursor, partition: Partition, identifiers: list[int]) -> None:
+    if partition.hubs:
+        cursor.execute(
+            "INSERT INTO stitching_hubreview (identifier_id, entity_count, status, created) "
+            "SELECT i, n, 'pending', now() FROM unnest(%s::bigint[], %s::int[]) AS t(i, n) "
+            "ON CONFLICT (identifier_id) DO UPDATE SET entity_count = EXCLUDED.entity_count "
+            "WHERE stitching_hubreview.status = 'pending'",
+            [list(partition.hubs), list(partition.hubs.values())],
+        )
+    # A pending review of an identifier that is no longer a hub has nothing left to decide.
+    cursor.execute(
+        "DELETE FROM stitching_hubreview WHERE status = 'pending' AND identifier_id = ANY(%s) "
+        "AND NOT identifier_id = ANY(%s)",
+        [identifiers, list(partition.hubs)],
+    )
+
+
+def _changes_record(
+    cursor, partition, group_entity, old_entity, identifier_category, seed_identifier_ids, now, system
+) -> list[str]:
+    kinds = []
+    seed = sorted(seed_identifier_ids)
+    for g, members in enumerate(partition.groups):
+        olds = {old_entity[e] for e in members if old_entity[e]}
+        if len(olds) > 1:
+            event_id, identifier_id = partition.merges[g][-1] if partition.merges.get(g) else (members[-1], None)
+            others = sorted(olds - {group_entity[g]})
+            _change_emit(
+                cursor,
+                kind=EntityChange.Kind.MERGE,
+                entity_id=group_entity[g],
+                others=others,
+                event_id=event_id,
+                identifier_id=identifier_id,
+                category=identifier_category.get(identifier_id),
+                now=now,
+                system=system,
+            )
+            kinds.append(EntityChange.Kind.MERGE)
+    groups_of: dict[str, list[int]] = {}
+    for g, members in enumerate(partition.groups):
+        for e in members:
+            if old_entity[e] and g not in groups_of.setdefault(old_entity[e], []):
+                groups_of[old_entity[e]].append(g)
+    for old, groups in sorted(groups_of.items()):
+        if len(groups) < 2:
+            continue
+        main = old if old in group_entity else group_entity[groups[0]]
+        others = sorted({group_entity[g] for g in groups} - {main})
+        identifier_id = seed[0] if seed else None
+        _change_emit(
+            cursor,
+            kind=EntityChange.Kind.SPLIT,
+            entity_id=main,
+            others=others,
+            event_id=None,
+            identifier_id=identifier_id,
+            category=identifier_category.get(identifier_id) if identifier_id else None,
+            now=now,
+            system=system,
+        )
+        kinds.append(EntityChange.Kind.SPLIT)
+    return kinds
+
+
+def _change_emit(cursor, *, kind, entity_id, others, event_id, identifier_id, category, now, system) -> None:
+    """Record an EntityChange and emit it as a system event attached to the entity (no identifier value: no PII)."""
+    change = EntityChange.objects.create(
+        kind=kind,
+        customer_entity_id=entity_id,
+        other_entity_ids=others,
+        event_id=event_id,
+        identifier_id=identifier_id,
+        detail={"identifier_category": category} if category else {},
+    )
+    if kind == EntityChange.Kind.MERGE:
+        event_type = MERGED_EVENT_TYPE
+        payload = {"entity_id": entity_id, "merged_entity_ids": others}
+    else:
+        event_type = SPLIT_EVENT_TYPE
+        payload = {"entity_id": entity_id, "split_entity_ids": others}
+    payload.update(event_id=event_id, identifier_category=category, change_id=change.pk)
+    cursor.execute(
+        "INSERT INTO customer_events (source_id, type, event_time, payload, idempotency_key, customer_entity_id) "
+        "VALUES (%s, %s, %s, %s::jsonb, %s, %s) ON CONFLICT (source_id, idempotency_key) DO NOTHING",
+        [system, event_type, now, orjson.dumps(payload).decode(), f"change:{change.pk}", entity_id],
+    )
+
+
+def _unstitched_exists() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM customer_events WHERE customer_entity_id IS NULL)")
+        return cursor.fetchone()[0]
+
+
+def _attributes_enqueue_on_commit(report: StitchReport) -> None:
+    """Stale entities get their attributes recomputed by the attributes task (when that app provides it)."""
+    if not report.entity_ids:
+        return
+    try:
+        from cdp.tasks import attributes_recompute
+    except ImportError:  # the attributes part is not installed yet
+        return
+    transaction.on_commit(attributes_recompute.delay)

@@ -1,0 +1,112 @@
+"""Stitching configuration as the engine sees it, and identifier extraction from one event's payload."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from stitching.models import BlockedValue, HubReview, StitchingCategory, StitchingRule
+from stitching.normalizers import is_junk, normalize
+from stitching.services.partition import Category
+
+# An identifier that would join more than this many customers at once is held for review instead.
+DEFAULT_HUB_LIMIT = 20
+
+
+def hub_limit() -> int:
+    return int(getattr(settings, "STITCHING_HUB_LIMIT", DEFAULT_HUB_LIMIT))
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: int
+    event_type: str
+    category: str
+    path: tuple[str, ...]
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class Extracted:
+    """One identifier found in an event. `blocked` is the reason it may not link (None: it may)."""
+
+    category: str
+    value: str
+    rule_id: int
+    rule_priority: int
+    blocked: str | None
+
+
+@dataclass(slots=True)
+class StitchConfig:
+    categories: dict[str, Category]
+    normalizers: dict[str, str]
+    rules: dict[int, list[Rule]]  # by source id
+    blocked: dict[tuple[str | None, str], str]  # (category or None, value) -> reason
+    hub_exempt: frozenset[int]
+    hub_limit: int = field(default_factory=hub_limit)
+
+    def blocked_reason(self, category: str, value: str) -> str | None:
+        reason = is_junk(value)
+        if reason is not None:
+            return f"junk value: {reason}"
+        for key in ((category, value), (None, value)):
+            if key in self.blocked:
+                why = self.blocked[key]
+                return f"blocked value: {why}" if why else "blocked value"
+        return None
+
+
+def config_load() -> StitchConfig:
+    """The current categories, rules, blocked values and approved hubs."""
+    categories, normalizers = {}, {}
+    for c in StitchingCategory.objects.all():
+        categories[c.id] = Category(priority=c.priority, max_per_entity=c.max_per_entity)
+        normalizers[c.id] = c.normalizer
+    rules: dict[int, list[Rule]] = {}
+    for r in StitchingRule.objects.order_by("id"):
+        rules.setdefault(r.source_id, []).append(
+            Rule(r.id, r.event_type, r.category_id, tuple(r.path.split(".")), r.priority)
+        )
+    blocked = {(b.category_id, b.value): b.reason for b in BlockedValue.objects.all()}
+    approved = HubReview.objects.filter(status=HubReview.Status.APPROVED)
+    exempt = frozenset(approved.values_list("identifier_id", flat=True))
+    return StitchConfig(categories, normalizers, rules, blocked, exempt)
+
+
+def path_get(payload: object, path: tuple[str, ...]) -> object:
+    """The value at a dotted path, with PostgreSQL `#>` semantics (integer keys index arrays, negative from the end)."""
+    node = payload
+    for key in path:
+        if isinstance(node, dict):
+            if key not in node:
+                return None
+            node = node[key]
+        elif isinstance(node, list):
+            try:
+                index = int(key)
+            except ValueError:
+                return None
+            if not -len(node) <= index < len(node):
+                return None
+            node = node[index]
+        else:
+            return None
+    return node
+
+
+def identifiers_extract(config: StitchConfig, *, source_id: int, event_type: str, payload: object) -> list[Extracted]:
+    """Every identifier the rules find in one event (deduplicated by category and value; most trusted rule kept)."""
+    found: dict[tuple[str, str], Extracted] = {}
+    for rule in config.rules.get(source_id, ()):
+        if rule.event_type != StitchingRule.ANY_TYPE and rule.event_type != event_type:
+            continue
+        value = normalize(config.normalizers[rule.category], path_get(payload, rule.path))
+        if value is None:
+            continue
+        key = (rule.category, value)
+        kept = found.get(key)
+        if kept is None or rule.priority > kept.rule_priority:
+            found[key] = Extracted(rule.category, value, rule.id, rule.priority, config.blocked_reason(*key))
+    return list(found.values())

@@ -1,0 +1,218 @@
+"""The stitching algorithm as a pure function: events with their identifiers in, a partition into groups out.
+
+Determinism: the result depends only on the set of events given (and the limits), never on the order they are
+passed in: events are processed in the canonical order (event_time, source_id, idempotency_key), which is total
+because (source_id, idempotency_key) is unique. The engine always hands over a whole *raw component* (every event
+reachable through shared non-blocked identifiers), so incremental stitching, any batch split and a full rebuild
+compute the same function of the same input.
+
+Per event, its linkable identifiers are ordered by trust: category priority desc, category id, rule priority desc,
+value. When joining would give a group more values of a category than its `max_per_entity`, the least trusted
+identifier of the event is dropped (the link is refused with status `limit`) and the join retried, as Segment
+Unify does. An identifier that joined more than `hub_limit` groups (it "would link too many customers") is a hub:
+its links are held and the component is computed again without it, until no new hub appears. Hubs an
+administrator approved (`hub_exempt`) are never held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+LINKED = "linked"
+LIMIT = "limit"
+HELD = "held"
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One identifier an event carries (already known not to be blocked)."""
+
+    identifier_id: int
+    category: str
+    value: str
+    rule_priority: int = 0
+
+
+@dataclass(slots=True)
+class EventNode:
+    event_id: int
+    event_time: datetime
+    source_id: int
+    idempotency_key: str
+    links: list[Link]
+
+    @property
+    def canonical_key(self) -> tuple:
+        return (self.event_time, self.source_id, self.idempotency_key)
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    priority: int
+    max_per_entity: int | None
+
+
+@dataclass(slots=True)
+class Partition:
+    """groups: lists of event ids, each in canonical order, the list ordered by each group's first event.
+    `refused[(event_id, identifier_id)] = (status, reason)` for links not made; `identifier_group` gives the group
+    index of every linked identifier; `merges[g]` the (event_id, identifier_id) steps that joined earlier groups."""
+
+    groups: list[list[int]] = field(default_factory=list)
+    identifier_group: dict[int, int] = field(default_factory=dict)
+    refused: dict[tuple[int, int], tuple[str, str]] = field(default_factory=dict)
+    merges: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    hubs: dict[int, int] = field(default_factory=dict)  # identifier id -> how many groups it would have joined
+
+
+def _link_order(categories: Mapping[str, Category]):
+    def key(link: Link) -> tuple:
+        category = categories.get(link.category)
+        return (-(category.priority if category else 0), link.category, -link.rule_priority, link.value)
+
+    return key
+
+
+def partition_compute(
+    events: Iterable[EventNode],
+    *,
+    categories: Mapping[str, Category],
+    hub_limit: int,
+    hub_exempt: frozenset[int] | set[int] = frozenset(),
+) -> Partition:
+    """The partition of `events` (see the module docstring). Pure: no database access."""
+    ordered = sorted(events, key=lambda e: e.canonical_key)
+    order = _link_order(categories)
+    for node in ordered:
+        # One link per identifier and event (two rules may find the same value): keep the most trusted.
+        best: dict[int, Link] = {}
+        for link in node.links:
+            kept = best.get(link.identifier_id)
+            if kept is None or link.rule_priority > kept.rule_priority:
+                best[link.identifier_id] = link
+        node.links = sorted(best.values(), key=order)
+    hubs: dict[int, int] = {}
+    while True:
+        result, merge_counts = _pass(ordered, categories=categories, hubs=hubs)
+        new_hubs = {
+            identifier_id: count + 1
+            for identifier_id, count in merge_counts.items()
+            if count >= hub_limit and identifier_id not in hub_exempt and identifier_id not in hubs
+        }
+        if not new_hubs:
+            result.hubs = hubs
+            return result
+        hubs.update(new_hubs)
+
+
+def _pass(
+    ordered: list[EventNode], *, categories: Mapping[str, Category], hubs: Mapping[int, int]
+) -> tuple[Partition, dict[int, int]]:
+    limits = {slug: c.max_per_entity for slug, c in categories.items() if c.max_per_entity is not None}
+    parent: list[int] = []
+    members: list[list[int]] = []  # events per root
+    values: list[dict[str, int]] = []  # per root: how many identifiers of each limited category
+    steps: list[list[tuple[int, int]]] = []
+    identifier_root: dict[int, int] = {}
+    merge_counts: dict[int, int] = {}
+    refused: dict[tuple[int, int], tuple[str, str]] = {}
+
+    def find(g: int) -> int:
+        root = g
+        while parent[root] != root:
+            root = parent[root]
+        while parent[g] != root:
+            parent[g], g = root, parent[g]
+        return root
+
+    for node in ordered:
+        links = []
+        for link in node.links:
+            if link.identifier_id in hubs:
+                refused[(node.event_id, link.identifier_id)] = (
+                    HELD,
+                    f"held for review: would join {hubs[link.identifier_id]} customers",
+                )
+            else:
+                links.append(link)
+        while True:
+            roots = []
+            for link in links:
+                g = identifier_root.get(link.identifier_id)
+                if g is not None:
+                    g = find(g)
+                    if g not in roots:
+                        roots.append(g)
+            over = None
+            if limits:
+                # Groups are disjoint and an identifier belongs to one group: counts add up.
+                counts: dict[str, int] = {}
+                for g in roots:
+                    for slug, n in values[g].items():
+                        counts[slug] = counts.get(slug, 0) + n
+                for link in links:
+                    if link.category in limits and link.identifier_id not in identifier_root:
+                        counts[link.category] = counts.get(link.category, 0) + 1
+                for slug, n in counts.items():
+                    if n > limits[slug]:
+                        over = (slug, n)
+                        break
+            if over is None:
+                break
+            dropped = links.pop()
+            refused[(node.event_id, dropped.identifier_id)] = (
+                LIMIT,
+                f"the customer would have {over[1]} {over[0]} values (limit {limits[over[0]]}); "
+                f"dropped the least trusted identifier ({dropped.category})",
+            )
+        if not roots:
+            target = len(parent)
+            parent.append(target)
+            members.append([])
+            values.append({})
+            steps.append([])
+        else:
+            # Small-to-large: the biggest group absorbs the others.
+            target = max(roots, key=lambda g: len(members[g]))
+            if len(roots) > 1:
+                for link in links:
+                    g = identifier_root.get(link.identifier_id)
+                    if g is not None:
+                        merge_counts[link.identifier_id] = merge_counts.get(link.identifier_id, 0) + len(roots) - 1
+                joined_by = next(
+                    link.identifier_id
+                    for link in links
+                    if link.identifier_id in identifier_root and find(identifier_root[link.identifier_id]) != target
+                )
+                for g in roots:
+                    if g == target:
+                        continue
+                    parent[g] = target
+                    members[target].extend(members[g])
+                    steps[target].extend(steps[g])
+                    for slug, n in values[g].items():
+                        values[target][slug] = values[target].get(slug, 0) + n
+                    members[g], values[g], steps[g] = [], {}, []
+                steps[target].append((node.event_id, joined_by))
+        members[target].append(node.event_id)
+        for link in links:
+            if link.identifier_id not in identifier_root:
+                identifier_root[link.identifier_id] = target
+                if link.category in limits:
+                    values[target][link.category] = values[target].get(link.category, 0) + 1
+
+    # Groups in order of their first event; members back into canonical order.
+    position = {node.event_id: i for i, node in enumerate(ordered)}
+    roots = [g for g in range(len(parent)) if parent[g] == g]
+    roots.sort(key=lambda g: min(position[e] for e in members[g]))
+    index = {g: i for i, g in enumerate(roots)}
+    result = Partition()
+    for g in roots:
+        result.groups.append(sorted(members[g], key=position.__getitem__))
+        if steps[g]:
+            result.merges[index[g]] = sorted(steps[g], key=lambda s: position[s[0]])
+    result.identifier_group = {i: index[find(g)] for i, g in identifier_root.items()}
+    result.refused = refused
+    return result, merge_counts

