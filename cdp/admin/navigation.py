@@ -28,6 +28,17 @@ GROUPS: list[tuple[str, list[tuple[str, str, str]]]] = [
         ],
     ),
     (
+        "Identity stitching",
+        [
+            ("stitching.stitchingcategory", "Stitching categories", "category"),
+            ("stitching.stitchingrule", "Stitching rules", "rule"),
+            ("stitching.blockedvalue", "Blocked values", "block"),
+            ("stitching.eventidentifier", "Refused links", "link_off"),
+            ("stitching.hubreview", "Hub reviews", "hub"),
+            ("stitching.entitychange", "Merge history", "merge"),
+        ],
+    ),
+    (
         "Administration",
         [
             ("cdp.user", "Users", "group"),

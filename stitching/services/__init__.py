@@ -1,0 +1,1 @@
+"""Stitching writes: configuration (config) and the engine (engine)."""
