@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import psycopg
 from django.db import connection, transaction
 
 from stitching.normalizers import MAX_IDENTIFIER_LENGTH, sql_junk_reason, sql_normalize, sql_scalar_text
@@ -36,21 +37,31 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
         raw = connection.connection
         with raw.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, GLOBAL_LOCK_KEY])
+            for table in ("st_pairs", "st_edges", "st_first_seen", "st_assign", "st_refused", "st_owner"):
+                cur.execute(f"DROP TABLE IF EXISTS {table}")  # left by an earlier run in the same transaction
+            # The graph is rebuilt from scratch. Deferred foreign-key checks pending in this transaction must run
+            # before a TRUNCATE is allowed.
+            cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cur.execute("TRUNCATE stitching_event_identifiers")
+            cur.execute("SET CONSTRAINTS ALL DEFERRED")
             _extract(cur, config)
             categories = sorted(config.categories)
-            cur.execute(
+            # Binary results (a server-side-binding cursor): int arrays arrive without text parsing.
+            binary = psycopg.Cursor(raw)
+            binary.execute(
                 "SELECT coalesce(array_agg(event_id), '{}'), coalesce(array_agg(identifier_id), '{}'), "
                 "coalesce(array_agg(category_code), '{}') FROM st_edges WHERE blocked IS NULL",
                 binary=True,
             )
-            edge_events, edge_identifiers, edge_codes = cur.fetchone()
-            cur.execute(
+            edge_events, edge_identifiers, edge_codes = binary.fetchone()
+            binary.execute(
                 "SELECT coalesce(array_agg(id ORDER BY id), '{}'), "
                 "coalesce(array_agg(customer_entity_id ORDER BY id), '{}') FROM customer_events WHERE source_id <> %s",
                 [system],
                 binary=True,
             )
-            event_ids, old_entities = cur.fetchone()
+            event_ids, old_entities = binary.fetchone()
+            binary.close()
 
             # Union-find over events; an identifier joins the component of the first event that carried it.
             parent: dict[int, int] = {}
@@ -191,7 +202,6 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 with cur.copy("COPY st_refused FROM STDIN") as copy:
                     for row in refused:
                         copy.write_row(row)
-            cur.execute("TRUNCATE stitching_event_identifiers")
             cur.execute(
                 "INSERT INTO stitching_event_identifiers (event_id, identifier_id, rule_id, status, reason) "
                 "SELECT s.event_id, s.identifier_id, s.rule_id, "
@@ -243,7 +253,12 @@ def _extract(cur, config) -> None:
     for source_id, rules in config.rules.items():
         for rule in rules:
             text = sql_scalar_text("(e.payload #> %(path)s)")
-            value = sql_normalize(config.normalizers[rule.category], text)
+            # The generated SQL holds LIKE patterns: escape their % for the driver's placeholders.
+            value = (
+                sql_normalize(config.normalizers[rule.category], text.replace("%(path)s", "\x00"))
+                .replace("%", "%%")
+                .replace("\x00", "%(path)s")
+            )
             where = "e.source_id = %(source)s" + ("" if rule.event_type == "*" else " AND e.type = %(type)s")
             cur.execute(
                 "INSERT INTO st_pairs SELECT * FROM (SELECT e.id, e.event_time, %(category)s::text, "
@@ -262,7 +277,7 @@ def _extract(cur, config) -> None:
         "INSERT INTO stitching_identifiers (category_id, value) SELECT DISTINCT category, value FROM st_pairs "
         "ON CONFLICT (category_id, value) DO NOTHING"
     )
-    junk = sql_junk_reason("p.value")
+    junk = sql_junk_reason("p.value").replace("%", "%%")
     blocked = (
         "(SELECT CASE WHEN b.reason <> '' THEN 'blocked value: ' || b.reason ELSE 'blocked value' END "
         "FROM stitching_blockedvalue b WHERE b.value = p.value AND (b.category_id = p.category OR "
