@@ -8,20 +8,23 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import RangeDateTimeFilter, RelatedDropdownFilter, TextFilter
-from unfold.decorators import display
+from unfold.decorators import action, display
 from unfold.paginator import InfinitePaginator
 from unfold.utils import parse_datetime_str
 
-from cdp.admin.base import FeatureAccessMixin
+from cdp.admin.base import FeatureAccessMixin, render_confirmation, user_has_feature
+from cdp.admin.profile import profile_context
 from cdp.features import Feature
 from cdp.models import CustomerEntity, CustomerEvent, DataSource
 from cdp.selectors import entities_list, events_list
+from cdp.services.erasure import entity_erase
 
 LATEST_EVENTS_ON_ENTITY = 50
 PG_BIGINT_MAX = 2**63 - 1
@@ -199,7 +202,9 @@ class CustomerEntityAdmin(FeatureAccessMixin, ModelAdmin):
     sortable_by = ("modified_display",)
     fields = ("customer_id", "created_display", "modified_display", "events_count")
     readonly_fields = fields
-    change_form_after_template = "cdp/admin/entity_latest_events.html"
+    # The profile page: header, grouped attributes, identity graph, timeline, merge history (cdp/admin/profile.py).
+    change_form_template = "cdp/admin/customer_profile.html"
+    actions_detail = ("erase_customer",)
 
     def has_change_permission(self, request: HttpRequest, obj: CustomerEntity | None = None) -> bool:
         return False
@@ -231,18 +236,62 @@ class CustomerEntityAdmin(FeatureAccessMixin, ModelAdmin):
         # One entity's events, counted through the (customer_entity, event_time) index: fine on a detail page.
         return CustomerEvent.objects.filter(customer_entity_id=obj.pk).count()
 
+    def has_erase_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return user_has_feature(request, Feature.CUSTOMERS_ERASE)
+
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
     ) -> HttpResponse:
-        latest = (
-            CustomerEvent.objects.filter(customer_entity_id=object_id)
-            .select_related("source")
-            .order_by("-event_time", "-id")[:LATEST_EVENTS_ON_ENTITY]
-        )
-        extra_context = {
-            **(extra_context or {}),
-            "latest_events": list(latest),
-            "latest_events_limit": LATEST_EVENTS_ON_ENTITY,
-            "all_events_url": reverse("admin:cdp_customerevent_changelist") + f"?customer_entity={object_id}",
-        }
+        entity = CustomerEntity.objects.filter(pk=str(object_id).lower()).first()
+        extra_context = {**(extra_context or {})}
+        if entity is not None:
+            extra_context.update(profile_context(entity))
+            extra_context.update(
+                title=_profile_title(extra_context["profile_identifiers"], entity),
+                all_events_url=reverse("admin:cdp_customerevent_changelist") + f"?customer_entity={entity.pk}",
+                changes_url=reverse("admin:stitching_entitychange_changelist") + f"?q={entity.pk}",
+                can_erase=self.has_erase_permission(request),
+                erase_url=reverse("admin:cdp_customerentity_erase_customer", args=[entity.pk]),
+            )
         return super().change_view(request, object_id, form_url, extra_context)
+
+    @action(description="Erase (GDPR)", url_path="erase", permissions=["erase"], icon="delete_forever")
+    def erase_customer(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        entity = get_object_or_404(CustomerEntity, pk=str(object_id).lower())
+        change_url = reverse("admin:cdp_customerentity_change", args=[entity.pk])
+        if request.method != "POST" or request.POST.get("confirm") != "yes":
+            events = CustomerEvent.objects.filter(customer_entity_id=entity.pk).count()
+            return render_confirmation(
+                request,
+                self,
+                title=f"Erase customer {entity.pk}?",
+                question="Everything this platform holds about the customer is deleted for good (GDPR erasure). "
+                "This cannot be undone.",
+                details=[
+                    f"{events} event(s) and the identity graph they form",
+                    "identifiers (emails, phones, ids) no other customer's event carries",
+                    "all attribute values",
+                    "A record that an erasure happened (when, by whom, how many rows) is kept, without personal data.",
+                ],
+                confirm_label="Erase customer",
+                cancel_url=change_url,
+            )
+        report = entity_erase(entity=entity, user=request.user)
+        messages.success(
+            request,
+            f"Customer {report.customer_entity_id} erased: {report.events} event(s), {report.identifiers} "
+            "identifier(s) and the attribute values were deleted.",
+        )
+        return HttpResponseRedirect(reverse("admin:cdp_customerentity_changelist"))
+
+
+def _profile_title(identifiers: list[dict[str, Any]], entity: CustomerEntity) -> str:
+    """The customer's name if known, else their first main identifier, else the entity id."""
+    names = [entity.attributes.get(key, [None])[0] for key in ("first_name", "last_name")]
+    name = " ".join(str(n) for n in names if n)
+    if name:
+        return name
+    for row in identifiers:
+        if row["values"]:
+            return row["values"][0]
+    return f"Customer {entity.pk}"

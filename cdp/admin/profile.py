@@ -1,0 +1,162 @@
+"""What the customer profile page shows: the main identifiers, attributes grouped the way a marketer thinks of
+them, the events timeline, the identity graph (as JSON for the drawing script) and the merge history.
+All reads are bounded, so a customer with a million events opens as fast as one with ten."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from cdp.models import Attribute, CustomerEntity, CustomerEvent
+
+TIMELINE_EVENTS = 50
+GRAPH_EVENTS = 150
+HISTORY_ROWS = 20
+IDENTIFIERS_SHOWN = 20
+HEADER_CATEGORIES = (("user_id", "User id"), ("email", "Email"), ("phone", "Phone"))
+REVENUE_WORDS = re.compile(r"revenue|order|price|spent|spend|purchase|value", re.IGNORECASE)
+CURRENCIES = {"EUR", "USD", "GBP", "CZK", "PLN", "CHF", "SEK", "NOK", "DKK", "HUF", "JPY", "CAD", "AUD"}
+ACTIVITY_COMPUTATIONS = {"count", "first_event_time", "last_event_time"}
+GROUPS = (("identifiers", "Identifiers"), ("activity", "Activity"), ("revenue", "Revenue"), ("other", "Other"))
+
+
+@dataclass
+class AttributeRow:
+    id: str
+    name: str
+    description: str
+    values: list[str]
+    unit: str = ""
+
+
+@dataclass
+class AttributeGroup:
+    key: str
+    title: str
+    rows: list[AttributeRow] = field(default_factory=list)
+
+
+def attribute_group(attribute: Attribute) -> str:
+    if attribute.computation == Attribute.Computation.IDENTIFIER_VALUES:
+        return "identifiers"
+    if attribute.unit.upper() in CURRENCIES or (
+        attribute.data_type in ("int", "float", "datetime") and REVENUE_WORDS.search(f"{attribute.id} {attribute.name}")
+    ):
+        return "revenue"
+    if attribute.computation in ACTIVITY_COMPUTATIONS:
+        return "activity"
+    return "other"
+
+
+def value_format(value: Any, data_type: str) -> str:
+    if value is None:
+        return "—"
+    if data_type == "datetime" and isinstance(value, str):
+        parsed = parse_datetime(value)
+        if parsed is not None:
+            return timezone.localtime(parsed).strftime("%Y-%m-%d %H:%M") if timezone.is_aware(parsed) else value
+    if data_type == "bool":
+        return "yes" if value else "no"
+    if data_type == "float" and isinstance(value, int | float):
+        return f"{value:,.2f}"
+    if data_type == "int" and isinstance(value, int | float):
+        return f"{int(value):,}"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def attribute_groups(entity: CustomerEntity) -> list[AttributeGroup]:
+    """Attributes with a value, grouped; values of attributes without a definition (yet) go to Other."""
+    stored: dict[str, Any] = entity.attributes or {}
+    groups = {key: AttributeGroup(key, title) for key, title in GROUPS}
+    definitions = {a.id: a for a in Attribute.objects.all()}
+    for attribute_id in sorted(stored, key=lambda a: (definitions[a].name if a in definitions else a).lower()):
+        values = stored[attribute_id]
+        values = values if isinstance(values, list) else [values]
+        if not values:
+            continue
+        definition = definitions.get(attribute_id)
+        data_type = definition.data_type if definition else "string"
+        rows = groups[attribute_group(definition) if definition else "other"].rows
+        rows.append(
+            AttributeRow(
+                id=attribute_id,
+                name=definition.name if definition else attribute_id,
+                description=definition.description if definition else "",
+                values=[value_format(v, data_type) for v in values],
+                unit="" if definition is None or definition.unit.upper() in {"EVENTS"} else definition.unit,
+            )
+        )
+    return [group for group in groups.values() if group.rows]
+
+
+def header_identifiers(entity: CustomerEntity) -> list[dict[str, Any]]:
+    """The customer's identifiers of the main categories (user id, email, phone), first seen first."""
+    from stitching.models import Identifier
+
+    identifiers = (
+        Identifier.objects.filter(customer_entity=entity)
+        .select_related("category")
+        .order_by("-category__priority", "category_id", "first_seen", "id")[:200]
+    )
+    by_category: dict[str, dict[str, Any]] = {}
+    for identifier in identifiers:
+        row = by_category.setdefault(
+            identifier.category_id, {"category": identifier.category_id, "name": identifier.category.name, "values": []}
+        )
+        if len(row["values"]) < IDENTIFIERS_SHOWN:
+            row["values"].append(identifier.value)
+    main = [by_category.pop(cid) for cid, _ in HEADER_CATEGORIES if cid in by_category]
+    return main + list(by_category.values())
+
+
+def timeline(entity: CustomerEntity) -> list[dict[str, Any]]:
+    events = (
+        CustomerEvent.objects.filter(customer_entity_id=entity.pk)
+        .select_related("source")
+        .order_by("-event_time", "-id")[:TIMELINE_EVENTS]
+    )
+    return [
+        {
+            "id": event.pk,
+            "type": event.type,
+            "source": event.source.name,
+            "event_time": event.event_time,
+            "payload": json.dumps(event.payload, indent=2, sort_keys=True, ensure_ascii=False),
+        }
+        for event in events
+    ]
+
+
+def profile_context(entity: CustomerEntity) -> dict[str, Any]:
+    from stitching.models import StitchingCategory
+    from stitching.selectors import entity_changes_list, identity_graph
+
+    graph = identity_graph(entity.pk, limit=GRAPH_EVENTS)
+    categories = StitchingCategory.objects.order_by("-priority", "id").values_list("id", "name")
+    graph["categories"] = [{"id": cid, "name": name} for cid, name in categories]
+    counts = graph["counts"]
+    events = timeline(entity)
+    return {
+        "profile_identifiers": header_identifiers(entity),
+        "profile_groups": attribute_groups(entity),
+        "profile_timeline": events,
+        "profile_timeline_limit": TIMELINE_EVENTS,
+        "profile_graph": graph,
+        "profile_changes": list(entity_changes_list(entity_id=entity.pk)[:HISTORY_ROWS]),
+        "profile_event_count": counts["events"],
+        "profile_last_event": events[0]["event_time"] if events else None,
+        "profile_first_seen": _first_event_time(entity),
+    }
+
+
+def _first_event_time(entity: CustomerEntity) -> datetime | None:
+    first = CustomerEvent.objects.filter(customer_entity_id=entity.pk).order_by("event_time", "id").first()
+    return first.event_time if first else None
