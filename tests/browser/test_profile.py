@@ -67,7 +67,8 @@ def test_profile_shows_attributes_timeline_and_identity_graph(page: Page, ann):
     expect(page.locator("#profile-identifiers")).to_contain_text("ann@example.com")
     expect(page.locator("#profile-identifiers")).to_contain_text("+420777123456")
     # Attributes, grouped.
-    expect(page.locator("[data-group=identifiers] [data-attribute=ps_email_address]")).to_contain_text("ann@example.com")
+    emails = page.locator("[data-group=identifiers] [data-attribute=ps_email_address]")
+    expect(emails).to_contain_text("ann@example.com")
     expect(page.locator("[data-group=revenue] [data-attribute=total_revenue]")).to_contain_text("184.50")
     expect(page.locator("[data-group=activity] [data-attribute=events_count]")).to_contain_text("7")
     expect(page.locator("[data-group=other] [data-attribute=lifecycle_stage]")).to_contain_text("customer")

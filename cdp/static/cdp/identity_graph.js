@@ -53,7 +53,7 @@
     });
     const rowY = {};
     above.forEach((c, i) => (rowY[c] = 34 + i * ROW_GAP));
-    below.forEach((c, i) => (rowY[c] = eventY + 60 + i * ROW_GAP));
+    below.forEach((c, i) => (rowY[c] = eventY + 72 + i * ROW_GAP));
 
     const neighbours = {};
     for (const edge of data.edges) {
@@ -77,7 +77,7 @@
       }
       right = Math.max(right, edge + 20);
     }
-    const height = eventY + 60 + below.length * ROW_GAP + (below.length ? 0 : 10);
+    const height = eventY + 72 + below.length * ROW_GAP + (below.length ? 0 : 10);
     return { events, identifiers, rows, pos, eventY, width: Math.max(width, right), height, neighbours };
   }
 
@@ -96,7 +96,17 @@
       label.textContent = names[category] || category;
     }
     el("line", { x1: 20, x2: g.width - 20, y1: g.eventY, y2: g.eventY, stroke: "#cbd5e1", "stroke-dasharray": "2 4" }, svg);
-    if (g.events.length) {
+    const spacing = g.events.length > 1 ? g.pos[g.events[1].id].x - g.pos[g.events[0].id].x : 999;
+    if (spacing >= 70) {
+      // Room for a label under every event: its type and time.
+      for (const event of g.events) {
+        const p = g.pos[event.id];
+        const type = el("text", { x: p.x, y: p.y + 22, fill: "#475569", "text-anchor": "middle", "font-size": 11 }, svg);
+        type.textContent = event.type.length > 14 ? event.type.slice(0, 13) + "…" : event.type;
+        const time = el("text", { x: p.x, y: p.y + 35, fill: "#94a3b8", "text-anchor": "middle", "font-size": 10 }, svg);
+        time.textContent = shortTime(event.event_time).slice(5);
+      }
+    } else if (g.events.length) {
       const first = g.events[0], last = g.events[g.events.length - 1];
       const t1 = el("text", { x: g.pos[first.id].x, y: g.eventY + 26, fill: "#64748b", "text-anchor": "start" }, svg);
       t1.textContent = shortTime(first.event_time);
@@ -107,7 +117,8 @@
     }
 
     const edgeEls = [];
-    const edgeLayer = el("g", {}, svg);
+    const edgeLayer = el("g", {}, null);
+    svg.insertBefore(edgeLayer, svg.firstChild); // under the labels and nodes
     for (const edge of data.edges) {
       const a = g.pos[edge.source], b = g.pos[edge.target];
       if (!a || !b) continue;
