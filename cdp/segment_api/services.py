@@ -187,11 +187,27 @@ def segment_batch_messages(body: dict[str, Any]) -> list[object]:
     return messages
 
 
+_SOURCES_WITH_RULES: set[int] = set()
+
+
+def segment_stitching_rules_ensure(*, source_id: int) -> None:
+    """A source that receives Segment traffic gets Segment's stitching rules (userId, anonymousId, traits.email,
+    traits.phone) unless it already has rules; checked once per source and process."""
+    if source_id in _SOURCES_WITH_RULES:
+        return
+    from cdp.models import DataSource
+    from stitching.services.defaults import segment_default_rules_ensure
+
+    segment_default_rules_ensure(source=DataSource.objects.get(pk=source_id))
+    _SOURCES_WITH_RULES.add(source_id)
+
+
 @transaction.atomic
 def segment_batch_ingest(
     *, source_id: int, messages: Sequence[object], received_at: datetime | None = None
 ) -> BatchIngestResult:
     """Validate and store a batch: good messages are stored (once), bad ones listed with index and reason."""
+    segment_stitching_rules_ensure(source_id=source_id)
     received_at = received_at or datetime.now(UTC)
     result = BatchIngestResult()
     records: list[EventRecord] = []
@@ -213,6 +229,7 @@ def segment_message_ingest(
     *, source_id: int, message: object, message_type: str, received_at: datetime | None = None
 ) -> IngestOutcome:
     """Validate and store one message from /v1/<type>. Raises EventRejected (or MessageTooLarge)."""
+    segment_stitching_rules_ensure(source_id=source_id)
     record = segment_message_record(
         source_id=source_id,
         message=message,

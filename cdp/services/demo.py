@@ -29,6 +29,8 @@ from cdp.services.auth import role_create, user_create
 from cdp.services.data_sources import data_source_create, data_source_rotate_write_key
 from cdp.services.events import EventRecord, event_record_build, events_ingest
 from cdp.services.secrets import secret_digest
+from stitching.services import engine
+from stitching.services.defaults import demo_rules_ensure
 
 DEMO_SEED = 20_240_601
 DEMO_CUSTOMERS = 200
@@ -457,6 +459,7 @@ def demo_data_load(
     roles, summary.roles_created = demo_roles_ensure()
     summary.users_created = demo_users_ensure(roles=roles)
     sources, summary.write_keys = demo_sources_ensure()
+    demo_rules_ensure(sources=sources)
     summary.sources_created = len(summary.write_keys)
     records = demo_event_records(sources=sources, now=now, customers=customers, seed=seed)
     summary.events_total = len(records)
@@ -469,6 +472,9 @@ def demo_data_load(
         summary.events_duplicate += len(batch) - created
         if progress:
             progress(len(batch))
+    # Stitch now rather than wait for a worker: the demo is small, and there may be no broker.
+    while engine.stitch_pending().remaining:
+        pass
     return summary
 
 

@@ -27,9 +27,9 @@ from stitching.services.partition import EventNode, Link, partition_compute
 
 
 def restitch_all(*, progress: Callable[[int], None] | None = None):
-    from stitching.services.engine import GLOBAL_LOCK_KEY, LOCK_NAMESPACE, StitchReport, system_source_get
+    from stitching.services.engine import GLOBAL_LOCK_KEY, LOCK_NAMESPACE, StitchReport, system_source_id
 
-    system = system_source_get().pk
+    system = system_source_id()
     config = config_load()
     report = StitchReport()
     with transaction.atomic():

@@ -71,3 +71,16 @@ def segment_default_rules_ensure(*, source: DataSource) -> int:
     if StitchingRule.objects.filter(source=source).exists():
         return 0
     return rules_ensure(source=source, rules=SEGMENT_RULES)
+
+
+def demo_rules_ensure(*, sources: dict[str, DataSource]) -> int:
+    """Stitching rules for the demo sources: Segment's for web and mobile, top-level fields for CRM and email."""
+    created = 0
+    for slug in ("web", "mobile"):
+        if slug in sources:
+            created += segment_default_rules_ensure(source=sources[slug])
+    if "crm" in sources:
+        created += rules_ensure(source=sources["crm"], rules=[("email", "email", 10), ("phone", "phone", 10)])
+    if "emails" in sources:
+        created += rules_ensure(source=sources["emails"], rules=[("email", "email", 10)])
+    return created

@@ -132,6 +132,11 @@ def restitch(
     return report
 
 
+def system_source_id() -> int:
+    """The system source's id, 0 while it does not exist (no merge or split happened yet)."""
+    return DataSource.objects.filter(slug=SYSTEM_SOURCE_SLUG).values_list("pk", flat=True).first() or 0
+
+
 def system_source_get() -> DataSource:
     """The "cdp" data source of system events (merges, splits); created on first use, never stitched."""
     from cdp.services.data_sources import data_source_create
@@ -182,7 +187,7 @@ def _stitch_pending_once(limit: int) -> StitchReport:
 
 def _restitch_once(identifier_ids, entity_ids, *, event_ids: Iterable[int] = ()) -> StitchReport:
     config = config_load()
-    system = system_source_get().pk
+    system = system_source_id()
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_NAMESPACE, GLOBAL_LOCK_KEY])
         # The seeds: events carrying these identifiers (whatever their status), events of these entities.
@@ -255,7 +260,7 @@ def _stitch(
     seed_events = set(extracted)
     seed_identifiers = set(seed_identifier_ids)
     seed_entities = set(seed_entity_ids)
-    system = system_source_get().pk
+    system = system_source_id()
     while True:
         component_events, component_identifiers, entities = _component_discover(
             cursor, seed_events, seed_identifiers, seed_entities, system
@@ -607,6 +612,7 @@ def _change_emit(cursor, *, kind, entity_id, others, event_id, identifier_id, ca
         event_type = SPLIT_EVENT_TYPE
         payload = {"entity_id": entity_id, "split_entity_ids": others}
     payload.update(event_id=event_id, identifier_category=category, change_id=change.pk)
+    system = system or system_source_get().pk
     cursor.execute(
         "INSERT INTO customer_events (source_id, type, event_time, payload, idempotency_key, customer_entity_id) "
         "VALUES (%s, %s, %s, %s::jsonb, %s, %s) ON CONFLICT (source_id, idempotency_key) DO NOTHING",
