@@ -129,6 +129,8 @@ CELERY_BEAT_SCHEDULE = {
     "tokens-purge-daily": {"task": "cdp.tasks.tokens_purge", "schedule": 24 * 3600},
     # Safety net: stitching enqueues the recompute after commit; this catches anything a lost message left stale.
     "attributes-recompute-every-minute": {"task": "cdp.tasks.attributes_recompute", "schedule": 60},
+    # Safety net: ingestion enqueues stitching after commit; this catches events a lost message left unstitched.
+    "stitch-pending-every-minute": {"task": "stitching.tasks.stitch_pending", "schedule": 60},
 }
 
 if REDIS_URL:
