@@ -117,22 +117,16 @@ def header_identifiers(entity: CustomerEntity) -> list[dict[str, Any]]:
     return main + list(by_category.values())
 
 
-def timeline(entity: CustomerEntity) -> list[dict[str, Any]]:
-    events = (
+def timeline(entity: CustomerEntity) -> list[CustomerEvent]:
+    """The newest events, each with `payload_text` (pretty JSON for the expandable payload)."""
+    events = list(
         CustomerEvent.objects.filter(customer_entity_id=entity.pk)
         .select_related("source")
         .order_by("-event_time", "-id")[:TIMELINE_EVENTS]
     )
-    return [
-        {
-            "id": event.pk,
-            "type": event.type,
-            "source": event.source.name,
-            "event_time": event.event_time,
-            "payload": json.dumps(event.payload, indent=2, sort_keys=True, ensure_ascii=False),
-        }
-        for event in events
-    ]
+    for event in events:
+        event.payload_text = json.dumps(event.payload, indent=2, sort_keys=True, ensure_ascii=False)
+    return events
 
 
 def profile_context(entity: CustomerEntity) -> dict[str, Any]:
@@ -148,11 +142,12 @@ def profile_context(entity: CustomerEntity) -> dict[str, Any]:
         "profile_identifiers": header_identifiers(entity),
         "profile_groups": attribute_groups(entity),
         "profile_timeline": events,
+        "latest_events": events,
         "profile_timeline_limit": TIMELINE_EVENTS,
         "profile_graph": graph,
         "profile_changes": list(entity_changes_list(entity_id=entity.pk)[:HISTORY_ROWS]),
         "profile_event_count": counts["events"],
-        "profile_last_event": events[0]["event_time"] if events else None,
+        "profile_last_event": events[0].event_time if events else None,
         "profile_first_seen": _first_event_time(entity),
     }
 
