@@ -1,0 +1,66 @@
+"""Stitching admin pages: lists open, forms show the services' validation, actions ask before acting."""
+
+import pytest
+
+from stitching.models import BlockedValue, HubReview, Identifier
+from tests.stitching.graph_builder import GraphBuilder
+
+pytestmark = pytest.mark.django_db
+
+
+def test_stitching_admin_pages_forms_and_confirmed_actions(client, admin_user, web_source):
+    client.force_login(admin_user)
+    g = GraphBuilder(web_source)
+    e = g.entity()
+    g.event(e, identifiers=[("cookie", "k")], refused=[("email", "null", "blocked", "junk", None)])
+    review = HubReview.objects.create(identifier=Identifier.objects.get(value="k"), entity_count=9)
+    for url in ["stitchingcategory", "stitchingrule", "blockedvalue", "eventidentifier", "hubreview", "entitychange"]:
+        r = client.get(f"/admin/stitching/{url}/")
+        assert r.status_code == 200, (url, r.status_code)
+    for url in [
+        "stitchingcategory/add/",
+        "stitchingrule/add/",
+        "blockedvalue/add/",
+        "stitchingcategory/email/change/",
+        f"hubreview/{review.pk}/change/",
+    ]:
+        r = client.get(f"/admin/stitching/{url}")
+        assert r.status_code == 200, (url, r.status_code)
+    r = client.post("/admin/stitching/blockedvalue/add/", {"category": "email", "value": " X@Y.com ", "reason": "r"})
+    assert r.status_code == 302, r.content.decode()[:3000]
+    assert BlockedValue.objects.get().value == "x@y.com" and BlockedValue.objects.get().created_by == admin_user
+    r = client.post("/admin/stitching/blockedvalue/add/", {"category": "phone", "value": "abc", "reason": ""})
+    assert r.status_code == 200 and "not a valid Phone value" in r.content.decode()
+    r = client.post(
+        "/admin/stitching/stitchingrule/add/",
+        {"source": web_source.pk, "event_type": "*", "category": "email", "path": "a..b", "priority": 0},
+    )
+    assert r.status_code == 200 and "dotted payload path" in r.content.decode()
+    r = client.post(
+        "/admin/stitching/stitchingrule/add/",
+        {"source": web_source.pk, "event_type": "*", "category": "email", "path": "traits.email", "priority": 0},
+    )
+    assert r.status_code == 302
+    r = client.post(
+        "/admin/stitching/stitchingcategory/email/change/",
+        {"name": "Email", "normalizer": "email", "max_per_entity": 3, "priority": 80},
+    )
+    assert r.status_code == 302, r.content.decode()[:2000]
+    r = client.get(f"/admin/stitching/hubreview/{review.pk}/block/")
+    assert r.status_code == 200 and "will be blocked" in r.content.decode()
+    r = client.post(f"/admin/stitching/hubreview/{review.pk}/block/", {"confirm": "yes"})
+    assert r.status_code == 302
+    review.refresh_from_db()
+    assert review.status == "blocked"
+    r = client.post(
+        "/admin/stitching/blockedvalue/",
+        {"action": "values_unblock", "_selected_action": [b.pk for b in BlockedValue.objects.all()]},
+    )
+    assert r.status_code == 200 and "Unblock" in r.content.decode()
+    r = client.post(
+        "/admin/stitching/blockedvalue/",
+        {"action": "values_unblock", "confirm": "yes", "_selected_action": [b.pk for b in BlockedValue.objects.all()]},
+    )
+    assert r.status_code == 302 and not BlockedValue.objects.exists()
+    r = client.get(f"/admin/cdp/customerentity/{e.pk}/change/")
+    assert r.status_code == 200
