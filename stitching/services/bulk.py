@@ -174,6 +174,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             cur.execute("CREATE TEMP TABLE st_assign (event_id bigint, entity_id text) ON COMMIT DROP")
             with cur.copy("COPY st_assign (event_id, entity_id) FROM STDIN") as copy:
                 copy.write("".join(f"{e}\t{x}\n" for e, x in moves))
+            cur.execute("ANALYZE st_assign")  # temporary tables have no statistics: without them, nested loops
             cur.execute(
                 "UPDATE customer_events e SET customer_entity_id = a.entity_id FROM st_assign a WHERE e.id = a.event_id"
             )
@@ -216,6 +217,8 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             cur.execute("CREATE TEMP TABLE st_owner (identifier_id bigint, entity_id text) ON COMMIT DROP")
             with cur.copy("COPY st_owner FROM STDIN") as copy:
                 copy.write("".join(f"{i}\t{group_entity[g]}\n" for i, g in identifier_group.items()))
+            cur.execute("ANALYZE st_owner")
+            cur.execute("ANALYZE st_first_seen")
             cur.execute(
                 "UPDATE stitching_identifiers i SET customer_entity_id = o.entity_id, first_seen = f.first_seen "
                 "FROM st_owner o, st_first_seen f WHERE i.id = o.identifier_id AND f.identifier_id = o.identifier_id "
@@ -296,6 +299,7 @@ def _extract(cur, config) -> None:
         "first_seen FROM st_pairs p JOIN stitching_identifiers i ON i.category_id = p.category AND i.value = p.value "
         "GROUP BY i.id"
     )
+    cur.execute("ANALYZE st_edges")
 
 
 def _exact(
