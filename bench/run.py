@@ -206,6 +206,129 @@ def figure_ingest_peak_rss_mb(bench: Bench) -> Figure:
 FIGURES: list[Callable[[Bench], Figure]] = [figure_ingest_events_per_s, figure_ingest_peak_rss_mb]
 
 
+# --- stitching figures -------------------------------------------------------------------------------------------
+
+
+def stitch_people(size: int) -> int:
+    """~300k people for 1M events (the issue's shape), scaled with the size."""
+    return max(10, size * 3 // 10)
+
+
+def stitch_events_load(bench: Bench, size: int) -> int:
+    """Load `size` generated events over stitch_people(size) people into an empty, unstitched events table, with
+    Segment's default stitching rules on the bench source; returns the source id. Not timed."""
+    from django.db import connection
+
+    from cdp.models import DataSource
+    from stitching.services.defaults import segment_default_rules_ensure
+
+    source_id = bench.source_id()
+    segment_default_rules_ensure(source=DataSource.objects.get(pk=source_id))
+    key = f"stitch-load:{size}"
+    if key in bench.memo:
+        return source_id
+    path = generate.events_file(size, people=stitch_people(size))
+    bench.events_truncate()
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE stitching_identifiers SET customer_entity_id = NULL")
+        cursor.execute("DELETE FROM customer_entities")
+    command = [sys.executable, str(ROOT / "manage.py"), "load_events", str(path), "--source", SOURCE_SLUG]
+    subprocess.run(command + ["--no-progress"], check=True, stdout=subprocess.DEVNULL)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE customer_events")
+        _checkpoint(cursor)
+    bench.memo.pop(f"load:{size}", None)  # the events table no longer holds load_events' default data set
+    bench.memo[key] = path
+    return source_id
+
+
+def stitch_full(bench: Bench, size: int) -> float:
+    """Seconds of `restitch()` of everything (the bulk path) on freshly loaded, unstitched events."""
+    from stitching.services import engine
+
+    key = f"stitch-full:{size}"
+    if key not in bench.memo:
+        stitch_events_load(bench, size)
+        started = time.perf_counter()
+        report = engine.restitch()
+        seconds = time.perf_counter() - started
+        print(f"  restitch {size:,}: {seconds:.1f} s, {report.entities_created:,} customers", flush=True)
+        bench.memo[key] = seconds
+    return bench.memo[key]
+
+
+def stitch_incremental_1k(bench: Bench, size: int, events: int = 1000) -> float:
+    """Seconds to stitch `events` new events incrementally (stitch_pending batches) into the fully stitched
+    data set: returning customers (rows of the same file, new message ids) so they link to existing ones. The
+    attributes figure can add the recompute of the entities it marks stale (attributes_stale) to this."""
+    import orjson
+
+    from cdp.services.events import event_record_build, events_ingest
+    from stitching.services import engine
+
+    stitch_full(bench, size)
+    source_id = bench.source_id()
+    path = bench.memo[f"stitch-load:{size}"]
+    records = []
+    run = len([k for k in bench.memo if k.startswith("stitch-incremental")])
+    with path.open("rb") as f:
+        for n, line in enumerate(f):
+            if n % max(1, size // events) == 0 and len(records) < events:
+                row = orjson.loads(line)
+                records.append(
+                    event_record_build(
+                        source_id=source_id,
+                        type=row["type"],
+                        event_time=row["event_time"],
+                        payload=row["payload"],
+                        message_id=f"incremental-{run}-{n}",
+                    )
+                )
+    events_ingest(records)
+    started = time.perf_counter()
+    while engine.stitch_pending(limit=events).remaining:
+        pass
+    seconds = time.perf_counter() - started
+    bench.memo[f"stitch-incremental:{run}"] = seconds
+    print(f"  {len(records):,} new events stitched incrementally in {seconds:.3f} s", flush=True)
+    return seconds
+
+
+def figure_stitch_events_per_s(bench: Bench) -> Figure:
+    """Full stitch (restitch of everything) of 1M events over ~300k people vs an in-memory Python union-find."""
+    from django.db import connection
+
+    size = bench.size(1_000_000)
+    value = size / stitch_full(bench, size)
+    # Baseline: union-find in Python over the same linked (event, identifier) pairs, already in memory.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT event_id, identifier_id FROM stitching_event_identifiers WHERE status = 'linked'")
+        pairs = cursor.fetchall()
+    started = time.perf_counter()
+    parent: dict[int, int] = {}
+    owner: dict[int, int] = {}
+    for e, i in pairs:
+        parent.setdefault(e, e)
+        o = owner.setdefault(i, e)
+        if o == e:
+            continue
+        a, b = e, o
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        while parent[b] != b:
+            parent[b] = parent[parent[b]]
+            b = parent[b]
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    baseline = size / (time.perf_counter() - started)
+    note = "baseline: in-memory Python union-find over the same (event, identifier) pairs"
+    return Figure("stitch_events_per_s", value, "events/s", baseline, value / baseline, size, note)
+
+
+FIGURES.append(figure_stitch_events_per_s)
+
+
 # --- running -------------------------------------------------------------------------------------------------
 
 
