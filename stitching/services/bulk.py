@@ -239,6 +239,15 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             cur.execute(
                 "DELETE FROM stitching_hubreview WHERE status = 'pending' AND NOT identifier_id = ANY(%s)", [list(hubs)]
             )
+            # Every row changed: fresh statistics, or the planner keeps believing no event is stitched (and picks
+            # nested loops over the entity index for incremental stitching's lookups).
+            for table in (
+                "customer_events",
+                "customer_entities",
+                "stitching_identifiers",
+                "stitching_event_identifiers",
+            ):
+                cur.execute(f"ANALYZE {table}")
             report.refused = len(refused)
             report.components = len(order)
             if progress:

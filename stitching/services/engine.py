@@ -363,9 +363,11 @@ def _component_discover(cursor, events: set[int], identifiers: set[int], entitie
                 [list(new_events)],
             )
             found_identifiers = {r[0] for r in cursor.fetchall()}
+            # A join on unnest, not `id = ANY(...)`: with a long list the planner would rather scan the partial
+            # entity index than probe the primary key.
             cursor.execute(
-                "SELECT DISTINCT customer_entity_id FROM customer_events WHERE id = ANY(%s) "
-                "AND customer_entity_id IS NOT NULL",
+                "SELECT DISTINCT e.customer_entity_id FROM unnest(%s::bigint[]) AS t(id) "
+                "JOIN customer_events e ON e.id = t.id WHERE e.customer_entity_id IS NOT NULL",
                 [list(new_events)],
             )
             found_entities = {r[0] for r in cursor.fetchall()}
