@@ -133,8 +133,8 @@ def test_filters_by_source_and_event_type(no_default_attributes, web_source):
 
 
 def test_identifier_values_come_from_the_identifiers_stitched_to_the_entity(no_default_attributes):
-    email = StitchingCategory.objects.create(id="email", name="Email", normalizer="email")
-    StitchingCategory.objects.create(id="phone", name="Phone", normalizer="phone")
+    email, _ = StitchingCategory.objects.get_or_create(id="email", defaults={"name": "Email", "normalizer": "email"})
+    StitchingCategory.objects.get_or_create(id="phone", defaults={"name": "Phone", "normalizer": "phone"})
     svc.attribute_create(id="emails", name="Emails", computation="identifier_values", category="email")
     svc.attribute_create(id="phones", name="Phones", computation="identifier_values", category="phone")
     entity, other = CustomerEntity.objects.create(), CustomerEntity.objects.create()
@@ -231,7 +231,7 @@ def test_a_batch_locked_by_another_worker_is_skipped_not_waited_for(no_default_a
         ({"computation": "last_event_time", "data_type": "int"}, "data_type", "date or datetime"),
         ({"computation": "sum", "data_type": "bool", "path": "x"}, "data_type", "float or int"),
         ({"computation": "identifier_values"}, "category", "need a stitching category"),
-        ({"computation": "identifier_values", "category": "nope"}, "category", "Unknown stitching category"),
+        ({"computation": "identifier_values", "category": "nope_nope"}, "category", "Unknown stitching category"),
         ({"computation": "last_value", "path": "a..b"}, "path", "empty part"),
         ({"computation": "last_value", "path": "x", "category": "email"}, "category", "Only identifier_values"),
         ({"computation": "median", "path": "x"}, "computation", "Unknown computation"),
