@@ -1,8 +1,12 @@
 """Reads. Return QuerySets; the API, admin and exports share them (and the FilterSets in cdp.filters)."""
 
-from django.db.models import QuerySet
+import json
+from typing import Any
 
-from cdp.models import ApiToken, CustomerEntity, CustomerEvent, DataSource, GlobalSettingChange, Role, User
+from django.db import connection
+from django.db.models import Count, Max, Min, Q, QuerySet
+
+from cdp.models import ApiToken, Attribute, CustomerEntity, CustomerEvent, DataSource, GlobalSettingChange, Role, User
 
 
 def events_list() -> QuerySet[CustomerEvent]:
@@ -33,3 +37,103 @@ def tokens_list(*, user: User) -> QuerySet[ApiToken]:
 
 def global_setting_changes_list() -> QuerySet[GlobalSettingChange]:
     return GlobalSettingChange.objects.select_related("changed_by").order_by("-changed", "-id")
+
+
+# --- customer profile ------------------------------------------------------------------------------------------
+
+
+def attributes_list() -> QuerySet[Attribute]:
+    return Attribute.objects.prefetch_related("sources").order_by("name", "id")
+
+
+def entity_events_list(*, entity_id: str) -> QuerySet[CustomerEvent]:
+    """One customer's events, newest first (the partial index on (customer_entity, -event_time) serves it)."""
+    return events_list().filter(customer_entity_id=entity_id)
+
+
+def entity_event_counts(*, entity_id: str) -> dict[str, Any]:
+    """A customer's events counted per source and type (one query), with per-source, per-type and total sums."""
+    rows = list(
+        CustomerEvent.objects.filter(customer_entity_id=entity_id)
+        .values("source_id", "source__slug", "type")
+        .annotate(count=Count("id"), first_event_time=Min("event_time"), last_event_time=Max("event_time"))
+        .order_by("source__slug", "type")
+    )
+    by_source: dict[int, dict[str, Any]] = {}
+    by_type: dict[str, int] = {}
+    for row in rows:
+        source = by_source.setdefault(
+            row["source_id"], {"source": row["source_id"], "slug": row["source__slug"], "count": 0}
+        )
+        source["count"] += row["count"]
+        by_type[row["type"]] = by_type.get(row["type"], 0) + row["count"]
+    return {
+        "total": sum(row["count"] for row in rows),
+        "by_source": sorted(by_source.values(), key=lambda s: (-s["count"], s["slug"])),
+        "by_type": [{"type": t, "count": c} for t, c in sorted(by_type.items(), key=lambda item: (-item[1], item[0]))],
+        "by_source_and_type": [
+            {
+                "source": row["source_id"],
+                "slug": row["source__slug"],
+                "type": row["type"],
+                "count": row["count"],
+                "first_event_time": row["first_event_time"],
+                "last_event_time": row["last_event_time"],
+            }
+            for row in rows
+        ],
+    }
+
+
+# Identifier matches considered by one search (a junk value could match many customers: enough for a page).
+SEARCH_IDENTIFIER_MATCHES = 1000
+
+
+def customers_search(*, q: str | None = None, attribute: Attribute | None = None, value: Any = None) -> QuerySet:
+    """Customers with an identifier or a text attribute value equal to `q` (each category's normaliser applied
+    to `q` first), or with `value` among the values of `attribute` (a typed JSON value). Exact matches only:
+    they use the identifier unique index and the GIN index on attributes."""
+    condition = Q(pk__in=[])
+    if attribute is not None:
+        condition |= Q(attributes__contains={attribute.pk: [value]})
+    if q:
+        condition |= Q(pk__in=identifier_entity_ids(q))
+        text = q.strip()
+        for attribute_id in Attribute.objects.filter(data_type=Attribute.DataType.STRING).values_list("pk", flat=True):
+            condition |= Q(attributes__contains={attribute_id: [text]})
+    return entities_list().filter(condition)
+
+
+def identifier_entity_ids(q: str) -> list[str]:
+    """Entities holding an identifier equal to `q` as normalised by its category (any category)."""
+    from stitching.models import Identifier, StitchingCategory
+    from stitching.normalizers import normalize
+
+    condition = Q(pk__in=[])
+    for category_id, normalizer in StitchingCategory.objects.values_list("pk", "normalizer"):
+        try:
+            normalised = normalize(normalizer, q)
+        except ValueError:
+            continue
+        if normalised:
+            condition |= Q(category_id=category_id, value=normalised)
+    ids = Identifier.objects.filter(condition, customer_entity__isnull=False).values_list(
+        "customer_entity_id", flat=True
+    )
+    return list(ids.distinct()[:SEARCH_IDENTIFIER_MATCHES])
+
+
+def attribute_value_counts(*, attribute: Attribute, limit: int) -> dict[str, Any]:
+    """The most frequent values of an attribute across all customers (ties by value), and how many customers
+    have a value at all."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT v, count(*) AS n FROM customer_entities CROSS JOIN LATERAL jsonb_array_elements("
+            "CASE jsonb_typeof(attributes -> %(id)s) WHEN 'array' THEN attributes -> %(id)s END) v "
+            "GROUP BY v ORDER BY n DESC, v LIMIT %(limit)s",
+            {"id": attribute.pk, "limit": limit},
+        )
+        values = [{"value": json.loads(v) if isinstance(v, str) else v, "count": n} for v, n in cursor.fetchall()]
+        cursor.execute("SELECT count(*) FROM customer_entities WHERE attributes ? %s", [attribute.pk])
+        total = cursor.fetchone()[0]
+    return {"attribute": attribute.pk, "entities_with_value": total, "values": values}

@@ -1,7 +1,7 @@
-from django.urls import path
+from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
-from cdp.api import views
+from cdp.api import profile_views, views
 
 
 class OptionalSlashRouter(SimpleRouter):
@@ -19,12 +19,16 @@ router.register("tokens", views.ApiTokenViewSet, basename="token")
 router.register("data_sources", views.DataSourceViewSet, basename="data-source")
 router.register("global_settings", views.GlobalSettingViewSet, basename="global-setting")
 router.register("events", views.CustomerEventViewSet, basename="event")
-router.register("customer_entities", views.CustomerEntityViewSet, basename="customer-entity")
+router.register("customer_entities", profile_views.CustomerProfileViewSet, basename="customer-entity")
+router.register("attributes", profile_views.AttributeViewSet, basename="attribute")
 
 auth = views.AuthViewSet.as_view
 urlpatterns = [
     path("users/login", auth({"post": "login"}), name="login"),
     path("users/logout", auth({"post": "logout", "delete": "logout"}), name="logout"),
     path("users/me", auth({"get": "me"}), name="me"),
+    re_path(
+        r"^customers/search/?$", profile_views.CustomersSearchViewSet.as_view({"get": "list"}), name="customers-search"
+    ),
     *router.urls,
 ]

@@ -1,0 +1,298 @@
+"""Customer profile API: attributes CRUD, customer detail with attributes, search, events, counts."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cdp.models import Attribute, CustomerEntity, CustomerEvent
+from cdp.services.attributes import attributes_recompute
+from cdp.services.data_sources import data_source_create
+from cdp.services.events import event_record_build, events_ingest
+from stitching.models import Identifier, StitchingCategory
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def events_add(source, entity, events, *, start=T0):
+    records = [
+        event_record_build(source_id=source.pk, type=kind, event_time=start + timedelta(minutes=n), payload=payload)
+        for n, (kind, payload) in enumerate(events)
+    ]
+    ids = [outcome.id for outcome in events_ingest(records)]
+    CustomerEvent.objects.filter(pk__in=ids).update(customer_entity=entity)
+
+
+@pytest.fixture
+def jana(web_source):
+    """A customer with an email identifier, page views and two orders, attributes computed."""
+    entity = CustomerEntity.objects.create()
+    email, _ = StitchingCategory.objects.get_or_create(id="email", defaults={"name": "Email", "normalizer": "email"})
+    Identifier.objects.create(category=email, value="jana@example.com", customer_entity=entity)
+    crm, _ = data_source_create(slug="crm", name="CRM", type="crm")
+    order = {"event": "Order Completed", "properties": {"revenue": 100}}
+    events_add(
+        web_source,
+        entity,
+        [
+            ("page", {"properties": {"path": "/"}}),
+            ("page", {"properties": {"path": "/sale"}}),
+            ("identify", {"traits": {"firstName": "Jana"}}),
+            ("Order Completed", order),
+            ("Order Completed", {**order, "properties": {"revenue": 50}}),
+        ],
+    )
+    events_add(crm, entity, [("contact_created", {"lifecycle_stage": "lead"})], start=T0 - timedelta(days=1))
+    attributes_recompute()
+    entity.refresh_from_db()
+    return entity
+
+
+@pytest.fixture
+def petr(web_source):
+    entity = CustomerEntity.objects.create()
+    events_add(web_source, entity, [("identify", {"traits": {"firstName": "Petr"}}), ("page", {"properties": {}})])
+    attributes_recompute()
+    return entity
+
+
+# --- attribute definitions -----------------------------------------------------------------------------------
+
+
+def test_attributes_list_shows_the_default_definitions(analyst_client):
+    response = analyst_client.get("/api/attributes?limit=100")
+
+    assert response.status_code == 200
+    ids = {row["id"] for row in response.json()["results"]}
+    assert {"ps_email_address", "total_revenue", "events_count", "last_event_time"} <= ids
+
+
+def test_attribute_create_needs_attributes_edit(analyst_client):
+    body = {"id": "pages", "name": "Pages", "computation": "count", "data_type": "int"}
+
+    response = analyst_client.post("/api/attributes", body, format="json")
+
+    assert response.status_code == 403
+    assert "attributes_edit" in response.json()["message"]
+
+
+def test_attribute_create_update_and_delete(admin_client, web_source, jana):
+    body = {
+        "id": "pages_viewed", "name": "Pages viewed", "computation": "count", "data_type": "int",
+        "event_types": ["page"], "sources": [web_source.pk],
+    }  # fmt: skip
+    response = admin_client.post("/api/attributes", body, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["sources"] == [web_source.pk]
+    attributes_recompute()  # the on-commit task does not run inside the test transaction
+    jana.refresh_from_db()
+    assert jana.attributes["pages_viewed"] == [2]
+
+    response = admin_client.patch(
+        "/api/attributes/pages_viewed", {"name": "Page views", "unit": "views"}, format="json"
+    )
+    assert response.status_code == 200, response.json()
+    assert Attribute.objects.get(pk="pages_viewed").unit == "views"
+
+    response = admin_client.delete("/api/attributes/pages_viewed")
+    assert response.status_code == 204
+    jana.refresh_from_db()
+    assert "pages_viewed" not in jana.attributes
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"id": "x", "name": "X", "computation": "sum", "data_type": "float"}, "path"),
+        ({"id": "x", "name": "X", "computation": "count", "data_type": "string"}, "data_type"),
+        ({"id": "Bad Id", "name": "X", "computation": "count", "data_type": "int"}, "id"),
+        ({"id": "x", "name": "X", "computation": "median"}, "computation"),
+        ({"id": "x", "name": "X", "computation": "count", "data_type": "int", "sources": [999999]}, "sources"),
+        ({"id": "x", "name": "X", "computation": "identifier_values"}, "category"),
+    ],
+)
+def test_attribute_create_bad_input_is_a_400_naming_the_field(admin_client, body, message):
+    response = admin_client.post("/api/attributes", body, format="json")
+
+    assert response.status_code == 400, response.json()
+    assert response.json()["message"].startswith(message)
+    assert not Attribute.objects.filter(pk="x").exists()
+
+
+def test_attribute_id_cannot_change(admin_client):
+    response = admin_client.patch("/api/attributes/events_count", {"id": "other"}, format="json")
+
+    assert response.status_code == 200  # read-only on update: ignored
+    assert Attribute.objects.filter(pk="events_count").exists()
+
+
+# --- customer detail and attributes ---------------------------------------------------------------------------
+
+
+def test_customer_detail_has_attribute_values(analyst_client, jana, django_assert_max_num_queries):
+    with django_assert_max_num_queries(3):  # token, user + role, entity
+        response = analyst_client.get(f"/api/customer_entities/{jana.pk}")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["attributes"]["total_revenue"] == [150]
+    assert body["attributes"]["ps_email_address"] == ["jana@example.com"]
+    assert body["attributes_stale"] is False
+
+
+def test_customer_list_stays_cheap(analyst_client, jana, petr):
+    response = analyst_client.get("/api/customer_entities")
+
+    assert response.status_code == 200
+    assert {row["id"] for row in response.json()["results"]} == {jana.pk, petr.pk}
+    assert "attributes" not in response.json()["results"][0]
+
+
+def test_customer_attributes_lists_every_definition_with_values(analyst_client, jana, django_assert_max_num_queries):
+    with django_assert_max_num_queries(4):
+        response = analyst_client.get(f"/api/customer_entities/{jana.pk}/attributes")
+
+    assert response.status_code == 200
+    rows = {row["id"]: row for row in response.json()["attributes"]}
+    assert rows["orders_count"]["values"] == [2]
+    assert rows["orders_count"]["data_type"] == "int"
+    assert rows["first_name"]["values"] == ["Jana"]
+    assert rows["ps_phone"]["values"] == []
+    assert rows["lifecycle_stage"]["values"] == ["lead"]
+
+
+def test_unknown_customer_is_a_404(analyst_client):
+    for suffix in ("", "/attributes", "/events", "/event_counts"):
+        response = analyst_client.get(f"/api/customer_entities/{'0' * 32}{suffix}")
+        assert response.status_code == 404, suffix
+        assert response.json()["status"] == "error"
+
+
+def test_profile_needs_customers_view(outsider_client, jana):
+    assert outsider_client.get(f"/api/customer_entities/{jana.pk}/attributes").status_code == 403
+    assert outsider_client.get("/api/customers/search?q=jana@example.com").status_code == 403
+
+
+# --- events and counts ---------------------------------------------------------------------------------------
+
+
+def test_customer_events_newest_first_and_filtered(analyst_client, jana, django_assert_max_num_queries):
+    with django_assert_max_num_queries(4):
+        response = analyst_client.get(f"/api/customer_entities/{jana.pk}/events?limit=2")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert [e["type"] for e in body["results"]] == ["Order Completed", "Order Completed"]
+    assert body["count"] is None and body["next"]
+
+    response = analyst_client.get(f"/api/customer_entities/{jana.pk}/events?type=page&source=web")
+    assert [e["payload"]["properties"]["path"] for e in response.json()["results"]] == ["/sale", "/"]
+
+    response = analyst_client.get(
+        f"/api/customer_entities/{jana.pk}/events?event_time_to=2025-03-01T00:00:00Z&load_full_structure=1"
+    )
+    assert [e["source"]["slug"] for e in response.json()["results"]] == ["crm"]
+
+
+def test_customer_events_bad_filter_is_a_400(analyst_client, jana):
+    response = analyst_client.get(f"/api/customer_entities/{jana.pk}/events?event_time_from=yesterday")
+
+    assert response.status_code == 400
+    assert "event_time_from" in response.json()["message"]
+
+
+def test_customer_event_counts_per_source_and_type(analyst_client, jana, django_assert_max_num_queries):
+    with django_assert_max_num_queries(4):
+        response = analyst_client.get(f"/api/customer_entities/{jana.pk}/event_counts")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["total"] == 6
+    assert [(s["slug"], s["count"]) for s in body["by_source"]] == [("web", 5), ("crm", 1)]
+    assert body["by_type"][0] == {"type": "Order Completed", "count": 2}
+    assert {(r["slug"], r["type"], r["count"]) for r in body["by_source_and_type"]} >= {("crm", "contact_created", 1)}
+
+
+# --- search --------------------------------------------------------------------------------------------------
+
+
+def test_search_by_an_identifier_as_typed(analyst_client, jana, petr):
+    response = analyst_client.get("/api/customers/search", {"q": "  Jana@Example.COM "})
+
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["id"] for r in results] == [jana.pk]
+    assert results[0]["attributes"]["orders_count"] == [2]
+
+
+def test_search_by_a_text_attribute_value(analyst_client, jana, petr):
+    response = analyst_client.get("/api/customers/search", {"q": "Petr"})
+
+    assert [r["id"] for r in response.json()["results"]] == [petr.pk]
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "who"),
+    [
+        ("orders_count", "2", "jana"),
+        ("total_revenue", "150.0", "jana"),
+        ("total_revenue", "0", "petr"),
+        ("last_page_path", "/sale", "jana"),
+        ("ps_email_address", "JANA@example.com", "jana"),
+        ("first_event_time", "2025-03-01T12:00:00Z", "petr"),
+    ],
+)
+def test_search_by_an_exact_attribute_value(analyst_client, jana, petr, attribute, value, who):
+    response = analyst_client.get("/api/customers/search", {"attribute": attribute, "value": value})
+
+    assert response.status_code == 200, response.json()
+    assert [r["id"] for r in response.json()["results"]] == [{"jana": jana, "petr": petr}[who].pk]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({}, "q"),
+        ({"attribute": "nope", "value": "1"}, "attribute"),
+        ({"attribute": "orders_count"}, "value"),
+        ({"attribute": "orders_count", "value": "two"}, "value"),
+        ({"attribute": "total_revenue", "value": "nan"}, "value"),
+        ({"attribute": "last_event_time", "value": "soon"}, "value"),
+        ({"q": "x" * 500}, "q"),
+        ({"q": "a", "limit": "-1"}, "limit"),
+    ],
+)
+def test_search_bad_input_is_a_400(analyst_client, query, field):
+    response = analyst_client.get("/api/customers/search", query)
+
+    assert response.status_code == 400
+    assert response.json()["message"].startswith(field)
+
+
+# --- attribute value counts ----------------------------------------------------------------------------------
+
+
+def test_attribute_value_counts_most_frequent_first(analyst_client, web_source, jana, petr):
+    other = CustomerEntity.objects.create()
+    events_add(web_source, other, [("identify", {"traits": {"firstName": "Jana"}})])
+    attributes_recompute()
+
+    response = analyst_client.get("/api/attributes/first_name/value_counts?limit=5")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "attribute": "first_name",
+        "entities_with_value": 3,
+        "values": [{"value": "Jana", "count": 2}, {"value": "Petr", "count": 1}],
+    }
+
+
+def test_attribute_value_counts_of_numbers_and_bad_limits(analyst_client, jana, petr):
+    response = analyst_client.get("/api/attributes/orders_count/value_counts")
+    assert response.json()["values"] == [{"value": 0, "count": 1}, {"value": 2, "count": 1}]
+
+    for limit in ("0", "x", "100000"):
+        response = analyst_client.get(f"/api/attributes/orders_count/value_counts?limit={limit}")
+        assert response.status_code == 400, limit
+    assert analyst_client.get("/api/attributes/nope/value_counts").status_code == 404
