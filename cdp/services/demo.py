@@ -25,6 +25,7 @@ from django.db import transaction
 
 from cdp.features import ALL_FEATURES, Feature
 from cdp.models import DataSource, Role, User
+from cdp.services.attributes import attributes_recompute
 from cdp.services.auth import role_create, user_create
 from cdp.services.data_sources import data_source_create, data_source_rotate_write_key
 from cdp.services.events import EventRecord, event_record_build, events_ingest
@@ -475,6 +476,8 @@ def demo_data_load(
     # Stitch now rather than wait for a worker: the demo is small, and there may be no broker.
     while engine.stitch_pending().remaining:
         pass
+    # Likewise the attributes of the customers stitching touched, so profiles show values at once.
+    attributes_recompute()
     return summary
 
 

@@ -354,3 +354,16 @@ def test_task_recomputes_through_a_real_worker(no_default_attributes, celery_wor
 
     assert celery_worker_process.result_wait(result, timeout=30) == 3
     assert all(values(e) == {"n": [0]} for e in entities)
+
+
+def test_demo_data_ends_with_attributes_computed(db):
+    from cdp.services.demo import demo_data_load
+
+    demo_data_load(customers=5)
+
+    assert not CustomerEntity.objects.filter(attributes_stale=True).exists()
+    with_orders = CustomerEntity.objects.filter(attributes__has_key="total_revenue").exclude(
+        attributes__total_revenue=[0]
+    )
+    assert with_orders.exists()
+    assert CustomerEntity.objects.filter(attributes__has_key="ps_email_address").exists()
