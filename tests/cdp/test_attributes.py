@@ -1,12 +1,17 @@
 """cdp.services.attributes: definitions, their validation, and the SQL computation on real PostgreSQL."""
 
+import json
+import re
 import threading
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cdp.models import Attribute, CustomerEntity, CustomerEvent
 from cdp.services import attributes as svc
@@ -367,3 +372,104 @@ def test_demo_data_ends_with_attributes_computed(db):
     )
     assert with_orders.exists()
     assert CustomerEntity.objects.filter(attributes__has_key="ps_email_address").exists()
+
+
+# --- the SQL against a Python reference ----------------------------------------------------------------------
+
+NUMBER_TEXT = re.compile(svc.NUMBER_RE)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-1000, 1000),
+    st.floats(-1000, 1000, allow_nan=False).map(lambda x: round(x, 2)),
+    st.sampled_from(["", " ", "abc", "Brno", " Praha ", "12", " 4.50 ", "1e2", "-3", "x1", "2024-01-01", "ü"]),
+    st.just({"nested": 1}),
+    st.just([1, 2]),
+)
+event_lists = st.lists(
+    st.tuples(st.sampled_from(["order", "page"]), scalars, st.integers(0, 5)),  # type, value, minutes
+    min_size=0,
+    max_size=8,
+)
+
+
+def as_text(value) -> str | None:
+    """What a string attribute stores for a JSON value (None: no value)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return json.dumps(value + 0.0 if isinstance(value, float) else value)  # numeric has no -0.0
+    if isinstance(value, str):
+        return value.strip() or None
+    return None
+
+
+def as_number(value) -> Decimal | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return Decimal(json.dumps(value))
+    if isinstance(value, str) and NUMBER_TEXT.match(value):
+        return Decimal(value.strip())
+    return None
+
+
+def reference(events) -> dict:
+    """The attributes below computed in Python from (type, value, minutes, insertion index) events."""
+    ordered = sorted(events, key=lambda e: (e[2], e[3]))
+    orders = [e for e in ordered if e[0] == "order"]
+    texts = [t for e in ordered if (t := as_text(e[1])) is not None]
+    numbers = [n for e in orders if (n := as_number(e[1])) is not None]
+    result: dict = {"orders": [len(orders)], "revenue": [sum(numbers, Decimal(0))]}
+    if texts:
+        result["first"], result["last"] = [texts[0]], [texts[-1]]
+        result["unique"] = sorted(set(texts), key=lambda t: (len(t.encode()), t.encode()))
+    if numbers:
+        result["biggest"] = [max(numbers)]
+        result["average"] = [sum(numbers) / len(numbers)]
+        result["rounded_min"] = [min(numbers).quantize(Decimal(1), rounding=ROUND_HALF_UP)]
+    return result
+
+
+@pytest.fixture
+def reference_attributes(no_default_attributes):
+    define = svc.attribute_create
+    define(id="orders", name="o", computation="count", data_type="int", event_types=["order"])
+    define(id="revenue", name="r", computation="sum", data_type="float", event_types=["order"], path="v")
+    define(id="biggest", name="b", computation="max", data_type="float", event_types=["order"], path="v")
+    define(id="average", name="a", computation="average", data_type="float", event_types=["order"], path="v")
+    define(id="rounded_min", name="m", computation="min", data_type="int", event_types=["order"], path="v")
+    define(id="first", name="f", computation="first_value", path="v")
+    define(id="last", name="l", computation="last_value", path="v")
+    define(id="unique", name="u", computation="unique_values", path="v")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=event_lists)
+def test_sql_computation_matches_a_python_reference(reference_attributes, web_source, events):
+    entity = CustomerEntity.objects.create()
+    records = [
+        event_record_build(
+            source_id=web_source.pk, type=kind, event_time=T0 + timedelta(minutes=minutes), payload={"v": value}
+        )
+        for kind, value, minutes in events
+    ]
+    ids = [outcome.id for outcome in events_ingest(records)]
+    CustomerEvent.objects.filter(pk__in=ids).update(customer_entity=entity)
+    # Identical events are stored once (the content hash is their idempotency key): the reference sees each once.
+    stored = {}
+    for (kind, value, minutes), event_id in zip(events, ids, strict=True):
+        stored.setdefault(event_id, (kind, value, minutes, event_id))
+
+    svc.attributes_recompute(entity_ids=[entity.pk])
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT attributes::text FROM customer_entities WHERE id = %s", [entity.pk])
+        got = json.loads(cursor.fetchone()[0], parse_float=Decimal)
+    expected = reference(list(stored.values()))
+    assert got.keys() == expected.keys()
+    for key, values in expected.items():
+        if key == "average":
+            assert abs(Decimal(got[key][0]) - values[0]) < Decimal("1e-9")
+        else:
+            assert [Decimal(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in got[key]] == values
