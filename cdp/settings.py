@@ -151,6 +151,8 @@ X_FRAME_OPTIONS = "DENY"
 CDP_MAX_EVENTS_PER_REQUEST = env_int("CDP_MAX_EVENTS_PER_REQUEST", 1000, minimum=1, maximum=10000)
 CDP_MAX_REQUEST_BYTES = env_int("CDP_MAX_REQUEST_BYTES", 5 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = CDP_MAX_REQUEST_BYTES
+# Stitch new events right after they are stored (a Celery task, or in-process without a broker).
+CDP_STITCH_AFTER_INGEST = env_bool("CDP_STITCH_AFTER_INGEST", True)
 # API tokens' last-used time is written at most this often per token (seconds).
 CDP_TOKEN_LAST_USED_RESOLUTION = env_int("CDP_TOKEN_LAST_USED_RESOLUTION", 60, minimum=0)
 

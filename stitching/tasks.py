@@ -20,8 +20,14 @@ def stitch_pending(limit: int = BATCH) -> int:
 def stitch_pending_enqueue(count: int) -> None:
     """cdp.hooks.on_events_ingested callback: runs after the new events committed.
 
-    Without a broker there is no worker, and stitching a whole file import in-process would turn every
-    `load_events` into a full stitch: then stitching waits for `manage.py restitch` (or a broker)."""
-    if not settings.CELERY_BROKER_URL:
+    With a broker, a worker picks the batch up within seconds. Without one (the demo), stitching runs here,
+    in-process, in a loop rather than through eager re-enqueueing (which would nest one call per batch).
+    CDP_STITCH_AFTER_INGEST=0 turns it off, e.g. for a bulk import stitched afterwards with `manage.py restitch`.
+    """
+    if not settings.CDP_STITCH_AFTER_INGEST:
         return
-    stitch_pending.delay()
+    if settings.CELERY_BROKER_URL:
+        stitch_pending.delay()
+        return
+    while engine.stitch_pending(limit=BATCH).remaining:
+        pass
