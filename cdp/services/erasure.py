@@ -32,52 +32,19 @@ def entity_erase(*, entity: CustomerEntity, user: User | None = None) -> Erasure
 
     Takes the stitching engine's locks on the customer and its identifiers, so a worker stitching an event that
     carries one of them waits and then sees it gone (and starts a fresh customer)."""
-    from stitching.services.engine import _with_retries
+    from stitching.services.engine import with_retries
 
     reports: list[ErasureReport] = []
-    _with_retries(lambda: reports.append(_entity_erase_once(entity_id=entity.pk, user=user)))
+    with_retries(lambda: reports.append(_entity_erase_once(entity_id=entity.pk, user=user)))
     return reports[-1]
-
-
-def _component_lock(entity_id: str) -> None:
-    """The engine's shared global lock, then its advisory locks on the entity and on every identifier its events
-    carry or it owns: first waiting in sorted order (like the engine's own identifiers, so no cycle), then, for
-    any that appeared meanwhile, without waiting (LockBusy: the caller retries the transaction)."""
-    from stitching.services.engine import (
-        GLOBAL_LOCK_KEY,
-        LOCK_NAMESPACE,
-        _entity_key,
-        _identifier_key,
-        _locks_take,
-    )
-
-    held: set[int] = set()
-    first = True
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_NAMESPACE, GLOBAL_LOCK_KEY])
-        while True:
-            cursor.execute(
-                """
-                SELECT i.category_id, i.value FROM stitching_identifiers i
-                WHERE i.customer_entity_id = %s OR i.id IN (
-                    SELECT ei.identifier_id FROM stitching_event_identifiers ei
-                    JOIN customer_events e ON e.id = ei.event_id WHERE e.customer_entity_id = %s)
-                """,
-                [entity_id, entity_id],
-            )
-            keys = {_identifier_key(c, v) for c, v in cursor.fetchall()} | {_entity_key(entity_id)}
-            missing = sorted(keys - held)
-            if not missing:
-                return
-            _locks_take(cursor, missing, held, wait=first)
-            first = False
 
 
 def _entity_erase_once(*, entity_id: str, user: User | None) -> ErasureReport:
     from stitching.models import EntityChange
+    from stitching.services.engine import entity_component_lock
 
     CustomerEntity.objects.select_for_update().get(pk=entity_id)
-    _component_lock(entity_id)
+    entity_component_lock(entity_id)
 
     with connection.cursor() as cursor:
         # The events, and the identifiers they carried (the candidates for removal).

@@ -79,7 +79,7 @@ def stitch_pending(*, limit: int = 5000) -> StitchReport:
     """Stitch up to `limit` unstitched events (claimed with SKIP LOCKED, so workers share the queue).
 
     `remaining` tells whether more unstitched events exist (the task re-enqueues itself then)."""
-    report = _with_retries(lambda: _stitch_pending_once(limit))
+    report = with_retries(lambda: _stitch_pending_once(limit))
     report.remaining = _unstitched_exists()
     _attributes_enqueue_on_commit(report)
     return report
@@ -94,7 +94,7 @@ def component_restitch(
     report = StitchReport()
     for start in range(0, max(len(identifier_ids), len(entity_ids)), batch):
         ids, entities = identifier_ids[start : start + batch], entity_ids[start : start + batch]
-        report.add(_with_retries(lambda ids=ids, entities=entities: _restitch_once(ids, entities)))
+        report.add(with_retries(lambda ids=ids, entities=entities: _restitch_once(ids, entities)))
     _attributes_enqueue_on_commit(report)
     return report
 
@@ -124,7 +124,7 @@ def restitch(
             break
         last_id = rows[-1][0]
         event_ids = [r[0] for r in rows]
-        part = _with_retries(lambda event_ids=event_ids: _restitch_once((), (), event_ids=event_ids))
+        part = with_retries(lambda event_ids=event_ids: _restitch_once((), (), event_ids=event_ids))
         report.add(part)
         if progress:
             progress(len(rows))
@@ -159,7 +159,8 @@ def system_source_get() -> DataSource:
 # --- transactions -------------------------------------------------------------------------------------------
 
 
-def _with_retries(work) -> StitchReport:
+def with_retries(work) -> StitchReport:
+    """Run `work` in a transaction, retrying while another worker holds part of its component (LockBusy)."""
     for attempt in range(MAX_ATTEMPTS):
         try:
             with transaction.atomic():
@@ -277,6 +278,34 @@ def _stitch(
 
     report = _component_write(cursor, config, component_events, system, seed_identifier_ids=seed_identifier_ids)
     return report
+
+
+def entity_component_lock(entity_id: str) -> None:
+    """Lock one entity's component for a change made outside the engine (e.g. GDPR erase), inside `with_retries`.
+
+    The shared global lock, then advisory locks on the entity and on every identifier its events carry or it
+    owns: first waiting in sorted order (like the engine's own identifiers, so no cycle), then, for any that
+    appeared meanwhile, without waiting (LockBusy: `with_retries` retries the transaction)."""
+    held: set[int] = set()
+    first = True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_NAMESPACE, GLOBAL_LOCK_KEY])
+        while True:
+            cursor.execute(
+                """
+                SELECT i.category_id, i.value FROM stitching_identifiers i
+                WHERE i.customer_entity_id = %s OR i.id IN (
+                    SELECT ei.identifier_id FROM stitching_event_identifiers ei
+                    JOIN customer_events e ON e.id = ei.event_id WHERE e.customer_entity_id = %s)
+                """,
+                [entity_id, entity_id],
+            )
+            keys = {_identifier_key(c, v) for c, v in cursor.fetchall()} | {_entity_key(entity_id)}
+            missing = sorted(keys - held)
+            if not missing:
+                return
+            _locks_take(cursor, missing, held, wait=first)
+            first = False
 
 
 def _locks_take(cursor, keys: list[int], held: set[int], *, wait: bool) -> None:
