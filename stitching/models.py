@@ -3,6 +3,7 @@
 merges and splits."""
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
 from cdp.models import CustomerEntity, CustomerEvent, DataSource
@@ -147,6 +148,8 @@ class EntityChange(models.Model):
 
     class Meta:
         ordering = ["-created", "-id"]
+        # "Where did customer X go?": rows where X is among the merged-away / split-off entities.
+        indexes = [GinIndex(fields=["other_entity_ids"], name="entity_change_others", opclasses=["jsonb_path_ops"])]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.customer_entity_id}"

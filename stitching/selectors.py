@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from stitching.models import (
     BlockedValue,
@@ -62,9 +62,12 @@ def hub_reviews_list() -> QuerySet[HubReview]:
 
 
 def entity_changes_list(*, entity_id: str | None = None) -> QuerySet[EntityChange]:
-    """Merge / split / erase history, newest first; one entity's rows through the entity id index."""
+    """Merge / split / erase history, newest first. One entity's rows: those about it, and those where it was
+    merged into another or split off (both through indexes)."""
     changes = EntityChange.objects.order_by("-created", "-id")
-    return changes.filter(customer_entity_id=entity_id) if entity_id is not None else changes
+    if entity_id is None:
+        return changes
+    return changes.filter(Q(customer_entity_id=entity_id) | Q(other_entity_ids__contains=[entity_id]))
 
 
 # --- identity graph ---------------------------------------------------------------------------------------------

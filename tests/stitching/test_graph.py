@@ -108,3 +108,12 @@ def test_path_of_an_identifier_to_itself_is_one_step(customer):
 def test_path_search_is_bounded(customer):
     with pytest.raises(PathSearchTooLarge):
         identity_path("cookie", "c1", "phone", "+420777123456", max_nodes=3)
+
+
+def test_changes_of_a_merged_away_customer_point_to_the_survivor(db):
+    from stitching.models import EntityChange
+    from stitching.selectors import entity_changes_list
+
+    EntityChange.objects.create(kind="merge", customer_entity_id="a" * 32, other_entity_ids=["b" * 32])
+    assert [c.customer_entity_id for c in entity_changes_list(entity_id="b" * 32)] == ["a" * 32]
+    assert entity_changes_list(entity_id="c" * 32).count() == 0
