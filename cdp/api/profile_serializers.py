@@ -28,7 +28,13 @@ class AttributeSerializer(serializers.ModelSerializer):
             "path", "created", "modified",
         ]  # fmt: skip
         read_only_fields = ["created", "modified"]
-        extra_kwargs = {"data_type": {"required": False}, "computation": {"required": True}}
+        extra_kwargs = {
+            "data_type": {
+                "required": False,
+                "help_text": "Default: int for a count, datetime for event times, float for numbers, else string.",
+            },
+            "computation": {"required": True},
+        }
 
     def validate_id(self, value: str) -> str:
         if self.instance is not None and value != self.instance.pk:

@@ -52,6 +52,15 @@ ALLOWED_TYPES: dict[str, set[str]] = {
     C.LAST_VALUE: set(T.values),
     C.UNIQUE_VALUES: set(T.values),
 }
+DEFAULT_TYPES: dict[str, str] = {
+    C.COUNT: T.INT,
+    C.FIRST_EVENT_TIME: T.DATETIME,
+    C.LAST_EVENT_TIME: T.DATETIME,
+    C.SUM: T.FLOAT,
+    C.AVERAGE: T.FLOAT,
+    C.MIN: T.FLOAT,
+    C.MAX: T.FLOAT,
+}
 PATHLESS = {C.IDENTIFIER_VALUES, C.COUNT, C.FIRST_EVENT_TIME, C.LAST_EVENT_TIME}
 # Fields whose change changes values (name, description and unit do not).
 COMPUTATION_FIELDS = ("data_type", "computation", "category", "sources", "event_types", "path")
@@ -131,7 +140,7 @@ def attribute_create(
     id: str,
     name: str,
     computation: str,
-    data_type: str = T.STRING,
+    data_type: str | None = None,
     description: str = "",
     unit: str = "",
     category: str = "",
@@ -139,8 +148,13 @@ def attribute_create(
     event_types: Sequence[str] = (),
     sources: Iterable[DataSource] = (),
 ) -> Attribute:
-    """Create a definition and queue every customer for recomputation (the task runs after commit)."""
+    """Create a definition and queue every customer for recomputation (the task runs after commit).
+
+    Without `data_type`, the computation's natural one: int for a count, datetime for event times, float for
+    sum / average, string otherwise."""
     sources = list(sources)
+    if data_type is None:
+        data_type = DEFAULT_TYPES.get(computation, T.STRING)
     if not ID_RE.match(id or ""):
         raise ValidationError({"id": "Use lower-case letters, digits and _, starting with a letter (max 64)."})
     if Attribute.objects.filter(pk=id).exists():

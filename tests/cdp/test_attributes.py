@@ -473,3 +473,15 @@ def test_sql_computation_matches_a_python_reference(reference_attributes, web_so
             assert abs(Decimal(got[key][0]) - values[0]) < Decimal("1e-9")
         else:
             assert [Decimal(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in got[key]] == values
+
+
+@pytest.mark.parametrize(
+    ("computation", "path", "data_type"),
+    [("count", "", "int"), ("last_event_time", "", "datetime"), ("sum", "x", "float"), ("last_value", "x", "string")],
+)
+def test_attribute_create_without_a_data_type_takes_the_computations_natural_one(
+    no_default_attributes, computation, path, data_type
+):
+    attribute = svc.attribute_create(id="a", name="A", computation=computation, path=path)
+
+    assert attribute.data_type == data_type
