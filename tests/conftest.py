@@ -71,3 +71,15 @@ def web_source(db):
     source, key = data_source_create(slug="web", name="Website", type="web")
     source.plain_write_key = key
     return source
+
+
+@pytest.fixture
+def default_attributes(db):
+    """The default attribute definitions of the data migration. A `transactional_db` test flushes tables, data
+    migrations' rows included, so a test that needs them after such a test asks for them here."""
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("cdp.migrations.0003_default_attributes")
+    migration.attributes_create(apps, None)

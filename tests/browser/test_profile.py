@@ -17,7 +17,7 @@ PASSWORD = "Pr0file-admin-pass!"
 
 
 @pytest.fixture
-def ann(transactional_db) -> CustomerEntity:
+def ann(transactional_db, default_attributes) -> CustomerEntity:
     """Ann: browsed anonymously on two cookies, signed up, bought twice from the app; one refused address."""
     web, _ = data_source_create(slug="web", name="Website", type="web")
     graph = GraphBuilder(web)
