@@ -8,10 +8,10 @@ numbers, booleans as true / false, dates as "YYYY-MM-DD", date-times as UTC "YYY
 
 Computation: entities flagged `attributes_stale` (the stitching engine flags what it touched) are claimed in
 bounded batches with `FOR UPDATE SKIP LOCKED`, so several workers share the queue without waiting on each other.
-Each batch is ONE SQL statement: every definition is compiled into an aggregate over the batch's events (jsonb
-path extraction, filters on source and type, safe casts that turn a bad payload value into "no value" instead
-of an error) plus the identifiers stitched to the entity, and the result is written with one UPDATE ... FROM that
-clears the flag and moves `modified` only when the jsonb value really changed.
+Each batch is one UPDATE statement (after the claim): every definition is compiled into an aggregate over the
+batch's events (jsonb path extraction, filters on source and type, safe casts that turn a bad payload value into
+"no value" instead of an error) plus the identifiers stitched to the entity; the UPDATE ... FROM clears the flag
+and moves `modified` only when the jsonb value really changed.
 """
 
 from __future__ import annotations
@@ -288,10 +288,11 @@ def _batch_run(program: Program, *, ids: list[str] | None = None, stale: int = 0
             return 0
         # Sorting a batch's events fits in memory; a parallel plan would gain nothing on a batch and could feed
         # the aggregates out of the newest-first order first / last values rely on.
-        cursor.execute("SET LOCAL work_mem = '64MB'")
-        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         # JIT compiling the statement's expressions costs more than it saves on a batch of a few thousand rows.
-        cursor.execute("SET LOCAL jit = off")
+        cursor.execute(
+            "SELECT set_config('work_mem', '64MB', true), set_config('max_parallel_workers_per_gather', '0', true), "
+            "set_config('jit', 'off', true)"
+        )
         cursor.execute(program.update_sql, {"ids": claimed})
         return cursor.rowcount
 
@@ -299,7 +300,6 @@ def _batch_run(program: Program, *, ids: list[str] | None = None, stale: int = 0
 # --- the SQL compiler ----------------------------------------------------------------------------------------
 
 NUMBER_RE = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d{1,3})?\s*$"
-DATE_RE = r"^\s*\d{4}-\d{2}-\d{2}\s*$"
 DATETIME_RE = r"^\s*\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)?\s*$"
 TRUE_TEXTS = ("true", "yes", "1")
 FALSE_TEXTS = ("false", "no", "0")
