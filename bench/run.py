@@ -253,6 +253,8 @@ def stitch_full(bench: Bench, size: int) -> float:
         report = engine.restitch()
         seconds = time.perf_counter() - started
         print(f"  restitch {size:,}: {seconds:.1f} s, {report.entities_created:,} customers", flush=True)
+        steps = ", ".join(f"{k} {v:.2f}" for k, v in sorted(report.timings.items(), key=lambda kv: -kv[1]))
+        print(f"  restitch steps (s): {steps}", flush=True)
         bench.memo[key] = seconds
     return bench.memo[key]
 

@@ -14,6 +14,8 @@ smaller first event id; otherwise it gets a new id. A rebuild records no merge o
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,6 +27,8 @@ from stitching.normalizers import MAX_IDENTIFIER_LENGTH, sql_junk_reason, sql_no
 from stitching.services.extraction import config_load
 from stitching.services.partition import EventNode, Link, partition_compute
 
+logger = logging.getLogger(__name__)
+
 
 def restitch_all(*, progress: Callable[[int], None] | None = None):
     from stitching.services.engine import GLOBAL_LOCK_KEY, LOCK_NAMESPACE, StitchReport, system_source_id
@@ -32,6 +36,14 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
     system = system_source_id()
     config = config_load()
     report = StitchReport()
+    clock = [time.perf_counter()]
+
+    def mark(step: str) -> None:
+        # Seconds since the previous mark, per step: where a full rebuild spends its time (report.timings).
+        now = time.perf_counter()
+        report.timings[step] = report.timings.get(step, 0.0) + now - clock[0]
+        clock[0] = now
+
     with transaction.atomic():
         connection.ensure_connection()
         raw = connection.connection
@@ -44,7 +56,8 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
             cur.execute("TRUNCATE stitching_event_identifiers")
             cur.execute("SET CONSTRAINTS ALL DEFERRED")
-            _extract(cur, config)
+            mark("truncate")
+            _extract(cur, config, mark)
             categories = sorted(config.categories)
             # Binary results (a server-side-binding cursor): int arrays arrive without text parsing.
             binary = psycopg.Cursor(raw)
@@ -62,6 +75,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             )
             event_ids, old_entities = binary.fetchone()
             binary.close()
+            mark("fetch")
 
             # Union-find over events; an identifier joins the component of the first event that carried it.
             parent: dict[int, int] = {}
@@ -119,9 +133,11 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             refused: list[tuple[int, int, str, str]] = []
             hubs: dict[int, int] = {}
             identifier_group = {i: e for i, e in owner.items()}  # owner event for now, its group below
+            mark("union_find")
             if exact_roots:
                 _exact(cur, config, exact_roots, group_of, refused, hubs, identifier_group)
             identifier_group = {i: group_of[e] for i, e in identifier_group.items() if e is not None}
+            mark("exact")
             if progress:
                 progress(len(event_ids) // 2)
 
@@ -162,6 +178,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                     stamp = now.isoformat()
                     copy.write("".join(f"{x}\t{stamp}\t{stamp}\t{{}}\tt\n" for x in new_entities))
             report.entities_created = len(new_entities)
+            mark("entities")
 
             moves = []
             heirs: dict[str, str] = {}
@@ -175,10 +192,12 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             with cur.copy("COPY st_assign (event_id, entity_id) FROM STDIN") as copy:
                 copy.write("".join(f"{e}\t{x}\n" for e, x in moves))
             cur.execute("ANALYZE st_assign")  # temporary tables have no statistics: without them, nested loops
+            mark("assign_copy")
             cur.execute(
                 "UPDATE customer_events e SET customer_entity_id = a.entity_id FROM st_assign a WHERE e.id = a.event_id"
             )
             report.events = len(moves)
+            mark("events_update")
             if heirs:
                 # Entities left without events: their system events follow the heir, then they go.
                 gone, heir = zip(*sorted(heirs.items()), strict=True)
@@ -189,10 +208,12 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 )
                 cur.execute("DELETE FROM customer_entities WHERE id = ANY(%s)", [list(gone)])
                 report.entities_deleted = len(gone)
+                mark("heirs")
             cur.execute(
                 "UPDATE customer_entities SET attributes_stale = true WHERE NOT attributes_stale AND id IN "
                 "(SELECT DISTINCT entity_id FROM st_assign)"
             )
+            mark("stale")
 
             # The identity graph: every edge with its status; identifiers with their entity.
             if refused:
@@ -209,11 +230,13 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 "CASE WHEN s.blocked IS NOT NULL THEN 'blocked' ELSE 'linked' END, coalesce(s.blocked, '') "
                 "FROM st_edges s"
             )
+            mark("edges_insert")
             if refused:
                 cur.execute(
                     "UPDATE stitching_event_identifiers ei SET status = r.status, reason = r.reason FROM st_refused r "
                     "WHERE ei.event_id = r.event_id AND ei.identifier_id = r.identifier_id"
                 )
+                mark("refused")
             cur.execute("CREATE TEMP TABLE st_owner (identifier_id bigint, entity_id text) ON COMMIT DROP")
             with cur.copy("COPY st_owner FROM STDIN") as copy:
                 copy.write("".join(f"{i}\t{group_entity[g]}\n" for i, g in identifier_group.items()))
@@ -228,6 +251,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 "UPDATE stitching_identifiers SET customer_entity_id = NULL WHERE customer_entity_id IS NOT NULL "
                 "AND id NOT IN (SELECT identifier_id FROM st_owner)"
             )
+            mark("owners")
             if hubs:
                 cur.execute(
                     "INSERT INTO stitching_hubreview (identifier_id, entity_count, status, created) "
@@ -239,6 +263,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             cur.execute(
                 "DELETE FROM stitching_hubreview WHERE status = 'pending' AND NOT identifier_id = ANY(%s)", [list(hubs)]
             )
+            mark("hubs")
             # Every row changed: fresh statistics, or the planner keeps believing no event is stitched (and picks
             # nested loops over the entity index for incremental stitching's lookups).
             for table in (
@@ -248,14 +273,17 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 "stitching_event_identifiers",
             ):
                 cur.execute(f"ANALYZE {table}")
+                mark(f"analyze_{table}")
             report.refused = len(refused)
             report.components = len(order)
             if progress:
                 progress(len(event_ids) - len(event_ids) // 2)
+    mark("commit")  # deferred constraint checks run here
+    logger.debug("restitch_all timings: %s", {k: round(v, 3) for k, v in report.timings.items()})
     return report
 
 
-def _extract(cur, config) -> None:
+def _extract(cur, config, mark: Callable[[str], None]) -> None:
     """st_edges (event_id, identifier_id, category_code, rule_id, blocked) and st_first_seen, by SQL."""
     categories = sorted(config.categories)
     cur.execute(
@@ -285,10 +313,12 @@ def _extract(cur, config) -> None:
                     "priority": rule.priority,
                 },
             )
+    mark("extract_pairs")
     cur.execute(
         "INSERT INTO stitching_identifiers (category_id, value) SELECT DISTINCT category, value FROM st_pairs "
         "ON CONFLICT (category_id, value) DO NOTHING"
     )
+    mark("extract_identifiers")
     junk = sql_junk_reason("p.value").replace("%", "%%")
     blocked = (
         "(SELECT CASE WHEN b.reason <> '' THEN 'blocked value: ' || b.reason ELSE 'blocked value' END "
@@ -303,12 +333,14 @@ def _extract(cur, config) -> None:
         "ORDER BY p.event_id, i.id, p.rule_priority DESC, p.rule_id",
         [categories],
     )
+    mark("extract_edges")
     cur.execute(
         "CREATE TEMP TABLE st_first_seen ON COMMIT DROP AS SELECT i.id AS identifier_id, min(p.event_time) AS "
         "first_seen FROM st_pairs p JOIN stitching_identifiers i ON i.category_id = p.category AND i.value = p.value "
         "GROUP BY i.id"
     )
     cur.execute("ANALYZE st_edges")
+    mark("extract_first_seen")
 
 
 def _exact(

@@ -65,6 +65,7 @@ class StitchReport:
     refused: int = 0  # links refused by limits or held
     remaining: bool = False  # unstitched events left (stitch_pending: more batches to do)
     entity_ids: set[str] = field(default_factory=set, repr=False)  # entities whose attributes went stale
+    timings: dict[str, float] = field(default_factory=dict, repr=False)  # seconds per step (bulk restitch)
 
     def add(self, other: StitchReport) -> None:
         for name in ("events", "components", "entities_created", "entities_deleted", "merges", "splits", "refused"):
