@@ -27,6 +27,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cdp_bench")
 os.environ.setdefault("SECRET_KEY", "bench")
 os.environ.setdefault("LOG_FORMAT", "text")
+# Figures measure one stage each: ingestion must not stitch in-process (there is no broker here).
+os.environ.setdefault("CDP_STITCH_AFTER_INGEST", "0")
 
 import generate  # noqa: E402  (bench/generate.py)
 

@@ -247,9 +247,10 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 "FROM st_owner o, st_first_seen f WHERE i.id = o.identifier_id AND f.identifier_id = o.identifier_id "
                 "AND (i.customer_entity_id IS DISTINCT FROM o.entity_id OR i.first_seen IS DISTINCT FROM f.first_seen)"
             )
+            # NOT EXISTS (an anti-join), not NOT IN: with a million owners NOT IN re-scans the subquery per row.
             cur.execute(
-                "UPDATE stitching_identifiers SET customer_entity_id = NULL WHERE customer_entity_id IS NOT NULL "
-                "AND id NOT IN (SELECT identifier_id FROM st_owner)"
+                "UPDATE stitching_identifiers i SET customer_entity_id = NULL WHERE i.customer_entity_id IS NOT NULL "
+                "AND NOT EXISTS (SELECT 1 FROM st_owner o WHERE o.identifier_id = i.id)"
             )
             mark("owners")
             if hubs:
