@@ -88,8 +88,16 @@ class Identifier(models.Model):
     id = models.BigAutoField(primary_key=True)
     category = models.ForeignKey(StitchingCategory, on_delete=models.CASCADE, db_index=False)
     value = models.CharField(max_length=400)
+    # No database constraint (as on EventIdentifier's keys): the engine alone writes this derived column, and a
+    # full restitch rewrites it for every identifier, where a deferred check per row costs more than the update.
+    # The ORM still applies on_delete.
     customer_entity = models.ForeignKey(
-        CustomerEntity, null=True, blank=True, on_delete=models.SET_NULL, related_name="identifiers"
+        CustomerEntity,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="identifiers",
+        db_constraint=False,
     )
     first_seen = models.DateTimeField(null=True, blank=True, help_text="Time of the first event that carried it.")
 
@@ -110,10 +118,19 @@ class EventIdentifier(models.Model):
         LIMIT = "limit", "Refused: per-customer limit"
         HELD = "held", "Held for review: would join too many customers"
 
+    # The edges are derived data, written only by the engine (a full restitch inserts every one of them): no
+    # database foreign-key constraints, whose deferred per-row checks dominated that insert. The ORM still
+    # applies on_delete; raw SQL that deletes events or identifiers (erasure) deletes their edges first.
     id = models.BigAutoField(primary_key=True)
-    event = models.ForeignKey(CustomerEvent, on_delete=models.CASCADE, db_index=False, related_name="+")
-    identifier = models.ForeignKey(Identifier, on_delete=models.CASCADE, related_name="event_links")
-    rule = models.ForeignKey(StitchingRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    event = models.ForeignKey(
+        CustomerEvent, on_delete=models.CASCADE, db_index=False, related_name="+", db_constraint=False
+    )
+    identifier = models.ForeignKey(
+        Identifier, on_delete=models.CASCADE, related_name="event_links", db_constraint=False
+    )
+    rule = models.ForeignKey(
+        StitchingRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_constraint=False
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.LINKED)
     reason = models.CharField(max_length=300, blank=True)
 
