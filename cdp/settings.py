@@ -153,6 +153,14 @@ CDP_MAX_REQUEST_BYTES = env_int("CDP_MAX_REQUEST_BYTES", 5 * 1024 * 1024, minimu
 DATA_UPLOAD_MAX_MEMORY_SIZE = CDP_MAX_REQUEST_BYTES
 # Stitch new events right after they are stored (a Celery task, or in-process without a broker).
 CDP_STITCH_AFTER_INGEST = env_bool("CDP_STITCH_AFTER_INGEST", True)
+# Identity stitching: an identifier that would join this many customers at once is held for review, and phone
+# numbers written without a country code get this one (digits, e.g. 420 for Czechia, 1 for the US).
+STITCHING_HUB_LIMIT = env_int("STITCHING_HUB_LIMIT", 20, minimum=2)
+STITCHING_DEFAULT_COUNTRY_CODE = env_str("STITCHING_DEFAULT_COUNTRY_CODE", "420")
+if not STITCHING_DEFAULT_COUNTRY_CODE.isdigit() or len(STITCHING_DEFAULT_COUNTRY_CODE) > 3:
+    raise ImproperlyConfigured(
+        f"STITCHING_DEFAULT_COUNTRY_CODE={STITCHING_DEFAULT_COUNTRY_CODE!r} must be 1 to 3 digits, e.g. 420 or 1."
+    )
 # API tokens' last-used time is written at most this often per token (seconds).
 CDP_TOKEN_LAST_USED_RESOLUTION = env_int("CDP_TOKEN_LAST_USED_RESOLUTION", 60, minimum=0)
 
