@@ -261,7 +261,7 @@ def stitch_full(bench: Bench, size: int) -> float:
     return bench.memo[key]
 
 
-def stitch_incremental_1k(bench: Bench, size: int, events: int = 1000) -> float:
+def stitch_incremental_1k(bench: Bench, size: int, events: int = 1000, timings: dict | None = None) -> float:
     """Seconds to stitch `events` new events incrementally (stitch_pending batches) into the fully stitched
     data set: returning customers (rows of the same file, new message ids) so they link to existing ones. The
     attributes figure can add the recompute of the entities it marks stale (attributes_stale) to this."""
@@ -288,7 +288,10 @@ def stitch_incremental_1k(bench: Bench, size: int, events: int = 1000) -> float:
                         message_id=f"incremental-{run}-{n}",
                     )
                 )
+    started = time.perf_counter()
     events_ingest(records)
+    if timings is not None:
+        timings["ingest"] = time.perf_counter() - started
     started = time.perf_counter()
     while engine.stitch_pending(limit=events).remaining:
         pass
@@ -431,6 +434,26 @@ def figure_attributes_entities_per_s(bench: Bench) -> Figure:
 
 
 FIGURES.append(figure_attributes_entities_per_s)
+
+
+def figure_incremental_1k_s(bench: Bench) -> Figure:
+    """1,000 new events of returning customers stitched into the stitched data set and their customers'
+    attributes recomputed, in process (what the two Celery tasks run), vs storing the same events."""
+    from cdp.services import attributes as attribute_services
+
+    size = bench.size(1_000_000)
+    timings: dict[str, float] = {}
+    stitch_seconds = stitch_incremental_1k(bench, size, timings=timings)
+    started = time.perf_counter()
+    recomputed = attribute_services.attributes_recompute()
+    attributes_seconds = time.perf_counter() - started
+    value = stitch_seconds + attributes_seconds
+    print(f"  attributes of {recomputed:,} touched customers recomputed in {attributes_seconds:.3f} s", flush=True)
+    note = "stitch + attributes of 1,000 new events; baseline: storing those events (events_ingest)"
+    return Figure("incremental_1k_s", value, "s", timings["ingest"], value / timings["ingest"], 1000, note)
+
+
+FIGURES.append(figure_incremental_1k_s)
 
 
 # --- running -------------------------------------------------------------------------------------------------
