@@ -232,7 +232,8 @@ def stitch_events_load(bench: Bench, size: int) -> int:
     path = generate.events_file(size, people=stitch_people(size))
     bench.events_truncate()
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE stitching_identifiers SET customer_entity_id = NULL")
+        # A first stitch: no identifiers (nor graph, history, reviews) left by an earlier run of the bench.
+        cursor.execute("TRUNCATE stitching_identifiers, stitching_event_identifiers CASCADE")
         cursor.execute("DELETE FROM customer_entities")
     command = [sys.executable, str(ROOT / "manage.py"), "load_events", str(path), "--source", SOURCE_SLUG]
     subprocess.run(command + ["--no-progress"], check=True, stdout=subprocess.DEVNULL)

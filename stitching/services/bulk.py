@@ -49,13 +49,15 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
         raw = connection.connection
         with raw.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, GLOBAL_LOCK_KEY])
-            for table in ("st_pairs", "st_edges", "st_first_seen", "st_assign", "st_refused", "st_owner"):
+            for table in ("st_pairs", "st_ids", "st_edges", "st_assign", "st_refused", "st_owner"):
                 cur.execute(f"DROP TABLE IF EXISTS {table}")  # left by an earlier run in the same transaction
             # The graph is rebuilt from scratch. Deferred foreign-key checks pending in this transaction must run
             # before a TRUNCATE is allowed.
             cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
             cur.execute("TRUNCATE stitching_event_identifiers")
             cur.execute("SET CONSTRAINTS ALL DEFERRED")
+            # Sorts and hashes over every event in memory rather than in temporary files.
+            cur.execute("SET LOCAL work_mem = '256MB'")
             mark("truncate")
             _extract(cur, config, mark)
             categories = sorted(config.categories)
@@ -241,11 +243,19 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             with cur.copy("COPY st_owner FROM STDIN") as copy:
                 copy.write("".join(f"{i}\t{group_entity[g]}\n" for i, g in identifier_group.items()))
             cur.execute("ANALYZE st_owner")
-            cur.execute("ANALYZE st_first_seen")
+            # New identifiers are inserted complete (their ids were drawn from the sequence at extraction): one
+            # insert instead of an insert and a rewrite of every row. Existing ones are updated where they differ.
             cur.execute(
-                "UPDATE stitching_identifiers i SET customer_entity_id = o.entity_id, first_seen = f.first_seen "
-                "FROM st_owner o, st_first_seen f WHERE i.id = o.identifier_id AND f.identifier_id = o.identifier_id "
-                "AND (i.customer_entity_id IS DISTINCT FROM o.entity_id OR i.first_seen IS DISTINCT FROM f.first_seen)"
+                "INSERT INTO stitching_identifiers (id, category_id, value, customer_entity_id, first_seen) "
+                "SELECT s.identifier_id, s.category, s.value, o.entity_id, "
+                "CASE WHEN o.identifier_id IS NOT NULL THEN s.first_seen END "
+                "FROM st_ids s LEFT JOIN st_owner o ON o.identifier_id = s.identifier_id WHERE s.new"
+            )
+            cur.execute(
+                "UPDATE stitching_identifiers i SET customer_entity_id = o.entity_id, first_seen = s.first_seen "
+                "FROM st_owner o, st_ids s WHERE i.id = o.identifier_id AND s.identifier_id = o.identifier_id "
+                "AND NOT s.new "
+                "AND (i.customer_entity_id IS DISTINCT FROM o.entity_id OR i.first_seen IS DISTINCT FROM s.first_seen)"
             )
             # NOT EXISTS (an anti-join), not NOT IN: with a million owners NOT IN re-scans the subquery per row.
             cur.execute(
@@ -285,7 +295,8 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
 
 
 def _extract(cur, config, mark: Callable[[str], None]) -> None:
-    """st_edges (event_id, identifier_id, category_code, rule_id, blocked) and st_first_seen, by SQL."""
+    """By SQL: st_ids (identifier_id, new, category, value, first_seen, blocked), every identifier the events
+    carry, and st_edges (event_id, identifier_id, category_code, rule_id, blocked)."""
     categories = sorted(config.categories)
     cur.execute(
         "CREATE TEMP TABLE st_pairs (event_id bigint, event_time timestamptz, category text, value text, "
@@ -315,11 +326,10 @@ def _extract(cur, config, mark: Callable[[str], None]) -> None:
                 },
             )
     mark("extract_pairs")
-    cur.execute(
-        "INSERT INTO stitching_identifiers (category_id, value) SELECT DISTINCT category, value FROM st_pairs "
-        "ON CONFLICT (category_id, value) DO NOTHING"
-    )
-    mark("extract_identifiers")
+    # Every distinct identifier with its first time and why it may not link (junk or blocked: a function of the
+    # value, computed once per identifier). New ones get their id from the table's sequence now and are inserted
+    # with their owner once it is known (no identifier is created concurrently: stitching holds the global lock
+    # shared, this rebuild exclusively).
     junk = sql_junk_reason("p.value").replace("%", "%%")
     blocked = (
         "(SELECT CASE WHEN b.reason <> '' THEN 'blocked value: ' || b.reason ELSE 'blocked value' END "
@@ -327,21 +337,24 @@ def _extract(cur, config, mark: Callable[[str], None]) -> None:
         "b.category_id IS NULL) ORDER BY b.category_id NULLS LAST LIMIT 1)"
     )
     cur.execute(
-        "CREATE TEMP TABLE st_edges ON COMMIT DROP AS SELECT DISTINCT ON (p.event_id, i.id) p.event_id, "
-        "i.id AS identifier_id, array_position(%s::text[], p.category) - 1 AS category_code, p.rule_id, "
+        "CREATE TEMP TABLE st_ids ON COMMIT DROP AS SELECT "
+        "coalesce(i.id, nextval(pg_get_serial_sequence('stitching_identifiers', 'id'))) AS identifier_id, "
+        "i.id IS NULL AS new, p.category, p.value, p.first_seen, "
         f"coalesce('junk value: ' || {junk}, {blocked}) AS blocked "
-        "FROM st_pairs p JOIN stitching_identifiers i ON i.category_id = p.category AND i.value = p.value "
-        "ORDER BY p.event_id, i.id, p.rule_priority DESC, p.rule_id",
+        "FROM (SELECT category, value, min(event_time) AS first_seen FROM st_pairs GROUP BY category, value) p "
+        "LEFT JOIN stitching_identifiers i ON i.category_id = p.category AND i.value = p.value"
+    )
+    cur.execute("ANALYZE st_ids")
+    mark("extract_identifiers")
+    cur.execute(
+        "CREATE TEMP TABLE st_edges ON COMMIT DROP AS SELECT DISTINCT ON (p.event_id, i.identifier_id) p.event_id, "
+        "i.identifier_id, array_position(%s::text[], p.category) - 1 AS category_code, p.rule_id, i.blocked "
+        "FROM st_pairs p JOIN st_ids i ON i.category = p.category AND i.value = p.value "
+        "ORDER BY p.event_id, i.identifier_id, p.rule_priority DESC, p.rule_id",
         [categories],
     )
-    mark("extract_edges")
-    cur.execute(
-        "CREATE TEMP TABLE st_first_seen ON COMMIT DROP AS SELECT i.id AS identifier_id, min(p.event_time) AS "
-        "first_seen FROM st_pairs p JOIN stitching_identifiers i ON i.category_id = p.category AND i.value = p.value "
-        "GROUP BY i.id"
-    )
     cur.execute("ANALYZE st_edges")
-    mark("extract_first_seen")
+    mark("extract_edges")
 
 
 def _exact(
@@ -353,8 +366,8 @@ def _exact(
     cur.execute("SELECT id, event_time, source_id, idempotency_key FROM customer_events WHERE id = ANY(%s)", [events])
     nodes = {e: EventNode(e, t, s, k, []) for e, t, s, k in cur.fetchall()}
     cur.execute(
-        "SELECT s.event_id, s.identifier_id, i.category_id, i.value, coalesce(r.priority, 0) FROM st_edges s "
-        "JOIN stitching_identifiers i ON i.id = s.identifier_id "
+        "SELECT s.event_id, s.identifier_id, i.category, i.value, coalesce(r.priority, 0) FROM st_edges s "
+        "JOIN st_ids i ON i.identifier_id = s.identifier_id "
         "LEFT JOIN stitching_stitchingrule r ON r.id = s.rule_id "
         "WHERE s.blocked IS NULL AND s.event_id = ANY(%s)",
         [events],
