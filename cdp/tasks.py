@@ -40,3 +40,14 @@ def attributes_recompute(entity_ids: list[str] | None = None) -> int:
     if entity_ids is None and done >= ATTRIBUTES_RECOMPUTE_LIMIT and attribute_services.stale_entities_exist():
         attributes_recompute.delay()
     return done
+
+
+def attributes_recompute_enqueue() -> None:
+    """Run after a commit that left customers stale: a Celery task with a broker; in-process without one (the
+    demo), calling the service directly rather than an eager task (no broker connection attempt, no nesting)."""
+    from django.conf import settings
+
+    if settings.CELERY_BROKER_URL:
+        attributes_recompute.delay()
+    else:
+        attribute_services.attributes_recompute()

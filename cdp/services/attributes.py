@@ -232,9 +232,9 @@ def entities_mark_stale(*, entity_ids: Iterable[str] | None = None) -> int:
 
 
 def _enqueue_recompute() -> None:
-    from cdp.tasks import attributes_recompute as task
+    from cdp.tasks import attributes_recompute_enqueue
 
-    task.delay()
+    attributes_recompute_enqueue()
 
 
 def stale_entities_exist() -> bool:

@@ -662,8 +662,6 @@ def _attributes_enqueue_on_commit(report: StitchReport) -> None:
     """Stale entities get their attributes recomputed by the attributes task (when that app provides it)."""
     if not report.entity_ids:
         return
-    try:
-        from cdp.tasks import attributes_recompute
-    except ImportError:  # the attributes part is not installed yet
-        return
-    transaction.on_commit(attributes_recompute.delay)
+    from cdp.tasks import attributes_recompute_enqueue
+
+    transaction.on_commit(attributes_recompute_enqueue)
