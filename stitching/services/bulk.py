@@ -195,11 +195,15 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 copy.write("".join(f"{e}\t{x}\n" for e, x in moves))
             cur.execute("ANALYZE st_assign")  # temporary tables have no statistics: without them, nested loops
             mark("assign_copy")
+            rebuilt = _events_rewrite_begin(cur) if len(moves) >= REWRITE_MIN_EVENTS else None
             cur.execute(
                 "UPDATE customer_events e SET customer_entity_id = a.entity_id FROM st_assign a WHERE e.id = a.event_id"
             )
             report.events = len(moves)
             mark("events_update")
+            if rebuilt is not None:
+                _events_rewrite_end(cur, rebuilt)
+                mark("events_reindex")
             if heirs:
                 # Entities left without events: their system events follow the heir, then they go.
                 gone, heir = zip(*sorted(heirs.items()), strict=True)
@@ -292,6 +296,55 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
     mark("commit")  # deferred constraint checks run here
     logger.debug("restitch_all timings: %s", {k: round(v, 3) for k, v in report.timings.items()})
     return report
+
+
+# A rebuild that moves at least this many events rewrites customer_events in bulk (_events_rewrite_begin).
+REWRITE_MIN_EVENTS = 50_000
+# Indexes of customer_events dropped before such a rewrite and built again after it: one sort each instead of an
+# index insertion per updated row (an update that changes the entity is never HOT). The primary key and the
+# idempotency constraint stay.
+REWRITE_INDEXES = (
+    "customer_events_entity_time",
+    "customer_events_unstitched",
+    "customer_events_source_time",
+    "customer_events_time",
+)
+
+
+def _events_rewrite_begin(cur) -> tuple[list[str], list[tuple[str, str]]]:
+    """Before updating most events' entity: drop the entity foreign key (its deferred check would run once per
+    row at commit) and the indexes in REWRITE_INDEXES. Takes an ACCESS EXCLUSIVE lock on customer_events until
+    commit (the rebuild already excludes stitching). Returns what _events_rewrite_end recreates."""
+    cur.execute(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'customer_events' "
+        "AND indexname = ANY(%s)",
+        [list(REWRITE_INDEXES)],
+    )
+    indexes = [row[0] for row in cur.fetchall()]
+    cur.execute(
+        "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+        "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey) "
+        "WHERE c.conrelid = 'customer_events'::regclass AND c.contype = 'f' AND a.attname = 'customer_entity_id'"
+    )
+    constraints = cur.fetchall()
+    for name, _ in constraints:
+        cur.execute(f'ALTER TABLE customer_events DROP CONSTRAINT "{name}"')
+    for name in REWRITE_INDEXES:
+        cur.execute(f'DROP INDEX IF EXISTS "{name}"')
+    return indexes, constraints
+
+
+def _events_rewrite_end(cur, rebuilt: tuple[list[str], list[tuple[str, str]]]) -> None:
+    """Recreate what _events_rewrite_begin dropped: each index is one sort, the foreign key one validating join."""
+    indexes, constraints = rebuilt
+    # Deferred checks still pending on the table (rows inserted earlier in this same transaction) must run first.
+    cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    cur.execute("SET CONSTRAINTS ALL DEFERRED")
+    cur.execute("SET LOCAL maintenance_work_mem = '512MB'")
+    for definition in indexes:
+        cur.execute(definition)
+    for name, definition in constraints:
+        cur.execute(f'ALTER TABLE customer_events ADD CONSTRAINT "{name}" {definition}')
 
 
 def _extract(cur, config, mark: Callable[[str], None]) -> None:

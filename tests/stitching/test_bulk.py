@@ -1,0 +1,88 @@
+"""The bulk path of a full restitch (stitching.services.bulk) where it rewrites customer_events in bulk."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from cdp.models import CustomerEvent
+from cdp.services.data_sources import data_source_create
+from stitching.models import Identifier
+from stitching.services import bulk, engine
+from stitching.services.defaults import segment_default_rules_ensure
+from tests.stitching.helpers import ingest, partition
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def source(db):
+    source, _ = data_source_create(slug="shop", name="Shop", type="web", with_write_key=False)
+    segment_default_rules_ensure(source=source)
+    return source
+
+
+ROWS = [
+    {"id": "1", "anonymousId": "c1"},
+    {"id": "2", "anonymousId": "c1", "userId": "u1"},
+    {"id": "3", "userId": "u1", "traits": {"email": "A@x.example"}},
+    {"id": "4", "anonymousId": "c2"},
+    {"id": "5", "anonymousId": "null"},
+]
+
+
+def _events_schema() -> tuple[set[str], list[str]]:
+    """customer_events' index names and the definition of its foreign key on the entity."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'customer_events'")
+        indexes = {row[0] for row in cursor.fetchall()}
+        cursor.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'customer_events'::regclass "
+            "AND contype = 'f' AND pg_get_constraintdef(oid) LIKE '%%customer_entity_id%%'"
+        )
+        constraints = [row[0] for row in cursor.fetchall()]
+    return indexes, constraints
+
+
+def test_a_bulk_rewrite_gives_the_incremental_partition_and_restores_indexes_and_foreign_key(source, monkeypatch):
+    ingest(source, ROWS)
+    engine.stitch_pending()
+    incremental = partition()
+    owners = dict(Identifier.objects.values_list("id", "customer_entity_id"))
+    schema = _events_schema()
+    assert set(bulk.REWRITE_INDEXES) <= schema[0] and len(schema[1]) == 1
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE customer_events SET customer_entity_id = NULL")
+        for table in ("stitching_event_identifiers", "stitching_entitychange", "stitching_identifiers"):
+            cursor.execute(f"DELETE FROM {table}")
+        cursor.execute("DELETE FROM customer_entities")
+    monkeypatch.setattr(bulk, "REWRITE_MIN_EVENTS", 1)  # every rebuild takes the bulk rewrite path
+
+    report = engine.restitch()
+
+    assert report.timings["events_reindex"] >= 0  # the rewrite path ran
+    assert partition() == incremental
+    assert _events_schema() == schema
+    # New identifiers were inserted with their owner: the entity of the events that carried them.
+    assert Identifier.objects.count() == len(owners)
+    for identifier in Identifier.objects.exclude(customer_entity=None):
+        carriers = CustomerEvent.objects.filter(
+            pk__in=identifier.event_links.filter(status="linked").values("event_id")
+        ).values_list("customer_entity_id", flat=True)
+        assert set(carriers) == {identifier.customer_entity_id}
+        assert identifier.first_seen is not None
+    assert Identifier.objects.filter(customer_entity=None).count() == 1  # the junk "null" cookie
+
+
+def test_a_second_restitch_of_unchanged_data_moves_nothing(source, monkeypatch):
+    ingest(source, ROWS)
+    monkeypatch.setattr(bulk, "REWRITE_MIN_EVENTS", 1)
+    first = engine.restitch()
+    before = partition()
+    owners = dict(Identifier.objects.values_list("id", "customer_entity_id"))
+
+    second = engine.restitch()
+
+    assert first.events == len(ROWS) and second.events == 0 and "events_reindex" not in second.timings
+    assert partition() == before
+    assert dict(Identifier.objects.values_list("id", "customer_entity_id")) == owners
