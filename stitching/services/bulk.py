@@ -8,6 +8,12 @@ identifiers, which bounds the merges any identifier can make) *is* its partition
 `partition_compute` like incremental stitching does. Assignments are written back with COPY into a temporary
 table and one `UPDATE ... FROM`; new entities are created with COPY.
 
+Bulk writes: a rebuild that moves at least REWRITE_MIN_EVENTS events drops customer_events' entity foreign key
+and secondary indexes around its UPDATE and builds them again after it; a first stitch (empty entity, identifier
+and edge tables) does the same for those tables around their inserts. Each such table stays ACCESS EXCLUSIVE
+locked until commit: reads of events and ingestion wait for a big rebuild to finish. Identity-graph edges are
+otherwise written as a difference, so rebuilding unchanged data writes almost nothing.
+
 Entity ids: a group keeps the oldest (created, id) existing entity among its events not taken by a group with a
 smaller first event id; otherwise it gets a new id. A rebuild records no merge or split history.
 """
