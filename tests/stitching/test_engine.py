@@ -41,23 +41,23 @@ def test_ingestion_stitches_after_commit_and_shared_identifiers_link(source, dja
 
 
 def test_an_event_linking_two_customers_merges_them_and_records_the_merge(source):
-    a, b = ingest(source, [{"id": "1", "t": 0, "anonymousId": "c1"}, {"id": "2", "t": 1, "userId": "u1"}])
+    a, b = ingest(source, [{"id": "1", "t": 0, "anonymousId": "cookie-zz"}, {"id": "2", "t": 1, "userId": "user-zz"}])
     engine.stitch_pending()
     assert entity_of(a) != entity_of(b)
     survivor = entity_of(a)  # the older entity survives (created first, then id)
-    (c,) = ingest(source, [{"id": "3", "t": 2, "anonymousId": "c1", "userId": "u1"}])
+    (c,) = ingest(source, [{"id": "3", "t": 2, "anonymousId": "cookie-zz", "userId": "user-zz"}])
     report = engine.stitch_pending()
     assert report.merges == 1
     assert entity_of(a) == entity_of(b) == entity_of(c)
     assert entity_of(a) in {survivor, entity_of(b)}
-    assert CustomerEntity.objects.filter(pk__in=[survivor]).exists() or True
     change = EntityChange.objects.get(kind="merge")
     assert change.event_id == c and change.customer_entity_id == entity_of(a)
     assert change.identifier.category_id in ("cookie", "user_id")
-    # Emitted as a system event without the identifier value, attached to the customer, not stitched again.
+    # Emitted as a system event without the identifier value (values with non-hex letters, so an entity id in
+    # the payload cannot contain them by chance), attached to the customer, not stitched again.
     merged = CustomerEvent.objects.get(type="customer_entities_merged")
     assert merged.customer_entity_id == entity_of(a)
-    assert "c1" not in str(merged.payload) and "u1" not in str(merged.payload)
+    assert "cookie-zz" not in str(merged.payload) and "user-zz" not in str(merged.payload)
     assert merged.payload["identifier_category"] == change.identifier.category_id
     assert CustomerEntity.objects.count() == 1
 
