@@ -86,12 +86,5 @@ DEFINITIONS: dict[str, SettingDefinition] = {
             "Requests per minute one client IP may make to each public endpoint (0 = unlimited).",
             _check_int(0, 1_000_000),
         ),
-        SettingDefinition(
-            "event_retention_days",
-            "integer",
-            0,
-            "Days to keep customer events before they may be purged (0 = keep forever).",
-            _check_int(0, 36500),
-        ),
     ]
 }

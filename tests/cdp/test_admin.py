@@ -76,7 +76,7 @@ def add(model: str) -> str:
 def test_every_admin_page_renders_for_an_administrator(staff_client, admin_user, events, entity, web_source):
     role = role_create(name="Marketer", features=[Feature.CUSTOMERS_VIEW])
     token, _ = token_create(user=admin_user, name="crm")
-    global_setting_set(key="event_retention_days", value=30, user=admin_user)
+    global_setting_set(key="public_rate_limit_per_minute", value=30, user=admin_user)
     urls = [
         reverse("admin:index"),
         *(
