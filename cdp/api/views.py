@@ -19,10 +19,10 @@ from cdp.api.fields import FULL_STRUCTURE_PARAM, wants_full_structure
 from cdp.api.permissions import HasFeature
 from cdp.features import Feature
 from cdp.global_settings import DEFINITIONS, SettingInvalid
-from cdp.models import ApiToken, DataSource, GlobalSetting
+from cdp.models import ApiToken, GlobalSetting
 from cdp.services import auth as auth_services
 from cdp.services import data_sources as source_services
-from cdp.services.events import EventRecord, EventRejected, event_record_build, events_ingest
+from cdp.services.events import events_create_bulk
 from cdp.services.global_settings import global_setting_set
 
 FULL_STRUCTURE = OpenApiParameter(
@@ -316,54 +316,15 @@ def _events_from_body(body: Any) -> list:
     return events
 
 
-def _source_ids(events: list) -> dict[str, int]:
-    """Map every source reference in the batch (id or slug) to its id with one query."""
-    refs = {str(e.get("source_id", e.get("source"))) for e in events if isinstance(e, dict)}
-    ids = {int(ref) for ref in refs if ref.isdigit()}
-    rows = DataSource.objects.filter(slug__in=refs).values_list("slug", "id")
-    known = {slug: pk for slug, pk in rows}
-    for pk in DataSource.objects.filter(pk__in=ids).values_list("id", flat=True):
-        known.setdefault(str(pk), pk)
-    return known
-
-
 def events_bulk_create(body: Any) -> tuple[dict, int]:
     events = _events_from_body(body)
-    sources = _source_ids(events)
-    records: list[EventRecord] = []
-    indexes: list[int] = []
-    rejected: list[dict] = []
-    for index, raw in enumerate(events):
-        try:
-            if not isinstance(raw, dict):
-                raise EventRejected("an event must be a JSON object")
-            ref = raw.get("source_id", raw.get("source"))
-            if ref in (None, ""):
-                raise EventRejected("source_id is required")
-            source_id = sources.get(str(ref))
-            if source_id is None:
-                raise EventRejected(f"unknown data source {str(ref)[:64]!r}")
-            records.append(
-                event_record_build(
-                    source_id=source_id,
-                    type=raw.get("type"),
-                    event_time=raw.get("event_time"),
-                    payload=raw.get("payload", {}),
-                    message_id=raw.get("message_id", raw.get("messageId")),
-                )
-            )
-            indexes.append(index)
-        except EventRejected as exc:
-            rejected.append({"index": index, "reason": str(exc)})
-    accepted, duplicates = [], []
-    for index, outcome in zip(indexes, events_ingest(records), strict=True):
-        (accepted if outcome.created else duplicates).append({"index": index, "id": outcome.id})
-    body = {"status": "ok", "accepted": accepted, "duplicates": duplicates, "rejected": rejected}
-    if not records:
+    result = events_create_bulk(events=events)
+    body = {"status": "ok", "accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected}
+    if not result.accepted and not result.duplicates:
         body.update(status="error", message=f"All {len(events)} events were rejected; see 'rejected'.")
         return body, status.HTTP_400_BAD_REQUEST
-    if rejected:
-        body["message"] = f"{len(rejected)} of {len(events)} events were rejected; the others were stored."
+    if result.rejected:
+        body["message"] = f"{len(result.rejected)} of {len(events)} events were rejected; the others were stored."
     return body, status.HTTP_200_OK
 
 

@@ -210,3 +210,59 @@ def events_ingested_notify(count: int) -> None:
     from cdp import hooks
 
     hooks.run_events_ingested(count)
+
+
+@dataclass(slots=True)
+class BulkResult:
+    """Per request index: newly stored, already stored (duplicates), or rejected with the reason."""
+
+    accepted: list[dict]
+    duplicates: list[dict]
+    rejected: list[dict]
+
+
+def _source_ids(events: Sequence[object]) -> dict[str, int]:
+    """Map every source reference in the batch (id or slug) to its id with two indexed queries."""
+    from cdp.models import DataSource
+
+    refs = {str(e.get("source_id", e.get("source"))) for e in events if isinstance(e, dict)}
+    known = dict(DataSource.objects.filter(slug__in=refs).values_list("slug", "id"))
+    ids = {int(ref) for ref in refs if ref.isdigit()}
+    for pk in DataSource.objects.filter(pk__in=ids).values_list("id", flat=True):
+        known.setdefault(str(pk), pk)
+    return known
+
+
+def events_create_bulk(*, events: Sequence[object]) -> BulkResult:
+    """The REST bulk create: each raw event (`source_id` id or slug, `type`, `event_time`, `payload`,
+    `message_id`) validated on its own; the good ones stored idempotently, the bad ones reported."""
+    sources = _source_ids(events)
+    records: list[EventRecord] = []
+    indexes: list[int] = []
+    rejected: list[dict] = []
+    for index, raw in enumerate(events):
+        try:
+            if not isinstance(raw, dict):
+                raise EventRejected("an event must be a JSON object")
+            ref = raw.get("source_id", raw.get("source"))
+            if ref in (None, ""):
+                raise EventRejected("source_id is required")
+            source_id = sources.get(str(ref))
+            if source_id is None:
+                raise EventRejected(f"unknown data source {str(ref)[:64]!r}")
+            records.append(
+                event_record_build(
+                    source_id=source_id,
+                    type=raw.get("type"),
+                    event_time=raw.get("event_time"),
+                    payload=raw.get("payload", {}),
+                    message_id=raw.get("message_id", raw.get("messageId")),
+                )
+            )
+            indexes.append(index)
+        except EventRejected as exc:
+            rejected.append({"index": index, "reason": str(exc)})
+    result = BulkResult(accepted=[], duplicates=[], rejected=rejected)
+    for index, outcome in zip(indexes, events_ingest(records), strict=True):
+        (result.accepted if outcome.created else result.duplicates).append({"index": index, "id": outcome.id})
+    return result
