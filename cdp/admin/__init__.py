@@ -6,7 +6,7 @@ Every write goes through `cdp.services`; access comes from role features (see `b
 from django.contrib import admin
 from django.contrib.auth.models import Group
 
-from cdp.admin import customers, data_sources, global_settings, users  # noqa: F401
+from cdp.admin import attributes, customers, data_sources, global_settings, users  # noqa: F401
 
 # Access comes from roles (cdp.Role), not Django groups and permissions: hide groups to avoid confusion.
 if admin.site.is_registered(Group):

@@ -25,6 +25,7 @@ GROUPS: list[tuple[str, list[tuple[str, str, str]]]] = [
         "Data",
         [
             ("cdp.datasource", "Data sources", "input"),
+            ("cdp.attribute", "Attributes", "label"),
         ],
     ),
     (
