@@ -7,7 +7,8 @@ postgres://postgres@127.0.0.1:5432/cdp_bench), prints a table and writes bench/r
 
 Each figure has a baseline measured in the same run on the same machine, so the ratio means something on a
 noisy or slower machine. BENCH_SCALE=0.1 scales every size. `bench/run.py NAME ...` runs only those figures.
-To add a figure: write `def figure_<name>(bench: Bench) -> Figure` and append it to FIGURES.
+To add a figure: write `def figure_<name>(bench: Bench) -> Figure` and append it to FIGURES, here or in a module
+bench/figures_<area>.py (imported at start-up).
 """
 
 from __future__ import annotations
@@ -455,6 +456,15 @@ def figure_incremental_1k_s(bench: Bench) -> Figure:
 
 
 FIGURES.append(figure_incremental_1k_s)
+
+
+# --- figures of other areas ------------------------------------------------------------------------------
+# Each area keeps its figures in bench/figures_<area>.py and registers them with `FIGURES.append(...)` after
+# `from run import Bench, Figure, FIGURES` (this module is imported as `run` there, so `sys.modules` fixes that).
+
+sys.modules.setdefault("run", sys.modules[__name__])
+for _module in sorted((ROOT / "bench").glob("figures_*.py")):
+    __import__(_module.stem)
 
 
 # --- running -------------------------------------------------------------------------------------------------
