@@ -266,7 +266,7 @@ def stitch_full(bench: Bench, size: int) -> float:
 def stitch_incremental_1k(bench: Bench, size: int, events: int = 1000, timings: dict | None = None) -> float:
     """Seconds to stitch `events` new events incrementally (stitch_pending batches) into the fully stitched
     data set: returning customers (rows of the same file, new message ids) so they link to existing ones. The
-    attributes figure can add the recompute of the entities it marks stale (attributes_stale) to this."""
+    attributes figure can add the recompute of the entities it queues (customer_entities_stale) to this."""
     import orjson
 
     from cdp.services.events import event_record_build, events_ingest
@@ -370,8 +370,9 @@ def _entities_mark_all_stale() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE customer_entities SET attributes_stale = true")
+        cursor.execute("INSERT INTO customer_entities_stale SELECT id FROM customer_entities ON CONFLICT DO NOTHING")
         cursor.execute("VACUUM ANALYZE customer_entities")
+        cursor.execute("VACUUM ANALYZE customer_entities_stale")
         _checkpoint(cursor)
 
 

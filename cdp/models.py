@@ -105,8 +105,6 @@ class CustomerEntity(models.Model):
     # Computed attribute values, {"<attribute id>": [values...]}: one row per customer keeps a segment count one
     # pass over one table, and the GIN index answers equality / membership conditions.
     attributes = models.JSONField(default=dict, blank=True)
-    # The recomputation queue: stitching marks the entities it touched; the attribute task clears the flag.
-    attributes_stale = models.BooleanField(default=True, db_default=True)
 
     class Meta:
         db_table = "customer_entities"
@@ -115,11 +113,26 @@ class CustomerEntity(models.Model):
         indexes = [
             models.Index(fields=["-modified"], name="customer_entities_modified"),
             GinIndex(fields=["attributes"], name="customer_entities_attributes", opclasses=["jsonb_path_ops"]),
-            models.Index(fields=["id"], name="customer_entities_stale", condition=models.Q(attributes_stale=True)),
         ]
 
     def __str__(self) -> str:
         return self.id
+
+
+class StaleEntity(models.Model):
+    """The attribute recomputation queue: customers whose events, merges or splits changed since their attributes
+    were computed. Stitching adds rows; the attributes task deletes the ones it claims (SKIP LOCKED) in the same
+    transaction that writes the new values. A narrow table of its own, so that queueing a customer does not
+    rewrite its wide row (and its attributes' GIN entries) only to flip a flag. No foreign key: a queued customer
+    that was merged away or erased meanwhile is simply skipped."""
+
+    entity_id = models.CharField(primary_key=True, max_length=32)
+
+    class Meta:
+        db_table = "customer_entities_stale"
+
+    def __str__(self) -> str:
+        return self.entity_id
 
 
 class Attribute(models.Model):

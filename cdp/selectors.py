@@ -6,7 +6,17 @@ from typing import Any
 from django.db import connection
 from django.db.models import Count, Max, Min, Q, QuerySet
 
-from cdp.models import ApiToken, Attribute, CustomerEntity, CustomerEvent, DataSource, GlobalSettingChange, Role, User
+from cdp.models import (
+    ApiToken,
+    Attribute,
+    CustomerEntity,
+    CustomerEvent,
+    DataSource,
+    GlobalSettingChange,
+    Role,
+    StaleEntity,
+    User,
+)
 
 
 def events_list() -> QuerySet[CustomerEvent]:
@@ -137,3 +147,8 @@ def attribute_value_counts(*, attribute: Attribute, limit: int) -> dict[str, Any
         cursor.execute("SELECT count(*) FROM customer_entities WHERE attributes ? %s", [attribute.pk])
         total = cursor.fetchone()[0]
     return {"attribute": attribute.pk, "entities_with_value": total, "values": values}
+
+
+def entity_attributes_stale(*, entity_id: str) -> bool:
+    """Whether the customer waits in the attribute recomputation queue."""
+    return StaleEntity.objects.filter(pk=entity_id).exists()

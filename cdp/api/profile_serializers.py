@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from cdp.api.fields import ExpandableRelatedField
 from cdp.api.serializers import CustomerEntitySerializer, DataSourceBriefSerializer
+from cdp.selectors import entity_attributes_stale
 from cdp.models import Attribute, CustomerEntity, DataSource
 
 
@@ -52,13 +53,16 @@ class CustomerEntityDetailSerializer(CustomerEntitySerializer):
     attributes = serializers.JSONField(
         read_only=True, help_text='Computed attribute values, {"<attribute id>": [values...]}; unset ones are absent.'
     )
-    attributes_stale = serializers.BooleanField(
-        read_only=True, help_text="true while a recomputation is pending (values may lag the latest events)."
+    attributes_stale = serializers.SerializerMethodField(
+        help_text="true while a recomputation is pending (values may lag the latest events)."
     )
 
     class Meta(CustomerEntitySerializer.Meta):
         model = CustomerEntity
         fields = [*CustomerEntitySerializer.Meta.fields, "attributes", "attributes_stale"]
+
+    def get_attributes_stale(self, entity: CustomerEntity) -> bool:
+        return entity_attributes_stale(entity_id=entity.pk)
 
 
 @extend_schema_field(OpenApiTypes.ANY)

@@ -123,7 +123,7 @@ class CustomerProfileViewSet(CustomerEntityViewSet):
         body = {
             "customer_entity": entity.pk,
             "modified": entity.modified,
-            "stale": entity.attributes_stale,
+            "stale": selectors.entity_attributes_stale(entity_id=entity.pk),
             "attributes": rows,
         }
         return Response(ps.CustomerAttributesSerializer(body).data)

@@ -6,8 +6,8 @@ except counts, which are always set (0 is a value a marketer filters on). Values
 numbers, booleans as true / false, dates as "YYYY-MM-DD", date-times as UTC "YYYY-MM-DDTHH:MM:SS.ffffffZ"
 (fixed width, so they sort lexicographically, and segment conditions can compare strings).
 
-Computation: entities flagged `attributes_stale` (the stitching engine flags what it touched) are claimed in
-bounded batches with `FOR UPDATE SKIP LOCKED`, so several workers share the queue without waiting on each other.
+Computation: customers queued in `customer_entities_stale` (the stitching engine queues what it touched) are
+claimed in bounded batches with `FOR UPDATE SKIP LOCKED`, so several workers share the queue without waiting on each other.
 Each batch is one UPDATE statement (after the claim): every definition is compiled into an aggregate over the
 batch's events (jsonb path extraction, filters on source and type, safe casts that turn a bad payload value into
 "no value" instead of an error) plus the identifiers stitched to the entity; the UPDATE ... FROM clears the flag
@@ -24,7 +24,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from psycopg import sql
 
-from cdp.models import Attribute, CustomerEntity, DataSource
+from cdp.models import Attribute, DataSource, StaleEntity
 
 C = Attribute.Computation
 T = Attribute.DataType
@@ -222,13 +222,31 @@ def _computation_of(attribute: Attribute) -> tuple:
 
 
 def entities_mark_stale(*, entity_ids: Iterable[str] | None = None) -> int:
-    """Queue customers (all, or the given ones) for recomputation; the task is enqueued after commit."""
-    qs = CustomerEntity.objects.filter(attributes_stale=False)
-    if entity_ids is not None:
-        qs = qs.filter(pk__in=list(entity_ids))
-    marked = qs.update(attributes_stale=True)
+    """Queue customers (all, or the given ones) for recomputation; the task is enqueued after commit. Returns how
+    many were not queued yet."""
+    with connection.cursor() as cursor:
+        if entity_ids is None:
+            cursor.execute(
+                "INSERT INTO customer_entities_stale (entity_id) SELECT id FROM customer_entities "
+                "ON CONFLICT DO NOTHING"
+            )
+        else:
+            cursor.execute(
+                "INSERT INTO customer_entities_stale (entity_id) SELECT c.id FROM customer_entities c "
+                "WHERE c.id = ANY(%s::varchar[]) ON CONFLICT DO NOTHING",
+                [sorted(set(entity_ids))],
+            )
+        marked = cursor.rowcount
     transaction.on_commit(_enqueue_recompute)
     return marked
+
+
+def entities_queue_sql(ids_param: str = "%s") -> str:
+    """SQL that queues the customers in the varchar array parameter (for the stitching engine's own cursor)."""
+    return (
+        f"INSERT INTO customer_entities_stale (entity_id) SELECT unnest({ids_param}::varchar[]) "
+        "ON CONFLICT DO NOTHING"
+    )
 
 
 def _enqueue_recompute() -> None:
@@ -238,7 +256,7 @@ def _enqueue_recompute() -> None:
 
 
 def stale_entities_exist() -> bool:
-    return CustomerEntity.objects.filter(attributes_stale=True).exists()
+    return StaleEntity.objects.exists()
 
 
 # --- computation ---------------------------------------------------------------------------------------------
@@ -256,19 +274,22 @@ def attributes_recompute(*, entity_ids: Iterable[str] | None = None, limit: int 
     if entity_ids is not None:
         ids = sorted({str(i).lower() for i in entity_ids})
         for start in range(0, len(ids), BATCH_SIZE):
-            done += _batch_run(program, ids=ids[start : start + BATCH_SIZE])
+            done += _batch_run(program, ids=ids[start : start + BATCH_SIZE])[1]
         return done
-    while limit is None or done < limit:
-        size = BATCH_SIZE if limit is None else min(BATCH_SIZE, limit - done)
-        count = _batch_run(program, stale=size)
-        done += count
-        if count == 0:
+    claimed_total = 0
+    while limit is None or claimed_total < limit:
+        size = BATCH_SIZE if limit is None else min(BATCH_SIZE, limit - claimed_total)
+        claimed, updated = _batch_run(program, stale=size)
+        claimed_total += claimed
+        done += updated
+        if claimed == 0:
             break
     return done
 
 
 @transaction.atomic
-def _batch_run(program: Program, *, ids: list[str] | None = None, stale: int = 0) -> int:
+def _batch_run(program: Program, *, ids: list[str] | None = None, stale: int = 0) -> tuple[int, int]:
+    """One batch in one transaction: (customers claimed, customers updated; fewer when some no longer exist)."""
     with connection.cursor() as cursor:
         if ids is not None:
             # Given ids: wait for a concurrent batch holding them (ordered locking: no deadlock between workers).
@@ -277,15 +298,18 @@ def _batch_run(program: Program, *, ids: list[str] | None = None, stale: int = 0
                 "ORDER BY id FOR UPDATE) claimed",
                 [ids],
             )
+            claimed = cursor.fetchone()[0] or []
+            cursor.execute("DELETE FROM customer_entities_stale WHERE entity_id = ANY(%s::varchar[])", [ids])
         else:
+            # Claimed by deleting from the queue: a worker that dies rolls back and the rows are queued again.
             cursor.execute(
-                "SELECT array_agg(id) FROM (SELECT id FROM customer_entities WHERE attributes_stale "
-                "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) claimed",
+                "DELETE FROM customer_entities_stale WHERE entity_id IN (SELECT entity_id FROM "
+                "customer_entities_stale ORDER BY entity_id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING entity_id",
                 [stale],
             )
-        claimed = cursor.fetchone()[0] or []
+            claimed = sorted(row[0] for row in cursor.fetchall())
         if not claimed:
-            return 0
+            return 0, 0
         # Sorting a batch's events fits in memory; a parallel plan would gain nothing on a batch and could feed
         # the aggregates out of the newest-first order first / last values rely on.
         # JIT compiling the statement's expressions costs more than it saves on a batch of a few thousand rows.
@@ -294,7 +318,7 @@ def _batch_run(program: Program, *, ids: list[str] | None = None, stale: int = 0
             "set_config('jit', 'off', true)"
         )
         cursor.execute(program.update_sql, {"ids": claimed})
-        return cursor.rowcount
+        return len(claimed), cursor.rowcount
 
 
 # --- the SQL compiler ----------------------------------------------------------------------------------------
@@ -480,7 +504,7 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
         f"LEFT JOIN ev ON ev.eid = batch.id LEFT JOIN idents ON idents.eid = batch.id"
     )
     update = (
-        f"UPDATE customer_entities c SET attributes = computed.attributes, attributes_stale = false, "
+        f"UPDATE customer_entities c SET attributes = computed.attributes, "
         f"modified = CASE WHEN c.attributes IS DISTINCT FROM computed.attributes THEN statement_timestamp() "
         f"ELSE c.modified END "
         f"FROM ({computed}) computed WHERE c.id = computed.id"

@@ -182,11 +182,9 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             now = datetime.now(UTC)
             if new_entities:
                 rebuilt = _indexes_drop_when_empty(cur, "customer_entities")
-                with cur.copy(
-                    "COPY customer_entities (id, created, modified, attributes, attributes_stale) FROM STDIN"
-                ) as copy:
+                with cur.copy("COPY customer_entities (id, created, modified, attributes) FROM STDIN") as copy:
                     stamp = now.isoformat()
-                    copy.write("".join(f"{x}\t{stamp}\t{stamp}\t{{}}\tt\n" for x in new_entities))
+                    copy.write("".join(f"{x}\t{stamp}\t{stamp}\t{{}}\n" for x in new_entities))
                 _indexes_create(cur, rebuilt)
             report.entities_created = len(new_entities)
             mark("entities")
@@ -225,8 +223,8 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 report.entities_deleted = len(gone)
                 mark("heirs")
             cur.execute(
-                "UPDATE customer_entities SET attributes_stale = true WHERE NOT attributes_stale AND id IN "
-                "(SELECT DISTINCT entity_id FROM st_assign)"
+                "INSERT INTO customer_entities_stale (entity_id) SELECT DISTINCT entity_id FROM st_assign "
+                "ON CONFLICT DO NOTHING"
             )
             mark("stale")
 

@@ -33,6 +33,7 @@ import orjson
 from django.db import connection, transaction
 
 from cdp.models import DataSource
+from cdp.services.attributes import entities_queue_sql
 from stitching.models import EntityChange, EventIdentifier
 from stitching.normalizers import MAX_IDENTIFIER_LENGTH
 from stitching.services.extraction import Extracted, StitchConfig, config_load, identifiers_extract
@@ -177,14 +178,17 @@ def _stitch_pending_once(limit: int) -> StitchReport:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_NAMESPACE, GLOBAL_LOCK_KEY])
         cursor.execute(
-            "SELECT id, source_id, type, payload::text FROM customer_events WHERE customer_entity_id IS NULL "
-            "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+            "SELECT id, source_id, type, payload::text, event_time FROM customer_events "
+            "WHERE customer_entity_id IS NULL ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
             [limit],
         )
         claimed = cursor.fetchall()
         if not claimed:
             return StitchReport()
-        return _stitch(cursor, config, claimed, seed_identifier_ids=(), seed_entity_ids=())
+        times = {row[0]: row[4] for row in claimed}
+        return _stitch(
+            cursor, config, [row[:4] for row in claimed], seed_identifier_ids=(), seed_entity_ids=(), times=times
+        )
 
 
 def _restitch_once(identifier_ids, entity_ids, *, event_ids: Iterable[int] = ()) -> StitchReport:
@@ -241,9 +245,12 @@ def _stitch(
     seed_identifier_ids: Iterable[int],
     seed_entity_ids: Iterable[str],
     reextract: bool = False,
+    times: dict[int, datetime] | None = None,
 ) -> StitchReport:
     """Extract the identifiers of `events` (id, source_id, type, payload text), lock and recompute their
-    components, write the result. Runs inside the caller's transaction."""
+    components, write the result. Runs inside the caller's transaction. With `times` (new events' event_time:
+    incremental stitching), events that provably cannot change any existing partition are attached directly
+    (`_attach_simple`); only the others go through component discovery."""
     extracted: dict[int, list[Extracted]] = {}
     for event_id, source_id, event_type, payload in events:
         extracted[event_id] = identifiers_extract(
@@ -253,13 +260,20 @@ def _stitch(
     values = sorted({(x.category, x.value[:MAX_IDENTIFIER_LENGTH]) for xs in extracted.values() for x in xs})
     held: set[int] = set()
     _locks_take(cursor, sorted({_identifier_key(c, v) for c, v in values}), held, wait=True)
-    identifier_ids = _identifiers_upsert(cursor, values)
+    owners: dict[int, str | None] = {}
+    identifier_ids = _identifiers_upsert(cursor, values, owners=owners)
     if reextract:
         cursor.execute("DELETE FROM stitching_event_identifiers WHERE event_id = ANY(%s)", [[e[0] for e in events]])
     _edges_insert(cursor, extracted, identifier_ids)
 
-    # (3) Discover, lock, discover again until stable.
+    fast = StitchReport()
     seed_events = set(extracted)
+    if times is not None:
+        fast, seed_events = _attach_simple(cursor, config, extracted, identifier_ids, owners, times, held)
+        if not seed_events:
+            return fast
+
+    # (3) Discover, lock, discover again until stable.
     seed_identifiers = set(seed_identifier_ids)
     seed_entities = set(seed_entity_ids)
     system = system_source_id()
@@ -278,7 +292,155 @@ def _stitch(
         seed_events, seed_identifiers, seed_entities = component_events, component_identifiers, entities
 
     report = _component_write(cursor, config, component_events, system, seed_identifier_ids=seed_identifier_ids)
+    report.add(fast)
     return report
+
+
+def _attach_simple(
+    cursor,
+    config: StitchConfig,
+    extracted: dict[int, list[Extracted]],
+    identifier_ids: dict[tuple[str, str], int],
+    owners: dict[int, str | None],
+    times: dict[int, datetime],
+    held: set[int],
+) -> tuple[StitchReport, set[int]]:
+    """The incremental fast path: attach new events whose outcome is known without recomputing a component.
+
+    The batch's events are grouped by shared linkable identifiers. A group is *simple* when its identifiers that
+    existed before are all owned by one entity E (or there are none), and when adding it provably changes no
+    decision of `partition_compute` on E's raw component: E has no refused (limit / held) link on its events or
+    identifiers (so its raw component is exactly its events), and with the group's new identifiers E stays within
+    every category limit and at `hub_limit` identifiers at most (so no count can exceed a limit at any point of
+    the canonical-order pass, and no identifier can make `hub_limit` merges: each merge needs a group started by
+    an identifier of its own). Then the partition of E's component plus the group is one group, every link
+    linked, and E keeps its id: exactly what the full computation gives. A group with no earlier identifier is
+    a new customer under the same limit and hub test. Everything else (merges, refused links, held or limited
+    identifiers) is returned for the exact path. Holds the identifiers' locks; takes E's lock without waiting."""
+    linkable: dict[int, list[tuple[int, str]]] = {}
+    for event_id, xs in extracted.items():
+        seen: dict[int, str] = {}
+        for x in xs:
+            if x.blocked is None:
+                seen[identifier_ids[(x.category, x.value[:MAX_IDENTIFIER_LENGTH])]] = x.category
+        linkable[event_id] = list(seen.items())
+    new_ids = {i for i, owner in owners.items() if owner is _NEW}
+    # Union-find over the batch: events joined by shared identifiers.
+    parent: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    first_event: dict[int, int] = {}
+    for event_id, links in linkable.items():
+        parent.setdefault(event_id, event_id)
+        for identifier_id, _ in links:
+            other = first_event.setdefault(identifier_id, event_id)
+            a, b = find(event_id), find(other)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    groups: dict[int, list[int]] = {}
+    for event_id in linkable:
+        groups.setdefault(find(event_id), []).append(event_id)
+
+    slow: set[int] = set()
+    by_entity: dict[str | None, list[list[int]]] = {}
+    for members in groups.values():
+        identifiers = {i for e in members for i, _ in linkable[e]}
+        olds = {owners[i] for i in identifiers if i not in new_ids}
+        if None in olds or len(olds) > 1:
+            slow.update(members)  # a merge, or an identifier whose links were refused or held
+        else:
+            by_entity.setdefault(next(iter(olds)) if olds else None, []).append(members)
+    entities = sorted(e for e in by_entity if e is not None)
+    counts: dict[str, dict[str, int]] = {e: {} for e in entities}
+    refused: set[str] = set()
+    if entities:
+        _locks_take(cursor, sorted({_entity_key(e) for e in entities} - held), held, wait=False)
+        cursor.execute(
+            "SELECT customer_entity_id, category_id, count(*) FROM stitching_identifiers "
+            "WHERE customer_entity_id = ANY(%s) GROUP BY 1, 2",
+            [entities],
+        )
+        for entity, category, n in cursor.fetchall():
+            counts[entity][category] = n
+        cursor.execute(
+            "SELECT e.customer_entity_id FROM stitching_event_identifiers ei JOIN customer_events e "
+            "ON e.id = ei.event_id WHERE ei.status IN ('limit', 'held') AND e.customer_entity_id = ANY(%(e)s) "
+            "UNION SELECT i.customer_entity_id FROM stitching_event_identifiers ei JOIN stitching_identifiers i "
+            "ON i.id = ei.identifier_id WHERE ei.status IN ('limit', 'held') AND i.customer_entity_id = ANY(%(e)s)",
+            {"e": entities},
+        )
+        refused = {row[0] for row in cursor.fetchall()}
+    limits = {slug: c.max_per_entity for slug, c in config.categories.items() if c.max_per_entity is not None}
+
+    def fits(base: dict[str, int], members_list: list[list[int]]) -> bool:
+        total = dict(base)
+        for members in members_list:
+            for identifier_id, category in {link for e in members for link in linkable[e]}:
+                if identifier_id in new_ids:
+                    total[category] = total.get(category, 0) + 1
+        if sum(total.values()) > config.hub_limit:
+            return False
+        return all(n <= limits[slug] for slug, n in total.items() if slug in limits)
+
+    assign: dict[int, str] = {}
+    created: list[str] = []
+    for entity, members_list in by_entity.items():
+        if entity is None:
+            for members in members_list:
+                if fits({}, [members]):
+                    new = uuid.uuid4().hex
+                    created.append(new)
+                    assign.update((e, new) for e in members)
+                else:
+                    slow.update(members)
+        elif entity not in refused and fits(counts[entity], members_list):
+            assign.update((e, entity) for members in members_list for e in members)
+        else:
+            slow.update(e for members in members_list for e in members)
+    report = StitchReport()
+    if not assign:
+        return report, slow
+    now = datetime.now(UTC)
+    if created:
+        cursor.execute(
+            "INSERT INTO customer_entities (id, created, modified, attributes) "
+            "SELECT unnest(%s::text[]), %s, %s, '{}'::jsonb",
+            [created, now, now],
+        )
+    event_ids = sorted(assign)
+    cursor.execute(
+        "UPDATE customer_events e SET customer_entity_id = m.entity FROM unnest(%s::bigint[], %s::text[]) "
+        "AS m(id, entity) WHERE e.id = m.id",
+        [event_ids, [assign[e] for e in event_ids]],
+    )
+    first_seen: dict[int, datetime] = {}
+    identifier_entity: dict[int, str] = {}
+    for event_id in event_ids:
+        for identifier_id, _ in linkable[event_id]:
+            identifier_entity[identifier_id] = assign[event_id]
+            seen = first_seen.get(identifier_id)
+            if seen is None or times[event_id] < seen:
+                first_seen[identifier_id] = times[event_id]
+    if identifier_entity:
+        ids = sorted(identifier_entity)
+        cursor.execute(
+            "UPDATE stitching_identifiers i SET customer_entity_id = u.entity, "
+            "first_seen = coalesce(least(i.first_seen, u.first_seen), u.first_seen) "
+            "FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]) AS u(id, entity, first_seen) WHERE i.id = u.id",
+            [ids, [identifier_entity[i] for i in ids], [first_seen[i] for i in ids]],
+        )
+    touched = sorted(set(assign.values()))
+    cursor.execute(entities_queue_sql(), [touched])
+    report.events = len(event_ids)
+    report.entities_created = len(created)
+    report.components = len(touched)
+    report.entity_ids = set(touched)
+    return report, slow
 
 
 def entity_component_lock(entity_id: str) -> None:
@@ -328,22 +490,36 @@ def _locks_take(cursor, keys: list[int], held: set[int], *, wait: bool) -> None:
     held.update(keys)
 
 
-def _identifiers_upsert(cursor, values: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+# In `_identifiers_upsert`'s owners: the identifier did not exist before this transaction.
+_NEW = "\x00new"
+
+
+def _identifiers_upsert(
+    cursor, values: list[tuple[str, str]], *, owners: dict[int, str | None] | None = None
+) -> dict[tuple[str, str], int]:
+    """Ids of these (category, value) identifiers, created when missing. `owners` receives each one's current
+    entity (None: none of its links is made), or _NEW for those this call created."""
     if not values:
         return {}
     categories = [c for c, _ in values]
     texts = [v for _, v in values]
     cursor.execute(
         "INSERT INTO stitching_identifiers (category_id, value) SELECT * FROM unnest(%s::text[], %s::text[]) "
-        "ON CONFLICT (category_id, value) DO NOTHING",
+        "ON CONFLICT (category_id, value) DO NOTHING RETURNING id",
         [categories, texts],
     )
+    created = {row[0] for row in cursor.fetchall()}
     cursor.execute(
-        "SELECT i.id, i.category_id, i.value FROM stitching_identifiers i "
+        "SELECT i.id, i.category_id, i.value, i.customer_entity_id FROM stitching_identifiers i "
         "JOIN unnest(%s::text[], %s::text[]) AS t(c, v) ON i.category_id = t.c AND i.value = t.v",
         [categories, texts],
     )
-    return {(c, v): i for i, c, v in cursor.fetchall()}
+    result = {}
+    for i, c, v, entity in cursor.fetchall():
+        result[(c, v)] = i
+        if owners is not None:
+            owners[i] = _NEW if i in created else entity
+    return result
 
 
 def _edges_insert(cursor, extracted: dict[int, list[Extracted]], identifier_ids: dict) -> None:
@@ -450,8 +626,8 @@ def _component_write(
     created = [e for e in group_entity if e not in existing]
     if created:
         cursor.execute(
-            "INSERT INTO customer_entities (id, created, modified, attributes, attributes_stale) "
-            "SELECT unnest(%s::text[]), %s, %s, '{}'::jsonb, true",
+            "INSERT INTO customer_entities (id, created, modified, attributes) "
+            "SELECT unnest(%s::text[]), %s, %s, '{}'::jsonb",
             [created, now, now],
         )
     report.entities_created = len(created)
@@ -533,10 +709,7 @@ def _component_write(
         report.entities_deleted = len(gone)
     stale -= set(gone)
     if stale:
-        cursor.execute(
-            "UPDATE customer_entities SET attributes_stale = true WHERE id = ANY(%s) AND NOT attributes_stale",
-            [sorted(stale)],
-        )
+        cursor.execute(entities_queue_sql(), [sorted(stale)])
     report.entity_ids = stale
     return report
 

@@ -1,6 +1,6 @@
 import pytest
 
-from cdp.models import Attribute, CustomerEntity
+from cdp.models import Attribute, CustomerEntity, StaleEntity
 
 pytestmark = pytest.mark.django_db
 
@@ -20,12 +20,11 @@ def _form(**overrides):
 
 def test_an_analyst_adds_an_attribute_and_customers_are_queued(staff):
     entity = CustomerEntity.objects.create()
-    CustomerEntity.objects.filter(pk=entity.pk).update(attributes_stale=False)
     response = staff.post("/admin/cdp/attribute/add/", _form())
     assert response.status_code == 302, response.content.decode()[:2000]
     attribute = Attribute.objects.get(pk="lifetime_orders")
     assert attribute.event_types == ["Order Completed"]
-    assert CustomerEntity.objects.get(pk=entity.pk).attributes_stale
+    assert StaleEntity.objects.filter(pk=entity.pk).exists()
 
 
 def test_the_services_checks_show_under_the_form(staff):

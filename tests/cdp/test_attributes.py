@@ -13,8 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cdp.models import Attribute, CustomerEntity, CustomerEvent
+from cdp.models import Attribute, CustomerEntity, CustomerEvent, StaleEntity
 from cdp.services import attributes as svc
+from cdp.services.attributes import entities_mark_stale
 from cdp.services.data_sources import data_source_create
 from cdp.services.events import event_record_build, events_ingest
 from cdp.tasks import attributes_recompute as attributes_recompute_task
@@ -31,6 +32,7 @@ def events_add(source, entity, events: list[tuple[str, dict]], *, start=T0) -> N
     ]
     ids = [outcome.id for outcome in events_ingest(records)]
     CustomerEvent.objects.filter(pk__in=ids).update(customer_entity=entity)
+    entities_mark_stale(entity_ids=[entity.pk])  # as stitching queues the customers it touched
 
 
 def values(entity) -> dict:
@@ -71,7 +73,7 @@ def test_recompute_computes_counts_sums_and_times_skipping_a_non_numeric_revenue
     assert svc.attributes_recompute() == 1
 
     assert values(shop) == {"orders": [3], "revenue": [15], "seen_first": ["2025-03-01T12:00:00.000000Z"]}
-    assert not CustomerEntity.objects.get(pk=shop.pk).attributes_stale
+    assert not StaleEntity.objects.filter(pk=shop.pk).exists()
 
 
 def test_every_computation_and_type_from_payload_paths(no_default_attributes, web_source):
@@ -147,7 +149,7 @@ def test_identifier_values_come_from_the_identifiers_stitched_to_the_entity(no_d
     Identifier.objects.create(category=email, value="a@example.com", customer_entity=entity)
     Identifier.objects.create(category=email, value="c@example.com", customer_entity=other)
 
-    svc.attributes_recompute()
+    svc.attributes_recompute(entity_ids=[entity.pk, other.pk])
 
     assert values(entity) == {"emails": ["a@example.com", "b@example.com"]}
     assert values(other) == {"emails": ["c@example.com"]}
@@ -169,12 +171,13 @@ def test_modified_moves_only_when_a_value_changes(shop, web_source):
 
 def test_only_stale_entities_are_recomputed_and_limit_bounds_a_run(shop, monkeypatch):
     svc.attributes_recompute()
-    fresh = CustomerEntity.objects.create(attributes_stale=False)
+    fresh = CustomerEntity.objects.create()
     stale = [CustomerEntity.objects.create() for _ in range(5)]
+    svc.entities_mark_stale(entity_ids=[e.pk for e in stale])
     monkeypatch.setattr(svc, "BATCH_SIZE", 2)
 
     assert svc.attributes_recompute(limit=3) == 3
-    assert CustomerEntity.objects.filter(attributes_stale=True).count() == 2
+    assert StaleEntity.objects.count() == 2
     assert svc.attributes_recompute() == 2
     assert svc.attributes_recompute() == 0
     assert values(fresh) == {}
@@ -182,8 +185,7 @@ def test_only_stale_entities_are_recomputed_and_limit_bounds_a_run(shop, monkeyp
 
 
 def test_one_statement_per_batch(shop, monkeypatch):
-    for _ in range(3):
-        CustomerEntity.objects.create()
+    svc.entities_mark_stale(entity_ids=[CustomerEntity.objects.create().pk for _ in range(3)])
     monkeypatch.setattr(svc, "BATCH_SIZE", 2)
 
     with CaptureQueriesContext(connection) as queries:
@@ -201,12 +203,17 @@ def test_unknown_entity_ids_are_ignored(shop):
 def test_a_batch_locked_by_another_worker_is_skipped_not_waited_for(no_default_attributes):
     svc.attribute_create(id="n", name="n", computation="count", data_type="int")
     entities = sorted(CustomerEntity.objects.create().pk for _ in range(4))
+    # Queued directly: the service would also run the (eager) task and empty the queue before the test.
+    StaleEntity.objects.bulk_create(StaleEntity(entity_id=e) for e in entities)
     locked, released = threading.Event(), threading.Event()
 
     def other_worker():
         with connections["default"].cursor() as cursor:  # this thread's own connection
             cursor.execute("BEGIN")
-            cursor.execute("SELECT id FROM customer_entities WHERE id = ANY(%s) FOR UPDATE", [entities[:2]])
+            # What another worker's claim holds: those customers' rows of the queue.
+            cursor.execute(
+                "SELECT entity_id FROM customer_entities_stale WHERE entity_id = ANY(%s) FOR UPDATE", [entities[:2]]
+            )
             locked.set()
             released.wait(10)
             cursor.execute("ROLLBACK")
@@ -220,7 +227,7 @@ def test_a_batch_locked_by_another_worker_is_skipped_not_waited_for(no_default_a
     finally:
         released.set()
         thread.join()
-    assert set(CustomerEntity.objects.filter(attributes_stale=True).values_list("pk", flat=True)) == set(entities[:2])
+    assert set(StaleEntity.objects.values_list("pk", flat=True)) == set(entities[:2])
     assert svc.attributes_recompute() == 2
 
 
@@ -274,10 +281,10 @@ def test_attribute_update_of_the_name_keeps_values_but_a_new_path_recomputes(sho
     revenue = Attribute.objects.get(pk="revenue")
 
     svc.attribute_update(attribute=revenue, name="Total revenue", unit="EUR")
-    assert not CustomerEntity.objects.filter(attributes_stale=True).exists()
+    assert not StaleEntity.objects.exists()
 
     svc.attribute_update(attribute=revenue, path="properties.missing")
-    assert CustomerEntity.objects.get(pk=shop.pk).attributes_stale
+    assert StaleEntity.objects.filter(pk=shop.pk).exists()
     svc.attributes_recompute()
     assert values(shop)["revenue"] == [0]
 
@@ -339,7 +346,7 @@ def test_task_reenqueues_itself_while_stale_customers_remain(shop, monkeypatch):
 
     attributes_recompute_task.delay()
 
-    assert not CustomerEntity.objects.filter(attributes_stale=True).exists()
+    assert not StaleEntity.objects.exists()
 
 
 def test_task_is_a_beat_safety_net(settings):
@@ -354,6 +361,7 @@ def test_task_recomputes_through_a_real_worker(no_default_attributes, celery_wor
     # Created directly: the service would enqueue a recompute of its own and race the one under test.
     Attribute.objects.create(id="n", name="n", computation="count", data_type="int")
     entities = [CustomerEntity.objects.create() for _ in range(3)]
+    StaleEntity.objects.bulk_create(StaleEntity(entity_id=e.pk) for e in entities)
 
     result = attributes_recompute_task.delay()
 
@@ -366,7 +374,7 @@ def test_demo_data_ends_with_attributes_computed(db):
 
     demo_data_load(customers=5)
 
-    assert not CustomerEntity.objects.filter(attributes_stale=True).exists()
+    assert not StaleEntity.objects.exists()
     with_orders = CustomerEntity.objects.filter(attributes__has_key="total_revenue").exclude(
         attributes__total_revenue=[0]
     )
@@ -456,6 +464,7 @@ def test_sql_computation_matches_a_python_reference(reference_attributes, web_so
     ]
     ids = [outcome.id for outcome in events_ingest(records)]
     CustomerEvent.objects.filter(pk__in=ids).update(customer_entity=entity)
+    entities_mark_stale(entity_ids=[entity.pk])  # as stitching queues the customers it touched
     # Identical events are stored once (the content hash is their idempotency key): the reference sees each once.
     stored = {}
     for (kind, value, minutes), event_id in zip(events, ids, strict=True):

@@ -17,8 +17,8 @@ def two_customers(web_source):
     graph = GraphBuilder(web_source)
     ann = graph.entity(ps_email_address=["ann@example.com"], total_order_value=[120.5])
     bob = graph.entity(ps_email_address=["bob@example.com"])
-    graph.event(ann, identifiers=[("email", "ann@example.com"), ("cookie", "c1")], payload={"name": "Ann"})
-    graph.event(ann, identifiers=[("cookie", "c1"), ("phone", "+420777123456")], type="purchase")
+    graph.event(ann, identifiers=[("email", "ann@example.com"), ("cookie", "cookie-ann-7f")], payload={"name": "Ann"})
+    graph.event(ann, identifiers=[("cookie", "cookie-ann-7f"), ("phone", "+420777123456")], type="purchase")
     # A shared office address Ann's event carried but which was refused (blocked) and that Bob's event also carries.
     graph.event(ann, refused=[("email", "office@example.com", "blocked", "blocked value", None)])
     graph.event(bob, identifiers=[("email", "bob@example.com")], refused=[
@@ -29,12 +29,12 @@ def two_customers(web_source):
 
 def test_erase_removes_events_identifiers_and_attribute_values(two_customers, admin_user):
     graph, ann, bob = two_customers
-    HubReview.objects.create(identifier=Identifier.objects.get(value="c1"), entity_count=2)
+    HubReview.objects.create(identifier=Identifier.objects.get(value="cookie-ann-7f"), entity_count=2)
     EntityChange.objects.create(
         kind="merge",
         customer_entity_id=ann.pk,
         other_entity_ids=["a" * 32],
-        identifier=Identifier.objects.get(value="c1"),
+        identifier=Identifier.objects.get(value="cookie-ann-7f"),
         detail={"identifier_value": "ann@example.com"},
     )
 
@@ -64,7 +64,7 @@ def test_erasure_is_recorded_without_personal_data(two_customers, admin_user):
         "identifier_id": None,
     }
     everything = json.dumps(list(EntityChange.objects.values()), default=str)
-    for pii in ("ann@example.com", "+420777123456", "Ann", "c1"):
+    for pii in ("ann@example.com", "+420777123456", "Ann", "cookie-ann-7f"):
         assert pii not in everything
 
 

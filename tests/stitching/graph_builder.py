@@ -37,7 +37,7 @@ class GraphBuilder:
         self.clock = T0
 
     def entity(self, **attributes) -> CustomerEntity:
-        return CustomerEntity.objects.create(attributes=attributes, attributes_stale=False)
+        return CustomerEntity.objects.create(attributes=attributes)
 
     def identifier(self, category: str, value: str, entity: CustomerEntity | None) -> Identifier:
         identifier, created = Identifier.objects.get_or_create(
