@@ -6,8 +6,8 @@ from rest_framework import serializers
 
 from cdp.api.fields import ExpandableRelatedField
 from cdp.api.serializers import CustomerEntitySerializer, DataSourceBriefSerializer
-from cdp.selectors import entity_attributes_stale
 from cdp.models import Attribute, CustomerEntity, DataSource
+from cdp.selectors import entity_attributes_stale
 
 
 class AttributeSerializer(serializers.ModelSerializer):

@@ -7,7 +7,8 @@ numbers, booleans as true / false, dates as "YYYY-MM-DD", date-times as UTC "YYY
 (fixed width, so they sort lexicographically, and segment conditions can compare strings).
 
 Computation: customers queued in `customer_entities_stale` (the stitching engine queues what it touched) are
-claimed in bounded batches with `FOR UPDATE SKIP LOCKED`, so several workers share the queue without waiting on each other.
+claimed in bounded batches with `FOR UPDATE SKIP LOCKED`, so several workers share the queue without waiting on
+each other.
 Each batch is one UPDATE statement (after the claim): every definition is compiled into an aggregate over the
 batch's events (jsonb path extraction, filters on source and type, safe casts that turn a bad payload value into
 "no value" instead of an error) plus the identifiers stitched to the entity; the UPDATE ... FROM clears the flag
@@ -244,8 +245,7 @@ def entities_mark_stale(*, entity_ids: Iterable[str] | None = None) -> int:
 def entities_queue_sql(ids_param: str = "%s") -> str:
     """SQL that queues the customers in the varchar array parameter (for the stitching engine's own cursor)."""
     return (
-        f"INSERT INTO customer_entities_stale (entity_id) SELECT unnest({ids_param}::varchar[]) "
-        "ON CONFLICT DO NOTHING"
+        f"INSERT INTO customer_entities_stale (entity_id) SELECT unnest({ids_param}::varchar[]) ON CONFLICT DO NOTHING"
     )
 
 
