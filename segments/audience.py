@@ -162,6 +162,10 @@ def _returned_attributes() -> list[str]:
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
+def _raw_json(value: Any) -> Any:
+    return orjson.Fragment(value) if isinstance(value, str | bytes) else value
+
+
 def _json(body: dict[str, Any], status: int) -> HttpResponse:
     return HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
 
@@ -211,7 +215,8 @@ def audience_membership(*, attribute: str, value: str, segment: str) -> tuple[in
     }
     for attribute_id, attribute_value in zip(returned, values, strict=True):
         if attribute_id not in attributes:
-            attributes[attribute_id] = attribute_value
+            # jsonb comes back as its JSON text: embedded as is, not parsed and re-serialised.
+            attributes[attribute_id] = None if attribute_value is None else _raw_json(attribute_value)
     return 200, {"status": "ok", "returned_attributes": attributes}
 
 

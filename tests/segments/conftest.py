@@ -33,6 +33,12 @@ EXCLUSION_TREE = {
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """The ACL cast is six users per test; real password hashing would dominate the run time."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _audience_cache_fresh():
     audience_cache_forget()
     yield
