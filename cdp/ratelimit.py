@@ -63,8 +63,33 @@ def client_ip(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR") or "unknown"
 
 
+_clients: dict[int, object] = {}
+
+
+def _redis_client(key: str):
+    """The raw redis client behind Django's Redis cache backend (one per process and backend: building a
+    redis.Redis costs more than the round trip), or None for other backends."""
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        return None
+    client = _clients.get(id(backend._cache))
+    if client is None:
+        client = _clients[id(backend._cache)] = backend._cache.get_client(key, write=True)
+    return client
+
+
 def _window_count(key: str) -> int:
     """Count one request in the window's counter; returns the count including this request."""
+    client = _redis_client(key)
+    if client is not None:
+        # One round trip (INCR + EXPIRE NX pipelined) instead of the cache API's EXISTS, INCR (and ADD).
+        with client.pipeline(transaction=False) as pipe:
+            pipe.incr(cache.make_and_validate_key(key))
+            pipe.expire(cache.make_and_validate_key(key), WINDOW_SECONDS + 5, nx=True)
+            return int(pipe.execute()[0])
     try:
         return cache.incr(key)
     except ValueError:  # no counter yet in this window

@@ -32,7 +32,7 @@ from datetime import UTC, date
 from typing import Any
 
 import orjson
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -201,9 +201,7 @@ def audience_membership(*, attribute: str, value: str, segment: str) -> tuple[in
         f"SELECT e.id, e.modified, ({where}) AS member{columns} FROM customer_entities e "
         "WHERE e.attributes @> %s::jsonb ORDER BY 3 DESC, e.modified DESC LIMIT 1"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, *returned, json.dumps({attribute: [lookup_value]})])
-        row = cursor.fetchone()
+    row = _fetch_one(sql, [*params, *returned, json.dumps({attribute: [lookup_value]})])
     if row is None:
         return 404, error_body("customer not found")
     entity_id, modified, member, *values = row
@@ -218,6 +216,24 @@ def audience_membership(*, attribute: str, value: str, segment: str) -> tuple[in
             # jsonb comes back as its JSON text: embedded as is, not parsed and re-serialised.
             attributes[attribute_id] = None if attribute_value is None else _raw_json(attribute_value)
     return 200, {"status": "ok", "returned_attributes": attributes}
+
+
+def _fetch_one(sql: str, params: list) -> tuple | None:
+    """Run the membership query on the persistent connection without Django's per-request health check (a
+    `SELECT 1` round trip before the first query of every request): a connection found dead is reopened and the
+    read-only query run once more instead. Inside a transaction (tests, callers' atomic blocks) nothing is skipped.
+    """
+    if connection.connection is not None and connection.get_autocommit():
+        connection.health_check_done = True
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchone()
+        except (OperationalError, InterfaceError):
+            connection.close()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
 
 
 def _cors(request: HttpRequest, response: HttpResponse) -> HttpResponse:

@@ -186,3 +186,18 @@ def test_no_query_string_makes_a_500(exclusion_segment, names, values, raw):
     response = client.get("/wbs", QUERY_STRING=query)
     assert response.status_code in (200, 400, 404, 429), (query, response.content)
     assert response.json()["status"] in ("ok", "error")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dead_database_connection_is_reopened(web, exclusion_segment, customers):
+    import psycopg
+    from django.db import connection
+
+    params = {"attribute": "ps_email_address", "value": "alice@example.com", "segment": exclusion_segment.pk}
+    assert wbs(web, **params).status_code == 200
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
+    settings_dict = connection.get_connection_params()
+    with psycopg.connect(**{k: v for k, v in settings_dict.items() if k != "cursor_factory"}, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    assert wbs(web, **params).status_code == 200
