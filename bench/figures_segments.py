@@ -59,7 +59,8 @@ HAND_WRITTEN = [
     # Containment only through the GIN index, the rest as expressions on the extracted values.
     "SELECT count(*) FROM customer_entities WHERE attributes @> '{\"consent\": [true]}' "
     "AND attributes @> '{\"total_revenue\": [0]}' AND EXISTS (SELECT 1 FROM jsonb_array_elements(attributes->'age') a "
-    "WHERE jsonb_typeof(a) = 'number' AND a::numeric >= 18) AND NOT coalesce(attributes->'gender' @> '\"male\"', false)",
+    "WHERE jsonb_typeof(a) = 'number' AND a::numeric >= 18) "
+    "AND NOT coalesce(attributes->'gender' @> '\"male\"', false)",
 ]
 
 

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 WINDOW_SECONDS = 60
 SETTING_KEY = "public_rate_limit_per_minute"
 
+
 def rate_limit_per_minute() -> int:
     """The configured limit (0 = unlimited), cached per process for a few seconds."""
     from cdp.services.global_settings import global_setting_cached
