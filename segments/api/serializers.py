@@ -2,8 +2,10 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from cdp.api.profile_serializers import AttributeValueCountsSerializer
 from cdp.api.serializers import UserBriefSerializer
 from cdp.models import CustomerEntity, Role, User
+from segments.conditions import EXCLUSION_EXAMPLE
 from segments.models import Segment, SegmentGrant, SegmentNote, Tag
 
 
@@ -17,15 +19,7 @@ from segments.models import Segment, SegmentGrant, SegmentNote, Tag
             "date/datetime also before, after, within_last_days; bool is_true, is_false; every type is_set, "
             "is_not_set."
         ),
-        "example": {
-            "operator": "and",
-            "children": [
-                {"attribute": "consent", "operator": "is_true"},
-                {"attribute": "age", "operator": "gte", "value": 18},
-                {"attribute": "gender", "operator": "equals", "value": "male", "negate": True},
-                {"attribute": "total_revenue", "operator": "equals", "value": 0},
-            ],
-        },
+        "example": EXCLUSION_EXAMPLE,
     }
 )
 class ConditionTreeField(serializers.JSONField):
@@ -111,17 +105,11 @@ class TagSerializer(serializers.ModelSerializer):
         read_only_fields = ["created"]
 
 
-class ValueCountSerializer(serializers.Serializer):
-    value = serializers.JSONField()
-    count = serializers.IntegerField()
+class SegmentValueCountsSerializer(AttributeValueCountsSerializer):
+    """The attribute value counts shape, among the segment's members."""
 
-
-class SegmentValueCountsSerializer(serializers.Serializer):
     segment = serializers.IntegerField()
-    attribute = serializers.CharField()
     customers = serializers.IntegerField(help_text="Members of the segment.")
-    entities_with_value = serializers.IntegerField(help_text="Members with at least one value.")
-    values = ValueCountSerializer(many=True)
 
 
 class SizeSnapshotSerializer(serializers.Serializer):

@@ -6,6 +6,7 @@ from cdp.features import Feature
 from cdp.models import Attribute, CustomerEntity
 from cdp.services.auth import role_create, user_create
 from segments.audience import audience_cache_forget
+from segments.conditions import EXCLUSION_EXAMPLE
 from segments.services import segment_create
 
 # id, data type, computation
@@ -21,15 +22,7 @@ EXAMPLE_ATTRIBUTES = [
 ]
 
 # The seed's exclusion segment: consent AND age >= 18 AND NOT gender = male AND total revenue = 0.
-EXCLUSION_TREE = {
-    "operator": "and",
-    "children": [
-        {"attribute": "consent", "operator": "is_true"},
-        {"attribute": "age", "operator": "gte", "value": 18},
-        {"attribute": "gender", "operator": "equals", "value": "male", "negate": True},
-        {"attribute": "total_revenue", "operator": "equals", "value": 0},
-    ],
-}
+EXCLUSION_TREE = EXCLUSION_EXAMPLE
 
 
 @pytest.fixture(autouse=True)
