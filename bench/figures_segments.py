@@ -61,9 +61,9 @@ def email(n: int) -> str:
 
 
 def _rows_file(size: int) -> Path:
-    """The COPY text of `size` entities (id, modified, attributes, attributes_stale); generated once."""
+    """The COPY text of `size` entities (id, modified, attributes); generated once."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / f"segment-entities-{size}-s{SEED}.tsv"
+    path = CACHE / f"segment-entities-v2-{size}-s{SEED}.tsv"
     if path.exists():
         return path
     started = time.perf_counter()
@@ -86,7 +86,7 @@ def _rows_file(size: int) -> Path:
             seen = base - timedelta(seconds=rng.randint(0, 365 * 86400))
             attributes["last_seen"] = [seen.strftime("%Y-%m-%dT%H:%M:%S.%fZ")]
             text = json.dumps(attributes, separators=(",", ":")).replace("\\", "\\\\")
-            out.write(f"{entity_id(n)}\t{seen.isoformat()}\t{text}\tf\n")
+            out.write(f"{entity_id(n)}\t{seen.isoformat()}\t{text}\n")
     tmp.replace(path)
     print(f"  generated {size:,} customer entities in {time.perf_counter() - started:.0f} s", flush=True)
     return path
@@ -113,6 +113,7 @@ def entities_ensure(bench: Bench, size: int) -> None:
         with raw.transaction(), raw.cursor() as cursor:
             # Events and identifiers point at entities: a benchmark database only, so clear them too.
             cursor.execute("TRUNCATE customer_entities CASCADE")
+            cursor.execute("TRUNCATE customer_entities_stale")  # queued ids of the truncated customers
             cursor.execute(
                 "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'customer_entities' "
                 "AND indexname <> 'customer_entities_pkey'"
@@ -120,7 +121,7 @@ def entities_ensure(bench: Bench, size: int) -> None:
             indexes = cursor.fetchall()
             for name, _ in indexes:
                 cursor.execute(f'DROP INDEX "{name}"')
-            with cursor.copy("COPY customer_entities (id, modified, attributes, attributes_stale) FROM STDIN") as copy:
+            with cursor.copy("COPY customer_entities (id, modified, attributes) FROM STDIN") as copy:
                 with path.open("rb") as f:
                     while block := f.read(1 << 20):
                         copy.write(block)

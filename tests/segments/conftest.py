@@ -55,7 +55,7 @@ def example_attributes(db):
 
 
 def entity(entity_id: str, **attributes) -> CustomerEntity:
-    return CustomerEntity.objects.create(id=entity_id.ljust(32, "0"), attributes=attributes, attributes_stale=False)
+    return CustomerEntity.objects.create(id=entity_id.ljust(32, "0"), attributes=attributes)
 
 
 @pytest.fixture
