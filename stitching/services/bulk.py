@@ -55,7 +55,9 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
         raw = connection.connection
         with raw.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, GLOBAL_LOCK_KEY])
-            for table in ("st_pairs", "st_ids", "st_edges", "st_assign", "st_refused", "st_final", "st_owner"):
+            temporary = ("st_pairs", "st_ids", "st_edges", "st_assign", "st_refused", "st_final", "st_owner")
+            temporary += ("st_stale",)
+            for table in temporary:
                 cur.execute(f"DROP TABLE IF EXISTS {table}")  # left by an earlier run in the same transaction
             # Deferred foreign-key checks pending in this transaction must run before customer_events can be
             # altered (_events_rewrite_begin).
@@ -191,10 +193,14 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
 
             moves = []
             heirs: dict[str, str] = {}
+            touched: set[str] = set()  # customers that got or lost events: their attributes change
             for e, old in zip(event_ids, old_entities, strict=True):
                 entity = group_entity[group_of[e]]
                 if old != entity:
                     moves.append((e, entity))
+                    touched.add(entity)
+                    if old in taken:
+                        touched.add(old)
                 if old and old not in taken and old not in heirs:
                     heirs[old] = entity
             cur.execute("CREATE TEMP TABLE st_assign (event_id bigint, entity_id text) ON COMMIT DROP")
@@ -222,8 +228,13 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 cur.execute("DELETE FROM customer_entities WHERE id = ANY(%s)", [list(gone)])
                 report.entities_deleted = len(gone)
                 mark("heirs")
+            # The customers that got events queue for their attributes: in id order, so the queue's index grows
+            # at its right edge instead of splitting pages all over (hundreds of thousands of random uuids).
+            cur.execute("CREATE TEMP TABLE st_stale (entity_id text) ON COMMIT DROP")
+            with cur.copy("COPY st_stale (entity_id) FROM STDIN") as copy:
+                copy.write("".join(f"{x}\n" for x in sorted(touched)))
             cur.execute(
-                "INSERT INTO customer_entities_stale (entity_id) SELECT DISTINCT entity_id FROM st_assign "
+                "INSERT INTO customer_entities_stale (entity_id) SELECT entity_id FROM st_stale ORDER BY entity_id "
                 "ON CONFLICT DO NOTHING"
             )
             mark("stale")

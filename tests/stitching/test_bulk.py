@@ -86,3 +86,21 @@ def test_a_second_restitch_of_unchanged_data_moves_nothing(source, monkeypatch):
     assert first.events == len(ROWS) and second.events == 0 and "events_reindex" not in second.timings
     assert partition() == before
     assert dict(Identifier.objects.values_list("id", "customer_entity_id")) == owners
+
+
+def test_a_rebuild_that_splits_a_customer_queues_both_for_their_attributes(source):
+    from cdp.models import StaleEntity
+    from stitching.models import BlockedValue
+
+    a, b = ingest(source, [{"id": "1", "anonymousId": "c1", "userId": "u1"}, {"id": "2", "anonymousId": "c1"}])
+    while engine.stitch_pending(limit=100).remaining:
+        pass
+    assert CustomerEvent.objects.get(pk=a).customer_entity_id == CustomerEvent.objects.get(pk=b).customer_entity_id
+    StaleEntity.objects.all().delete()
+    BlockedValue.objects.create(category_id="cookie", value="c1")  # directly: no component restitch of its own
+
+    engine.restitch()
+
+    kept, split = CustomerEvent.objects.get(pk=a).customer_entity_id, CustomerEvent.objects.get(pk=b).customer_entity_id
+    assert kept != split
+    assert set(StaleEntity.objects.values_list("pk", flat=True)) == {kept, split}
