@@ -47,4 +47,12 @@ class Migration(migrations.Migration):
             name="attributes_stale",
         ),
         migrations.RunSQL(LIKE_INDEX_DROP, migrations.RunSQL.noop),
+        # A queue: rows come and go all day. Vacuum it after a few thousand dead rows, not after 20% of the table,
+        # so claims (an index scan in id order) do not wade through dead entries after a big recompute.
+        migrations.RunSQL(
+            "ALTER TABLE customer_entities_stale SET (autovacuum_vacuum_scale_factor = 0, "
+            "autovacuum_vacuum_threshold = 5000, autovacuum_vacuum_insert_scale_factor = 0, "
+            "autovacuum_vacuum_insert_threshold = 5000)",
+            migrations.RunSQL.noop,
+        ),
     ]
