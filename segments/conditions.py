@@ -302,6 +302,9 @@ _JSONPATH_OPS = {"not_equals": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": "
 
 def _filter(operator: str, value: Any, data_type: str, now: datetime) -> str:
     """The jsonpath filter one value `@` must pass."""
+    if operator == "not_equals":
+        # jsonpath compares null with anything (null != "x" is true); a null is no value of the attribute's type.
+        return f"@ != null && @ != {_jp(value)}"
     if operator in _JSONPATH_OPS:
         return f"@ {_JSONPATH_OPS[operator]} {_jp(value)}"
     if operator == "between":
