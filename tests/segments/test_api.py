@@ -221,3 +221,9 @@ def test_openapi_lists_the_segment_endpoints(client):
         "/api/trash/segments", "/api/trash/segments/{id}/restore", "/api/tags", "/api/tags/{id}",
     ]:  # fmt: skip
         assert expected in paths, expected
+
+
+def test_the_email_consent_attribute_is_configurable(owner_client, exclusion_segment, settings):
+    settings.SEGMENTS_EMAIL_CONSENT_ATTRIBUTE = "consent"
+    body = owner_client.get(f"/api/segments/{exclusion_segment.pk}/insights").json()
+    assert body["email_consent"] == {"attribute": "consent", "customers": 2, "with_consent": 2, "share": 1.0}
