@@ -136,7 +136,13 @@ def segment_members_sql(*, segment: Segment, now: datetime | None = None) -> tup
 
 
 def segment_members_count(*, segment: Segment) -> int:
-    where, params = segment_condition_sql(segment=segment)
+    return conditions_members_count(conditions=segment.conditions)
+
+
+def conditions_members_count(*, conditions: dict) -> int:
+    """How many customers a condition tree selects (saved or not: the builder's live count)."""
+    attributes = attribute_types()
+    where, params = tree_compile(tree_validate(conditions, attributes=attributes), attributes=attributes)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM customer_entities e WHERE {where}", params)
         return cursor.fetchone()[0]
@@ -241,6 +247,7 @@ __all__ = [
     "EMAIL_CONSENT_ATTRIBUTE",
     "email_consent_attribute",
     "attribute_types",
+    "conditions_members_count",
     "segment_attribute_value_counts",
     "segment_can_edit",
     "segment_can_manage_acl",
