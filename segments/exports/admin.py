@@ -176,21 +176,34 @@ class SegmentExportAdmin(FeatureAccessMixin, ModelAdmin):
     view_feature = Feature.EXPORTS_RUN
     edit_feature = None
     list_display = (
-        "id", "segment_name", "destination_name", "status_badge", "progress_bar", "sent", "skipped", "failed",
-        "started_by", "created", "download_link",
+        "id", "segment_name", "destination_name", "status_badge", "progress_bar", "sent_count", "skipped_count",
+        "failed_count", "started_by", "created", "download_link",
     )  # fmt: skip
     list_display_links = ("id", "segment_name")
     list_filter = ("status", "destination_kind")
     search_fields = ("segment_name", "destination_name")
     list_select_related = ("started_by",)
     readonly_fields = (
-        "segment_name", "destination_name", "destination_kind", "status_badge", "progress_bar", "total", "sent",
-        "skipped", "failed", "error_message", "details", "started_by", "created", "started_at", "finished_at",
-        "attempts", "download_link", "log_display",
+        "segment_name", "destination_name", "destination_kind", "status_badge", "progress_bar", "total", "sent_count",
+        "skipped_count", "failed_count", "error_message", "details", "started_by", "created", "started_at",
+        "finished_at", "attempts", "download_link", "log_display",
     )  # fmt: skip
     fieldsets = (
         (None, {"fields": ("segment_name", "destination_name", "destination_kind", "status_badge", "progress_bar")}),
-        ("Counts", {"fields": ("total", "sent", "skipped", "failed", "error_message", "details", "download_link")}),
+        (
+            "Counts",
+            {
+                "fields": (
+                    "total",
+                    "sent_count",
+                    "skipped_count",
+                    "failed_count",
+                    "error_message",
+                    "details",
+                    "download_link",
+                )  # fmt: skip
+            },
+        ),
         ("Run", {"fields": ("started_by", "created", "started_at", "finished_at", "attempts")}),
         ("Log", {"fields": ("log_display",)}),
     )
@@ -239,6 +252,21 @@ class SegmentExportAdmin(FeatureAccessMixin, ModelAdmin):
             percent,
         )
 
+    def _count(self, obj: SegmentExport, key: str):
+        return format_html('<span data-export-count="{}-{}">{}</span>', obj.pk, key, getattr(obj, key))
+
+    @display(description="Sent", ordering="sent")
+    def sent_count(self, obj: SegmentExport):
+        return self._count(obj, "sent")
+
+    @display(description="Skipped", ordering="skipped")
+    def skipped_count(self, obj: SegmentExport):
+        return self._count(obj, "skipped")
+
+    @display(description="Failed", ordering="failed")
+    def failed_count(self, obj: SegmentExport):
+        return self._count(obj, "failed")
+
     @display(description="File")
     def download_link(self, obj: SegmentExport):
         url = reverse("admin:segments_segmentexport_download", args=[obj.pk])
@@ -252,10 +280,6 @@ class SegmentExportAdmin(FeatureAccessMixin, ModelAdmin):
     @display(description="Log")
     def log_display(self, obj: SegmentExport):
         return format_html('<pre style="white-space: pre-wrap; max-height: 400px; overflow: auto">{}</pre>', obj.log)
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = {**(extra_context or {}), "export_live_js": True}
-        return super().change_view(request, object_id, form_url, extra_context)
 
     # --- views ---
     def _visible(self, request: HttpRequest, pk: int) -> SegmentExport:
