@@ -129,19 +129,28 @@ class CsvLoader(Loader):
             f"COPY (SELECT e.id{cells} FROM customer_entities e JOIN ({sql}) m ON m.id = e.id ORDER BY e.id) "
             f"TO STDOUT (FORMAT csv{delimiter_sql})"
         )
+        # COPY streams on its own connection, so progress can be recorded on Django's connection meanwhile (a
+        # psycopg connection runs one statement at a time). Inside a transaction (tests) the COPY must see its
+        # uncommitted rows: it then shares the connection and reports progress only at the end.
         connection.ensure_connection()
+        separate = not connection.in_atomic_block
+        raw = connection.get_new_connection(connection.get_connection_params()) if separate else connection.connection
         rows = 0
         reported = 0
-        with connection.connection.cursor() as cursor:
-            with cursor.copy(statement, params or None) as copy:
-                for data in copy:
-                    out.write(data)
-                    # Progress only (a quoted cell may hold a newline); the exact count is rowcount below.
-                    rows += bytes(data).count(b"\n")
-                    if rows - reported >= PROGRESS_EVERY:
-                        reported = rows
-                        context.checkpoint(last_entity_id=None, sent=rows, skipped=0, failed=0)
-            rows = cursor.rowcount if cursor.rowcount >= 0 else rows
+        try:
+            with raw.cursor() as cursor:
+                with cursor.copy(statement, params or None) as copy:
+                    for data in copy:
+                        out.write(data)
+                        # Progress only (a quoted cell may hold a newline); the exact count is rowcount below.
+                        rows += bytes(data).count(b"\n")
+                        if separate and rows - reported >= PROGRESS_EVERY:
+                            reported = rows
+                            context.checkpoint(last_entity_id=None, sent=rows, skipped=0, failed=0)
+                rows = cursor.rowcount if cursor.rowcount >= 0 else rows
+        finally:
+            if separate:
+                raw.close()
         context.checkpoint(last_entity_id=None, sent=rows, skipped=0, failed=0)
         return rows
 

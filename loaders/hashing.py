@@ -13,11 +13,11 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 
 ALGORITHMS = ("SHA256", "SHA1", "MD5")
-_HEX_LENGTHS = frozenset({32, 40, 64})
-_HEX = re.compile(r"[0-9a-f]+")
+HEX_LENGTHS = frozenset({32, 40, 64})
+HEX = re.compile(r"[0-9a-f]+")
 _NOT_DIGITS = re.compile(r"\D+")
 
-_HASHERS: dict[str, Callable[[bytes], object]] = {
+HASHERS: dict[str, Callable[[bytes], object]] = {
     "SHA256": hashlib.sha256,
     "SHA1": hashlib.sha1,
     "MD5": hashlib.md5,
@@ -25,7 +25,7 @@ _HASHERS: dict[str, Callable[[bytes], object]] = {
 
 
 def looks_hashed(value: str) -> bool:
-    return len(value) in _HEX_LENGTHS and _HEX.fullmatch(value) is not None
+    return len(value) in HEX_LENGTHS and HEX.fullmatch(value) is not None
 
 
 def normalise_email(value: str) -> str:
@@ -53,18 +53,18 @@ def hash_value(value: str, *, algorithm: str = "SHA256", kind: str = "email") ->
         return None
     if looks_hashed(normalised):
         return normalised
-    return _HASHERS[algorithm](normalised.encode("utf-8")).hexdigest()  # type: ignore[attr-defined]
+    return HASHERS[algorithm](normalised.encode("utf-8")).hexdigest()  # type: ignore[attr-defined]
 
 
 def hash_values(values: Iterable[object], *, algorithm: str = "SHA256", kind: str = "email") -> Iterator[str]:
     """The hot loop of audience uploads: normalise + hash many identifiers, skipping empty ones."""
-    hasher = _HASHERS[algorithm]
-    fullmatch = _HEX.fullmatch
+    hasher = HASHERS[algorithm]
+    fullmatch = HEX.fullmatch
     for value in values:
         text = str(value).strip().lower() if kind != "phone" else normalise(str(value), "phone")
         if not text:
             continue
-        if len(text) in _HEX_LENGTHS and fullmatch(text):
+        if len(text) in HEX_LENGTHS and fullmatch(text):
             yield text
         else:
             yield hasher(text.encode("utf-8")).hexdigest()  # type: ignore[attr-defined]

@@ -97,3 +97,33 @@ def test_a_failed_write_leaves_no_partial_file(storage):
 def test_file_name_must_be_plain():
     with pytest.raises(ConfigError):
         loader_for("csv", {"file_name": "a/b.csv"})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_copy_reports_progress_while_streaming(storage, monkeypatch):
+    """Progress is written on Django's connection while COPY streams on its own (no self-deadlock)."""
+    from django.db import connection
+
+    from loaders import csv_file
+
+    monkeypatch.setattr(csv_file, "PROGRESS_EVERY", 50)
+    CustomerEntity.objects.bulk_create(
+        [CustomerEntity(id=f"{i:032x}", attributes={"first_name": [f"N{i}"]}) for i in range(400)]
+    )
+    progress = []
+
+    def checkpoint(**kw):
+        with connection.cursor() as cursor:  # what the export engine does: an UPDATE per progress report
+            cursor.execute("SELECT 1")
+        progress.append(kw["sent"])
+
+    context = LoadContext(
+        export_id="progress",
+        storage=storage,
+        members_sql=("SELECT id FROM customer_entities", []),
+        checkpoint=checkpoint,
+    )
+    result = loader_for("csv", {"attributes": ["first_name"]}).load([], context=context)
+    assert result.sent == 400
+    assert len(progress) >= 8 and progress[-1] == 400
+    assert len(rows_of(storage, "exports/progress/customers.csv")) == 401
