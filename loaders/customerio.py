@@ -52,6 +52,8 @@ def _error_message(response: Response) -> str:
 class CustomerIoLoader(Loader):
     kind = "customerio"
     label = "Customer.io"
+    # The export adds `customer["segments"]`: every segment sent to this destination the customer is in.
+    wants_memberships = True
     fields = (
         ConfigField("site_id", required=True, max_length=100, help="From the Integration page of Customer.io."),
         ConfigField("api_key", required=True, secret=True, max_length=200, help="Tracking API key."),

@@ -231,6 +231,48 @@ def _members(segment: Segment, *, after: str, batch: int = MEMBERS_BATCH) -> Ite
         last = rows[-1][0]
 
 
+def _sibling_segments(segment: Segment, destination: ExportDestination) -> list[tuple[Segment, str, list]]:
+    """The other live segments this destination receives (a finished export or a schedule), with their SQL."""
+    ids = set(
+        SegmentExport.objects.filter(destination=destination, status=SegmentExport.Status.FINISHED).values_list(
+            "segment_id", flat=True
+        )
+    ) | set(ExportSchedule.objects.filter(destination=destination).values_list("segment_id", flat=True))
+    ids.discard(segment.pk)
+    ids.discard(None)
+    siblings = []
+    for other in Segment.objects.filter(pk__in=ids, trashed_at__isnull=True).order_by("pk"):
+        try:
+            where, params = segment_condition_sql(segment=other)
+        except Exception:  # noqa: BLE001 — a broken sibling segment must not stop this export
+            logger.warning("segment %s cannot be evaluated for memberships", other.pk)
+            continue
+        siblings.append((other, where, params))
+    return siblings
+
+
+def _with_memberships(
+    customers: Iterator[dict[str, Any]], segment: Segment, siblings: list[tuple[Segment, str, list]], batch: int = 1000
+) -> Iterator[dict[str, Any]]:
+    """Add `segments`: the exported segment plus the sibling segments each customer is in (Customer.io's
+    SegmentMembership lists every segment the destination receives, so one export must not drop the others)."""
+    from loaders.base import batched
+
+    for chunk in batched(customers, batch):
+        ids = [customer["id"] for customer in chunk]
+        member_of: dict[str, list[dict[str, Any]]] = {entity_id: [] for entity_id in ids}
+        for other, where, params in siblings:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT e.id FROM customer_entities e WHERE e.id = ANY(%s) AND ({where})", [ids, *params]
+                )
+                for (entity_id,) in cursor.fetchall():
+                    member_of[entity_id].append({"id": other.pk, "name": other.name})
+        for customer in chunk:
+            memberships = [{"id": segment.pk, "name": segment.name}, *member_of[customer["id"]]]
+            yield {**customer, "segments": sorted(memberships, key=lambda m: m["id"])}
+
+
 def _finish(export_id: int, *, status: str, message: str = "", **fields: Any) -> SegmentExport:
     SegmentExport.objects.filter(pk=export_id).update(
         status=status, error_message=message, finished_at=timezone.now(), in_flight_entity_id="", **fields
@@ -333,8 +375,11 @@ def export_run(*, export_id: int, sleep: Callable[[float], None] | None = None) 
         checkpoint=checkpoint,
         sleep=sleep,
     )
+    customers = _members(segment, after=after)
+    if getattr(loader, "wants_memberships", False):
+        customers = _with_memberships(customers, segment, _sibling_segments(segment, destination))
     try:
-        result = loader.load(_members(segment, after=after), context=context)
+        result = loader.load(customers, context=context)
     except LoaderError as exc:
         message = loader.scrub(str(exc))
         in_flight = SegmentExport.objects.filter(pk=export_id).values_list("in_flight_entity_id", flat=True).first()

@@ -269,3 +269,24 @@ def test_schedules_start_exports_when_due_and_only_then(vip, marketer, on_commit
 def test_schedule_frequency_is_checked(vip):
     with pytest.raises(ValidationError):
         services.schedule_set(segment=vip, destination=csv_destination(), frequency="weekly")
+
+
+def test_customerio_membership_lists_every_segment_sent_to_the_destination(vip, marketer, customerio):
+    from segments.services import segment_create
+
+    destination = customerio_destination(customerio, one_attribute_per_segment=True)
+    early = segment_create(
+        owner=marketer,
+        name="Early birds",
+        conditions={
+            "operator": "and",
+            "children": [{"attribute": "first_name", "operator": "in", "value": ["Name0", "Name1"]}],
+        },
+    )
+    run(services.export_create(segment=early, destination=destination, user=marketer, enqueue=False))
+    run(services.export_create(segment=vip, destination=destination, user=marketer, enqueue=False))
+    first = customerio.people[f"{0:032x}"]
+    ordered = sorted([early.pk, vip.pk])
+    assert first["SegmentMembership"] == ",".join(f"'{pk}'" for pk in ordered)
+    assert first["In Early birds"] is True and first["In VIP customers"] is True
+    assert customerio.people[f"{3:032x}"]["SegmentMembership"] == f"'{vip.pk}'"
