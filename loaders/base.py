@@ -173,6 +173,8 @@ class LoadContext:
     segment_name: str = ""
     attributes: list[str] = field(default_factory=list)  # the destination's mandatory attributes
     members_sql: tuple[str, list[Any]] | None = None
+    # Or, better for COPY (no self-join): the members' condition as SQL over `customer_entities e`.
+    members_condition: tuple[str, list[Any]] | None = None
     state: dict[str, Any] = field(default_factory=dict)
     export_id: Any = None
     log: Callable[[str], None] = lambda message: None

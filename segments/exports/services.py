@@ -16,6 +16,7 @@ An export is never left "running" without a live worker for longer than the stal
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -231,6 +232,16 @@ def _members(segment: Segment, *, after: str, batch: int = MEMBERS_BATCH) -> Ite
         last = rows[-1][0]
 
 
+def _count_members(export_id: int, segment: Segment, sizes: dict[str, int | None]) -> None:
+    try:
+        sizes["total"] = segment_members_count(segment=segment)
+        SegmentExport.objects.filter(pk=export_id, total__isnull=True).update(total=sizes["total"])
+    except Exception:  # noqa: BLE001 — only progress depends on it
+        logger.warning("segment export %s: counting the members failed", export_id, exc_info=True)
+    finally:
+        connection.close()  # this thread's own connection
+
+
 def _sibling_segments(segment: Segment, destination: ExportDestination) -> list[tuple[Segment, str, list]]:
     """The other live segments this destination receives (a finished export or a schedule), with their SQL."""
     ids = set(
@@ -332,13 +343,21 @@ def export_run(*, export_id: int, sleep: Callable[[float], None] | None = None) 
     else:
         base = {"sent": export.sent, "skipped": export.skipped, "failed": export.failed}
         after, state = export.checkpoint_entity_id, dict(export.checkpoint_state)
-    total = export.total
-    if total is None:
-        total = segment_members_count(segment=segment)
-        SegmentExport.objects.filter(pk=export_id).update(total=total)
+    sizes: dict[str, int | None] = {"total": export.total}
+    counter: threading.Thread | None = None
+    if export.total is None and loader.produces_file and not connection.in_atomic_block:
+        # A file export is one COPY: count the members alongside it (own thread, own connection) rather than first.
+        # (Inside a transaction — tests — another connection would not see its rows: count first.)
+        counter = threading.Thread(target=_count_members, args=(export_id, segment, sizes), daemon=True)
+        counter.start()
+    elif export.total is None:
+        sizes["total"] = segment_members_count(segment=segment)
+        SegmentExport.objects.filter(pk=export_id).update(total=sizes["total"])
+    total = sizes["total"]
     if restart:
         SegmentExport.objects.filter(pk=export_id).update(sent=0, skipped=0, failed=0, progress=0.0)
-        export_log(export_id=export_id, message=f"Started: {total} members to {destination.name} ({loader.label}).")
+        members = f"{total} members" if total is not None else "the members"
+        export_log(export_id=export_id, message=f"Started: {members} to {destination.name} ({loader.label}).")
     else:
         export_log(export_id=export_id, message=f"Resumed after entity {after} ({base['sent']} already sent).")
 
@@ -352,7 +371,7 @@ def export_run(*, export_id: int, sleep: Callable[[float], None] | None = None) 
         done = counts["sent"] + counts["skipped"] + counts["failed"]
         fields: dict[str, Any] = {
             **counts,
-            "progress": min(1.0, done / total) if total else 0.0,
+            "progress": min(1.0, done / sizes["total"]) if sizes["total"] else 0.0,
             "heartbeat_at": timezone.now(),
             "in_flight_entity_id": "",
         }
@@ -363,11 +382,13 @@ def export_run(*, export_id: int, sleep: Callable[[float], None] | None = None) 
         SegmentExport.objects.filter(pk=export_id).update(**fields)
 
     members_sql = segment_members_sql(segment=segment) if loader.produces_file else None
+    members_condition = segment_condition_sql(segment=segment) if loader.produces_file else None
     context = LoadContext(
         segment_id=segment.pk,
         segment_name=segment.name,
         attributes=list(destination.mandatory_attributes),
         members_sql=members_sql,
+        members_condition=members_condition,
         state=state,
         export_id=export_id,
         log=lambda message: export_log(export_id=export_id, message=loader.scrub(message)),
@@ -399,8 +420,16 @@ def export_run(*, export_id: int, sleep: Callable[[float], None] | None = None) 
         message = loader.scrub(f"Unexpected error: {type(exc).__name__}: {exc}")[:2000]
         return _finish(export_id, status=SegmentExport.Status.ERROR, message=message)
     fields: dict[str, Any] = {"progress": 1.0, "details": result.details}
+    if counter is not None:
+        counter.join(timeout=60)
     if loader.produces_file:
-        fields.update(sent=result.sent, skipped=result.skipped, failed=result.failed, file_name=result.details["file"])
+        fields.update(
+            total=result.sent,
+            sent=result.sent,
+            skipped=result.skipped,
+            failed=result.failed,
+            file_name=result.details["file"],
+        )
     for reason in result.errors[:20]:
         export_log(export_id=export_id, message=f"Rejected: {reason}")
     return _finish(export_id, status=SegmentExport.Status.FINISHED, **fields)

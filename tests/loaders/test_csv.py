@@ -72,7 +72,10 @@ def test_copy_path_matches_the_python_path(db, storage):
     assert result.sent == 2 and progress[-1] == 2
     people = [{"id": e.id, "attributes": e.attributes} for e in sorted(entities, key=lambda e: e.id)]
     loader.load(people, context=LoadContext(export_id="py", storage=storage))
+    condition = LoadContext(export_id="where", storage=storage, members_condition=("e.id = ANY(%s)", [ids]))
+    loader.load([], context=condition)
     assert rows_of(storage, "exports/copy/customers.csv") == rows_of(storage, "exports/py/customers.csv")
+    assert rows_of(storage, "exports/where/customers.csv") == rows_of(storage, "exports/py/customers.csv")
 
 
 def test_destination_attributes_are_added_and_delimiter_is_configurable(storage):
