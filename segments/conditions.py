@@ -71,6 +71,18 @@ MAX_TEXT = 1000
 MAX_DAYS = 36600
 _NODE_KEYS = {"operator", "children", "negate", "attribute", "value", "type", "id"}
 
+# The seed's exclusion-marketing case (consenting adults, not male, who have not bought yet): the example in the
+# API schema, the tests' and the benchmark's segment.
+EXCLUSION_EXAMPLE: dict[str, Any] = {
+    "operator": "and",
+    "children": [
+        {"attribute": "consent", "operator": "is_true"},
+        {"attribute": "age", "operator": "gte", "value": 18},
+        {"attribute": "gender", "operator": "equals", "value": "male", "negate": True},
+        {"attribute": "total_revenue", "operator": "equals", "value": 0},
+    ],
+}
+
 
 class ConditionInvalid(ValueError):
     """A condition tree that cannot be used; `path` points at the bad node (e.g. conditions.children[2].value)."""
