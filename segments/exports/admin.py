@@ -1,8 +1,8 @@
 """Business Explorer pages for export destinations, segment exports (history with live progress, CSV download,
 "New export": pick a segment and a destination, confirm) and scheduled exports. Writes go through services.
 
-Registered from loaders/admin.py (Django's admin autodiscovery imports `<app>.admin`; segments/admin.py belongs to
-the segments pages)."""
+Imported (so registered) by segments/admin.py, which mixes the segment page's "Export" button in, and by
+loaders/admin.py."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin
-from unfold.decorators import display
+from unfold.decorators import action, display
 
 from cdp.admin.base import FeatureAccessMixin, render_confirmation, user_has_feature
 from cdp.features import Feature
@@ -49,6 +49,18 @@ def export_status_payload(export: SegmentExport) -> dict[str, Any]:
         "done": export.is_done,
         "download_url": reverse("admin:segments_segmentexport_download", args=[export.pk]) if export.has_file else None,
     }
+
+
+class SegmentExportActionMixin:
+    """The "Export" button on a segment's page (mixed into segments.admin.SegmentAdmin): pick a destination,
+    confirm, and the export starts."""
+
+    def has_export_segment_permission(self, request: HttpRequest, object_id: Any = None) -> bool:
+        return user_has_feature(request, Feature.EXPORTS_RUN)
+
+    @action(description="Export", url_path="export", permissions=["export_segment"], icon="upload")
+    def export_segment(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return redirect(f"{reverse('admin:segments_segmentexport_new')}?segment={object_id}")
 
 
 # --- destinations ------------------------------------------------------------------------------------------

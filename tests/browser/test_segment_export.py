@@ -28,8 +28,11 @@ def test_export_a_segment_to_csv_from_the_admin(media, celery_worker_process, pa
     destination = csv_destination(name="Analyst CSV")
     admin_login(page, username="admin", password="Adm1n-password!")
 
-    # The segment's "Export" button leads here with the segment chosen.
-    page.goto(f"/admin/segments/segmentexport/new/?segment={segment.pk}")
+    # The segment's page has an "Export" button: pick a destination, confirm.
+    page.goto(f"/admin/segments/segment/{segment.pk}/change/")
+    page.locator(f'a[href$="/segment/{segment.pk}/export/"]').click()
+    page.wait_for_url(f"**/admin/segments/segmentexport/new/?segment={segment.pk}")
+    assert page.locator("#id_segment").input_value() == str(segment.pk)
     page.select_option("#id_destination", str(destination.pk))
     page.click("#new-export-form button[type=submit]")
     page.get_by_text(f"Export “{segment.name}” to Analyst CSV?").wait_for()
