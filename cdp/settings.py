@@ -41,6 +41,8 @@ INSTALLED_APPS = [
     "cdp",
     "stitching",
     "segments",
+    "loaders",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -134,7 +136,12 @@ CELERY_BEAT_SCHEDULE = {
     "stitch-pending-every-minute": {"task": "stitching.tasks.stitch_pending", "schedule": 60},
     # Segment sizes over time (insights): one snapshot per segment and day.
     "segments-size-snapshot-daily": {"task": "segments.tasks.segments_size_snapshot", "schedule": 24 * 3600},
+    # Segment exports: resume or cleanly fail exports whose worker died; start scheduled (hourly / daily) exports.
+    "segment-exports-watchdog": {"task": "segments.exports.tasks.segment_exports_watchdog", "schedule": 60},
+    "segment-exports-scheduled": {"task": "segments.exports.tasks.segment_exports_scheduled", "schedule": 300},
 }
+# An export whose worker has not reported for this long is resumed (or cleanly failed) by the watchdog.
+CDP_EXPORT_STALE_AFTER_S = env_int("CDP_EXPORT_STALE_AFTER_S", 600, minimum=30)
 
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

@@ -14,6 +14,8 @@ urlpatterns = [
     path("api/", include("stitching.api.urls")),
     path("api/", include("cdp.api.urls")),
     path("api/", include("segments.api.urls")),
+    path("api/", include("notifications.api.urls")),
+    path("api/", include("segments.exports.api.urls")),
     path("wbs", audience_view, name="audience"),
     path("v1/", include("cdp.segment_api.urls")),
     path("admin/", admin.site.urls),

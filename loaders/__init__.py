@@ -1,0 +1,1 @@
+"""Loaders: one module per destination behind one small contract (loaders.base), a registry (loaders.registry)."""

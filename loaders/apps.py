@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class LoadersConfig(AppConfig):
+    name = "loaders"
+    verbose_name = "Loaders"

@@ -1,0 +1,82 @@
+from rest_framework import serializers
+
+from loaders.registry import KIND_CHOICES
+from segments.exports.models import ExportDestination, ExportSchedule, SegmentExport
+from segments.exports.services import destination_config_display
+
+
+class ExportDestinationSerializer(serializers.ModelSerializer):
+    kind = serializers.ChoiceField(choices=KIND_CHOICES)
+    config = serializers.JSONField(
+        help_text="The loader's settings (see GET .../kinds). Secrets are write-only: shown back masked; send the "
+        "masked value or omit a secret to keep the stored one."
+    )
+    mandatory_attributes = serializers.ListField(child=serializers.CharField(), required=False)
+    loader = serializers.CharField(source="loader_label", read_only=True)
+    created_by = serializers.StringRelatedField(read_only=True)
+
+    class Meta:
+        model = ExportDestination
+        fields = ["id", "name", "kind", "loader", "config", "mandatory_attributes", "created_by", "created", "modified"]
+        read_only_fields = ["id", "loader", "created_by", "created", "modified"]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["config"] = destination_config_display(instance)
+        return data
+
+
+class DestinationUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(required=False)
+    config = serializers.JSONField(required=False)
+    mandatory_attributes = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+class LoaderFieldSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.CharField()
+    required = serializers.BooleanField()
+    secret = serializers.BooleanField()
+    default = serializers.JSONField(required=False)
+    choices = serializers.ListField(child=serializers.CharField(), required=False)
+    help = serializers.CharField(required=False)
+
+
+class LoaderKindSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    label = serializers.CharField()
+    idempotent = serializers.BooleanField()
+    produces_file = serializers.BooleanField()
+    fields = LoaderFieldSerializer(many=True)
+
+
+class SegmentExportSerializer(serializers.ModelSerializer):
+    started_by = serializers.StringRelatedField(read_only=True)
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SegmentExport
+        fields = [
+            "id", "segment", "segment_name", "destination", "destination_name", "destination_kind", "status",
+            "progress", "total", "sent", "skipped", "failed", "error_message", "details", "started_by", "schedule",
+            "created", "started_at", "finished_at", "attempts", "download_url", "log",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_download_url(self, obj: SegmentExport) -> str | None:
+        request = self.context.get("request")
+        if not obj.has_file or request is None:
+            return None
+        return request.build_absolute_uri(f"/api/segment_exports/{obj.pk}/download")
+
+
+class SegmentExportCreateSerializer(serializers.Serializer):
+    segment = serializers.IntegerField(help_text="Segment id (you must be able to see it).")
+    destination = serializers.IntegerField(help_text="Export destination id.")
+
+
+class ExportScheduleSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ExportSchedule
+        fields = ["id", "segment", "destination", "frequency", "enabled", "last_run_at", "created"]
+        read_only_fields = ["id", "last_run_at", "created"]

@@ -1,0 +1,123 @@
+"""Meta Conversions API loader against a local Graph API server."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cdp.models import CustomerEntity, CustomerEvent
+from cdp.services.data_sources import data_source_create
+from loaders.base import LoadContext, LoaderError
+from loaders.registry import loader_for
+from tests.loaders.fakes import sha256
+
+
+@pytest.fixture
+def shop(db):
+    source, _ = data_source_create(slug="shop", name="Shop", with_write_key=False)
+    now = datetime.now(UTC)
+    jane = CustomerEntity.objects.create(
+        attributes={"ps_email_address": [" Jane@Example.com"], "ps_phone": ["+420 602 123 456"]}
+    )
+    bob = CustomerEntity.objects.create(attributes={"ps_email_address": ["bob@example.com"]})
+    quiet = CustomerEntity.objects.create(attributes={"ps_email_address": ["quiet@example.com"]})
+
+    def event(entity, type, age, key, payload=None):
+        return CustomerEvent.objects.create(
+            source=source,
+            type=type,
+            event_time=now - age,
+            payload=payload or {},
+            idempotency_key=key,
+            customer_entity=entity,
+        )
+
+    event(jane, "purchase", timedelta(days=1), "order-1", {"properties": {"revenue": 42.5, "currency": "eur"}})
+    event(jane, "purchase", timedelta(days=8), "order-old")  # too old: never sent
+    event(jane, "page_view", timedelta(hours=1), "pv-1")  # not a chosen type
+    event(bob, "lead", timedelta(hours=2), "lead-1")
+    return {"jane": jane, "bob": bob, "quiet": quiet}
+
+
+def customers_of(shop):
+    return [{"id": e.id, "attributes": e.attributes} for e in sorted(shop.values(), key=lambda e: e.id)]
+
+
+def capi_loader(fake, **config):
+    return loader_for(
+        "meta_capi",
+        {
+            "pixel_id": "1234567890",
+            "access_token": fake.token,
+            "event_types": ["purchase", "lead"],
+            "event_names": {"purchase": "Purchase", "lead": "Lead"},
+            "api_base_url": fake.url,
+            **config,
+        },
+    )
+
+
+def test_recent_events_are_sent_with_hashed_user_data(shop, meta_graph, sleeps):
+    result = capi_loader(meta_graph, test_event_code="TEST123").load(
+        customers_of(shop), context=LoadContext(sleep=sleeps)
+    )
+    assert (result.sent, result.failed, result.skipped) == (2, 0, 1)
+    purchase = meta_graph.events[("Purchase", "order-1")]
+    assert purchase["user_data"]["em"] == [sha256("jane@example.com")]
+    assert purchase["user_data"]["ph"] == [sha256("420602123456")]
+    assert purchase["user_data"]["external_id"] == [sha256(shop["jane"].id)]
+    assert purchase["custom_data"] == {"value": 42.5, "currency": "EUR"}
+    assert purchase["action_source"] == "website" and purchase["test_event_code"] == "TEST123"
+    assert ("Lead", "lead-1") in meta_graph.events
+    assert not any(key[1] == "order-old" for key in meta_graph.events)
+    request = meta_graph.requests[0]
+    assert request.path == "/v21.0/1234567890/events"
+
+
+def test_resending_is_deduplicated_by_event_id(shop, meta_graph, sleeps):
+    for _ in range(2):
+        capi_loader(meta_graph).load(customers_of(shop), context=LoadContext(sleep=sleeps))
+    assert len(meta_graph.events) == 2
+
+
+def test_requests_hold_at_most_batch_size_events(shop, meta_graph, sleeps):
+    capi_loader(meta_graph, batch_size=1).load(customers_of(shop), context=LoadContext(sleep=sleeps))
+    assert [len(r.json()["data"]) for r in meta_graph.requests] == [1, 1]
+
+
+def test_an_invalid_event_fails_alone(shop, meta_graph, sleeps):
+    source = CustomerEvent.objects.first().source
+    CustomerEvent.objects.create(
+        source=source,
+        type="purchase",
+        event_time=datetime.now(UTC) - timedelta(hours=3),
+        payload={"properties": {"revenue": -1}},
+        idempotency_key="order-bad",
+        customer_entity=shop["bob"],
+    )
+    result = capi_loader(meta_graph).load(customers_of(shop), context=LoadContext(sleep=sleeps))
+    assert (result.sent, result.failed) == (2, 1)
+    assert "order-bad" in result.errors[0] and "must not be negative" in result.errors[0]
+
+
+def test_bad_token_stops_without_leaking_it(shop, meta_graph, sleeps):
+    loader = loader_for(
+        "meta_capi",
+        {
+            "pixel_id": "1",
+            "access_token": "EAAB-wrong-token",
+            "event_types": ["purchase"],
+            "api_base_url": meta_graph.url,
+        },
+    )
+    with pytest.raises(LoaderError) as info:
+        loader.load(customers_of(shop), context=LoadContext(sleep=sleeps))
+    assert info.value.permanent and "Invalid OAuth access token" in str(info.value)
+    assert "EAAB-wrong-token" not in str(info.value)
+
+
+def test_throttling_and_5xx_are_retried(shop, meta_graph, sleeps):
+    meta_graph.fail_next(429, {"Retry-After": "4"}, {"error": {"message": "busy", "code": 4}})
+    meta_graph.fail_next(400, {}, {"error": {"message": "Application request limit reached", "code": 4}})
+    meta_graph.fail_next(500, {}, {"error": {"message": "unknown", "code": 2}})
+    result = capi_loader(meta_graph).load(customers_of(shop), context=LoadContext(sleep=sleeps))
+    assert result.sent == 2 and sleeps.waits[0] == 4 and len(sleeps.waits) == 3

@@ -1,0 +1,137 @@
+"""API "Segment Export Destinations", "Segment Exports", export schedules and notifications; `run_export`."""
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from cdp.features import Feature
+from cdp.services.auth import role_create, user_create
+from notifications.models import Notification
+from segments.exports.models import ExportDestination, SegmentExport
+from tests.conftest import client_for
+from tests.segments.exports_helpers import attributes_define, csv_destination, customers_create, vip_segment
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+
+
+@pytest.fixture
+def exporter(db):
+    role = role_create(name="Exporter", features=[Feature.EXPORTS_RUN, Feature.SEGMENTS_VIEW])
+    return user_create(username="exporter", password="Exporter-password!", role=role)
+
+
+@pytest.fixture
+def vip(db, exporter):
+    attributes_define()
+    customers_create(3)
+    return vip_segment(exporter)
+
+
+def test_destinations_need_the_feature_to_edit_and_never_show_secrets(admin_client, exporter, outsider_client):
+    body = {
+        "name": "Pinterest VIP",
+        "kind": "pinterest",
+        "config": {"access_token": "pina_secret_token_1234", "ad_account_id": "549755885175", "audience_name": "VIP"},
+        "mandatory_attributes": [],
+    }
+    assert outsider_client.post("/api/segment_export_destinations/", body, format="json").status_code == 403
+    assert client_for(exporter).post("/api/segment_export_destinations/", body, format="json").status_code == 403
+    response = admin_client.post("/api/segment_export_destinations/", body, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["config"]["access_token"] == "••••1234"
+    listed = client_for(exporter).get("/api/segment_export_destinations/").json()
+    assert listed["results"][0]["name"] == "Pinterest VIP"
+    assert "pina_secret_token" not in str(listed)
+    destination_id = response.json()["id"]
+    patched = admin_client.patch(
+        f"/api/segment_export_destinations/{destination_id}",
+        {"config": {**response.json()["config"], "audience_name": "VIP 2"}},
+        format="json",
+    )
+    assert patched.status_code == 200
+    assert ExportDestination.objects.get().full_config()["access_token"] == "pina_secret_token_1234"
+
+
+def test_bad_destination_config_is_a_400_naming_the_field(admin_client):
+    response = admin_client.post(
+        "/api/segment_export_destinations/",
+        {"name": "P", "kind": "pinterest", "config": {"access_token": "t", "ad_account_id": "12345678901234567890"}},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["status"] == "error" and "ad_account_id" in response.json()["message"]
+
+
+def test_kinds_describe_the_settings(admin_client):
+    kinds = {k["kind"]: k for k in admin_client.get("/api/segment_export_destinations/kinds").json()}
+    assert set(kinds) == {"csv", "pinterest", "customerio", "meta_capi", "webhook"}
+    fields = {f["name"]: f for f in kinds["customerio"]["fields"]}
+    assert fields["api_key"]["secret"] and fields["site_id"]["required"] and fields["region"]["choices"] == ["US", "EU"]
+
+
+def test_create_an_export_poll_it_and_download_the_csv(exporter, vip, django_capture_on_commit_callbacks):
+    client = client_for(exporter)
+    destination = csv_destination()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/api/segment_exports/", {"segment": vip.pk, "destination": destination.pk}, format="json"
+        )
+    assert response.status_code == 201, response.json()
+    export = client.get(f"/api/segment_exports/{response.json()['id']}").json()
+    assert export["status"] == "finished" and export["sent"] == 3 and export["progress"] == 1.0
+    assert export["download_url"].endswith(f"/api/segment_exports/{export['id']}/download")
+    download = client.get(f"/api/segment_exports/{export['id']}/download")
+    assert download.status_code == 200 and download["Content-Type"] == "text/csv"
+    lines = b"".join(download.streaming_content).decode().splitlines()
+    assert lines[0] == "customer_entity_id,ps_email_address,first_name" and len(lines) == 4
+    notes = client.get("/api/notifications/?unread=true").json()
+    assert notes["results"][0]["level"] == "success"
+    marked = client.post("/api/notifications/mark_read", {}, format="json").json()
+    assert marked == {"marked": 1, "unread": 0}
+
+
+def test_exports_follow_the_segment_acl(exporter, vip, admin_user, outsider):
+    other_role = role_create(name="Other exporter", features=[Feature.EXPORTS_RUN])
+    other = client_for(user_create(username="other", password="Other-password!", role=other_role))
+    destination = csv_destination()
+    response = other.post("/api/segment_exports/", {"segment": vip.pk, "destination": destination.pk}, format="json")
+    assert response.status_code == 404
+    client_for(exporter).post(
+        "/api/segment_exports/", {"segment": vip.pk, "destination": destination.pk}, format="json"
+    )
+    assert other.get("/api/segment_exports/").json()["results"] == []
+    assert client_for(outsider).get("/api/segment_exports/").status_code == 403
+
+
+def test_unknown_destination_is_a_400(exporter, vip):
+    response = client_for(exporter).post(
+        "/api/segment_exports/", {"segment": vip.pk, "destination": 999}, format="json"
+    )
+    assert response.status_code == 400 and "destination" in response.json()["message"]
+
+
+def test_schedules_api(exporter, vip):
+    client = client_for(exporter)
+    destination = csv_destination()
+    body = {"segment": vip.pk, "destination": destination.pk, "frequency": "daily"}
+    response = client.post("/api/segment_export_schedules/", body, format="json")
+    assert response.status_code == 201, response.json()
+    assert client.get("/api/segment_export_schedules/").json()["results"][0]["frequency"] == "daily"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_export_command_exports_and_reports(exporter, capsys, settings, tmp_path):
+    attributes_define()
+    customers_create(4)
+    segment = vip_segment(exporter, name="Command VIPs")
+    csv_destination(name="Files")
+    call_command("run_export", "Command VIPs", "Files", "--user", "exporter", "--no-progress")
+    out = capsys.readouterr().out
+    assert "finished; 4 sent" in out
+    export = SegmentExport.objects.get(segment=segment)
+    assert export.started_by == exporter and export.file_name
+    assert Notification.objects.filter(user=exporter, level="success").exists()
+    with pytest.raises(CommandError, match="Unknown segment"):
+        call_command("run_export", "Nope", "Files")

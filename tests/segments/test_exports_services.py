@@ -1,0 +1,292 @@
+"""Segment exports: destinations (validated, secrets encrypted), the export engine, checkpoints and the watchdog,
+schedules, notifications. Tasks run in-process here; tests/segments/test_exports_worker.py uses real workers."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from notifications.models import Notification
+from segments.exports import services
+from segments.exports.models import ExportDestination, ExportSchedule, SegmentExport
+from tests.loaders.fakes import FakeCustomerIo, FakeWebhookReceiver
+from tests.segments.exports_helpers import (
+    attributes_define,
+    csv_destination,
+    csv_rows,
+    customerio_destination,
+    customers_create,
+    vip_segment,
+    webhook_destination,
+)
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    return tmp_path
+
+
+@pytest.fixture
+def on_commit(django_capture_on_commit_callbacks):
+    return django_capture_on_commit_callbacks
+
+
+@pytest.fixture
+def marketer(admin_user):
+    return admin_user
+
+
+@pytest.fixture
+def vip(db, marketer):
+    attributes_define()
+    customers_create(5)
+    customers_create(2, vip=False, start=100)
+    return vip_segment(marketer)
+
+
+@pytest.fixture
+def customerio():
+    fake = FakeCustomerIo().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def receiver():
+    fake = FakeWebhookReceiver().start()
+    yield fake
+    fake.stop()
+
+
+def run(export):
+    """What the task does."""
+    return services.export_run(export_id=export.pk, sleep=lambda s: None)
+
+
+# --- destinations ---
+
+
+def test_destination_config_is_validated_naming_the_field(db):
+    with pytest.raises(ValidationError) as info:
+        services.destination_create(name="P", kind="pinterest", config={"access_token": "t", "ad_account_id": "x1"})
+    assert "ad_account_id" in info.value.message_dict["config"][0]
+    with pytest.raises(ValidationError) as info:
+        services.destination_create(name="F", kind="fax", config={})
+    assert "kind" in info.value.message_dict
+    with pytest.raises(ValidationError) as info:
+        services.destination_create(name="C", kind="csv", config={}, mandatory_attributes=["nope"])
+    assert "nope" in info.value.message_dict["mandatory_attributes"][0]
+
+
+def test_secrets_are_encrypted_masked_and_kept_when_masked(db, customerio):
+    destination = customerio_destination(customerio, api_key="cio-api-key-secret-9876")
+    stored = ExportDestination.objects.get(pk=destination.pk)
+    assert "api_key" not in stored.config
+    assert "cio-api-key-secret" not in stored.secrets_encrypted
+    assert "cio-api-key-secret" not in repr(stored)
+    shown = services.destination_config_display(stored)
+    assert shown["api_key"] == "••••9876" and shown["site_id"] == "site-1"
+    services.destination_update(destination=stored, config={**shown, "region": "EU"})
+    assert stored.full_config()["api_key"] == "cio-api-key-secret-9876"
+    assert stored.full_config()["region"] == "EU"
+    services.destination_update(destination=stored, config={**shown, "api_key": "new-key-value-0000"})
+    assert stored.full_config()["api_key"] == "new-key-value-0000"
+
+
+# --- the engine ---
+
+
+def test_csv_export_finishes_with_the_members_and_notifies(vip, marketer, django_capture_on_commit_callbacks):
+    destination = csv_destination()
+    with django_capture_on_commit_callbacks(execute=True):
+        export = services.export_create(segment=vip, destination=destination, user=marketer)
+    export.refresh_from_db()
+    assert export.status == SegmentExport.Status.FINISHED, export.error_message
+    assert (export.total, export.sent, export.progress) == (5, 5, 1.0)
+    rows = csv_rows(export.file_name)
+    assert rows[0] == ["customer_entity_id", "ps_email_address", "first_name"]
+    assert [row[0] for row in rows[1:]] == [f"{i:032x}" for i in range(5)]
+    assert rows[1][1:] == ["c0@example.com", "Name0"]
+    note = Notification.objects.get(user=marketer)
+    assert note.level == "success" and "finished" in note.title and "5 sent" in note.message
+    assert "Started: 5 members" in export.log
+
+
+def test_a_duplicated_task_message_claims_nothing(vip, marketer):
+    export = services.export_create(segment=vip, destination=csv_destination(), user=marketer, enqueue=False)
+    assert run(export).status == SegmentExport.Status.FINISHED
+    assert run(export) is None
+
+
+def test_partial_failures_are_counted_and_logged(vip, marketer, customerio):
+    from cdp.models import CustomerEntity
+
+    CustomerEntity.objects.filter(id=f"{2:032x}").update(attributes={"vip": [True], "ps_email_address": ["broken"]})
+    export = services.export_create(segment=vip, destination=customerio_destination(customerio), user=marketer)
+    export = run(SegmentExport.objects.get(pk=export.pk))
+    assert export.status == SegmentExport.Status.FINISHED
+    assert (export.sent, export.failed) == (4, 1)
+    assert "Rejected: row" in export.log and "invalid (email)" in export.log
+    assert customerio.people[f"{0:032x}"]["SegmentMembership"] == f"'{vip.pk}'"
+
+
+def test_a_permanent_error_ends_the_export_with_the_provider_message(vip, marketer, customerio):
+    destination = customerio_destination(customerio, api_key="wrong-key-value")
+    export = run(services.export_create(segment=vip, destination=destination, user=marketer, enqueue=False))
+    assert export.status == SegmentExport.Status.ERROR
+    assert "Unauthorized request" in export.error_message and "wrong-key-value" not in export.error_message
+    assert "wrong-key-value" not in export.log
+    note = Notification.objects.get(user=marketer)
+    assert note.level == "error" and "Unauthorized request" in note.message
+
+
+def test_a_transient_failure_waits_and_retries_later_from_the_checkpoint(vip, marketer, customerio):
+    for _ in range(6):
+        customerio.fail_next(503, {"Retry-After": "1"}, {"meta": {"error": "maintenance"}})
+    export = services.export_create(segment=vip, destination=customerio_destination(customerio), enqueue=False)
+    export = run(export)
+    assert export.status == SegmentExport.Status.WAITING
+    assert "gave up after 6 attempts" in export.log and "Retrying in 60s" in export.log
+    export = run(export)  # the retry (enqueued with a countdown) runs later
+    assert export.status == SegmentExport.Status.FINISHED and export.sent == 5
+
+
+def test_an_invalid_destination_is_refused_before_anything_is_queued(vip, marketer):
+    destination = csv_destination()
+    ExportDestination.objects.filter(pk=destination.pk).update(config={"file_name": "../../x"})
+    destination.refresh_from_db()
+    with pytest.raises(ValidationError) as info:
+        services.export_create(segment=vip, destination=destination, user=marketer)
+    assert "file_name" in str(info.value)
+    assert not SegmentExport.objects.exists()
+
+
+# --- a worker that died: the watchdog ---
+
+
+def _as_if_the_worker_died(export, *, checkpoint: str, sent: int, in_flight: str = "", state=None):
+    SegmentExport.objects.filter(pk=export.pk).update(
+        status=SegmentExport.Status.RUNNING,
+        heartbeat_at=timezone.now() - timedelta(hours=1),
+        checkpoint_entity_id=checkpoint,
+        checkpoint_state=state or {},
+        sent=sent,
+        total=5,
+        attempts=1,
+        in_flight_entity_id=in_flight,
+    )
+
+
+def test_an_idempotent_export_resumes_after_its_last_checkpoint(vip, marketer, customerio, on_commit):
+    export = services.export_create(segment=vip, destination=customerio_destination(customerio), enqueue=False)
+    _as_if_the_worker_died(export, checkpoint=f"{2:032x}", sent=3, in_flight=f"{4:032x}")
+    with on_commit(execute=True):
+        assert services.exports_stale_recover() == {"resumed": 1, "failed": 0, "requeued": 0}
+    export.refresh_from_db()
+    assert export.status == SegmentExport.Status.FINISHED  # the re-enqueued task ran in-process
+    assert export.sent == 5
+    assert set(customerio.people) == {f"{3:032x}", f"{4:032x}"}  # only what came after the checkpoint
+    assert "resuming" in export.log and "Resumed after entity" in export.log
+
+
+def test_a_webhook_export_with_a_batch_in_flight_fails_cleanly_and_sends_nothing_twice(
+    vip, marketer, receiver, on_commit
+):
+    export = services.export_create(
+        segment=vip, destination=webhook_destination(receiver, batch_size=2), user=marketer, enqueue=False
+    )
+    _as_if_the_worker_died(export, checkpoint=f"{1:032x}", sent=2, in_flight=f"{3:032x}", state={"batches": 1})
+    with on_commit(execute=True):
+        assert services.exports_stale_recover() == {"resumed": 0, "failed": 1, "requeued": 0}
+    export.refresh_from_db()
+    assert export.status == SegmentExport.Status.ERROR
+    assert "was not sent again" in export.error_message
+    assert receiver.requests == []
+    assert Notification.objects.get(user=marketer).level == "error"
+
+
+def test_a_webhook_export_between_batches_resumes(vip, marketer, receiver, on_commit):
+    export = services.export_create(segment=vip, destination=webhook_destination(receiver, batch_size=2), enqueue=False)
+    _as_if_the_worker_died(export, checkpoint=f"{1:032x}", sent=2, state={"batches": 1})
+    with on_commit(execute=True):
+        services.exports_stale_recover()
+    export.refresh_from_db()
+    assert export.status == SegmentExport.Status.FINISHED and export.sent == 5
+    sent = [c["id"] for batch in receiver.batches for c in batch["customers"]]
+    assert sent == [f"{i:032x}" for i in range(2, 5)]
+    assert [b["batch_id"] for b in receiver.batches] == [f"{export.pk}-2", f"{export.pk}-3"]
+
+
+def test_fresh_running_exports_are_left_alone(vip):
+    export = services.export_create(segment=vip, destination=csv_destination(), enqueue=False)
+    SegmentExport.objects.filter(pk=export.pk).update(status="running", heartbeat_at=timezone.now())
+    assert services.exports_stale_recover() == {"resumed": 0, "failed": 0, "requeued": 0}
+
+
+def test_an_export_that_keeps_dying_is_given_up(vip, marketer, on_commit):
+    export = services.export_create(segment=vip, destination=csv_destination(), user=marketer, enqueue=False)
+    _as_if_the_worker_died(export, checkpoint="", sent=0)
+    SegmentExport.objects.filter(pk=export.pk).update(attempts=services.MAX_ATTEMPTS)
+    with on_commit(execute=True):
+        services.exports_stale_recover()
+    export.refresh_from_db()
+    assert export.status == SegmentExport.Status.ERROR and "giving up" in export.error_message
+
+
+def test_a_waiting_export_whose_message_was_lost_is_enqueued_again(vip, on_commit):
+    export = services.export_create(segment=vip, destination=csv_destination(), enqueue=False)
+    SegmentExport.objects.filter(pk=export.pk).update(
+        created=timezone.now() - timedelta(hours=1), heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
+    with on_commit(execute=True):
+        assert services.exports_stale_recover()["requeued"] == 1
+    export.refresh_from_db()
+    assert export.status == SegmentExport.Status.FINISHED
+
+
+# --- schedules ---
+
+
+def test_schedules_start_exports_when_due_and_only_then(vip, marketer, on_commit):
+    destination = csv_destination()
+    schedule = services.schedule_set(segment=vip, destination=destination, frequency="hourly", user=marketer)
+    now = timezone.now()
+    with on_commit(execute=True):
+        assert services.schedules_run_due(now=now) == 1
+    assert services.schedules_run_due(now=now + timedelta(minutes=30)) == 0
+    with on_commit(execute=True):
+        assert services.schedules_run_due(now=now + timedelta(minutes=61)) == 1
+    exports = SegmentExport.objects.filter(schedule=schedule)
+    assert exports.count() == 2 and all(e.status == "finished" for e in exports)
+    assert exports.first().started_by == marketer
+    services.schedule_set(segment=vip, destination=destination, frequency="daily", enabled=False)
+    assert ExportSchedule.objects.get().frequency == "daily"
+    assert services.schedules_run_due(now=now + timedelta(days=3)) == 0
+
+
+def test_schedule_frequency_is_checked(vip):
+    with pytest.raises(ValidationError):
+        services.schedule_set(segment=vip, destination=csv_destination(), frequency="weekly")
+
+
+def test_customerio_membership_lists_every_segment_sent_to_the_destination(vip, marketer, customerio):
+    from segments.services import segment_create
+
+    destination = customerio_destination(customerio, one_attribute_per_segment=True)
+    early = segment_create(
+        owner=marketer,
+        name="Early birds",
+        conditions={
+            "operator": "and",
+            "children": [{"attribute": "first_name", "operator": "in", "value": ["Name0", "Name1"]}],
+        },
+    )
+    run(services.export_create(segment=early, destination=destination, user=marketer, enqueue=False))
+    run(services.export_create(segment=vip, destination=destination, user=marketer, enqueue=False))
+    first = customerio.people[f"{0:032x}"]
+    ordered = sorted([early.pk, vip.pk])
+    assert first["SegmentMembership"] == ",".join(f"'{pk}'" for pk in ordered)
+    assert first["In Early birds"] is True and first["In VIP customers"] is True
+    assert customerio.people[f"{3:032x}"]["SegmentMembership"] == f"'{vip.pk}'"
