@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/", include("stitching.api.urls")),
     path("api/", include("cdp.api.urls")),
     path("v1/", include("cdp.segment_api.urls")),
+    path("", include("emails.urls")),
     path("admin/", admin.site.urls),
     path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
 ]
