@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "cdp",
     "stitching",
+    "segments",
     "emails",
 ]
 
@@ -132,6 +133,8 @@ CELERY_BEAT_SCHEDULE = {
     "attributes-recompute-every-minute": {"task": "cdp.tasks.attributes_recompute", "schedule": 60},
     # Safety net: ingestion enqueues stitching after commit; this catches events a lost message left unstitched.
     "stitch-pending-every-minute": {"task": "stitching.tasks.stitch_pending", "schedule": 60},
+    # Segment sizes over time (insights): one snapshot per segment and day.
+    "segments-size-snapshot-daily": {"task": "segments.tasks.segments_size_snapshot", "schedule": 24 * 3600},
 }
 
 if REDIS_URL:

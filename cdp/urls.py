@@ -4,6 +4,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from cdp.observability import healthz, readyz
+from segments.audience import audience_view
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
@@ -12,6 +13,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("stitching.api.urls")),
     path("api/", include("cdp.api.urls")),
+    path("api/", include("segments.api.urls")),
+    path("wbs", audience_view, name="audience"),
     path("v1/", include("cdp.segment_api.urls")),
     path("", include("emails.urls")),
     path("admin/", admin.site.urls),

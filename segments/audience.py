@@ -1,0 +1,248 @@
+"""The Audience API: `GET /wbs?attribute=<attribute id>&value=<value>&segment=<segment id>` (public, no auth).
+
+Answers (SPEC §4):
+
+- member: 200 {"status": "ok", "returned_attributes": {"customer_entity_id": "...", "modified":
+  "YYYY-MM-DD HH:MM:SS", "<attribute id>": [values] | null, ...}}: the two defaults plus the attributes an
+  administrator listed in the global setting `audience_api_returned_attributes` (empty by default);
+- known customer, not a member: 404 "customer not in segment"; no customer with that value: 404
+  "customer not found";
+- a missing, empty, repeated-but-empty or malformed parameter, an unknown attribute or segment (trashed
+  segments are unknown here), a segment that can no longer be evaluated: 400 with a message naming it;
+- over the per-IP limit (global setting `public_rate_limit_per_minute`, Redis counters): 429.
+
+The value is read as the attribute's data type; identifier attributes (ps_email_address ...) are normalised like
+their stitching category (an email in any case finds the customer). When several customers have the value (a
+non-identifier attribute), a member among them wins.
+
+Speed: it is called on every page view. Per request there is the rate-limit counter (one Redis INCR) and ONE
+SQL query: the customer is found through the GIN index (`attributes @> {"attr": [value]}`) and the segment's
+compiled condition is evaluated on that row in the same statement. Attribute definitions, stitching
+normalisers, the returned-attributes setting and compiled segments are cached per process for CACHE_SECONDS
+(a segment saved in this process is dropped at once; other processes see it within the TTL).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from datetime import UTC, date
+from typing import Any
+
+import orjson
+from django.db import connection
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from cdp.api.errors import error_body
+from cdp.ratelimit import rate_limit_response
+from segments.conditions import ConditionInvalid, datetime_storage, tree_compile, tree_validate
+
+RATE_LIMIT_SCOPE = "audience"
+CACHE_SECONDS = 5.0
+MAX_VALUE_LENGTH = 1000
+RETURNED_ATTRIBUTES_SETTING = "audience_api_returned_attributes"
+
+_lock = threading.Lock()
+# (expires, {attribute id: (data_type, normalizer or None)})
+_attributes: tuple[float, dict[str, tuple[str, str | None]]] = (0.0, {})
+# segment id -> (expires, ("ok", where, params) | ("missing",) | ("invalid", message))
+_segments: dict[int, tuple[float, tuple]] = {}
+
+
+class BadRequest(Exception):
+    pass
+
+
+def audience_cache_forget(*, segment_id: int | None = None) -> None:
+    """Drop this process's cached compiled segment (or everything, with no id)."""
+    global _attributes
+    with _lock:
+        if segment_id is None:
+            _segments.clear()
+            _attributes = (0.0, {})
+        else:
+            _segments.pop(segment_id, None)
+
+
+def _attribute_definitions() -> dict[str, tuple[str, str | None]]:
+    global _attributes
+    now = time.monotonic()
+    expires, definitions = _attributes
+    if expires > now:
+        return definitions
+    from cdp.models import Attribute
+    from stitching.models import StitchingCategory
+
+    normalizers = dict(StitchingCategory.objects.values_list("id", "normalizer"))
+    definitions = {}
+    for attribute_id, data_type, computation, category in Attribute.objects.values_list(
+        "id", "data_type", "computation", "category"
+    ):
+        normalizer = None
+        if computation == Attribute.Computation.IDENTIFIER_VALUES:
+            normalizer = normalizers.get(category)
+        definitions[attribute_id] = (data_type, normalizer)
+    with _lock:
+        _attributes = (now + CACHE_SECONDS, definitions)
+    return definitions
+
+
+def _compiled_segment(segment_id: int) -> tuple:
+    now = time.monotonic()
+    hit = _segments.get(segment_id)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    from segments.models import Segment
+
+    row = Segment.objects.filter(pk=segment_id, trashed_at__isnull=True).values_list("conditions", flat=True).first()
+    if row is None:
+        entry: tuple = ("missing",)
+    else:
+        types = {key: value[0] for key, value in _attribute_definitions().items()}
+        try:
+            where, params = tree_compile(tree_validate(row, attributes=types), attributes=types)
+            entry = ("ok", where, params)
+        except ConditionInvalid as exc:
+            entry = ("invalid", str(exc))
+    with _lock:
+        if len(_segments) > 10_000:  # bogus ids cannot grow the cache without bound
+            _segments.clear()
+        _segments[segment_id] = (now + CACHE_SECONDS, entry)
+    return entry
+
+
+def _param(request: HttpRequest, name: str) -> str:
+    raw = request.GET.get(name)
+    if raw is None:
+        raise BadRequest(f"{name} is required")
+    if not raw.strip():
+        raise BadRequest(f"{name} must not be empty")
+    if "\x00" in raw:
+        raise BadRequest(f"{name} must not contain NUL characters")
+    return raw
+
+
+def _typed_value(raw: str, data_type: str, normalizer: str | None) -> Any:
+    text = raw.strip()
+    try:
+        if data_type == "int":
+            return int(text)
+        if data_type == "float":
+            number = float(text)
+            if not math.isfinite(number):
+                raise ValueError(text)
+            return int(number) if number.is_integer() and abs(number) < 2**53 else number
+        if data_type == "bool":
+            return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}[text.lower()]
+        if data_type == "date":
+            return date.fromisoformat(text).isoformat()
+        if data_type == "datetime":
+            return datetime_storage(text)
+    except (ValueError, KeyError, OverflowError, ConditionInvalid):
+        raise BadRequest(f"value {raw[:60]!r} is not a valid {data_type} for this attribute") from None
+    if normalizer is not None:
+        from stitching.normalizers import normalize
+
+        try:
+            normalised = normalize(normalizer, raw)
+        except ValueError:
+            normalised = None
+        if normalised:
+            return normalised
+    return raw if normalizer is None else text
+
+
+def _returned_attributes() -> list[str]:
+    from cdp.services.global_settings import global_setting_cached
+
+    value = global_setting_cached(RETURNED_ATTRIBUTES_SETTING)
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def _json(body: dict[str, Any], status: int) -> HttpResponse:
+    return HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
+
+
+def _error(message: str, status: int) -> HttpResponse:
+    return _json(error_body(message), status)
+
+
+def audience_membership(*, attribute: str, value: str, segment: str) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body) of one Audience API question, parameters as received. Raises BadRequest."""
+    if len(attribute) > 64:
+        raise BadRequest("attribute must be an attribute id (at most 64 characters)")
+    if len(value) > MAX_VALUE_LENGTH:
+        raise BadRequest(f"value must be at most {MAX_VALUE_LENGTH} characters")
+    text = segment.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise BadRequest(f"segment must be a segment id (a whole number), got {segment[:40]!r}")
+    segment_id = int(text)
+    definitions = _attribute_definitions()
+    definition = definitions.get(attribute)
+    if definition is None:
+        raise BadRequest(f"unknown attribute {attribute[:64]!r}")
+    lookup_value = _typed_value(value, *definition)
+    compiled = _compiled_segment(segment_id)
+    if compiled[0] == "missing":
+        raise BadRequest(f"unknown segment {segment_id}")
+    if compiled[0] == "invalid":
+        raise BadRequest(f"segment {segment_id} cannot be evaluated: {compiled[1]}")
+    _, where, params = compiled
+    returned = _returned_attributes()
+    columns = "".join(", e.attributes -> %s" for _ in returned)
+    sql = (
+        f"SELECT e.id, e.modified, ({where}) AS member{columns} FROM customer_entities e "
+        "WHERE e.attributes @> %s::jsonb ORDER BY 3 DESC, e.modified DESC LIMIT 1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *returned, json.dumps({attribute: [lookup_value]})])
+        row = cursor.fetchone()
+    if row is None:
+        return 404, error_body("customer not found")
+    entity_id, modified, member, *values = row
+    if not member:
+        return 404, error_body("customer not in segment")
+    attributes: dict[str, Any] = {
+        "customer_entity_id": entity_id,
+        "modified": modified.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    for attribute_id, attribute_value in zip(returned, values, strict=True):
+        if attribute_id not in attributes:
+            attributes[attribute_id] = attribute_value
+    return 200, {"status": "ok", "returned_attributes": attributes}
+
+
+def _cors(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    origin = request.headers.get("Origin")
+    if origin:
+        from cdp.services.global_settings import global_setting_cached
+
+        if origin in (global_setting_cached("public_cors_origins") or []):
+            response["Access-Control-Allow-Origin"] = origin
+            response["Access-Control-Allow-Methods"] = "GET, OPTIONS"
+        response["Vary"] = "Origin"
+    return response
+
+
+@csrf_exempt
+def audience_view(request: HttpRequest) -> HttpResponse:
+    """GET /wbs (see the module docstring)."""
+    if request.method == "OPTIONS":
+        return _cors(request, HttpResponse(status=204))
+    if request.method not in ("GET", "HEAD"):
+        response = _error(f"method {request.method} not allowed: use GET", 405)
+        response["Allow"] = "GET, OPTIONS"
+        return response
+    limited = rate_limit_response(request, scope=RATE_LIMIT_SCOPE)
+    if limited is not None:
+        return _cors(request, limited)
+    try:
+        status, body = audience_membership(
+            attribute=_param(request, "attribute"), value=_param(request, "value"), segment=_param(request, "segment")
+        )
+    except BadRequest as exc:
+        return _cors(request, _error(str(exc), 400))
+    return _cors(request, _json(body, status))
