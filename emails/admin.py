@@ -45,6 +45,12 @@ def _progress_bar(percent: int, label: str = "") -> str:
 # --- channel ---------------------------------------------------------------------------------------------------
 
 
+def _url_https(field: models.Field, **kwargs: Any) -> forms.Field | None:
+    if isinstance(field, models.URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return field.formfield(**kwargs)
+
+
 class ChannelForm(forms.ModelForm):
     credentials = forms.CharField(
         required=False,
@@ -58,6 +64,7 @@ class ChannelForm(forms.ModelForm):
     class Meta:
         model = EmailChannel
         fields = EDITABLE_FIELDS
+        formfield_callback = _url_https
 
 
 @admin.register(EmailChannel)
@@ -65,7 +72,10 @@ class EmailChannelAdmin(FeatureAccessMixin, ModelAdmin):
     view_feature = Feature.EMAILS_VIEW
     edit_feature = Feature.SETTINGS_EDIT
     form = ChannelForm
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    formfield_overrides = {
+        **ModelAdmin.formfield_overrides,
+        models.URLField: {**ModelAdmin.formfield_overrides.get(models.URLField, {}), "assume_scheme": "https"},
+    }
     readonly_fields = ("credentials_status", "webhook_secret_status", "feedback_urls", "modified")
     fieldsets = (
         ("Sender and provider", {"fields": ("provider", "sender_email", "sender_name", "send_rate_per_second")}),
