@@ -29,7 +29,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
 from cdp.ratelimit import rate_limited
-from emails.services.channel import channel_get, webhook_secret_matches
+from emails.services.channel import channel_cached, channel_get, webhook_secret_matches
 from emails.services.feedback import FeedbackInvalid, feedback_process, feedback_reject
 from emails.services.subscriptions import (
     PublicRequestError,
@@ -188,7 +188,7 @@ def _webhook_secret(request: HttpRequest) -> str | None:
 
 @_public("emails_feedback", cors=False)
 def feedback_view(request: HttpRequest, provider: str | None = None) -> HttpResponse:
-    channel = channel_get()
+    channel = channel_cached()
     if not webhook_secret_matches(channel, _webhook_secret(request)):
         response = _answer(401, "Unauthorized", "missing or wrong webhook secret")
         response["WWW-Authenticate"] = 'Basic realm="emails feedback"'

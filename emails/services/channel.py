@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import time
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -20,6 +21,26 @@ EDITABLE_FIELDS = (
     "send_rate_per_second",
 )  # fmt: skip
 WEBHOOK_SECRET_PREFIX = "whs"  # noqa: S105 - a prefix, not a secret
+
+
+CACHE_SECONDS = 5.0
+_cache: dict[str, tuple[float, EmailChannel]] = {}
+
+
+def channel_cached() -> EmailChannel:
+    """The channel, re-read at most every CACHE_SECONDS per process (the webhook's hot path). A change made in
+    another process is seen within that time; in this process at once."""
+    now = time.monotonic()
+    hit = _cache.get("channel")
+    if hit is not None and now - hit[0] < CACHE_SECONDS:
+        return hit[1]
+    channel = channel_get()
+    _cache["channel"] = (now, channel)
+    return channel
+
+
+def channel_cache_clear() -> None:
+    _cache.clear()
 
 
 def channel_get() -> EmailChannel:
@@ -49,6 +70,8 @@ def channel_update(*, user: Any = None, credentials: str | None = None, **fields
     channel.full_clean()
     channel.modified_by = user if getattr(user, "pk", None) else None
     channel.save()
+    transaction.on_commit(channel_cache_clear)
+    channel_cache_clear()
     return channel
 
 
@@ -80,6 +103,8 @@ def webhook_secret_rotate(*, channel: EmailChannel | None = None, secret: str | 
     channel.webhook_secret_hash = secret_digest(secret)
     channel.webhook_secret_prefix = secret_display_prefix(secret)
     channel.save(update_fields=["webhook_secret_hash", "webhook_secret_prefix", "modified"])
+    transaction.on_commit(channel_cache_clear)
+    channel_cache_clear()
     return secret
 
 

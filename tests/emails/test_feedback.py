@@ -12,6 +12,7 @@ import pytest
 
 from cdp.models import CustomerEvent
 from emails.models import EmailAddress, FeedbackRejection
+from emails.services.channel import channel_update
 from emails.services.state import email_consent_change
 from tests.emails.conftest import WEBHOOK_SECRET
 
@@ -161,8 +162,7 @@ def test_infobip_tracking_events(public_client, channel, kind, canonical):
 
 
 def test_channel_configuration_chooses_the_provider(public_client, channel):
-    channel.webhook_provider = "infobip"
-    channel.save()
+    channel_update(webhook_provider="infobip")
     assert post(public_client, infobip_report("DELIVERED"), **AUTH).status_code == 200
     assert events("email_delivered").exists()
 
