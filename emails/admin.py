@@ -307,22 +307,20 @@ class EmailAddressAdmin(FeatureAccessMixin, ModelAdmin):
         except EmailInvalid:
             return []
 
+    def _address_view(self, request: HttpRequest, *, block: bool) -> HttpResponse:
+        next_url = _safe_next(request, reverse("admin:emails_emailaddress_changelist"))
+        emails = self._emails_from_request(request)
+        if not emails:
+            messages.error(request, "Not a valid email address.")
+            return HttpResponseRedirect(next_url)
+        return self._reason_view(request, block=block, emails=emails, next_url=next_url)
+
     def block_view(self, request: HttpRequest) -> HttpResponse:
         """/admin/emails/emailaddress/block/?email=...&next=... (the profile page's Block button)."""
-        next_url = _safe_next(request, reverse("admin:emails_emailaddress_changelist"))
-        emails = self._emails_from_request(request)
-        if not emails:
-            messages.error(request, "Not a valid email address.")
-            return HttpResponseRedirect(next_url)
-        return self._reason_view(request, block=True, emails=emails, next_url=next_url)
+        return self._address_view(request, block=True)
 
     def unblock_view(self, request: HttpRequest) -> HttpResponse:
-        next_url = _safe_next(request, reverse("admin:emails_emailaddress_changelist"))
-        emails = self._emails_from_request(request)
-        if not emails:
-            messages.error(request, "Not a valid email address.")
-            return HttpResponseRedirect(next_url)
-        return self._reason_view(request, block=False, emails=emails, next_url=next_url)
+        return self._address_view(request, block=False)
 
     @action(description="Block", url_path="block-address", permissions=["block"], icon="block")
     def block_address(self, request: HttpRequest, object_id: str) -> HttpResponse:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
+
+from django.core.mail import EmailMultiAlternatives
 
 from emails.models import EmailChannel
 
@@ -46,6 +48,20 @@ class EmailProvider:
 
     def send(self, message: OutgoingEmail) -> str:
         raise NotImplementedError
+
+    def django_message(self, message: OutgoingEmail, connection: Any) -> EmailMultiAlternatives:
+        """The message as Django's email object on `connection` (the SMTP and anymail backends)."""
+        mail = EmailMultiAlternatives(
+            subject=message.subject,
+            body=message.text or "",
+            from_email=self.from_header,
+            to=[message.to],
+            headers=message.headers,
+            connection=connection,
+        )
+        if message.html:
+            mail.attach_alternative(message.html, "text/html")
+        return mail
 
     def close(self) -> None:
         """Release connections kept open between sends (campaigns send many through one provider object)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsRefused
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import get_connection
 
 from emails.providers.base import EmailProvider, OutgoingEmail, ProviderError, register
 
@@ -24,16 +24,7 @@ class BrevoProvider(EmailProvider):
         )
 
     def send(self, message: OutgoingEmail) -> str:
-        mail = EmailMultiAlternatives(
-            subject=message.subject,
-            body=message.text or "",
-            from_email=self.from_header,
-            to=[message.to],
-            headers=message.headers,
-            connection=self.backend,
-        )
-        if message.html:
-            mail.attach_alternative(message.html, "text/html")
+        mail = self.django_message(message, self.backend)
         if message.tags:
             mail.tags = message.tags
         try:

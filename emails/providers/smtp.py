@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import smtplib
 
-from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.smtp import EmailBackend
 
 from emails.providers.base import EmailProvider, OutgoingEmail, ProviderError, register
@@ -33,16 +32,7 @@ class SmtpProvider(EmailProvider):
         )
 
     def send(self, message: OutgoingEmail) -> str:
-        mail = EmailMultiAlternatives(
-            subject=message.subject,
-            body=message.text or "",
-            from_email=self.from_header,
-            to=[message.to],
-            headers=message.headers,
-            connection=self.backend,
-        )
-        if message.html:
-            mail.attach_alternative(message.html, "text/html")
+        mail = self.django_message(message, self.backend)
         message_id = mail.message()["Message-ID"]
         mail.extra_headers["Message-ID"] = message_id
         try:

@@ -2,10 +2,10 @@
 
 1. `campaign_create` checks the user may see the segment (segments' ACL) and enqueues `campaign_run` after commit.
 2. Preparation is one INSERT ... SELECT: the segment's members (segments.selectors.segment_members_sql) →
-   their stitched email identifiers → one recipient row per address, already marked `skipped` with the reason
-   (`blocked`, `unsubscribed`, `no_consent`) unless the address has consent and is not blocked. Rows are unique
-   per (campaign, address) and inserted ON CONFLICT DO NOTHING, so a retried preparation adds nobody twice and
-   an address two members share is mailed once.
+   their stitched email identifiers (unique per value: one owner each) → one recipient row per address,
+   already marked `skipped` with the reason (`blocked`, `unsubscribed`, `no_consent`) unless the address has
+   consent and is not blocked. Rows are unique
+   per (campaign, address) and inserted ON CONFLICT DO NOTHING, so a retried preparation adds nobody twice.
 3. Sending claims pending rows in batches (FOR UPDATE SKIP LOCKED, status → sending) and sends each through the
    one sending service (which refuses blocked addresses again, in case one was blocked meanwhile), paced to the
    channel's `send_rate_per_second`; a provider's rate-limit answer waits and retries. A row left in `sending`
@@ -77,17 +77,14 @@ def campaign_enqueue(*, campaign: Campaign) -> None:
 _PREPARE_SQL = """
 INSERT INTO emails_campaignrecipient
     (campaign_id, email, customer_entity_id, status, reason, message_id, provider_message_id, attempts)
-SELECT %s, i.value, min(i.customer_entity_id),
-       CASE WHEN bool_or(a.blocked) THEN 'skipped' WHEN bool_or(a.consent) THEN 'pending' ELSE 'skipped' END,
-       CASE WHEN bool_or(a.blocked) THEN 'blocked'
-            WHEN bool_or(a.consent) THEN ''
-            WHEN bool_or(a.consent = false) THEN 'unsubscribed'
+SELECT %s, i.value, i.customer_entity_id,
+       CASE WHEN a.blocked THEN 'skipped' WHEN a.consent THEN 'pending' ELSE 'skipped' END,
+       CASE WHEN a.blocked THEN 'blocked' WHEN a.consent THEN '' WHEN a.consent = false THEN 'unsubscribed'
             ELSE 'no_consent' END,
        md5(%s || ':' || i.value), '', 0
 FROM ({members}) AS m
 JOIN stitching_identifiers i ON i.customer_entity_id = m.id AND i.category_id = 'email'
 LEFT JOIN emails_emailaddress a ON a.email = i.value
-GROUP BY i.value
 ON CONFLICT (campaign_id, email) DO NOTHING
 """
 
@@ -96,6 +93,8 @@ def campaign_prepare(*, campaign: Campaign) -> int:
     """Insert the campaign's recipient rows (idempotent); returns how many were new."""
     members, params = recipients_members_sql(segment_id=campaign.segment_id)
     with transaction.atomic(), connection.cursor() as cursor:
+        # Hash joins over a large segment's members, identifiers and address states stay in memory.
+        cursor.execute("SET LOCAL work_mem = '64MB'")
         cursor.execute(_PREPARE_SQL.format(members=members), [campaign.pk, f"c{campaign.pk}", *params])
         inserted = cursor.rowcount
     campaign_progress_save(campaign=campaign)

@@ -273,7 +273,8 @@ def _apply(event: Canonical, provider: str) -> bool:
 # changes (every other path) keep synchronous commits.
 _DELIVERED_SQL = """
 WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true)),
-source AS (SELECT id FROM cdp_datasource WHERE slug = %(slug)s),
+source AS (SELECT d.id FROM cdp_datasource d WHERE d.slug = %(slug)s
+           AND EXISTS (SELECT 1 FROM stitching_stitchingrule r WHERE r.source_id = d.id AND r.path = 'email')),
 inserted AS (
     INSERT INTO customer_events (source_id, type, event_time, payload, idempotency_key)
     SELECT source.id, %(type)s, %(time)s, %(payload)s::jsonb, %(key)s FROM source
@@ -304,7 +305,7 @@ def _delivered(event: Canonical) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(_DELIVERED_SQL, params)
         source_found, inserted, _, _ = cursor.fetchone()
-        if not source_found:  # the source was deleted (or the tables flushed): create it, then record
+        if not source_found:  # the source or its stitching rule is missing (a flushed database): set up, record
             emails_setup_ensure()
             cursor.execute(_DELIVERED_SQL, params)
             _, inserted, _, _ = cursor.fetchone()

@@ -1,8 +1,9 @@
 """The "emails" data source every email event is recorded under, its stitching rule (payload `email` → the
 email category) and the computed attributes `email_consent` / `email_blocked` segments use.
 
-A data migration creates them; `emails_source_get` re-creates them when missing (a flushed test database, a
-deleted row), so recording an email event never fails for want of its source.
+A data migration creates the source and the attributes; `emails_source_id` (called for every email event) adds
+the stitching rule through the stitching services and re-creates whatever is missing (a flushed test database,
+a deleted row), so recording an email event never fails for want of its source or goes unstitched.
 """
 
 from __future__ import annotations
@@ -67,9 +68,12 @@ _source_id_cache: dict[str, int] = {}
 
 
 def emails_source_id() -> int:
-    """The source's id, cached per process (checked to still exist, which is one indexed query)."""
+    """The source's id, cached per process; each call checks (one indexed query) that the source still has its
+    stitching rule, and sets up what is missing otherwise."""
+    from stitching.models import StitchingRule
+
     cached = _source_id_cache.get(SOURCE_SLUG)
-    if cached is not None and DataSource.objects.filter(pk=cached).exists():
+    if cached is not None and StitchingRule.objects.filter(source_id=cached, path="email").exists():
         return cached
     source = emails_setup_ensure()
     _source_id_cache[SOURCE_SLUG] = source.pk

@@ -151,30 +151,28 @@ def user_label(user: Any) -> str:
     return f"{user.get_username()} ({user.pk})"
 
 
-def email_block(*, email: str, reason: str, user: Any) -> bool:
-    """A user blocks an address (Email Address Blocked). Reason required. False when it was blocked already."""
+def _user_block_change(*, email: str, reason: str, user: Any, blocked: bool) -> bool:
     email = email_normalize(email)
     reason = (reason or "").strip()
     if not reason:
-        raise ValidationError({"reason": "A reason is required to block an address."})
+        raise ValidationError({"reason": f"A reason is required to {'block' if blocked else 'unblock'} an address."})
     current = address_state(email)
-    if current is not None and current.blocked:
+    if (current is not None and current.blocked) == blocked:
         return False
-    return email_block_change(email=email, blocked=True, type="email_address_blocked", by=user_label(user),
-                              reason=reason[:2000])  # fmt: skip
+    return email_block_change(
+        email=email, blocked=blocked, type="email_address_blocked" if blocked else "email_address_unblocked",
+        by=user_label(user), reason=reason[:2000],
+    )  # fmt: skip
+
+
+def email_block(*, email: str, reason: str, user: Any) -> bool:
+    """A user blocks an address (Email Address Blocked). Reason required. False when it was blocked already."""
+    return _user_block_change(email=email, reason=reason, user=user, blocked=True)
 
 
 def email_unblock(*, email: str, reason: str, user: Any) -> bool:
     """A user unblocks an address (Email Address Unblocked). Reason required. False when it was not blocked."""
-    email = email_normalize(email)
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError({"reason": "A reason is required to unblock an address."})
-    current = address_state(email)
-    if current is None or not current.blocked:
-        return False
-    return email_block_change(email=email, blocked=False, type="email_address_unblocked", by=user_label(user),
-                              reason=reason[:2000])  # fmt: skip
+    return _user_block_change(email=email, reason=reason, user=user, blocked=False)
 
 
 __all__ = [

@@ -15,18 +15,13 @@ from emails.services.channel import channel_update
 from emails.services.state import email_block, email_consent_change
 from stitching.services.engine import stitch_pending
 from tests.browser.conftest import admin_login, screenshot
-from tests.emails.servers import SmtpServer, body_text
+from tests.emails import conftest as email_fixtures
+from tests.emails.servers import body_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "Em4il-admin-pass!"
-
-
-@pytest.fixture
-def smtp_server():
-    server = SmtpServer().start()
-    yield server
-    server.stop()
+smtp_server = email_fixtures.smtp_server  # the loopback SMTP server fixture of tests/emails
 
 
 @pytest.fixture
@@ -108,3 +103,45 @@ def test_block_and_unblock_from_the_customer_profile(page: Page, channel):
     page.locator("#reason-form button[type=submit]").click()
     expect(row.locator(".email-block")).to_be_visible()
     assert EmailAddress.objects.get(email="ann@example.com").blocked is False
+
+
+def test_import_upload_and_campaign_from_the_admin(page: Page, channel, smtp_server, tmp_path):
+    from cdp.models import Attribute, CustomerEntity
+    from emails.services.setup import emails_setup_ensure
+    from emails.services.templates import template_create
+    from segments.services import segment_create
+    from stitching.models import Identifier
+
+    emails_setup_ensure()
+    admin = user_create(username="marketer", password=PASSWORD, is_superuser=True)
+    admin_login(page, username="marketer", password=PASSWORD)
+
+    # A contact list: two good rows, one bad.
+    csv_file = tmp_path / "contacts.csv"
+    csv_file.write_text("email,consent,timestamp\nann@example.com,true,2024-01-01T00:00:00\nbob@example.com,no,\n"
+                        "broken,yes,\n")  # fmt: skip
+    page.goto("/admin/emails/job/add/")
+    page.select_option("#id_kind", "contacts_import")
+    page.set_input_files("#id_file", str(csv_file))
+    page.locator("#em-form button[type=submit]").click()
+    expect(page.locator("body")).to_contain_text("3 / 3 rows")
+    expect(page.locator("body")).to_contain_text("2 loaded, 0 already loaded, 1 bad row(s)")
+    expect(page.locator("body")).to_contain_text("line 4")
+    screenshot(page, "email-import-done")
+
+    # A campaign to a segment holding ann (consent) and bob (unsubscribed).
+    Attribute.objects.update_or_create(id="vip", defaults={"name": "VIP", "data_type": "bool",
+                                                            "computation": "last_value", "path": "vip"})  # fmt: skip
+    for n, email in enumerate(["ann@example.com", "bob@example.com"]):
+        entity = CustomerEntity.objects.create(id=f"{n}c" * 16, attributes={"vip": [True]}, attributes_stale=False)
+        Identifier.objects.update_or_create(category_id="email", value=email, defaults={"customer_entity": entity})
+    segment = segment_create(owner=admin, name="VIPs", conditions={"attribute": "vip", "operator": "is_true"})
+    template = template_create(name="News", subject="News for {{ email }}", text_body="Hello {{ email }}")
+    page.goto("/admin/emails/campaign/add/")
+    page.fill("#id_name", "January news")
+    page.select_option("#id_template", str(template.pk))
+    page.select_option("#id_segment", str(segment.pk))
+    page.locator("#em-form button[type=submit]").click()
+    expect(page.locator("body")).to_contain_text("Sent 1 · failed 0 · pending 0 · skipped unsubscribed: 1")
+    screenshot(page, "email-campaign-done")
+    assert [m["To"] for m in smtp_server.inbox.wait_for(1)] == ["ann@example.com"]

@@ -208,6 +208,12 @@ def test_basic_auth_and_header_secrets_work(public_client, channel):
         (b'{"results": [{"to": "a@b.com", "messageId": "m", "status": {}}]}', "/emails/feedback/infobip",
          "validation: results[0].status.groupName is required"),
         (b'{"event": "delivered", "email": "a@b.com"}', "/emails/feedback/mailchimp", "validation: unknown provider 'mailchimp'"),
+        (b'{"results": [{"to": 42, "messageId": "m", "status": {"groupName": "DELIVERED"}}]}', "/emails/feedback/infobip",
+         "validation: results[0].email is missing or not a valid address"),
+        ('{"event": "delivered", "email": "\u0430nn@\u2028example.com", "message-id": "x"}'.encode(), "/emails/feedback",
+         "validation: email is missing or not a valid address"),
+        (b'[]', "/emails/feedback", "validation: expected a JSON object or a list of 1 to 1000 objects"),
+        (b'{"notificationType": "COMPLAINED"}', "/emails/feedback/infobip", "validation: recipient: email is missing or not a valid address"),
     ],
 )  # fmt: skip
 def test_malformed_payload_is_400_and_kept_for_inspection(public_client, channel, body, path, reason):
