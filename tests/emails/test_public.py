@@ -209,3 +209,16 @@ def test_default_pages_are_prefilled(public_client):
     html = page.content.decode()
     assert 'value="a@b.com"' in html and 'value="c-1"' in html and 'value="m-9"' in html
     assert public_client.get("/email/subscribe.html?email=%3Cscript%3E").content.count(b"<script>alert") == 0
+
+
+@pytest.mark.parametrize("query", ["", "?token=", "?token=" + "x" * 5000, "?token=%00%ff", "?token=abc:def:ghi"])
+def test_confirm_link_bad_input_is_a_400_page(public_client, channel, query):
+    response = public_client.get(f"/emails/confirm{query}")
+    assert response.status_code == 400
+    assert b"not valid" in response.content
+
+
+def test_pages_and_confirm_refuse_other_methods(public_client, channel):
+    assert public_client.post("/email/subscribe.html").status_code == 405
+    assert public_client.post("/emails/confirm").status_code == 405
+    assert public_client.put("/emails/unsubscribe", {"email": "a@b.com"}, format="json").status_code == 405
