@@ -32,6 +32,7 @@ from datetime import UTC, date
 from typing import Any
 
 import orjson
+import psycopg
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -162,6 +163,10 @@ def _returned_attributes() -> list[str]:
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
+def _raw_json(value: Any) -> Any:
+    return orjson.Fragment(value) if isinstance(value, str | bytes) else value
+
+
 def _json(body: dict[str, Any], status: int) -> HttpResponse:
     return HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
 
@@ -192,14 +197,12 @@ def audience_membership(*, attribute: str, value: str, segment: str) -> tuple[in
         raise BadRequest(f"segment {segment_id} cannot be evaluated: {compiled[1]}")
     _, where, params = compiled
     returned = _returned_attributes()
-    columns = "".join(", e.attributes -> %s" for _ in returned)
+    columns = "".join(", e.attributes -> %s::text" for _ in returned)
     sql = (
         f"SELECT e.id, e.modified, ({where}) AS member{columns} FROM customer_entities e "
         "WHERE e.attributes @> %s::jsonb ORDER BY 3 DESC, e.modified DESC LIMIT 1"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, *returned, json.dumps({attribute: [lookup_value]})])
-        row = cursor.fetchone()
+    row = _fetch_one(sql, [*params, *returned, json.dumps({attribute: [lookup_value]})])
     if row is None:
         return 404, error_body("customer not found")
     entity_id, modified, member, *values = row
@@ -211,8 +214,27 @@ def audience_membership(*, attribute: str, value: str, segment: str) -> tuple[in
     }
     for attribute_id, attribute_value in zip(returned, values, strict=True):
         if attribute_id not in attributes:
-            attributes[attribute_id] = attribute_value
+            # jsonb comes back as its JSON text: embedded as is, not parsed and re-serialised.
+            attributes[attribute_id] = None if attribute_value is None else _raw_json(attribute_value)
     return 200, {"status": "ok", "returned_attributes": attributes}
+
+
+def _fetch_one(sql: str, params: list) -> tuple | None:
+    """Run the membership query as a server-side prepared statement on the persistent connection (parsed and
+    planned once per process and segment), without Django's per-request health check (a `SELECT 1` round trip
+    before the first query of every request): a connection found dead is reopened and the read-only query run once
+    more instead. Inside a transaction (tests, callers' atomic blocks) the plain Django cursor is used."""
+    if connection.connection is not None and connection.get_autocommit():
+        connection.health_check_done = True
+        try:
+            with psycopg.Cursor(connection.connection) as cursor:
+                cursor.execute(sql, params, prepare=True)
+                return cursor.fetchone()
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            connection.close()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
 
 
 def _cors(request: HttpRequest, response: HttpResponse) -> HttpResponse:

@@ -33,7 +33,7 @@ def conditions_clean(conditions: Any) -> dict[str, Any]:
     try:
         return tree_validate(conditions, attributes=attribute_types())
     except ConditionInvalid as exc:
-        raise ValidationError({"conditions": str(exc)}) from None
+        raise ValidationError({exc.path: exc.message}) from None
 
 
 def _name_clean(name: Any) -> str:

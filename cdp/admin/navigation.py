@@ -29,6 +29,13 @@ GROUPS: list[tuple[str, list[tuple[str, str, str]]]] = [
         ],
     ),
     (
+        "Segments",
+        [
+            ("segments.segment", "Segments", "groups"),
+            ("segments.tag", "Tags", "sell"),
+        ],
+    ),
+    (
         "Identity stitching",
         [
             ("stitching.stitchingcategory", "Stitching categories", "category"),

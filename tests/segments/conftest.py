@@ -6,7 +6,9 @@ from cdp.features import Feature
 from cdp.models import Attribute, CustomerEntity
 from cdp.services.auth import role_create, user_create
 from segments.audience import audience_cache_forget
+from segments.conditions import EXCLUSION_EXAMPLE
 from segments.services import segment_create
+from tests.browser.conftest import browser, page  # noqa: F401 (the Playwright fixtures, for the admin browser test)
 
 # id, data type, computation
 EXAMPLE_ATTRIBUTES = [
@@ -21,15 +23,13 @@ EXAMPLE_ATTRIBUTES = [
 ]
 
 # The seed's exclusion segment: consent AND age >= 18 AND NOT gender = male AND total revenue = 0.
-EXCLUSION_TREE = {
-    "operator": "and",
-    "children": [
-        {"attribute": "consent", "operator": "is_true"},
-        {"attribute": "age", "operator": "gte", "value": 18},
-        {"attribute": "gender", "operator": "equals", "value": "male", "negate": True},
-        {"attribute": "total_revenue", "operator": "equals", "value": 0},
-    ],
-}
+EXCLUSION_TREE = EXCLUSION_EXAMPLE
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """The ACL cast is six users per test; real password hashing would dominate the run time."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,249 @@
+"""Segments REST API: CRUD with tree validation, counts, members, duplicate, trash, notes, tags, ACL, insights."""
+
+import pytest
+import yaml
+
+from segments.models import Segment, SegmentGrant, SegmentSizeSnapshot
+from segments.services import segment_grant_set
+from tests.conftest import client_for
+from tests.segments.conftest import EXCLUSION_TREE
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def owner_client(cast):
+    return client_for(cast["owner"])
+
+
+def test_create_validates_the_tree_and_points_at_the_bad_node(owner_client, example_attributes):
+    tree = {"operator": "and", "children": [
+        {"attribute": "consent", "operator": "is_true"},
+        {"attribute": "age", "operator": "gte", "value": 18},
+        {"attribute": "age", "operator": "between", "value": [18]},
+    ]}  # fmt: skip
+    response = owner_client.post("/api/segments", {"name": "Adults", "conditions": tree}, format="json")
+    assert response.status_code == 400
+    assert response.json()["message"] == "conditions.children[2].value: 'between' needs two values [low, high]"
+    assert not Segment.objects.exists()
+
+
+def test_create_read_update_and_count(owner_client, customers, cast):
+    response = owner_client.post(
+        "/api/segments",
+        {
+            "name": " Exclusion ",
+            "description": "seed case",
+            "conditions": EXCLUSION_TREE,
+            "tags": ["Q3", "q3", "email"],
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["name"] == "Exclusion" and body["owner"] == cast["owner"].pk and body["can_edit"] is True
+    assert sorted(body["tags"]) == ["Q3", "email"]
+    segment_id = body["id"]
+    count = owner_client.get(f"/api/segments/{segment_id}/customers_count").json()
+    assert count == {"segment_id": segment_id, "customers_count": 2}
+    assert SegmentSizeSnapshot.objects.get(segment_id=segment_id).size == 2
+
+    response = owner_client.patch(
+        f"/api/segments/{segment_id}", {"conditions": {"operator": "and", "children": EXCLUSION_TREE["children"][:2]}},
+        format="json",
+    )  # fmt: skip
+    assert response.status_code == 200
+    assert owner_client.get(f"/api/segments/{segment_id}/customers_count").json()["customers_count"] == 3
+    listed = owner_client.get("/api/segments?tag=email").json()
+    assert listed["count"] == 1 and listed["results"][0]["id"] == segment_id
+    assert owner_client.get("/api/segments?tag=nope").json()["count"] == 0
+    full = owner_client.get(f"/api/segments/{segment_id}?load_full_structure=1").json()
+    assert full["owner"]["username"] == "owner"
+
+
+def test_member_list_is_paginated(owner_client, exclusion_segment, customers):
+    page = owner_client.get(f"/api/segments/{exclusion_segment.pk}/customers?limit=1").json()
+    assert page["count"] == 2 and len(page["results"]) == 1 and page["next"]
+    ids = {page["results"][0]["id"]}
+    ids.add(
+        owner_client.get(f"/api/segments/{exclusion_segment.pk}/customers?limit=1&offset=1").json()["results"][0]["id"]
+    )
+    assert ids == {customers["alice"].pk, customers["carol"].pk}
+    assert owner_client.get(f"/api/segments/{exclusion_segment.pk}/customers?limit=x").status_code == 400
+
+
+def test_duplicate_trash_restore_and_delete(owner_client, exclusion_segment, cast):
+    copy = owner_client.post(f"/api/segments/{exclusion_segment.pk}/duplicate", {}, format="json").json()
+    assert copy["name"] == "Copy of Exclusion" and copy["tags"] == ["campaign"]
+    assert copy["conditions"] == exclusion_segment.conditions
+
+    assert owner_client.delete(f"/api/segments/{exclusion_segment.pk}").status_code == 204
+    assert owner_client.get(f"/api/segments/{exclusion_segment.pk}").status_code == 404
+    trash = owner_client.get("/api/trash/segments").json()
+    assert [row["id"] for row in trash["results"]] == [exclusion_segment.pk]
+    restored = owner_client.post(f"/api/trash/segments/{exclusion_segment.pk}/restore")
+    assert restored.status_code == 200 and restored.json()["trashed_at"] is None
+    assert owner_client.get(f"/api/segments/{exclusion_segment.pk}").status_code == 200
+    # Only from the trash can it be deleted for good.
+    assert owner_client.delete(f"/api/trash/segments/{exclusion_segment.pk}").status_code == 404
+    owner_client.delete(f"/api/segments/{exclusion_segment.pk}")
+    assert owner_client.delete(f"/api/trash/segments/{exclusion_segment.pk}").status_code == 204
+    assert not Segment.objects.filter(pk=exclusion_segment.pk).exists()
+
+
+def test_notes(owner_client, exclusion_segment, cast):
+    url = f"/api/segments/{exclusion_segment.pk}/notes"
+    assert owner_client.post(url, {"text": "  "}, format="json").status_code == 400
+    note = owner_client.post(url, {"text": "For the autumn campaign"}, format="json").json()
+    assert note["author"]["username"] == "owner"
+    assert owner_client.patch(f"{url}/{note['id']}", {"text": "Autumn"}, format="json").json()["text"] == "Autumn"
+    segment_grant_set(segment=exclusion_segment, user=cast["viewer"], permission="view")
+    viewer = client_for(cast["viewer"])
+    assert viewer.get(url).json()["count"] == 1
+    assert viewer.post(url, {"text": "me too"}, format="json").status_code == 403
+    assert viewer.delete(f"{url}/{note['id']}").status_code == 403
+    assert client_for(cast["outsider"]).get(url).status_code == 404
+    assert owner_client.delete(f"{url}/{note['id']}").status_code == 204
+
+
+def test_tags_api(owner_client, exclusion_segment, viewer_role):
+    tags = owner_client.get("/api/tags").json()["results"]
+    assert [(t["name"], t["segments_count"]) for t in tags] == [("campaign", 1)]
+    created = owner_client.post("/api/tags", {"name": "VIP", "color": "#ff0000"}, format="json")
+    assert created.status_code == 201
+    assert owner_client.post("/api/tags", {"name": "vip"}, format="json").json()["message"].startswith("name: A tag")
+    assert owner_client.post("/api/tags", {"name": "x", "color": "red"}, format="json").status_code == 400
+    tag_id = created.json()["id"]
+    assert owner_client.patch(f"/api/tags/{tag_id}", {"name": "VIPs"}, format="json").json()["name"] == "VIPs"
+    assert owner_client.delete(f"/api/tags/{tag_id}").status_code == 204
+
+
+def test_acl_matrix(exclusion_segment, cast):
+    segment_grant_set(segment=exclusion_segment, user=cast["viewer"], permission=SegmentGrant.Permission.VIEW)
+    segment_grant_set(segment=exclusion_segment, user=cast["editor"], permission=SegmentGrant.Permission.EDIT)
+    segment_grant_set(segment=exclusion_segment, role=cast["role_member"].role, permission="view")
+    url = f"/api/segments/{exclusion_segment.pk}"
+    expected = {
+        # name: (list/read/count, edit status, acl change status)
+        "owner": (200, 200, 201),
+        "viewer": (200, 403, 403),
+        "editor": (200, 200, 403),
+        "role_member": (200, 403, 403),
+        "outsider": (404, 404, 404),
+        "admin": (200, 200, 201),
+    }
+    new_user = cast["outsider"].pk
+    for name, (read, edit, acl) in expected.items():
+        client = client_for(cast[name])
+        listed = [row["id"] for row in client.get("/api/segments").json()["results"]]
+        assert listed == ([exclusion_segment.pk] if read == 200 else []), name
+        assert client.get(url).status_code == read, name
+        assert client.get(f"{url}/customers_count").status_code == read, name
+        assert client.get(f"{url}/insights").status_code == read, name
+        assert client.get(f"{url}/acl").status_code == read, name
+        assert client.patch(url, {"description": name}, format="json").status_code == edit, name
+        grant = client.post(f"{url}/acl", {"user": new_user, "permission": "view"}, format="json")
+        assert grant.status_code == acl, (name, grant.json())
+        if acl == 201:
+            SegmentGrant.objects.filter(user_id=new_user).delete()
+    # Probing ids: a segment that does not exist and one you may not see look the same.
+    outsider = client_for(cast["outsider"])
+    assert outsider.get("/api/segments/999999").json() == outsider.get(url).json()
+
+
+def test_role_features_gate_the_endpoints(exclusion_segment, cast, viewer_role, outsider_client):
+    from cdp.services.auth import user_create
+
+    reader = user_create(username="reader", password="Reader-password-1!", role=viewer_role)
+    segment_grant_set(segment=exclusion_segment, user=reader, permission="edit")
+    client = client_for(reader)
+    assert client.get(f"/api/segments/{exclusion_segment.pk}").status_code == 200
+    # An edit grant does not replace the role's segments_edit feature.
+    response = client.patch(f"/api/segments/{exclusion_segment.pk}", {"name": "x"}, format="json")
+    assert response.status_code == 403 and "segments_edit" in response.json()["message"]
+    assert client.post("/api/segments", {"name": "x"}, format="json").status_code == 403
+    assert outsider_client.get("/api/segments").status_code == 403
+
+
+def test_acl_grant_to_a_role_and_replacing_it(exclusion_segment, cast, owner_client):
+    url = f"/api/segments/{exclusion_segment.pk}/acl"
+    role = cast["role_member"].role
+    first = owner_client.post(url, {"role": role.pk, "permission": "view"}, format="json").json()
+    second = owner_client.post(url, {"role": role.pk, "permission": "edit"}, format="json").json()
+    assert first["id"] == second["id"] and second["permission"] == "edit"
+    member = client_for(cast["role_member"])
+    assert member.patch(f"/api/segments/{exclusion_segment.pk}", {"name": "Renamed"}, format="json").status_code == 200
+    assert owner_client.post(url, {"user": cast["viewer"].pk, "role": role.pk}, format="json").status_code == 400
+    assert owner_client.post(url, {"permission": "own"}, format="json").status_code == 400
+    assert owner_client.delete(f"{url}/{first['id']}").status_code == 204
+    assert member.get(f"/api/segments/{exclusion_segment.pk}").status_code == 404
+
+
+def test_insights_and_value_counts(owner_client, exclusion_segment):
+    url = f"/api/segments/{exclusion_segment.pk}"
+    body = owner_client.get(f"{url}/insights?attributes=age,gender").json()
+    assert body["customers_count"] == 2
+    assert [row["day"] for row in body["size_history"]] and body["size_history"][-1]["size"] == 2
+    ages = body["top_values"][0]
+    assert ages["attribute"] == "age" and sorted(v["value"] for v in ages["values"]) == [18, 30]
+    gender = body["top_values"][1]
+    assert gender["entities_with_value"] == 1 and gender["values"] == [{"value": "female", "count": 1}]
+    assert body["email_consent"] == {"attribute": "email_consent", "customers": 2, "with_consent": 1, "share": 0.5}
+    assert owner_client.get(f"{url}/insights?attributes=nope").status_code == 400
+    counts = owner_client.get(f"{url}/attribute_value_counts?attribute=age&limit=1").json()
+    assert counts["customers"] == 2 and len(counts["values"]) == 1
+    assert owner_client.get(f"{url}/attribute_value_counts").status_code == 400
+    assert owner_client.post(f"{url}/size_snapshot").status_code == 201
+
+
+def test_insights_omit_email_consent_without_the_attribute(owner_client, exclusion_segment):
+    from cdp.models import Attribute
+
+    Attribute.objects.filter(pk="email_consent").delete()
+    assert "email_consent" not in owner_client.get(f"/api/segments/{exclusion_segment.pk}/insights").json()
+
+
+def test_a_segment_whose_attribute_was_deleted_answers_400(owner_client, exclusion_segment):
+    from cdp.models import Attribute
+
+    Attribute.objects.filter(pk="age").delete()
+    response = owner_client.get(f"/api/segments/{exclusion_segment.pk}/customers_count")
+    assert response.status_code == 400
+    assert "conditions.children[1].attribute: unknown attribute 'age'" in response.json()["message"]
+
+
+def test_openapi_lists_the_segment_endpoints(client):
+    paths = {p.rstrip("/?") for p in yaml.safe_load(client.get("/api/schema/").content)["paths"]}
+    for expected in [
+        "/api/segments", "/api/segments/{id}", "/api/segments/{id}/customers_count", "/api/segments/{id}/customers",
+        "/api/segments/{id}/duplicate", "/api/segments/{id}/insights", "/api/segments/{id}/attribute_value_counts",
+        "/api/segments/{id}/size_snapshot", "/api/segments/{segment_pk}/notes", "/api/segments/{segment_pk}/acl",
+        "/api/trash/segments", "/api/trash/segments/{id}/restore", "/api/tags", "/api/tags/{id}",
+        "/api/segments/operators", "/api/segments/preview_count",
+    ]:  # fmt: skip
+        assert expected in paths, expected
+
+
+def test_the_email_consent_attribute_is_configurable(owner_client, exclusion_segment, settings):
+    settings.SEGMENTS_EMAIL_CONSENT_ATTRIBUTE = "consent"
+    body = owner_client.get(f"/api/segments/{exclusion_segment.pk}/insights").json()
+    assert body["email_consent"] == {"attribute": "consent", "customers": 2, "with_consent": 2, "share": 1.0}
+
+
+def test_builder_support_operators_and_live_count(customers, viewer_role, outsider_client):
+    from cdp.services.auth import user_create
+
+    reader = client_for(user_create(username="reader", password="Reader-password-1!", role=viewer_role))
+    operators = reader.get("/api/segments/operators").json()
+    assert {"operator": "between", "label": "is between", "value": "range"} in operators["int"]
+    assert [o["operator"] for o in operators["bool"]] == ["is_true", "is_false", "is_set", "is_not_set"]
+    response = reader.post("/api/segments/preview_count", {"conditions": EXCLUSION_TREE}, format="json")
+    assert response.status_code == 200 and response.json() == {"customers_count": 2}
+    bad = {"operator": "or", "children": [{"attribute": "age", "operator": "gte"}]}
+    response = reader.post("/api/segments/preview_count", {"conditions": bad}, format="json")
+    assert response.status_code == 400
+    assert response.json()["message"] == "conditions.children[0].value: 'gte' needs a value"
+    assert (
+        outsider_client.post("/api/segments/preview_count", {"conditions": EXCLUSION_TREE}, format="json").status_code
+        == 403
+    )
