@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "segments",
     "loaders",
     "notifications",
+    "emails",
 ]
 
 MIDDLEWARE = [

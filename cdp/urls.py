@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/", include("segments.exports.api.urls")),
     path("wbs", audience_view, name="audience"),
     path("v1/", include("cdp.segment_api.urls")),
+    path("", include("emails.urls")),
     path("admin/", admin.site.urls),
     path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
 ]

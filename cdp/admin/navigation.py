@@ -47,6 +47,17 @@ GROUPS: list[tuple[str, list[tuple[str, str, str]]]] = [
         ],
     ),
     (
+        "Email",
+        [
+            ("emails.campaign", "Campaigns", "campaign"),
+            ("emails.emailtemplate", "Email templates", "mail"),
+            ("emails.emailaddress", "Email addresses", "alternate_email"),
+            ("emails.job", "Email imports", "upload_file"),
+            ("emails.feedbackrejection", "Rejected webhooks", "report"),
+            ("emails.emailchannel", "Email channel", "settings_applications"),
+        ],
+    ),
+    (
         "Administration",
         [
             ("cdp.user", "Users", "group"),

@@ -1,0 +1,228 @@
+"""Public email endpoints (no login): POST /emails/subscribe, POST /emails/unsubscribe, GET /emails/confirm
+(the opt-in link), POST /emails/feedback[/brevo|/infobip] (provider webhooks), and the default pages
+/email/subscribe.html and /email/unsubscribe.html.
+
+- JSON in and out. Answers: 200 `{"status": "ok", "message": ...}` (+ `subscription_request_id`), 304 (no body)
+  for unsubscribing an unknown or not subscribed address, 400 `{"status": <code>, "message": ...}` with the
+  seed's codes (`EmailInvalid`, `EmailBlocked`, `EmailAlreadySubscribed`, `error` for "validation: ..."),
+  401 for a webhook without the right secret, 405, 413 for bodies over the limit, 429 when rate limited,
+  503 `ServiceUnavailable` when the database is down.
+- CORS: origins in the `public_cors_origins` global setting get Access-Control-Allow-Origin (subscribe and
+  unsubscribe; OPTIONS preflights answered). No cookies are used, so no CSRF token is needed.
+- Rate limited per client IP (scope "emails"; webhooks have their own scope "emails_feedback").
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+
+from cdp.ratelimit import rate_limited
+from emails.services.channel import channel_cached, channel_get, webhook_secret_matches
+from emails.services.feedback import FeedbackInvalid, feedback_process, feedback_reject
+from emails.services.subscriptions import (
+    PublicRequestError,
+    subscription_confirm,
+    subscription_request,
+    unsubscribe,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_FORM_BYTES = 16 * 1024
+MAX_FEEDBACK_BYTES = 1024 * 1024
+ACCEPTED_CONTENT_TYPES = {"", "application/json", "text/plain"}
+
+
+def _answer(status_code: int, status: str, message: str, **extra: Any) -> JsonResponse:
+    return JsonResponse({"status": status, "message": message, **extra}, status=status_code)
+
+
+def _read_body(request: HttpRequest, *, limit: int) -> bytes:
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise PublicRequestError(413, "error", f"validation: the body is over the {limit // 1024} KB limit")
+    try:
+        data = request.body
+    except RequestDataTooBig:
+        raise PublicRequestError(413, "error", f"validation: the body is over the {limit // 1024} KB limit") from None
+    if len(data) > limit:
+        raise PublicRequestError(413, "error", f"validation: the body is over the {limit // 1024} KB limit")
+    return data
+
+
+def _parse_json(request: HttpRequest, data: bytes) -> Any:
+    content_type = (request.content_type or "").lower()
+    if content_type not in ACCEPTED_CONTENT_TYPES:
+        raise PublicRequestError(400, "error", f"validation: Content-Type {content_type[:60]!r} is not JSON")
+    if not data.strip():
+        raise PublicRequestError(400, "error", "validation: the body is empty; send a JSON object")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise PublicRequestError(400, "error", "validation: the body is not valid JSON") from None
+
+
+def _allowed_origins() -> list[str]:
+    from cdp.services.global_settings import global_setting_cached
+
+    return list(global_setting_cached("public_cors_origins") or [])
+
+
+def _public(scope: str, *, methods: tuple[str, ...] = ("POST",), cors: bool = True):
+    """Method check, preflight, rate limit, CORS and error answers around a public view."""
+
+    def decorator(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+        @functools.wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method == "OPTIONS" and cors:
+                return HttpResponse(status=204)
+            if request.method not in methods:
+                response = _answer(405, "error", f"method {request.method} not allowed: use {', '.join(methods)}")
+                response["Allow"] = ", ".join(methods + (("OPTIONS",) if cors else ()))
+                return response
+            try:
+                return view(request, *args, **kwargs)
+            except PublicRequestError as problem:
+                return _answer(problem.status_code, problem.status, problem.message)
+            except DatabaseError:
+                logger.exception("public email endpoint: database unavailable")
+                return _answer(503, "ServiceUnavailable", "Service unavailable.")
+
+        limited = rate_limited(scope)(wrapped)
+
+        @functools.wraps(view)
+        def with_cors(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            response = limited(request, *args, **kwargs)
+            origin = request.headers.get("Origin")
+            if cors and origin:
+                try:
+                    allowed = origin in _allowed_origins()
+                except DatabaseError:
+                    allowed = False
+                if allowed:
+                    response["Access-Control-Allow-Origin"] = origin
+                    response["Access-Control-Allow-Methods"] = ", ".join(methods + ("OPTIONS",))
+                    response["Access-Control-Allow-Headers"] = "Content-Type"
+                    response["Access-Control-Max-Age"] = "86400"
+                response["Vary"] = "Origin"
+            return response
+
+        return csrf_exempt(with_cors)
+
+    return decorator
+
+
+def _base_url(request: HttpRequest) -> str:
+    return request.build_absolute_uri("/").rstrip("/")
+
+
+@_public("emails")
+def subscribe_view(request: HttpRequest) -> HttpResponse:
+    data = _parse_json(request, _read_body(request, limit=MAX_FORM_BYTES))
+    outcome = subscription_request(data=data, base_url=_base_url(request))
+    return _answer(
+        200,
+        "ok",
+        "Subscription request received; check your inbox to confirm."
+        if outcome.opt_in_queued
+        else "Subscription request received; a confirmation email was sent recently, check your inbox.",
+        subscription_request_id=outcome.subscription_request_id,
+    )
+
+
+@_public("emails")
+def unsubscribe_view(request: HttpRequest) -> HttpResponse:
+    data = _parse_json(request, _read_body(request, limit=MAX_FORM_BYTES))
+    if unsubscribe(data=data):
+        return _answer(200, "ok", "Email address unsubscribed")
+    return HttpResponse(status=304)
+
+
+@_public("emails", methods=("GET",), cors=False)
+def confirm_view(request: HttpRequest) -> HttpResponse:
+    token = request.GET.get("token", "")
+    try:
+        email = subscription_confirm(token=token[:2000])
+    except PublicRequestError as problem:
+        return render(request, "emails/public/confirmed.html", {"error": problem.message}, status=400)
+    redirect_to = channel_get().confirmed_page_url
+    if redirect_to:
+        response = HttpResponse(status=302)
+        response["Location"] = redirect_to
+        return response
+    return render(request, "emails/public/confirmed.html", {"email": email})
+
+
+def _webhook_secret(request: HttpRequest) -> str | None:
+    """The secret from `Authorization: Bearer <secret>`, basic auth (password, or user name with an empty
+    password: Brevo's "https://user:secret@host/..." URLs), or an `X-Webhook-Secret` header."""
+    header = request.META.get("HTTP_AUTHORIZATION", "").strip()
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            user, _, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return None
+        return password or user
+    if scheme.lower() == "app":  # Infobip's API-key style header
+        return value.strip()
+    return request.headers.get("X-Webhook-Secret")
+
+
+@_public("emails_feedback", cors=False)
+def feedback_view(request: HttpRequest, provider: str | None = None) -> HttpResponse:
+    channel = channel_cached()
+    if not webhook_secret_matches(channel, _webhook_secret(request)):
+        response = _answer(401, "Unauthorized", "missing or wrong webhook secret")
+        response["WWW-Authenticate"] = 'Basic realm="emails feedback"'
+        return response
+    provider = provider or channel.webhook_provider
+    try:
+        data = _read_body(request, limit=MAX_FEEDBACK_BYTES)
+    except PublicRequestError as problem:
+        feedback_reject(provider=provider, reason=problem.message, body=b"", content_type=request.content_type or "")
+        raise
+    try:
+        body = _parse_json(request, data)
+        result = feedback_process(provider=provider, body=body)
+    except (PublicRequestError, FeedbackInvalid) as problem:
+        reason = problem.message if isinstance(problem, PublicRequestError) else f"validation: {problem}"
+        feedback_reject(provider=provider, reason=reason, body=data, content_type=request.content_type or "")
+        return _answer(400, "error", reason)
+    return _answer(
+        200, "ok", "Feedback received", received=result.received, recorded=result.recorded,
+        duplicates=result.duplicates,
+    )  # fmt: skip
+
+
+def _page(template: str, fields: tuple[str, ...]) -> Callable[[HttpRequest], HttpResponse]:
+    def view(request: HttpRequest) -> HttpResponse:
+        if request.method not in {"GET", "HEAD"}:
+            return HttpResponse(status=405, headers={"Allow": "GET, HEAD"})
+        values = {name: request.GET.get(name, "")[:500] for name in fields}
+        return render(request, template, {"values": values})
+
+    return view
+
+
+subscribe_page = _page("emails/public/subscribe.html", ("email", "subscription_source"))
+unsubscribe_page = _page(
+    "emails/public/unsubscribe.html", ("email", "campaign_id", "campaign_name", "subject", "message_id")
+)

@@ -1,0 +1,60 @@
+"""Reads of the email channel for the API and the admin."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from cdp.models import CustomerEvent
+from emails.models import Campaign, CampaignRecipient, EmailAddress, EmailTemplate
+from emails.services.setup import SOURCE_SLUG
+
+
+def addresses_list(*, blocked: bool | None = None, consent: str | None = None, q: str = "") -> QuerySet[EmailAddress]:
+    """`consent`: "true", "false" or "unknown"."""
+    qs = EmailAddress.objects.all()
+    if blocked is not None:
+        qs = qs.filter(blocked=blocked)
+    if consent == "true":
+        qs = qs.filter(consent=True)
+    elif consent == "false":
+        qs = qs.filter(consent=False)
+    elif consent == "unknown":
+        qs = qs.filter(consent__isnull=True)
+    if q:
+        qs = qs.filter(email__icontains=q.strip().lower())
+    return qs.order_by("-modified", "id")
+
+
+def address_events(*, email: str, limit: int = 200) -> list[CustomerEvent]:
+    """The email events of one address, newest first (what led to its state)."""
+    return list(
+        CustomerEvent.objects.filter(source__slug=SOURCE_SLUG, payload__email=email).order_by("-event_time", "-id")[
+            :limit
+        ]
+    )
+
+
+def addresses_of_entity(*, entity_id: str) -> list[dict]:
+    """The entity's stitched email addresses (stitching's identifiers) with their state, for the profile page."""
+    from stitching.models import Identifier
+
+    emails = sorted(
+        Identifier.objects.filter(customer_entity_id=entity_id, category_id="email").values_list("value", flat=True)
+    )
+    states = {a.email: a for a in EmailAddress.objects.filter(email__in=emails)}
+    return [{"email": e, "state": states.get(e)} for e in emails]
+
+
+def templates_list() -> QuerySet[EmailTemplate]:
+    return EmailTemplate.objects.all()
+
+
+def campaigns_list() -> QuerySet[Campaign]:
+    return Campaign.objects.select_related("template")
+
+
+def campaign_recipients(*, campaign: Campaign, status: str | None = None) -> QuerySet[CampaignRecipient]:
+    qs = CampaignRecipient.objects.filter(campaign=campaign)
+    if status:
+        qs = qs.filter(status=status)
+    return qs.order_by("id")

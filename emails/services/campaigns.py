@@ -1,0 +1,248 @@
+"""Campaigns: send a template to a segment (API "Email Activations" / "Email Exports").
+
+1. `campaign_create` checks the user may see the segment (segments' ACL) and enqueues `campaign_run` after commit.
+2. Preparation is one INSERT ... SELECT: the segment's members (segments.selectors.segment_members_sql) →
+   their stitched email identifiers (unique per value: one owner each) → one recipient row per address,
+   already marked `skipped` with the reason (`blocked`, `unsubscribed`, `no_consent`) unless the address has
+   consent and is not blocked. Rows are unique
+   per (campaign, address) and inserted ON CONFLICT DO NOTHING, so a retried preparation adds nobody twice.
+3. Sending claims pending rows in batches (FOR UPDATE SKIP LOCKED, status → sending) and sends each through the
+   one sending service (which refuses blocked addresses again, in case one was blocked meanwhile), paced to the
+   channel's `send_rate_per_second`; a provider's rate-limit answer waits and retries. A row left in `sending`
+   by a worker that died is never sent again (it becomes `failed` / "interrupted"): nobody gets a campaign twice.
+4. Progress (counters) is written after every batch; the report counts sent / failed / skipped by reason.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from emails.models import Campaign, CampaignRecipient, EmailTemplate
+from emails.providers import OutgoingEmail, ProviderError, provider_for
+from emails.services.channel import channel_get
+from emails.services.sending import RecipientBlocked, email_send
+from emails.services.templates import template_render
+
+BATCH_SIZE = 100
+MAX_SEND_ATTEMPTS = 3
+MAX_RETRY_WAIT_SECONDS = 60.0
+ADVISORY_LOCK_NAMESPACE = 0x656D  # "em": campaign runs hold (namespace, campaign id)
+
+
+def recipients_members_sql(*, segment_id: int) -> tuple[str, list[Any]]:
+    """SQL selecting `id` of the customer entities to mail (the segment's members), and its parameters.
+
+    The one place campaigns learn who is in a segment: segments.selectors compiles the segment's conditions."""
+    from segments.models import Segment
+    from segments.selectors import segment_members_sql
+
+    segment = Segment.objects.filter(pk=segment_id).first()
+    if segment is None:
+        raise ValidationError({"segment_id": f"Segment {segment_id} does not exist."})
+    return segment_members_sql(segment=segment)
+
+
+@transaction.atomic
+def campaign_create(*, name: str, template: EmailTemplate, segment_id: int, user: Any, start: bool = True) -> Campaign:
+    """A campaign of `template` to the segment the user may see; queued to run after commit when `start`."""
+    from segments.selectors import segment_get_visible
+
+    segment = segment_get_visible(user=user, segment_id=segment_id)  # Http404 when the ACL hides it
+    if not (name or "").strip():
+        raise ValidationError({"name": "A name is required."})
+    campaign = Campaign.objects.create(
+        name=name.strip()[:200], template=template, segment_id=segment.pk,
+        status=Campaign.Status.QUEUED if start else Campaign.Status.DRAFT,
+        created_by=user if getattr(user, "pk", None) else None,
+    )  # fmt: skip
+    if start:
+        campaign_enqueue(campaign=campaign)
+    return campaign
+
+
+def campaign_enqueue(*, campaign: Campaign) -> None:
+    from emails.tasks import campaign_run as task
+
+    Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.DRAFT).update(status=Campaign.Status.QUEUED)
+    transaction.on_commit(lambda: task.delay(campaign.pk))
+
+
+_PREPARE_SQL = """
+INSERT INTO emails_campaignrecipient
+    (campaign_id, email, customer_entity_id, status, reason, message_id, provider_message_id, attempts)
+SELECT %s, i.value, i.customer_entity_id,
+       CASE WHEN a.blocked THEN 'skipped' WHEN a.consent THEN 'pending' ELSE 'skipped' END,
+       CASE WHEN a.blocked THEN 'blocked' WHEN a.consent THEN '' WHEN a.consent = false THEN 'unsubscribed'
+            ELSE 'no_consent' END,
+       md5(%s || ':' || i.value), '', 0
+FROM ({members}) AS m
+JOIN stitching_identifiers i ON i.customer_entity_id = m.id AND i.category_id = 'email'
+LEFT JOIN emails_emailaddress a ON a.email = i.value
+ON CONFLICT (campaign_id, email) DO NOTHING
+"""
+
+
+def campaign_prepare(*, campaign: Campaign) -> int:
+    """Insert the campaign's recipient rows (idempotent); returns how many were new."""
+    members, params = recipients_members_sql(segment_id=campaign.segment_id)
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Hash joins over a large segment's members, identifiers and address states stay in memory.
+        cursor.execute("SET LOCAL work_mem = '64MB'")
+        cursor.execute(_PREPARE_SQL.format(members=members), [campaign.pk, f"c{campaign.pk}", *params])
+        inserted = cursor.rowcount
+    campaign_progress_save(campaign=campaign)
+    return inserted
+
+
+def campaign_report(*, campaign: Campaign) -> dict[str, Any]:
+    rows = CampaignRecipient.objects.filter(campaign=campaign).values("status", "reason").annotate(n=Count("id"))
+    report: dict[str, Any] = {"sent": 0, "failed": 0, "pending": 0, "skipped": {}}
+    for row in rows:
+        if row["status"] == CampaignRecipient.Status.SKIPPED:
+            report["skipped"][row["reason"] or "other"] = report["skipped"].get(row["reason"] or "other", 0) + row["n"]
+        elif row["status"] in (CampaignRecipient.Status.PENDING, CampaignRecipient.Status.SENDING):
+            report["pending"] += row["n"]
+        else:
+            report[row["status"]] += row["n"]
+    return report
+
+
+def campaign_progress_save(*, campaign: Campaign) -> None:
+    report = campaign_report(campaign=campaign)
+    campaign.sent = report["sent"]
+    campaign.failed = report["failed"]
+    campaign.skipped = sum(report["skipped"].values())
+    campaign.total = campaign.sent + campaign.failed + campaign.skipped + report["pending"]
+    Campaign.objects.filter(pk=campaign.pk).update(
+        sent=campaign.sent, failed=campaign.failed, skipped=campaign.skipped, total=campaign.total
+    )
+
+
+def unsubscribe_url(*, base_url: str, email: str, campaign: Campaign, subject: str, message_id: str) -> str:
+    channel = channel_get()
+    page = channel.unsubscribe_page_url or (base_url.rstrip("/") + "/email/unsubscribe.html")
+    query = urlencode({"email": email, "campaign_id": campaign.pk, "campaign_name": campaign.name,
+                       "subject": subject, "message_id": message_id})  # fmt: skip
+    return f"{page}{'&' if '?' in page else '?'}{query}"
+
+
+def _claim_batch(campaign: Campaign) -> list[CampaignRecipient]:
+    with transaction.atomic():
+        ids = list(
+            CampaignRecipient.objects.select_for_update(skip_locked=True)
+            .filter(campaign=campaign, status=CampaignRecipient.Status.PENDING)
+            .order_by("id")
+            .values_list("id", flat=True)[:BATCH_SIZE]
+        )
+        CampaignRecipient.objects.filter(pk__in=ids).update(status=CampaignRecipient.Status.SENDING)
+    return list(CampaignRecipient.objects.filter(pk__in=ids).order_by("id"))
+
+
+def _finish(recipient: CampaignRecipient, status: str, reason: str = "", provider_message_id: str = "") -> None:
+    recipient.status = status
+    recipient.reason = reason[:255]
+    recipient.provider_message_id = provider_message_id[:255]
+    recipient.sent_at = timezone.now() if status == CampaignRecipient.Status.SENT else None
+    recipient.save(update_fields=["status", "reason", "provider_message_id", "sent_at", "attempts"])
+
+
+def campaign_run(*, campaign_id: int, sleep=time.sleep) -> str:
+    """Prepare (if needed) and send a campaign. Idempotent; concurrent runs of one campaign do nothing."""
+    campaign = Campaign.objects.select_related("template").filter(pk=campaign_id).first()
+    if campaign is None or campaign.status in (Campaign.Status.DONE, Campaign.Status.DRAFT):
+        return "nothing to do"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [ADVISORY_LOCK_NAMESPACE, campaign.pk])
+        if not cursor.fetchone()[0]:
+            return "already running"
+    try:
+        return _run_locked(campaign, sleep)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [ADVISORY_LOCK_NAMESPACE, campaign.pk])
+
+
+def _run_locked(campaign: Campaign, sleep) -> str:
+    # Rows a dead worker left in `sending` may have gone out: never send them again.
+    CampaignRecipient.objects.filter(campaign=campaign, status=CampaignRecipient.Status.SENDING).update(
+        status=CampaignRecipient.Status.FAILED, reason="interrupted: unknown whether it was sent"
+    )
+    if campaign.started is None:
+        campaign.started = timezone.now()
+    campaign.status = Campaign.Status.PREPARING
+    campaign.save(update_fields=["status", "started"])
+    try:
+        campaign_prepare(campaign=campaign)
+    except ValidationError as exc:
+        return _fail(campaign, "; ".join(exc.messages))
+    channel = channel_get()
+    try:
+        provider = provider_for(channel)
+    except ProviderError as exc:
+        return _fail(campaign, f"the email channel cannot send: {exc}")
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.SENDING)
+    interval = 1.0 / max(1, channel.send_rate_per_second)
+    base_url = channel.public_base_url
+    next_send = time.monotonic()
+    try:
+        while batch := _claim_batch(campaign):
+            for recipient in batch:
+                wait = next_send - time.monotonic()
+                if wait > 0:
+                    sleep(wait)
+                next_send = max(next_send + interval, time.monotonic())
+                _send_one(campaign, recipient, provider, base_url, sleep)
+            campaign_progress_save(campaign=campaign)
+    finally:
+        provider.close()
+    campaign_progress_save(campaign=campaign)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.DONE, finished=timezone.now())
+    return f"sent {campaign.sent}, skipped {campaign.skipped}, failed {campaign.failed}"
+
+
+def _send_one(campaign: Campaign, recipient: CampaignRecipient, provider, base_url: str, sleep) -> None:
+    template = campaign.template
+    subject = template_render(template, {"email": recipient.email, "campaign_name": campaign.name,
+                                         "campaign_id": campaign.pk}).subject  # fmt: skip
+    link = unsubscribe_url(base_url=base_url, email=recipient.email, campaign=campaign, subject=subject,
+                           message_id=recipient.message_id)  # fmt: skip
+    values = {"email": recipient.email, "unsubscribe_url": link, "campaign_id": campaign.pk,
+              "campaign_name": campaign.name, "subject": subject, "message_id": recipient.message_id}  # fmt: skip
+    rendered = template_render(template, values)
+    text = rendered.text
+    if link not in text and not (rendered.html and "unsubscribe_url" in template.html_body):
+        text = (text + "\n\n" if text else "") + f"Unsubscribe: {link}"
+    message = OutgoingEmail(
+        to=recipient.email, subject=rendered.subject, text=text, html=rendered.html,
+        headers={"List-Unsubscribe": f"<{link}>", "X-Campaign-Id": str(campaign.pk)},
+        tags=[f"campaign-{campaign.pk}"], message_id=recipient.message_id,
+    )  # fmt: skip
+    while True:
+        recipient.attempts += 1
+        try:
+            provider_id = email_send(message=message, provider=provider)
+        except RecipientBlocked:
+            _finish(recipient, CampaignRecipient.Status.SKIPPED, "blocked")
+            return
+        except ProviderError as exc:
+            if exc.permanent or recipient.attempts >= MAX_SEND_ATTEMPTS:
+                _finish(recipient, CampaignRecipient.Status.FAILED, str(exc))
+                return
+            sleep(min(MAX_RETRY_WAIT_SECONDS, exc.retry_after or 2.0**recipient.attempts))
+            continue
+        _finish(recipient, CampaignRecipient.Status.SENT, provider_message_id=provider_id or "")
+        return
+
+
+def _fail(campaign: Campaign, message: str) -> str:
+    Campaign.objects.filter(pk=campaign.pk).update(
+        status=Campaign.Status.FAILED, message=message[:2000], finished=timezone.now()
+    )
+    return f"failed: {message}"

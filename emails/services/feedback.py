@@ -1,0 +1,335 @@
+"""Provider webhooks → canonical email events (`email_delivered`, `email_bounced`, `spam_complaint`,
+`unsubscribe`, `email_address_blocked`) and the state changes they cause.
+
+- A hard bounce blocks the address (an `email_bounced` event, then `email_address_blocked` with
+  `blocked_by: hard_bounce_webhook`). For Infobip, five soft bounces in a row (no delivery between) count as a
+  hard bounce. A provider's own block (Brevo `blocked`) is `email_address_blocked` with `block_webhook`.
+- A spam complaint or an unsubscribe sets consent false.
+- Idempotent: every canonical event's idempotency key is derived from the provider's message id, the event and
+  its time (Brevo has no event id), so a replayed payload records nothing new and changes no state.
+- Events we do not act on (opens, clicks, requests, deferrals, pending reports) are acknowledged and ignored.
+
+Parsing raises FeedbackInvalid with the reason; the view stores such payloads for inspection and answers 400.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+
+from emails.models import EmailAddress, FeedbackRejection
+from emails.services.state import (
+    EmailInvalid,
+    _address_locked,
+    email_block_change,
+    email_consent_change,
+    email_event_record,
+    email_normalize,
+)
+
+PROVIDERS = ("brevo", "infobip")
+INFOBIP_SOFT_BOUNCES_TO_BLOCK = 5
+MAX_KEPT_BODY = 64 * 1024
+MAX_RESULTS = 1000
+
+
+class FeedbackInvalid(ValueError):
+    """A payload we cannot use; the message says why."""
+
+
+@dataclass
+class Canonical:
+    """One provider event in the seed's canonical shape."""
+
+    type: str  # email_delivered | email_bounced | spam_complaint | unsubscribe | email_address_blocked
+    email: str
+    key: str
+    event_time: datetime | None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FeedbackResult:
+    received: int = 0
+    recorded: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+
+
+def _key(provider: str, *parts: object) -> str:
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8", "surrogatepass")).hexdigest()
+    return f"fb:{provider}:{digest[:40]}"
+
+
+def _text(item: dict, name: str, *, required: bool = False, where: str = "") -> str | None:
+    value = item.get(name)
+    if value is None or value == "":
+        if required:
+            raise FeedbackInvalid(f"{where}{name} is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise FeedbackInvalid(f"{where}{name} must be a string")
+    return str(value)[:1000]
+
+
+def _email(value: object, where: str) -> str:
+    try:
+        return email_normalize(value)
+    except EmailInvalid:
+        raise FeedbackInvalid(f"{where}email is missing or not a valid address") from None
+
+
+def _epoch_ms(value: object) -> datetime | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _iso(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if len(text) > 5 and text[-5] in "+-" and text[-4:].isdigit() and text[-3] != ":":
+        text = text[:-2] + ":" + text[-2:]  # Infobip's +0000
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _not_future(when: datetime | None) -> datetime | None:
+    # cdp refuses events more than a day ahead; a provider clock that far off is replaced by our time.
+    if when is None or when.timestamp() > datetime.now(UTC).timestamp() + 3600:
+        return None
+    return when
+
+
+# --- Brevo ----------------------------------------------------------------------------------------------------
+
+BREVO_BOUNCES = {"hard_bounce": "hard", "invalid_email": "hard", "soft_bounce": "soft"}
+
+
+def brevo_parse(body: Any) -> list[Canonical]:
+    """One Brevo webhook object (or a list of them, as Brevo's batched webhooks send)."""
+    items = body if isinstance(body, list) else [body]
+    if not items or len(items) > MAX_RESULTS:
+        raise FeedbackInvalid(f"expected a JSON object or a list of 1 to {MAX_RESULTS} objects")
+    events = []
+    for index, item in enumerate(items):
+        where = f"[{index}]." if isinstance(body, list) else ""
+        if not isinstance(item, dict):
+            raise FeedbackInvalid(f"{where or 'the body '}must be a JSON object")
+        kind = _text(item, "event", required=True, where=where)
+        email = _email(item.get("email"), where)
+        message_id = _text(item, "message-id", where=where) or _text(item, "message_id", where=where)
+        subject = _text(item, "subject", where=where)
+        stamp = item.get("ts_epoch") or item.get("ts_event") or item.get("ts")
+        when = _not_future(_epoch_ms(stamp))
+        key = _key("brevo", message_id or email, kind, stamp)
+        base = {"message_id": message_id, "subject": subject, "provider": "brevo"}
+        tags = item.get("tags")
+        if isinstance(tags, list) and all(isinstance(t, str) for t in tags):
+            base["tags"] = tags[:20]
+        if kind == "delivered":
+            if not message_id:
+                raise FeedbackInvalid(f"{where}message-id is required for a delivered event")
+            events.append(Canonical("email_delivered", email, key, when, base))
+        elif kind in BREVO_BOUNCES:
+            reason = (_text(item, "reason", where=where) or kind.replace("_", " ")).strip()
+            events.append(Canonical("email_bounced", email, key, when,
+                                    {**base, "bounce_type": BREVO_BOUNCES[kind], "reason": reason}))  # fmt: skip
+        elif kind in {"spam", "complaint"}:
+            events.append(Canonical("spam_complaint", email, key, when, base))
+        elif kind in {"unsubscribed", "unsubscribe"}:
+            events.append(Canonical("unsubscribe", email, key, when, {**base, "unsubscribe_source": "brevo"}))
+        elif kind == "blocked":
+            reason = _text(item, "reason", where=where) or "blocked by Brevo"
+            events.append(Canonical("email_address_blocked", email, key, when,
+                                    {**base, "reason": reason, "blocked_by": "block_webhook"}))  # fmt: skip
+        # Anything else (request, deferred, opened, click, ...) is acknowledged and not recorded.
+    return events
+
+
+# --- Infobip --------------------------------------------------------------------------------------------------
+
+INFOBIP_TRACKING = {"COMPLAINED": "spam_complaint", "UNSUBSCRIBED": "unsubscribe"}
+
+
+def infobip_parse(body: Any) -> list[Canonical]:
+    """An Infobip delivery report {"results": [...]} or a tracking event {"notificationType": ...}."""
+    if not isinstance(body, dict):
+        raise FeedbackInvalid("expected a JSON object with results or notificationType")
+    if "notificationType" in body:
+        kind = _text(body, "notificationType", required=True)
+        email = _email(body.get("recipient"), "recipient: ")
+        message_id = _text(body, "messageId")
+        when = _not_future(_epoch_ms(body.get("sendDateTime")))
+        canonical = INFOBIP_TRACKING.get(kind.upper())
+        if canonical is None:
+            return []
+        key = _key("infobip", message_id or email, kind, body.get("sendDateTime"))
+        payload = {"message_id": message_id, "provider": "infobip"}
+        if canonical == "unsubscribe":
+            payload["unsubscribe_source"] = "infobip"
+        return [Canonical(canonical, email, key, when, payload)]
+    results = body.get("results")
+    if not isinstance(results, list) or not results:
+        raise FeedbackInvalid("results must be a non-empty list of delivery reports")
+    if len(results) > MAX_RESULTS:
+        raise FeedbackInvalid(f"at most {MAX_RESULTS} results in one payload")
+    events = []
+    for index, item in enumerate(results):
+        where = f"results[{index}]."
+        if not isinstance(item, dict):
+            raise FeedbackInvalid(f"{where[:-1]} must be an object")
+        email = _email(item.get("to"), where)
+        message_id = _text(item, "messageId", required=True, where=where)
+        status = item.get("status")
+        if not isinstance(status, dict):
+            raise FeedbackInvalid(f"{where}status must be an object")
+        group = str(status.get("groupName") or "").upper()
+        error = item.get("error") if isinstance(item.get("error"), dict) else {}
+        when = _not_future(_iso(item.get("doneAt")) or _iso(item.get("sentAt")))
+        key = _key("infobip", message_id, group, status.get("name"), item.get("doneAt"))
+        base = {"message_id": message_id, "provider": "infobip"}
+        if isinstance(item.get("callbackData"), str):
+            base["callback_data"] = item["callbackData"][:500]
+        if group == "DELIVERED":
+            events.append(Canonical("email_delivered", email, key, when, base))
+        elif group in {"UNDELIVERABLE", "REJECTED", "EXPIRED"}:
+            hard = error.get("permanent") is True
+            reason = str(error.get("description") or error.get("name") or status.get("description") or group)
+            code = {"basic": str(error["id"])} if error.get("id") not in (None, "") else None
+            events.append(Canonical("email_bounced", email, key, when,
+                                    {**base, "bounce_type": "hard" if hard else "soft", "reason": reason[:500],
+                                     "code": code}))  # fmt: skip
+        elif not group:
+            raise FeedbackInvalid(f"{where}status.groupName is required")
+        # PENDING and other interim states: nothing to record.
+    return events
+
+
+PARSERS = {"brevo": brevo_parse, "infobip": infobip_parse}
+
+
+# --- applying -------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def _apply(event: Canonical, provider: str) -> bool:
+    """Record one canonical event and its consequences; False when it was recorded before."""
+    payload = {k: v for k, v in event.payload.items() if v is not None}
+    if event.type in {"spam_complaint", "unsubscribe"}:
+        return email_consent_change(
+            email=event.email, consent=False, type=event.type, payload=payload, event_time=event.event_time,
+            key=event.key, source=f"{provider} {event.type}",
+        )  # fmt: skip
+    if event.type == "email_address_blocked":
+        return email_block_change(email=event.email, blocked=True, type="email_address_blocked",
+                                  by=payload.pop("blocked_by"), reason=payload.pop("reason", ""), payload=payload,
+                                  event_time=event.event_time, key=event.key)  # fmt: skip
+    address = _address_locked(event.email)
+    if not email_event_record(type=event.type, email=event.email, payload=payload, event_time=event.event_time,
+                              key=event.key):  # fmt: skip
+        return False
+    if event.type == "email_delivered":
+        if address.soft_bounces_in_row:
+            EmailAddress.objects.filter(pk=address.pk).update(soft_bounces_in_row=0)
+        return True
+    # email_bounced
+    block_reason = None
+    if payload.get("bounce_type") == "hard":
+        block_reason = f"hard bounce: {payload.get('reason', '')}".strip()
+    elif provider == "infobip":
+        EmailAddress.objects.filter(pk=address.pk).update(soft_bounces_in_row=F("soft_bounces_in_row") + 1)
+        address.refresh_from_db(fields=["soft_bounces_in_row"])
+        if address.soft_bounces_in_row >= INFOBIP_SOFT_BOUNCES_TO_BLOCK:
+            block_reason = f"{address.soft_bounces_in_row} soft bounces in a row"
+    if block_reason and not address.blocked:
+        email_block_change(
+            email=event.email, blocked=True, type="email_address_blocked", by="hard_bounce_webhook",
+            reason=block_reason, payload={"message_id": payload.get("message_id")},
+            event_time=event.event_time, key=event.key + ":blocked",
+        )  # fmt: skip
+    return True
+
+
+# Deliveries are most of a provider's feedback: one statement records the event (idempotently) and ends the
+# address's run of soft bounces, instead of a locked read-modify-write (see bench figure feedback_rps). An
+# address without a state row keeps none: a delivery changes neither consent nor blocking.
+#
+# A delivery report is telemetry the provider keeps sending: acknowledging it before its commit is on disk risks
+# losing the last few hundred milliseconds of them if PostgreSQL itself crashes, and saves an fsync per webhook,
+# so the statement (its own transaction in autocommit) turns synchronous_commit off for itself. Consent and block
+# changes (every other path) keep synchronous commits.
+_DELIVERED_SQL = """
+WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true)),
+source AS (SELECT d.id FROM cdp_datasource d WHERE d.slug = %(slug)s
+           AND EXISTS (SELECT 1 FROM stitching_stitchingrule r WHERE r.source_id = d.id AND r.path = 'email')),
+inserted AS (
+    INSERT INTO customer_events (source_id, type, event_time, payload, idempotency_key)
+    SELECT source.id, %(type)s, %(time)s, %(payload)s::jsonb, %(key)s FROM source
+    ON CONFLICT (source_id, idempotency_key) DO NOTHING
+    RETURNING id
+),
+reset AS (
+    UPDATE emails_emailaddress SET soft_bounces_in_row = 0, modified = statement_timestamp()
+    WHERE email = %(email)s AND soft_bounces_in_row > 0 AND EXISTS (SELECT 1 FROM inserted)
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM source), (SELECT count(*) FROM inserted), (SELECT count(*) FROM reset),
+       (SELECT count(*) FROM async_commit)
+"""
+
+
+def _delivered(event: Canonical) -> bool:
+    from django.db import connection
+
+    from cdp.services.events import event_record_build, events_ingested_notify
+    from emails.services.setup import SOURCE_SLUG, emails_setup_ensure
+
+    payload = {k: v for k, v in {**event.payload, "email": event.email, "type": event.type}.items() if v is not None}
+    record = event_record_build(source_id=0, type=event.type, event_time=event.event_time or datetime.now(UTC),
+                                payload=payload, message_id=event.key)  # fmt: skip
+    params = {"slug": SOURCE_SLUG, "type": record.type, "time": record.event_time, "payload": record.payload_json,
+              "key": record.idempotency_key, "email": event.email}  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(_DELIVERED_SQL, params)
+        source_found, inserted, _, _ = cursor.fetchone()
+        if not source_found:  # the source or its stitching rule is missing (a flushed database): set up, record
+            emails_setup_ensure()
+            cursor.execute(_DELIVERED_SQL, params)
+            _, inserted, _, _ = cursor.fetchone()
+    if inserted:
+        transaction.on_commit(lambda: events_ingested_notify(1))
+    return bool(inserted)
+
+
+def feedback_process(*, provider: str, body: Any) -> FeedbackResult:
+    """Parse a webhook body and apply every event in it. Raises FeedbackInvalid (nothing applied)."""
+    if provider not in PARSERS:
+        raise FeedbackInvalid(f"unknown provider {provider!r}")
+    events = PARSERS[provider](body)
+    result = FeedbackResult(received=len(events))
+    for event in events:
+        if _delivered(event) if event.type == "email_delivered" else _apply(event, provider):
+            result.recorded += 1
+        else:
+            result.duplicates += 1
+    return result
+
+
+def feedback_reject(*, provider: str, reason: str, body: bytes, content_type: str = "") -> FeedbackRejection:
+    """Keep a payload we could not use, for someone to look at in the admin."""
+    text = body[:MAX_KEPT_BODY].decode("utf-8", errors="replace").replace("\x00", "\\u0000")
+    return FeedbackRejection.objects.create(provider=provider[:20], reason=reason[:2000], body=text,
+                                            content_type=content_type[:100])  # fmt: skip

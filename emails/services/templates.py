@@ -1,0 +1,82 @@
+"""Email templates: create / update / delete and the preview a marketer sees before sending."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import ProtectedError
+
+from emails.models import EmailTemplate
+from emails.rendering import PLACEHOLDER, render_html, render_text
+
+# What a campaign fills in; anything else in {{ }} is left as typed (and the preview warns about it).
+PLACEHOLDERS = ("email", "unsubscribe_url", "campaign_id", "campaign_name", "subject", "message_id")
+TEMPLATE_FIELDS = ("name", "subject", "html_body", "text_body")
+
+
+def _validate(template: EmailTemplate) -> None:
+    if not template.html_body.strip() and not template.text_body.strip():
+        raise ValidationError({"html_body": "A template needs an HTML or a text body (or both)."})
+    template.full_clean()
+
+
+@transaction.atomic
+def template_create(*, user: Any = None, **fields: Any) -> EmailTemplate:
+    unknown = set(fields) - set(TEMPLATE_FIELDS)
+    if unknown:
+        raise ValidationError({sorted(unknown)[0]: "Unknown field."})
+    template = EmailTemplate(**fields, created_by=user if getattr(user, "pk", None) else None)
+    _validate(template)
+    template.save()
+    return template
+
+
+@transaction.atomic
+def template_update(*, template: EmailTemplate, **fields: Any) -> EmailTemplate:
+    unknown = set(fields) - set(TEMPLATE_FIELDS)
+    if unknown:
+        raise ValidationError({sorted(unknown)[0]: "Unknown field."})
+    for name, value in fields.items():
+        setattr(template, name, value)
+    _validate(template)
+    template.save()
+    return template
+
+
+@transaction.atomic
+def template_delete(*, template: EmailTemplate) -> None:
+    try:
+        template.delete()
+    except ProtectedError:
+        raise ValidationError({"id": "Campaigns used this template; it cannot be deleted."}) from None
+
+
+@dataclass
+class Preview:
+    subject: str
+    html: str
+    text: str
+    unknown_placeholders: list[str]
+
+
+def template_render(template: EmailTemplate, values: dict[str, Any]) -> Preview:
+    used = {m.group(1) for field in (template.subject, template.html_body, template.text_body)
+            for m in PLACEHOLDER.finditer(field)}  # fmt: skip
+    return Preview(
+        subject=render_text(template.subject, values),
+        html=render_html(template.html_body, values),
+        text=render_text(template.text_body, values),
+        unknown_placeholders=sorted(used - set(values)),
+    )
+
+
+def template_preview(*, template: EmailTemplate, email: str = "jane.doe@example.com") -> Preview:
+    """The template as a recipient would see it, with sample campaign values."""
+    values = {
+        "email": email, "campaign_id": "preview", "campaign_name": "Preview campaign", "subject": template.subject,
+        "message_id": "preview-message", "unsubscribe_url": "https://example.com/email/unsubscribe.html?email=" + email,
+    }  # fmt: skip
+    return template_render(template, values)

@@ -1,0 +1,37 @@
+"""Celery tasks of the email channel. Thin: ids in, a service call; enqueued after commit by the services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from emails.providers import ProviderError
+
+MAX_RETRIES = 5
+
+
+@shared_task(name="emails.tasks.opt_in_email_send", bind=True, max_retries=MAX_RETRIES)
+def opt_in_email_send(self, email: str, request_id: str, base_url: str = "") -> str:
+    """Send one opt-in email (at most one per address per frequency window; see the service)."""
+    from emails.services.subscriptions import opt_in_email_send as send
+
+    try:
+        return send(email=email, request_id=request_id, base_url=base_url)
+    except ProviderError as exc:
+        if exc.permanent or self.request.called_directly:
+            return f"failed: {exc}"
+        countdown = exc.retry_after or min(600, 10 * 2**self.request.retries)
+        raise self.retry(countdown=countdown, exc=exc) from None
+
+
+@shared_task(name="emails.tasks.import_run")
+def import_run(job_id: int) -> str:
+    from emails.services.imports import import_job_run
+
+    return import_job_run(job_id=job_id)
+
+
+@shared_task(name="emails.tasks.campaign_run", acks_late=True)
+def campaign_run(campaign_id: int) -> str:
+    from emails.services.campaigns import campaign_run as run
+
+    return run(campaign_id=campaign_id)

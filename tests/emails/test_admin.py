@@ -1,0 +1,79 @@
+"""The email admin pages render and their writes go through services (the browser tests drive the main flows)."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from emails.models import EmailAddress, EmailChannel, Job
+from emails.services.state import email_consent_change
+from emails.services.templates import template_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(admin_user) -> Client:
+    admin_user.is_staff = True
+    admin_user.save()
+    client = Client()
+    client.force_login(admin_user)
+    return client
+
+
+def test_pages_render(staff, channel):
+    email_consent_change(email="ann@example.com", consent=True, type="subscription_imported")
+    template = template_create(name="T", subject="S", text_body="Hi {{ email }}")
+    address = EmailAddress.objects.get()
+    for url in [
+        "/admin/emails/emailchannel/", f"/admin/emails/emailchannel/{channel.pk}/change/",
+        "/admin/emails/emailtemplate/", f"/admin/emails/emailtemplate/{template.pk}/change/",
+        f"/admin/emails/emailtemplate/{template.pk}/preview/", "/admin/emails/emailaddress/",
+        f"/admin/emails/emailaddress/{address.pk}/change/", "/admin/emails/feedbackrejection/",
+        "/admin/emails/job/", "/admin/emails/job/add/", "/admin/emails/campaign/", "/admin/emails/campaign/add/",
+        "/admin/emails/emailaddress/block/?email=ann@example.com",
+    ]:  # fmt: skip
+        response = staff.get(url, follow=True)
+        assert response.status_code == 200, url
+
+
+def test_channel_form_keeps_secret_encrypted(staff, channel):
+    url = f"/admin/emails/emailchannel/{channel.pk}/change/"
+    form = staff.get(url).context["adminform"].form
+    data = {name: form.initial.get(name) or "" for name in form.fields if name not in {"clear_credentials"}}
+    data.update(credentials="smtp-password-0042", smtp_port=2525)
+    response = staff.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
+    stored = EmailChannel.objects.get()
+    assert stored.smtp_port == 2525 and stored.credentials_hint == "••••0042"
+    assert "smtp-password-0042" not in stored.credentials_encrypted
+    assert b"smtp-password-0042" not in staff.get(url).content
+
+
+def test_bulk_block_asks_a_reason_then_blocks(staff, admin_user):
+    for email in ("a@example.com", "b@example.com"):
+        email_consent_change(email=email, consent=True, type="subscription_imported")
+    ids = [str(pk) for pk in EmailAddress.objects.values_list("pk", flat=True)]
+    url = "/admin/emails/emailaddress/"
+    form = staff.post(url, {"action": "block_selected", "_selected_action": ids})
+    assert form.status_code == 200 and b"Reason" in form.content
+    missing = staff.post(url, {"action": "block_selected", "_selected_action": ids, "confirm": "yes", "reason": " "})
+    assert b"This field is required" in missing.content or b"A reason is required" in missing.content
+    assert not EmailAddress.objects.filter(blocked=True).exists()
+    done = staff.post(url, {"action": "block_selected", "_selected_action": ids, "confirm": "yes",
+                            "reason": "spam traps"}, follow=True)  # fmt: skip
+    assert b"2 addresses blocked" in done.content
+    assert EmailAddress.objects.filter(blocked=True, blocked_reason="spam traps",
+                                       blocked_by=f"admin ({admin_user.pk})").count() == 2  # fmt: skip
+
+
+def test_import_upload_starts_a_job(staff, django_capture_on_commit_callbacks):
+    upload = SimpleUploadedFile("blocked.csv", b"email,reason\nx@example.com,trap\nbad,\n", content_type="text/csv")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff.post("/admin/emails/job/add/", {"kind": "blocklist_import", "file": upload})
+    assert response.status_code == 302
+    job = Job.objects.get()
+    assert job.status == "done" and job.result["loaded"] == 1 and job.result["errors"] == 1
+    page = staff.get(f"/admin/emails/job/{job.pk}/change/")
+    assert b"line 3" in page.content and b"2 / 2 rows" in page.content

@@ -1,0 +1,123 @@
+# ruff: noqa: E501 - request bodies read better on one line
+"""REST API: channel (secrets never shown back), templates + preview, address state, block / unblock, features."""
+
+from __future__ import annotations
+
+import pytest
+
+from cdp.features import Feature
+from cdp.models import CustomerEvent
+from cdp.services.auth import role_create, user_create
+from emails.models import EmailAddress, EmailChannel
+from emails.services.channel import webhook_secret_matches
+from tests.conftest import client_for
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def marketer(db):
+    role = role_create(name="Email marketer", features=[Feature.EMAILS_VIEW, Feature.EMAILS_SEND, Feature.EMAILS_BLOCK])
+    return user_create(username="marketer", password="Marketer-password-1!", role=role)
+
+
+@pytest.fixture
+def marketer_client(marketer):
+    return client_for(marketer)
+
+
+def test_channel_credentials_are_write_only(admin_client, channel):
+    response = admin_client.patch(
+        "/api/channels/email", {"provider": "brevo", "credentials": "xkeysib-very-secret-key-9876"}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert "credentials" not in body
+    assert body["credentials_set"] is True and body["credentials_hint"] == "••••9876"
+    assert "very-secret" not in str(body)
+    assert "very-secret" not in EmailChannel.objects.get().credentials_encrypted
+    assert body["feedback_urls"]["brevo"].endswith("/emails/feedback/brevo")
+
+
+def test_channel_validation_and_features(admin_client, marketer_client, channel):
+    bad = admin_client.patch("/api/channels/email", {"provider": "pigeon"}, format="json")
+    assert bad.status_code == 400 and "provider" in bad.json()["message"]
+    assert marketer_client.get("/api/channels/email").status_code == 200
+    assert marketer_client.patch("/api/channels/email", {"sender_name": "x"}, format="json").status_code == 403
+
+
+def test_rotate_webhook_secret_shows_it_once(admin_client, channel):
+    secret = admin_client.post("/api/channels/email/rotate_webhook_secret").json()["webhook_secret"]
+    assert webhook_secret_matches(EmailChannel.objects.get(), secret)
+    assert secret not in str(admin_client.get("/api/channels/email").json())
+
+
+def test_send_test_email(admin_client, channel, smtp_server):
+    response = admin_client.post("/api/channels/email/send_test", {"to": "qa@example.com"}, format="json")
+    assert response.status_code == 200, response.content
+    assert smtp_server.inbox.wait_for(1)[0]["To"] == "qa@example.com"
+
+
+def test_templates_crud_and_preview(marketer_client):
+    created = marketer_client.post(
+        "/api/email_templates",
+        {"name": "Spring", "subject": "Hi {{ email }}", "html_body": "<p>{{ campaign_name }} <a href='{{ unsubscribe_url }}'>"
+         "unsubscribe</a> {{ nickname }}</p>", "text_body": ""},
+        format="json",
+    )  # fmt: skip
+    assert created.status_code == 201, created.content
+    template_id = created.json()["id"]
+    preview = marketer_client.post(f"/api/email_templates/{template_id}/preview", {"email": "x@example.com"},
+                                   format="json").json()  # fmt: skip
+    assert preview["subject"] == "Hi x@example.com"
+    assert "Preview campaign" in preview["html"]
+    assert preview["unknown_placeholders"] == ["nickname"]
+    empty = marketer_client.post("/api/email_templates", {"name": "Empty", "subject": "s"}, format="json")
+    assert empty.status_code == 400
+    assert marketer_client.delete(f"/api/email_templates/{template_id}").status_code == 204
+
+
+def test_block_and_unblock_record_events_with_the_user(marketer_client, marketer, channel):
+    response = marketer_client.post("/api/emails/block", {"email": "Ann@Example.com", "reason": "asked us"},
+                                    format="json")  # fmt: skip
+    assert response.status_code == 200, response.content
+    assert response.json()["email"]["blocked"] is True
+    address = EmailAddress.objects.get(email="ann@example.com")
+    assert address.blocked_by == f"marketer ({marketer.pk})" and address.blocked_reason == "asked us"
+    event = CustomerEvent.objects.get(type="email_address_blocked")
+    assert event.payload == {"email": "ann@example.com", "type": "email_address_blocked", "blocked": True,
+                             "reason": "asked us", "blocked_by": f"marketer ({marketer.pk})"}  # fmt: skip
+    again = marketer_client.post("/api/emails/block", {"email": "ann@example.com", "reason": "x"}, format="json")
+    assert again.json()["message"] == "ann@example.com was already blocked"
+    detail = marketer_client.get("/api/emails/ann@example.com").json()
+    assert [e["type"] for e in detail["events"]] == ["email_address_blocked"]
+    unblocked = marketer_client.post("/api/emails/unblock", {"email": "ann@example.com", "reason": "mistake"},
+                                     format="json")  # fmt: skip
+    assert unblocked.json()["email"]["blocked"] is False
+    assert (
+        CustomerEvent.objects.get(type="email_address_unblocked").payload["unblocked_by"] == f"marketer ({marketer.pk})"
+    )
+
+
+def test_block_needs_reason_and_feature(marketer_client, analyst_client, channel):
+    missing = marketer_client.post("/api/emails/block", {"email": "ann@example.com"}, format="json")
+    assert missing.status_code == 400 and "reason" in missing.json()["message"]
+    blank = marketer_client.post("/api/emails/block", {"email": "ann@example.com", "reason": "  "}, format="json")
+    assert blank.status_code == 400
+    invalid = marketer_client.post("/api/emails/block", {"email": "nope", "reason": "x"}, format="json")
+    assert invalid.status_code == 400 and invalid.json()["message"] == "email: Email address is invalid"
+    assert (
+        analyst_client.post("/api/emails/block", {"email": "a@b.com", "reason": "x"}, format="json").status_code == 403
+    )
+    assert analyst_client.get("/api/emails").status_code == 403
+
+
+def test_list_addresses_filters(marketer_client, channel, admin_user):
+    from emails.services.state import email_block, email_consent_change
+
+    email_consent_change(email="a@example.com", consent=True, type="subscription_imported")
+    email_block(email="b@example.com", reason="x", user=admin_user)
+    assert [r["email"] for r in marketer_client.get("/api/emails?blocked=true").json()["results"]] == ["b@example.com"]
+    assert [r["email"] for r in marketer_client.get("/api/emails?consent=true").json()["results"]] == ["a@example.com"]
+    assert marketer_client.get("/api/emails?consent=maybe").status_code == 400
+    assert marketer_client.get("/api/emails/nobody@example.com").status_code == 404

@@ -1,0 +1,183 @@
+"""Campaigns: a template to a segment over real SMTP; only consent and not blocked; a working unsubscribe link;
+no one mailed twice on a retry; the segment ACL; provider rate limits; opt-in through a real Celery worker."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from cdp.models import Attribute, CustomerEntity
+from cdp.services.auth import user_create
+from emails.models import Campaign, CampaignRecipient, EmailAddress
+from emails.services.campaigns import campaign_create, campaign_report, campaign_run
+from emails.services.channel import channel_update
+from emails.services.state import email_block, email_consent_change
+from emails.services.templates import template_create
+from segments.services import segment_create
+from stitching.models import Identifier
+from tests.emails.servers import body_text
+
+pytestmark = pytest.mark.django_db
+
+VIP = {"attribute": "vip", "operator": "is_true"}
+
+
+def member(entity_id: str, *emails: str, vip: bool = True) -> CustomerEntity:
+    entity = CustomerEntity.objects.create(id=entity_id.ljust(32, "0"), attributes={"vip": [vip]},
+                                           attributes_stale=False)  # fmt: skip
+    for email in emails:
+        Identifier.objects.create(category_id="email", value=email, customer_entity=entity)
+    return entity
+
+
+@pytest.fixture
+def audience(db, admin_user):
+    """Members: ann (consent), bob (consent, blocked), cid (unsubscribed), dan (never asked), eve (two addresses,
+    one with consent); fay is not in the segment."""
+    Attribute.objects.update_or_create(id="vip", defaults={"name": "VIP", "data_type": "bool",
+                                                            "computation": "last_value", "path": "vip"})  # fmt: skip
+    member("a1", "ann@example.com")
+    member("b2", "bob@example.com")
+    member("c3", "cid@example.com")
+    member("d4", "dan@example.com")
+    member("e5", "eve@example.com", "eve@work.example.com")
+    member("f6", "fay@example.com", vip=False)
+    for email in ("ann@example.com", "bob@example.com", "cid@example.com", "eve@work.example.com",
+                  "fay@example.com"):  # fmt: skip
+        email_consent_change(email=email, consent=True, type="subscription_imported")
+    email_consent_change(email="cid@example.com", consent=False, type="unsubscribe")
+    email_block(email="bob@example.com", reason="bounced", user=admin_user)
+    return segment_create(owner=admin_user, name="VIPs", conditions=VIP)
+
+
+@pytest.fixture
+def template(db):
+    return template_create(
+        name="Spring sale", subject="Spring sale for {{ email }}",
+        html_body="<p>Hello {{ email }}</p><a href=\"{{ unsubscribe_url }}\">Unsubscribe</a>",
+        text_body="Hello {{ email }}\nUnsubscribe: {{ unsubscribe_url }}",
+    )  # fmt: skip
+
+
+def test_campaign_mails_only_consenting_unblocked_members(
+    channel, smtp_server, audience, template, admin_user, public_client, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        campaign = campaign_create(name="Spring", template=template, segment_id=audience.pk, user=admin_user)
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.DONE
+    received = smtp_server.inbox.wait_for(2)
+    assert sorted(m["To"] for m in received) == ["ann@example.com", "eve@work.example.com"]
+    report = campaign_report(campaign=campaign)
+    assert report == {"sent": 2, "failed": 0, "pending": 0,
+                      "skipped": {"blocked": 1, "unsubscribed": 1, "no_consent": 2}}  # fmt: skip
+    assert (campaign.total, campaign.sent, campaign.skipped) == (6, 2, 4)
+
+    # The unsubscribe link carries email, campaign id and name, subject and message id, and works.
+    message = smtp_server.inbox.to("ann@example.com")[0]
+    link = re.search(r"Unsubscribe: (\S+)", body_text(message)).group(1)
+    assert str(message["List-Unsubscribe"]).strip() == f"<{link}>"
+    url = urlsplit(link)
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    recipient = CampaignRecipient.objects.get(campaign=campaign, email="ann@example.com")
+    assert query == {"email": "ann@example.com", "campaign_id": str(campaign.pk), "campaign_name": "Spring",
+                     "subject": "Spring sale for ann@example.com", "message_id": recipient.message_id}  # fmt: skip
+    page = public_client.get(f"{url.path}?{url.query}")
+    assert page.status_code == 200 and 'value="ann@example.com"' in page.content.decode()
+    response = public_client.post("/emails/unsubscribe", {
+        "email": query["email"], "campaign": {"id": query["campaign_id"], "name": query["campaign_name"]},
+        "subject": query["subject"], "message_id": query["message_id"], "unsubscribe_source": "unsubscribe page",
+    }, format="json")  # fmt: skip
+    assert response.status_code == 200
+    assert EmailAddress.objects.get(email="ann@example.com").consent is False
+
+
+def test_retry_sends_nobody_twice(channel, smtp_server, audience, template, admin_user):
+    campaign = campaign_create(name="Once", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)
+    campaign_run(campaign_id=campaign.pk)
+    smtp_server.inbox.wait_for(2)
+    # A duplicated task, or one re-run after a crash, sends nothing again.
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.SENDING)
+    campaign_run(campaign_id=campaign.pk)
+    assert campaign_run(campaign_id=campaign.pk) == "nothing to do"
+    assert len(smtp_server.inbox.messages) == 2
+    assert CampaignRecipient.objects.filter(campaign=campaign).count() == 6
+
+
+def test_interrupted_rows_are_not_sent_again(channel, smtp_server, audience, template, admin_user):
+    campaign = campaign_create(name="Crash", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    from emails.services.campaigns import campaign_prepare
+
+    campaign_prepare(campaign=campaign)
+    CampaignRecipient.objects.filter(campaign=campaign, email="ann@example.com").update(status="sending")
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.SENDING)
+    campaign_run(campaign_id=campaign.pk)
+    assert [m["To"] for m in smtp_server.inbox.wait_for(1)] == ["eve@work.example.com"]
+    assert CampaignRecipient.objects.get(campaign=campaign, email="ann@example.com").status == "failed"
+
+
+def test_address_blocked_after_preparation_is_skipped(channel, smtp_server, audience, template, admin_user):
+    from emails.services.campaigns import campaign_prepare
+
+    campaign = campaign_create(name="Late block", template=template, segment_id=audience.pk, user=admin_user,
+                               start=False)  # fmt: skip
+    campaign_prepare(campaign=campaign)
+    email_block(email="ann@example.com", reason="complained by phone", user=admin_user)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)
+    campaign_run(campaign_id=campaign.pk)
+    assert [m["To"] for m in smtp_server.inbox.wait_for(1)] == ["eve@work.example.com"]
+    assert CampaignRecipient.objects.get(campaign=campaign, email="ann@example.com").reason == "blocked"
+
+
+def test_provider_rate_limit_is_waited_out(channel, provider_api, audience, template, admin_user):
+    channel_update(provider="brevo", api_base_url=f"{provider_api.url}/v3/", credentials="test-api-key-123456",
+                   send_rate_per_second=50)  # fmt: skip
+    provider_api.fail_next = [429, 429]
+    waits: list[float] = []
+    campaign = campaign_create(name="Limited", template=template, segment_id=audience.pk, user=admin_user,
+                               start=False)  # fmt: skip
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)
+    campaign_run(campaign_id=campaign.pk, sleep=waits.append)
+    report = campaign_report(campaign=Campaign.objects.get(pk=campaign.pk))
+    assert report["sent"] == 2 and report["failed"] == 0
+    assert len(provider_api.calls) == 4
+    assert len(waits) >= 2
+
+
+def test_campaign_api_respects_segment_acl(
+    channel, smtp_server, audience, template, admin_user, admin_client, django_capture_on_commit_callbacks
+):
+    from cdp.features import Feature
+    from cdp.services.auth import role_create
+    from tests.conftest import client_for
+
+    role = role_create(name="Sender", features=[Feature.EMAILS_SEND, Feature.EMAILS_VIEW])
+    other = client_for(user_create(username="sender", password="Sender-password-1!", role=role))
+    hidden = other.post("/api/email_campaigns", {"name": "x", "template": template.pk, "segment_id": audience.pk},
+                        format="json")  # fmt: skip
+    assert hidden.status_code == 404
+    with django_capture_on_commit_callbacks(execute=True):
+        created = admin_client.post("/api/email_campaigns", {"name": "Spring", "template": template.pk,
+                                                             "segment_id": audience.pk}, format="json")  # fmt: skip
+    assert created.status_code == 201, created.content
+    campaign_id = created.json()["id"]
+    assert other.get(f"/api/email_campaigns/{campaign_id}").status_code == 404
+    assert admin_client.get(f"/api/email_campaigns/{campaign_id}/report").status_code == 200
+    recipients = admin_client.get(f"/api/email_campaigns/{campaign_id}/recipients?status=skipped").json()
+    assert recipients["count"] == 4
+
+
+@pytest.mark.worker
+def test_opt_in_email_through_a_real_worker(celery_worker_process, smtp_server, public_client):
+    channel_update(
+        provider="smtp", sender_email="news@shop.example.com", smtp_host="127.0.0.1", smtp_port=smtp_server.port,
+        smtp_security="none", public_base_url="http://shop.example.com",
+    )  # fmt: skip
+    response = public_client.post("/emails/subscribe", {"email": "worker@example.com"}, format="json")
+    assert response.status_code == 200
+    [message] = smtp_server.inbox.wait_for(1, timeout=30)
+    assert message["To"] == "worker@example.com"
+    assert "/emails/confirm?token=" in body_text(message)

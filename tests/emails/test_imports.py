@@ -1,0 +1,92 @@
+"""Contact list and block list imports: commands (bad rows with line numbers, good rows loaded, idempotent
+re-run, event_time from the timestamp) and the admin upload's job."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from cdp.models import CustomerEvent
+from emails.models import EmailAddress, Job
+from emails.services.imports import import_job_create
+
+pytestmark = pytest.mark.django_db
+
+CONTACTS = """email,consent,subscription_source,timestamp
+ann@example.com,true,shop checkout,2024-03-01T10:00:00
+BOB@example.com,false,,1709287200
+not-an-email,true,,
+cid@example.com,maybe,,
+dan@example.com,yes,fair,2024-03-01T12:00:00+02:00
+eve@example.com,1,,not-a-date
+fay@example.com,true
+"""
+
+
+def run(command: str, path) -> tuple[str, str, int]:
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    try:
+        call_command(command, str(path), "--no-progress", stdout=out, stderr=err)
+    except SystemExit as exc:
+        code = exc.code
+    return out.getvalue(), err.getvalue(), code
+
+
+def test_contact_import_loads_good_rows_and_reports_bad_ones(tmp_path):
+    path = tmp_path / "contacts.csv"
+    path.write_text(CONTACTS)
+    out, err, code = run("import_email_contacts", path)
+    assert code == 1
+    assert "7 rows: 3 loaded, 0 already loaded, 4 bad" in out
+    assert f"{path}:4: email 'not-an-email' is not a valid address" in err
+    assert f"{path}:5: consent must be true or false, got 'maybe'" in err
+    assert f"{path}:7: event_time 'not-a-date' is not an ISO 8601 date-time" in err
+    assert f"{path}:8: expected 4 values, found 2" in err
+    ann = CustomerEvent.objects.get(type="subscription_imported", payload__email="ann@example.com")
+    assert ann.event_time == datetime(2024, 3, 1, 10, tzinfo=UTC)
+    assert ann.payload == {"email": "ann@example.com", "consent": True, "subscription_source": "shop checkout",
+                           "type": "subscription_imported"}  # fmt: skip
+    dan = CustomerEvent.objects.get(payload__email="dan@example.com")
+    assert dan.event_time == datetime(2024, 3, 1, 10, tzinfo=UTC)
+    bob = CustomerEvent.objects.get(payload__email="bob@example.com")
+    assert bob.event_time == datetime.fromtimestamp(1709287200, tz=UTC)
+    assert EmailAddress.objects.get(email="bob@example.com").consent is False
+    assert EmailAddress.objects.get(email="ann@example.com").consent is True
+    # Re-running the same file loads nothing twice.
+    out, _, _ = run("import_email_contacts", path)
+    assert "3 already loaded" in out
+    assert CustomerEvent.objects.filter(type="subscription_imported").count() == 3
+
+
+def test_block_list_import(tmp_path):
+    path = tmp_path / "blocked.csv"
+    path.write_text("email,reason\nspam@example.com,spam trap\nx@,\nold@example.com,\n")
+    out, err, code = run("import_email_blocklist", path)
+    assert "3 rows: 2 loaded" in out and ":3: email 'x@' is not a valid address" in err
+    address = EmailAddress.objects.get(email="spam@example.com")
+    assert address.blocked and address.blocked_reason == "spam trap" and address.blocked_by == "block list import"
+    event = CustomerEvent.objects.get(type="email_address_block_imported", payload__email="spam@example.com")
+    assert event.payload["reason"] == "spam trap"
+
+
+def test_bad_file_is_a_command_error(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("mail,consent\na@b.com,true\n")
+    with pytest.raises(CommandError, match="missing column"):
+        call_command("import_email_contacts", str(path), "--no-progress")
+    with pytest.raises(CommandError, match="no such file"):
+        call_command("import_email_contacts", str(tmp_path / "nope.csv"))
+
+
+def test_upload_job_runs_with_progress_and_result(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        job = import_job_create(kind=Job.Kind.CONTACTS_IMPORT, file_name="contacts.csv", text=CONTACTS)
+    job.refresh_from_db()
+    assert job.status == Job.Status.DONE
+    assert job.processed == job.total == 7 and job.percent == 100
+    assert job.result["loaded"] == 3 and job.result["errors"] == 4
+    assert job.result["bad_rows"][0] == {"line": 4, "error": "email 'not-an-email' is not a valid address"}
