@@ -20,6 +20,7 @@ from unfold.decorators import action, display
 from cdp.admin.base import FeatureAccessMixin, ServiceSaveMixin, user_has_feature
 from cdp.features import Feature
 from segments import selectors, services
+from segments.admin_builder import SegmentBuilderAdminMixin
 from segments.models import Segment, SegmentGrant, SegmentNote, SegmentSizeSnapshot, Tag
 
 
@@ -142,7 +143,7 @@ class SegmentGrantInline(TabularInline):
 
 
 @admin.register(Segment)
-class SegmentAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
+class SegmentAdmin(SegmentBuilderAdminMixin, FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
     view_feature = Feature.SEGMENTS_VIEW
     edit_feature = Feature.SEGMENTS_EDIT
 
