@@ -38,7 +38,9 @@ def line_chart(points: Sequence[tuple[str, int]], *, title: str, width: int = 72
     """Points (label, value) oldest first: a line with dots, a y axis from 0 with gridlines, first / last labels."""
     left, right, top, bottom = 64, 16, 16, 36
     plot_w, plot_h = width - left - right, height - top - bottom
-    peak = _nice_max(max((v for _, v in points), default=0))
+    step = _nice_max(max((v for _, v in points), default=0) / 4)
+    step = max(1, math.ceil(step))  # customer counts: whole-number gridlines
+    peak = step * 4
     parts = [
         f'<svg class="seg-chart seg-line" role="img" viewBox="0 0 {width} {height}" width="100%" '
         f'preserveAspectRatio="xMidYMid meet" xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'

@@ -61,7 +61,9 @@
     Builder.prototype.load = function () {
         var tree;
         try { tree = JSON.parse(this.field.value || "null"); } catch (e) { tree = null; }
-        if (!tree || typeof tree !== "object" || Array.isArray(tree)) tree = { operator: "and", children: [] };
+        if (!tree || typeof tree !== "object" || Array.isArray(tree) || !Object.keys(tree).length) {
+            tree = { operator: "and", children: [] };
+        }
         if (!isGroup(tree)) {
             this.wrapped = true;
             tree = { operator: "and", children: [tree] };
@@ -124,6 +126,9 @@
                 self.countError.hidden = true;
                 self.showErrors([]);
             } else {
+                if (/\.attribute$/.test(body.path || "") && /unknown attribute ''/.test(body.message || "")) {
+                    body.message = "Pick an attribute.";
+                }
                 self.countEl.textContent = "—";
                 self.countBox.classList.add("seg-count-invalid");
                 self.countError.hidden = false;
@@ -446,10 +451,11 @@
             var update = function (index) {
                 return function (v) {
                     pair[index] = v;
-                    node.value = pair[0] === undefined && pair[1] === undefined ? undefined : [pair[0], pair[1]];
+                    // a missing bound is left out, so the validator says "'between' needs two values"
+                    var given = pair.filter(function (x) { return x !== undefined; });
+                    node.value = given.length ? given : undefined;
                 };
             };
-            if (Array.isArray(node.value)) node.value = pair;
             return [].concat(
                 this.textInput(attribute, pair[0], update(0), { label: "From", role: "value-low" }),
                 [el("span", { "class": "seg-unit", text: "and" })],
