@@ -23,12 +23,23 @@ from segments import selectors, services
 from segments.admin_builder import SegmentBuilderAdminMixin
 from segments.models import Segment, SegmentGrant, SegmentNote, SegmentSizeSnapshot, Tag
 
+_KEY_ORDER = {key: n for n, key in enumerate(("attribute", "operator", "value", "negate", "children"))}
+
+
+def _readable(node: Any) -> Any:
+    """A tree with its keys in reading order (jsonb stores them sorted by length)."""
+    if isinstance(node, dict):
+        return {k: _readable(node[k]) for k in sorted(node, key=lambda k: (_KEY_ORDER.get(k, 99), k))}
+    if isinstance(node, list):
+        return [_readable(item) for item in node]
+    return node
+
 
 class PrettyJSONField(forms.JSONField):
     def prepare_value(self, value):
         if isinstance(value, forms.fields.InvalidJSONInput):
             return value
-        return json.dumps(value, indent=2, ensure_ascii=False)
+        return json.dumps(_readable(value), indent=2, ensure_ascii=False)
 
 
 class SegmentForm(forms.ModelForm):

@@ -32,7 +32,8 @@ from datetime import UTC, date
 from typing import Any
 
 import orjson
-from django.db import InterfaceError, OperationalError, connection
+import psycopg
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -196,7 +197,7 @@ def audience_membership(*, attribute: str, value: str, segment: str) -> tuple[in
         raise BadRequest(f"segment {segment_id} cannot be evaluated: {compiled[1]}")
     _, where, params = compiled
     returned = _returned_attributes()
-    columns = "".join(", e.attributes -> %s" for _ in returned)
+    columns = "".join(", e.attributes -> %s::text" for _ in returned)
     sql = (
         f"SELECT e.id, e.modified, ({where}) AS member{columns} FROM customer_entities e "
         "WHERE e.attributes @> %s::jsonb ORDER BY 3 DESC, e.modified DESC LIMIT 1"
@@ -219,17 +220,17 @@ def audience_membership(*, attribute: str, value: str, segment: str) -> tuple[in
 
 
 def _fetch_one(sql: str, params: list) -> tuple | None:
-    """Run the membership query on the persistent connection without Django's per-request health check (a
-    `SELECT 1` round trip before the first query of every request): a connection found dead is reopened and the
-    read-only query run once more instead. Inside a transaction (tests, callers' atomic blocks) nothing is skipped.
-    """
+    """Run the membership query as a server-side prepared statement on the persistent connection (parsed and
+    planned once per process and segment), without Django's per-request health check (a `SELECT 1` round trip
+    before the first query of every request): a connection found dead is reopened and the read-only query run once
+    more instead. Inside a transaction (tests, callers' atomic blocks) the plain Django cursor is used."""
     if connection.connection is not None and connection.get_autocommit():
         connection.health_check_done = True
         try:
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
+            with psycopg.Cursor(connection.connection) as cursor:
+                cursor.execute(sql, params, prepare=True)
                 return cursor.fetchone()
-        except (OperationalError, InterfaceError):
+        except (psycopg.OperationalError, psycopg.InterfaceError):
             connection.close()
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
