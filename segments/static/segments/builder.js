@@ -71,6 +71,15 @@
         return tree;
     };
 
+    // Replace the whole tree (e.g. from a test or a future "load template" action) and redraw it.
+    Builder.prototype.setTree = function (tree) {
+        this.field.value = JSON.stringify(tree);
+        this.wrapped = false;
+        this.tree = this.load();
+        this.render();
+        this.changed(true);
+    };
+
     Builder.prototype.sync = function () {
         this.field.value = JSON.stringify(this.serialise(this.tree));
     };
