@@ -117,6 +117,17 @@ class SegmentBuilderAdminMixin:
     """Mix into the segment ModelAdmin (before unfold's ModelAdmin): builder widget, its endpoints, insights."""
 
     actions_detail = ("segment_insights",)
+    change_form_template = "segments/admin/segment_change_form.html"
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        extra_context = dict(extra_context or {})
+        segment = selectors.segments_visible(user=request.user, trashed=None).filter(pk=_int(object_id)).first()
+        if segment is not None:
+            extra_context["conditions_summary"] = builder.tree_describe(segment.conditions)
+            extra_context["insights_url"] = reverse(
+                f"admin:{self.opts.app_label}_{self.opts.model_name}_segment_insights", args=[segment.pk]
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -246,6 +257,13 @@ def default_insight_attributes(tree: Any, definitions: dict[str, Attribute]) -> 
         return used[:4]
     fallback = [a.pk for a in definitions.values() if a.data_type in ("string", "bool")]
     return fallback[:3]
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _error(message: str, *, status: int = 400) -> JsonResponse:

@@ -97,3 +97,51 @@ def value_suggestions(*, attribute: Attribute, q: str = "") -> dict[str, Any]:
         "entities_with_value": counts["entities_with_value"],
         "values": values[:SUGGESTIONS_SHOWN],
     }
+
+
+def _describe_value(operator: str, value: Any, data_type: str) -> str:
+    def one(v: Any) -> str:
+        return f'"{v}"' if data_type == "string" else str(v)
+
+    if operator == "in" and isinstance(value, list):
+        return "[" + ", ".join(one(v) for v in value) + "]"
+    if operator == "between" and isinstance(value, list) and len(value) == 2:
+        return f"{one(value[0])} and {one(value[1])}"
+    if operator == "within_last_days":
+        return f"{value} days"
+    return one(value)
+
+
+def tree_describe(tree: Any, *, names: dict[str, str] | None = None, types: dict[str, str] | None = None) -> str:
+    """The tree in words, e.g. 'Consent is true AND Age is at least 18 AND NOT (Gender equals "male")' — what a
+    marketer reads instead of the JSON (names / types default to the attribute definitions)."""
+    if names is None or types is None:
+        rows = Attribute.objects.values_list("id", "name", "data_type")
+        names = {pk: name for pk, name, _ in rows}
+        types = {pk: data_type for pk, _, data_type in rows}
+    return _describe(tree, names, types, top=True)
+
+
+def _describe(node: Any, names: dict[str, str], types: dict[str, str], *, top: bool = False) -> str:
+    if not isinstance(node, dict):
+        return "?"
+    if isinstance(node.get("children"), list):
+        parts = [_describe(child, names, types) for child in node["children"]]
+        if not parts:
+            text = "every customer" if node.get("operator") != "or" else "nobody"
+        else:
+            joiner = " OR " if node.get("operator") == "or" else " AND "
+            text = joiner.join(parts)
+            if len(parts) > 1 and (not top or node.get("negate")):
+                text = f"({text})"
+    else:
+        attribute = node.get("attribute")
+        data_type = types.get(attribute, "string")
+        operator = node.get("operator")
+        label = operator_labels(data_type).get(operator, str(operator).replace("_", " "))
+        text = f"{names.get(attribute, attribute)} {label}"
+        if operator not in NO_VALUE and "value" in node:
+            text += f" {_describe_value(operator, node['value'], data_type)}"
+    if node.get("negate"):
+        text = f"NOT {text}" if text.startswith("(") else f"NOT ({text})"
+    return text

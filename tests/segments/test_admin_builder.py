@@ -182,3 +182,40 @@ def test_charts_escape_text_and_handle_empty_data():
     many = charts.line_chart([("d1", 1), ("d2", 7), ("d3", 3)], title="x")
     assert many.count("<circle") == 3 and "seg-line-path" in many
     assert "0 of 0 (0.0%)" in charts.share_bar(0, 0, title="x")
+
+
+def test_the_tree_in_words(example_attributes):
+    from segments.builder import tree_describe
+
+    assert tree_describe(EXCLUSION_TREE) == (
+        'Consent is true AND Age is at least 18 AND NOT (Gender equals "male") AND Total revenue equals 0'
+    )
+    nested = {"operator": "or", "negate": True, "children": [
+        {"attribute": "gender", "operator": "in", "value": ["a", "b"]},
+        {"operator": "and", "children": [{"attribute": "age", "operator": "between", "value": [1, 5]},
+                                         {"attribute": "birthday", "operator": "within_last_days", "value": 7}]},
+    ]}  # fmt: skip
+    assert tree_describe(nested) == (
+        'NOT (Gender is one of ["a", "b"] OR (Age is between 1 and 5 AND Birthday is within the last 7 days))'
+    )
+    assert tree_describe({"operator": "and", "children": []}) == "every customer"
+
+
+def test_change_form_shows_the_conditions_in_words_and_links_the_insights(
+    client, staff_cast, viewer_role, exclusion_segment
+):
+    from segments.services import segment_grant_set
+
+    client.force_login(staff_cast["owner"])
+    page = client.get(f"/admin/segments/segment/{exclusion_segment.pk}/change/").content.decode()
+    assert 'id="segment-summary-text">Consent is true AND Age is at least 18 AND NOT (Gender equals &quot;male' in page
+    assert f"/admin/segments/segment/{exclusion_segment.pk}/insights/" in page
+    # a viewer reads the words, and the JSON is hidden
+    looker = user_create(username="looker", password="Looker-password-1!", role=viewer_role)
+    looker.is_staff = True
+    looker.save(update_fields=["is_staff"])
+    segment_grant_set(segment=exclusion_segment, user=looker, role=None, permission="view")
+    client.force_login(looker)
+    page = client.get(f"/admin/segments/segment/{exclusion_segment.pk}/change/").content.decode()
+    assert "segment-summary-text" in page and ".field-conditions { display: none" in page
+    assert "data-segment-builder" not in page
