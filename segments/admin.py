@@ -20,6 +20,7 @@ from unfold.decorators import action, display
 from cdp.admin.base import FeatureAccessMixin, ServiceSaveMixin, user_has_feature
 from cdp.features import Feature
 from segments import selectors, services
+from segments.admin_builder import SegmentBuilderAdminMixin
 from segments.exports.admin import SegmentExportActionMixin
 from segments.models import Segment, SegmentGrant, SegmentNote, SegmentSizeSnapshot, Tag
 
@@ -154,7 +155,9 @@ class SegmentGrantInline(TabularInline):
 
 
 @admin.register(Segment)
-class SegmentAdmin(SegmentExportActionMixin, FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
+class SegmentAdmin(
+    SegmentBuilderAdminMixin, SegmentExportActionMixin, FeatureAccessMixin, ServiceSaveMixin, ModelAdmin
+):
     view_feature = Feature.SEGMENTS_VIEW
     edit_feature = Feature.SEGMENTS_EDIT
 
@@ -166,7 +169,7 @@ class SegmentAdmin(SegmentExportActionMixin, FeatureAccessMixin, ServiceSaveMixi
     list_select_related = ("owner",)
     readonly_fields = ("owner", "customers_now", "size_history", "created", "modified", "trashed_at")
     actions = ("trash_segments", "restore_segments", "duplicate_segments")
-    actions_detail = ("export_segment",)  # segments/exports/admin.py
+    actions_detail = ("segment_insights", "export_segment")  # segments/admin_builder.py, segments/exports/admin.py
 
     def get_fieldsets(self, request, obj=None):
         main = (None, {"fields": ("name", "description", "conditions", "tags")})

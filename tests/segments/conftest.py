@@ -8,7 +8,6 @@ from cdp.services.auth import role_create, user_create
 from segments.audience import audience_cache_forget
 from segments.conditions import EXCLUSION_EXAMPLE
 from segments.services import segment_create
-from tests.browser.conftest import browser, page  # noqa: F401 (the Playwright fixtures, for the admin browser test)
 
 # id, data type, computation
 EXAMPLE_ATTRIBUTES = [

@@ -1,0 +1,147 @@
+"""What the admin segment builder needs from the backend: the attribute list and the operators per data type (taken
+from segments.conditions, so the builder offers exactly what the validator accepts), a live count of an unsaved
+tree, and value suggestions from the attribute value counts.
+
+The builder page renders `builder_config()` into the page as JSON; its two JSON endpoints (admin views in
+segments/admin_builder.py) call `tree_count` and `value_suggestions`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cdp.models import Attribute
+from cdp.selectors import attribute_value_counts
+from segments import selectors
+from segments.conditions import GROUP_OPERATORS, NO_VALUE, OPERATORS, ConditionInvalid
+from segments.models import Segment
+
+# How each operator reads in the builder (the stored names are the validator's).
+OPERATOR_LABELS = {
+    "equals": "equals",
+    "not_equals": "has a value other than",
+    "in": "is one of",
+    "contains": "contains",
+    "starts_with": "starts with",
+    "ends_with": "ends with",
+    "is_set": "is set",
+    "is_not_set": "is not set",
+    "lt": "is less than",
+    "lte": "is at most",
+    "gt": "is greater than",
+    "gte": "is at least",
+    "between": "is between",
+    "before": "is before",
+    "after": "is after",
+    "within_last_days": "is within the last",
+    "is_true": "is true",
+    "is_false": "is false",
+}
+# Dates read better as "on / not on" than "equals".
+DATE_LABELS = {
+    "equals": "is on",
+    "not_equals": "has a date other than",
+    "lt": "is earlier than",
+    "lte": "is on or before",
+    "gt": "is later than",
+    "gte": "is on or after",
+}
+
+SUGGESTIONS_SCANNED = 200
+SUGGESTIONS_SHOWN = 20
+
+
+def operator_labels(data_type: str) -> dict[str, str]:
+    labels = {op: OPERATOR_LABELS.get(op, op.replace("_", " ")) for op in OPERATORS.get(data_type, ())}
+    if data_type in ("date", "datetime"):
+        labels.update({op: text for op, text in DATE_LABELS.items() if op in labels})
+    return labels
+
+
+def builder_config() -> dict[str, Any]:
+    """The attribute definitions and the operators of every data type, as the builder script reads them."""
+    attributes = [
+        {"id": pk, "name": name, "type": data_type, "unit": unit, "description": description}
+        for pk, name, data_type, unit, description in Attribute.objects.order_by("name", "id").values_list(
+            "id", "name", "data_type", "unit", "description"
+        )
+        if data_type in OPERATORS
+    ]
+    return {
+        "attributes": attributes,
+        "operators": {data_type: list(ops) for data_type, ops in OPERATORS.items()},
+        "operator_labels": {data_type: operator_labels(data_type) for data_type in OPERATORS},
+        "no_value": sorted(NO_VALUE),
+        "group_operators": list(GROUP_OPERATORS),
+        "type_labels": dict(Attribute.DataType.choices),
+    }
+
+
+def tree_count(tree: Any) -> dict[str, Any]:
+    """Validate an unsaved tree and count its customers with the same compiled SQL a saved segment uses.
+    {"status": "ok", "customers_count": n} or {"status": "error", "path": ..., "message": ...}."""
+    try:
+        count = selectors.segment_members_count(segment=Segment(conditions=tree))
+    except ConditionInvalid as exc:
+        return {"status": "error", "path": exc.path, "message": exc.message}
+    return {"status": "ok", "customers_count": count}
+
+
+def value_suggestions(*, attribute: Attribute, q: str = "") -> dict[str, Any]:
+    """The most frequent values of an attribute (all customers), those containing `q` (any case) when given."""
+    counts = attribute_value_counts(attribute=attribute, limit=SUGGESTIONS_SCANNED)
+    needle = q.strip().lower()
+    values = [row for row in counts["values"] if not needle or needle in str(row["value"]).lower()]
+    return {
+        "attribute": attribute.pk,
+        "entities_with_value": counts["entities_with_value"],
+        "values": values[:SUGGESTIONS_SHOWN],
+    }
+
+
+def _describe_value(operator: str, value: Any, data_type: str) -> str:
+    def one(v: Any) -> str:
+        return f'"{v}"' if data_type == "string" else str(v)
+
+    if operator == "in" and isinstance(value, list):
+        return "[" + ", ".join(one(v) for v in value) + "]"
+    if operator == "between" and isinstance(value, list) and len(value) == 2:
+        return f"{one(value[0])} and {one(value[1])}"
+    if operator == "within_last_days":
+        return f"{value} days"
+    return one(value)
+
+
+def tree_describe(tree: Any, *, names: dict[str, str] | None = None, types: dict[str, str] | None = None) -> str:
+    """The tree in words, e.g. 'Consent is true AND Age is at least 18 AND NOT (Gender equals "male")' — what a
+    marketer reads instead of the JSON (names / types default to the attribute definitions)."""
+    if names is None or types is None:
+        rows = Attribute.objects.values_list("id", "name", "data_type")
+        names = {pk: name for pk, name, _ in rows}
+        types = {pk: data_type for pk, _, data_type in rows}
+    return _describe(tree, names, types, top=True)
+
+
+def _describe(node: Any, names: dict[str, str], types: dict[str, str], *, top: bool = False) -> str:
+    if not isinstance(node, dict):
+        return "?"
+    if isinstance(node.get("children"), list):
+        parts = [_describe(child, names, types) for child in node["children"]]
+        if not parts:
+            text = "every customer" if node.get("operator") != "or" else "nobody"
+        else:
+            joiner = " OR " if node.get("operator") == "or" else " AND "
+            text = joiner.join(parts)
+            if len(parts) > 1 and (not top or node.get("negate")):
+                text = f"({text})"
+    else:
+        attribute = node.get("attribute")
+        data_type = types.get(attribute, "string")
+        operator = node.get("operator")
+        label = operator_labels(data_type).get(operator, str(operator).replace("_", " "))
+        text = f"{names.get(attribute, attribute)} {label}"
+        if operator not in NO_VALUE and "value" in node:
+            text += f" {_describe_value(operator, node['value'], data_type)}"
+    if node.get("negate"):
+        text = f"NOT {text}" if text.startswith("(") else f"NOT ({text})"
+    return text
