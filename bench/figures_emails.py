@@ -145,8 +145,8 @@ def figure_feedback_rps(bench: Bench) -> Figure:
 # --- campaign preparation ---------------------------------------------------------------------------------------
 
 _MEMBERS_SQL = """
-INSERT INTO customer_entities (id, created, modified, attributes, attributes_stale)
-SELECT md5('bench-email-' || n), now(), now(), jsonb_build_object(%(attribute)s, jsonb_build_array(true)), false
+INSERT INTO customer_entities (id, created, modified, attributes)
+SELECT md5('bench-email-' || n), now(), now(), jsonb_build_object(%(attribute)s, jsonb_build_array(true))
 FROM generate_series(1, %(size)s) AS n
 ON CONFLICT (id) DO NOTHING;
 INSERT INTO stitching_identifiers (category_id, value, customer_entity_id, first_seen)

@@ -58,14 +58,14 @@ def bench_entities_ensure(size: int) -> None:
     connection.ensure_connection()
     raw = connection.connection
     with raw.transaction(), raw.cursor() as cursor:
-        with cursor.copy("COPY customer_entities (id, attributes, attributes_stale) FROM STDIN") as copy:
+        with cursor.copy("COPY customer_entities (id, attributes) FROM STDIN") as copy:
             for i in range(size):
                 small = "true" if i % 10 == 0 else "false"
                 attributes = (
                     f'{{"bench_export": [true], "bench_small": [{small}], "bench_email": ["user{i}@example.com"], '
                     f'"bench_name": ["Name {i}"], "bench_orders": ["{i % 17}", "{i % 5}"]}}'
                 )
-                copy.write_row((_entity_id(i), attributes, False))
+                copy.write_row((_entity_id(i), attributes))
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE customer_entities")
     print(f"  created {size:,} bench entities in {time.perf_counter() - started:.1f} s", flush=True)

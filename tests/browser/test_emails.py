@@ -133,7 +133,7 @@ def test_import_upload_and_campaign_from_the_admin(page: Page, channel, smtp_ser
     Attribute.objects.update_or_create(id="vip", defaults={"name": "VIP", "data_type": "bool",
                                                             "computation": "last_value", "path": "vip"})  # fmt: skip
     for n, email in enumerate(["ann@example.com", "bob@example.com"]):
-        entity = CustomerEntity.objects.create(id=f"{n}c" * 16, attributes={"vip": [True]}, attributes_stale=False)
+        entity = CustomerEntity.objects.create(id=f"{n}c" * 16, attributes={"vip": [True]})
         Identifier.objects.update_or_create(category_id="email", value=email, defaults={"customer_entity": entity})
     segment = segment_create(owner=admin, name="VIPs", conditions={"attribute": "vip", "operator": "is_true"})
     template = template_create(name="News", subject="News for {{ email }}", text_body="Hello {{ email }}")

@@ -25,8 +25,7 @@ VIP = {"attribute": "vip", "operator": "is_true"}
 
 
 def member(entity_id: str, *emails: str, vip: bool = True) -> CustomerEntity:
-    entity = CustomerEntity.objects.create(id=entity_id.ljust(32, "0"), attributes={"vip": [vip]},
-                                           attributes_stale=False)  # fmt: skip
+    entity = CustomerEntity.objects.create(id=entity_id.ljust(32, "0"), attributes={"vip": [vip]})
     for email in emails:
         Identifier.objects.create(category_id="email", value=email, customer_entity=entity)
     return entity

@@ -38,7 +38,6 @@ def customers_create(n: int, *, vip: bool = True, start: int = 0) -> list[str]:
         entity = CustomerEntity.objects.create(
             id=f"{i:032x}",
             attributes={"vip": [vip], "ps_email_address": [f"c{i}@example.com"], "first_name": [f"Name{i}"]},
-            attributes_stale=False,
         )
         ids.append(entity.id)
     return ids
