@@ -1,4 +1,5 @@
-"""Secrets we hand out (API tokens, write keys): random, shown once, stored as a SHA-256 digest."""
+"""Secrets: those we hand out (API tokens, write keys: random, shown once, stored as a SHA-256 digest) and those
+we keep (provider credentials: encrypted at rest with Fernet, never shown back in full)."""
 
 import hashlib
 import secrets
@@ -15,3 +16,44 @@ def secret_digest(secret: str) -> str:
 
 def secret_display_prefix(secret: str) -> str:
     return secret[:10]
+
+
+# --- secrets we keep (provider credentials, destination API keys): encrypted at rest ---------------------------
+
+
+class SecretUnreadable(Exception):
+    """A stored secret cannot be decrypted: the key changed (or the value was tampered with); enter it again."""
+
+
+def _fernet(purpose: str):
+    """Fernet (AES-128-CBC + HMAC-SHA256) with a key per purpose, derived from CDP_SECRETS_KEY when set, else from
+    SECRET_KEY. Rotating that key makes stored secrets unreadable (SecretUnreadable), never silently wrong."""
+    import base64
+    import os
+
+    from cryptography.fernet import Fernet
+    from django.conf import settings
+
+    material = os.environ.get("CDP_SECRETS_KEY") or settings.SECRET_KEY
+    key = hashlib.sha256(purpose.encode() + b"\x00" + material.encode("utf-8")).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def secret_encrypt(plain: str, *, purpose: str) -> str:
+    return _fernet(purpose).encrypt(plain.encode("utf-8")).decode("ascii")
+
+
+def secret_decrypt(token: str, *, purpose: str) -> str:
+    from cryptography.fernet import InvalidToken
+
+    try:
+        return _fernet(purpose).decrypt(token.encode("ascii")).decode("utf-8")
+    except (InvalidToken, ValueError):
+        raise SecretUnreadable("stored secret cannot be decrypted (the secret key changed?); enter it again") from None
+
+
+def secret_hint(secret: str) -> str:
+    """What may be shown of a kept secret: its last four characters at most, never the whole."""
+    if len(secret) < 8:
+        return "••••"
+    return "••••" + secret[-4:]
