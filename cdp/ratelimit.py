@@ -42,6 +42,22 @@ def rate_limit_per_minute() -> int:
     return int(global_setting_cached(SETTING_KEY) or 0)
 
 
+def rate_limits_reset() -> None:
+    """Forget every client's count (shared counters and this process's pending batches) and the cached settings:
+    a fresh start for tests, or after an operator lifted a block."""
+    rate_limit_setting_forget()
+    with _pending_lock:
+        _pending.clear()
+    client = _redis_client("ratelimit:")
+    if client is not None:
+        pattern = cache.make_and_validate_key("ratelimit:") + "*"
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+    else:
+        cache.clear()
+
+
 def rate_limit_setting_forget() -> None:
     """Drop the per-process copy of the settings so the next request reads them (tests, admin changes)."""
     from cdp.services.global_settings import global_settings_cache_clear

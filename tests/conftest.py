@@ -5,6 +5,7 @@ from rest_framework.test import APIClient
 
 from cdp.celery import app as celery_app
 from cdp.features import Feature
+from cdp.ratelimit import rate_limits_reset
 from cdp.services.auth import role_create, token_create, user_create
 from cdp.services.data_sources import data_source_create
 from tests.workers import celery_worker_process  # noqa: F401
@@ -18,6 +19,14 @@ def _celery_eager():
     celery_app.conf.task_eager_propagates = True
     yield
     celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture(autouse=True)
+def _rate_limits_fresh():
+    """Public endpoints count requests per client IP (Redis and per-process batches): every test starts at zero,
+    whatever the tests before it sent from 127.0.0.1 in the same minute."""
+    rate_limits_reset()
+    yield
 
 
 @pytest.fixture
