@@ -8,6 +8,7 @@ from playwright.sync_api import Page, expect
 from segments.models import Segment
 from tests.browser.conftest import admin_login, screenshot
 from tests.conftest import client_for
+<<<<<<<< HEAD:tests/browser/test_segment_admin_saved.py
 from tests.segments.conftest import (  # noqa: F401 (the segments fixtures this test uses)
     EXCLUSION_TREE,
     _fast_password_hashing,
@@ -17,15 +18,31 @@ from tests.segments.conftest import (  # noqa: F401 (the segments fixtures this 
     example_attributes,
     viewer_role,
 )
+========
+from tests.segments.conftest import EXCLUSION_TREE, customers_create, example_attributes_create
+>>>>>>>> seg:tests/browser/test_segments_admin.py
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
+PASSWORD = "Segment-owner-pass-1!"
 
+<<<<<<<< HEAD:tests/browser/test_segment_admin_saved.py
 def test_a_marketer_saves_the_exclusion_segment_and_sees_its_count(page: Page, customers, cast):  # noqa: F811
     owner = cast["owner"]
+========
+
+def test_a_marketer_saves_the_exclusion_segment_and_sees_its_count(page: Page, transactional_db):
+    from cdp.features import Feature
+    from cdp.services.auth import role_create, user_create
+
+    example_attributes_create()
+    customers_create()
+    role = role_create(name="Marketer", features=[Feature.SEGMENTS_VIEW, Feature.SEGMENTS_EDIT])
+    owner = user_create(username="owner", password=PASSWORD, role=role)
+>>>>>>>> seg:tests/browser/test_segments_admin.py
     owner.is_staff = True
     owner.save(update_fields=["is_staff"])
-    admin_login(page, username="owner", password="Owner-password-1!")
+    admin_login(page, username="owner", password=PASSWORD)
 
     page.goto("/admin/segments/segment/add/")
     page.fill("#id_name", "Women 18+ who have not bought yet")
