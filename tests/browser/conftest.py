@@ -31,13 +31,23 @@ CHROMIUM_ARGS = [
 SCREENSHOT_DIR = Path(os.environ.get("BROWSER_SCREENSHOT_DIR", "/tmp/cdp-browser-screenshots"))
 
 
+_running: list[Browser] = []
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
+    # Other test packages import this fixture into their conftest, which makes pytest build it once per package:
+    # Playwright's sync API cannot run twice in one thread, so later instances share the first browser.
+    if _running:
+        yield _running[0]
+        return
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: run `make browser` (or apt-get install chromium).")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        _running.append(browser)
         yield browser
+        _running.clear()
         browser.close()
 
 
