@@ -1,6 +1,5 @@
 """In a real browser: a marketer saves the seed's exclusion segment in the Business Explorer and sees the same
-customer count as the API gives. (Lives under tests/browser: one Playwright instance per test session, from
-tests/browser/conftest.py.)"""
+customer count as the API gives."""
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -8,28 +7,12 @@ from playwright.sync_api import Page, expect
 from segments.models import Segment
 from tests.browser.conftest import admin_login, screenshot
 from tests.conftest import client_for
-<<<<<<<< HEAD:tests/browser/test_segment_admin_saved.py
-from tests.segments.conftest import (  # noqa: F401 (the segments fixtures this test uses)
-    EXCLUSION_TREE,
-    _fast_password_hashing,
-    cast,
-    customers,
-    editor_role,
-    example_attributes,
-    viewer_role,
-)
-========
 from tests.segments.conftest import EXCLUSION_TREE, customers_create, example_attributes_create
->>>>>>>> seg:tests/browser/test_segments_admin.py
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "Segment-owner-pass-1!"
 
-<<<<<<<< HEAD:tests/browser/test_segment_admin_saved.py
-def test_a_marketer_saves_the_exclusion_segment_and_sees_its_count(page: Page, customers, cast):  # noqa: F811
-    owner = cast["owner"]
-========
 
 def test_a_marketer_saves_the_exclusion_segment_and_sees_its_count(page: Page, transactional_db):
     from cdp.features import Feature
@@ -39,7 +22,6 @@ def test_a_marketer_saves_the_exclusion_segment_and_sees_its_count(page: Page, t
     customers_create()
     role = role_create(name="Marketer", features=[Feature.SEGMENTS_VIEW, Feature.SEGMENTS_EDIT])
     owner = user_create(username="owner", password=PASSWORD, role=role)
->>>>>>>> seg:tests/browser/test_segments_admin.py
     owner.is_staff = True
     owner.save(update_fields=["is_staff"])
     admin_login(page, username="owner", password=PASSWORD)
