@@ -151,6 +151,7 @@ class DemoDataSummary:
     events_total: int = 0
     events_created: int = 0
     events_duplicate: int = 0
+    segments_created: int = 0
     write_keys: dict[str, str] = field(default_factory=dict)
 
 
@@ -478,7 +479,60 @@ def demo_data_load(
         pass
     # Likewise the attributes of the customers stitching touched, so profiles show values at once.
     attributes_recompute()
+    summary.segments_created = demo_segments_ensure()
     return summary
+
+
+# Segments a marketer finds in the demo (name, description, tags, conditions); the last one is the exclusion
+# marketing case of the Audience API seed, over the email channel's consent and block attributes.
+DEMO_SEGMENTS: list[tuple[str, str, list[str], dict]] = [
+    ("Big spenders", "Customers whose completed orders add up to 300 or more.", ["value"],
+     {"operator": "and", "children": [{"attribute": "total_revenue", "operator": "gte", "value": 300}]}),
+    ("Lapsed buyers", "Ordered before, but not in the last 60 days: a win-back campaign.", ["retention"],
+     {"operator": "and", "children": [
+         {"attribute": "orders_count", "operator": "gte", "value": 1},
+         {"attribute": "last_order_time", "operator": "within_last_days", "value": 60, "negate": True},
+     ]}),
+    ("Leads without an order", "CRM leads who never completed an order.", ["crm"],
+     {"operator": "and", "children": [
+         {"attribute": "lifecycle_stage", "operator": "equals", "value": "lead"},
+         {"attribute": "total_revenue", "operator": "equals", "value": 0},
+     ]}),
+    ("Newsletter audience", "Consent given and not blocked: who an email campaign may reach.", ["email"],
+     {"operator": "and", "children": [
+         {"attribute": "email_consent", "operator": "is_true"},
+         {"attribute": "email_blocked", "operator": "is_true", "negate": True},
+     ]}),
+]  # fmt: skip
+
+
+def demo_segments_ensure() -> int:
+    """The demo segments (owned by the demo marketer; administrators see every segment) and a CSV export
+    destination; returns how many segments were created. Skips a segment whose attributes are not defined (the
+    definitions may have been edited)."""
+    from django.core.exceptions import ValidationError
+
+    from cdp.models import Attribute
+    from segments.exports.models import ExportDestination
+    from segments.exports.services import destination_create
+    from segments.models import Segment
+    from segments.services import segment_create
+
+    owner = User.objects.filter(username="marketer").first()
+    defined = set(Attribute.objects.values_list("pk", flat=True))
+    created = 0
+    for name, description, tags, conditions in DEMO_SEGMENTS:
+        used = {c["attribute"] for c in conditions["children"]}
+        if Segment.objects.filter(name=name).exists() or not used <= defined:
+            continue
+        try:
+            segment_create(owner=owner, name=name, description=description, conditions=conditions, tags=tags)
+        except ValidationError:
+            continue
+        created += 1
+    if not ExportDestination.objects.filter(name="CSV download").exists():
+        destination_create(name="CSV download", kind="csv", config={}, mandatory_attributes=["ps_email_address"])
+    return created
 
 
 def demo_write_key_ensure(*, slug: str, known_key: str | None) -> str:

@@ -108,3 +108,19 @@ def test_load_demo_data_refuses_a_customer_count_below_one(db, customers, capsys
         call_command("load_demo_data", "--customers", customers, verbosity=0)
 
     assert "--customers must be at least 1" in capsys.readouterr().err
+
+
+def test_demo_has_segments_with_members_and_a_csv_destination(db):
+    from segments.exports.models import ExportDestination
+    from segments.models import Segment
+    from segments.selectors import segment_members_count
+
+    first = demo_data_load(customers=40, now=NOW)
+    again = demo_data_load(customers=40, now=NOW)
+
+    assert first.segments_created == 4 and again.segments_created == 0
+    segments = {s.name: s for s in Segment.objects.all()}
+    assert set(segments) == {"Big spenders", "Lapsed buyers", "Leads without an order", "Newsletter audience"}
+    assert all(s.owner.username == "marketer" for s in segments.values())
+    assert segment_members_count(segment=segments["Big spenders"]) > 0
+    assert ExportDestination.objects.filter(name="CSV download", kind="csv").count() == 1

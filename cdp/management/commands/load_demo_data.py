@@ -67,7 +67,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Demo data: {summary.customers} customers, {summary.events_created} new events "
             f"({summary.events_duplicate} already loaded), {summary.sources_created} new data sources, "
-            f"{summary.roles_created} new roles, {summary.users_created} new users."
+            f"{summary.roles_created} new roles, {summary.users_created} new users, "
+            f"{summary.segments_created} new segments."
         )
         if write_key_file is not None:
             known = secret_file_read(write_key_file)
