@@ -8,6 +8,7 @@ segments/admin_builder.py) call `tree_count` and `value_suggestions`.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from cdp.models import Attribute
@@ -87,9 +88,31 @@ def tree_count(tree: Any) -> dict[str, Any]:
     return {"status": "ok", "customers_count": count}
 
 
+_SUGGESTIONS_CACHE: dict[str, tuple[float, dict[str, Any]]] = {}
+SUGGESTIONS_TTL_S = 60.0
+
+
+def _value_counts_cached(attribute: Attribute) -> dict[str, Any]:
+    """The attribute value counts scan every customer: kept per process for a minute (suggestions may be that
+    stale), so a marketer adding conditions on the same attribute does not wait for the scan again."""
+    now = time.monotonic()
+    hit = _SUGGESTIONS_CACHE.get(attribute.pk)
+    if hit is not None and now - hit[0] < SUGGESTIONS_TTL_S:
+        return hit[1]
+    counts = attribute_value_counts(attribute=attribute, limit=SUGGESTIONS_SCANNED)
+    if len(_SUGGESTIONS_CACHE) > 1000:
+        _SUGGESTIONS_CACHE.clear()
+    _SUGGESTIONS_CACHE[attribute.pk] = (now, counts)
+    return counts
+
+
+def value_suggestions_forget() -> None:
+    _SUGGESTIONS_CACHE.clear()
+
+
 def value_suggestions(*, attribute: Attribute, q: str = "") -> dict[str, Any]:
     """The most frequent values of an attribute (all customers), those containing `q` (any case) when given."""
-    counts = attribute_value_counts(attribute=attribute, limit=SUGGESTIONS_SCANNED)
+    counts = _value_counts_cached(attribute)
     needle = q.strip().lower()
     values = [row for row in counts["values"] if not needle or needle in str(row["value"]).lower()]
     return {

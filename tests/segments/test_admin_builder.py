@@ -9,7 +9,7 @@ import pytest
 from cdp.services.auth import user_create
 from segments import charts
 from segments.admin_builder import default_insight_attributes, node_errors
-from segments.builder import builder_config
+from segments.builder import builder_config, value_suggestions_forget
 from segments.conditions import OPERATORS
 from segments.services import segment_create, segment_size_record
 from tests.segments.conftest import EXCLUSION_TREE
@@ -18,6 +18,13 @@ pytestmark = pytest.mark.django_db
 
 COUNT_URL = "/admin/segments/segment/builder/count/"
 VALUES_URL = "/admin/segments/segment/builder/values/"
+
+
+@pytest.fixture(autouse=True)
+def _suggestions_fresh():
+    value_suggestions_forget()
+    yield
+    value_suggestions_forget()
 
 
 @pytest.fixture
@@ -219,3 +226,14 @@ def test_change_form_shows_the_conditions_in_words_and_links_the_insights(
     page = client.get(f"/admin/segments/segment/{exclusion_segment.pk}/change/").content.decode()
     assert "segment-summary-text" in page and ".field-conditions { display: none" in page
     assert "data-segment-builder" not in page
+
+
+def test_value_suggestions_are_kept_a_minute_per_process(client, staff_cast, customers):
+    from cdp.models import CustomerEntity
+
+    client.force_login(staff_cast["owner"])
+    assert client.get(VALUES_URL, {"attribute": "gender"}).json()["values"][0]["count"] == 3
+    CustomerEntity.objects.create(id="f" * 32, attributes={"gender": ["female"]}, attributes_stale=False)
+    assert client.get(VALUES_URL, {"attribute": "gender"}).json()["values"][0]["count"] == 3
+    value_suggestions_forget()
+    assert client.get(VALUES_URL, {"attribute": "gender"}).json()["values"][0]["count"] == 4

@@ -135,9 +135,6 @@
                 self.countError.hidden = true;
                 self.showErrors([]);
             } else {
-                if (/\.attribute$/.test(body.path || "") && /unknown attribute ''/.test(body.message || "")) {
-                    body.message = "Pick an attribute.";
-                }
                 self.countEl.textContent = "—";
                 self.countBox.classList.add("seg-count-invalid");
                 self.countError.hidden = false;
@@ -156,7 +153,7 @@
     Builder.prototype.describe = function (error) {
         var target = error.path ? this.treeEl.querySelector('[data-path="' + nodePath(error.path) + '"]') : null;
         var where = target ? target.getAttribute("data-label") : "";
-        return (where ? where + ": " : "") + (error.message || "invalid conditions");
+        return (where ? where + ": " : "") + (friendly(error).message || "invalid conditions");
     };
 
     function nodePath(path) {
@@ -165,7 +162,16 @@
         return match ? match[0] : "conditions";
     }
 
+    function friendly(error) {
+        // a new condition whose attribute is not picked yet
+        if (/\.attribute$/.test(error.path || "") && /unknown attribute ''/.test(error.message || "")) {
+            return { path: error.path, message: "Pick an attribute." };
+        }
+        return error;
+    }
+
     Builder.prototype.showErrors = function (errors) {
+        errors = errors.map(friendly);
         this.treeEl.querySelectorAll(".seg-invalid").forEach(function (node) { node.classList.remove("seg-invalid"); });
         this.treeEl.querySelectorAll("[data-node-error]").forEach(function (node) {
             node.textContent = ""; node.hidden = true;
@@ -474,6 +480,7 @@
         if (op === "in") return [this.listInput(node, attribute)];
         var inputs = this.textInput(attribute, node.value, function (v) { node.value = v; });
         if (attribute.unit) inputs.push(el("span", { "class": "seg-unit", text: attribute.unit }));
+        if (type === "datetime") inputs.push(el("span", { "class": "seg-unit", text: "UTC" }));
         return inputs;
     };
 
