@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from cdp.services.auth import user_create
+from cdp.features import Feature
+from cdp.services.auth import role_create, user_create
 from segments import charts
 from segments.admin_builder import default_insight_attributes, node_errors
 from segments.builder import builder_config, value_suggestions_forget
@@ -102,6 +103,14 @@ def test_builder_endpoints_need_the_segments_edit_feature(client, staff_cast, vi
     assert _count(client, EXCLUSION_TREE).status_code == 302  # to the login page
     client.force_login(staff_cast["owner"])
     assert client.get(COUNT_URL).status_code == 405
+    # building without customers_view: counts, but no value suggestions (customer data)
+    builder_only = user_create(username="builder", password="Builder-password-1!", role=role_create(
+        name="Segment builders", features=[Feature.SEGMENTS_VIEW, Feature.SEGMENTS_EDIT]))  # fmt: skip
+    builder_only.is_staff = True
+    builder_only.save(update_fields=["is_staff"])
+    client.force_login(builder_only)
+    assert _count(client, EXCLUSION_TREE).status_code == 200
+    assert client.get(VALUES_URL, {"attribute": "gender"}).status_code == 403
 
 
 def test_value_suggestions(client, staff_cast, customers):
