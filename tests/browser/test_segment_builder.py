@@ -240,7 +240,9 @@ def test_insights_page_draws_its_charts(page: Page, live_server, people, markete
     segment_size_record(segment=segment, size=3)
     admin_login(page, username="marketer", password=PASSWORD)
     page.goto(f"/admin/segments/segment/{segment.pk}/change/")
-    page.get_by_role("link", name="Insights").click()
+    expect(page.locator("#segment-summary-text")).to_contain_text("Consent is true AND Age is at least 18")
+    expect(page.locator(f'a[href$="/segment/{segment.pk}/insights/"]')).to_have_count(2)  # action + summary
+    page.get_by_role("link", name="Insights", exact=False).first.click()
     page.wait_for_url(f"**/admin/segments/segment/{segment.pk}/insights/")
     insights = page.locator("#segment-insights")
     expect(insights.locator("#insights-count")).to_have_text(str(len(EXPECTED_MEMBERS)))
