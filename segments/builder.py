@@ -14,31 +14,22 @@ from typing import Any
 from cdp.models import Attribute
 from cdp.selectors import attribute_value_counts
 from segments import selectors
-from segments.conditions import GROUP_OPERATORS, NO_VALUE, OPERATORS, ConditionInvalid
-from segments.models import Segment
+from segments.conditions import (
+    GROUP_OPERATORS,
+    NO_VALUE,
+    OPERATOR_LABELS,
+    OPERATOR_VALUES,
+    OPERATORS,
+    ConditionInvalid,
+)
 
-# How each operator reads in the builder (the stored names are the validator's).
-OPERATOR_LABELS = {
-    "equals": "equals",
-    "not_equals": "has a value other than",
-    "in": "is one of",
-    "contains": "contains",
-    "starts_with": "starts with",
-    "ends_with": "ends with",
-    "is_set": "is set",
-    "is_not_set": "is not set",
-    "lt": "is less than",
-    "lte": "is at most",
-    "gt": "is greater than",
-    "gte": "is at least",
-    "between": "is between",
-    "before": "is before",
-    "after": "is after",
-    "within_last_days": "is within the last",
-    "is_true": "is true",
-    "is_false": "is false",
+# How operators read in the builder: the backend's labels (segments.conditions.OPERATOR_LABELS), with a few
+# that read better next to the builder's inputs and NOT button.
+BUILDER_LABELS = {
+    "not_equals": "has a value other than",  # "any value matches": not the same as NOT equals
+    "within_last_days": "is within the last",  # followed by the days input and "days"
 }
-# Dates read better as "on / not on" than "equals".
+# Dates read better as "on / earlier / later" than "equals / less / greater".
 DATE_LABELS = {
     "equals": "is on",
     "not_equals": "has a date other than",
@@ -53,7 +44,10 @@ SUGGESTIONS_SHOWN = 20
 
 
 def operator_labels(data_type: str) -> dict[str, str]:
-    labels = {op: OPERATOR_LABELS.get(op, op.replace("_", " ")) for op in OPERATORS.get(data_type, ())}
+    labels = {
+        op: BUILDER_LABELS.get(op) or OPERATOR_LABELS.get(op, op.replace("_", " "))
+        for op in OPERATORS.get(data_type, ())
+    }
     if data_type in ("date", "datetime"):
         labels.update({op: text for op, text in DATE_LABELS.items() if op in labels})
     return labels
@@ -73,6 +67,8 @@ def builder_config() -> dict[str, Any]:
         "operators": {data_type: list(ops) for data_type, ops in OPERATORS.items()},
         "operator_labels": {data_type: operator_labels(data_type) for data_type in OPERATORS},
         "no_value": sorted(NO_VALUE),
+        # what each operator's value is: single (default), list, range, days or none
+        "operator_values": OPERATOR_VALUES,
         "group_operators": list(GROUP_OPERATORS),
         "type_labels": dict(Attribute.DataType.choices),
     }
@@ -82,7 +78,7 @@ def tree_count(tree: Any) -> dict[str, Any]:
     """Validate an unsaved tree and count its customers with the same compiled SQL a saved segment uses.
     {"status": "ok", "customers_count": n} or {"status": "error", "path": ..., "message": ...}."""
     try:
-        count = selectors.segment_members_count(segment=Segment(conditions=tree))
+        count = selectors.conditions_members_count(conditions=tree)
     except ConditionInvalid as exc:
         return {"status": "error", "path": exc.path, "message": exc.message}
     return {"status": "ok", "customers_count": count}

@@ -11,7 +11,7 @@ from cdp.services.auth import role_create, user_create
 from segments import charts
 from segments.admin_builder import default_insight_attributes, node_errors
 from segments.builder import builder_config, value_suggestions_forget
-from segments.conditions import OPERATORS
+from segments.conditions import OPERATOR_LABELS, OPERATOR_VALUES, OPERATORS
 from segments.services import segment_create, segment_size_record
 from tests.segments.conftest import EXCLUSION_TREE
 
@@ -47,6 +47,8 @@ def test_the_builder_config_offers_the_validators_operators(example_attributes):
     assert example_attributes.items() <= offered.items()
     for data_type, ops in OPERATORS.items():
         assert set(config["operator_labels"][data_type]) == set(ops)
+    assert config["operator_values"] == OPERATOR_VALUES  # which input each operator gets
+    assert config["operator_labels"]["int"]["gte"] == OPERATOR_LABELS["gte"]
 
 
 def test_the_change_form_renders_the_builder_not_json(client, staff_cast, exclusion_segment):

@@ -272,7 +272,7 @@
                                       disabled: !attribute, onchange: function () {
             var before = node.operator;
             node.operator = operator.value;
-            if (!compatible(before, node.operator)) delete node.value;
+            if (self.valueKind(before) !== self.valueKind(node.operator)) delete node.value;
             self.rerender();
         } });
         if (!attribute) operator.appendChild(el("option", { value: "", text: "pick an attribute first" }));
@@ -296,15 +296,10 @@
         ]);
     };
 
-    function compatible(before, after) {
-        var shape = function (op) {
-            if (op === "in" || op === "between") return op;
-            if (op === "within_last_days") return "days";
-            if (["is_set", "is_not_set", "is_true", "is_false"].indexOf(op) >= 0) return "none";
-            return "one";
-        };
-        return shape(before) === shape(after);
-    }
+    Builder.prototype.valueKind = function (op) {
+        // single (default), list, range, days or none: segments.conditions.OPERATOR_VALUES
+        return this.config.config.operator_values[op] || "single";
+    };
 
     Builder.prototype.attributePicker = function (node) {
         var self = this;
@@ -449,10 +444,9 @@
     Builder.prototype.valueInputs = function (node, attribute) {
         var self = this;
         if (!attribute || !node.operator) return [];
-        var op = node.operator;
-        var type = attribute.type;
-        if (this.config.config.no_value.indexOf(op) >= 0) return [];
-        if (op === "within_last_days") {
+        var kind = this.valueKind(node.operator);
+        if (kind === "none") return [];
+        if (kind === "days") {
             var days = el("input", { type: "number", min: "0", step: "1", "class": "seg-input seg-days",
                                      value: show(node.value), "aria-label": "Number of days", "data-role": "value" });
             days.addEventListener("input", function () {
@@ -461,7 +455,7 @@
             });
             return [days, el("span", { "class": "seg-unit", text: "days" })];
         }
-        if (op === "between") {
+        if (kind === "range") {
             var pair = Array.isArray(node.value) ? node.value.slice(0, 2) : [undefined, undefined];
             var update = function (index) {
                 return function (v) {
@@ -477,10 +471,10 @@
                 this.textInput(attribute, pair[1], update(1), { label: "To", role: "value-high" })
             );
         }
-        if (op === "in") return [this.listInput(node, attribute)];
+        if (kind === "list") return [this.listInput(node, attribute)];
         var inputs = this.textInput(attribute, node.value, function (v) { node.value = v; });
         if (attribute.unit) inputs.push(el("span", { "class": "seg-unit", text: attribute.unit }));
-        if (type === "datetime") inputs.push(el("span", { "class": "seg-unit", text: "UTC" }));
+        if (attribute.type === "datetime") inputs.push(el("span", { "class": "seg-unit", text: "UTC" }));
         return inputs;
     };
 
