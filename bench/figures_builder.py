@@ -3,8 +3,9 @@
 `builder_count_ms`: the live count endpoint (the admin view: permission check, JSON body, validate, compile,
 count, JSON response) on the seed's exclusion tree over the generated customers, against the selector
 `segment_members_count` of the same saved segment — the overhead of counting an unsaved tree from the builder.
-`builder_values_ms`: the value suggestions endpoint for one attribute (gender), against the same top-values SQL
-run by hand. Both on the data of bench/figures_segments.py, in interleaved rounds (medians).
+`builder_values_ms`: the value suggestions endpoint for one attribute (gender; above 200k customers it counts a
+block sample of ~100k), against the exact top-values SQL over every customer run by hand. Both on the data of
+bench/figures_segments.py, in interleaved rounds (medians).
 """
 
 from __future__ import annotations
@@ -89,10 +90,10 @@ def figure_builder_values_ms(bench: Bench) -> Figure:
         return [value for value, _ in rows]
 
     (baseline, expected), (value, values) = _interleaved_medians([by_hand, endpoint], rounds=5)
-    if values != expected[: len(values)]:
+    if set(values[:2]) != set(expected[:2]):
         raise RuntimeError(f"suggestions {values} differ from the SQL's {expected}")
     print(f"  suggestions: {value:.0f} ms, SQL by hand: {baseline:.0f} ms", flush=True)
-    note = "baseline: the same top values and count as hand-written SQL"
+    note = "baseline: exact top values and count over every customer (hand-written SQL); the endpoint samples"
     return Figure("builder_values_ms", value, "ms", baseline, value / baseline, size, note)
 
 

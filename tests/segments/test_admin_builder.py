@@ -248,3 +248,21 @@ def test_value_suggestions_are_kept_a_minute_per_process(client, staff_cast, cus
     assert client.get(VALUES_URL, {"attribute": "gender"}).json()["values"][0]["count"] == 3
     value_suggestions_forget()
     assert client.get(VALUES_URL, {"attribute": "gender"}).json()["values"][0]["count"] == 4
+
+
+def test_value_suggestions_on_a_large_table_come_from_a_sample(client, staff_cast, customers, monkeypatch):
+    from django.db import connection
+
+    from segments import builder
+
+    monkeypatch.setattr(builder, "SAMPLE_ROWS", 1)  # 5 customers count as "large": a 20% block sample, × 5
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE customer_entities")
+    client.force_login(staff_cast["owner"])
+    body = client.get(VALUES_URL, {"attribute": "gender"}).json()
+    assert body["approximate"] is True
+    assert all(row["count"] % 5 == 0 for row in body["values"])
+    assert body["entities_with_value"] % 5 == 0
+    monkeypatch.setattr(builder, "SAMPLE_ROWS", 100_000)
+    value_suggestions_forget()
+    assert client.get(VALUES_URL, {"attribute": "gender"}).json()["approximate"] is False

@@ -408,17 +408,17 @@
 
     Builder.prototype.suggest = function (attributeId, datalist) {
         var self = this;
-        var fillList = function (values) {
+        var fillList = function (body) {
             datalist.textContent = "";
-            values.forEach(function (row) {
-                datalist.appendChild(el("option", { value: String(row.value),
-                                                    label: row.count.toLocaleString("en-US") + " customers" }));
+            (body.values || []).forEach(function (row) {
+                datalist.appendChild(el("option", { value: String(row.value), label: (body.approximate ? "≈ " : "") +
+                                                    row.count.toLocaleString("en-US") + " customers" }));
             });
         };
         if (this.suggestions[attributeId]) { fillList(this.suggestions[attributeId]); return; }
         fetch(this.config.values_url + "?attribute=" + encodeURIComponent(attributeId), { credentials: "same-origin" })
             .then(function (r) { return r.ok ? r.json() : { values: [] }; })
-            .then(function (body) { self.suggestions[attributeId] = body.values || []; fillList(body.values || []); })
+            .then(function (body) { self.suggestions[attributeId] = body; fillList(body); })
             .catch(function () {});
     };
 
