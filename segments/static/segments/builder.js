@@ -116,6 +116,15 @@
 
     Builder.prototype.count = function () {
         var self = this;
+        // One count in flight at a time (a count over millions of customers takes a second or two): edits made
+        // meanwhile are counted once it answers, so typing never piles up queries on the server.
+        if (this.inflight) { this.dirty = true; return; }
+        this.inflight = true;
+        var done = function () {
+            self.inflight = false;
+            if (self.dirty) { self.dirty = false; self.count(); return true; }
+            return false;
+        };
         var sequence = ++this.sequence;
         var token = (document.querySelector("input[name=csrfmiddlewaretoken]") || {}).value || cookie("csrftoken");
         fetch(this.config.count_url, {
@@ -126,7 +135,7 @@
         }).then(function (response) {
             return response.json().catch(function () { return { status: "error", message: "HTTP " + response.status }; });
         }).then(function (body) {
-            if (sequence !== self.sequence) return;
+            if (done() || sequence !== self.sequence) return;
             self.countBox.classList.remove("seg-count-busy");
             if (body.status === "ok") {
                 var n = body.customers_count;
@@ -142,6 +151,7 @@
                 self.showErrors(body.path ? [{ path: body.path, message: body.message }] : []);
             }
         }).catch(function () {
+            if (self.inflight && done()) return;
             if (sequence !== self.sequence) return;
             self.countBox.classList.remove("seg-count-busy");
             self.countEl.textContent = "—";
