@@ -6,7 +6,8 @@
   accepts). Validation messages of the saved tree are shown on the node their path points at.
 - `SegmentBuilderAdminMixin` adds to the segment ModelAdmin: the widget, two admin JSON endpoints the builder calls
   (`builder/count/`: validate and count an unsaved tree; `builder/values/`: value suggestions from the attribute
-  value counts) and the "Insights" page (size over time, top values, email consent share as server-side SVG).
+  value counts, which also need the customers_view feature, as the attribute value counts API does) and the
+  "Insights" page (size over time, top values, email consent share as server-side SVG).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_POST
 from unfold.decorators import action
 
+from cdp.admin.base import user_has_feature
+from cdp.features import Feature
 from cdp.models import Attribute
 from segments import builder, charts, selectors, services
 from segments.conditions import ConditionInvalid
@@ -176,7 +179,8 @@ class SegmentBuilderAdminMixin:
         return require_GET(self._builder_values)(request)
 
     def _builder_values(self, request: HttpRequest) -> HttpResponse:
-        if not self._builder_allowed(request):
+        # value counts are customer data: the attribute value counts API needs customers_view as well
+        if not self._builder_allowed(request) or not user_has_feature(request, Feature.CUSTOMERS_VIEW):
             raise PermissionDenied
         attribute_id = request.GET.get("attribute") or ""
         if not attribute_id:

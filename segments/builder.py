@@ -8,36 +8,31 @@ segments/admin_builder.py) call `tree_count` and `value_suggestions`.
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
+
+from django.db import connection
 
 from cdp.models import Attribute
 from cdp.selectors import attribute_value_counts
 from segments import selectors
-from segments.conditions import GROUP_OPERATORS, NO_VALUE, OPERATORS, ConditionInvalid
-from segments.models import Segment
+from segments.conditions import (
+    GROUP_OPERATORS,
+    NO_VALUE,
+    OPERATOR_LABELS,
+    OPERATOR_VALUES,
+    OPERATORS,
+    ConditionInvalid,
+)
 
-# How each operator reads in the builder (the stored names are the validator's).
-OPERATOR_LABELS = {
-    "equals": "equals",
-    "not_equals": "has a value other than",
-    "in": "is one of",
-    "contains": "contains",
-    "starts_with": "starts with",
-    "ends_with": "ends with",
-    "is_set": "is set",
-    "is_not_set": "is not set",
-    "lt": "is less than",
-    "lte": "is at most",
-    "gt": "is greater than",
-    "gte": "is at least",
-    "between": "is between",
-    "before": "is before",
-    "after": "is after",
-    "within_last_days": "is within the last",
-    "is_true": "is true",
-    "is_false": "is false",
+# How operators read in the builder: the backend's labels (segments.conditions.OPERATOR_LABELS), with a few
+# that read better next to the builder's inputs and NOT button.
+BUILDER_LABELS = {
+    "not_equals": "has a value other than",  # "any value matches": not the same as NOT equals
+    "within_last_days": "is within the last",  # followed by the days input and "days"
 }
-# Dates read better as "on / not on" than "equals".
+# Dates read better as "on / earlier / later" than "equals / less / greater".
 DATE_LABELS = {
     "equals": "is on",
     "not_equals": "has a date other than",
@@ -49,10 +44,14 @@ DATE_LABELS = {
 
 SUGGESTIONS_SCANNED = 200
 SUGGESTIONS_SHOWN = 20
+SAMPLE_ROWS = 100_000
 
 
 def operator_labels(data_type: str) -> dict[str, str]:
-    labels = {op: OPERATOR_LABELS.get(op, op.replace("_", " ")) for op in OPERATORS.get(data_type, ())}
+    labels = {
+        op: BUILDER_LABELS.get(op) or OPERATOR_LABELS.get(op, op.replace("_", " "))
+        for op in OPERATORS.get(data_type, ())
+    }
     if data_type in ("date", "datetime"):
         labels.update({op: text for op, text in DATE_LABELS.items() if op in labels})
     return labels
@@ -72,6 +71,8 @@ def builder_config() -> dict[str, Any]:
         "operators": {data_type: list(ops) for data_type, ops in OPERATORS.items()},
         "operator_labels": {data_type: operator_labels(data_type) for data_type in OPERATORS},
         "no_value": sorted(NO_VALUE),
+        # what each operator's value is: single (default), list, range, days or none
+        "operator_values": OPERATOR_VALUES,
         "group_operators": list(GROUP_OPERATORS),
         "type_labels": dict(Attribute.DataType.choices),
     }
@@ -81,21 +82,74 @@ def tree_count(tree: Any) -> dict[str, Any]:
     """Validate an unsaved tree and count its customers with the same compiled SQL a saved segment uses.
     {"status": "ok", "customers_count": n} or {"status": "error", "path": ..., "message": ...}."""
     try:
-        count = selectors.segment_members_count(segment=Segment(conditions=tree))
+        count = selectors.conditions_members_count(conditions=tree)
     except ConditionInvalid as exc:
         return {"status": "error", "path": exc.path, "message": exc.message}
     return {"status": "ok", "customers_count": count}
 
 
+_SUGGESTIONS_CACHE: dict[str, tuple[float, dict[str, Any]]] = {}
+SUGGESTIONS_TTL_S = 60.0
+
+
+def _value_counts_cached(attribute: Attribute) -> dict[str, Any]:
+    """The attribute value counts scan every customer: kept per process for a minute (suggestions may be that
+    stale), so a marketer adding conditions on the same attribute does not wait for the scan again."""
+    now = time.monotonic()
+    hit = _SUGGESTIONS_CACHE.get(attribute.pk)
+    if hit is not None and now - hit[0] < SUGGESTIONS_TTL_S:
+        return hit[1]
+    counts = _value_counts(attribute)
+    if len(_SUGGESTIONS_CACHE) > 1000:
+        _SUGGESTIONS_CACHE.clear()
+    _SUGGESTIONS_CACHE[attribute.pk] = (now, counts)
+    return counts
+
+
+def _value_counts(attribute: Attribute) -> dict[str, Any]:
+    """Exact attribute value counts on a small customer table; on a large one (more than 2 × SAMPLE_ROWS rows by
+    the planner's estimate) counts from a repeatable block sample of about SAMPLE_ROWS customers, scaled up and
+    marked approximate: a suggestion needs the common values, not every customer scanned (seconds on millions)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'customer_entities'::regclass")
+        estimate = float(cursor.fetchone()[0] or 0)
+    if estimate <= 2 * SAMPLE_ROWS:
+        return {**attribute_value_counts(attribute=attribute, limit=SUGGESTIONS_SCANNED), "approximate": False}
+    percent = 100.0 * SAMPLE_ROWS / estimate
+    scale = 100.0 / percent
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT v, count(*) AS n FROM customer_entities TABLESAMPLE SYSTEM (%(percent)s) REPEATABLE (7) "
+            "CROSS JOIN LATERAL jsonb_array_elements(CASE jsonb_typeof(attributes -> %(id)s) WHEN 'array' "
+            "THEN attributes -> %(id)s END) v GROUP BY v ORDER BY n DESC, v LIMIT %(limit)s",
+            {"percent": percent, "id": attribute.pk, "limit": SUGGESTIONS_SCANNED},
+        )
+        values = [
+            {"value": json.loads(v) if isinstance(v, str) else v, "count": round(n * scale)}
+            for v, n in cursor.fetchall()
+        ]
+        cursor.execute(
+            "SELECT count(*) FROM customer_entities TABLESAMPLE SYSTEM (%s) REPEATABLE (7) WHERE attributes ? %s",
+            [percent, attribute.pk],
+        )
+        with_value = round(cursor.fetchone()[0] * scale)
+    return {"attribute": attribute.pk, "entities_with_value": with_value, "values": values, "approximate": True}
+
+
+def value_suggestions_forget() -> None:
+    _SUGGESTIONS_CACHE.clear()
+
+
 def value_suggestions(*, attribute: Attribute, q: str = "") -> dict[str, Any]:
     """The most frequent values of an attribute (all customers), those containing `q` (any case) when given."""
-    counts = attribute_value_counts(attribute=attribute, limit=SUGGESTIONS_SCANNED)
+    counts = _value_counts_cached(attribute)
     needle = q.strip().lower()
     values = [row for row in counts["values"] if not needle or needle in str(row["value"]).lower()]
     return {
         "attribute": attribute.pk,
         "entities_with_value": counts["entities_with_value"],
         "values": values[:SUGGESTIONS_SHOWN],
+        "approximate": counts["approximate"],
     }
 
 

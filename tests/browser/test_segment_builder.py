@@ -8,6 +8,7 @@ from playwright.sync_api import Page, expect
 from cdp.features import Feature
 from cdp.models import Attribute, CustomerEntity
 from cdp.services.auth import role_create, token_create, user_create
+from segments.builder import value_suggestions_forget
 from segments.conditions import tree_evaluate
 from segments.models import Segment
 from segments.services import segment_create, segment_size_record
@@ -32,6 +33,13 @@ PEOPLE = {
 }
 EXPECTED_MEMBERS = {"alice", "carol", "fay", "gina"}
 WITH_CONSENT = {name for name, person in PEOPLE.items() if person[0]}
+
+
+@pytest.fixture(autouse=True)
+def _suggestions_fresh():
+    value_suggestions_forget()
+    yield
+    value_suggestions_forget()
 
 
 @pytest.fixture
@@ -102,6 +110,7 @@ def test_build_the_exclusion_segment_and_match_the_api(page: Page, live_server, 
 
     # consent is true (a yes / no attribute: its first operator is "is true", no value)
     builder.locator('[data-path="conditions"] > .seg-group-actions [data-action=add-condition]').click()
+    expect(condition(page, 0).locator("[data-node-error]")).to_have_text("Pick an attribute.")
     pick_attribute(page, 0, "cons", "consent")
     expect(condition(page, 0).locator("[data-role=operator]")).to_have_value("is_true")
     options = condition(page, 0).locator("[data-role=operator] option")
@@ -223,6 +232,7 @@ def test_groups_or_and_not_and_a_bad_save_points_at_the_node(page: Page, live_se
     expect(bad.locator("[data-node-error]")).to_contain_text("'between' needs two values")
     expect(bad.locator("[data-role=value-low]")).to_have_value("50")
     assert not Segment.objects.filter(name="Young or old").exists()
+    screenshot(page, "segment-builder-invalid-save")
 
 
 def test_insights_page_draws_its_charts(page: Page, live_server, people, marketer):
@@ -230,7 +240,9 @@ def test_insights_page_draws_its_charts(page: Page, live_server, people, markete
     segment_size_record(segment=segment, size=3)
     admin_login(page, username="marketer", password=PASSWORD)
     page.goto(f"/admin/segments/segment/{segment.pk}/change/")
-    page.get_by_role("link", name="Insights").click()
+    expect(page.locator("#segment-summary-text")).to_contain_text("Consent is true AND Age is at least 18")
+    expect(page.locator(f'a[href$="/segment/{segment.pk}/insights/"]')).to_have_count(2)  # action + summary
+    page.get_by_role("link", name="Insights", exact=False).first.click()
     page.wait_for_url(f"**/admin/segments/segment/{segment.pk}/insights/")
     insights = page.locator("#segment-insights")
     expect(insights.locator("#insights-count")).to_have_text(str(len(EXPECTED_MEMBERS)))

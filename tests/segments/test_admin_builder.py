@@ -6,11 +6,12 @@ import re
 
 import pytest
 
-from cdp.services.auth import user_create
+from cdp.features import Feature
+from cdp.services.auth import role_create, user_create
 from segments import charts
 from segments.admin_builder import default_insight_attributes, node_errors
-from segments.builder import builder_config
-from segments.conditions import OPERATORS
+from segments.builder import builder_config, value_suggestions_forget
+from segments.conditions import OPERATOR_LABELS, OPERATOR_VALUES, OPERATORS
 from segments.services import segment_create, segment_size_record
 from tests.segments.conftest import EXCLUSION_TREE
 
@@ -18,6 +19,13 @@ pytestmark = pytest.mark.django_db
 
 COUNT_URL = "/admin/segments/segment/builder/count/"
 VALUES_URL = "/admin/segments/segment/builder/values/"
+
+
+@pytest.fixture(autouse=True)
+def _suggestions_fresh():
+    value_suggestions_forget()
+    yield
+    value_suggestions_forget()
 
 
 @pytest.fixture
@@ -39,6 +47,8 @@ def test_the_builder_config_offers_the_validators_operators(example_attributes):
     assert example_attributes.items() <= offered.items()
     for data_type, ops in OPERATORS.items():
         assert set(config["operator_labels"][data_type]) == set(ops)
+    assert config["operator_values"] == OPERATOR_VALUES  # which input each operator gets
+    assert config["operator_labels"]["int"]["gte"] == OPERATOR_LABELS["gte"]
 
 
 def test_the_change_form_renders_the_builder_not_json(client, staff_cast, exclusion_segment):
@@ -95,6 +105,14 @@ def test_builder_endpoints_need_the_segments_edit_feature(client, staff_cast, vi
     assert _count(client, EXCLUSION_TREE).status_code == 302  # to the login page
     client.force_login(staff_cast["owner"])
     assert client.get(COUNT_URL).status_code == 405
+    # building without customers_view: counts, but no value suggestions (customer data)
+    builder_only = user_create(username="builder", password="Builder-password-1!", role=role_create(
+        name="Segment builders", features=[Feature.SEGMENTS_VIEW, Feature.SEGMENTS_EDIT]))  # fmt: skip
+    builder_only.is_staff = True
+    builder_only.save(update_fields=["is_staff"])
+    client.force_login(builder_only)
+    assert _count(client, EXCLUSION_TREE).status_code == 200
+    assert client.get(VALUES_URL, {"attribute": "gender"}).status_code == 403
 
 
 def test_value_suggestions(client, staff_cast, customers):
@@ -219,3 +237,32 @@ def test_change_form_shows_the_conditions_in_words_and_links_the_insights(
     page = client.get(f"/admin/segments/segment/{exclusion_segment.pk}/change/").content.decode()
     assert "segment-summary-text" in page and ".field-conditions { display: none" in page
     assert "data-segment-builder" not in page
+
+
+def test_value_suggestions_are_kept_a_minute_per_process(client, staff_cast, customers):
+    from cdp.models import CustomerEntity
+
+    client.force_login(staff_cast["owner"])
+    assert client.get(VALUES_URL, {"attribute": "gender"}).json()["values"][0]["count"] == 3
+    CustomerEntity.objects.create(id="f" * 32, attributes={"gender": ["female"]}, attributes_stale=False)
+    assert client.get(VALUES_URL, {"attribute": "gender"}).json()["values"][0]["count"] == 3
+    value_suggestions_forget()
+    assert client.get(VALUES_URL, {"attribute": "gender"}).json()["values"][0]["count"] == 4
+
+
+def test_value_suggestions_on_a_large_table_come_from_a_sample(client, staff_cast, customers, monkeypatch):
+    from django.db import connection
+
+    from segments import builder
+
+    monkeypatch.setattr(builder, "SAMPLE_ROWS", 1)  # 5 customers count as "large": a 20% block sample, × 5
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE customer_entities")
+    client.force_login(staff_cast["owner"])
+    body = client.get(VALUES_URL, {"attribute": "gender"}).json()
+    assert body["approximate"] is True
+    assert all(row["count"] % 5 == 0 for row in body["values"])
+    assert body["entities_with_value"] % 5 == 0
+    monkeypatch.setattr(builder, "SAMPLE_ROWS", 100_000)
+    value_suggestions_forget()
+    assert client.get(VALUES_URL, {"attribute": "gender"}).json()["approximate"] is False

@@ -116,6 +116,15 @@
 
     Builder.prototype.count = function () {
         var self = this;
+        // One count in flight at a time (a count over millions of customers takes a second or two): edits made
+        // meanwhile are counted once it answers, so typing never piles up queries on the server.
+        if (this.inflight) { this.dirty = true; return; }
+        this.inflight = true;
+        var done = function () {
+            self.inflight = false;
+            if (self.dirty) { self.dirty = false; self.count(); return true; }
+            return false;
+        };
         var sequence = ++this.sequence;
         var token = (document.querySelector("input[name=csrfmiddlewaretoken]") || {}).value || cookie("csrftoken");
         fetch(this.config.count_url, {
@@ -126,7 +135,7 @@
         }).then(function (response) {
             return response.json().catch(function () { return { status: "error", message: "HTTP " + response.status }; });
         }).then(function (body) {
-            if (sequence !== self.sequence) return;
+            if (done() || sequence !== self.sequence) return;
             self.countBox.classList.remove("seg-count-busy");
             if (body.status === "ok") {
                 var n = body.customers_count;
@@ -135,9 +144,6 @@
                 self.countError.hidden = true;
                 self.showErrors([]);
             } else {
-                if (/\.attribute$/.test(body.path || "") && /unknown attribute ''/.test(body.message || "")) {
-                    body.message = "Pick an attribute.";
-                }
                 self.countEl.textContent = "—";
                 self.countBox.classList.add("seg-count-invalid");
                 self.countError.hidden = false;
@@ -145,6 +151,7 @@
                 self.showErrors(body.path ? [{ path: body.path, message: body.message }] : []);
             }
         }).catch(function () {
+            if (self.inflight && done()) return;
             if (sequence !== self.sequence) return;
             self.countBox.classList.remove("seg-count-busy");
             self.countEl.textContent = "—";
@@ -156,7 +163,7 @@
     Builder.prototype.describe = function (error) {
         var target = error.path ? this.treeEl.querySelector('[data-path="' + nodePath(error.path) + '"]') : null;
         var where = target ? target.getAttribute("data-label") : "";
-        return (where ? where + ": " : "") + (error.message || "invalid conditions");
+        return (where ? where + ": " : "") + (friendly(error).message || "invalid conditions");
     };
 
     function nodePath(path) {
@@ -165,7 +172,16 @@
         return match ? match[0] : "conditions";
     }
 
+    function friendly(error) {
+        // a new condition whose attribute is not picked yet
+        if (/\.attribute$/.test(error.path || "") && /unknown attribute ''/.test(error.message || "")) {
+            return { path: error.path, message: "Pick an attribute." };
+        }
+        return error;
+    }
+
     Builder.prototype.showErrors = function (errors) {
+        errors = errors.map(friendly);
         this.treeEl.querySelectorAll(".seg-invalid").forEach(function (node) { node.classList.remove("seg-invalid"); });
         this.treeEl.querySelectorAll("[data-node-error]").forEach(function (node) {
             node.textContent = ""; node.hidden = true;
@@ -266,7 +282,7 @@
                                       disabled: !attribute, onchange: function () {
             var before = node.operator;
             node.operator = operator.value;
-            if (!compatible(before, node.operator)) delete node.value;
+            if (self.valueKind(before) !== self.valueKind(node.operator)) delete node.value;
             self.rerender();
         } });
         if (!attribute) operator.appendChild(el("option", { value: "", text: "pick an attribute first" }));
@@ -290,15 +306,10 @@
         ]);
     };
 
-    function compatible(before, after) {
-        var shape = function (op) {
-            if (op === "in" || op === "between") return op;
-            if (op === "within_last_days") return "days";
-            if (["is_set", "is_not_set", "is_true", "is_false"].indexOf(op) >= 0) return "none";
-            return "one";
-        };
-        return shape(before) === shape(after);
-    }
+    Builder.prototype.valueKind = function (op) {
+        // single (default), list, range, days or none: segments.conditions.OPERATOR_VALUES
+        return this.config.config.operator_values[op] || "single";
+    };
 
     Builder.prototype.attributePicker = function (node) {
         var self = this;
@@ -407,17 +418,17 @@
 
     Builder.prototype.suggest = function (attributeId, datalist) {
         var self = this;
-        var fillList = function (values) {
+        var fillList = function (body) {
             datalist.textContent = "";
-            values.forEach(function (row) {
-                datalist.appendChild(el("option", { value: String(row.value),
-                                                    label: row.count.toLocaleString("en-US") + " customers" }));
+            (body.values || []).forEach(function (row) {
+                datalist.appendChild(el("option", { value: String(row.value), label: (body.approximate ? "≈ " : "") +
+                                                    row.count.toLocaleString("en-US") + " customers" }));
             });
         };
         if (this.suggestions[attributeId]) { fillList(this.suggestions[attributeId]); return; }
         fetch(this.config.values_url + "?attribute=" + encodeURIComponent(attributeId), { credentials: "same-origin" })
             .then(function (r) { return r.ok ? r.json() : { values: [] }; })
-            .then(function (body) { self.suggestions[attributeId] = body.values || []; fillList(body.values || []); })
+            .then(function (body) { self.suggestions[attributeId] = body; fillList(body); })
             .catch(function () {});
     };
 
@@ -443,10 +454,9 @@
     Builder.prototype.valueInputs = function (node, attribute) {
         var self = this;
         if (!attribute || !node.operator) return [];
-        var op = node.operator;
-        var type = attribute.type;
-        if (this.config.config.no_value.indexOf(op) >= 0) return [];
-        if (op === "within_last_days") {
+        var kind = this.valueKind(node.operator);
+        if (kind === "none") return [];
+        if (kind === "days") {
             var days = el("input", { type: "number", min: "0", step: "1", "class": "seg-input seg-days",
                                      value: show(node.value), "aria-label": "Number of days", "data-role": "value" });
             days.addEventListener("input", function () {
@@ -455,7 +465,7 @@
             });
             return [days, el("span", { "class": "seg-unit", text: "days" })];
         }
-        if (op === "between") {
+        if (kind === "range") {
             var pair = Array.isArray(node.value) ? node.value.slice(0, 2) : [undefined, undefined];
             var update = function (index) {
                 return function (v) {
@@ -471,9 +481,10 @@
                 this.textInput(attribute, pair[1], update(1), { label: "To", role: "value-high" })
             );
         }
-        if (op === "in") return [this.listInput(node, attribute)];
+        if (kind === "list") return [this.listInput(node, attribute)];
         var inputs = this.textInput(attribute, node.value, function (v) { node.value = v; });
         if (attribute.unit) inputs.push(el("span", { "class": "seg-unit", text: attribute.unit }));
+        if (attribute.type === "datetime") inputs.push(el("span", { "class": "seg-unit", text: "UTC" }));
         return inputs;
     };
 
