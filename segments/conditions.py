@@ -63,6 +63,26 @@ OPERATORS: dict[str, tuple[str, ...]] = {
     BOOL: ("is_true", "is_false", *_SET),
 }
 NO_VALUE = {"is_set", "is_not_set", "is_true", "is_false"}
+# What each operator's `value` is (for builders: which input to show) and how a marketer reads it.
+OPERATOR_VALUES = {"in": "list", "between": "range", "within_last_days": "days", **dict.fromkeys(NO_VALUE, "none")}
+OPERATOR_LABELS = {
+    "equals": "equals", "not_equals": "does not equal", "in": "is one of", "contains": "contains",
+    "starts_with": "starts with", "ends_with": "ends with", "is_set": "is set", "is_not_set": "is not set",
+    "lt": "is less than", "lte": "is at most", "gt": "is greater than", "gte": "is at least",
+    "between": "is between", "before": "is before", "after": "is after",
+    "within_last_days": "is within the last N days", "is_true": "is true", "is_false": "is false",
+}  # fmt: skip
+
+
+def operators_by_type() -> dict[str, list[dict[str, str]]]:
+    """{data type: [{operator, label, value}]}: value is single, list, range, days or none."""
+    return {
+        data_type: [
+            {"operator": op, "label": OPERATOR_LABELS[op], "value": OPERATOR_VALUES.get(op, "single")} for op in ops
+        ]
+        for data_type, ops in OPERATORS.items()
+    }
+
 
 MAX_DEPTH = 20
 MAX_NODES = 500
@@ -302,6 +322,9 @@ _JSONPATH_OPS = {"not_equals": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": "
 
 def _filter(operator: str, value: Any, data_type: str, now: datetime) -> str:
     """The jsonpath filter one value `@` must pass."""
+    if operator == "not_equals":
+        # jsonpath compares null with anything (null != "x" is true); a null is no value of the attribute's type.
+        return f"@ != null && @ != {_jp(value)}"
     if operator in _JSONPATH_OPS:
         return f"@ {_JSONPATH_OPS[operator]} {_jp(value)}"
     if operator == "between":

@@ -27,8 +27,15 @@ from cdp.models import Attribute, CustomerEntity
 from segments.conditions import tree_attributes, tree_compile, tree_validate
 from segments.models import Segment, SegmentGrant, SegmentSizeSnapshot, Tag
 
-# The attribute holding email consent (a bool), used by the insights when it exists.
+# The attribute holding email consent (a bool), used by the insights when it exists; a deployment whose email
+# channel names it differently sets SEGMENTS_EMAIL_CONSENT_ATTRIBUTE.
 EMAIL_CONSENT_ATTRIBUTE = "email_consent"
+
+
+def email_consent_attribute() -> str:
+    from django.conf import settings
+
+    return getattr(settings, "SEGMENTS_EMAIL_CONSENT_ATTRIBUTE", EMAIL_CONSENT_ATTRIBUTE)
 
 
 def user_is_segments_admin(user) -> bool:
@@ -129,7 +136,13 @@ def segment_members_sql(*, segment: Segment, now: datetime | None = None) -> tup
 
 
 def segment_members_count(*, segment: Segment) -> int:
-    where, params = segment_condition_sql(segment=segment)
+    return conditions_members_count(conditions=segment.conditions)
+
+
+def conditions_members_count(*, conditions: dict) -> int:
+    """How many customers a condition tree selects (saved or not: the builder's live count)."""
+    attributes = attribute_types()
+    where, params = tree_compile(tree_validate(conditions, attributes=attributes), attributes=attributes)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM customer_entities e WHERE {where}", params)
         return cursor.fetchone()[0]
@@ -192,20 +205,21 @@ def segment_attribute_value_counts(*, segment: Segment, attribute: Attribute, li
 
 
 def segment_email_consent_share(*, segment: Segment) -> dict[str, Any] | None:
-    """How many members have email consent (the bool attribute EMAIL_CONSENT_ATTRIBUTE is true); None when that
+    """How many members have email consent (the bool attribute email_consent_attribute() is true); None when that
     attribute does not exist (no email channel yet)."""
-    if not Attribute.objects.filter(pk=EMAIL_CONSENT_ATTRIBUTE, data_type=Attribute.DataType.BOOL).exists():
+    consent = email_consent_attribute()
+    if not Attribute.objects.filter(pk=consent, data_type=Attribute.DataType.BOOL).exists():
         return None
     where, params = segment_condition_sql(segment=segment)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*), count(*) FILTER (WHERE e.attributes @> %s::jsonb) FROM customer_entities e "
             f"WHERE {where}",
-            [json.dumps({EMAIL_CONSENT_ATTRIBUTE: [True]}), *params],
+            [json.dumps({consent: [True]}), *params],
         )
         members, consenting = cursor.fetchone()
     return {
-        "attribute": EMAIL_CONSENT_ATTRIBUTE,
+        "attribute": consent,
         "customers": members,
         "with_consent": consenting,
         "share": round(consenting / members, 4) if members else None,
@@ -231,7 +245,9 @@ def tags_list() -> QuerySet[Tag]:
 
 __all__ = [
     "EMAIL_CONSENT_ATTRIBUTE",
+    "email_consent_attribute",
     "attribute_types",
+    "conditions_members_count",
     "segment_attribute_value_counts",
     "segment_can_edit",
     "segment_can_manage_acl",

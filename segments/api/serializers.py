@@ -133,3 +133,26 @@ class SegmentInsightsSerializer(serializers.Serializer):
     email_consent = EmailConsentSerializer(
         required=False, help_text="Only when the email_consent attribute exists (the email channel)."
     )
+
+
+class ConditionsPreviewSerializer(serializers.Serializer):
+    conditions = ConditionTreeField()
+
+
+class PreviewCountSerializer(serializers.Serializer):
+    customers_count = serializers.IntegerField()
+
+
+class OperatorSerializer(serializers.Serializer):
+    operator = serializers.CharField()
+    label = serializers.CharField()
+    value = serializers.ChoiceField(choices=["single", "list", "range", "days", "none"])
+
+
+class OperatorsSerializer(serializers.Serializer):
+    string = OperatorSerializer(many=True)
+    int = OperatorSerializer(many=True)
+    float = OperatorSerializer(many=True)
+    date = OperatorSerializer(many=True)
+    datetime = OperatorSerializer(many=True)
+    bool = OperatorSerializer(many=True)

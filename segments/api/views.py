@@ -25,7 +25,7 @@ from cdp.features import Feature
 from cdp.models import Attribute
 from segments import selectors, services
 from segments.api import serializers as s
-from segments.conditions import ConditionInvalid
+from segments.conditions import ConditionInvalid, operators_by_type
 from segments.filters import SegmentFilter, TagFilter
 from segments.models import Segment, SegmentGrant, SegmentNote
 
@@ -68,7 +68,7 @@ class SegmentViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixi
     filterset_class = SegmentFilter
     read_feature = Feature.SEGMENTS_VIEW
     write_feature = Feature.SEGMENTS_EDIT
-    feature_by_action = {"customers": Feature.CUSTOMERS_VIEW}
+    feature_by_action = {"customers": Feature.CUSTOMERS_VIEW, "preview_count": Feature.SEGMENTS_VIEW}
 
     def get_queryset(self):
         return selectors.segments_visible(user=self.request.user)
@@ -87,6 +87,24 @@ class SegmentViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixi
 
     def perform_destroy(self, instance):
         services.segment_trash(segment=instance)
+
+    @extend_schema(responses={200: s.OperatorsSerializer})
+    @action(detail=False, methods=["get"], url_path="operators", filter_backends=[], pagination_class=None)
+    def operators(self, request):
+        """The condition operators for each attribute data type, with a label and what their value is (single,
+        list, range [low, high], days, or none): what a segment builder offers."""
+        return Response(operators_by_type())
+
+    @extend_schema(request=s.ConditionsPreviewSerializer, responses={200: s.PreviewCountSerializer})
+    @action(detail=False, methods=["post"], url_path="preview_count", filter_backends=[], pagination_class=None)
+    def preview_count(self, request):
+        """Validate a condition tree and count its customers without saving a segment (the builder's live count).
+        Needs segments_view only: nothing is written."""
+        data = s.ConditionsPreviewSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        tree = _save(services.conditions_clean, conditions=data.validated_data["conditions"])
+        count = _evaluate(selectors.conditions_members_count, conditions=tree)
+        return Response({"customers_count": count})
 
     @extend_schema(request=None, responses={200: s.SegmentCountSerializer})
     @action(detail=True, methods=["get"], url_path="customers_count")

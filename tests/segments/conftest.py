@@ -8,7 +8,6 @@ from cdp.services.auth import role_create, user_create
 from segments.audience import audience_cache_forget
 from segments.conditions import EXCLUSION_EXAMPLE
 from segments.services import segment_create
-from tests.browser.conftest import browser, page  # noqa: F401 (the Playwright fixtures, for the admin browser test)
 
 # id, data type, computation
 EXAMPLE_ATTRIBUTES = [
@@ -39,8 +38,7 @@ def _audience_cache_fresh():
     audience_cache_forget()
 
 
-@pytest.fixture
-def example_attributes(db):
+def example_attributes_create() -> dict[str, str]:
     for attribute_id, data_type, computation in EXAMPLE_ATTRIBUTES:
         Attribute.objects.update_or_create(
             id=attribute_id,
@@ -55,12 +53,16 @@ def example_attributes(db):
     return {attribute_id: data_type for attribute_id, data_type, _ in EXAMPLE_ATTRIBUTES}
 
 
+@pytest.fixture
+def example_attributes(db):
+    return example_attributes_create()
+
+
 def entity(entity_id: str, **attributes) -> CustomerEntity:
     return CustomerEntity.objects.create(id=entity_id.ljust(32, "0"), attributes=attributes, attributes_stale=False)
 
 
-@pytest.fixture
-def customers(example_attributes):
+def customers_create() -> dict[str, CustomerEntity]:
     """Five customers; the exclusion segment holds alice and carol."""
     return {
         "alice": entity(
@@ -93,6 +95,11 @@ def customers(example_attributes):
         ),  # fmt: skip
         "erin": entity("e5", consent=[True], age=[16], gender=["female"], total_revenue=[0]),
     }
+
+
+@pytest.fixture
+def customers(example_attributes):
+    return customers_create()
 
 
 @pytest.fixture

@@ -219,5 +219,31 @@ def test_openapi_lists_the_segment_endpoints(client):
         "/api/segments/{id}/duplicate", "/api/segments/{id}/insights", "/api/segments/{id}/attribute_value_counts",
         "/api/segments/{id}/size_snapshot", "/api/segments/{segment_pk}/notes", "/api/segments/{segment_pk}/acl",
         "/api/trash/segments", "/api/trash/segments/{id}/restore", "/api/tags", "/api/tags/{id}",
+        "/api/segments/operators", "/api/segments/preview_count",
     ]:  # fmt: skip
         assert expected in paths, expected
+
+
+def test_the_email_consent_attribute_is_configurable(owner_client, exclusion_segment, settings):
+    settings.SEGMENTS_EMAIL_CONSENT_ATTRIBUTE = "consent"
+    body = owner_client.get(f"/api/segments/{exclusion_segment.pk}/insights").json()
+    assert body["email_consent"] == {"attribute": "consent", "customers": 2, "with_consent": 2, "share": 1.0}
+
+
+def test_builder_support_operators_and_live_count(customers, viewer_role, outsider_client):
+    from cdp.services.auth import user_create
+
+    reader = client_for(user_create(username="reader", password="Reader-password-1!", role=viewer_role))
+    operators = reader.get("/api/segments/operators").json()
+    assert {"operator": "between", "label": "is between", "value": "range"} in operators["int"]
+    assert [o["operator"] for o in operators["bool"]] == ["is_true", "is_false", "is_set", "is_not_set"]
+    response = reader.post("/api/segments/preview_count", {"conditions": EXCLUSION_TREE}, format="json")
+    assert response.status_code == 200 and response.json() == {"customers_count": 2}
+    bad = {"operator": "or", "children": [{"attribute": "age", "operator": "gte"}]}
+    response = reader.post("/api/segments/preview_count", {"conditions": bad}, format="json")
+    assert response.status_code == 400
+    assert response.json()["message"] == "conditions.children[0].value: 'gte' needs a value"
+    assert (
+        outsider_client.post("/api/segments/preview_count", {"conditions": EXCLUSION_TREE}, format="json").status_code
+        == 403
+    )

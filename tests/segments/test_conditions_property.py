@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.db import connection
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cdp.models import CustomerEntity
@@ -73,6 +73,8 @@ trees = st.recursive(
 @pytest.mark.django_db
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tree=trees, customers=entities)
+# jsonpath compares null with anything: null != "x" is true there, while a null is no date at all.
+@example(tree={"attribute": "d", "operator": "not_equals", "value": "2026-06-15"}, customers=[{"d": [None]}])
 def test_compiled_sql_selects_exactly_the_customers_the_reference_evaluator_accepts(tree, customers):
     tree = tree_validate(tree, attributes=TYPES)
     CustomerEntity.objects.all().delete()
@@ -94,3 +96,28 @@ def test_dates_in_the_window_are_inclusive_of_today_and_the_first_day():
     assert not tree_evaluate(tree, {"d": [(today - timedelta(days=8)).isoformat()]}, attributes=TYPES, now=NOW)
     assert not tree_evaluate(tree, {"d": [(today + timedelta(days=1)).isoformat()]}, attributes=TYPES, now=NOW)
     assert date.fromisoformat(today.isoformat()) == today
+
+
+any_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+
+
+@pytest.mark.django_db
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    operator=st.sampled_from(["equals", "not_equals", "contains", "starts_with", "ends_with", "in"]),
+    needle=any_text.filter(bool),
+    values=st.lists(st.lists(any_text, max_size=3), min_size=1, max_size=6),
+    negate=st.booleans(),
+)
+def test_any_text_compiles_to_valid_sql_with_the_reference_semantics(operator, needle, values, negate):
+    node = {"attribute": "s", "operator": operator, "value": [needle] if operator == "in" else needle, "negate": negate}
+    tree = tree_validate(node, attributes=TYPES)
+    CustomerEntity.objects.all().delete()
+    rows = [CustomerEntity(id=f"{i:032x}", attributes={"s": v}) for i, v in enumerate(values)]
+    CustomerEntity.objects.bulk_create(rows)
+    where, params = tree_compile(tree, attributes=TYPES, now=NOW)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT e.id FROM customer_entities e WHERE {where}", params)
+        selected = {row[0] for row in cursor.fetchall()}
+    expected = {row.id for row in rows if tree_evaluate(tree, row.attributes, attributes=TYPES, now=NOW)}
+    assert selected == expected, (where, params)

@@ -9,16 +9,24 @@ from playwright.sync_api import Page, expect
 from segments.models import Segment
 from tests.browser.conftest import admin_login, screenshot
 from tests.conftest import client_for
-from tests.segments.conftest import EXCLUSION_TREE
+from tests.segments.conftest import EXCLUSION_TREE, customers_create, example_attributes_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
+PASSWORD = "Segment-owner-pass-1!"
 
-def test_a_marketer_saves_the_exclusion_segment_and_sees_its_count(page: Page, customers, cast):
-    owner = cast["owner"]
+
+def test_a_marketer_saves_the_exclusion_segment_and_sees_its_count(page: Page, transactional_db):
+    from cdp.features import Feature
+    from cdp.services.auth import role_create, user_create
+
+    example_attributes_create()
+    customers_create()
+    role = role_create(name="Marketer", features=[Feature.SEGMENTS_VIEW, Feature.SEGMENTS_EDIT])
+    owner = user_create(username="owner", password=PASSWORD, role=role)
     owner.is_staff = True
     owner.save(update_fields=["is_staff"])
-    admin_login(page, username="owner", password="Owner-password-1!")
+    admin_login(page, username="owner", password=PASSWORD)
 
     page.goto("/admin/segments/segment/add/")
     page.fill("#id_name", "Women 18+ who have not bought yet")
