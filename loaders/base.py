@@ -232,6 +232,13 @@ class Loader:
     def load(self, customers: Iterable[Customer], *, context: LoadContext | None = None) -> LoadResult:
         raise NotImplementedError
 
+    def http(self, context: LoadContext, *, provider: str, **options: Any):
+        """An HTTP client that retries with backoff, sleeps with `context.sleep`, logs retries to the export's
+        log and scrubs this configuration's secrets from every message (see loaders.http)."""
+        from loaders.http import HttpClient
+
+        return HttpClient(provider=provider, secrets=self.secrets(), sleep=context.sleep, log=context.log, **options)
+
     def secrets(self) -> list[str]:
         """The secret values of this configuration, to scrub from any message."""
         return [str(self.config[name]) for name in self.secret_fields() if self.config.get(name)]

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from loaders.base import ConfigField, Customer, LoadContext, Loader, LoadResult, first_values
-from loaders.http import HttpClient, Response
+from loaders.http import Response
 
 REGION_HOSTS = {"US": "https://track.customer.io", "EU": "https://track-eu.customer.io"}
 MAX_REQUEST_BYTES = 500 * 1024
@@ -109,13 +109,7 @@ class CustomerIoLoader(Loader):
 
     def load(self, customers: Iterable[Customer], *, context: LoadContext | None = None) -> LoadResult:
         context = context or LoadContext()
-        client = HttpClient(
-            provider="Customer.io",
-            secrets=self.secrets(),
-            sleep=context.sleep,
-            log=context.log,
-            error_message=_error_message,
-        )
+        client = self.http(context, provider="Customer.io", error_message=_error_message)
         credentials = base64.b64encode(f"{self.config['site_id']}:{self.config['api_key']}".encode()).decode()
         headers = {"Authorization": f"Basic {credentials}"}
         url = f"{self._base()}/api/v2/batch"

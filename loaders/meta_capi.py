@@ -162,13 +162,7 @@ class MetaConversionsLoader(Loader):
 
     def load(self, customers: Iterable[Customer], *, context: LoadContext | None = None) -> LoadResult:
         context = context or LoadContext()
-        client = HttpClient(
-            provider="Meta Conversions API",
-            secrets=self.secrets(),
-            sleep=context.sleep,
-            log=context.log,
-            error_message=_error_message,
-        )
+        client = self.http(context, provider="Meta Conversions API", error_message=_error_message)
         base = self.config["api_base_url"].rstrip("/")
         url = f"{base}/{self.config['api_version']}/{self.config['pixel_id']}/events"
         result = LoadResult()

@@ -74,12 +74,8 @@ class PinterestLoader(Loader):
 
     # --- HTTP ---------------------------------------------------------------------------------------------
     def _client(self, context: LoadContext) -> HttpClient:
-        return HttpClient(
-            provider="Pinterest",
-            secrets=self.secrets(),
-            sleep=context.sleep,
-            log=context.log,
-            default_headers={"Authorization": f"Bearer {self.config['access_token']}"},
+        return self.http(
+            context, provider="Pinterest", default_headers={"Authorization": f"Bearer {self.config['access_token']}"}
         )
 
     def _url(self, path: str) -> str:

@@ -27,7 +27,6 @@ from typing import Any
 import orjson
 
 from loaders.base import ConfigField, Customer, LoadContext, Loader, LoadResult, batched
-from loaders.http import HttpClient
 
 SIGNATURE_HEADER = "X-CDP-Signature"
 TIMESTAMP_HEADER = "X-CDP-Timestamp"
@@ -64,9 +63,7 @@ class WebhookLoader(Loader):
 
     def load(self, customers: Iterable[Customer], *, context: LoadContext | None = None) -> LoadResult:
         context = context or LoadContext()
-        client = HttpClient(
-            provider="The webhook receiver", secrets=self.secrets(), sleep=context.sleep, log=context.log
-        )
+        client = self.http(context, provider="The webhook receiver")
         wanted = list(self.config["attributes"]) + [a for a in context.attributes if a not in self.config["attributes"]]
         result = LoadResult()
         number = int(context.state.get("batches", 0))

@@ -21,10 +21,15 @@ class NotificationAdmin(ModelAdmin):
         return super().get_queryset(request).filter(user=request.user)
 
     def has_module_permission(self, request) -> bool:
-        return bool(request.user.is_active and request.user.is_staff)
+        # Shown to staff who have notifications (a user without a role sees an empty admin).
+        user = request.user
+        return bool(user.is_active and user.is_staff and Notification.objects.filter(user=user).exists())
 
     def has_view_permission(self, request, obj=None) -> bool:
-        return self.has_module_permission(request) and (obj is None or obj.user_id == request.user.id)
+        user = request.user
+        if not (user.is_active and user.is_staff):
+            return False
+        return obj is None or obj.user_id == user.id
 
     def has_add_permission(self, request) -> bool:
         return False

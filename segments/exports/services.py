@@ -328,6 +328,15 @@ def export_run(*, export_id: int, sleep: Callable[[float], None] | None = None) 
     if not claimed:
         return None
     export = SegmentExport.objects.select_related("segment", "destination").get(pk=export_id)
+    try:
+        return _export_run_claimed(export, sleep=sleep)
+    except Exception as exc:  # noqa: BLE001 — e.g. a segment whose attribute was deleted: an error, never stuck
+        logger.exception("segment export %s failed", export_id)
+        return _finish(export_id, status=SegmentExport.Status.ERROR, message=f"{type(exc).__name__}: {exc}"[:2000])
+
+
+def _export_run_claimed(export: SegmentExport, *, sleep: Callable[[float], None] | None) -> SegmentExport:
+    export_id = export.pk
     if export.segment is None or export.destination is None:
         return _finish(export_id, status=SegmentExport.Status.ERROR, message="The segment or destination was deleted.")
     segment, destination = export.segment, export.destination

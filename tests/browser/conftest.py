@@ -31,24 +31,26 @@ CHROMIUM_ARGS = [
 SCREENSHOT_DIR = Path(os.environ.get("BROWSER_SCREENSHOT_DIR", "/tmp/cdp-browser-screenshots"))
 
 
-_running: list[Browser] = []
+# One Playwright per session even when another conftest re-exports `browser` (each import is its own fixture
+# definition, and a second sync_playwright() in the same thread fails: "Sync API inside the asyncio loop").
+_SESSION_BROWSER: list[Browser] = []
 
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
-    # Other test packages import this fixture into their conftest, which makes pytest build it once per package:
-    # Playwright's sync API cannot run twice in one thread, so later instances share the first browser.
-    if _running:
-        yield _running[0]
+    if _SESSION_BROWSER:
+        yield _SESSION_BROWSER[0]
         return
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: run `make browser` (or apt-get install chromium).")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        _running.append(browser)
-        yield browser
-        _running.clear()
-        browser.close()
+        _SESSION_BROWSER.append(browser)
+        try:
+            yield browser
+        finally:
+            _SESSION_BROWSER.clear()
+            browser.close()
 
 
 @pytest.fixture

@@ -290,3 +290,12 @@ def test_customerio_membership_lists_every_segment_sent_to_the_destination(vip, 
     assert first["SegmentMembership"] == ",".join(f"'{pk}'" for pk in ordered)
     assert first["In Early birds"] is True and first["In VIP customers"] is True
     assert customerio.people[f"{3:032x}"]["SegmentMembership"] == f"'{vip.pk}'"
+
+
+def test_a_segment_that_cannot_be_evaluated_ends_in_an_error_not_running(vip, marketer):
+    from cdp.models import Attribute
+
+    export = services.export_create(segment=vip, destination=csv_destination(), user=marketer, enqueue=False)
+    Attribute.objects.filter(id="vip").delete()
+    export = run(export)
+    assert export.status == SegmentExport.Status.ERROR and "vip" in export.error_message
