@@ -48,6 +48,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "cdp.observability.RequestIdMiddleware",
+    "cdp.middleware.PublicFastLaneMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -57,6 +58,14 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# Public hot paths that skip the session / auth / CSRF / messages middleware (cdp.middleware.PublicFastLaneMiddleware):
+# URL name -> the keyword arguments of each path to take (None: the path has none).
+PUBLIC_FAST_LANE = {
+    "audience": None,
+    "emails:feedback": None,
+    "emails:feedback-provider": [{"provider": "brevo"}, {"provider": "infobip"}],
+}
 
 ROOT_URLCONF = "cdp.urls"
 WSGI_APPLICATION = "cdp.wsgi.application"

@@ -15,7 +15,8 @@ The value is read as the attribute's data type; identifier attributes (ps_email_
 their stitching category (an email in any case finds the customer). When several customers have the value (a
 non-identifier attribute), a member among them wins.
 
-Speed: it is called on every page view. Per request there is the rate-limit counter (one Redis INCR) and ONE
+Speed: it is called on every page view. It takes the public fast lane (cdp.middleware.PublicFastLaneMiddleware:
+no session, auth, CSRF or messages middleware). Per request there is the rate-limit counter (one Redis INCR) and ONE
 SQL query: the customer is found through the GIN index (`attributes @> {"attr": [value]}`) and the segment's
 compiled condition is evaluated on that row in the same statement. Attribute definitions, stitching
 normalisers, the returned-attributes setting and compiled segments are cached per process for CACHE_SECONDS
