@@ -54,6 +54,7 @@ class CustomerIoLoader(Loader):
     label = "Customer.io"
     # The export adds `customer["segments"]`: every segment sent to this destination the customer is in.
     wants_memberships = True
+    wants_leavers = True  # customers who left the segment since the last export hear `In <name>` = false
     fields = (
         ConfigField("site_id", required=True, max_length=100, help="From the Integration page of Customer.io."),
         ConfigField("api_key", required=True, secret=True, max_length=200, help="Tracking API key."),

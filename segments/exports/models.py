@@ -137,3 +137,18 @@ class SegmentExport(models.Model):
     @property
     def has_file(self) -> bool:
         return bool(self.file_name) and self.status == self.Status.FINISHED
+
+
+class ExportedMember(models.Model):
+    """A customer an export sent as a member of its segment, for destinations that must hear when a customer
+    *leaves* it (Customer.io's `In <segment name>` = false and a shorter SegmentMembership). The next export of the
+    same segment to the same destination sends the previous run's members that are no longer in the segment."""
+
+    export = models.ForeignKey(SegmentExport, on_delete=models.CASCADE, related_name="+", db_index=False)
+    entity_id = models.CharField(max_length=32)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["export", "entity_id"], name="exported_member_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.export_id}: {self.entity_id}"

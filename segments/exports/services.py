@@ -36,7 +36,7 @@ from loaders.registry import loader_class, loader_for
 from notifications.models import Notification
 from notifications.services import notification_create
 from segments.exports.crypto import SecretsUnreadable, secrets_decrypt, secrets_encrypt
-from segments.exports.models import ExportDestination, ExportSchedule, SegmentExport
+from segments.exports.models import ExportDestination, ExportedMember, ExportSchedule, SegmentExport
 from segments.models import Segment
 from segments.selectors import segment_condition_sql, segment_members_count, segment_members_sql
 
@@ -214,19 +214,53 @@ def export_log(*, export_id: int, message: str) -> None:
     rows.filter(log_length__gte=LOG_MAX_CHARS).update(heartbeat_at=timezone.now())
 
 
-def _members(segment: Segment, *, after: str, batch: int = MEMBERS_BATCH) -> Iterator[dict[str, Any]]:
-    """The segment's members with their attributes, in entity-id order, after `after` (keyset pages)."""
+def _members(
+    segment: Segment,
+    *,
+    after: str,
+    batch: int = MEMBERS_BATCH,
+    record_for: int | None = None,
+    leavers_of: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The segment's members with their attributes, in entity-id order, after `after` (keyset pages).
+
+    With `leavers_of` (a previous finished export of the same segment and destination), the customers that export
+    sent who are no longer members come in the same order, marked `"left": True`. With `record_for`, the members
+    are recorded as sent by that export (ExportedMember), page by page, for the next run's leavers."""
     where, params = segment_condition_sql(segment=segment)
-    sql = f"SELECT e.id, e.attributes FROM customer_entities e WHERE ({where}) AND e.id > %s ORDER BY e.id LIMIT %s"
+    if leavers_of is None:
+        sql = (
+            f"SELECT e.id, e.attributes, true FROM customer_entities e WHERE ({where}) AND e.id > %s "
+            "ORDER BY e.id LIMIT %s"
+        )
+        page_params = lambda last: [*params, last, batch]  # noqa: E731
+    else:
+        sql = (
+            f"SELECT e.id, e.attributes, coalesce(({where}), false) FROM customer_entities e WHERE e.id > %s AND "
+            f"(({where}) OR e.id IN (SELECT m.entity_id FROM segments_exportedmember m WHERE m.export_id = %s)) "
+            "ORDER BY e.id LIMIT %s"
+        )
+        page_params = lambda last: [*params, last, *params, leavers_of, batch]  # noqa: E731
     last = after
     while True:
         with connection.cursor() as cursor:
-            cursor.execute(sql, [*params, last, batch])
+            cursor.execute(sql, page_params(last))
             rows = cursor.fetchall()
-        for entity_id, attributes in rows:
+            if record_for is not None:
+                members = [entity_id for entity_id, _, member in rows if member]
+                if members:
+                    cursor.execute(
+                        "INSERT INTO segments_exportedmember (export_id, entity_id) SELECT %s, unnest(%s::text[]) "
+                        "ON CONFLICT DO NOTHING",
+                        [record_for, members],
+                    )
+        for entity_id, attributes, member in rows:
             if isinstance(attributes, str):  # Django's psycopg setup leaves jsonb as text
                 attributes = orjson.loads(attributes)
-            yield {"id": entity_id, "attributes": attributes or {}}
+            customer = {"id": entity_id, "attributes": attributes or {}}
+            if not member:
+                customer["left"] = True
+            yield customer
         if len(rows) < batch:
             return
         last = rows[-1][0]
@@ -280,7 +314,9 @@ def _with_memberships(
                 for (entity_id,) in cursor.fetchall():
                     member_of[entity_id].append({"id": other.pk, "name": other.name})
         for customer in chunk:
-            memberships = [{"id": segment.pk, "name": segment.name}, *member_of[customer["id"]]]
+            memberships = list(member_of[customer["id"]])
+            if not customer.get("left"):
+                memberships.append({"id": segment.pk, "name": segment.name})
             yield {**customer, "segments": sorted(memberships, key=lambda m: m["id"])}
 
 
@@ -405,7 +441,18 @@ def _export_run_claimed(export: SegmentExport, *, sleep: Callable[[float], None]
         checkpoint=checkpoint,
         sleep=sleep,
     )
-    customers = _members(segment, after=after)
+    leavers_of = record_for = None
+    if getattr(loader, "wants_leavers", False):
+        # Who left since the last finished run to this destination hears it (Customer.io: `In <name>` = false).
+        record_for = export_id
+        leavers_of = (
+            SegmentExport.objects.filter(segment=segment, destination=destination, status=SegmentExport.Status.FINISHED)
+            .exclude(pk=export_id)
+            .order_by("-finished_at", "-pk")
+            .values_list("pk", flat=True)
+            .first()
+        )
+    customers = _members(segment, after=after, record_for=record_for, leavers_of=leavers_of)
     if getattr(loader, "wants_memberships", False):
         customers = _with_memberships(customers, segment, _sibling_segments(segment, destination))
     try:
@@ -441,6 +488,11 @@ def _export_run_claimed(export: SegmentExport, *, sleep: Callable[[float], None]
         )
     for reason in result.errors[:20]:
         export_log(export_id=export_id, message=f"Rejected: {reason}")
+    if record_for is not None:
+        # Only this run's members matter for the next run's leavers.
+        ExportedMember.objects.filter(
+            export__segment=segment, export__destination=destination, export_id__lt=export_id
+        ).delete()
     return _finish(export_id, status=SegmentExport.Status.FINISHED, **fields)
 
 

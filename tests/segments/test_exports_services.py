@@ -299,3 +299,27 @@ def test_a_segment_that_cannot_be_evaluated_ends_in_an_error_not_running(vip, ma
     Attribute.objects.filter(id="vip").delete()
     export = run(export)
     assert export.status == SegmentExport.Status.ERROR and "vip" in export.error_message
+
+
+def test_customerio_hears_who_left_the_segment_since_the_last_export(vip, marketer, customerio):
+    from cdp.models import CustomerEntity
+    from segments.exports.models import ExportedMember
+
+    destination = customerio_destination(customerio, one_attribute_per_segment=True)
+    run(services.export_create(segment=vip, destination=destination, user=marketer, enqueue=False))
+    leaver = f"{1:032x}"
+    assert customerio.people[leaver]["In VIP customers"] is True
+    entity = CustomerEntity.objects.get(pk=leaver)
+    entity.attributes = {**entity.attributes, "vip": [False]}
+    entity.save(update_fields=["attributes"])
+
+    second = run(services.export_create(segment=vip, destination=destination, user=marketer, enqueue=False))
+
+    assert second.status == SegmentExport.Status.FINISHED
+    assert customerio.people[leaver]["In VIP customers"] is False
+    assert customerio.people[leaver]["SegmentMembership"] == ""
+    assert customerio.people[f"{0:032x}"]["In VIP customers"] is True
+    # Only the latest run's members are kept, and the leaver is not one of them.
+    kept = set(ExportedMember.objects.values_list("export_id", "entity_id"))
+    assert {export for export, _ in kept} == {second.pk}
+    assert (second.pk, leaver) not in kept and len(kept) == 4
