@@ -18,7 +18,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.db.models import BooleanField, Exists, OuterRef, Q, QuerySet
+from django.db.models import BooleanField, Exists, ExpressionWrapper, IntegerField, OuterRef, Q, QuerySet, Value
 from django.db.models.expressions import RawSQL
 from django.http import Http404
 
@@ -69,9 +69,20 @@ def _trash_filter(queryset: QuerySet, trashed: bool | None) -> QuerySet:
 
 def segments_visible(*, user, trashed: bool | None = False) -> QuerySet[Segment]:
     """Segments the user may see (newest first). `trashed`: False (default) the live ones, True the trash,
-    None both."""
+    None both. Each carries `user_can_edit` (whether this user may edit it), computed in the same query."""
     queryset = Segment.objects.select_related("owner").prefetch_related("tags")
-    return _acl(_trash_filter(queryset, trashed), user, edit=False)
+    return _with_can_edit(_acl(_trash_filter(queryset, trashed), user, edit=False), user)
+
+
+def _with_can_edit(queryset: QuerySet, user) -> QuerySet:
+    if user is None or not user.is_authenticated or not user.is_active:
+        return queryset
+    for_user = Value(user.pk, output_field=IntegerField())
+    if user_is_segments_admin(user):
+        editable = Value(True, output_field=BooleanField())
+    else:
+        editable = ExpressionWrapper(Q(owner_id=user.pk) | _grants(user, edit=True), output_field=BooleanField())
+    return queryset.annotate(user_can_edit=editable, user_can_edit_for=for_user)
 
 
 def segments_editable(*, user, trashed: bool | None = False) -> QuerySet[Segment]:
@@ -79,6 +90,9 @@ def segments_editable(*, user, trashed: bool | None = False) -> QuerySet[Segment
 
 
 def segment_can_edit(*, user, segment: Segment) -> bool:
+    annotated = getattr(segment, "user_can_edit", None)  # segments_visible computed it for its user
+    if annotated is not None and getattr(segment, "user_can_edit_for", None) == getattr(user, "pk", None):
+        return bool(annotated)
     if user_is_segments_admin(user) or (segment.owner_id is not None and segment.owner_id == user.pk):
         return True
     return segments_editable(user=user, trashed=None).filter(pk=segment.pk).exists()

@@ -2,6 +2,8 @@
 
 import pytest
 import yaml
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from segments.models import Segment, SegmentGrant, SegmentSizeSnapshot
 from segments.services import segment_grant_set
@@ -247,3 +249,24 @@ def test_builder_support_operators_and_live_count(customers, viewer_role, outsid
         outsider_client.post("/api/segments/preview_count", {"conditions": EXCLUSION_TREE}, format="json").status_code
         == 403
     )
+
+
+def test_listing_segments_costs_the_same_queries_for_one_or_many(cast, customers):
+    from segments.services import segment_create
+
+    viewer = client_for(cast["viewer"])  # sees them through grants, so may-edit is not just "owner"
+
+    def grant_new(n: int) -> None:
+        for i in range(n):
+            segment = segment_create(owner=cast["owner"], name=f"Granted {n}-{i}", conditions=EXCLUSION_TREE)
+            SegmentGrant.objects.create(segment=segment, user=cast["viewer"], permission="edit" if i % 2 else "view")
+
+    grant_new(1)
+    with CaptureQueriesContext(connection) as one:
+        assert viewer.get("/api/segments").status_code == 200
+    grant_new(6)
+    with CaptureQueriesContext(connection) as many:
+        body = viewer.get("/api/segments").json()
+    assert len(many.captured_queries) <= len(one.captured_queries)  # (the first request also stamps the token)
+    can_edit = {row["name"]: row["can_edit"] for row in body["results"]}
+    assert can_edit["Granted 6-1"] is True and can_edit["Granted 6-0"] is False
