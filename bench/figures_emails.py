@@ -19,17 +19,11 @@ import sys
 import textwrap
 import time
 
-from run import FIGURES, ROOT, Bench, Figure
+from run import FIGURES, ROOT, Bench, Figure, free_port
 
 LOAD_THREADS = 16
 BENCH_ATTRIBUTE = "bench_email_member"
 WEBHOOK_SECRET = "whs_bench-webhook-secret-0123456789"  # noqa: S105 - a benchmark fixture
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _gunicorn(port: int) -> subprocess.Popen:
@@ -124,7 +118,7 @@ def figure_feedback_rps(bench: Bench) -> Figure:
         for n in range(size)
     ]  # fmt: skip
     trivial = [b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"] * size
-    port = _free_port()
+    port = free_port()
     server = _gunicorn(port)
     try:
         _load(port, trivial[:200])  # warm both workers up

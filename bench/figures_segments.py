@@ -14,7 +14,6 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from http.client import HTTPConnection
 from pathlib import Path
 
-from run import FIGURES, ROOT, Bench, Figure, _checkpoint
+from run import FIGURES, ROOT, Bench, Figure, _checkpoint, free_port
 
 from segments.conditions import EXCLUSION_EXAMPLE as EXCLUSION_TREE
 
@@ -212,12 +211,6 @@ FIGURES.append(figure_segment_count_ms)
 # --- Audience API under load -------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 LOAD_CLIENT = r"""
 import json, random, sys, threading, time
 from http.client import HTTPConnection
@@ -340,7 +333,7 @@ def wbs_load(bench: Bench) -> dict:
         n = rng.randrange(size) if rng.random() < 0.95 else size + rng.randrange(size)  # 5% unknown customers
         paths.append(f"/wbs?attribute=ps_email_address&value={email(n)}&segment={segment.pk}")
     seconds = max(5.0, 10.0 * min(1.0, bench.scale * 2))
-    port = _free_port()
+    port = free_port()
     server = _serve(port)
     phases = 4  # alternate the two loads so a burst of other work on this shared machine hits both alike
     runs: dict[str, list[dict]] = {"trivial": [], "wbs": []}

@@ -38,6 +38,15 @@ SCALE = float(os.environ.get("BENCH_SCALE", "1"))
 SOURCE_SLUG = "bench"
 
 
+def free_port() -> int:
+    """A free loopback port for a server a figure starts."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @dataclass
 class Figure:
     name: str

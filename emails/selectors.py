@@ -36,11 +36,9 @@ def address_events(*, email: str, limit: int = 200) -> list[CustomerEvent]:
 
 def addresses_of_entity(*, entity_id: str) -> list[dict]:
     """The entity's stitched email addresses (stitching's identifiers) with their state, for the profile page."""
-    from stitching.models import Identifier
+    from stitching.selectors import entity_identifier_values
 
-    emails = sorted(
-        Identifier.objects.filter(customer_entity_id=entity_id, category_id="email").values_list("value", flat=True)
-    )
+    emails = entity_identifier_values(entity_id=entity_id, category_id="email")
     states = {a.email: a for a in EmailAddress.objects.filter(email__in=emails)}
     return [{"email": e, "state": states.get(e)} for e in emails]
 

@@ -76,9 +76,9 @@ def _attribute_definitions() -> dict[str, tuple[str, str | None]]:
     if expires > now:
         return definitions
     from cdp.models import Attribute
-    from stitching.models import StitchingCategory
+    from stitching.selectors import category_normalizers
 
-    normalizers = dict(StitchingCategory.objects.values_list("id", "normalizer"))
+    normalizers = category_normalizers()
     definitions = {}
     for attribute_id, data_type, computation, category in Attribute.objects.values_list(
         "id", "data_type", "computation", "category"

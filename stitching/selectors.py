@@ -35,6 +35,18 @@ def categories_list() -> QuerySet[StitchingCategory]:
     return StitchingCategory.objects.order_by("-priority", "id")
 
 
+def category_normalizers() -> dict[str, str]:
+    """Each stitching category's normaliser (category id -> normaliser name)."""
+    return dict(StitchingCategory.objects.values_list("id", "normalizer"))
+
+
+def entity_identifier_values(*, entity_id: str, category_id: str) -> list[str]:
+    """The normalised values of one category stitched to the customer (its linked identifiers), sorted."""
+    return sorted(
+        Identifier.objects.filter(customer_entity_id=entity_id, category_id=category_id).values_list("value", flat=True)
+    )
+
+
 def rules_list() -> QuerySet[StitchingRule]:
     return StitchingRule.objects.select_related("source", "category").order_by(
         "source__slug", "event_type", "-priority", "id"
