@@ -35,6 +35,7 @@ test: $(REQ_STAMP) services browser
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(REQ_STAMP) services
+	@scripts/ensure_wrk.sh
 	SECRET_KEY=bench DEBUG=0 LOG_FORMAT=text CDP_STITCH_AFTER_INGEST=0 \
 	DATABASE_URL=$${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/cdp_bench} \
 	$(PY) bench/run.py

@@ -1,5 +1,5 @@
 """Segment figures: a segment count through the compiler vs the best hand-written SQL, and the Audience API
-(/wbs) under load from a second process, served by gunicorn with 2 workers, vs a trivial Django view.
+(/wbs) under load from a second process (wrk), served by gunicorn with 2 sync workers, vs a trivial Django view.
 
 Data: 1,000,000 customer entities (scaled by BENCH_SCALE) generated directly into `customer_entities`
 (deterministic, written once to bench/.cache/ as COPY text, loaded with COPY with the secondary indexes dropped
@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from http.client import HTTPConnection
 from pathlib import Path
 
-from run import FIGURES, ROOT, Bench, Figure, _checkpoint, free_port
+from run import FIGURES, ROOT, Bench, Figure, _checkpoint, free_port, wrk_load
 
 from segments.conditions import EXCLUSION_EXAMPLE as EXCLUSION_TREE
 
@@ -133,6 +133,11 @@ def entities_ensure(bench: Bench, size: int) -> None:
         print(f"  loaded {size:,} customer entities in {time.perf_counter() - started:.0f} s", flush=True)
         for memo_key in [k for k in bench.memo if k.startswith(("load:", "stitch-"))]:
             bench.memo.pop(memo_key)  # those figures' data were in the truncated tables
+    else:
+        with connection.cursor() as cursor:
+            # What autovacuum does after writes: among others, it empties the GIN index's pending list, which
+            # every lookup scans (an earlier run's writes had left ~200 pages: 1.4 ms per /wbs lookup).
+            cursor.execute("VACUUM ANALYZE customer_entities")
     bench.memo[key] = True
 
 
@@ -211,51 +216,13 @@ FIGURES.append(figure_segment_count_ms)
 # --- Audience API under load -------------------------------------------------------------------------------------
 
 
-LOAD_CLIENT = r"""
-import json, random, sys, threading, time
-from http.client import HTTPConnection
-port, seconds, threads, paths = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), json.load(sys.stdin)
-latencies, statuses, lock = [], {}, threading.Lock()
-deadline = time.perf_counter() + seconds
-def worker(seed):
-    rng = random.Random(seed)
-    conn = HTTPConnection("127.0.0.1", port, timeout=10)
-    own, codes = [], {}
-    while time.perf_counter() < deadline:
-        path = paths[rng.randrange(len(paths))]
-        started = time.perf_counter()
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            response.read()
-            status = response.status
-            if response.getheader("Connection", "").lower() == "close":
-                conn.close()
-        except Exception:
-            conn.close()
-            status = 0
-        own.append(time.perf_counter() - started)
-        codes[status] = codes.get(status, 0) + 1
-    with lock:
-        latencies.extend(own)
-        for k, v in codes.items():
-            statuses[k] = statuses.get(k, 0) + v
-started = time.perf_counter()
-pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-[t.start() for t in pool]
-[t.join() for t in pool]
-elapsed = time.perf_counter() - started
-latencies.sort()
-print(json.dumps({"elapsed": elapsed, "statuses": statuses, "latencies_ms": [round(x * 1000, 4) for x in latencies]}))
-"""
-
-
-# Sync workers (gunicorn's default) close the connection after each response; gthread workers keep it alive, as
-# a production server behind a keep-alive proxy would. BENCH_WBS_WORKER_CLASS=sync compares.
-WORKER_CLASS = os.environ.get("BENCH_WBS_WORKER_CLASS", "gthread")
+# gunicorn's default sync workers: one request at a time per process, no thread hand-offs (gthread's poller and
+# worker threads added ~1 ms of GIL waits to the median here). BENCH_WBS_WORKER_CLASS=gthread compares.
+WORKER_CLASS = os.environ.get("BENCH_WBS_WORKER_CLASS", "sync")
 WORKER_OPTIONS = ["--worker-class", WORKER_CLASS] + (
     ["--threads", "2", "--keep-alive", "30"] if WORKER_CLASS == "gthread" else []
 )
+CONNECTIONS = 4  # wrk's concurrent connections: two per worker, so a worker always has the next request waiting
 
 
 def _serve(port: int) -> subprocess.Popen:
@@ -289,28 +256,28 @@ def _serve(port: int) -> subprocess.Popen:
     raise RuntimeError("gunicorn did not start within 30 s")
 
 
-def _load(port: int, paths: list[str], seconds: float, threads: int = 4) -> dict:
-    result = subprocess.run(
-        [sys.executable, "-c", LOAD_CLIENT, str(port), str(seconds), str(threads)],
-        input=json.dumps(paths).encode(),
-        capture_output=True,
-        check=True,
+def _paths_script(paths: list[str]) -> str:
+    """wrk Lua: each request takes the next of `paths` (a stride through them, so connections spread out)."""
+    listing = ",\n".join(json.dumps(p) for p in paths)
+    return (
+        f"local paths = {{\n{listing}\n}}\nlocal n = 0\n"
+        "function request()\n  n = n + 1\n  return wrk.format('GET', paths[(n * 7919) % #paths + 1])\nend\n"
     )
-    return json.loads(result.stdout)
 
 
 def _merged(runs: list[dict]) -> dict:
-    latencies = sorted(x for run in runs for x in run["latencies_ms"])
+    """Phases summed (requests, seconds, statuses); latency percentiles as the median of the phases' own."""
     statuses: dict[str, int] = {}
     for run in runs:
         for status, count in run["statuses"].items():
             statuses[status] = statuses.get(status, 0) + count
     return {
-        "n": len(latencies),
-        "elapsed": sum(run["elapsed"] for run in runs),
+        "n": sum(run["requests"] for run in runs),
+        "elapsed": sum(run["seconds"] for run in runs),
         "statuses": statuses,
-        "p50": latencies[len(latencies) // 2],
-        "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "socket_errors": sum(run["socket_errors"] for run in runs),
+        "p50": statistics.median(run["p50_ms"] for run in runs),
+        "p99": statistics.median(run["p99_ms"] for run in runs),
     }
 
 
@@ -332,16 +299,18 @@ def wbs_load(bench: Bench) -> dict:
     for _ in range(5000):
         n = rng.randrange(size) if rng.random() < 0.95 else size + rng.randrange(size)  # 5% unknown customers
         paths.append(f"/wbs?attribute=ps_email_address&value={email(n)}&segment={segment.pk}")
-    seconds = max(5.0, 10.0 * min(1.0, bench.scale * 2))
+    seconds = max(8.0, 20.0 * min(1.0, bench.scale * 2))
     port = free_port()
     server = _serve(port)
+    url = f"http://127.0.0.1:{port}"
     phases = 4  # alternate the two loads so a burst of other work on this shared machine hits both alike
     runs: dict[str, list[dict]] = {"trivial": [], "wbs": []}
+    wbs_script = _paths_script(paths)
     try:
-        _load(port, paths[:200], 1.0)  # warm both workers' caches and connections
+        wrk_load(url, 1, script=_paths_script(paths[:200]), connections=CONNECTIONS)  # warm both workers up
         for _ in range(phases):
-            runs["trivial"].append(_load(port, ["/healthz"], seconds / phases))
-            runs["wbs"].append(_load(port, paths, seconds / phases))
+            runs["trivial"].append(wrk_load(url + "/healthz", seconds / phases, connections=CONNECTIONS))
+            runs["wbs"].append(wrk_load(url, seconds / phases, script=wbs_script, connections=CONNECTIONS))
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -353,6 +322,8 @@ def wbs_load(bench: Bench) -> dict:
         rps = run["n"] / run["elapsed"]
         print(f"  {name}: {rps:,.0f} req/s, p50 {run['p50']:.2f} ms, p99 {run['p99']:.2f} ms, {run['statuses']}")
     bad = {k: v for k, v in audience["statuses"].items() if k not in ("200", "404")}
+    if audience["socket_errors"] or trivial["socket_errors"]:
+        bad["socket errors"] = audience["socket_errors"] + trivial["socket_errors"]
     if bad:
         raise RuntimeError(f"/wbs answered unexpected statuses under load: {bad}")
     bench.memo["wbs-load"] = {"trivial": trivial, "wbs": audience, "size": size}

@@ -47,6 +47,59 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# wrk's Lua hooks shared by the HTTP load figures: count statuses per thread and print a JSON summary at the end.
+WRK_REPORT = r"""
+local wrk_threads = {}
+local setup_previous = setup
+function setup(thread)
+  table.insert(wrk_threads, thread)
+  if setup_previous then setup_previous(thread) end
+end
+statuses = {}  -- a global: the main script reads each thread's copy with thread:get
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+function done(summary, latency, requests)
+  local merged = {}
+  for _, thread in ipairs(wrk_threads) do
+    local counts = thread:get("statuses")
+    for status, n in pairs(counts) do merged[tostring(status)] = (merged[tostring(status)] or 0) + n end
+  end
+  local parts = {}
+  for status, n in pairs(merged) do table.insert(parts, string.format('"%s": %d', status, n)) end
+  io.write(string.format(
+    'WRK_JSON {"requests": %d, "seconds": %f, "p50_ms": %f, "p99_ms": %f, "socket_errors": %d, "statuses": {%s}}\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    table.concat(parts, ", ")))
+end
+"""
+
+
+def wrk_load(url: str, seconds: float, *, script: str = "", connections: int = 4) -> dict:
+    """Load `url` with wrk (one thread, `connections` connections) for `seconds`; `script` is Lua defining
+    `request` (and optionally `setup`). Returns {requests, seconds, p50_ms, p99_ms, socket_errors, statuses}."""
+    import shutil
+    import tempfile
+
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (apt-get install wrk; `make bench` tries scripts/ensure_wrk.sh)")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script + "\n" + WRK_REPORT)
+        path = f.name
+    try:
+        result = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", path, url],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    finally:
+        os.unlink(path)
+    for line in result.stdout.splitlines():
+        if line.startswith("WRK_JSON "):
+            return json.loads(line.removeprefix("WRK_JSON "))
+    raise RuntimeError(f"wrk printed no summary: {result.stdout[-2000:]} {result.stderr[-2000:]}")
+
+
 @dataclass
 class Figure:
     name: str
@@ -532,7 +585,13 @@ def main(argv: list[str]) -> int:
         return 2
     database_prepare()
     bench = Bench()
-    print(f"BENCH_SCALE={bench.scale} database={os.environ['DATABASE_URL'].rsplit('/', 1)[-1]}", flush=True)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW shared_buffers")
+        shared_buffers = cursor.fetchone()[0]
+    database = os.environ["DATABASE_URL"].rsplit("/", 1)[-1]
+    print(f"BENCH_SCALE={bench.scale} database={database} shared_buffers={shared_buffers}", flush=True)
     figures = []
     for function in FIGURES:
         if wanted and function.__name__.removeprefix("figure_") not in wanted:

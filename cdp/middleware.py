@@ -24,12 +24,13 @@ class DisplayTimezoneMiddleware:
 class PublicFastLaneMiddleware:
     """The public hot paths answer right after the request id, skipping the rest of the middleware.
 
-    The Audience API (`/wbs`, called on every page view) and the provider feedback webhooks use no session,
-    user, CSRF token, message or admin time zone; running those middlewares was about half of such a request's
-    time in Django. Which views take the lane is `PUBLIC_FAST_LANE` (URL names): each is resolved with the normal
-    URL configuration, so the paths, their parameters and the views stay those of `cdp/urls.py`. What the lane
-    still does: the `ALLOWED_HOSTS` check and `SecurityMiddleware`'s `nosniff` header (views set their own CORS
-    and rate limits; errors go through Django's handler as usual)."""
+    Served by `cdp.wsgi.application` (gunicorn, runserver), these paths never reach Django's handler: the WSGI
+    entry sends them to their views (`cdp.fastlane`). This middleware gives requests that do come through the
+    handler (the test client, another server) the same lane: the Audience API (`/wbs`) and the provider feedback
+    webhooks use no session, user, CSRF token, message or admin time zone. Which views take the lane is
+    `PUBLIC_FAST_LANE` (URL names), resolved with the normal URL configuration. What the lane still does: the
+    `ALLOWED_HOSTS` check and the `nosniff` header (views set their own CORS and rate limits; errors go through
+    Django's handler as usual)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -37,19 +38,9 @@ class PublicFastLaneMiddleware:
 
     def _lane(self) -> dict[str, tuple]:
         if self._paths is None:
-            from django.conf import settings
-            from django.urls import NoReverseMatch, get_resolver, reverse
+            from cdp.fastlane import fast_lane_routes
 
-            lane: dict[str, tuple] = {}
-            for name, kwargs_list in getattr(settings, "PUBLIC_FAST_LANE", {}).items():
-                for kwargs in kwargs_list or [{}]:
-                    try:
-                        path = reverse(name, kwargs=kwargs or None)
-                    except NoReverseMatch:
-                        continue
-                    match = get_resolver().resolve(path)
-                    lane[path] = (match.func, match.args, match.kwargs)
-            self._paths = lane
+            self._paths = fast_lane_routes()
         return self._paths
 
     def __call__(self, request):

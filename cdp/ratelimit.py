@@ -48,7 +48,7 @@ def rate_limits_reset() -> None:
     rate_limit_setting_forget()
     with _pending_lock:
         _pending.clear()
-    client = _redis_client("ratelimit:")
+    client = redis_client("ratelimit:")
     if client is not None:
         pattern = cache.make_and_validate_key("ratelimit:") + "*"
         keys = list(client.scan_iter(match=pattern, count=1000))
@@ -84,9 +84,10 @@ def client_ip(request: HttpRequest) -> str:
 _clients: dict[int, object] = {}
 
 
-def _redis_client(key: str):
+def redis_client(key: str):
     """The raw redis client behind Django's Redis cache backend (one per process and backend: building a
-    redis.Redis costs more than the round trip), or None for other backends."""
+    redis.Redis costs more than the round trip), or None for other backends. Keys must go through
+    `cache.make_and_validate_key` to share the cache's prefix and version."""
     from django.core.cache import caches
     from django.core.cache.backends.redis import RedisCache
 
@@ -101,7 +102,7 @@ def _redis_client(key: str):
 
 def _window_count(key: str, amount: int = 1) -> int:
     """Add `amount` requests to the window's counter; returns the count including them."""
-    client = _redis_client(key)
+    client = redis_client(key)
     if client is not None:
         # One round trip (INCRBY + EXPIRE NX pipelined) instead of the cache API's EXISTS, INCR (and ADD).
         with client.pipeline(transaction=False) as pipe:

@@ -28,7 +28,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
-from cdp.ratelimit import rate_limited
+from cdp.ratelimit import rate_limit_response, rate_limited
 from emails.services.channel import channel_cached, channel_get, webhook_secret_matches
 from emails.services.feedback import FeedbackInvalid, feedback_process, feedback_reject
 from emails.services.subscriptions import (
@@ -66,7 +66,11 @@ def _read_body(request: HttpRequest, *, limit: int) -> bytes:
 
 
 def _parse_json(request: HttpRequest, data: bytes) -> Any:
-    content_type = (request.content_type or "").lower()
+    return _parse_json_body(request.content_type or "", data)
+
+
+def _parse_json_body(content_type: str, data: bytes) -> Any:
+    content_type = content_type.lower()
     if content_type not in ACCEPTED_CONTENT_TYPES:
         raise PublicRequestError(400, "error", f"validation: Content-Type {content_type[:60]!r} is not JSON")
     if not data.strip():
@@ -168,10 +172,10 @@ def confirm_view(request: HttpRequest) -> HttpResponse:
     return render(request, "emails/public/confirmed.html", {"email": email})
 
 
-def _webhook_secret(request: HttpRequest) -> str | None:
+def _webhook_secret(meta: dict) -> str | None:
     """The secret from `Authorization: Bearer <secret>`, basic auth (password, or user name with an empty
     password: Brevo's "https://user:secret@host/..." URLs), or an `X-Webhook-Secret` header."""
-    header = request.META.get("HTTP_AUTHORIZATION", "").strip()
+    header = meta.get("HTTP_AUTHORIZATION", "").strip()
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer":
         return value.strip()
@@ -183,33 +187,104 @@ def _webhook_secret(request: HttpRequest) -> str | None:
         return password or user
     if scheme.lower() == "app":  # Infobip's API-key style header
         return value.strip()
-    return request.headers.get("X-Webhook-Secret")
+    return meta.get("HTTP_X_WEBHOOK_SECRET")
 
 
-@_public("emails_feedback", cors=False)
-def feedback_view(request: HttpRequest, provider: str | None = None) -> HttpResponse:
-    channel = channel_cached()
-    if not webhook_secret_matches(channel, _webhook_secret(request)):
-        response = _answer(401, "Unauthorized", "missing or wrong webhook secret")
-        response["WWW-Authenticate"] = 'Basic realm="emails feedback"'
-        return response
-    provider = provider or channel.webhook_provider
+class _Meta:
+    """What the rate limiter reads of a request (its META: here the WSGI environ)."""
+
+    __slots__ = ("META",)
+
+    def __init__(self, meta: dict):
+        self.META = meta
+
+
+def _json_answer(status_code: int, status: str, message: str, headers: list | None = None, **extra: Any):
+    body = orjson.dumps({"status": status, "message": message, **extra})
+    return status_code, [("Content-Type", "application/json"), *(headers or [])], body
+
+
+def _environ_body(environ: dict, limit: int) -> bytes:
+    """The request body from the WSGI input: at most `limit` bytes, else PublicRequestError 413."""
+    too_big = PublicRequestError(413, "error", f"validation: the body is over the {limit // 1024} KB limit")
     try:
-        data = _read_body(request, limit=MAX_FEEDBACK_BYTES)
+        declared = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise too_big
+    stream = environ.get("wsgi.input")
+    data = stream.read(declared if declared else limit + 1) if stream is not None else b""
+    if len(data) > limit:
+        raise too_big
+    return data
+
+
+def feedback_answer(
+    environ: dict, provider: str | None = None, *, body: Callable[[], bytes] | None = None
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """(status, headers, body) of POST /emails/feedback[/<provider>] for a WSGI environ. The fast lane
+    (cdp.fastlane) calls it for the WSGI server; `feedback_view` wraps it for requests through Django's handler,
+    passing `body` (Django may have read the input already)."""
+    method = environ.get("REQUEST_METHOD", "")
+    if method != "POST":
+        return _json_answer(405, "error", f"method {method[:20]} not allowed: use POST", [("Allow", "POST")])
+    limited = rate_limit_response(_Meta(environ), scope="emails_feedback")
+    if limited is not None:
+        return (
+            limited.status_code,
+            [("Content-Type", "application/json"), ("Retry-After", limited["Retry-After"])],
+            (limited.content),
+        )
+    try:
+        return _feedback(environ, provider, body or (lambda: _environ_body(environ, MAX_FEEDBACK_BYTES)))
     except PublicRequestError as problem:
-        feedback_reject(provider=provider, reason=problem.message, body=b"", content_type=request.content_type or "")
+        return _json_answer(problem.status_code, problem.status, problem.message)
+    except DatabaseError:
+        logger.exception("public email endpoint: database unavailable")
+        return _json_answer(503, "ServiceUnavailable", "Service unavailable.")
+
+
+def _feedback(environ: dict, provider: str | None, read_body: Callable[[], bytes]):
+    channel = channel_cached()
+    if not webhook_secret_matches(channel, _webhook_secret(environ)):
+        return _json_answer(401, "Unauthorized", "missing or wrong webhook secret",
+                            [("WWW-Authenticate", 'Basic realm="emails feedback"')])  # fmt: skip
+    provider = provider or channel.webhook_provider
+    content_type = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip()
+    try:
+        data = read_body()
+    except PublicRequestError as problem:
+        feedback_reject(provider=provider, reason=problem.message, body=b"", content_type=content_type)
         raise
     try:
-        body = _parse_json(request, data)
-        result = feedback_process(provider=provider, body=body)
+        parsed = _parse_json_body(content_type, data)
+        result = feedback_process(provider=provider, body=parsed)
     except (PublicRequestError, FeedbackInvalid) as problem:
         reason = problem.message if isinstance(problem, PublicRequestError) else f"validation: {problem}"
-        feedback_reject(provider=provider, reason=reason, body=data, content_type=request.content_type or "")
-        return _answer(400, "error", reason)
-    return _answer(
+        feedback_reject(provider=provider, reason=reason, body=data, content_type=content_type)
+        return _json_answer(400, "error", reason)
+    return _json_answer(
         200, "ok", "Feedback received", received=result.received, recorded=result.recorded,
         duplicates=result.duplicates,
     )  # fmt: skip
+
+
+@csrf_exempt
+def feedback_view(request: HttpRequest, provider: str | None = None) -> HttpResponse:
+    """Provider webhooks through Django's handler (the test client, another server): the fast lane's answer."""
+
+    def body() -> bytes:
+        return _read_body(request, limit=MAX_FEEDBACK_BYTES)
+
+    status, headers, content = feedback_answer(request.META, provider, body=body)
+    response = HttpResponse(content, status=status)
+    for name, value in headers:
+        response[name] = value
+    return response
+
+
+feedback_view.wsgi_answer = feedback_answer
 
 
 def _page(template: str, fields: tuple[str, ...]) -> Callable[[HttpRequest], HttpResponse]:

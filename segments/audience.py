@@ -15,8 +15,9 @@ The value is read as the attribute's data type; identifier attributes (ps_email_
 their stitching category (an email in any case finds the customer). When several customers have the value (a
 non-identifier attribute), a member among them wins.
 
-Speed: it is called on every page view. It takes the public fast lane (cdp.middleware.PublicFastLaneMiddleware:
-no session, auth, CSRF or messages middleware). Per request there is the rate-limit counter (one Redis INCR) and ONE
+Speed: it is called on every page view. It takes the public fast lane (cdp.fastlane: answered at the WSGI entry,
+without Django's request handler and middleware), and its one query is a prepared statement with a generic plan
+(cdp.hot_sql). Per request there is the rate-limit counter (one Redis INCR) and ONE
 SQL query: the customer is found through the GIN index (`attributes @> {"attr": [value]}`) and the segment's
 compiled condition is evaluated on that row in the same statement. Attribute definitions, stitching
 normalisers, the returned-attributes setting and compiled segments are cached per process for CACHE_SECONDS
@@ -29,16 +30,16 @@ import json
 import math
 import threading
 import time
-from datetime import UTC, date
+from datetime import date
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
-import psycopg
-from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from cdp.api.errors import error_body
+from cdp.hot_sql import fetch_one_prepared
 from cdp.ratelimit import rate_limit_response
 from segments.conditions import ConditionInvalid, datetime_storage, tree_compile, tree_validate
 
@@ -116,8 +117,29 @@ def _compiled_segment(segment_id: int) -> tuple:
     return entry
 
 
-def _param(request: HttpRequest, name: str) -> str:
-    raw = request.GET.get(name)
+def _query(environ: dict) -> dict[str, str]:
+    """The query string's parameters, the last of repeated ones, decoded as Django's request.GET would."""
+    from django.conf import settings
+
+    try:
+        raw = environ.get("QUERY_STRING", "").encode("iso-8859-1")
+    except UnicodeEncodeError:
+        raise BadRequest("the query string is not valid") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("iso-8859-1")
+    try:
+        pairs = parse_qsl(
+            text, keep_blank_values=True, encoding="utf-8", max_num_fields=settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        )
+    except ValueError:
+        raise BadRequest("too many query parameters") from None
+    return dict(pairs)
+
+
+def _param(query: dict[str, str], name: str) -> str:
+    raw = query.get(name)
     if raw is None:
         raise BadRequest(f"{name} is required")
     if not raw.strip():
@@ -168,14 +190,6 @@ def _raw_json(value: Any) -> Any:
     return orjson.Fragment(value) if isinstance(value, str | bytes) else value
 
 
-def _json(body: dict[str, Any], status: int) -> HttpResponse:
-    return HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
-
-
-def _error(message: str, status: int) -> HttpResponse:
-    return _json(error_body(message), status)
-
-
 def audience_membership(*, attribute: str, value: str, segment: str) -> tuple[int, dict[str, Any]]:
     """(HTTP status, body) of one Audience API question, parameters as received. Raises BadRequest."""
     if len(attribute) > 64:
@@ -200,10 +214,11 @@ def audience_membership(*, attribute: str, value: str, segment: str) -> tuple[in
     returned = _returned_attributes()
     columns = "".join(", e.attributes -> %s::text" for _ in returned)
     sql = (
-        f"SELECT e.id, e.modified, ({where}) AS member{columns} FROM customer_entities e "
+        f"SELECT e.id, to_char(e.modified AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), ({where}) AS member{columns} "
+        "FROM customer_entities e "
         "WHERE e.attributes @> %s::jsonb ORDER BY 3 DESC, e.modified DESC LIMIT 1"
     )
-    row = _fetch_one(sql, [*params, *returned, json.dumps({attribute: [lookup_value]})])
+    row = fetch_one_prepared(sql, [*params, *returned, json.dumps({attribute: [lookup_value]})])
     if row is None:
         return 404, error_body("customer not found")
     entity_id, modified, member, *values = row
@@ -211,7 +226,7 @@ def audience_membership(*, attribute: str, value: str, segment: str) -> tuple[in
         return 404, error_body("customer not in segment")
     attributes: dict[str, Any] = {
         "customer_entity_id": entity_id,
-        "modified": modified.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        "modified": modified,  # formatted by PostgreSQL: no timestamp parsing here
     }
     for attribute_id, attribute_value in zip(returned, values, strict=True):
         if attribute_id not in attributes:
@@ -220,52 +235,60 @@ def audience_membership(*, attribute: str, value: str, segment: str) -> tuple[in
     return 200, {"status": "ok", "returned_attributes": attributes}
 
 
-def _fetch_one(sql: str, params: list) -> tuple | None:
-    """Run the membership query as a server-side prepared statement on the persistent connection (parsed and
-    planned once per process and segment), without Django's per-request health check (a `SELECT 1` round trip
-    before the first query of every request): a connection found dead is reopened and the read-only query run once
-    more instead. Inside a transaction (tests, callers' atomic blocks) the plain Django cursor is used."""
-    if connection.connection is not None and connection.get_autocommit():
-        connection.health_check_done = True
-        try:
-            with psycopg.Cursor(connection.connection) as cursor:
-                cursor.execute(sql, params, prepare=True)
-                return cursor.fetchone()
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            connection.close()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
+class _Meta:
+    """What the rate limiter reads of a request (its META: here the WSGI environ)."""
+
+    __slots__ = ("META",)
+
+    def __init__(self, meta: dict):
+        self.META = meta
 
 
-def _cors(request: HttpRequest, response: HttpResponse) -> HttpResponse:
-    origin = request.headers.get("Origin")
+JSON = ("Content-Type", "application/json")
+
+
+def audience_answer(environ: dict) -> tuple[int, list[tuple[str, str]], bytes]:
+    """(status, headers, body) of GET /wbs for a WSGI environ (see the module docstring). The fast lane
+    (cdp.fastlane) calls it for the WSGI server; `audience_view` wraps it for requests through Django's handler."""
+    method = environ.get("REQUEST_METHOD", "GET")
+    if method == "OPTIONS":
+        return _cors(environ, 204, [], b"")
+    if method not in ("GET", "HEAD"):
+        body = orjson.dumps(error_body(f"method {method[:20]} not allowed: use GET"))
+        return 405, [JSON, ("Allow", "GET, OPTIONS")], body
+    limited = rate_limit_response(_Meta(environ), scope=RATE_LIMIT_SCOPE)
+    if limited is not None:
+        return _cors(environ, 429, [JSON, ("Retry-After", limited["Retry-After"])], limited.content)
+    try:
+        query = _query(environ)
+        status, body = audience_membership(
+            attribute=_param(query, "attribute"), value=_param(query, "value"), segment=_param(query, "segment")
+        )
+    except BadRequest as exc:
+        status, body = 400, error_body(str(exc))
+    return _cors(environ, status, [JSON], orjson.dumps(body))
+
+
+def _cors(environ: dict, status: int, headers: list, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    origin = environ.get("HTTP_ORIGIN")
     if origin:
         from cdp.services.global_settings import global_setting_cached
 
         if origin in (global_setting_cached("public_cors_origins") or []):
-            response["Access-Control-Allow-Origin"] = origin
-            response["Access-Control-Allow-Methods"] = "GET, OPTIONS"
-        response["Vary"] = "Origin"
-    return response
+            headers.append(("Access-Control-Allow-Origin", origin))
+            headers.append(("Access-Control-Allow-Methods", "GET, OPTIONS"))
+        headers.append(("Vary", "Origin"))
+    return status, headers, body
 
 
 @csrf_exempt
 def audience_view(request: HttpRequest) -> HttpResponse:
-    """GET /wbs (see the module docstring)."""
-    if request.method == "OPTIONS":
-        return _cors(request, HttpResponse(status=204))
-    if request.method not in ("GET", "HEAD"):
-        response = _error(f"method {request.method} not allowed: use GET", 405)
-        response["Allow"] = "GET, OPTIONS"
-        return response
-    limited = rate_limit_response(request, scope=RATE_LIMIT_SCOPE)
-    if limited is not None:
-        return _cors(request, limited)
-    try:
-        status, body = audience_membership(
-            attribute=_param(request, "attribute"), value=_param(request, "value"), segment=_param(request, "segment")
-        )
-    except BadRequest as exc:
-        return _cors(request, _error(str(exc), 400))
-    return _cors(request, _json(body, status))
+    """GET /wbs through Django's handler (the test client, another server): the same answer as the fast lane's."""
+    status, headers, body = audience_answer(request.META)
+    response = HttpResponse(body, status=status)
+    for name, value in headers:
+        response[name] = value
+    return response
+
+
+audience_view.wsgi_answer = audience_answer

@@ -1,6 +1,7 @@
 """Shared fixtures: the cast of users for access tests, API clients, data sources."""
 
 import pytest
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from cdp.celery import app as celery_app
@@ -8,6 +9,7 @@ from cdp.features import Feature
 from cdp.ratelimit import rate_limits_reset
 from cdp.services.auth import role_create, token_create, user_create
 from cdp.services.data_sources import data_source_create
+from stitching.tasks import QUEUED_FLAG
 from tests.workers import celery_worker_process  # noqa: F401
 
 
@@ -26,6 +28,7 @@ def _rate_limits_fresh():
     """Public endpoints count requests per client IP (Redis and per-process batches): every test starts at zero,
     whatever the tests before it sent from 127.0.0.1 in the same minute."""
     rate_limits_reset()
+    cache.delete(QUEUED_FLAG)  # a task queued (and never run) by an earlier test must not hold back this one's
     yield
 
 

@@ -292,8 +292,7 @@ SELECT (SELECT count(*) FROM source), (SELECT count(*) FROM inserted), (SELECT c
 
 
 def _delivered(event: Canonical) -> bool:
-    from django.db import connection
-
+    from cdp.hot_sql import fetch_one_prepared
     from cdp.services.events import event_record_build, events_ingested_notify
     from emails.services.setup import SOURCE_SLUG, emails_setup_ensure
 
@@ -302,13 +301,11 @@ def _delivered(event: Canonical) -> bool:
                                 payload=payload, message_id=event.key)  # fmt: skip
     params = {"slug": SOURCE_SLUG, "type": record.type, "time": record.event_time, "payload": record.payload_json,
               "key": record.idempotency_key, "email": event.email}  # fmt: skip
-    with connection.cursor() as cursor:
-        cursor.execute(_DELIVERED_SQL, params)
-        source_found, inserted, _, _ = cursor.fetchone()
-        if not source_found:  # the source or its stitching rule is missing (a flushed database): set up, record
-            emails_setup_ensure()
-            cursor.execute(_DELIVERED_SQL, params)
-            _, inserted, _, _ = cursor.fetchone()
+    row = fetch_one_prepared(_DELIVERED_SQL, params)
+    source_found, inserted = row[0], row[1]
+    if not source_found:  # the source or its stitching rule is missing (a flushed database): set up, record
+        emails_setup_ensure()
+        inserted = fetch_one_prepared(_DELIVERED_SQL, params)[1]
     if inserted:
         transaction.on_commit(lambda: events_ingested_notify(1))
     return bool(inserted)

@@ -231,3 +231,28 @@ def test_huge_feedback_body_is_413(public_client, channel):
     response = public_client.generic("POST", "/emails/feedback", huge, content_type="application/json", **AUTH)
     assert response.status_code == 413
     assert FeedbackRejection.objects.count() == 1
+
+
+def test_webhooks_through_the_wsgi_lane(channel):
+    """What gunicorn serves: the fast lane at the WSGI entry answers like the view (tests above use the test client)."""
+    from tests.cdp.test_fast_lane import wsgi
+
+    payload = json.dumps(brevo("delivered", ts_epoch=1520363423000)).encode()
+    status, headers, body = wsgi("/emails/feedback/brevo", method="POST", body=payload)
+    assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
+    assert not events().exists()
+
+    status, headers, body = wsgi("/emails/feedback/brevo", method="POST", body=payload,
+                                 HTTP_AUTHORIZATION=f"Bearer {WEBHOOK_SECRET}")  # fmt: skip
+    assert status == 200 and json.loads(body)["recorded"] == 1
+    assert headers["Content-Length"] == str(len(body))
+    status, _, body = wsgi("/emails/feedback/brevo", method="POST", body=payload,
+                           HTTP_AUTHORIZATION=f"Bearer {WEBHOOK_SECRET}")  # fmt: skip
+    assert status == 200 and json.loads(body)["duplicates"] == 1
+    status, _, body = wsgi("/emails/feedback/brevo", method="POST", body=b"{not json",
+                           HTTP_AUTHORIZATION=f"Bearer {WEBHOOK_SECRET}")  # fmt: skip
+    assert status == 400 and json.loads(body)["message"] == "validation: the body is not valid JSON"
+    status, _, _ = wsgi("/emails/feedback/brevo", method="POST", body=b"x" * (1024 * 1024 + 1),
+                        HTTP_AUTHORIZATION=f"Bearer {WEBHOOK_SECRET}")  # fmt: skip
+    assert status == 413
+    assert events().count() == 1
