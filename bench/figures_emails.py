@@ -26,10 +26,13 @@ BENCH_ATTRIBUTE = "bench_email_member"
 WEBHOOK_SECRET = "whs_bench-webhook-secret-0123456789"  # noqa: S105 - a benchmark fixture
 
 
-def _gunicorn(port: int) -> subprocess.Popen:
+def _redis_url() -> str:
+    return os.environ.get("BENCH_REDIS_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+def _gunicorn(port: int, redis_url: str) -> subprocess.Popen:
     """The production path: gunicorn's default sync workers, Redis for the rate-limit counters and as the Celery
     broker, stitching enqueued after each new event (no worker runs: the queued task waits, and is purged after)."""
-    redis_url = os.environ.get("BENCH_REDIS_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     env = {**os.environ, "ALLOWED_HOSTS": "127.0.0.1", "DEBUG": "0", "REDIS_URL": redis_url, "LOG_LEVEL": "WARNING",
            "CDP_STITCH_AFTER_INGEST": "1", "DB_CONN_MAX_AGE": "600"}  # fmt: skip
     command = [sys.executable, "-m", "gunicorn", "cdp.wsgi:application", "--workers", "2", "--bind",
@@ -74,7 +77,6 @@ def figure_feedback_rps(bench: Bench) -> Figure:
     """Brevo feedback webhook payloads/s through gunicorn (2 workers), vs a trivial Django view served the same."""
     from django.db import connection
 
-    from cdp.celery import app as celery_app
     from cdp.services.global_settings import global_setting_get, global_setting_set
     from emails.services.channel import channel_update, webhook_secret_rotate
     from emails.services.setup import emails_setup_ensure
@@ -93,7 +95,8 @@ def figure_feedback_rps(bench: Bench) -> Figure:
         before = cursor.fetchone()[0]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = _gunicorn(port)
+    redis_url = _redis_url()
+    server = _gunicorn(port, redis_url)
     runs: dict[str, list[dict]] = {"trivial": [], "feedback": []}
     try:
         wrk_load(url + "/healthz", 1)  # warm both workers up
@@ -105,7 +108,9 @@ def figure_feedback_rps(bench: Bench) -> Figure:
         server.terminate()
         server.wait(timeout=30)
         global_setting_set(key="public_rate_limit_per_minute", value=limit_before, user=None)
-        celery_app.control.purge()  # the stitching task the webhooks queued (no worker ran here)
+        import redis
+
+        redis.Redis.from_url(redis_url).delete("celery")  # the stitching task the webhooks queued (no worker ran)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM customer_events WHERE id > %s AND type = 'email_delivered' "

@@ -9,6 +9,7 @@ from cdp.features import Feature
 from cdp.ratelimit import rate_limits_reset
 from cdp.services.auth import role_create, token_create, user_create
 from cdp.services.data_sources import data_source_create
+from emails.services.setup import emails_source_forget
 from stitching.tasks import QUEUED_FLAG
 from tests.workers import celery_worker_process  # noqa: F401
 
@@ -29,6 +30,7 @@ def _rate_limits_fresh():
     whatever the tests before it sent from 127.0.0.1 in the same minute."""
     rate_limits_reset()
     cache.delete(QUEUED_FLAG)  # a task queued (and never run) by an earlier test must not hold back this one's
+    emails_source_forget()  # the emails source's id, cached per process: tests create it afresh
     yield
 
 

@@ -264,7 +264,8 @@ def _apply(event: Canonical, provider: str) -> bool:
 
 
 # Deliveries are most of a provider's feedback: one statement records the event (idempotently) and ends the
-# address's run of soft bounces, instead of a locked read-modify-write (see bench figure feedback_rps). An
+# address's run of soft bounces, instead of a locked read-modify-write (see bench figure feedback_rps). The
+# source's id (and that it has its email stitching rule) is checked at most every 30 s per process. An
 # address without a state row keeps none: a delivery changes neither consent nor blocking.
 #
 # A delivery report is telemetry the provider keeps sending: acknowledging it before its commit is on disk risks
@@ -273,11 +274,9 @@ def _apply(event: Canonical, provider: str) -> bool:
 # changes (every other path) keep synchronous commits.
 _DELIVERED_SQL = """
 WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true)),
-source AS (SELECT d.id FROM cdp_datasource d WHERE d.slug = %(slug)s
-           AND EXISTS (SELECT 1 FROM stitching_stitchingrule r WHERE r.source_id = d.id AND r.path = 'email')),
 inserted AS (
     INSERT INTO customer_events (source_id, type, event_time, payload, idempotency_key)
-    SELECT source.id, %(type)s, %(time)s, %(payload)s::jsonb, %(key)s FROM source
+    VALUES (%(source)s, %(type)s, %(time)s, %(payload)s::jsonb, %(key)s)
     ON CONFLICT (source_id, idempotency_key) DO NOTHING
     RETURNING id
 ),
@@ -286,26 +285,28 @@ reset AS (
     WHERE email = %(email)s AND soft_bounces_in_row > 0 AND EXISTS (SELECT 1 FROM inserted)
     RETURNING id
 )
-SELECT (SELECT count(*) FROM source), (SELECT count(*) FROM inserted), (SELECT count(*) FROM reset),
-       (SELECT count(*) FROM async_commit)
+SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM reset), (SELECT count(*) FROM async_commit)
 """
 
 
 def _delivered(event: Canonical) -> bool:
+    import psycopg
+    from django.db import IntegrityError
+
     from cdp.hot_sql import fetch_one_prepared
     from cdp.services.events import event_record_build, events_ingested_notify
-    from emails.services.setup import SOURCE_SLUG, emails_setup_ensure
+    from emails.services.setup import emails_source_forget, emails_source_id_recent
 
     payload = {k: v for k, v in {**event.payload, "email": event.email, "type": event.type}.items() if v is not None}
     record = event_record_build(source_id=0, type=event.type, event_time=event.event_time or datetime.now(UTC),
                                 payload=payload, message_id=event.key)  # fmt: skip
-    params = {"slug": SOURCE_SLUG, "type": record.type, "time": record.event_time, "payload": record.payload_json,
+    params = {"type": record.type, "time": record.event_time, "payload": record.payload_json,
               "key": record.idempotency_key, "email": event.email}  # fmt: skip
-    row = fetch_one_prepared(_DELIVERED_SQL, params)
-    source_found, inserted = row[0], row[1]
-    if not source_found:  # the source or its stitching rule is missing (a flushed database): set up, record
-        emails_setup_ensure()
-        inserted = fetch_one_prepared(_DELIVERED_SQL, params)[1]
+    try:
+        inserted = fetch_one_prepared(_DELIVERED_SQL, {**params, "source": emails_source_id_recent()})[0]
+    except (IntegrityError, psycopg.IntegrityError):  # the source was deleted since this process last looked
+        emails_source_forget()
+        inserted = fetch_one_prepared(_DELIVERED_SQL, {**params, "source": emails_source_id_recent()})[0]
     if inserted:
         transaction.on_commit(lambda: events_ingested_notify(1))
     return bool(inserted)
