@@ -144,6 +144,8 @@ CELERY_BEAT_SCHEDULE = {
     "attributes-recompute-every-minute": {"task": "cdp.tasks.attributes_recompute", "schedule": 60},
     # Safety net: ingestion enqueues stitching after commit; this catches events a lost message left unstitched.
     "stitch-pending-every-minute": {"task": "stitching.tasks.stitch_pending", "schedule": 60},
+    # Safety net: webhooks enqueue the apply of their accepted payloads; this catches a lost message.
+    "emails-feedback-apply-every-minute": {"task": "emails.tasks.feedback_apply", "schedule": 60},
     # Segment sizes over time (insights): one snapshot per segment and day.
     "segments-size-snapshot-daily": {"task": "segments.tasks.segments_size_snapshot", "schedule": 24 * 3600},
     # Segment exports: resume or cleanly fail exports whose worker died; start scheduled (hourly / daily) exports.

@@ -23,7 +23,7 @@ from unfold.decorators import action, display
 from cdp.admin.base import FeatureAccessMixin, render_secret_once, user_has_feature
 from cdp.features import Feature
 from emails import selectors
-from emails.models import Campaign, EmailAddress, EmailChannel, EmailTemplate, FeedbackRejection, Job
+from emails.models import Campaign, EmailAddress, EmailChannel, EmailTemplate, FeedbackInbox, FeedbackRejection, Job
 from emails.services.campaigns import campaign_create, campaign_report
 from emails.services.channel import EDITABLE_FIELDS, channel_get, channel_update, webhook_secret_rotate
 from emails.services.imports import import_job_create
@@ -356,6 +356,22 @@ class FeedbackRejectionAdmin(FeatureAccessMixin, ModelAdmin):
     @display(description="Body as received")
     def body_display(self, obj: FeedbackRejection) -> str:
         return format_html('<pre style="white-space:pre-wrap;max-width:80ch">{}</pre>', obj.body)
+
+
+@admin.register(FeedbackInbox)
+class FeedbackInboxAdmin(FeatureAccessMixin, ModelAdmin):
+    """Accepted webhook payloads a worker has not applied yet: normally empty within seconds; a growing list means
+    no Celery worker is taking `emails.tasks.feedback_apply`."""
+
+    view_feature = Feature.EMAILS_VIEW
+    list_display = ("received", "provider", "event_count")
+    list_filter = ("provider",)
+    readonly_fields = ("received", "provider", "events")
+    fields = readonly_fields
+
+    @display(description="Events")
+    def event_count(self, obj: FeedbackInbox) -> int:
+        return len(obj.events) if isinstance(obj.events, list) else 0
 
 
 # --- imports ---------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Now
 
 
 class EmailChannel(models.Model):
@@ -140,6 +141,24 @@ class FeedbackRejection(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} @ {self.received:%Y-%m-%d %H:%M:%S}"
+
+
+class FeedbackInbox(models.Model):
+    """Accepted webhook payloads as canonical events, waiting to be applied in order (the webhook answers once its
+    row is written; `emails.services.feedback.feedback_apply` records the events and their state changes)."""
+
+    id = models.BigAutoField(primary_key=True)
+    provider = models.CharField(max_length=20)
+    events = models.JSONField(help_text="[{type, email, key, event_time, payload}, ...] in the payload's order")
+    received = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "emails_feedback_inbox"
+        verbose_name = "webhook payload waiting"
+        verbose_name_plural = "webhook payloads waiting"
+
+    def __str__(self) -> str:
+        return f"{self.provider} #{self.pk}"
 
 
 class Job(models.Model):

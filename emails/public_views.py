@@ -264,10 +264,7 @@ def _feedback(environ: dict, provider: str | None, read_body: Callable[[], bytes
         reason = problem.message if isinstance(problem, PublicRequestError) else f"validation: {problem}"
         feedback_reject(provider=provider, reason=reason, body=data, content_type=content_type)
         return _json_answer(400, "error", reason)
-    return _json_answer(
-        200, "ok", "Feedback received", received=result.received, recorded=result.recorded,
-        duplicates=result.duplicates,
-    )  # fmt: skip
+    return _json_answer(200, "ok", "Feedback received", received=result.received, queued=result.queued)
 
 
 @csrf_exempt

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
+from cdp.coalesce import Coalesced
 from emails.providers import ProviderError
 
 MAX_RETRIES = 5
@@ -35,3 +37,29 @@ def campaign_run(campaign_id: int) -> str:
     from emails.services.campaigns import campaign_run as run
 
     return run(campaign_id=campaign_id)
+
+
+# One waiting feedback_apply message for a stream of webhooks (see cdp.coalesce).
+FEEDBACK_QUEUED = Coalesced("emails:feedback-apply-queued")
+
+
+@shared_task(name="emails.tasks.feedback_apply")
+def feedback_apply() -> int:
+    """Apply the accepted webhook payloads (the inbox), in order. Also the beat's safety net."""
+    from emails.services.feedback import feedback_apply as apply
+
+    flagged = FEEDBACK_QUEUED.started()
+    applied = apply()
+    if flagged:
+        feedback_apply.apply_async(countdown=FEEDBACK_QUEUED.local_seconds + 0.1)
+    return applied
+
+
+def feedback_apply_enqueue() -> None:
+    """After a webhook's payload committed: a worker applies it within moments; without a broker, here."""
+    if settings.CELERY_BROKER_URL:
+        FEEDBACK_QUEUED.request(feedback_apply.delay)
+    else:
+        from emails.services.feedback import feedback_apply as apply
+
+        apply()

@@ -1,7 +1,6 @@
 """Shared fixtures: the cast of users for access tests, API clients, data sources."""
 
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from cdp.celery import app as celery_app
@@ -9,8 +8,8 @@ from cdp.features import Feature
 from cdp.ratelimit import rate_limits_reset
 from cdp.services.auth import role_create, token_create, user_create
 from cdp.services.data_sources import data_source_create
-from emails.services.setup import emails_source_forget
-from stitching.tasks import QUEUED_FLAG
+from emails.tasks import FEEDBACK_QUEUED as feedback_queued
+from stitching.tasks import QUEUED as stitching_queued
 from tests.workers import celery_worker_process  # noqa: F401
 
 
@@ -29,8 +28,8 @@ def _rate_limits_fresh():
     """Public endpoints count requests per client IP (Redis and per-process batches): every test starts at zero,
     whatever the tests before it sent from 127.0.0.1 in the same minute."""
     rate_limits_reset()
-    cache.delete(QUEUED_FLAG)  # a task queued (and never run) by an earlier test must not hold back this one's
-    emails_source_forget()  # the emails source's id, cached per process: tests create it afresh
+    stitching_queued.forget()  # a run queued (and never run) by an earlier test must not hold back this one's
+    feedback_queued.forget()
     yield
 
 

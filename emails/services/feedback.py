@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import transaction
+import orjson
+from django.db import connection, transaction
 from django.db.models import F
 
 from emails.models import EmailAddress, FeedbackRejection
@@ -56,9 +57,7 @@ class Canonical:
 @dataclass
 class FeedbackResult:
     received: int = 0
-    recorded: int = 0
-    duplicates: int = 0
-    ignored: int = 0
+    queued: int = 0
 
 
 def _key(provider: str, *parts: object) -> str:
@@ -263,67 +262,137 @@ def _apply(event: Canonical, provider: str) -> bool:
     return True
 
 
-# Deliveries are most of a provider's feedback: one statement records the event (idempotently) and ends the
-# address's run of soft bounces, instead of a locked read-modify-write (see bench figure feedback_rps). The
-# source's id (and that it has its email stitching rule) is checked at most every 30 s per process. An
-# address without a state row keeps none: a delivery changes neither consent nor blocking.
-#
-# A delivery report is telemetry the provider keeps sending: acknowledging it before its commit is on disk risks
-# losing the last few hundred milliseconds of them if PostgreSQL itself crashes, and saves an fsync per webhook,
-# so the statement (its own transaction in autocommit) turns synchronous_commit off for itself. Consent and block
-# changes (every other path) keep synchronous commits.
-_DELIVERED_SQL = """
-WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true)),
-inserted AS (
-    INSERT INTO customer_events (source_id, type, event_time, payload, idempotency_key)
-    VALUES (%(source)s, %(type)s, %(time)s, %(payload)s::jsonb, %(key)s)
-    ON CONFLICT (source_id, idempotency_key) DO NOTHING
-    RETURNING id
-),
-reset AS (
-    UPDATE emails_emailaddress SET soft_bounces_in_row = 0, modified = statement_timestamp()
-    WHERE email = %(email)s AND soft_bounces_in_row > 0 AND EXISTS (SELECT 1 FROM inserted)
-    RETURNING id
-)
-SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM reset), (SELECT count(*) FROM async_commit)
-"""
-
-
-def _delivered(event: Canonical) -> bool:
-    import psycopg
-    from django.db import IntegrityError
-
-    from cdp.hot_sql import fetch_one_prepared
-    from cdp.services.events import event_record_build, events_ingested_notify
-    from emails.services.setup import emails_source_forget, emails_source_id_recent
-
-    payload = {k: v for k, v in {**event.payload, "email": event.email, "type": event.type}.items() if v is not None}
-    record = event_record_build(source_id=0, type=event.type, event_time=event.event_time or datetime.now(UTC),
-                                payload=payload, message_id=event.key)  # fmt: skip
-    params = {"type": record.type, "time": record.event_time, "payload": record.payload_json,
-              "key": record.idempotency_key, "email": event.email}  # fmt: skip
-    try:
-        inserted = fetch_one_prepared(_DELIVERED_SQL, {**params, "source": emails_source_id_recent()})[0]
-    except (IntegrityError, psycopg.IntegrityError):  # the source was deleted since this process last looked
-        emails_source_forget()
-        inserted = fetch_one_prepared(_DELIVERED_SQL, {**params, "source": emails_source_id_recent()})[0]
-    if inserted:
-        transaction.on_commit(lambda: events_ingested_notify(1))
-    return bool(inserted)
-
-
 def feedback_process(*, provider: str, body: Any) -> FeedbackResult:
-    """Parse a webhook body and apply every event in it. Raises FeedbackInvalid (nothing applied)."""
+    """Parse a webhook body and accept its events: one row in the inbox, applied in order after commit by
+    `feedback_apply` (in-process without a broker, else a Celery task). Raises FeedbackInvalid (nothing kept)."""
     if provider not in PARSERS:
         raise FeedbackInvalid(f"unknown provider {provider!r}")
     events = PARSERS[provider](body)
     result = FeedbackResult(received=len(events))
-    for event in events:
-        if _delivered(event) if event.type == "email_delivered" else _apply(event, provider):
-            result.recorded += 1
-        else:
-            result.duplicates += 1
+    if events:
+        _inbox_add(provider, events)
+        result.queued = len(events)
+        transaction.on_commit(_apply_enqueue)
     return result
+
+
+# A delivery report is telemetry the provider keeps sending: acknowledging it before its commit is on disk risks
+# losing the last few hundred milliseconds of them if PostgreSQL itself crashes, and saves an fsync per webhook,
+# so a payload of deliveries only is written with synchronous_commit off (for that statement alone). Bounces,
+# complaints, unsubscribes and blocks keep synchronous commits.
+_INBOX_SQL = (
+    "INSERT INTO emails_feedback_inbox (provider, events, received) VALUES (%s, %s::jsonb, statement_timestamp())"
+)
+_INBOX_ASYNC_SQL = (
+    "WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true)), "
+    f"inserted AS ({_INBOX_SQL} RETURNING 1) "
+    "SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM async_commit)"
+)
+
+
+def _inbox_add(provider: str, events: list[Canonical]) -> None:
+    from cdp.hot_sql import fetch_one_prepared
+
+    rows = [
+        {"type": e.type, "email": e.email, "key": e.key, "payload": e.payload,
+         "event_time": e.event_time.isoformat() if e.event_time else None}
+        for e in events
+    ]  # fmt: skip
+    data = orjson.dumps(rows).decode()
+    if all(e.type == "email_delivered" for e in events):
+        fetch_one_prepared(_INBOX_ASYNC_SQL, [provider, data])
+    else:
+        fetch_one_prepared(_INBOX_SQL + " RETURNING id", [provider, data])
+
+
+def _apply_enqueue() -> None:
+    from emails.tasks import feedback_apply_enqueue
+
+    feedback_apply_enqueue()
+
+
+# The inbox is applied by one process at a time (a transaction-scoped advisory lock), in the order the webhooks
+# were accepted: a delivery between soft bounces must reset the run before the next bounce counts.
+APPLY_LOCK = (7_311_002, 1)
+APPLY_BATCH = 500
+
+
+def feedback_apply(*, limit: int | None = None) -> int:
+    """Apply accepted webhook payloads in order, in batches of APPLY_BATCH rows, each batch one transaction;
+    returns how many canonical events were applied (recorded or found recorded before)."""
+    applied = rows_done = 0
+    while limit is None or rows_done < limit:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", list(APPLY_LOCK))
+            cursor.execute(
+                "DELETE FROM emails_feedback_inbox WHERE id IN (SELECT id FROM emails_feedback_inbox ORDER BY id "
+                "LIMIT %s FOR UPDATE) RETURNING id, provider, events",
+                [APPLY_BATCH if limit is None else min(APPLY_BATCH, limit - rows_done)],
+            )
+            rows = sorted(cursor.fetchall())
+            if not rows:
+                break
+            deliveries: list[Canonical] = []
+            for _, provider, events in rows:
+                for item in events if isinstance(events, list) else orjson.loads(events):
+                    event = Canonical(item["type"], item["email"], item["key"],
+                                      datetime.fromisoformat(item["event_time"]) if item.get("event_time") else None,
+                                      item.get("payload") or {})  # fmt: skip
+                    if event.type == "email_delivered":
+                        deliveries.append(event)
+                        continue
+                    applied += _deliveries_record(deliveries)
+                    deliveries = []
+                    _apply(event, provider)
+                    applied += 1
+            applied += _deliveries_record(deliveries)
+            rows_done += len(rows)
+    return applied
+
+
+# Deliveries are most of a provider's feedback: a run of them (no other event between) is recorded with one
+# statement, which also ends the run of soft bounces of the addresses that got a new delivery. An address
+# without a state row keeps none: a delivery changes neither consent nor blocking.
+_DELIVERIES_SQL = """
+WITH rows AS (
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(type text, event_time timestamptz, payload jsonb, key text)
+),
+inserted AS (
+    INSERT INTO customer_events (source_id, type, event_time, payload, idempotency_key)
+    SELECT %(source)s, type, event_time, payload, key FROM rows
+    ON CONFLICT (source_id, idempotency_key) DO NOTHING
+    RETURNING payload ->> 'email' AS email
+),
+reset AS (
+    UPDATE emails_emailaddress SET soft_bounces_in_row = 0, modified = statement_timestamp()
+    WHERE email IN (SELECT email FROM inserted) AND soft_bounces_in_row > 0
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM reset)
+"""
+
+
+def _deliveries_record(events: list[Canonical]) -> int:
+    """Record these email_delivered events (idempotently); returns how many were given."""
+    if not events:
+        return 0
+    from cdp.services.events import event_record_build, events_ingested_notify
+    from emails.services.setup import emails_source_id
+
+    rows = []
+    for event in events:
+        payload = {k: v for k, v in {**event.payload, "email": event.email, "type": event.type}.items()
+                   if v is not None}  # fmt: skip
+        record = event_record_build(source_id=0, type=event.type, event_time=event.event_time or datetime.now(UTC),
+                                    payload=payload, message_id=event.key)  # fmt: skip
+        rows.append({"type": record.type, "event_time": record.event_time.isoformat(),
+                     "payload": orjson.Fragment(record.payload_json), "key": record.idempotency_key})  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(_DELIVERIES_SQL, {"rows": orjson.dumps(rows).decode(), "source": emails_source_id()})
+        inserted = cursor.fetchone()[0]
+    if inserted:
+        transaction.on_commit(lambda: events_ingested_notify(inserted))
+    return len(events)
 
 
 def feedback_reject(*, provider: str, reason: str, body: bytes, content_type: str = "") -> FeedbackRejection:

@@ -79,26 +79,3 @@ def emails_source_id() -> int:
     _source_id_cache[SOURCE_SLUG] = source.pk
     return source.pk
 
-
-_source_checked = [0.0]  # monotonic time emails_source_id_recent last checked the source
-SOURCE_CHECK_SECONDS = 30.0
-
-
-def emails_source_id_recent() -> int:
-    """emails_source_id(), checked at most every SOURCE_CHECK_SECONDS per process (the delivery webhook's hot
-    path). A source deleted meanwhile makes the caller's insert fail its foreign key: it calls
-    `emails_source_forget()` and asks again."""
-    import time
-
-    now = time.monotonic()
-    cached = _source_id_cache.get(SOURCE_SLUG)
-    if cached is not None and now - _source_checked[0] < SOURCE_CHECK_SECONDS:
-        return cached
-    source_id = emails_source_id()
-    _source_checked[0] = now
-    return source_id
-
-
-def emails_source_forget() -> None:
-    _source_id_cache.pop(SOURCE_SLUG, None)
-    _source_checked[0] = 0.0

@@ -1,4 +1,4 @@
-"""Ingestion enqueues stitching with one task message while none is waiting (stitching.tasks.QUEUED_FLAG), on the
+"""Ingestion enqueues stitching with one task message while none is waiting (cdp.coalesce), on the
 real Redis broker: a webhook or API stream must not queue a task per request."""
 
 import pytest
@@ -21,7 +21,7 @@ def broker_queue(settings):
     assert settings.CELERY_BROKER_URL, "the tests run with a Redis broker (REDIS_URL)"
     celery_app.conf.task_always_eager = False
     celery_app.control.purge()
-    tasks._flag_seen[0] = 0.0
+    tasks.QUEUED.seen = 0.0
     yield
     celery_app.control.purge()
 
@@ -29,19 +29,19 @@ def broker_queue(settings):
 def test_a_stream_of_ingests_queues_one_task_until_it_starts(broker_queue):
     for _ in range(5):
         tasks.stitch_pending_enqueue(1)
-        tasks._flag_seen[0] = 0.0  # as if each came from another process: the shared flag decides
+        tasks.QUEUED.seen = 0.0  # as if each came from another process: the shared flag decides
 
     assert _queued() == 1
 
 
 def test_within_a_process_the_flag_is_not_asked_again_at_once(broker_queue):
     tasks.stitch_pending_enqueue(1)
-    tasks._flag_clear()  # another process's task started: this one notices after QUEUED_FLAG_LOCAL_SECONDS
+    tasks.QUEUED._clear()  # another process's task started: this one notices after local_seconds
 
     tasks.stitch_pending_enqueue(1)
     assert _queued() == 1
 
-    tasks._flag_seen[0] -= tasks.QUEUED_FLAG_LOCAL_SECONDS
+    tasks.QUEUED.seen -= tasks.QUEUED.local_seconds
     tasks.stitch_pending_enqueue(1)
     assert _queued() == 2
 
@@ -53,7 +53,7 @@ def test_once_the_task_starts_new_events_queue_the_next_one(broker_queue):
     assert _queued() == 2
 
     tasks.stitch_pending_enqueue(1)
-    tasks._flag_seen[0] = 0.0
+    tasks.QUEUED.seen = 0.0
     tasks.stitch_pending_enqueue(1)
 
     assert _queued() == 3
@@ -69,7 +69,7 @@ def test_without_the_cache_every_ingest_still_queues_a_task(broker_queue, settin
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}  # add() never stores
 
     tasks.stitch_pending_enqueue(1)
-    tasks._flag_seen[0] = 0.0
+    tasks.QUEUED.seen = 0.0
     tasks.stitch_pending_enqueue(1)
 
     assert _queued() == 2
