@@ -28,7 +28,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
-from cdp.ratelimit import rate_limit_response, rate_limited
+from cdp.ratelimit import EnvironRequest, rate_limit_response, rate_limited
 from emails.services.channel import channel_cached, channel_get, webhook_secret_matches
 from emails.services.feedback import FeedbackInvalid, feedback_process, feedback_reject
 from emails.services.subscriptions import (
@@ -190,15 +190,6 @@ def _webhook_secret(meta: dict) -> str | None:
     return meta.get("HTTP_X_WEBHOOK_SECRET")
 
 
-class _Meta:
-    """What the rate limiter reads of a request (its META: here the WSGI environ)."""
-
-    __slots__ = ("META",)
-
-    def __init__(self, meta: dict):
-        self.META = meta
-
-
 def _json_answer(status_code: int, status: str, message: str, headers: list | None = None, **extra: Any):
     body = orjson.dumps({"status": status, "message": message, **extra})
     return status_code, [("Content-Type", "application/json"), *(headers or [])], body
@@ -229,7 +220,7 @@ def feedback_answer(
     method = environ.get("REQUEST_METHOD", "")
     if method != "POST":
         return _json_answer(405, "error", f"method {method[:20]} not allowed: use POST", [("Allow", "POST")])
-    limited = rate_limit_response(_Meta(environ), scope="emails_feedback")
+    limited = rate_limit_response(EnvironRequest(environ), scope="emails_feedback")
     if limited is not None:
         return (
             limited.status_code,

@@ -40,7 +40,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from cdp.api.errors import error_body
 from cdp.hot_sql import fetch_one_prepared
-from cdp.ratelimit import rate_limit_response
+from cdp.ratelimit import EnvironRequest, rate_limit_response
 from segments.conditions import ConditionInvalid, datetime_storage, tree_compile, tree_validate
 
 RATE_LIMIT_SCOPE = "audience"
@@ -235,15 +235,6 @@ def audience_membership(*, attribute: str, value: str, segment: str) -> tuple[in
     return 200, {"status": "ok", "returned_attributes": attributes}
 
 
-class _Meta:
-    """What the rate limiter reads of a request (its META: here the WSGI environ)."""
-
-    __slots__ = ("META",)
-
-    def __init__(self, meta: dict):
-        self.META = meta
-
-
 JSON = ("Content-Type", "application/json")
 
 
@@ -256,7 +247,7 @@ def audience_answer(environ: dict) -> tuple[int, list[tuple[str, str]], bytes]:
     if method not in ("GET", "HEAD"):
         body = orjson.dumps(error_body(f"method {method[:20]} not allowed: use GET"))
         return 405, [JSON, ("Allow", "GET, OPTIONS")], body
-    limited = rate_limit_response(_Meta(environ), scope=RATE_LIMIT_SCOPE)
+    limited = rate_limit_response(EnvironRequest(environ), scope=RATE_LIMIT_SCOPE)
     if limited is not None:
         return _cors(environ, 429, [JSON, ("Retry-After", limited["Retry-After"])], limited.content)
     try:
