@@ -112,7 +112,13 @@ class CustomerEntity(models.Model):
         verbose_name_plural = "customer entities"
         indexes = [
             models.Index(fields=["-modified"], name="customer_entities_modified"),
-            GinIndex(fields=["attributes"], name="customer_entities_attributes", opclasses=["jsonb_path_ops"]),
+            # A small pending list (in kB; PostgreSQL's default is 4 MB): every lookup scans the whole list, so
+            # with attribute recomputes writing between vacuums a 4 MB list made an Audience API lookup ~1.4 ms
+            # instead of ~0.1 ms. At 256 kB a lookup scans at most 32 pending pages; writers merge it more often.
+            GinIndex(
+                fields=["attributes"], name="customer_entities_attributes", opclasses=["jsonb_path_ops"],
+                gin_pending_list_limit=256,
+            ),  # fmt: skip
         ]
 
     def __str__(self) -> str:
