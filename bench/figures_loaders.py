@@ -15,14 +15,12 @@ attribute `bench_export` for the segment, `bench_small` on every tenth), once pe
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from run import FIGURES, ROOT, Bench, Figure
+from run import FIGURES, ROOT, Bench, Figure, run_peak_rss
 
 SEGMENT_FULL = "Bench export"
 SEGMENT_SMALL = "Bench export (tenth)"
@@ -133,14 +131,11 @@ def _export_seconds(size: int) -> tuple[float, int]:
 
 def _run_export_rss_mb(segment_name: str) -> float:
     command = [sys.executable, str(ROOT / "manage.py"), "run_export", segment_name, DESTINATION, "--no-progress"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    _, status, usage = os.wait4(process.pid, 0)
-    output = process.stdout.read().decode(errors="replace").strip()
-    process.stdout.close()
-    if os.waitstatus_to_exitcode(status) != 0:
+    returncode, output, peak_rss_mb = run_peak_rss(command)
+    if returncode != 0:
         raise RuntimeError(f"run_export failed:\n{output}")
-    print(f"  run_export {segment_name!r}: peak RSS {usage.ru_maxrss / 1024:.0f} MB | {output}", flush=True)
-    return usage.ru_maxrss / 1024
+    print(f"  run_export {segment_name!r}: peak RSS {peak_rss_mb:.0f} MB | {output}", flush=True)
+    return peak_rss_mb
 
 
 def figure_csv_export_rows_per_s(bench: Bench) -> Figure:

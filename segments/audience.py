@@ -9,7 +9,8 @@ Answers (SPEC §4):
   "customer not found";
 - a missing, empty, repeated-but-empty or malformed parameter, an unknown attribute or segment (trashed
   segments are unknown here), a segment that can no longer be evaluated: 400 with a message naming it;
-- over the per-IP limit (global setting `public_rate_limit_per_minute`, Redis counters): 429.
+- over the per-IP limit (global setting `public_rate_limit_per_minute`, Redis counters): 429;
+- the database unavailable: 503 "Service unavailable." (logged).
 
 The value is read as the attribute's data type; identifier attributes (ps_email_address ...) are normalised like
 their stitching category (an email in any case finds the customer). When several customers have the value (a
@@ -27,6 +28,7 @@ normalisers, the returned-attributes setting and compiled segments are cached pe
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 import time
@@ -35,6 +37,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
+import psycopg
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -42,6 +46,8 @@ from cdp.api.errors import error_body
 from cdp.hot_sql import fetch_one_prepared
 from cdp.ratelimit import EnvironRequest, rate_limit_response
 from segments.conditions import ConditionInvalid, datetime_storage, tree_compile, tree_validate
+
+logger = logging.getLogger(__name__)
 
 RATE_LIMIT_SCOPE = "audience"
 CACHE_SECONDS = 5.0
@@ -247,16 +253,19 @@ def audience_answer(environ: dict) -> tuple[int, list[tuple[str, str]], bytes]:
     if method not in ("GET", "HEAD"):
         body = orjson.dumps(error_body(f"method {method[:20]} not allowed: use GET"))
         return 405, [JSON, ("Allow", "GET, OPTIONS")], body
-    limited = rate_limit_response(EnvironRequest(environ), scope=RATE_LIMIT_SCOPE)
-    if limited is not None:
-        return _cors(environ, 429, [JSON, ("Retry-After", limited["Retry-After"])], limited.content)
     try:
+        limited = rate_limit_response(EnvironRequest(environ), scope=RATE_LIMIT_SCOPE)
+        if limited is not None:
+            return _cors(environ, 429, [JSON, ("Retry-After", limited["Retry-After"])], limited.content)
         query = _query(environ)
         status, body = audience_membership(
             attribute=_param(query, "attribute"), value=_param(query, "value"), segment=_param(query, "segment")
         )
     except BadRequest as exc:
         status, body = 400, error_body(str(exc))
+    except (DatabaseError, psycopg.Error):  # the database is down or restarting: not the caller's fault
+        logger.exception("Audience API: database unavailable")
+        status, body = 503, error_body("Service unavailable.")
     return _cors(environ, status, [JSON], orjson.dumps(body))
 
 
@@ -265,7 +274,11 @@ def _cors(environ: dict, status: int, headers: list, body: bytes) -> tuple[int, 
     if origin:
         from cdp.services.global_settings import global_setting_cached
 
-        if origin in (global_setting_cached("public_cors_origins") or []):
+        try:
+            allowed = origin in (global_setting_cached("public_cors_origins") or [])
+        except DatabaseError:  # the answer (a 503 already, likely) goes out without CORS rather than as a 500
+            allowed = False
+        if allowed:
             headers.append(("Access-Control-Allow-Origin", origin))
             headers.append(("Access-Control-Allow-Methods", "GET, OPTIONS"))
         headers.append(("Vary", "Origin"))

@@ -15,12 +15,13 @@ Parsing raises FeedbackInvalid with the reason; the view stores such payloads fo
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 
 from emails.models import EmailAddress, FeedbackRejection
@@ -32,6 +33,8 @@ from emails.services.state import (
     email_event_record,
     email_normalize,
 )
+
+logger = logging.getLogger(__name__)
 
 PROVIDERS = ("brevo", "infobip")
 INFOBIP_SOFT_BOUNCES_TO_BLOCK = 5
@@ -293,9 +296,10 @@ _INBOX_ASYNC_SQL = (
 def _inbox_add(provider: str, events: list[Canonical]) -> None:
     from cdp.hot_sql import fetch_one_prepared
 
+    received = datetime.now(UTC).isoformat()  # the event's time when the provider sent none
     rows = [
         {"type": e.type, "email": e.email, "key": e.key, "payload": e.payload,
-         "event_time": e.event_time.isoformat() if e.event_time else None}
+         "event_time": e.event_time.isoformat() if e.event_time else received}
         for e in events
     ]  # fmt: skip
     data = orjson.dumps(rows).decode()
@@ -319,7 +323,11 @@ APPLY_BATCH = 500
 
 def feedback_apply(*, limit: int | None = None) -> int:
     """Apply accepted webhook payloads in order, in batches of APPLY_BATCH rows, each batch one transaction;
-    returns how many canonical events were applied (recorded or found recorded before)."""
+    returns how many canonical events were applied (recorded or found recorded before).
+
+    A payload that cannot be applied (a bug, data PostgreSQL refuses) must not hold the inbox up: when a batch
+    fails, its rows are applied one by one and a failing one is moved to the rejected webhooks with the reason.
+    Connection errors are not such a failure: they propagate, and the batch waits for the next run."""
     applied = rows_done = 0
     while limit is None or rows_done < limit:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -332,22 +340,45 @@ def feedback_apply(*, limit: int | None = None) -> int:
             rows = sorted(cursor.fetchall())
             if not rows:
                 break
-            deliveries: list[Canonical] = []
-            for _, provider, events in rows:
-                for item in events if isinstance(events, list) else orjson.loads(events):
-                    event = Canonical(item["type"], item["email"], item["key"],
-                                      datetime.fromisoformat(item["event_time"]) if item.get("event_time") else None,
-                                      item.get("payload") or {})  # fmt: skip
-                    if event.type == "email_delivered":
-                        deliveries.append(event)
-                        continue
-                    applied += _deliveries_record(deliveries)
-                    deliveries = []
-                    _apply(event, provider)
-                    applied += 1
-            applied += _deliveries_record(deliveries)
+            try:
+                with transaction.atomic():
+                    applied += _rows_apply(rows)
+            except (OperationalError, InterfaceError):
+                raise
+            except Exception:  # noqa: BLE001 - find the payload at fault, keep the others
+                logger.warning("feedback apply: a batch failed; applying its %d payloads one by one", len(rows))
+                for row in rows:
+                    try:
+                        with transaction.atomic():
+                            applied += _rows_apply([row])
+                    except (OperationalError, InterfaceError):
+                        raise
+                    except Exception as exc:  # noqa: BLE001
+                        logger.exception("feedback apply: payload %s could not be applied", row[0])
+                        events = row[2] if isinstance(row[2], str) else orjson.dumps(row[2]).decode()
+                        feedback_reject(provider=row[1], reason=f"could not apply: {type(exc).__name__}: {exc}"[:2000],
+                                        body=events.encode(), content_type="application/json")  # fmt: skip
             rows_done += len(rows)
     return applied
+
+
+def _rows_apply(rows: list[tuple]) -> int:
+    """Apply inbox rows (id, provider, events) in order; returns how many events."""
+    applied = 0
+    deliveries: list[Canonical] = []
+    for _, provider, events in rows:
+        for item in events if isinstance(events, list) else orjson.loads(events):
+            event = Canonical(item["type"], item["email"], item["key"],
+                              datetime.fromisoformat(item["event_time"]) if item.get("event_time") else None,
+                              item.get("payload") or {})  # fmt: skip
+            if event.type == "email_delivered":
+                deliveries.append(event)
+                continue
+            applied += _deliveries_record(deliveries)
+            deliveries = []
+            _apply(event, provider)
+            applied += 1
+    return applied + _deliveries_record(deliveries)
 
 
 # Deliveries are most of a provider's feedback: a run of them (no other event between) is recorded with one

@@ -120,3 +120,23 @@ def test_the_wsgi_lane_reopens_a_connection_that_died():
 def test_paths_off_the_lane_go_to_django():
     status, headers, _ = wsgi("/admin/login/")
     assert status == 200 and headers["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_audience_api_answers_503_when_the_database_is_unreachable():
+    from django.db import connection
+
+    from segments.audience import audience_cache_forget
+
+    audience_cache_forget()  # so the request needs the database
+    port = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = "1"  # nothing listens there: connecting fails for real
+    try:
+        status, headers, body = wsgi("/wbs", "attribute=ps_email_address&value=a@example.com&segment=1")
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = port
+
+    assert status == 503 and headers["Content-Type"] == "application/json"
+    assert body == b'{"status":"error","message":"Service unavailable."}'

@@ -297,3 +297,36 @@ def test_payloads_waiting_together_are_applied_in_order(public_client, channel):
     assert events("email_bounced").count() == 5 and events("email_delivered").count() == 1
     address = EmailAddress.objects.get(email="john.doe@example.com")
     assert not address.blocked and address.soft_bounces_in_row == 1
+
+
+def test_a_payload_that_cannot_be_applied_is_set_aside_and_the_others_go_on(public_client, channel):
+    from emails.models import FeedbackInbox
+
+    post_only = public_client.generic  # accept without applying
+    raw = json.dumps(brevo("delivered", ts_epoch=1520363423000)).encode()
+    post_only("POST", "/emails/feedback", raw, content_type="application/json", **AUTH)
+    broken = FeedbackInbox.objects.create(provider="brevo", events=[{"type": "email_bounced", "key": "k"}])  # no email
+    raw = json.dumps(brevo("hard_bounce", reason="no such user")).encode()
+    post_only("POST", "/emails/feedback", raw, content_type="application/json", **AUTH)
+
+    assert feedback_apply() == 2
+
+    assert not FeedbackInbox.objects.exists()
+    assert events("email_delivered").count() == 1 and events("email_bounced").count() == 1
+    rejection = FeedbackRejection.objects.get()
+    assert rejection.reason.startswith("could not apply: KeyError") and "email_bounced" in rejection.body
+    assert broken.pk  # (kept for inspection as a rejection, not retried forever)
+
+
+def test_an_event_without_a_time_gets_the_time_it_was_received(public_client, channel):
+    from emails.models import FeedbackInbox
+
+    report = infobip_report("DELIVERED")
+    del report["results"][0]["doneAt"], report["results"][0]["sentAt"]
+    raw = json.dumps(report).encode()
+    public_client.generic("POST", "/emails/feedback/infobip", raw, content_type="application/json", **AUTH)
+    accepted = FeedbackInbox.objects.get().events[0]["event_time"]
+
+    feedback_apply()
+
+    assert events("email_delivered").get().event_time == datetime.fromisoformat(accepted)
