@@ -28,8 +28,8 @@ def stitch_pending_enqueue(count: int) -> None:
     """cdp.hooks.on_events_ingested callback: runs after the new events committed.
 
     With a broker, a worker picks the batch up within seconds (one task message while none is waiting, see
-    QUEUED). Without one (the demo), stitching runs here,
-    in-process, in a loop rather than through eager re-enqueueing (which would nest one call per batch).
+    QUEUED). Without one (the demo), stitching runs here, in-process, in a loop rather than through eager
+    re-enqueueing (which would nest one call per batch).
     CDP_STITCH_AFTER_INGEST=0 turns it off, e.g. for a bulk import stitched afterwards with `manage.py restitch`.
     """
     if not settings.CDP_STITCH_AFTER_INGEST:

@@ -228,7 +228,8 @@ PARSERS = {"brevo": brevo_parse, "infobip": infobip_parse}
 
 @transaction.atomic
 def _apply(event: Canonical, provider: str) -> bool:
-    """Record one canonical event and its consequences; False when it was recorded before."""
+    """Record one canonical event other than a delivery (those go through _deliveries_record, in runs) and its
+    consequences; False when it was recorded before."""
     payload = {k: v for k, v in event.payload.items() if v is not None}
     if event.type in {"spam_complaint", "unsubscribe"}:
         return email_consent_change(
@@ -243,10 +244,6 @@ def _apply(event: Canonical, provider: str) -> bool:
     if not email_event_record(type=event.type, email=event.email, payload=payload, event_time=event.event_time,
                               key=event.key):  # fmt: skip
         return False
-    if event.type == "email_delivered":
-        if address.soft_bounces_in_row:
-            EmailAddress.objects.filter(pk=address.pk).update(soft_bounces_in_row=0)
-        return True
     # email_bounced
     block_reason = None
     if payload.get("bounce_type") == "hard":
