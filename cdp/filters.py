@@ -48,9 +48,12 @@ class CustomerEventFilter(django_filters.FilterSet):
     event_time_to = django_filters.IsoDateTimeFilter(field_name="event_time", lookup_expr="lt")
     created_from = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="gte")
     created_to = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="lt")
-    customer_entity = django_filters.CharFilter(field_name="customer_entity_id")
+    customer_entity = django_filters.CharFilter(field_name="entity_link__customer_entity_id")
     stitched = StrictBooleanFilter(
-        field_name="customer_entity", lookup_expr="isnull", exclude=True, help_text="true: only stitched events."
+        field_name="entity_link__customer_entity",
+        lookup_expr="isnull",
+        exclude=True,
+        help_text="true: only stitched events.",
     )
     message_id = django_filters.CharFilter(field_name="idempotency_key")
 

@@ -200,9 +200,6 @@ class CustomerEvent(models.Model):
     idempotency_key = models.CharField(
         max_length=128, help_text="The client's message id, or a hash of the event when it sent none."
     )
-    customer_entity = models.ForeignKey(
-        CustomerEntity, null=True, blank=True, on_delete=models.SET_NULL, related_name="events", db_index=False
-    )
 
     class Meta:
         db_table = "customer_events"
@@ -213,19 +210,65 @@ class CustomerEvent(models.Model):
         indexes = [
             models.Index(fields=["source", "-event_time"], name="customer_events_source_time"),
             models.Index(fields=["-event_time"], name="customer_events_time"),
-            models.Index(
-                fields=["customer_entity", "-event_time"],
-                name="customer_events_entity_time",
-                condition=models.Q(customer_entity__isnull=False),
-            ),
-            # The stitching queue: small because stitched events leave it.
-            models.Index(
-                fields=["id"], name="customer_events_unstitched", condition=models.Q(customer_entity__isnull=True)
-            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.type} @ {self.event_time:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def customer_entity_id(self) -> str | None:
+        """The customer this event is stitched to (None: not yet), from `customer_event_entities`."""
+        try:
+            return self.entity_link.customer_entity_id
+        except CustomerEventEntity.DoesNotExist:
+            return None
+
+    @property
+    def customer_entity(self) -> CustomerEntity | None:
+        try:
+            return self.entity_link.customer_entity
+        except CustomerEventEntity.DoesNotExist:
+            return None
+
+
+class CustomerEventEntity(models.Model):
+    """Which customer an event belongs to; NULL while the event waits for stitching (the stitching queue).
+
+    Kept apart from the wide event row: an event is written once and never rewritten, while stitching moves
+    events between customers (merges, splits, rebuilds) by writing these narrow rows only. A row is created with
+    every event, by a statement-level trigger on `customer_events` (every way of storing events gets one). No
+    database foreign keys: stitching alone writes the table (a full rebuild replaces it with COPY), and raw SQL
+    that deletes events (erasure) deletes their rows first; the ORM still applies on_delete."""
+
+    event = models.OneToOneField(
+        CustomerEvent, primary_key=True, on_delete=models.CASCADE, related_name="entity_link", db_constraint=False
+    )
+    customer_entity = models.ForeignKey(
+        CustomerEntity,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="event_links",
+        db_index=False,
+        db_constraint=False,
+    )
+
+    class Meta:
+        db_table = "customer_event_entities"
+        indexes = [
+            models.Index(
+                fields=["customer_entity"],
+                name="customer_event_entities_entity",
+                condition=models.Q(customer_entity__isnull=False),
+            ),
+            # The stitching queue: small because stitched events leave it.
+            models.Index(
+                fields=["event"], name="customer_events_unstitched", condition=models.Q(customer_entity__isnull=True)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"event {self.event_id} → {self.customer_entity_id or 'not stitched'}"
 
 
 class GlobalSetting(models.Model):

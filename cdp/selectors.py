@@ -20,7 +20,7 @@ from cdp.models import (
 
 
 def events_list() -> QuerySet[CustomerEvent]:
-    return CustomerEvent.objects.select_related("source", "customer_entity").order_by("-event_time", "-id")
+    return CustomerEvent.objects.select_related("source", "entity_link__customer_entity").order_by("-event_time", "-id")
 
 
 def entities_list() -> QuerySet[CustomerEntity]:
@@ -57,14 +57,14 @@ def attributes_list() -> QuerySet[Attribute]:
 
 
 def entity_events_list(*, entity_id: str) -> QuerySet[CustomerEvent]:
-    """One customer's events, newest first (the partial index on (customer_entity, -event_time) serves it)."""
-    return events_list().filter(customer_entity_id=entity_id)
+    """One customer's events, newest first (found through the entity index of customer_event_entities)."""
+    return events_list().filter(entity_link__customer_entity_id=entity_id)
 
 
 def entity_event_counts(*, entity_id: str) -> dict[str, Any]:
     """A customer's events counted per source and type (one query), with per-source, per-type and total sums."""
     rows = list(
-        CustomerEvent.objects.filter(customer_entity_id=entity_id)
+        CustomerEvent.objects.filter(entity_link__customer_entity_id=entity_id)
         .values("source_id", "source__slug", "type")
         .annotate(count=Count("id"), first_event_time=Min("event_time"), last_event_time=Max("event_time"))
         .order_by("source__slug", "type")

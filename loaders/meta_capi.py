@@ -27,6 +27,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.db.models import F
+
 from cdp.selectors import events_list
 from loaders.base import ConfigField, Customer, LoadContext, Loader, LoaderError, LoadResult, batched, first_values
 from loaders.hashing import hash_values
@@ -143,17 +145,18 @@ class MetaConversionsLoader(Loader):
             events_list()
             .select_related(None)
             .filter(
-                customer_entity_id__in=list(by_id),
+                entity_link__customer_entity_id__in=list(by_id),
                 type__in=self.config["event_types"],
                 event_time__gt=now - MAX_AGE + AGE_MARGIN,
                 event_time__lte=now + timedelta(minutes=1),
             )
-            .order_by("customer_entity_id", "event_time", "id")
-            .only("id", "type", "event_time", "payload", "idempotency_key", "customer_entity_id")
+            .annotate(entity_id=F("entity_link__customer_entity_id"))
+            .order_by("entity_id", "event_time", "id")
+            .only("id", "type", "event_time", "payload", "idempotency_key")
         )
         events = []
         for event in rows.iterator(chunk_size=2000):
-            entity_id = event.customer_entity_id
+            entity_id = event.entity_id
             if entity_id not in users:
                 users[entity_id] = self.user_data(by_id[entity_id])
             events.append(self.server_event(event, users[entity_id]))

@@ -62,7 +62,7 @@ def refused_links_list() -> QuerySet[EventIdentifier]:
     Served by the partial index on status != linked."""
     return (
         EventIdentifier.objects.exclude(status=EventIdentifier.Status.LINKED)
-        .select_related("identifier", "identifier__category", "event", "event__source", "rule")
+        .select_related("identifier", "identifier__category", "event", "event__source", "event__entity_link", "rule")
         .order_by("-id")
     )
 
@@ -126,13 +126,14 @@ def identity_graph(entity_id: str, *, limit: int = GRAPH_DEFAULT_EVENTS) -> dict
     At most `limit` events: first the event that first brought each identifier (so every identifier shows how it
     arrived), then the newest events. `truncated` is true when events or identifiers were left out."""
     limit = max(1, min(limit, GRAPH_MAX_EVENTS))
-    event_count = _rows("SELECT count(*) FROM customer_events WHERE customer_entity_id = %s", [entity_id])[0][0]
+    event_count = _rows("SELECT count(*) FROM customer_event_entities WHERE customer_entity_id = %s", [entity_id])[0][0]
     # The first event that brought each identifier (earliest event time, then lowest id: deterministic).
     firsts = _rows(
         """
         SELECT DISTINCT ON (ei.identifier_id) ei.identifier_id, e.id, e.event_time
-        FROM customer_events e JOIN stitching_event_identifiers ei ON ei.event_id = e.id
-        WHERE e.customer_entity_id = %s
+        FROM customer_event_entities a JOIN customer_events e ON e.id = a.event_id
+        JOIN stitching_event_identifiers ei ON ei.event_id = e.id
+        WHERE a.customer_entity_id = %s
         ORDER BY ei.identifier_id, e.event_time, e.id
         """,
         [entity_id],
@@ -147,7 +148,8 @@ def identity_graph(entity_id: str, *, limit: int = GRAPH_DEFAULT_EVENTS) -> dict
             chosen.append(event_id)
     if len(chosen) < limit:
         newest = _rows(
-            "SELECT id FROM customer_events WHERE customer_entity_id = %s ORDER BY event_time DESC, id DESC LIMIT %s",
+            "SELECT e.id FROM customer_event_entities a JOIN customer_events e ON e.id = a.event_id "
+            "WHERE a.customer_entity_id = %s ORDER BY e.event_time DESC, e.id DESC LIMIT %s",
             [entity_id, limit],
         )
         for (event_id,) in newest:

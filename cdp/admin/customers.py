@@ -22,7 +22,7 @@ from unfold.utils import parse_datetime_str
 from cdp.admin.base import FeatureAccessMixin, render_confirmation, user_has_feature
 from cdp.admin.profile import profile_context
 from cdp.features import Feature
-from cdp.models import CustomerEntity, CustomerEvent, DataSource
+from cdp.models import CustomerEntity, CustomerEvent, CustomerEventEntity, DataSource
 from cdp.selectors import entities_list, events_list
 from cdp.services.erasure import entity_erase
 
@@ -76,9 +76,25 @@ class StitchedFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value() == "yes":
-            return queryset.filter(customer_entity__isnull=False)
+            return queryset.filter(entity_link__customer_entity__isnull=False)
         if self.value() == "no":
-            return queryset.filter(customer_entity__isnull=True)
+            return queryset.filter(entity_link__customer_entity__isnull=True)
+        return queryset
+
+
+class CustomerFilter(admin.SimpleListFilter):
+    """One customer's events (?customer_entity=<id>, the profile's "all events" link); shown only when set."""
+
+    title = "customer"
+    parameter_name = "customer_entity"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        value = request.GET.get(self.parameter_name)
+        return [(value, value)] if value else []
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value():
+            return queryset.filter(entity_link__customer_entity_id=self.value().strip().lower())
         return queryset
 
 
@@ -112,12 +128,13 @@ class CustomerEventAdmin(FeatureAccessMixin, ModelAdmin):
     view_feature = Feature.CUSTOMERS_VIEW
 
     list_display = ("event_time_display", "type", "source", "customer_entity_display", "received_display")
-    list_select_related = ("source",)
+    list_select_related = ("source", "entity_link")
     list_filter = (
         ("source", RelatedDropdownFilter),
         EventTypeFilter,
         ("event_time", EventTimeRangeFilter),
         StitchedFilter,
+        CustomerFilter,
     )
     list_filter_submit = True
     search_fields = ("idempotency_key",)  # searched by get_search_results, exactly and through indexes
@@ -233,8 +250,8 @@ class CustomerEntityAdmin(FeatureAccessMixin, ModelAdmin):
 
     @display(description="Number of events")
     def events_count(self, obj: CustomerEntity) -> int:
-        # One entity's events, counted through the (customer_entity, event_time) index: fine on a detail page.
-        return CustomerEvent.objects.filter(customer_entity_id=obj.pk).count()
+        # One entity's events, counted through the entity index of customer_event_entities: fine on a detail page.
+        return CustomerEventEntity.objects.filter(customer_entity_id=obj.pk).count()
 
     def has_erase_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return user_has_feature(request, Feature.CUSTOMERS_ERASE)
@@ -260,7 +277,7 @@ class CustomerEntityAdmin(FeatureAccessMixin, ModelAdmin):
         entity = get_object_or_404(CustomerEntity, pk=str(object_id).lower())
         change_url = reverse("admin:cdp_customerentity_change", args=[entity.pk])
         if request.method != "POST" or request.POST.get("confirm") != "yes":
-            events = CustomerEvent.objects.filter(customer_entity_id=entity.pk).count()
+            events = CustomerEventEntity.objects.filter(customer_entity_id=entity.pk).count()
             return render_confirmation(
                 request,
                 self,

@@ -120,7 +120,7 @@ def header_identifiers(entity: CustomerEntity) -> list[dict[str, Any]]:
 def timeline(entity: CustomerEntity) -> list[CustomerEvent]:
     """The newest events, each with `payload_text` (pretty JSON for the expandable payload)."""
     events = list(
-        CustomerEvent.objects.filter(customer_entity_id=entity.pk)
+        CustomerEvent.objects.filter(entity_link__customer_entity_id=entity.pk)
         .select_related("source")
         .order_by("-event_time", "-id")[:TIMELINE_EVENTS]
     )
@@ -153,5 +153,5 @@ def profile_context(entity: CustomerEntity) -> dict[str, Any]:
 
 
 def _first_event_time(entity: CustomerEntity) -> datetime | None:
-    first = CustomerEvent.objects.filter(customer_entity_id=entity.pk).order_by("event_time", "id").first()
+    first = CustomerEvent.objects.filter(entity_link__customer_entity_id=entity.pk).order_by("event_time", "id").first()
     return first.event_time if first else None

@@ -110,7 +110,9 @@ class DataSourceBriefSerializer(serializers.ModelSerializer):
 
 class CustomerEventSerializer(serializers.ModelSerializer):
     source = ExpandableRelatedField(read_only=True, full_serializer=DataSourceBriefSerializer)
-    customer_entity = ExpandableRelatedField(read_only=True, full_serializer=CustomerEntitySerializer)
+    customer_entity = ExpandableRelatedField(
+        source="entity_link.customer_entity", read_only=True, full_serializer=CustomerEntitySerializer
+    )
     message_id = serializers.CharField(source="idempotency_key", read_only=True)
 
     class Meta:

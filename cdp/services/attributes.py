@@ -475,15 +475,16 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
         else:  # pragma: no cover - ALLOWED_TYPES covers every computation
             raise ValueError(f"unknown computation {computation!r}")
 
-    ids_filter = "" if all_entities else "WHERE e.customer_entity_id = ANY(%(ids)s::varchar[])"
+    ids_filter = (
+        "a.customer_entity_id IS NOT NULL" if all_entities else "a.customer_entity_id = ANY(%(ids)s::varchar[])"
+    )
     path_columns = "".join(f", e.payload #> {_lit(_path_array(p))}::text[] AS {c}" for p, c in paths.items())
     events = (
-        # Newest first, so first / last values need no per-customer sort (the entity-time index gives this order
-        # almost for free); OFFSET 0 keeps the subquery (and its order) from being flattened into the aggregate,
-        # and extracts each payload path once per event.
-        f"SELECT e.customer_entity_id AS eid, e.id, e.source_id, e.type, e.event_time{path_columns} "
-        f"FROM customer_events e {ids_filter or 'WHERE e.customer_entity_id IS NOT NULL'} "
-        f"ORDER BY e.customer_entity_id, e.event_time DESC, e.id DESC OFFSET 0"
+        # Newest first, so first / last values need no per-customer sort; OFFSET 0 keeps the subquery (and its
+        # order) from being flattened into the aggregate, and extracts each payload path once per event.
+        f"SELECT a.customer_entity_id AS eid, e.id, e.source_id, e.type, e.event_time{path_columns} "
+        f"FROM customer_event_entities a JOIN customer_events e ON e.id = a.event_id WHERE {ids_filter} "
+        f"ORDER BY a.customer_entity_id, e.event_time DESC, e.id DESC OFFSET 0"
     )
     ev = f"SELECT x.eid, {', '.join(event_aggs) or 'NULL AS none'} FROM ({events}) x GROUP BY x.eid"
     categories = sorted({a.category for a in attributes if a.computation == C.IDENTIFIER_VALUES})

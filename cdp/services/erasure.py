@@ -51,7 +51,7 @@ def _entity_erase_once(*, entity_id: str, user: User | None) -> ErasureReport:
         cursor.execute(
             """
             CREATE TEMP TABLE erase_events ON COMMIT DROP AS
-            SELECT id FROM customer_events WHERE customer_entity_id = %s
+            SELECT event_id AS id FROM customer_event_entities WHERE customer_entity_id = %s
             """,
             [entity_id],
         )
@@ -69,6 +69,7 @@ def _entity_erase_once(*, entity_id: str, user: User | None) -> ErasureReport:
         cursor.execute(
             "UPDATE stitching_entitychange SET event_id = NULL WHERE event_id IN (SELECT id FROM erase_events)"
         )
+        cursor.execute("DELETE FROM customer_event_entities WHERE event_id IN (SELECT id FROM erase_events)")
         cursor.execute("DELETE FROM customer_events WHERE id IN (SELECT id FROM erase_events)")
         events = cursor.rowcount
         # Identifiers no other event carries. One still carried by another customer's event (a refused or shared

@@ -30,7 +30,7 @@ class RefusedLinkFilter(django_filters.FilterSet):
         choices=[c for c in EventIdentifier.Status.choices if c[0] != EventIdentifier.Status.LINKED]
     )
     category = django_filters.CharFilter(field_name="identifier__category_id", help_text="Category id.")
-    customer_entity = django_filters.CharFilter(field_name="event__customer_entity_id")
+    customer_entity = django_filters.CharFilter(field_name="event__entity_link__customer_entity_id")
 
     class Meta:
         model = EventIdentifier

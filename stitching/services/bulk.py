@@ -5,14 +5,15 @@ identifiers are extracted in SQL (one `INSERT ... SELECT` per rule, with the SQL
 junk test), a union-find in Python over (event, identifier) pairs finds the raw components, and a component
 that cannot trigger a limit or a hub (each limited category within its limit, and at most `hub_limit`
 identifiers, which bounds the merges any identifier can make) *is* its partition. The rare others go through
-`partition_compute` like incremental stitching does. Assignments are written back with COPY into a temporary
-table and one `UPDATE ... FROM`; new entities are created with COPY.
+`partition_compute` like incremental stitching does. New entities are created with COPY.
 
-Bulk writes: a rebuild that moves at least REWRITE_MIN_EVENTS events drops customer_events' entity foreign key
-and secondary indexes around its UPDATE and builds them again after it; a first stitch (empty entity, identifier
-and edge tables) does the same for those tables around their inserts. Each such table stays ACCESS EXCLUSIVE
-locked until commit: reads of events and ingestion wait for a big rebuild to finish. Identity-graph edges are
-otherwise written as a difference, so rebuilding unchanged data writes almost nothing.
+Bulk writes: the event → customer assignments live in the narrow `customer_event_entities` (the wide event rows
+are never rewritten). A rebuild that moves at least REWRITE_MIN_EVENTS events replaces that table with COPY; a
+smaller one updates the rows that change. A first stitch (empty entity, identifier and edge tables) drops those
+tables' non-unique indexes around its inserts and builds them after. Ingestion waits for a rebuild to commit
+(the assignments table is locked EXCLUSIVE from the start: new events could not get their row); a replaced or
+first-filled table stays ACCESS EXCLUSIVE locked until commit. Identity-graph edges are otherwise written as a
+difference, so rebuilding unchanged data writes almost nothing.
 
 Entity ids: a group keeps the oldest (created, id) existing entity among its events not taken by a group with a
 smaller first event id; otherwise it gets a new id. A rebuild records no merge or split history.
@@ -55,12 +56,15 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
         raw = connection.connection
         with raw.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, GLOBAL_LOCK_KEY])
+            # New events wait until the rebuild commits (their trigger inserts into this table): every event the
+            # rebuild reads keeps its row, and none appears unseen (a big rebuild replaces the whole table).
+            # Reads go on.
+            cur.execute("LOCK TABLE customer_event_entities IN EXCLUSIVE MODE")
             temporary = ("st_pairs", "st_ids", "st_edges", "st_assign", "st_refused", "st_final", "st_owner")
             temporary += ("st_stale",)
             for table in temporary:
                 cur.execute(f"DROP TABLE IF EXISTS {table}")  # left by an earlier run in the same transaction
-            # Deferred foreign-key checks pending in this transaction must run before customer_events can be
-            # altered (_events_rewrite_begin).
+            # Deferred foreign-key checks pending in this transaction must run before an index can be dropped.
             cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
             cur.execute("SET CONSTRAINTS ALL DEFERRED")
             # Sorts and hashes over every event in memory rather than in temporary files.
@@ -79,13 +83,20 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             )
             edge_events, edge_identifiers, edge_codes = binary.fetchone()
             binary.execute(
-                "SELECT coalesce(array_agg(id ORDER BY id), '{}'), "
-                "coalesce(array_agg(customer_entity_id ORDER BY id), '{}') FROM customer_events WHERE source_id <> %s",
-                [system],
+                "SELECT coalesce(array_agg(event_id ORDER BY event_id), '{}'), "
+                "coalesce(array_agg(customer_entity_id ORDER BY event_id), '{}') FROM customer_event_entities",
                 binary=True,
             )
-            event_ids, old_entities = binary.fetchone()
+            all_ids, all_entities = binary.fetchone()
             binary.close()
+            # System events (merges, splits) are few and never stitched: they keep their entity or follow its heir.
+            cur.execute("SELECT id FROM customer_events WHERE source_id = %s", [system])
+            system_ids = {row[0] for row in cur.fetchall()}
+            if system_ids:
+                kept = [k for k, e in enumerate(all_ids) if e not in system_ids]
+                event_ids, old_entities = [all_ids[k] for k in kept], [all_entities[k] for k in kept]
+            else:
+                event_ids, old_entities = all_ids, all_entities
             mark("fetch")
 
             # Union-find over events; an identifier joins the component of the first event that carried it.
@@ -186,7 +197,8 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 rebuilt = _indexes_drop_when_empty(cur, "customer_entities")
                 with cur.copy("COPY customer_entities (id, created, modified, attributes) FROM STDIN") as copy:
                     stamp = now.isoformat()
-                    copy.write("".join(f"{x}\t{stamp}\t{stamp}\t{{}}\n" for x in new_entities))
+                    # In id order: the primary key grows at its right edge instead of splitting pages all over.
+                    copy.write("".join(f"{x}\t{stamp}\t{stamp}\t{{}}\n" for x in sorted(new_entities)))
                 _indexes_create(cur, rebuilt)
             report.entities_created = len(new_entities)
             mark("entities")
@@ -203,30 +215,31 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                         touched.add(old)
                 if old and old not in taken and old not in heirs:
                     heirs[old] = entity
-            cur.execute("CREATE TEMP TABLE st_assign (event_id bigint, entity_id text) ON COMMIT DROP")
-            with cur.copy("COPY st_assign (event_id, entity_id) FROM STDIN") as copy:
-                copy.write("".join(f"{e}\t{x}\n" for e, x in moves))
-            cur.execute("ANALYZE st_assign")  # temporary tables have no statistics: without them, nested loops
-            mark("assign_copy")
-            rebuilt = _events_rewrite_begin(cur) if len(moves) >= REWRITE_MIN_EVENTS else None
-            cur.execute(
-                "UPDATE customer_events e SET customer_entity_id = a.entity_id FROM st_assign a WHERE e.id = a.event_id"
-            )
-            report.events = len(moves)
-            mark("events_update")
-            if rebuilt is not None:
-                _events_rewrite_end(cur, rebuilt)
-                mark("events_reindex")
-            if heirs:
-                # Entities left without events: their system events follow the heir, then they go.
-                gone, heir = zip(*sorted(heirs.items()), strict=True)
+            if len(moves) >= REWRITE_MIN_EVENTS:
+                _assignments_replace(cur, all_ids, all_entities, system_ids, group_of, group_entity, heirs)
+                mark("events_assign")
+            else:
+                cur.execute("CREATE TEMP TABLE st_assign (event_id bigint, entity_id text) ON COMMIT DROP")
+                with cur.copy("COPY st_assign (event_id, entity_id) FROM STDIN") as copy:
+                    copy.write("".join(f"{e}\t{x}\n" for e, x in moves))
+                cur.execute("ANALYZE st_assign")  # temporary tables have no statistics: without them, nested loops
                 cur.execute(
-                    "UPDATE customer_events e SET customer_entity_id = h.heir "
-                    "FROM unnest(%s::text[], %s::text[]) AS h(old, heir) WHERE e.customer_entity_id = h.old",
-                    [list(gone), list(heir)],
+                    "UPDATE customer_event_entities a SET customer_entity_id = s.entity_id FROM st_assign s "
+                    "WHERE a.event_id = s.event_id"
                 )
-                cur.execute("DELETE FROM customer_entities WHERE id = ANY(%s)", [list(gone)])
-                report.entities_deleted = len(gone)
+                if heirs:
+                    # Entities left without events: their system events follow the heir.
+                    gone, heir = zip(*sorted(heirs.items()), strict=True)
+                    cur.execute(
+                        "UPDATE customer_event_entities a SET customer_entity_id = h.heir "
+                        "FROM unnest(%s::text[], %s::text[]) AS h(old, heir) WHERE a.customer_entity_id = h.old",
+                        [list(gone), list(heir)],
+                    )
+                mark("events_assign")
+            report.events = len(moves)
+            if heirs:
+                cur.execute("DELETE FROM customer_entities WHERE id = ANY(%s)", [sorted(heirs)])
+                report.entities_deleted = len(heirs)
                 mark("heirs")
             # The customers that got events queue for their attributes: in id order, so the queue's index grows
             # at its right edge instead of splitting pages all over (hundreds of thousands of random uuids).
@@ -304,7 +317,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             # Every row changed: fresh statistics, or the planner keeps believing no event is stitched (and picks
             # nested loops over the entity index for incremental stitching's lookups).
             for table in (
-                "customer_events (customer_entity_id)",  # the only column of it that changed
+                "customer_event_entities",
                 "customer_entities",
                 "stitching_identifiers",
                 "stitching_event_identifiers",
@@ -320,56 +333,27 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
     return report
 
 
-# A rebuild that moves at least this many events rewrites customer_events in bulk (_events_rewrite_begin).
+# A rebuild that moves at least this many events replaces customer_event_entities (_assignments_replace) instead
+# of updating the rows that change.
 REWRITE_MIN_EVENTS = 50_000
-# Indexes of customer_events dropped before such a rewrite and built again after it: one sort each instead of an
-# index insertion per updated row (an update that changes the entity is never HOT). The primary key and the
-# idempotency constraint stay.
-REWRITE_INDEXES = (
-    "customer_events_entity_time",
-    "customer_events_unstitched",
-    "customer_events_source_time",
-    "customer_events_time",
-)
+NULL = "\\N"  # COPY's text format
 
 
-def _events_rewrite_begin(cur) -> tuple[list[str], list[tuple[str, str]]]:
-    """Before updating most events' entity: drop the entity foreign key (its deferred check would run once per
-    row at commit) and the indexes in REWRITE_INDEXES. Takes an ACCESS EXCLUSIVE lock on customer_events until
-    commit (the rebuild already excludes stitching). Returns what _events_rewrite_end recreates."""
-    cur.execute(
-        "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'customer_events' "
-        "AND indexname = ANY(%s)",
-        [list(REWRITE_INDEXES)],
-    )
-    indexes = [row[0] for row in cur.fetchall()]
-    cur.execute(
-        "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
-        "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey) "
-        "WHERE c.conrelid = 'customer_events'::regclass AND c.contype = 'f' AND a.attname = 'customer_entity_id'"
-    )
-    constraints = cur.fetchall()
-    for name, _ in constraints:
-        cur.execute(f'ALTER TABLE customer_events DROP CONSTRAINT "{name}"')
-    for name in REWRITE_INDEXES:
-        cur.execute(f'DROP INDEX IF EXISTS "{name}"')
-    return indexes, constraints
-
-
-def _events_rewrite_end(cur, rebuilt: tuple[list[str], list[tuple[str, str]]]) -> None:
-    """Recreate what _events_rewrite_begin dropped: each index is one sort, the foreign key one validating join."""
-    indexes, constraints = rebuilt
-    # Deferred checks still pending on the table (rows inserted earlier in this same transaction) must run first.
-    cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
-    cur.execute("SET CONSTRAINTS ALL DEFERRED")
-    cur.execute("SET LOCAL maintenance_work_mem = '512MB'")
-    for definition in indexes:
-        cur.execute(definition)
-    # Statistics first: with the old ones (every entity NULL) the validating query of the foreign key is planned
-    # as a nested loop over a million index probes instead of one hash anti-join.
-    cur.execute("ANALYZE customer_events (customer_entity_id)")
-    for name, definition in constraints:
-        cur.execute(f'ALTER TABLE customer_events ADD CONSTRAINT "{name}" {definition}')
+def _assignments_replace(cur, event_ids, old_entities, system_ids, group_of, group_entity, heirs) -> None:
+    """Write every event's customer: TRUNCATE customer_event_entities and COPY all rows back, the partial indexes
+    dropped around the COPY and built again after it (one sort each). The caller holds the table locked."""
+    cur.execute("TRUNCATE customer_event_entities")
+    rebuilt = _indexes_drop_when_empty(cur, "customer_event_entities")
+    lines = []
+    for e, old in zip(event_ids, old_entities, strict=True):
+        if e in system_ids:
+            entity = heirs.get(old, old) if old else NULL
+        else:
+            entity = group_entity[group_of[e]]
+        lines.append(f"{e}\t{entity}\n")
+    with cur.copy("COPY customer_event_entities (event_id, customer_entity_id) FROM STDIN") as copy:
+        copy.write("".join(lines))
+    _indexes_create(cur, rebuilt)
 
 
 def _indexes_drop_when_empty(cur, table: str) -> list[str] | None:

@@ -142,10 +142,10 @@ def _restitch_on_commit(*, identifier_ids: Iterable[int] = (), entity_ids: Itera
 
 def _rule_affected_entity_ids(*, source_id: int, event_type: str) -> list[str]:
     """Entities holding events a rule applies to: their components may split or join when the rule changes."""
-    events = CustomerEvent.objects.filter(source_id=source_id, customer_entity__isnull=False)
+    events = CustomerEvent.objects.filter(source_id=source_id, entity_link__customer_entity__isnull=False)
     if event_type != StitchingRule.ANY_TYPE:
         events = events.filter(type=event_type)
-    return list(events.values_list("customer_entity_id", flat=True).distinct())
+    return list(events.values_list("entity_link__customer_entity_id", flat=True).distinct())
 
 
 def _matching_identifier_ids(*, category: StitchingCategory | None, value: str) -> list[int]:
@@ -375,9 +375,9 @@ def hub_review_decide(*, review: HubReview, approve: bool, user: User | None = N
     entity_ids = (
         CustomerEvent.objects.filter(
             Q(pk__in=EventIdentifier.objects.filter(identifier=identifier).values("event_id")),
-            customer_entity__isnull=False,
+            entity_link__customer_entity__isnull=False,
         )
-        .values_list("customer_entity_id", flat=True)
+        .values_list("entity_link__customer_entity_id", flat=True)
         .distinct()
     )
     _restitch_on_commit(identifier_ids=[identifier.pk], entity_ids=list(entity_ids))

@@ -117,8 +117,7 @@ def restitch(
     while True:
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT id, customer_entity_id FROM customer_events WHERE source_id = %s AND id > %s "
-                "ORDER BY id LIMIT %s",
+                "SELECT id FROM customer_events WHERE source_id = %s AND id > %s ORDER BY id LIMIT %s",
                 [source.pk, last_id, batch],
             )
             rows = cursor.fetchall()
@@ -177,9 +176,11 @@ def _stitch_pending_once(limit: int) -> StitchReport:
     config = config_load()
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_NAMESPACE, GLOBAL_LOCK_KEY])
+        # The queue: events whose row in customer_event_entities has no customer yet (a partial index).
         cursor.execute(
-            "SELECT id, source_id, type, payload::text, event_time FROM customer_events "
-            "WHERE customer_entity_id IS NULL ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+            "SELECT e.id, e.source_id, e.type, e.payload::text, e.event_time FROM customer_events e JOIN "
+            "(SELECT event_id FROM customer_event_entities WHERE customer_entity_id IS NULL ORDER BY event_id "
+            "LIMIT %s FOR UPDATE SKIP LOCKED) q ON q.event_id = e.id ORDER BY e.id",
             [limit],
         )
         claimed = cursor.fetchall()
@@ -199,7 +200,8 @@ def _restitch_once(identifier_ids, entity_ids, *, event_ids: Iterable[int] = ())
         # The seeds: events carrying these identifiers (whatever their status), events of these entities.
         cursor.execute(
             "SELECT e.id, e.source_id, e.type, e.payload::text FROM customer_events e WHERE e.source_id <> %s AND "
-            "(e.id = ANY(%s) OR e.customer_entity_id = ANY(%s) OR e.id IN "
+            "(e.id = ANY(%s) OR e.id IN "
+            "(SELECT event_id FROM customer_event_entities WHERE customer_entity_id = ANY(%s)) OR e.id IN "
             "(SELECT event_id FROM stitching_event_identifiers WHERE identifier_id = ANY(%s))) ORDER BY e.id",
             [system, list(event_ids), list(entity_ids), list(identifier_ids)],
         )
@@ -368,8 +370,8 @@ def _attach_simple(
         for entity, category, n in cursor.fetchall():
             counts[entity][category] = n
         cursor.execute(
-            "SELECT e.customer_entity_id FROM stitching_event_identifiers ei JOIN customer_events e "
-            "ON e.id = ei.event_id WHERE ei.status IN ('limit', 'held') AND e.customer_entity_id = ANY(%(e)s) "
+            "SELECT a.customer_entity_id FROM stitching_event_identifiers ei JOIN customer_event_entities a "
+            "ON a.event_id = ei.event_id WHERE ei.status IN ('limit', 'held') AND a.customer_entity_id = ANY(%(e)s) "
             "UNION SELECT i.customer_entity_id FROM stitching_event_identifiers ei JOIN stitching_identifiers i "
             "ON i.id = ei.identifier_id WHERE ei.status IN ('limit', 'held') AND i.customer_entity_id = ANY(%(e)s)",
             {"e": entities},
@@ -414,8 +416,8 @@ def _attach_simple(
         )
     event_ids = sorted(assign)
     cursor.execute(
-        "UPDATE customer_events e SET customer_entity_id = m.entity FROM unnest(%s::bigint[], %s::text[]) "
-        "AS m(id, entity) WHERE e.id = m.id",
+        "UPDATE customer_event_entities a SET customer_entity_id = m.entity FROM unnest(%s::bigint[], %s::text[]) "
+        "AS m(id, entity) WHERE a.event_id = m.id",
         [event_ids, [assign[e] for e in event_ids]],
     )
     first_seen: dict[int, datetime] = {}
@@ -459,7 +461,7 @@ def entity_component_lock(entity_id: str) -> None:
                 SELECT i.category_id, i.value FROM stitching_identifiers i
                 WHERE i.customer_entity_id = %s OR i.id IN (
                     SELECT ei.identifier_id FROM stitching_event_identifiers ei
-                    JOIN customer_events e ON e.id = ei.event_id WHERE e.customer_entity_id = %s)
+                    JOIN customer_event_entities a ON a.event_id = ei.event_id WHERE a.customer_entity_id = %s)
                 """,
                 [entity_id, entity_id],
             )
@@ -558,7 +560,8 @@ def _component_discover(cursor, events: set[int], identifiers: set[int], entitie
             found_events |= {r[0] for r in cursor.fetchall()}
         if new_entities:
             cursor.execute(
-                "SELECT id FROM customer_events WHERE customer_entity_id = ANY(%s) AND source_id <> %s",
+                "SELECT e.id FROM customer_event_entities a JOIN customer_events e ON e.id = a.event_id "
+                "WHERE a.customer_entity_id = ANY(%s) AND e.source_id <> %s",
                 [list(new_entities), system],
             )
             found_events |= {r[0] for r in cursor.fetchall()}
@@ -569,11 +572,11 @@ def _component_discover(cursor, events: set[int], identifiers: set[int], entitie
                 [list(new_events)],
             )
             found_identifiers = {r[0] for r in cursor.fetchall()}
-            # A join on unnest, not `id = ANY(...)`: with a long list the planner would rather scan the partial
-            # entity index than probe the primary key.
+            # A join on unnest, not `event_id = ANY(...)`: with a long list the planner would rather scan the
+            # partial entity index than probe the primary key.
             cursor.execute(
-                "SELECT DISTINCT e.customer_entity_id FROM unnest(%s::bigint[]) AS t(id) "
-                "JOIN customer_events e ON e.id = t.id WHERE e.customer_entity_id IS NOT NULL",
+                "SELECT DISTINCT a.customer_entity_id FROM unnest(%s::bigint[]) AS t(id) "
+                "JOIN customer_event_entities a ON a.event_id = t.id WHERE a.customer_entity_id IS NOT NULL",
                 [list(new_events)],
             )
             found_entities = {r[0] for r in cursor.fetchall()}
@@ -594,7 +597,8 @@ def _component_write(
     report = StitchReport(components=1)
     ids = list(event_ids)
     cursor.execute(
-        "SELECT id, event_time, source_id, idempotency_key, customer_entity_id FROM customer_events WHERE id = ANY(%s)",
+        "SELECT e.id, e.event_time, e.source_id, e.idempotency_key, a.customer_entity_id FROM customer_events e "
+        "LEFT JOIN customer_event_entities a ON a.event_id = e.id WHERE e.id = ANY(%s)",
         [ids],
     )
     nodes: dict[int, EventNode] = {}
@@ -639,8 +643,8 @@ def _component_write(
     ]
     if moves:
         cursor.execute(
-            "UPDATE customer_events e SET customer_entity_id = m.entity FROM unnest(%s::bigint[], %s::text[]) "
-            "AS m(id, entity) WHERE e.id = m.id",
+            "UPDATE customer_event_entities a SET customer_entity_id = m.entity "
+            "FROM unnest(%s::bigint[], %s::text[]) AS m(id, entity) WHERE a.event_id = m.id",
             [[m[0] for m in moves], [m[1] for m in moves]],
         )
     report.events = len(moves)
@@ -701,8 +705,8 @@ def _component_write(
                 if old in gone and old not in heirs:
                     heirs[old] = group_entity[g]
         cursor.execute(
-            "UPDATE customer_events e SET customer_entity_id = h.heir FROM unnest(%s::text[], %s::text[]) "
-            "AS h(old, heir) WHERE e.customer_entity_id = h.old",
+            "UPDATE customer_event_entities a SET customer_entity_id = h.heir FROM unnest(%s::text[], %s::text[]) "
+            "AS h(old, heir) WHERE a.customer_entity_id = h.old",
             [gone, [heirs[o] for o in gone]],
         )
         cursor.execute("DELETE FROM customer_entities WHERE id = ANY(%s)", [gone])
@@ -818,16 +822,24 @@ def _change_emit(cursor, *, kind, entity_id, others, event_id, identifier_id, ca
         payload = {"entity_id": entity_id, "split_entity_ids": others}
     payload.update(event_id=event_id, identifier_category=category, change_id=change.pk)
     system = system or system_source_get().pk
+    # The insert trigger gives the event its row in customer_event_entities; it is attached to the entity at once
+    # (system events never enter the stitching queue).
     cursor.execute(
-        "INSERT INTO customer_events (source_id, type, event_time, payload, idempotency_key, customer_entity_id) "
-        "VALUES (%s, %s, %s, %s::jsonb, %s, %s) ON CONFLICT (source_id, idempotency_key) DO NOTHING",
-        [system, event_type, now, orjson.dumps(payload).decode(), f"change:{change.pk}", entity_id],
+        "WITH e AS (INSERT INTO customer_events (source_id, type, event_time, payload, idempotency_key) "
+        "VALUES (%s, %s, %s, %s::jsonb, %s) ON CONFLICT (source_id, idempotency_key) DO NOTHING RETURNING id) "
+        "SELECT id FROM e",
+        [system, event_type, now, orjson.dumps(payload).decode(), f"change:{change.pk}"],
     )
+    row = cursor.fetchone()
+    if row:
+        cursor.execute(
+            "UPDATE customer_event_entities SET customer_entity_id = %s WHERE event_id = %s", [entity_id, row[0]]
+        )
 
 
 def _unstitched_exists() -> bool:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT EXISTS (SELECT 1 FROM customer_events WHERE customer_entity_id IS NULL)")
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM customer_event_entities WHERE customer_entity_id IS NULL)")
         return cursor.fetchone()[0]
 
 

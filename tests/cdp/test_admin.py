@@ -14,6 +14,7 @@ from cdp.services.auth import role_create, token_authenticate, token_create, use
 from cdp.services.data_sources import data_source_by_write_key, data_source_create
 from cdp.services.events import event_record_build, events_ingest
 from cdp.services.global_settings import global_setting_get, global_setting_set
+from tests.entities import events_attach
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -47,7 +48,7 @@ def entity(db):
 def events(web_source, app_source, entity):
     """Three events: two web (one stitched), one app."""
     purchase = ingest(web_source, "purchase", T0, {"order": {"id": "o-1", "total": 42}}, message_id="msg-purchase")
-    CustomerEvent.objects.filter(pk=purchase.pk).update(customer_entity=entity)
+    events_attach([purchase], entity)
     page_view = ingest(web_source, "page_view", T0 - timedelta(days=3), {"url": "/home"}, message_id="msg-page")
     app_open = ingest(app_source, "app_open", T0 - timedelta(hours=1), {"device": "ios"})
     return {"purchase": purchase, "page_view": page_view, "app_open": app_open}

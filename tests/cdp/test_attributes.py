@@ -13,13 +13,14 @@ from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cdp.models import Attribute, CustomerEntity, CustomerEvent, StaleEntity
+from cdp.models import Attribute, CustomerEntity, StaleEntity
 from cdp.services import attributes as svc
 from cdp.services.attributes import entities_mark_stale
 from cdp.services.data_sources import data_source_create
 from cdp.services.events import event_record_build, events_ingest
 from cdp.tasks import attributes_recompute as attributes_recompute_task
 from stitching.models import Identifier, StitchingCategory
+from tests.entities import events_attach
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -31,7 +32,7 @@ def events_add(source, entity, events: list[tuple[str, dict]], *, start=T0) -> N
         for n, (kind, payload) in enumerate(events)
     ]
     ids = [outcome.id for outcome in events_ingest(records)]
-    CustomerEvent.objects.filter(pk__in=ids).update(customer_entity=entity)
+    events_attach(ids, entity)
     entities_mark_stale(entity_ids=[entity.pk])  # as stitching queues the customers it touched
 
 
@@ -463,7 +464,7 @@ def test_sql_computation_matches_a_python_reference(reference_attributes, web_so
         for kind, value, minutes in events
     ]
     ids = [outcome.id for outcome in events_ingest(records)]
-    CustomerEvent.objects.filter(pk__in=ids).update(customer_entity=entity)
+    events_attach(ids, entity)
     entities_mark_stale(entity_ids=[entity.pk])  # as stitching queues the customers it touched
     # Identical events are stored once (the content hash is their idempotency key): the reference sees each once.
     stored = {}

@@ -42,7 +42,7 @@ def test_erase_removes_events_identifiers_and_attribute_values(two_customers, ad
 
     assert (report.events, report.identifiers, report.event_links, report.history_rows_scrubbed) == (3, 3, 5, 1)
     assert not CustomerEntity.objects.filter(pk=ann.pk).exists()  # the attribute values lived on this row
-    assert set(CustomerEvent.objects.values_list("customer_entity_id", flat=True)) == {bob.pk}
+    assert set(CustomerEvent.objects.values_list("entity_link__customer_entity_id", flat=True)) == {bob.pk}
     # Ann's own identifiers are gone; the shared address stays because Bob's event still carries it.
     assert set(Identifier.objects.values_list("value", flat=True)) == {"bob@example.com", "office@example.com"}
     assert EventIdentifier.objects.count() == 2

@@ -8,6 +8,7 @@ from cdp.models import CustomerEntity, CustomerEvent
 from cdp.services.data_sources import data_source_create
 from loaders.base import LoadContext, LoaderError
 from loaders.registry import loader_for
+from tests.entities import events_attach
 from tests.loaders.fakes import sha256
 
 
@@ -22,14 +23,11 @@ def shop(db):
     quiet = CustomerEntity.objects.create(attributes={"ps_email_address": ["quiet@example.com"]})
 
     def event(entity, type, age, key, payload=None):
-        return CustomerEvent.objects.create(
-            source=source,
-            type=type,
-            event_time=now - age,
-            payload=payload or {},
-            idempotency_key=key,
-            customer_entity=entity,
+        created = CustomerEvent.objects.create(
+            source=source, type=type, event_time=now - age, payload=payload or {}, idempotency_key=key
         )
+        events_attach([created], entity)
+        return created
 
     event(jane, "purchase", timedelta(days=1), "order-1", {"properties": {"revenue": 42.5, "currency": "eur"}})
     event(jane, "purchase", timedelta(days=8), "order-old")  # too old: never sent
@@ -86,14 +84,14 @@ def test_requests_hold_at_most_batch_size_events(shop, meta_graph, sleeps):
 
 def test_an_invalid_event_fails_alone(shop, meta_graph, sleeps):
     source = CustomerEvent.objects.first().source
-    CustomerEvent.objects.create(
+    bad = CustomerEvent.objects.create(
         source=source,
         type="purchase",
         event_time=datetime.now(UTC) - timedelta(hours=3),
         payload={"properties": {"revenue": -1}},
         idempotency_key="order-bad",
-        customer_entity=shop["bob"],
     )
+    events_attach([bad], shop["bob"])
     result = capi_loader(meta_graph).load(customers_of(shop), context=LoadContext(sleep=sleeps))
     assert (result.sent, result.failed) == (2, 1)
     assert "order-bad" in result.errors[0] and "must not be negative" in result.errors[0]

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from cdp.models import CustomerEntity, CustomerEvent, DataSource
 from stitching.models import EventIdentifier, Identifier, StitchingCategory
+from tests.entities import events_attach
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 _keys = itertools.count(1)
@@ -63,8 +64,8 @@ class GraphBuilder:
             event_time=self.clock,
             payload=payload or {},
             idempotency_key=f"test-{next(_keys)}",
-            customer_entity=entity,
         )
+        events_attach([event], entity)
         for category, value in identifiers:
             EventIdentifier.objects.create(event=event, identifier=self.identifier(category, value, entity))
         for category, value, status, reason, owner in refused:

@@ -30,7 +30,7 @@ def partition(*, by: str = "id") -> set[frozenset]:
     """The partition of non-system events into entities, as a set of frozensets of event ids (or message ids)."""
     groups: dict[str, set] = {}
     events = CustomerEvent.objects.exclude(source__slug=SYSTEM_SOURCE_SLUG)
-    for event_id, key, entity in events.values_list("id", "idempotency_key", "customer_entity_id"):
+    for event_id, key, entity in events.values_list("id", "idempotency_key", "entity_link__customer_entity_id"):
         assert entity is not None, "every event must be stitched"
         groups.setdefault(entity, set()).add(event_id if by == "id" else key)
     return {frozenset(g) for g in groups.values()}

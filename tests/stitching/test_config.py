@@ -162,12 +162,12 @@ def test_blocking_the_only_link_splits_the_customer_and_unblocking_joins_it_agai
             ("identify", {"anonymousId": "c2", "traits": {"email": "team@example.com"}}),
         )
         engine.stitch_pending()
-    assert CustomerEvent.objects.values("customer_entity_id").distinct().count() == 1
+    assert CustomerEvent.objects.values("entity_link__customer_entity_id").distinct().count() == 1
 
     with django_capture_on_commit_callbacks(execute=True):
         blocked = config.blocked_value_add(category=email, value="Team@Example.com", reason="shared", user=admin_user)
-    assert CustomerEvent.objects.values("customer_entity_id").distinct().count() == 2
+    assert CustomerEvent.objects.values("entity_link__customer_entity_id").distinct().count() == 2
 
     with django_capture_on_commit_callbacks(execute=True):
         config.blocked_value_remove(blocked_value=blocked, user=admin_user)
-    assert CustomerEvent.objects.values("customer_entity_id").distinct().count() == 1
+    assert CustomerEvent.objects.values("entity_link__customer_entity_id").distinct().count() == 1

@@ -66,7 +66,7 @@ def test_events_without_identifiers_become_their_own_customers(source):
     a, b = ingest(source, [{"id": "1", "event": "x"}, {"id": "2", "event": "y"}])
     engine.stitch_pending()
     assert entity_of(a) and entity_of(b) and entity_of(a) != entity_of(b)
-    assert not CustomerEvent.objects.filter(customer_entity__isnull=True).exists()
+    assert not CustomerEvent.objects.filter(entity_link__customer_entity__isnull=True).exists()
 
 
 def test_email_and_phone_are_normalised_before_matching(source):
@@ -176,7 +176,7 @@ def test_restitch_everything_gives_the_same_partition(source):
     engine.restitch()
     assert partition() == before
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE customer_events SET customer_entity_id = NULL")
+        cursor.execute("UPDATE customer_event_entities SET customer_entity_id = NULL")
         cursor.execute("UPDATE stitching_identifiers SET customer_entity_id = NULL")
         cursor.execute("DELETE FROM customer_entities")
     engine.restitch()

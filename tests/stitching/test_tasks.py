@@ -16,7 +16,7 @@ def test_without_a_broker_new_events_are_stitched_in_process(
     settings.CELERY_BROKER_URL = ""
     with django_capture_on_commit_callbacks(execute=True):
         _send(analyst_client, userId="u-1")
-    assert CustomerEvent.objects.filter(customer_entity__isnull=True).count() == 0
+    assert CustomerEvent.objects.filter(entity_link__customer_entity__isnull=True).count() == 0
 
 
 def test_stitching_after_ingest_can_be_turned_off(
@@ -26,4 +26,4 @@ def test_stitching_after_ingest_can_be_turned_off(
     settings.CDP_STITCH_AFTER_INGEST = False
     with django_capture_on_commit_callbacks(execute=True):
         _send(analyst_client, userId="u-2")
-    assert CustomerEvent.objects.filter(customer_entity__isnull=True).count() == 1
+    assert CustomerEvent.objects.filter(entity_link__customer_entity__isnull=True).count() == 1

@@ -38,7 +38,7 @@ def test_two_workers_stitching_concurrently_equal_one_full_restitch(celery_worke
     for result in results:
         celery_worker_process.result_wait(result, timeout=120)
     deadline = time.monotonic() + 120
-    while CustomerEvent.objects.filter(customer_entity__isnull=True).exists():
+    while CustomerEvent.objects.filter(entity_link__customer_entity__isnull=True).exists():
         assert time.monotonic() < deadline, celery_worker_process.logs()
         time.sleep(0.2)
     concurrent = partition(by="key")

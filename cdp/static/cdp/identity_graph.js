@@ -235,8 +235,18 @@
       return;
     }
     draw(container, data, detail);
+    // Redrawn when the width changes only: a height change (a full-page screenshot, a mobile toolbar) would
+    // otherwise throw away the identifiers the user picked.
     let timer = null;
-    window.addEventListener("resize", () => { clearTimeout(timer); timer = setTimeout(() => draw(container, data, detail), 150); });
+    let width = container.clientWidth;
+    window.addEventListener("resize", () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        if (container.clientWidth === width) return;
+        width = container.clientWidth;
+        draw(container, data, detail);
+      }, 150);
+    });
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);

@@ -4,11 +4,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cdp.models import Attribute, CustomerEntity, CustomerEvent
+from cdp.models import Attribute, CustomerEntity
 from cdp.services.attributes import attributes_recompute, entities_mark_stale
 from cdp.services.data_sources import data_source_create
 from cdp.services.events import event_record_build, events_ingest
 from stitching.models import Identifier, StitchingCategory
+from tests.entities import events_attach
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +22,7 @@ def events_add(source, entity, events, *, start=T0):
         for n, (kind, payload) in enumerate(events)
     ]
     ids = [outcome.id for outcome in events_ingest(records)]
-    CustomerEvent.objects.filter(pk__in=ids).update(customer_entity=entity)
+    events_attach(ids, entity)
     entities_mark_stale(entity_ids=[entity.pk])  # as stitching queues the customers it touched
 
 
