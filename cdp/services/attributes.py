@@ -475,25 +475,39 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
         else:  # pragma: no cover - ALLOWED_TYPES covers every computation
             raise ValueError(f"unknown computation {computation!r}")
 
-    ids_filter = (
-        "a.customer_entity_id IS NOT NULL" if all_entities else "a.customer_entity_id = ANY(%(ids)s::varchar[])"
-    )
     path_columns = "".join(f", e.payload #> {_lit(_path_array(p))}::text[] AS {c}" for p, c in paths.items())
+    if all_entities:
+        source = (
+            "customer_event_entities a JOIN customer_events e ON e.id = a.event_id "
+            "WHERE a.customer_entity_id IS NOT NULL"
+        )
+    else:
+        # The batch's events through the entity index, then each event by primary key: a LATERAL subquery kept
+        # apart by OFFSET 0 is a nested loop whatever the estimates (a hash join would scan the whole events
+        # table for a few thousand rows).
+        source = (
+            "customer_event_entities a CROSS JOIN LATERAL "
+            "(SELECT * FROM customer_events x WHERE x.id = a.event_id OFFSET 0) e "
+            "WHERE a.customer_entity_id = ANY(%(ids)s::varchar[])"
+        )
     events = (
         # Newest first, so first / last values need no per-customer sort; OFFSET 0 keeps the subquery (and its
         # order) from being flattened into the aggregate, and extracts each payload path once per event.
         f"SELECT a.customer_entity_id AS eid, e.id, e.source_id, e.type, e.event_time{path_columns} "
-        f"FROM customer_event_entities a JOIN customer_events e ON e.id = a.event_id WHERE {ids_filter} "
-        f"ORDER BY a.customer_entity_id, e.event_time DESC, e.id DESC OFFSET 0"
+        f"FROM {source} ORDER BY a.customer_entity_id, e.event_time DESC, e.id DESC OFFSET 0"
     )
     ev = f"SELECT x.eid, {', '.join(event_aggs) or 'NULL AS none'} FROM ({events}) x GROUP BY x.eid"
     categories = sorted({a.category for a in attributes if a.computation == C.IDENTIFIER_VALUES})
-    ident_filter = (
-        "i.customer_entity_id = ANY(%(ids)s::varchar[])" if not all_entities else "i.customer_entity_id IS NOT NULL"
+    # The batch's identifiers by the entity index (LATERAL again: the estimates favour a scan of every identifier).
+    identifiers = (
+        "stitching_identifiers i WHERE i.customer_entity_id IS NOT NULL"
+        if all_entities
+        else "unnest(%(ids)s::varchar[]) AS b(id) CROSS JOIN LATERAL (SELECT * FROM stitching_identifiers x "
+        "WHERE x.customer_entity_id = b.id OFFSET 0) i WHERE true"
     )
     idents = (
-        f"SELECT i.customer_entity_id AS eid, {', '.join(ident_aggs)} FROM stitching_identifiers i "
-        f"WHERE {ident_filter} AND i.category_id = ANY({_lit(categories)}::text[]) GROUP BY i.customer_entity_id"
+        f"SELECT i.customer_entity_id AS eid, {', '.join(ident_aggs)} FROM {identifiers} "
+        f"AND i.category_id = ANY({_lit(categories)}::text[]) GROUP BY i.customer_entity_id"
         if ident_aggs
         else "SELECT NULL::varchar AS eid WHERE false"
     )
