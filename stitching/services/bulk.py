@@ -25,12 +25,20 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import psycopg
 from django.db import connection, transaction
+from psycopg import sql
 
-from stitching.normalizers import MAX_IDENTIFIER_LENGTH, sql_junk_reason, sql_normalize, sql_scalar_text
+from stitching.normalizers import (
+    MAX_IDENTIFIER_LENGTH,
+    sql_junk_core,
+    sql_junk_reason,
+    sql_normalize,
+    sql_scalar_text,
+)
 from stitching.services.extraction import config_load
 from stitching.services.partition import EventNode, Link, partition_compute
 
@@ -60,8 +68,8 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             # rebuild reads keeps its row, and none appears unseen (a big rebuild replaces the whole table).
             # Reads go on.
             cur.execute("LOCK TABLE customer_event_entities IN EXCLUSIVE MODE")
-            temporary = ("st_pairs", "st_ids", "st_edges", "st_assign", "st_refused", "st_final", "st_owner")
-            temporary += ("st_stale",)
+            temporary = ("st_pairs", "st_groups", "st_ids", "st_edges", "st_assign", "st_refused", "st_final")
+            temporary += ("st_owner", "st_stale")
             for table in temporary:
                 cur.execute(f"DROP TABLE IF EXISTS {table}")  # left by an earlier run in the same transaction
             # Deferred foreign-key checks pending in this transaction must run before an index can be dropped.
@@ -71,6 +79,8 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             cur.execute("SET LOCAL work_mem = '256MB'")
             # JIT compilation took ~0.1 s per statement here and did not pay back at 100k events.
             cur.execute("SET LOCAL jit = off")
+            # Parallel plans for the extraction (both cores): their rows cost almost nothing to hand over.
+            cur.execute("SET LOCAL parallel_tuple_cost = 0.001")
             mark("truncate")
             _extract(cur, config, mark)
             categories = sorted(config.categories)
@@ -243,13 +253,18 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 mark("heirs")
             # The customers that got events queue for their attributes: in id order, so the queue's index grows
             # at its right edge instead of splitting pages all over (hundreds of thousands of random uuids).
-            cur.execute("CREATE TEMP TABLE st_stale (entity_id text) ON COMMIT DROP")
-            with cur.copy("COPY st_stale (entity_id) FROM STDIN") as copy:
-                copy.write("".join(f"{x}\n" for x in sorted(touched)))
-            cur.execute(
-                "INSERT INTO customer_entities_stale (entity_id) SELECT entity_id FROM st_stale ORDER BY entity_id "
-                "ON CONFLICT DO NOTHING"
-            )
+            cur.execute("SELECT EXISTS (SELECT 1 FROM customer_entities_stale)")
+            if cur.fetchone()[0]:
+                cur.execute("CREATE TEMP TABLE st_stale (entity_id text) ON COMMIT DROP")
+                with cur.copy("COPY st_stale (entity_id) FROM STDIN") as copy:
+                    copy.write("".join(f"{x}\n" for x in sorted(touched)))
+                cur.execute(
+                    "INSERT INTO customer_entities_stale (entity_id) SELECT entity_id FROM st_stale "
+                    "ORDER BY entity_id ON CONFLICT DO NOTHING"
+                )
+            else:  # an empty queue (the usual case after a big rebuild): straight in, no conflict possible
+                with cur.copy("COPY customer_entities_stale (entity_id) FROM STDIN") as copy:
+                    copy.write("".join(f"{x}\n" for x in sorted(touched)))
             mark("stale")
 
             # The identity graph: every edge with its status; identifiers with their entity.
@@ -287,20 +302,25 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 "INSERT INTO stitching_identifiers (id, category_id, value, customer_entity_id, first_seen) "
                 "SELECT s.identifier_id, s.category, s.value, o.entity_id, "
                 "CASE WHEN o.identifier_id IS NOT NULL THEN s.first_seen END "
-                "FROM st_ids s LEFT JOIN st_owner o ON o.identifier_id = s.identifier_id WHERE s.new"
+                "FROM st_ids s LEFT JOIN st_owner o ON o.identifier_id = s.identifier_id WHERE s.new "
+                "ORDER BY s.identifier_id"
             )
             _indexes_create(cur, rebuilt)
-            cur.execute(
-                "UPDATE stitching_identifiers i SET customer_entity_id = o.entity_id, first_seen = s.first_seen "
-                "FROM st_owner o, st_ids s WHERE i.id = o.identifier_id AND s.identifier_id = o.identifier_id "
-                "AND NOT s.new "
-                "AND (i.customer_entity_id IS DISTINCT FROM o.entity_id OR i.first_seen IS DISTINCT FROM s.first_seen)"
-            )
+            first_fill = rebuilt is not None  # every identifier was just inserted with its owner
+            if not first_fill:
+                cur.execute(
+                    "UPDATE stitching_identifiers i SET customer_entity_id = o.entity_id, first_seen = s.first_seen "
+                    "FROM st_owner o, st_ids s WHERE i.id = o.identifier_id AND s.identifier_id = o.identifier_id "
+                    "AND NOT s.new AND (i.customer_entity_id IS DISTINCT FROM o.entity_id "
+                    "OR i.first_seen IS DISTINCT FROM s.first_seen)"
+                )
             # NOT EXISTS (an anti-join), not NOT IN: with a million owners NOT IN re-scans the subquery per row.
-            cur.execute(
-                "UPDATE stitching_identifiers i SET customer_entity_id = NULL WHERE i.customer_entity_id IS NOT NULL "
-                "AND NOT EXISTS (SELECT 1 FROM st_owner o WHERE o.identifier_id = i.id)"
-            )
+            if not first_fill:
+                cur.execute(
+                    "UPDATE stitching_identifiers i SET customer_entity_id = NULL "
+                    "WHERE i.customer_entity_id IS NOT NULL "
+                    "AND NOT EXISTS (SELECT 1 FROM st_owner o WHERE o.identifier_id = i.id)"
+                )
             mark("owners")
             if hubs:
                 cur.execute(
@@ -314,6 +334,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 "DELETE FROM stitching_hubreview WHERE status = 'pending' AND NOT identifier_id = ANY(%s)", [list(hubs)]
             )
             mark("hubs")
+            cur.execute("DROP TABLE st_pairs, st_groups, st_ids, st_edges")  # the unlogged scratch tables
             # Every row changed: fresh statistics, or the planner keeps believing no event is stitched (and picks
             # nested loops over the entity index for incremental stitching's lookups).
             for table in (
@@ -356,33 +377,67 @@ def _assignments_replace(cur, event_ids, old_entities, system_ids, group_of, gro
     _indexes_create(cur, rebuilt)
 
 
-def _indexes_drop_when_empty(cur, table: str) -> list[str] | None:
-    """When `table` is empty (a first stitch): drop its non-unique indexes, to be built by _indexes_create after
-    the bulk insert (one sort each instead of an insertion per row), and return their definitions; else None.
-    Locks the table (ACCESS EXCLUSIVE) until commit."""
+@dataclass(slots=True)
+class Dropped:
+    """What _indexes_drop_when_empty dropped, for _indexes_create to build again."""
+
+    table: str
+    indexes: list[str]  # CREATE INDEX statements
+    keys: list[tuple[str, str]]  # (name, definition) of primary key and unique constraints
+    foreign_keys: list[tuple[str, str]]
+
+
+def _indexes_drop_when_empty(cur, table: str) -> Dropped | None:
+    """When `table` is empty (a first stitch, or a table the rebuild just truncated): drop its indexes and
+    constraints, to be built by _indexes_create after the bulk insert (one sort each, one validating join per
+    foreign key, instead of work per row), and return what was dropped; else None. A primary key that other
+    tables' foreign keys reference stays. Locks the table (ACCESS EXCLUSIVE) until commit."""
     cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
     if cur.fetchone()[0]:
         return None
+    # Deferred checks pending in this transaction would forbid altering the table.
+    cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    cur.execute("SET CONSTRAINTS ALL DEFERRED")
     cur.execute(
-        "SELECT c.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid "
-        "WHERE x.indrelid = %s::regclass AND NOT x.indisunique",
+        "SELECT k.conname, pg_get_constraintdef(k.oid), k.contype FROM pg_constraint k "
+        "WHERE k.conrelid = %s::regclass AND k.contype IN ('p', 'u', 'f') AND NOT (k.contype = 'p' AND EXISTS "
+        "(SELECT 1 FROM pg_constraint r WHERE r.confrelid = k.conrelid AND r.contype = 'f'))",
         [table],
     )
-    rows = cur.fetchall()
-    for name, _ in rows:
+    constraints = cur.fetchall()
+    for name, _, _ in constraints:
+        cur.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+    cur.execute(
+        "SELECT c.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid "
+        "WHERE x.indrelid = %s::regclass "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid)",
+        [table],
+    )
+    indexes = cur.fetchall()
+    for name, _ in indexes:
         cur.execute(f'DROP INDEX "{name}"')
-    return [definition for _, definition in rows]
+    return Dropped(
+        table,
+        [definition for _, definition in indexes],
+        [(name, definition) for name, definition, kind in constraints if kind != "f"],
+        [(name, definition) for name, definition, kind in constraints if kind == "f"],
+    )
 
 
-def _indexes_create(cur, definitions: list[str] | None) -> None:
-    if not definitions:
+def _indexes_create(cur, dropped: Dropped | None) -> None:
+    if dropped is None:
         return
-    # Deferred checks queued by the insert (foreign keys of the table) must run before an index can be built.
     cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
     cur.execute("SET CONSTRAINTS ALL DEFERRED")
     cur.execute("SET LOCAL maintenance_work_mem = '512MB'")
-    for definition in definitions:
+    for name, definition in dropped.keys:
+        cur.execute(f'ALTER TABLE {dropped.table} ADD CONSTRAINT "{name}" {definition}')
+    for definition in dropped.indexes:
         cur.execute(definition)
+    if dropped.foreign_keys:
+        cur.execute(f"ANALYZE {dropped.table}")  # the validating join is planned with real row counts
+    for name, definition in dropped.foreign_keys:
+        cur.execute(f'ALTER TABLE {dropped.table} ADD CONSTRAINT "{name}" {definition}')
 
 
 def _edges_write(cur) -> None:
@@ -413,61 +468,85 @@ def _edges_write(cur) -> None:
 
 def _extract(cur, config, mark: Callable[[str], None]) -> None:
     """By SQL: st_ids (identifier_id, new, category, value, first_seen, blocked), every identifier the events
-    carry, and st_edges (event_id, identifier_id, category_code, rule_id, blocked)."""
+    carry, and st_edges (event_id, identifier_id, category_code, rule_id, blocked).
+
+    Scratch tables are UNLOGGED (dropped before the rebuild commits; never visible to others): unlike temporary
+    tables they can be filled by parallel plans, so both cores extract. Every rule is applied in one pass over the
+    events: one row per (event, rule) from a LATERAL VALUES list (NULL where the rule does not apply), the payload
+    value extracted once and normalised by its category's SQL normaliser."""
     categories = sorted(config.categories)
-    cur.execute(
-        "CREATE TEMP TABLE st_pairs (event_id bigint, event_time timestamptz, category text, value text, "
-        "rule_id bigint, rule_priority int) ON COMMIT DROP"
-    )
-    for source_id, rules in config.rules.items():
-        for rule in rules:
-            text = sql_scalar_text("(e.payload #> %(path)s)").replace("%", "%%").replace("%%(path)s", "%(path)s")
-            # The generated SQL holds LIKE patterns: escape their % for the driver's placeholders.
-            value = sql_normalize(config.normalizers[rule.category], "s.t").replace("%", "%%")
-            where = "e.source_id = %(source)s" + ("" if rule.event_type == "*" else " AND e.type = %(type)s")
-            # OFFSET 0 keeps each level a separate subquery: the payload's value is extracted once per event
-            # (the normaliser repeats its input many times) and the normalised value computed once, not again
-            # for the filter.
-            cur.execute(
-                "INSERT INTO st_pairs SELECT * FROM (SELECT s.id, s.event_time, %(category)s::text, "
-                f"left({value}, {MAX_IDENTIFIER_LENGTH}) AS v, %(rule)s::bigint, %(priority)s::int "
-                f"FROM (SELECT e.id, e.event_time, {text} AS t FROM customer_events e WHERE {where} OFFSET 0) s "
-                "OFFSET 0) x WHERE v IS NOT NULL",
-                {
-                    "path": list(rule.path),
-                    "source": source_id,
-                    "type": rule.event_type,
-                    "category": rule.category,
-                    "rule": rule.id,
-                    "priority": rule.priority,
-                },
+    rules = []
+    for source_id, source_rules in config.rules.items():
+        for rule in source_rules:
+            applies = f"e.source_id = {int(source_id)}"
+            if rule.event_type != "*":
+                applies += f" AND e.type = {_literal(rule.event_type)}"
+            rules.append(
+                f"({_literal(rule.category)}, CASE WHEN {applies} THEN "
+                f"e.payload #> {_literal(list(rule.path))}::text[] END, {int(rule.id)}::bigint, {int(rule.priority)})"
             )
+    columns = "event_id bigint, event_time timestamptz, category text, value text, rule_id bigint, rule_priority int"
+    if not rules:
+        cur.execute(f"CREATE UNLOGGED TABLE st_pairs ({columns})")
+    else:
+        normalise = " ".join(
+            f"WHEN {_literal(c)} THEN {sql_normalize(config.normalizers[c], sql_scalar_text('r.j'))}"
+            for c in categories
+        )
+        sources = sorted(int(x) for x in config.rules)
+        # One flat statement (parallel-safe throughout): a value that normalises to nothing is kept as NULL and
+        # skipped by the next steps, rather than normalised a second time for a filter.
+        cur.execute(
+            (
+                "CREATE UNLOGGED TABLE st_pairs AS SELECT e.id AS event_id, e.event_time, r.category, "
+                f"left(CASE r.category {normalise} END, {MAX_IDENTIFIER_LENGTH}) AS value, r.rule_id, "
+                f"r.rule_priority FROM customer_events e "
+                f"CROSS JOIN LATERAL (VALUES {', '.join(rules)}) AS r(category, j, rule_id, rule_priority) "
+                f"WHERE e.source_id = ANY('{{{','.join(map(str, sources))}}}'::bigint[]) AND r.j IS NOT NULL"
+            ).replace("%", "%%")
+        )
     mark("extract_pairs")
     # Every distinct identifier with its first time and why it may not link (junk or blocked: a function of the
-    # value, computed once per identifier). New ones get their id from the table's sequence now and are inserted
-    # with their owner once it is known (no identifier is created concurrently: stitching holds the global lock
-    # shared, this rebuild exclusively).
-    junk = sql_junk_reason("p.value").replace("%", "%%")
-    blocked = (
-        "(SELECT CASE WHEN b.reason <> '' THEN 'blocked value: ' || b.reason ELSE 'blocked value' END "
-        "FROM stitching_blockedvalue b WHERE b.value = p.value AND (b.category_id = p.category OR "
-        "b.category_id IS NULL) ORDER BY b.category_id NULLS LAST LIMIT 1)"
-    )
-    # The sequence's name looked up once: pg_get_serial_sequence per row was a catalog lookup per identifier.
-    cur.execute("SELECT pg_get_serial_sequence('stitching_identifiers', 'id')::regclass::oid")
-    sequence = cur.fetchone()[0]
+    # value, computed once per identifier).
     cur.execute(
-        "CREATE TEMP TABLE st_ids ON COMMIT DROP AS SELECT "
-        f"coalesce(i.id, nextval({int(sequence)}::oid)) AS identifier_id, "
-        "i.id IS NULL AS new, p.category, p.value, p.first_seen, "
-        f"coalesce('junk value: ' || {junk}, {blocked}) AS blocked "
-        "FROM (SELECT category, value, min(event_time) AS first_seen FROM st_pairs GROUP BY category, value) p "
+        "CREATE UNLOGGED TABLE st_groups AS SELECT i.id AS existing, p.category, p.value, p.first_seen "
+        "FROM (SELECT category, value, min(event_time) AS first_seen FROM st_pairs WHERE value IS NOT NULL "
+        "GROUP BY category, value) p "
         "LEFT JOIN stitching_identifiers i ON i.category_id = p.category AND i.value = p.value"
     )
+    # Why an identifier may not link (junk or blocked): a function of the value, computed once per identifier, its
+    # trimmed core once per value (OFFSET 0 keeps it a column). New identifiers get their id from the table's
+    # sequence now (nextval is why this step is serial) and are inserted with their owner once it is known (no
+    # identifier is created concurrently: stitching holds the global lock shared, this rebuild exclusively).
+    junk = sql_junk_reason("p.value", core="p.core").replace("%", "%%")
+    blocked = "NULL"
+    if config.blocked:
+        blocked = (
+            "(SELECT CASE WHEN b.reason <> '' THEN 'blocked value: ' || b.reason ELSE 'blocked value' END "
+            "FROM stitching_blockedvalue b WHERE b.value = p.value AND (b.category_id = p.category OR "
+            "b.category_id IS NULL) ORDER BY b.category_id NULLS LAST LIMIT 1)"
+        )
+    # New ids follow the sequence's last value, numbered in one pass; the sequence then moves past them (one
+    # setval instead of a nextval per identifier).
+    cur.execute("SELECT pg_get_serial_sequence('stitching_identifiers', 'id')")
+    sequence = cur.fetchone()[0]
+    cur.execute(f"SELECT last_value + CASE WHEN is_called THEN 1 ELSE 0 END FROM {sequence}")
+    first = int(cur.fetchone()[0])
+    cur.execute(
+        "CREATE UNLOGGED TABLE st_ids AS SELECT coalesce(existing, "
+        f"{first} - 1 + row_number() OVER (PARTITION BY existing IS NULL)) AS identifier_id, "
+        "existing IS NULL AS new, category, value, first_seen, blocked FROM ("
+        f"SELECT p.*, coalesce('junk value: ' || {junk}, {blocked}) AS blocked FROM "
+        f"(SELECT g.*, {sql_junk_core('g.value')} AS core FROM st_groups g OFFSET 0) p OFFSET 0) q"
+    )
+    cur.execute("SELECT max(identifier_id) FROM st_ids WHERE new")
+    last = cur.fetchone()[0]
+    if last is not None:
+        cur.execute("SELECT setval(%s, %s)", [sequence, last])
     cur.execute("ANALYZE st_ids")
     mark("extract_identifiers")
     cur.execute(
-        "CREATE TEMP TABLE st_edges ON COMMIT DROP AS SELECT DISTINCT ON (p.event_id, i.identifier_id) p.event_id, "
+        "CREATE UNLOGGED TABLE st_edges AS SELECT DISTINCT ON (p.event_id, i.identifier_id) p.event_id, "
         "i.identifier_id, array_position(%s::text[], p.category) - 1 AS category_code, p.rule_id, i.blocked "
         "FROM st_pairs p JOIN st_ids i ON i.category = p.category AND i.value = p.value "
         "ORDER BY p.event_id, i.identifier_id, p.rule_priority DESC, p.rule_id",
@@ -475,6 +554,11 @@ def _extract(cur, config, mark: Callable[[str], None]) -> None:
     )
     cur.execute("ANALYZE st_edges")
     mark("extract_edges")
+
+
+def _literal(value) -> str:
+    """An SQL literal (psycopg's quoting: safe for any text an administrator typed)."""
+    return sql.Literal(value).as_string(None)
 
 
 def _exact(
