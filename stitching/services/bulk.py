@@ -1,7 +1,7 @@
 """Full re-stitch of every event: the bulk path behind `manage.py restitch` with no arguments.
 
 Same result as incremental stitching (the partition is the same function of the same events), computed in bulk:
-identifiers are extracted in SQL (one `INSERT ... SELECT` per rule, with the SQL twins of the normalisers and the
+identifiers are extracted in SQL (every rule in one parallel pass, with the SQL twins of the normalisers and the
 junk test), a union-find in Python over (event, identifier) pairs finds the raw components, and a component
 that cannot trigger a limit or a hub (each limited category within its limit, and at most `hub_limit`
 identifiers, which bounds the merges any identifier can make) *is* its partition. The rare others go through
@@ -9,11 +9,11 @@ identifiers, which bounds the merges any identifier can make) *is* its partition
 
 Bulk writes: the event → customer assignments live in the narrow `customer_event_entities` (the wide event rows
 are never rewritten). A rebuild that moves at least REWRITE_MIN_EVENTS events replaces that table with COPY; a
-smaller one updates the rows that change. A first stitch (empty entity, identifier and edge tables) drops those
-tables' non-unique indexes around its inserts and builds them after. Ingestion waits for a rebuild to commit
-(the assignments table is locked EXCLUSIVE from the start: new events could not get their row); a replaced or
-first-filled table stays ACCESS EXCLUSIVE locked until commit. Identity-graph edges are otherwise written as a
-difference, so rebuilding unchanged data writes almost nothing.
+smaller one updates the rows that change. A table filled from empty (a first stitch's entities, identifiers and
+edges; the replaced assignments) gets its indexes and constraints built after the insert. Ingestion waits for a
+rebuild to commit (the assignments table is locked EXCLUSIVE from the start: new events could not get their row);
+a replaced or first-filled table stays ACCESS EXCLUSIVE locked until commit. Identity-graph edges are otherwise
+written as a difference, so rebuilding unchanged data writes almost nothing.
 
 Entity ids: a group keeps the oldest (created, id) existing entity among its events not taken by a group with a
 smaller first event id; otherwise it gets a new id. A rebuild records no merge or split history.
@@ -72,7 +72,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             temporary += ("st_owner", "st_stale")
             for table in temporary:
                 cur.execute(f"DROP TABLE IF EXISTS {table}")  # left by an earlier run in the same transaction
-            # Deferred foreign-key checks pending in this transaction must run before an index can be dropped.
+            # Deferred foreign-key checks pending in this transaction must run before a table is truncated or altered.
             cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
             cur.execute("SET CONSTRAINTS ALL DEFERRED")
             # Sorts and hashes over every event in memory rather than in temporary files.
@@ -306,16 +306,14 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 "ORDER BY s.identifier_id"
             )
             _indexes_create(cur, rebuilt)
-            first_fill = rebuilt is not None  # every identifier was just inserted with its owner
-            if not first_fill:
+            if rebuilt is None:  # (else every identifier was just inserted, with its owner)
                 cur.execute(
                     "UPDATE stitching_identifiers i SET customer_entity_id = o.entity_id, first_seen = s.first_seen "
                     "FROM st_owner o, st_ids s WHERE i.id = o.identifier_id AND s.identifier_id = o.identifier_id "
                     "AND NOT s.new AND (i.customer_entity_id IS DISTINCT FROM o.entity_id "
                     "OR i.first_seen IS DISTINCT FROM s.first_seen)"
                 )
-            # NOT EXISTS (an anti-join), not NOT IN: with a million owners NOT IN re-scans the subquery per row.
-            if not first_fill:
+                # NOT EXISTS (an anti-join), not NOT IN: NOT IN re-scans the subquery per row.
                 cur.execute(
                     "UPDATE stitching_identifiers i SET customer_entity_id = NULL "
                     "WHERE i.customer_entity_id IS NOT NULL "
