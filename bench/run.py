@@ -464,9 +464,11 @@ def bench_attributes_ensure() -> list:
 
 
 def _entities_mark_all_stale() -> None:
+    """Queue every customer, its attributes cleared (as a full stitch leaves them): every value is written anew."""
     from django.db import connection
 
     with connection.cursor() as cursor:
+        cursor.execute("UPDATE customer_entities SET attributes = '{}' WHERE attributes <> '{}'")
         cursor.execute("INSERT INTO customer_entities_stale SELECT id FROM customer_entities ON CONFLICT DO NOTHING")
         cursor.execute("VACUUM ANALYZE customer_entities")
         cursor.execute("VACUUM ANALYZE customer_entities_stale")

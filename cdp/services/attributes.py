@@ -17,15 +17,18 @@ and moves `modified` only when the jsonb value really changed.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from psycopg import sql
 
 from cdp.models import Attribute, DataSource, StaleEntity
+
+logger = logging.getLogger(__name__)
 
 C = Attribute.Computation
 T = Attribute.DataType
@@ -275,6 +278,8 @@ def attributes_recompute(*, entity_ids: Iterable[str] | None = None, limit: int 
         ids = sorted({str(i).lower() for i in entity_ids})
         for start in range(0, len(ids), BATCH_SIZE):
             done += _batch_run(program, ids=ids[start : start + BATCH_SIZE])[1]
+        if done:
+            gin_pending_list_clean()
         return done
     claimed_total = 0
     while limit is None or claimed_total < limit:
@@ -284,7 +289,19 @@ def attributes_recompute(*, entity_ids: Iterable[str] | None = None, limit: int 
         done += updated
         if claimed == 0:
             break
+    if done:
+        gin_pending_list_clean()
     return done
+
+
+def gin_pending_list_clean() -> None:
+    """Merge the attributes GIN index's pending list into the index: batches append their new entries there (cheap
+    to write, merged in bulk), and every lookup scans the whole list until it is merged."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT gin_clean_pending_list('customer_entities_attributes'::regclass)")
+    except DatabaseError:  # not the index's owner (a deployment with a separate migration role): vacuum merges it
+        logger.debug("could not merge the attributes index's pending list", exc_info=True)
 
 
 @transaction.atomic
@@ -373,6 +390,24 @@ def typed_value(j: str, data_type: str) -> str:
     raise ValueError(f"unknown data type {data_type!r}")
 
 
+def json_text(value: str, data_type: str) -> str:
+    """SQL turning a typed SQL value (see typed_value) into the JSON text of the stored scalar (NULL for NULL).
+
+    The stored object is assembled as text and parsed once: building it from jsonb pieces (jsonb_build_object of
+    jsonb_build_array of to_jsonb, then jsonb_strip_nulls) cost twice the rest of a batch's computation."""
+    if data_type == T.FLOAT:
+        return f"trim_scale({value})::text"
+    if data_type == T.INT:
+        return f"round({value})::text"
+    if data_type == T.DATE:
+        return f"('\"' || to_char({value}, 'YYYY-MM-DD') || '\"')"
+    if data_type == T.DATETIME:
+        return f"('\"' || to_char(({value}) AT TIME ZONE 'UTC', {_lit(DATETIME_FORMAT)}) || '\"')"
+    if data_type == T.BOOL:
+        return f"({value})::text"
+    return f"to_json({value})::text"
+
+
 def json_value(value: str, data_type: str) -> str:
     """SQL turning a typed SQL value (see typed_value) into the stored jsonb scalar."""
     if data_type == T.FLOAT:
@@ -402,9 +437,10 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
     benchmark's baseline.
     """
     paths: dict[str, str] = {}  # dotted path -> column name in the event subquery
+    path_types: dict[str, set[str] | None] = {}
     event_aggs: list[str] = []  # aggregate expressions over the batch's events, named a0, a1, ...
     ident_aggs: list[str] = []  # aggregate expressions over the batch's identifiers, named i0, i1, ...
-    finals: list[tuple[str, str]] = []  # (attribute id, jsonb expression over ev.* / idents.*, or NULL)
+    finals: list[tuple[str, str]] = []  # (attribute id, JSON text of the list over ev.* / idents.*, or NULL)
     for attribute in attributes:
         computation, data_type = attribute.computation, attribute.data_type
         conditions = []
@@ -418,26 +454,31 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
         if computation not in PATHLESS:
             if attribute.path not in paths:
                 paths[attribute.path] = f"j{len(paths)}"
+                path_types[attribute.path] = set()
+            # The event types whose payloads need this path (None: every event's).
+            types = path_types[attribute.path]
+            if types is not None:
+                path_types[attribute.path] = types | set(attribute.event_types) if attribute.event_types else None
             column = f"x.{paths[attribute.path]}"
         name = f"a{len(event_aggs)}"
 
         if computation == C.IDENTIFIER_VALUES:
             iname = f"i{len(ident_aggs)}"
             ident_aggs.append(
-                f"jsonb_agg(i.value ORDER BY i.value) FILTER (WHERE i.category_id = {_lit(attribute.category)}) "
-                f"AS {iname}"
+                f"string_agg(to_json(i.value)::text, ',') "
+                f"FILTER (WHERE i.category_id = {_lit(attribute.category)}) AS {iname}"
             )
-            finals.append((attribute.id, f"idents.{iname}"))
+            finals.append((attribute.id, f"'[' || idents.{iname} || ']'"))
             continue
         if computation == C.COUNT:
             event_aggs.append(f"count(*) FILTER (WHERE {where}) AS {name}")
-            finals.append((attribute.id, f"jsonb_build_array(coalesce(ev.{name}, 0))"))
+            finals.append((attribute.id, f"'[' || coalesce(ev.{name}, 0)::text || ']'"))
             continue
         if computation in (C.FIRST_EVENT_TIME, C.LAST_EVENT_TIME):
             aggregate = "min" if computation == C.FIRST_EVENT_TIME else "max"
             event_aggs.append(f"{aggregate}(x.event_time) FILTER (WHERE {where}) AS {name}")
             time = f"ev.{name}" if data_type == T.DATETIME else f"(ev.{name} AT TIME ZONE 'UTC')::date"
-            finals.append((attribute.id, _single(f"ev.{name}", json_value(time, data_type))))
+            finals.append((attribute.id, _single(json_text(time, data_type))))
             continue
         value = typed_value(column, data_type)
         if computation in (C.FIRST_VALUE, C.LAST_VALUE):
@@ -446,7 +487,7 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
             event_aggs.append(f"array_agg({value}) FILTER (WHERE {where} AND {value} IS NOT NULL) AS {name}")
             index = "1" if computation == C.LAST_VALUE else f"array_upper(ev.{name}, 1)"
             element = f"ev.{name}[{index}]"
-            finals.append((attribute.id, _single(element, json_value(element, data_type))))
+            finals.append((attribute.id, _single(json_text(element, data_type))))
         elif computation == C.UNIQUE_VALUES:
             # A jsonb object keyed by the value's text de-duplicates without a per-customer sort; its values in key
             # order (jsonb's: shorter keys first, then bytewise) are the stored list, at most UNIQUE_VALUES_MAX.
@@ -459,7 +500,7 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
                 (
                     attribute.id,
                     f"jsonb_path_query_array(jsonb_path_query_array(ev.{name}, '$.*'), "
-                    f"'$[0 to {UNIQUE_VALUES_MAX - 1}]')",
+                    f"'$[0 to {UNIQUE_VALUES_MAX - 1}]')::text",
                 )
             )
         elif computation in (C.SUM, C.MIN, C.MAX, C.AVERAGE):
@@ -469,13 +510,20 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
             if computation == C.SUM:
                 # The sum over no values is 0: "total revenue 0" is what a marketer filters on.
                 result = f"coalesce(ev.{name}, 0)"
-                finals.append((attribute.id, f"jsonb_build_array({json_value(result, data_type)})"))
+                finals.append((attribute.id, _single(json_text(result, data_type))))
             else:
-                finals.append((attribute.id, _single(result, json_value(result, data_type))))
+                finals.append((attribute.id, _single(json_text(result, data_type))))
         else:  # pragma: no cover - ALLOWED_TYPES covers every computation
             raise ValueError(f"unknown computation {computation!r}")
 
-    path_columns = "".join(f", e.payload #> {_lit(_path_array(p))}::text[] AS {c}" for p, c in paths.items())
+    # A path is extracted only from the payloads of the event types that read it (most events are of a type no
+    # attribute of that path reads).
+    path_columns = ""
+    for p, c in paths.items():
+        extract = f"e.payload #> {_lit(_path_array(p))}::text[]"
+        if path_types[p] is not None:
+            extract = f"CASE WHEN e.type = ANY({_lit(sorted(path_types[p]))}::text[]) THEN {extract} END"
+        path_columns += f", {extract} AS {c}"
     if all_entities:
         source = (
             "customer_event_entities a JOIN customer_events e ON e.id = a.event_id "
@@ -505,9 +553,12 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
         else "unnest(%(ids)s::varchar[]) AS b(id) CROSS JOIN LATERAL (SELECT * FROM stitching_identifiers x "
         "WHERE x.customer_entity_id = b.id OFFSET 0) i WHERE true"
     )
+    # Sorted once by (customer, value) in a subquery kept whole by OFFSET 0: the aggregates read the values in order
+    # (an ORDER BY inside each aggregate would sort per customer and category).
     idents = (
-        f"SELECT i.customer_entity_id AS eid, {', '.join(ident_aggs)} FROM {identifiers} "
-        f"AND i.category_id = ANY({_lit(categories)}::text[]) GROUP BY i.customer_entity_id"
+        f"SELECT i.eid, {', '.join(ident_aggs)} FROM (SELECT i.customer_entity_id AS eid, i.category_id, i.value "
+        f"FROM {identifiers} AND i.category_id = ANY({_lit(categories)}::text[]) ORDER BY 1, 3 OFFSET 0) i "
+        "GROUP BY i.eid"
         if ident_aggs
         else "SELECT NULL::varchar AS eid WHERE false"
     )
@@ -529,20 +580,23 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
     return Program(update_sql=update, select_sql=computed, attribute_ids=tuple(a.id for a in attributes))
 
 
-def _single(value: str, json: str) -> str:
-    """A one-value list, or NULL (not set) when the value is NULL."""
-    return f"CASE WHEN {value} IS NULL THEN NULL ELSE jsonb_build_array({json}) END"
+def _single(json: str) -> str:
+    """JSON text of a one-value list, or NULL (not set) when the value's JSON text is NULL."""
+    return f"('[' || {json} || ']')"
 
 
 def _object(finals: list[tuple[str, str]]) -> str:
-    """jsonb object of the non-NULL values (jsonb_build_object takes at most 100 arguments: chunks of 50)."""
+    """jsonb object of the attributes whose list text is not NULL: the members' text joined by concat_ws (which
+    skips NULLs), parsed once. Attribute ids are [a-z0-9_], so a key needs no escaping. A function takes at most
+    100 arguments: concat_ws of chunks of 90, each NULL when empty."""
     if not finals:
         return "'{}'::jsonb"
-    chunks = []
-    for start in range(0, len(finals), 50):
-        pairs = ", ".join(f"{_lit(key)}, {expr}" for key, expr in finals[start : start + 50])
-        chunks.append(f"jsonb_build_object({pairs})")
-    return f"jsonb_strip_nulls({' || '.join(chunks)})"
+    members = [f"{_lit(chr(34) + key + chr(34) + ':')} || {expr}" for key, expr in finals]
+    chunks = [
+        f"NULLIF(concat_ws(',', {', '.join(members[start : start + 90])}), '')" for start in range(0, len(members), 90)
+    ]
+    joined = chunks[0] if len(chunks) == 1 else f"concat_ws(',', {', '.join(chunks)})"
+    return f"('{{' || coalesce({joined}, '') || '}}')::jsonb"
 
 
 def _path_array(path: str) -> list[str]:
