@@ -21,16 +21,18 @@ smaller first event id; otherwise it gets a new id. A rebuild records no merge o
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import psycopg
+import numpy as np
 from django.db import connection, transaction
 from psycopg import sql
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from stitching.normalizers import (
     MAX_IDENTIFIER_LENGTH,
@@ -39,6 +41,7 @@ from stitching.normalizers import (
     sql_normalize,
     sql_scalar_text,
 )
+from stitching.services import pgcopy
 from stitching.services.extraction import config_load
 from stitching.services.partition import EventNode, Link, partition_compute
 
@@ -68,9 +71,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             # rebuild reads keeps its row, and none appears unseen (a big rebuild replaces the whole table).
             # Reads go on.
             cur.execute("LOCK TABLE customer_event_entities IN EXCLUSIVE MODE")
-            temporary = ("st_pairs", "st_groups", "st_ids", "st_edges", "st_assign", "st_refused", "st_final")
-            temporary += ("st_owner", "st_stale")
-            for table in temporary:
+            for table in SCRATCH_TABLES:
                 cur.execute(f"DROP TABLE IF EXISTS {table}")  # left by an earlier run in the same transaction
             # Deferred foreign-key checks pending in this transaction must run before a table is truncated or altered.
             cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -83,256 +84,66 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             cur.execute("SET LOCAL parallel_tuple_cost = 0.001")
             mark("truncate")
             _extract(cur, config, mark)
-            categories = sorted(config.categories)
-            # Binary results (a server-side-binding cursor): int arrays arrive without text parsing.
-            binary = psycopg.Cursor(raw)
-            binary.execute(
-                "SELECT coalesce(array_agg(event_id), '{}'), coalesce(array_agg(identifier_id), '{}'), "
-                "coalesce(array_agg(category_code), '{}') FROM st_edges WHERE blocked IS NULL",
-                binary=True,
-            )
-            edge_events, edge_identifiers, edge_codes = binary.fetchone()
-            binary.execute(
-                "SELECT coalesce(array_agg(event_id ORDER BY event_id), '{}'), "
-                "coalesce(array_agg(customer_entity_id ORDER BY event_id), '{}') FROM customer_event_entities",
-                binary=True,
-            )
-            all_ids, all_entities = binary.fetchone()
-            binary.close()
-            # System events (merges, splits) are few and never stitched: they keep their entity or follow its heir.
-            cur.execute("SELECT id FROM customer_events WHERE source_id = %s", [system])
-            system_ids = {row[0] for row in cur.fetchall()}
-            if system_ids:
-                kept = [k for k, e in enumerate(all_ids) if e not in system_ids]
-                event_ids, old_entities = [all_ids[k] for k in kept], [all_entities[k] for k in kept]
-            else:
-                event_ids, old_entities = all_ids, all_entities
+            graph = _graph_fetch(cur, system)
             mark("fetch")
-
-            # Union-find over events; an identifier joins the component of the first event that carried it.
-            parent: dict[int, int] = {}
-            owner: dict[int, int] = {}
-            identifier_code: dict[int, int] = {}
-            for e, i, c in zip(edge_events, edge_identifiers, edge_codes, strict=True):
-                if e not in parent:
-                    parent[e] = e
-                o = owner.get(i)
-                if o is None:
-                    owner[i] = e
-                    identifier_code[i] = c
-                    continue
-                a = e
-                while parent[a] != a:
-                    parent[a] = parent[parent[a]]
-                    a = parent[a]
-                b = o
-                while parent[b] != b:
-                    parent[b] = parent[parent[b]]
-                    b = parent[b]
-                if a != b:
-                    if a < b:
-                        parent[b] = a
-                    else:
-                        parent[a] = b
-
-            def find(x: int) -> int:
-                root = x
-                while parent[root] != root:
-                    root = parent[root]
-                while parent[x] != root:
-                    parent[x], x = root, parent[x]
-                return root
-
-            # Components that could hit a limit or a hub go through the exact algorithm.
-            limits = [config.categories[c].max_per_entity for c in categories]
-            counts: dict[int, list[int]] = {}
-            for i, e in owner.items():
-                root = find(e)
-                row = counts.get(root)
-                if row is None:
-                    row = counts[root] = [0] * (len(categories) + 1)
-                row[identifier_code[i]] += 1
-                row[-1] += 1
-            exact_roots = {
-                root
-                for root, row in counts.items()
-                if row[-1] > config.hub_limit
-                or any(limit is not None and n > limit for n, limit in zip(row, limits, strict=False))
-            }
-            group_of: dict[int, int] = {}  # event -> group key (root event id, or a partition group key)
-            for e in parent:
-                group_of[e] = find(e)
-            refused: list[tuple[int, int, str, str]] = []
-            hubs: dict[int, int] = {}
-            identifier_group = {i: e for i, e in owner.items()}  # owner event for now, its group below
+            groups = _groups(cur, config, graph)
             mark("union_find")
-            if exact_roots:
-                _exact(cur, config, exact_roots, group_of, refused, hubs, identifier_group)
-            identifier_group = {i: group_of[e] for i, e in identifier_group.items() if e is not None}
-            mark("exact")
             if progress:
-                progress(len(event_ids) // 2)
+                progress(len(graph.events) // 2)
+            plan = _entities_plan(graph, groups)
+            report.entities_created = len(plan.new_entities)
+            report.events = int(plan.moved.sum())
+            report.refused = len(groups.refused)
+            report.components = len(plan.entity_of_group)
+            mark("plan")
 
-            # Entity ids: groups in order of their smallest event id (event_ids is sorted).
-            created = {}
-            olds = sorted({x for x in old_entities if x})
-            if olds:
-                cur.execute("SELECT id, created FROM customer_entities WHERE id = ANY(%s)", [olds])
-                created = dict(cur.fetchall())
-            group_entity: dict[int, str] = {}
-            group_candidates: dict[int, set[str]] = {}
-            order: list[int] = []
-            for e, old in zip(event_ids, old_entities, strict=True):
-                g = group_of.get(e)
-                if g is None:
-                    g = group_of[e] = -e  # no linkable identifier: a customer of its own
-                if g not in group_candidates:
-                    group_candidates[g] = set()
-                    order.append(g)
-                if old:
-                    group_candidates[g].add(old)
-            taken: set[str] = set()
-            new_entities: list[str] = []
-            for g in order:
-                candidates = group_candidates[g] - taken
-                if candidates:
-                    entity = min(candidates, key=lambda x: (created.get(x), x))
-                else:
-                    entity = uuid.uuid4().hex
-                    new_entities.append(entity)
-                taken.add(entity)
-                group_entity[g] = entity
-            now = datetime.now(UTC)
-            if new_entities:
+            if len(plan.new_entities):
                 rebuilt = _indexes_drop_when_empty(cur, "customer_entities")
-                with cur.copy("COPY customer_entities (id, created, modified, attributes) FROM STDIN") as copy:
-                    stamp = now.isoformat()
-                    # In id order: the primary key grows at its right edge instead of splitting pages all over.
-                    copy.write("".join(f"{x}\t{stamp}\t{stamp}\t{{}}\n" for x in sorted(new_entities)))
+                stamp = pgcopy.timestamptz(datetime.now(UTC))
+                count = len(plan.new_entities)
+                # In id order: the primary key grows at its right edge instead of splitting pages all over.
+                _copy(cur, "COPY customer_entities (id, created, modified, attributes)", [
+                    ("S32", np.sort(plan.new_entities)), (">i8", np.full(count, stamp)), (">i8", np.full(count, stamp)),
+                    ("S3", np.full(count, b"\x01{}", dtype="S3")),  # jsonb's binary form: version 1, then the text
+                ])  # fmt: skip
                 _indexes_create(cur, rebuilt)
-            report.entities_created = len(new_entities)
             mark("entities")
-
-            moves = []
-            heirs: dict[str, str] = {}
-            touched: set[str] = set()  # customers that got or lost events: their attributes change
-            for e, old in zip(event_ids, old_entities, strict=True):
-                entity = group_entity[group_of[e]]
-                if old != entity:
-                    moves.append((e, entity))
-                    touched.add(entity)
-                    if old in taken:
-                        touched.add(old)
-                if old and old not in taken and old not in heirs:
-                    heirs[old] = entity
-            if len(moves) >= REWRITE_MIN_EVENTS:
-                _assignments_replace(cur, all_ids, all_entities, system_ids, group_of, group_entity, heirs)
-                mark("events_assign")
-            else:
-                cur.execute("CREATE TEMP TABLE st_assign (event_id bigint, entity_id text) ON COMMIT DROP")
-                with cur.copy("COPY st_assign (event_id, entity_id) FROM STDIN") as copy:
-                    copy.write("".join(f"{e}\t{x}\n" for e, x in moves))
-                cur.execute("ANALYZE st_assign")  # temporary tables have no statistics: without them, nested loops
-                cur.execute(
-                    "UPDATE customer_event_entities a SET customer_entity_id = s.entity_id FROM st_assign s "
-                    "WHERE a.event_id = s.event_id"
-                )
-                if heirs:
-                    # Entities left without events: their system events follow the heir.
-                    gone, heir = zip(*sorted(heirs.items()), strict=True)
-                    cur.execute(
-                        "UPDATE customer_event_entities a SET customer_entity_id = h.heir "
-                        "FROM unnest(%s::text[], %s::text[]) AS h(old, heir) WHERE a.customer_entity_id = h.old",
-                        [list(gone), list(heir)],
-                    )
-                mark("events_assign")
-            report.events = len(moves)
-            if heirs:
-                cur.execute("DELETE FROM customer_entities WHERE id = ANY(%s)", [sorted(heirs)])
-                report.entities_deleted = len(heirs)
+            _assignments_write(cur, graph, plan)
+            mark("events_assign")
+            if len(plan.heirs_gone):
+                cur.execute("DELETE FROM customer_entities WHERE id = ANY(%s)", [_texts(plan.heirs_gone)])
+                report.entities_deleted = len(plan.heirs_gone)
                 mark("heirs")
-            # The customers that got events queue for their attributes: in id order, so the queue's index grows
-            # at its right edge instead of splitting pages all over (hundreds of thousands of random uuids).
-            cur.execute("SELECT EXISTS (SELECT 1 FROM customer_entities_stale)")
-            if cur.fetchone()[0]:
-                cur.execute("CREATE TEMP TABLE st_stale (entity_id text) ON COMMIT DROP")
-                with cur.copy("COPY st_stale (entity_id) FROM STDIN") as copy:
-                    copy.write("".join(f"{x}\n" for x in sorted(touched)))
-                cur.execute(
-                    "INSERT INTO customer_entities_stale (entity_id) SELECT entity_id FROM st_stale "
-                    "ORDER BY entity_id ON CONFLICT DO NOTHING"
-                )
-            else:  # an empty queue (the usual case after a big rebuild): straight in, no conflict possible
-                with cur.copy("COPY customer_entities_stale (entity_id) FROM STDIN") as copy:
-                    copy.write("".join(f"{x}\n" for x in sorted(touched)))
+            _stale_write(cur, plan.touched)
             mark("stale")
 
             # The identity graph: every edge with its status; identifiers with their entity.
-            if refused:
+            if groups.refused:
                 cur.execute(
                     "CREATE TEMP TABLE st_refused (event_id bigint, identifier_id bigint, status text, reason text) "
                     "ON COMMIT DROP"
                 )
                 with cur.copy("COPY st_refused FROM STDIN") as copy:
-                    for row in refused:
+                    for row in groups.refused:
                         copy.write_row(row)
-            status = "CASE WHEN s.blocked IS NOT NULL THEN 'blocked' ELSE 'linked' END"
-            reason = "coalesce(s.blocked, '')"
-            if refused:
-                status, reason = f"coalesce(r.status, {status})", f"coalesce(r.reason, {reason})"
-            cur.execute(
-                "CREATE TEMP TABLE st_final ON COMMIT DROP AS "
-                f"SELECT s.event_id, s.identifier_id, s.rule_id, {status} AS status, {reason} AS reason FROM st_edges s"
-                + (
-                    " LEFT JOIN st_refused r ON r.event_id = s.event_id AND r.identifier_id = s.identifier_id"
-                    if refused
-                    else ""
-                )
-            )
-            _edges_write(cur)
+            _edges_write(cur, refused=bool(groups.refused))
             mark("edges_write")
-            cur.execute("CREATE TEMP TABLE st_owner (identifier_id bigint, entity_id text) ON COMMIT DROP")
-            with cur.copy("COPY st_owner FROM STDIN") as copy:
-                copy.write("".join(f"{i}\t{group_entity[g]}\n" for i, g in identifier_group.items()))
-            cur.execute("ANALYZE st_owner")
-            # New identifiers are inserted complete (their ids were drawn from the sequence at extraction): one
-            # insert instead of an insert and a rewrite of every row. Existing ones are updated where they differ.
-            rebuilt = _indexes_drop_when_empty(cur, "stitching_identifiers")
-            cur.execute(
-                "INSERT INTO stitching_identifiers (id, category_id, value, customer_entity_id, first_seen) "
-                "SELECT s.identifier_id, s.category, s.value, o.entity_id, "
-                "CASE WHEN o.identifier_id IS NOT NULL THEN s.first_seen END "
-                "FROM st_ids s LEFT JOIN st_owner o ON o.identifier_id = s.identifier_id WHERE s.new "
-                "ORDER BY s.identifier_id"
-            )
-            _indexes_create(cur, rebuilt)
-            if rebuilt is None:  # (else every identifier was just inserted, with its owner)
-                cur.execute(
-                    "UPDATE stitching_identifiers i SET customer_entity_id = o.entity_id, first_seen = s.first_seen "
-                    "FROM st_owner o, st_ids s WHERE i.id = o.identifier_id AND s.identifier_id = o.identifier_id "
-                    "AND NOT s.new AND (i.customer_entity_id IS DISTINCT FROM o.entity_id "
-                    "OR i.first_seen IS DISTINCT FROM s.first_seen)"
-                )
-                # NOT EXISTS (an anti-join), not NOT IN: NOT IN re-scans the subquery per row.
-                cur.execute(
-                    "UPDATE stitching_identifiers i SET customer_entity_id = NULL "
-                    "WHERE i.customer_entity_id IS NOT NULL "
-                    "AND NOT EXISTS (SELECT 1 FROM st_owner o WHERE o.identifier_id = i.id)"
-                )
+            _identifiers_write(cur, graph, groups, plan)
             mark("owners")
-            if hubs:
+            if groups.hubs:
                 cur.execute(
                     "INSERT INTO stitching_hubreview (identifier_id, entity_count, status, created) "
                     "SELECT i, n, 'pending', now() FROM unnest(%s::bigint[], %s::int[]) AS t(i, n) "
                     "ON CONFLICT (identifier_id) DO UPDATE SET entity_count = EXCLUDED.entity_count "
                     "WHERE stitching_hubreview.status = 'pending'",
-                    [list(hubs), list(hubs.values())],
+                    [list(groups.hubs), list(groups.hubs.values())],
                 )
             cur.execute(
-                "DELETE FROM stitching_hubreview WHERE status = 'pending' AND NOT identifier_id = ANY(%s)", [list(hubs)]
+                "DELETE FROM stitching_hubreview WHERE status = 'pending' AND NOT identifier_id = ANY(%s)",
+                [list(groups.hubs)],
             )
             mark("hubs")
-            cur.execute("DROP TABLE st_pairs, st_groups, st_ids, st_edges")  # the unlogged scratch tables
+            cur.execute("DROP TABLE st_pairs, st_groups, st_ids, st_edges, st_old")  # the unlogged scratch tables
             # Every row changed: fresh statistics, or the planner keeps believing no event is stitched (and picks
             # nested loops over the entity index for incremental stitching's lookups).
             for table in (
@@ -343,36 +154,315 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             ):
                 cur.execute(f"ANALYZE {table}")
                 mark(f"analyze_{table.split()[0]}")
-            report.refused = len(refused)
-            report.components = len(order)
             if progress:
-                progress(len(event_ids) - len(event_ids) // 2)
+                progress(len(graph.events) - len(graph.events) // 2)
     mark("commit")  # deferred constraint checks run here
     logger.debug("restitch_all timings: %s", {k: round(v, 3) for k, v in report.timings.items()})
     return report
 
 
-# A rebuild that moves at least this many events replaces customer_event_entities (_assignments_replace) instead
+SCRATCH_TABLES = ("st_pairs", "st_groups", "st_ids", "st_edges", "st_old", "st_assign", "st_refused", "st_final")
+SCRATCH_TABLES += ("st_owner", "st_stale")
+# A rebuild that moves at least this many events replaces customer_event_entities (_assignments_write) instead
 # of updating the rows that change.
 REWRITE_MIN_EVENTS = 50_000
-NULL = "\\N"  # COPY's text format
 
 
-def _assignments_replace(cur, event_ids, old_entities, system_ids, group_of, group_entity, heirs) -> None:
-    """Write every event's customer: TRUNCATE customer_event_entities and COPY all rows back, the partial indexes
-    dropped around the COPY and built again after it (one sort each). The caller holds the table locked."""
-    cur.execute("TRUNCATE customer_event_entities")
-    rebuilt = _indexes_drop_when_empty(cur, "customer_event_entities")
-    lines = []
-    for e, old in zip(event_ids, old_entities, strict=True):
-        if e in system_ids:
-            entity = heirs.get(old, old) if old else NULL
-        else:
-            entity = group_entity[group_of[e]]
-        lines.append(f"{e}\t{entity}\n")
-    with cur.copy("COPY customer_event_entities (event_id, customer_entity_id) FROM STDIN") as copy:
-        copy.write("".join(lines))
+@dataclass(slots=True)
+class Graph:
+    """What the union-find works on, as numpy arrays. `events`: the stitchable (non-system) event ids, ascending;
+    `old`: each one's current customer as an index into `old_ids` (-1: none); `old_ids`: the existing customers
+    in (created, id) order, so a smaller index is an older customer; edges: the linked (event, identifier) pairs
+    with the identifier's category code; `system_events` / `system_old`: the system events and their customer."""
+
+    events: np.ndarray
+    old: np.ndarray
+    old_ids: np.ndarray
+    edge_events: np.ndarray
+    edge_identifiers: np.ndarray
+    edge_codes: np.ndarray
+    system_events: np.ndarray
+    system_old: np.ndarray
+
+
+def _graph_fetch(cur, system: int) -> Graph:
+    """The edges, every event with its current customer, and the existing customers, by binary COPY."""
+    edge_events, edge_identifiers, edge_codes = pgcopy.copy_out(
+        cur,
+        "SELECT event_id, identifier_id, category_code::int2 FROM st_edges WHERE blocked IS NULL",
+        [">i8", ">i8", ">i2"],
+    )
+    # The existing customers numbered in (created, id) order, in one snapshot with the assignments read below.
+    cur.execute(
+        "CREATE UNLOGGED TABLE st_old AS SELECT id, row_number() OVER (ORDER BY created, id) - 1 AS rank "
+        "FROM customer_entities"
+    )
+    cur.execute("SELECT id FROM st_old ORDER BY rank")
+    old_ids = _entity_array([row[0] for row in cur.fetchall()])
+    if len(old_ids):
+        cur.execute("ANALYZE st_old")
+        all_events, all_old = pgcopy.copy_out(
+            cur,
+            "SELECT a.event_id, coalesce(o.rank, -1) FROM customer_event_entities a "
+            "LEFT JOIN st_old o ON o.id = a.customer_entity_id",
+            [">i8", ">i8"],
+        )
+    else:  # a first stitch: no event has a customer
+        (all_events,) = pgcopy.copy_out(cur, "SELECT event_id FROM customer_event_entities", [">i8"])
+        all_old = np.full(len(all_events), -1, dtype=np.int64)
+    order = np.argsort(all_events, kind="stable")
+    all_events, all_old = all_events[order], all_old[order]
+    # System events (merges, splits) are few and never stitched: they keep their entity or follow its heir.
+    cur.execute("SELECT id FROM customer_events WHERE source_id = %s", [system])
+    system_mask = np.isin(all_events, np.array([row[0] for row in cur.fetchall()], dtype=np.int64))
+    if system_mask.any():
+        stitchable = np.isin(edge_events, all_events[system_mask], invert=True)
+        edge_events, edge_identifiers, edge_codes = (
+            edge_events[stitchable], edge_identifiers[stitchable], edge_codes[stitchable]
+        )  # fmt: skip
+    return Graph(
+        events=all_events[~system_mask],
+        old=all_old[~system_mask],
+        old_ids=old_ids,
+        edge_events=edge_events,
+        edge_identifiers=edge_identifiers,
+        edge_codes=edge_codes.astype(np.int64),
+        system_events=all_events[system_mask],
+        system_old=all_old[system_mask],
+    )
+
+
+@dataclass(slots=True)
+class Groups:
+    """The partition: `event_group[k]` the group key of graph.events[k] (the group's smallest event id);
+    `identifiers` (the linked identifier ids, ascending) and `identifier_group` (each one's group key, -1 when
+    none of its links was made); refused links and held hubs from the exact algorithm."""
+
+    event_group: np.ndarray
+    identifiers: np.ndarray
+    identifier_group: np.ndarray
+    refused: list[tuple[int, int, str, str]]
+    hubs: dict[int, int]
+
+
+def _groups(cur, config, graph: Graph) -> Groups:
+    """Connected components of the event-identifier graph (scipy's union-find, in C); a component that could hit
+    a limit or a hub goes through the exact algorithm (partition_compute), like incremental stitching."""
+    n_events = len(graph.events)
+    identifiers, identifier_index = np.unique(graph.edge_identifiers, return_inverse=True)
+    n_nodes = n_events + len(identifiers)
+    event_index = np.searchsorted(graph.events, graph.edge_events)
+    matrix = coo_matrix(
+        (np.ones(len(event_index), dtype=np.int8), (event_index, n_events + identifier_index)),
+        shape=(n_nodes, n_nodes),
+    ).tocsr()
+    n_components, labels = connected_components(matrix, directed=False)
+    event_label, identifier_label = labels[:n_events], labels[n_events:]
+    # A component's key: its smallest event id (events are ascending: the first event with its label).
+    component_key = np.empty(n_components, dtype=np.int64)
+    seen, first = np.unique(event_label, return_index=True)
+    component_key[seen] = graph.events[first]
+    event_group = component_key[event_label]
+    identifier_group = component_key[identifier_label]
+
+    # Components that could hit a limit or a hub go through the exact algorithm.
+    categories = sorted(config.categories)
+    codes = np.zeros(len(identifiers), dtype=np.int64)
+    codes[identifier_index] = graph.edge_codes
+    per_category = np.bincount(
+        identifier_label * len(categories) + codes, minlength=n_components * len(categories)
+    ).reshape(n_components, len(categories))
+    exact = per_category.sum(axis=1) > config.hub_limit
+    for code, category in enumerate(categories):
+        limit = config.categories[category].max_per_entity
+        if limit is not None:
+            exact |= per_category[:, code] > limit
+    refused: list[tuple[int, int, str, str]] = []
+    hubs: dict[int, int] = {}
+    if exact.any():
+        in_exact = exact[event_label]
+        component_of = dict(zip(graph.events[in_exact].tolist(), event_label[in_exact].tolist(), strict=True))
+        group_of, identifier_event, refused, hubs = _exact(cur, config, component_of)
+        event_group[in_exact] = [group_of[e] for e in graph.events[in_exact].tolist()]
+        for k in np.flatnonzero(exact[identifier_label]).tolist():
+            e = identifier_event.get(int(identifiers[k]))
+            identifier_group[k] = -1 if e is None else group_of[e]
+    return Groups(event_group, identifiers, identifier_group, refused, hubs)
+
+
+@dataclass(slots=True)
+class Plan:
+    """Which customer each group becomes and what that changes. `group_keys` ascending (the group order) with
+    `entity_of_group`; per stitchable event `group_index` and `moved`; `new_entities`; `touched` (customers that
+    got or lost events); `heirs_gone` / `heirs` (old customers left without events and who inherits from them)."""
+
+    group_keys: np.ndarray
+    group_index: np.ndarray
+    entity_of_group: np.ndarray
+    moved: np.ndarray
+    new_entities: np.ndarray
+    touched: np.ndarray
+    heirs_gone: np.ndarray
+    heirs: np.ndarray
+
+
+def _entities_plan(graph: Graph, groups: Groups) -> Plan:
+    """Entity ids: in group order (the smallest event id first), a group keeps the oldest existing customer among
+    its events' not taken by an earlier group; otherwise it gets a new id."""
+    group_keys, group_index = np.unique(groups.event_group, return_inverse=True)
+    n_groups, n_old = len(group_keys), len(graph.old_ids)
+    chosen = np.full(n_groups, -1, dtype=np.int64)  # index into old_ids
+    has_old = graph.old >= 0
+    if has_old.any():
+        pairs = np.unique(group_index[has_old] * n_old + graph.old[has_old])  # by group, then oldest first
+        pair_group, pair_old = pairs // n_old, pairs % n_old
+        first = np.ones(len(pairs), dtype=bool)
+        first[1:] = pair_group[1:] != pair_group[:-1]
+        best_group, best_old = pair_group[first], pair_old[first]
+        if len(np.unique(best_old)) == len(best_old):
+            chosen[best_group] = best_old  # no two groups want the same customer: each takes its oldest
+        else:  # taken in group order
+            taken: set[int] = set()
+            starts = np.flatnonzero(first).tolist() + [len(pairs)]
+            groups_list, olds_list = pair_group.tolist(), pair_old.tolist()
+            for start, end in itertools.pairwise(starts):
+                for old in olds_list[start:end]:
+                    if old not in taken:
+                        taken.add(old)
+                        chosen[groups_list[start]] = old
+                        break
+    new_mask = chosen < 0
+    new_entities = pgcopy.uuid_hex(int(new_mask.sum()))
+    if graph.old_ids.dtype == object:  # ids not all 32 characters: text throughout (see _entity_array)
+        new_entities = np.array([x.decode() for x in new_entities.tolist()], dtype=object)
+    entity_of_group = np.empty(n_groups, dtype=new_entities.dtype)
+    entity_of_group[~new_mask] = graph.old_ids[chosen[~new_mask]]
+    entity_of_group[new_mask] = new_entities
+
+    # An event moves when its customer changes (no customer yet: -1 never equals a new customer's -2).
+    moved = graph.old != np.where(chosen >= 0, chosen, -2)[group_index]
+    taken_mask = np.zeros(max(n_old, 1), dtype=bool)  # (indexed by old, which is 0 where it is -1)
+    taken_mask[chosen[chosen >= 0]] = True
+    lost = graph.old[moved]
+    lost = np.unique(lost[lost >= 0])
+    lost = lost[taken_mask[lost]]  # customers that kept their id but lost events
+    touched = np.unique(np.concatenate([entity_of_group[np.unique(group_index[moved])], graph.old_ids[lost]]))
+    # Customers no group kept: the group of the first event that had one inherits (its system events follow).
+    gone_mask = has_old & ~taken_mask[np.maximum(graph.old, 0)]
+    gone, first_event = np.unique(graph.old[gone_mask], return_index=True)
+    heirs = entity_of_group[group_index[gone_mask][first_event]]
+    return Plan(group_keys, group_index, entity_of_group, moved, new_entities, touched, graph.old_ids[gone], heirs)
+
+
+def _entity_array(ids: list[str]) -> np.ndarray:
+    """Customer ids as a numpy array: 32-byte strings (uuid4 hex, what the ids are) for binary COPY, or, should
+    any id have another length, Python strings (written by text COPY)."""
+    if all(len(x) == 32 and x.isascii() for x in ids):
+        return np.array([x.encode() for x in ids], dtype="S32")
+    return np.array(ids, dtype=object)
+
+
+def _texts(values: np.ndarray) -> list[str]:
+    return [x.decode() if isinstance(x, bytes) else x for x in values.tolist()]
+
+
+def _copy(cur, statement: str, columns: list[tuple[str, np.ndarray]]) -> None:
+    """Binary COPY of the columns (pgcopy.copy_in), or text COPY when a column holds Python strings."""
+    if not any(values.dtype == object for _, values in columns):
+        pgcopy.copy_in(cur, statement, columns)
+        return
+    with cur.copy(f"{statement} FROM STDIN") as copy:
+        for row in zip(*(values.tolist() for _, values in columns), strict=True):
+            copy.write_row([x.decode() if isinstance(x, bytes) else x for x in row])
+
+
+def _assignments_write(cur, graph: Graph, plan: Plan) -> None:
+    """Every event's customer. A rebuild that moves at least REWRITE_MIN_EVENTS events replaces the table
+    (TRUNCATE, then COPY with the indexes built after it: one sort each; the caller holds the table locked); a
+    smaller one updates the rows that change. System events keep their customer or follow its heir."""
+    entity_of_event = plan.entity_of_group[plan.group_index]
+    system_entities: list[str | None] = []
+    if len(graph.system_events):
+        heir_of = dict(zip(_texts(plan.heirs_gone), _texts(plan.heirs), strict=True))
+        old_ids = _texts(graph.old_ids)
+        for old in graph.system_old.tolist():
+            old_id = old_ids[old] if old >= 0 else None
+            system_entities.append(heir_of.get(old_id, old_id))
+    if int(plan.moved.sum()) >= REWRITE_MIN_EVENTS:
+        cur.execute("TRUNCATE customer_event_entities")
+        rebuilt = _indexes_drop_when_empty(cur, "customer_event_entities")
+        _copy(cur, "COPY customer_event_entities (event_id, customer_entity_id)",
+              [(">i8", graph.events), ("S32", entity_of_event)])  # fmt: skip
+        if system_entities:
+            with cur.copy("COPY customer_event_entities (event_id, customer_entity_id) FROM STDIN") as copy:
+                for event, entity in zip(graph.system_events.tolist(), system_entities, strict=True):
+                    copy.write_row((event, entity))
+        _indexes_create(cur, rebuilt)
+        return
+    cur.execute("CREATE TEMP TABLE st_assign (event_id bigint, entity_id varchar(32)) ON COMMIT DROP")
+    _copy(cur, "COPY st_assign (event_id, entity_id)",
+          [(">i8", graph.events[plan.moved]), ("S32", entity_of_event[plan.moved])])  # fmt: skip
+    cur.execute("ANALYZE st_assign")  # temporary tables have no statistics: without them, nested loops
+    cur.execute(
+        "UPDATE customer_event_entities a SET customer_entity_id = s.entity_id FROM st_assign s "
+        "WHERE a.event_id = s.event_id"
+    )
+    if len(plan.heirs_gone) and len(graph.system_events):
+        # Entities left without events: their system events follow the heir.
+        cur.execute(
+            "UPDATE customer_event_entities a SET customer_entity_id = h.heir "
+            "FROM unnest(%s::text[], %s::text[]) AS h(old, heir) WHERE a.customer_entity_id = h.old",
+            [_texts(plan.heirs_gone), _texts(plan.heirs)],
+        )
+
+
+def _stale_write(cur, touched: np.ndarray) -> None:
+    """Queue the customers that got or lost events for their attributes, in id order (the queue's index grows
+    at its right edge instead of splitting pages all over: hundreds of thousands of random uuids)."""
+    touched = np.sort(touched)
+    cur.execute("SELECT EXISTS (SELECT 1 FROM customer_entities_stale)")
+    if not cur.fetchone()[0]:  # an empty queue (the usual case after a big rebuild): straight in, no conflict
+        _copy(cur, "COPY customer_entities_stale (entity_id)", [("S32", touched)])
+        return
+    cur.execute("CREATE TEMP TABLE st_stale (entity_id varchar(32)) ON COMMIT DROP")
+    _copy(cur, "COPY st_stale (entity_id)", [("S32", touched)])
+    cur.execute(
+        "INSERT INTO customer_entities_stale (entity_id) SELECT entity_id FROM st_stale "
+        "ORDER BY entity_id ON CONFLICT DO NOTHING"
+    )
+
+
+def _identifiers_write(cur, graph: Graph, groups: Groups, plan: Plan) -> None:
+    """Identifiers with their customer. New ones are inserted complete (their ids were drawn from the sequence
+    at extraction): one insert instead of an insert and a rewrite of every row. Existing ones are updated where
+    they differ."""
+    owned = groups.identifier_group >= 0
+    owner = plan.entity_of_group[np.searchsorted(plan.group_keys, groups.identifier_group[owned])]
+    cur.execute("CREATE TEMP TABLE st_owner (identifier_id bigint, entity_id varchar(32)) ON COMMIT DROP")
+    _copy(cur, "COPY st_owner (identifier_id, entity_id)", [(">i8", groups.identifiers[owned]), ("S32", owner)])
+    cur.execute("ANALYZE st_owner")
+    rebuilt = _indexes_drop_when_empty(cur, "stitching_identifiers")
+    cur.execute(
+        "INSERT INTO stitching_identifiers (id, category_id, value, customer_entity_id, first_seen) "
+        "SELECT s.identifier_id, s.category, s.value, o.entity_id, "
+        "CASE WHEN o.identifier_id IS NOT NULL THEN s.first_seen END "
+        "FROM st_ids s LEFT JOIN st_owner o ON o.identifier_id = s.identifier_id WHERE s.new "
+        "ORDER BY s.identifier_id"
+    )
     _indexes_create(cur, rebuilt)
+    if rebuilt is None:  # (else every identifier was just inserted, with its owner)
+        cur.execute(
+            "UPDATE stitching_identifiers i SET customer_entity_id = o.entity_id, first_seen = s.first_seen "
+            "FROM st_owner o, st_ids s WHERE i.id = o.identifier_id AND s.identifier_id = o.identifier_id "
+            "AND NOT s.new AND (i.customer_entity_id IS DISTINCT FROM o.entity_id "
+            "OR i.first_seen IS DISTINCT FROM s.first_seen)"
+        )
+        # NOT EXISTS (an anti-join), not NOT IN: NOT IN re-scans the subquery per row.
+        cur.execute(
+            "UPDATE stitching_identifiers i SET customer_entity_id = NULL "
+            "WHERE i.customer_entity_id IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM st_owner o WHERE o.identifier_id = i.id)"
+        )
 
 
 @dataclass(slots=True)
@@ -438,15 +528,24 @@ def _indexes_create(cur, dropped: Dropped | None) -> None:
         cur.execute(f'ALTER TABLE {dropped.table} ADD CONSTRAINT "{name}" {definition}')
 
 
-def _edges_write(cur) -> None:
-    """Make stitching_event_identifiers equal to st_final: all inserted into an empty table (a first stitch), else
-    only the difference written (a rebuild of unchanged data writes nothing)."""
+def _edges_write(cur, *, refused: bool) -> None:
+    """Make stitching_event_identifiers equal to st_edges with each edge's status (st_refused overrides it): all
+    inserted into an empty table (a first stitch), else only the difference written (a rebuild of unchanged data
+    writes nothing)."""
     columns = "event_id, identifier_id, rule_id, status, reason"
+    status = "CASE WHEN s.blocked IS NOT NULL THEN 'blocked' ELSE 'linked' END"
+    reason = "coalesce(s.blocked, '')"
+    source = "st_edges s"
+    if refused:
+        status, reason = f"coalesce(r.status, {status})", f"coalesce(r.reason, {reason})"
+        source += " LEFT JOIN st_refused r ON r.event_id = s.event_id AND r.identifier_id = s.identifier_id"
+    final = f"SELECT s.event_id, s.identifier_id, s.rule_id, {status} AS status, {reason} AS reason FROM {source}"
     rebuilt = _indexes_drop_when_empty(cur, "stitching_event_identifiers")
     if rebuilt is not None:
-        cur.execute(f"INSERT INTO stitching_event_identifiers ({columns}) SELECT {columns} FROM st_final")
+        cur.execute(f"INSERT INTO stitching_event_identifiers ({columns}) {final}")
         _indexes_create(cur, rebuilt)
         return
+    cur.execute(f"CREATE TEMP TABLE st_final ON COMMIT DROP AS {final}")
     cur.execute("ANALYZE st_final")
     cur.execute(
         "DELETE FROM stitching_event_identifiers ei WHERE NOT EXISTS (SELECT 1 FROM st_final f "
@@ -559,12 +658,11 @@ def _literal(value) -> str:
     return sql.Literal(value).as_string(None)
 
 
-def _exact(
-    cur, config, roots: set[int], group_of: dict[int, int], refused: list, hubs: dict[int, int], identifier_event: dict
-) -> None:
-    """Run partition_compute on the components with these roots; rewrite group_of for their events and
-    identifier_event (an event of the identifier's group, None when none of its links was made)."""
-    events = [e for e, g in group_of.items() if g in roots]
+def _exact(cur, config, component_of: dict[int, int]) -> tuple[dict, dict, list, dict]:
+    """Run partition_compute on the components of these events (event -> component label). Returns each event's
+    group key (the smallest event id of its group), each of their identifiers' owner event (an event of its group;
+    None when none of its links was made), the refused links and the held hubs."""
+    events = list(component_of)
     cur.execute("SELECT id, event_time, source_id, idempotency_key FROM customer_events WHERE id = ANY(%s)", [events])
     nodes = {e: EventNode(e, t, s, k, []) for e, t, s, k in cur.fetchall()}
     cur.execute(
@@ -576,10 +674,14 @@ def _exact(
     )
     for e, i, category, value, priority in cur.fetchall():
         nodes[e].links.append(Link(i, category, value, priority))
-    by_root: dict[int, list[EventNode]] = {}
+    by_component: dict[int, list[EventNode]] = {}
     for e, node in nodes.items():
-        by_root.setdefault(group_of[e], []).append(node)
-    for component in by_root.values():
+        by_component.setdefault(component_of[e], []).append(node)
+    group_of: dict[int, int] = {}
+    identifier_event: dict[int, int | None] = {}
+    refused: list[tuple[int, int, str, str]] = []
+    hubs: dict[int, int] = {}
+    for component in by_component.values():
         partition = partition_compute(
             component, categories=config.categories, hub_limit=config.hub_limit, hub_exempt=config.hub_exempt
         )
@@ -595,3 +697,4 @@ def _exact(
         for (e, i), (status, reason) in partition.refused.items():
             refused.append((e, i, status, reason))
         hubs.update(partition.hubs)
+    return group_of, identifier_event, refused, hubs
