@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,16 +87,23 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             _extract(cur, config, mark)
             graph = _graph_fetch(cur, system)
             mark("fetch")
-            groups = _groups(cur, config, graph)
-            mark("union_find")
-            if progress:
-                progress(len(graph.events) // 2)
-            plan = _entities_plan(graph, groups)
-            report.entities_created = len(plan.new_entities)
-            report.events = int(plan.moved.sum())
-            report.refused = len(groups.refused)
-            report.components = len(plan.entity_of_group)
-            mark("plan")
+            # The identity graph's edges do not depend on the partition: PostgreSQL writes them (and builds their
+            # indexes) while the union-find and the customer plan run here; refused links are marked after.
+            edges = _Background(_edges_write, cur)
+            try:
+                groups = _groups(cur, config, graph, before_queries=edges.wait)
+                mark("union_find")
+                if progress:
+                    progress(len(graph.events) // 2)
+                plan = _entities_plan(graph, groups)
+                report.entities_created = len(plan.new_entities)
+                report.events = int(plan.moved.sum())
+                report.refused = len(groups.refused)
+                report.components = len(plan.entity_of_group)
+                mark("plan")
+            finally:
+                edges.wait()
+            mark("edges_write")
 
             if len(plan.new_entities):
                 rebuilt = _indexes_drop_when_empty(cur, "customer_entities")
@@ -117,8 +125,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             _stale_write(cur, plan.touched)
             mark("stale")
 
-            # The identity graph: every edge with its status; identifiers with their entity.
-            if groups.refused:
+            if groups.refused:  # the links the exact algorithm did not make (written as linked above)
                 cur.execute(
                     "CREATE TEMP TABLE st_refused (event_id bigint, identifier_id bigint, status text, reason text) "
                     "ON COMMIT DROP"
@@ -126,8 +133,11 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 with cur.copy("COPY st_refused FROM STDIN") as copy:
                     for row in groups.refused:
                         copy.write_row(row)
-            _edges_write(cur, refused=bool(groups.refused))
-            mark("edges_write")
+                cur.execute(
+                    "UPDATE stitching_event_identifiers ei SET status = r.status, reason = r.reason "
+                    "FROM st_refused r WHERE ei.event_id = r.event_id AND ei.identifier_id = r.identifier_id"
+                )
+                mark("refused")
             _identifiers_write(cur, graph, groups, plan)
             mark("owners")
             if groups.hubs:
@@ -161,6 +171,28 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
     return report
 
 
+class _Background:
+    """`function(*args)` in a thread. The caller does not use the connection the function uses until wait()."""
+
+    def __init__(self, function: Callable, *args) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(function, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, function: Callable, args: tuple) -> None:
+        try:
+            function(*args)
+        except BaseException as error:  # noqa: BLE001 - re-raised by wait() in the caller's thread
+            self._error = error
+
+    def wait(self) -> None:
+        """Join the thread (idempotent); raise what the function raised, once."""
+        self._thread.join()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+
 SCRATCH_TABLES = ("st_pairs", "st_groups", "st_ids", "st_edges", "st_old", "st_assign", "st_refused", "st_final")
 SCRATCH_TABLES += ("st_owner", "st_stale")
 # A rebuild that moves at least this many events replaces customer_event_entities (_assignments_write) instead
@@ -186,11 +218,13 @@ class Graph:
 
 
 def _graph_fetch(cur, system: int) -> Graph:
-    """The edges, every event with its current customer, and the existing customers, by binary COPY."""
-    edge_events, edge_identifiers, edge_codes = pgcopy.copy_out(
-        cur,
-        "SELECT event_id, identifier_id, category_code::int2 FROM st_edges WHERE blocked IS NULL",
-        [">i8", ">i8", ">i2"],
+    """The edges, every event with its current customer, and the existing customers (integer columns as one
+    binary array each, read straight into numpy)."""
+    raw = cur.connection
+    edge_events, edge_identifiers, edge_codes = pgcopy.fetch_int_arrays(
+        raw,
+        "SELECT coalesce(array_agg(event_id), '{}'), coalesce(array_agg(identifier_id), '{}'), "
+        "coalesce(array_agg(category_code), '{}') FROM st_edges WHERE blocked IS NULL",
     )
     # The existing customers numbered in (created, id) order, in one snapshot with the assignments read below.
     cur.execute(
@@ -201,14 +235,15 @@ def _graph_fetch(cur, system: int) -> Graph:
     old_ids = _entity_array([row[0] for row in cur.fetchall()])
     if len(old_ids):
         cur.execute("ANALYZE st_old")
-        all_events, all_old = pgcopy.copy_out(
-            cur,
-            "SELECT a.event_id, coalesce(o.rank, -1) FROM customer_event_entities a "
-            "LEFT JOIN st_old o ON o.id = a.customer_entity_id",
-            [">i8", ">i8"],
+        all_events, all_old = pgcopy.fetch_int_arrays(
+            raw,
+            "SELECT coalesce(array_agg(a.event_id), '{}'), coalesce(array_agg(coalesce(o.rank, -1)), '{}') "
+            "FROM customer_event_entities a LEFT JOIN st_old o ON o.id = a.customer_entity_id",
         )
     else:  # a first stitch: no event has a customer
-        (all_events,) = pgcopy.copy_out(cur, "SELECT event_id FROM customer_event_entities", [">i8"])
+        (all_events,) = pgcopy.fetch_int_arrays(
+            raw, "SELECT coalesce(array_agg(event_id), '{}') FROM customer_event_entities"
+        )
         all_old = np.full(len(all_events), -1, dtype=np.int64)
     order = np.argsort(all_events, kind="stable")
     all_events, all_old = all_events[order], all_old[order]
@@ -245,9 +280,10 @@ class Groups:
     hubs: dict[int, int]
 
 
-def _groups(cur, config, graph: Graph) -> Groups:
+def _groups(cur, config, graph: Graph, *, before_queries: Callable[[], None]) -> Groups:
     """Connected components of the event-identifier graph (scipy's union-find, in C); a component that could hit
-    a limit or a hub goes through the exact algorithm (partition_compute), like incremental stitching."""
+    a limit or a hub goes through the exact algorithm (partition_compute), like incremental stitching, which reads
+    its events once `before_queries()` returned (the connection may be busy until then)."""
     n_events = len(graph.events)
     identifiers, identifier_index = np.unique(graph.edge_identifiers, return_inverse=True)
     n_nodes = n_events + len(identifiers)
@@ -282,6 +318,7 @@ def _groups(cur, config, graph: Graph) -> Groups:
     if exact.any():
         in_exact = exact[event_label]
         component_of = dict(zip(graph.events[in_exact].tolist(), event_label[in_exact].tolist(), strict=True))
+        before_queries()
         group_of, identifier_event, refused, hubs = _exact(cur, config, component_of)
         event_group[in_exact] = [group_of[e] for e in graph.events[in_exact].tolist()]
         for k in np.flatnonzero(exact[identifier_label]).tolist():
@@ -528,18 +565,15 @@ def _indexes_create(cur, dropped: Dropped | None) -> None:
         cur.execute(f'ALTER TABLE {dropped.table} ADD CONSTRAINT "{name}" {definition}')
 
 
-def _edges_write(cur, *, refused: bool) -> None:
-    """Make stitching_event_identifiers equal to st_edges with each edge's status (st_refused overrides it): all
-    inserted into an empty table (a first stitch), else only the difference written (a rebuild of unchanged data
-    writes nothing)."""
+def _edges_write(cur) -> None:
+    """Make stitching_event_identifiers equal to st_edges, each edge linked or blocked: all inserted into an empty
+    table (a first stitch), else only the difference written (a rebuild of unchanged data writes nothing)."""
     columns = "event_id, identifier_id, rule_id, status, reason"
-    status = "CASE WHEN s.blocked IS NOT NULL THEN 'blocked' ELSE 'linked' END"
-    reason = "coalesce(s.blocked, '')"
-    source = "st_edges s"
-    if refused:
-        status, reason = f"coalesce(r.status, {status})", f"coalesce(r.reason, {reason})"
-        source += " LEFT JOIN st_refused r ON r.event_id = s.event_id AND r.identifier_id = s.identifier_id"
-    final = f"SELECT s.event_id, s.identifier_id, s.rule_id, {status} AS status, {reason} AS reason FROM {source}"
+    final = (
+        "SELECT s.event_id, s.identifier_id, s.rule_id, "
+        "CASE WHEN s.blocked IS NOT NULL THEN 'blocked' ELSE 'linked' END AS status, "
+        "coalesce(s.blocked, '') AS reason FROM st_edges s"
+    )
     rebuilt = _indexes_drop_when_empty(cur, "stitching_event_identifiers")
     if rebuilt is not None:
         cur.execute(f"INSERT INTO stitching_event_identifiers ({columns}) {final}")

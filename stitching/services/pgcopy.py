@@ -1,4 +1,4 @@
-"""Columns of fixed-width values in and out of PostgreSQL by binary COPY, as numpy arrays.
+"""Columns of fixed-width values between PostgreSQL and numpy arrays: in by binary COPY, out as binary arrays.
 
 A binary COPY row is a 16-bit field count, then per field a 32-bit length and the value in network byte order; a
 row of fixed-width, non-NULL fields has one layout, so a whole result is one numpy structured array (no per-row
@@ -8,9 +8,13 @@ bytes), ">i8" also for timestamptz (microseconds since 2000-01-01 UTC, see `time
 
 from __future__ import annotations
 
+import struct
 from datetime import UTC, datetime
 
 import numpy as np
+import psycopg
+from psycopg.adapt import Loader
+from psycopg.pq import Format
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 TRAILER = b"\xff\xff"
@@ -22,30 +26,6 @@ def _row_dtype(kinds: list[str]) -> np.dtype:
     for k, kind in enumerate(kinds):
         fields += [(f"l{k}", ">i4"), (f"v{k}", kind)]
     return np.dtype(fields)  # packed: no alignment padding, as on the wire
-
-
-def copy_out(cursor, query: str, kinds: list[str], params=None) -> list[np.ndarray]:
-    """The columns of `query` (no NULLs; each of its kind's width) as numpy arrays, in native byte order."""
-    chunks = []
-    with cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT binary)", params) as copy:
-        for block in copy:
-            chunks.append(bytes(block))
-    data = b"".join(chunks)
-    if not data.startswith(HEADER[:11]):
-        raise ValueError("not a binary COPY stream")
-    extension = int.from_bytes(data[15:19], "big")
-    body = memoryview(data)[19 + extension : len(data) - len(TRAILER)]
-    dtype = _row_dtype(kinds)
-    if len(body) % dtype.itemsize:
-        raise ValueError("a value is NULL or not of its column's width")
-    rows = np.frombuffer(body, dtype=dtype)
-    if len(rows) and (rows["count"] != len(kinds)).any():
-        raise ValueError("unexpected field count")
-    for k, kind in enumerate(kinds):
-        width = np.dtype(kind).itemsize
-        if len(rows) and (rows[f"l{k}"] != width).any():
-            raise ValueError(f"column {k}: a value is NULL or not {width} bytes")
-    return [rows[f"v{k}"].astype(np.dtype(kind).newbyteorder("=")) for k, kind in enumerate(kinds)]
 
 
 def copy_in(cursor, statement: str, columns: list[tuple[str, np.ndarray]]) -> None:
@@ -78,3 +58,35 @@ def uuid_hex(count: int) -> np.ndarray:
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
     return np.frombuffer(raw.tobytes().hex().encode("ascii"), dtype="S32")
+
+
+class _IntArrayLoader(Loader):
+    """A binary int2[] / int4[] / int8[] of one dimension without NULLs as a numpy int64 array (one frombuffer;
+    psycopg's own loader makes a Python int per element)."""
+
+    format = Format.BINARY
+
+    def load(self, data) -> np.ndarray:
+        ndim, has_null, element_oid = struct.unpack_from(">iiI", data)
+        if ndim == 0:
+            return np.empty(0, dtype=np.int64)
+        if ndim != 1 or has_null:
+            raise ValueError("expected a one-dimensional array without NULLs")
+        (size,) = struct.unpack_from(">i", data, 12)
+        width = _INT_WIDTHS[element_oid]
+        rows = np.frombuffer(data, dtype=np.dtype([("l", ">i4"), ("v", f">i{width}")]), count=size, offset=20)
+        return rows["v"].astype(np.int64)
+
+
+_INT_WIDTHS = {21: 2, 23: 4, 20: 8}  # int2, int4, int8 element oids
+_INT_ARRAY_OIDS = (1005, 1007, 1016)  # int2[], int4[], int8[]
+
+
+def fetch_int_arrays(connection, query: str, params=None) -> list[np.ndarray]:
+    """The one row of integer arrays `query` returns (e.g. SELECT array_agg(a), array_agg(b) ...), as numpy
+    int64 arrays: one binary value per column instead of a COPY message per row."""
+    with psycopg.Cursor(connection) as cursor:  # server-side binding (a client-side cursor has no binary results)
+        for oid in _INT_ARRAY_OIDS:
+            cursor.adapters.register_loader(oid, _IntArrayLoader)
+        cursor.execute(query, params, binary=True)
+        return list(cursor.fetchone())
