@@ -153,7 +153,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 [list(groups.hubs)],
             )
             mark("hubs")
-            cur.execute("DROP TABLE st_pairs, st_groups, st_ids, st_edges, st_old")  # the unlogged scratch tables
+            cur.execute("DROP TABLE st_raw, st_groups, st_ids, st_edges, st_old")  # the unlogged scratch tables
             # Every row changed: fresh statistics, or the planner keeps believing no event is stitched (and picks
             # nested loops over the entity index for incremental stitching's lookups).
             for table in (
@@ -193,7 +193,7 @@ class _Background:
             raise error
 
 
-SCRATCH_TABLES = ("st_pairs", "st_groups", "st_ids", "st_edges", "st_old", "st_assign", "st_refused", "st_final")
+SCRATCH_TABLES = ("st_raw", "st_groups", "st_ids", "st_edges", "st_old", "st_assign", "st_refused", "st_final")
 SCRATCH_TABLES += ("st_owner", "st_stale")
 # A rebuild that moves at least this many events replaces customer_event_entities (_assignments_write) instead
 # of updating the rows that change.
@@ -603,45 +603,53 @@ def _extract(cur, config, mark: Callable[[str], None]) -> None:
 
     Scratch tables are UNLOGGED (dropped before the rebuild commits; never visible to others): unlike temporary
     tables they can be filled by parallel plans, so both cores extract. Every rule is applied in one pass over the
-    events: one row per (event, rule) from a LATERAL VALUES list (NULL where the rule does not apply), the payload
-    value extracted once and normalised by its category's SQL normaliser."""
+    events (st_raw: a column per rule, NULL where the rule does not apply), the payload value extracted once and
+    normalised by its category's SQL normaliser."""
     categories = sorted(config.categories)
-    rules = []
+    # One row per event with each rule's normalised value as a column (st_raw: the payload is read once per
+    # event, every expression runs in the parallel workers), and the (event, rule) pairs as a UNION ALL of one
+    # branch per rule over it. A LATERAL VALUES list unpivoting in the same pass ran above the Gather (serial),
+    # and extracting inside it cost twice as much.
+    extracts, values, branches = [], [], []
     for source_id, source_rules in config.rules.items():
         for rule in source_rules:
             applies = f"e.source_id = {int(source_id)}"
             if rule.event_type != "*":
                 applies += f" AND e.type = {_literal(rule.event_type)}"
-            rules.append(
-                f"({_literal(rule.category)}, CASE WHEN {applies} THEN "
-                f"e.payload #> {_literal(list(rule.path))}::text[] END, {int(rule.id)}::bigint, {int(rule.priority)})"
+            k = len(extracts)
+            path = _literal(list(rule.path))
+            extracts.append(f"CASE WHEN {applies} THEN e.payload #> {path}::text[] END AS j{k}")
+            normalised = sql_normalize(config.normalizers[rule.category], sql_scalar_text(f"x.j{k}"))
+            values.append(f"left({normalised}, {MAX_IDENTIFIER_LENGTH}) AS v{k}")
+            branches.append(
+                f"SELECT event_id, event_time, {_literal(rule.category)}::text AS category, v{k} AS value, "
+                f"{int(rule.id)}::bigint AS rule_id, {int(rule.priority)} AS rule_priority FROM st_raw "
+                f"WHERE v{k} IS NOT NULL"
             )
-    columns = "event_id bigint, event_time timestamptz, category text, value text, rule_id bigint, rule_priority int"
-    if not rules:
-        cur.execute(f"CREATE UNLOGGED TABLE st_pairs ({columns})")
-    else:
-        normalise = " ".join(
-            f"WHEN {_literal(c)} THEN {sql_normalize(config.normalizers[c], sql_scalar_text('r.j'))}"
-            for c in categories
-        )
+    if extracts:
         sources = sorted(int(x) for x in config.rules)
-        # One flat statement (parallel-safe throughout): a value that normalises to nothing is kept as NULL and
-        # skipped by the next steps, rather than normalised a second time for a filter.
+        # OFFSET 0 keeps the extracted jsonb values columns (each normaliser reads its value several times) and,
+        # as a constant, no Limit node: the plan stays parallel.
         cur.execute(
             (
-                "CREATE UNLOGGED TABLE st_pairs AS SELECT e.id AS event_id, e.event_time, r.category, "
-                f"left(CASE r.category {normalise} END, {MAX_IDENTIFIER_LENGTH}) AS value, r.rule_id, "
-                f"r.rule_priority FROM customer_events e "
-                f"CROSS JOIN LATERAL (VALUES {', '.join(rules)}) AS r(category, j, rule_id, rule_priority) "
-                f"WHERE e.source_id = ANY('{{{','.join(map(str, sources))}}}'::bigint[]) AND r.j IS NOT NULL"
+                f"CREATE UNLOGGED TABLE st_raw AS SELECT x.id AS event_id, x.event_time, {', '.join(values)} "
+                f"FROM (SELECT e.id, e.event_time, {', '.join(extracts)} FROM customer_events e "
+                f"WHERE e.source_id = ANY('{{{','.join(map(str, sources))}}}'::bigint[]) OFFSET 0) x"
             ).replace("%", "%%")
+        )
+        pairs = " UNION ALL ".join(branches)
+    else:
+        cur.execute("CREATE UNLOGGED TABLE st_raw (event_id bigint)")
+        pairs = (
+            "SELECT NULL::bigint AS event_id, NULL::timestamptz AS event_time, NULL::text AS category, "
+            "NULL::text AS value, NULL::bigint AS rule_id, NULL::int AS rule_priority WHERE false"
         )
     mark("extract_pairs")
     # Every distinct identifier with its first time and why it may not link (junk or blocked: a function of the
     # value, computed once per identifier).
     cur.execute(
         "CREATE UNLOGGED TABLE st_groups AS SELECT i.id AS existing, p.category, p.value, p.first_seen "
-        "FROM (SELECT category, value, min(event_time) AS first_seen FROM st_pairs WHERE value IS NOT NULL "
+        f"FROM (SELECT category, value, min(event_time) AS first_seen FROM ({pairs}) pairs "
         "GROUP BY category, value) p "
         "LEFT JOIN stitching_identifiers i ON i.category_id = p.category AND i.value = p.value"
     )
@@ -679,7 +687,7 @@ def _extract(cur, config, mark: Callable[[str], None]) -> None:
     cur.execute(
         "CREATE UNLOGGED TABLE st_edges AS SELECT DISTINCT ON (p.event_id, i.identifier_id) p.event_id, "
         "i.identifier_id, array_position(%s::text[], p.category) - 1 AS category_code, p.rule_id, i.blocked "
-        "FROM st_pairs p JOIN st_ids i ON i.category = p.category AND i.value = p.value "
+        f"FROM ({pairs.replace('%', '%%')}) p JOIN st_ids i ON i.category = p.category AND i.value = p.value "
         "ORDER BY p.event_id, i.identifier_id, p.rule_priority DESC, p.rule_id",
         [categories],
     )
