@@ -99,7 +99,7 @@ def new_entity_id() -> str:
 class CustomerEntity(models.Model):
     """One customer, stitched from many events. `modified` is the last change of an attribute value."""
 
-    id = models.CharField(primary_key=True, max_length=32, default=new_entity_id, editable=False)
+    id = models.CharField(primary_key=True, max_length=32, default=new_entity_id, editable=False, db_collation="C")
     created = models.DateTimeField(db_default=Now())
     modified = models.DateTimeField(db_default=Now())
     # Computed attribute values, {"<attribute id>": [values...]}: one row per customer keeps a segment count one
@@ -132,7 +132,7 @@ class StaleEntity(models.Model):
     rewrite its wide row (and its attributes' GIN entries) only to flip a flag. No foreign key: a queued customer
     that was merged away or erased meanwhile is simply skipped."""
 
-    entity_id = models.CharField(primary_key=True, max_length=32)
+    entity_id = models.CharField(primary_key=True, max_length=32, db_collation="C")
 
     class Meta:
         db_table = "customer_entities_stale"

@@ -252,7 +252,7 @@ class CampaignRecipient(models.Model):
     id = models.BigAutoField(primary_key=True)
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients", db_index=False)
     email = models.CharField(max_length=254)
-    customer_entity_id = models.CharField(max_length=32, blank=True)
+    customer_entity_id = models.CharField(max_length=32, blank=True, db_collation="C")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     reason = models.CharField(max_length=255, blank=True)
     message_id = models.CharField(max_length=64, blank=True)

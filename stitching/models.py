@@ -87,7 +87,7 @@ class Identifier(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     category = models.ForeignKey(StitchingCategory, on_delete=models.CASCADE, db_index=False)
-    value = models.CharField(max_length=400)
+    value = models.CharField(max_length=400, db_collation="C")
     # No database constraint (as on EventIdentifier's keys): the engine alone writes this derived column, and a
     # full restitch rewrites it for every identifier, where a deferred check per row costs more than the update.
     # The ORM still applies on_delete.
@@ -156,7 +156,9 @@ class EntityChange(models.Model):
         ERASE = "erase", "Erased (GDPR)"
 
     kind = models.CharField(max_length=10, choices=Kind.choices)
-    customer_entity_id = models.CharField(max_length=32, db_index=True, help_text="The surviving / affected entity.")
+    customer_entity_id = models.CharField(
+        max_length=32, db_index=True, db_collation="C", help_text="The surviving / affected entity."
+    )
     other_entity_ids = models.JSONField(default=list, help_text="Entities merged into it, or split off from it.")
     event = models.ForeignKey(CustomerEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     identifier = models.ForeignKey(Identifier, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -74,6 +74,8 @@ def campaign_enqueue(*, campaign: Campaign) -> None:
     transaction.on_commit(lambda: task.delay(campaign.pk))
 
 
+# Identifier values are collated "C" and email addresses by the database default: the join compares in the
+# addresses' collation so that their unique index can look an address up (a "C" comparison cannot use it).
 _PREPARE_SQL = """
 INSERT INTO emails_campaignrecipient
     (campaign_id, email, customer_entity_id, status, reason, message_id, provider_message_id, attempts)
@@ -84,7 +86,7 @@ SELECT %s, i.value, i.customer_entity_id,
        md5(%s || ':' || i.value), '', 0
 FROM ({members}) AS m
 JOIN stitching_identifiers i ON i.customer_entity_id = m.id AND i.category_id = 'email'
-LEFT JOIN emails_emailaddress a ON a.email = i.value
+LEFT JOIN emails_emailaddress a ON a.email = i.value COLLATE "default"
 ON CONFLICT (campaign_id, email) DO NOTHING
 """
 

@@ -114,10 +114,10 @@ class SegmentExport(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     attempts = models.IntegerField(default=0)
     # Resume point: the last entity id of the last batch the destination acknowledged, and the loader's state.
-    checkpoint_entity_id = models.CharField(max_length=32, blank=True)
+    checkpoint_entity_id = models.CharField(max_length=32, blank=True, db_collation="C")
     checkpoint_state = models.JSONField(default=dict, blank=True)
     # Set while a batch is being delivered (cleared by its checkpoint): a worker lost in between may have sent it.
-    in_flight_entity_id = models.CharField(max_length=32, blank=True)
+    in_flight_entity_id = models.CharField(max_length=32, blank=True, db_collation="C")
 
     class Meta:
         ordering = ["-created", "-id"]
@@ -145,7 +145,7 @@ class ExportedMember(models.Model):
     same segment to the same destination sends the previous run's members that are no longer in the segment."""
 
     export = models.ForeignKey(SegmentExport, on_delete=models.CASCADE, related_name="+", db_index=False)
-    entity_id = models.CharField(max_length=32)
+    entity_id = models.CharField(max_length=32, db_collation="C")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["export", "entity_id"], name="exported_member_unique")]
