@@ -128,9 +128,12 @@ class EventIdentifier(models.Model):
     identifier = models.ForeignKey(
         Identifier, on_delete=models.CASCADE, related_name="event_links", db_constraint=False
     )
+    # No index on the rule: nothing looks edges up by rule, and deleting a rule (rare) may scan; a full restitch
+    # builds every index of this table.
     rule = models.ForeignKey(
-        StitchingRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_constraint=False
-    )
+        StitchingRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_constraint=False,
+        db_index=False,
+    )  # fmt: skip
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.LINKED)
     reason = models.CharField(max_length=300, blank=True)
 

@@ -153,7 +153,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 [list(groups.hubs)],
             )
             mark("hubs")
-            cur.execute("DROP TABLE st_raw, st_groups, st_ids, st_edges, st_old")  # the unlogged scratch tables
+            cur.execute("DROP TABLE st_raw, st_ids, st_edges, st_old")  # the unlogged scratch tables
             # Every row changed: fresh statistics, or the planner keeps believing no event is stitched (and picks
             # nested loops over the entity index for incremental stitching's lookups).
             for table in (
@@ -193,7 +193,7 @@ class _Background:
             raise error
 
 
-SCRATCH_TABLES = ("st_raw", "st_groups", "st_ids", "st_edges", "st_old", "st_assign", "st_refused", "st_final")
+SCRATCH_TABLES = ("st_raw", "st_ids", "st_edges", "st_old", "st_assign", "st_refused", "st_final")
 SCRATCH_TABLES += ("st_owner", "st_stale")
 # A rebuild that moves at least this many events replaces customer_event_entities (_assignments_write) instead
 # of updating the rows that change.
@@ -646,17 +646,10 @@ def _extract(cur, config, mark: Callable[[str], None]) -> None:
         )
     mark("extract_pairs")
     # Every distinct identifier with its first time and why it may not link (junk or blocked: a function of the
-    # value, computed once per identifier).
-    cur.execute(
-        "CREATE UNLOGGED TABLE st_groups AS SELECT i.id AS existing, p.category, p.value, p.first_seen "
-        f"FROM (SELECT category, value, min(event_time) AS first_seen FROM ({pairs}) pairs "
-        "GROUP BY category, value) p "
-        "LEFT JOIN stitching_identifiers i ON i.category_id = p.category AND i.value = p.value"
-    )
-    # Why an identifier may not link (junk or blocked): a function of the value, computed once per identifier, its
-    # trimmed core once per value (OFFSET 0 keeps it a column). New identifiers get their id from the table's
-    # sequence now (nextval is why this step is serial) and are inserted with their owner once it is known (no
-    # identifier is created concurrently: stitching holds the global lock shared, this rebuild exclusively).
+    # value, computed once per identifier, its trimmed core once per value: OFFSET 0 keeps it a column). New
+    # identifiers get ids after the table's sequence, numbered in one pass (row_number() over the unsorted rows:
+    # the existing identifiers leave gaps) before one setval, and are inserted with their owner once it is known
+    # (no identifier is created concurrently: stitching holds the global lock shared, this rebuild exclusively).
     junk = sql_junk_reason("p.value", core="p.core").replace("%", "%%")
     blocked = "NULL"
     if config.blocked:
@@ -665,18 +658,21 @@ def _extract(cur, config, mark: Callable[[str], None]) -> None:
             "FROM stitching_blockedvalue b WHERE b.value = p.value AND (b.category_id = p.category OR "
             "b.category_id IS NULL) ORDER BY b.category_id NULLS LAST LIMIT 1)"
         )
-    # New ids follow the sequence's last value, numbered in one pass; the sequence then moves past them (one
-    # setval instead of a nextval per identifier).
     cur.execute("SELECT pg_get_serial_sequence('stitching_identifiers', 'id')")
     sequence = cur.fetchone()[0]
     cur.execute(f"SELECT last_value + CASE WHEN is_called THEN 1 ELSE 0 END FROM {sequence}")
     first = int(cur.fetchone()[0])
+    groups = (
+        "SELECT i.id AS existing, p.category, p.value, p.first_seen, row_number() OVER () AS n "
+        f"FROM (SELECT category, value, min(event_time) AS first_seen FROM ({pairs.replace('%', '%%')}) pairs "
+        "GROUP BY category, value) p "
+        "LEFT JOIN stitching_identifiers i ON i.category_id = p.category AND i.value = p.value"
+    )
     cur.execute(
-        "CREATE UNLOGGED TABLE st_ids AS SELECT coalesce(existing, "
-        f"{first} - 1 + row_number() OVER (PARTITION BY existing IS NULL)) AS identifier_id, "
+        f"CREATE UNLOGGED TABLE st_ids AS SELECT coalesce(existing, {first} - 1 + n) AS identifier_id, "
         "existing IS NULL AS new, category, value, first_seen, blocked FROM ("
         f"SELECT p.*, coalesce('junk value: ' || {junk}, {blocked}) AS blocked FROM "
-        f"(SELECT g.*, {sql_junk_core('g.value')} AS core FROM st_groups g OFFSET 0) p OFFSET 0) q"
+        f"(SELECT g.*, {sql_junk_core('g.value')} AS core FROM ({groups}) g OFFSET 0) p OFFSET 0) q"
     )
     cur.execute("SELECT max(identifier_id) FROM st_ids WHERE new")
     last = cur.fetchone()[0]
