@@ -147,15 +147,19 @@ def sql_normalize(normalizer: str, text_expr: str, *, country_code: str | None =
         code = country_code or default_country_code()
         if not code.isdigit():
             raise ValueError("STITCHING_DEFAULT_COUNTRY_CODE must be digits")
+        # SQL has no local variables: every mention below is evaluated again, so each is kept cheap. Where the
+        # result is not NULL the text matched the pattern, so its non-digits are among "+ ()./-": translate()
+        # drops them (a regexp_replace per mention made a phone cost 25 us); `= ANY` and NOT LIKE read the number
+        # once (BETWEEN would read it twice).
         t = f"btrim({text_expr}, {_SQL_WS})"
-        digits = f"regexp_replace({t}, '[^0-9]', '', 'g')"
+        digits = f"translate({t}, '+ ()./-', '')"
         number = (
             f"(CASE WHEN {t} LIKE '+%' THEN {digits} WHEN {digits} LIKE '00%' THEN substr({digits}, 3) "
             f"ELSE '{code}' || ltrim({digits}, '0') END)"
         )
         return (
-            f"(CASE WHEN {t} ~ '^[+]?[0-9 ()./-]+$' AND length({number}) BETWEEN 8 AND 15 "
-            f"AND {number} !~ '^0' THEN '+' || {number} END)"
+            f"(CASE WHEN {t} ~ '^[+]?[0-9 ()./-]+$' AND length({number}) = ANY('{{8,9,10,11,12,13,14,15}}') "
+            f"AND {number} NOT LIKE '0%' THEN '+' || {number} END)"
         )
     raise ValueError(f"unknown normalizer {normalizer!r}")
 
