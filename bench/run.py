@@ -315,6 +315,7 @@ def stitch_events_load(bench: Bench, size: int) -> int:
         # A first stitch: no identifiers (nor graph, history, reviews) left by an earlier run of the bench.
         cursor.execute("TRUNCATE stitching_identifiers, stitching_event_identifiers CASCADE")
         cursor.execute("DELETE FROM customer_entities")
+        cursor.execute("TRUNCATE customer_entities_stale")  # it queued customers of the deleted data set
     command = [sys.executable, str(ROOT / "manage.py"), "load_events", str(path), "--source", SOURCE_SLUG]
     subprocess.run(command + ["--no-progress"], check=True, stdout=subprocess.DEVNULL)
     with connection.cursor() as cursor:

@@ -180,5 +180,5 @@ def sql_junk_reason(value_expr: str, core: str | None = None) -> str:
         f"THEN '{MAX_IDENTIFIER_LENGTH} characters or longer' "
         f"WHEN {core} = '' THEN 'empty' "
         f"WHEN {_sql_ascii_lower(core)} IN ({junk}) THEN 'placeholder value' "
-        f"WHEN {core} ~ '^[0-]*$' THEN 'only zeros and dashes' END)"
+        f"WHEN btrim({core}, '0-') = '' THEN 'only zeros and dashes' END)"  # (a regular expression cost more)
     )
