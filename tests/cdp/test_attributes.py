@@ -510,3 +510,25 @@ def test_more_attributes_than_a_function_takes_arguments(no_default_attributes, 
     svc.attributes_recompute(entity_ids=[entity.pk])
 
     assert values(entity) == {f"a{n}": [1] for n in range(95)}
+
+
+def test_a_run_also_takes_customers_queued_behind_its_position(shop, monkeypatch):
+    # Batches claim in id order from where the previous one ended; a customer queued meanwhile with a smaller id
+    # is found by the pass from the start at the end.
+    svc.attributes_recompute()
+    late, first, second = (CustomerEntity.objects.create(id=c * 32) for c in "089")
+    svc.entities_mark_stale(entity_ids=[first.pk, second.pk])
+    monkeypatch.setattr(svc, "BATCH_SIZE", 1)
+    batch_run = svc._batch_run
+
+    def batch_then_queue_behind(*args, **kwargs):
+        result = batch_run(*args, **kwargs)
+        if result[2] == first.pk:
+            svc.entities_mark_stale(entity_ids=[late.pk])
+        return result
+
+    monkeypatch.setattr(svc, "_batch_run", batch_then_queue_behind)
+
+    assert svc.attributes_recompute() == 3
+    assert all(values(e) == {"orders": [0], "revenue": [0]} for e in (late, first, second))
+    assert not StaleEntity.objects.exists()
