@@ -157,9 +157,11 @@ def sql_normalize(normalizer: str, text_expr: str, *, country_code: str | None =
             f"(CASE WHEN {t} LIKE '+%' THEN {digits} WHEN {digits} LIKE '00%' THEN substr({digits}, 3) "
             f"ELSE '{code}' || ltrim({digits}, '0') END)"
         )
+        # Nested CASEs: the number is not computed for a NULL or a text that is no phone number (an AND goes on
+        # evaluating after a NULL operand).
         return (
-            f"(CASE WHEN {t} ~ '^[+]?[0-9 ()./-]+$' AND length({number}) = ANY('{{8,9,10,11,12,13,14,15}}') "
-            f"AND {number} NOT LIKE '0%' THEN '+' || {number} END)"
+            f"(CASE WHEN {t} ~ '^[+]?[0-9 ()./-]+$' THEN (CASE WHEN length({number}) "
+            f"= ANY('{{8,9,10,11,12,13,14,15}}') AND {number} NOT LIKE '0%' THEN '+' || {number} END) END)"
         )
     raise ValueError(f"unknown normalizer {normalizer!r}")
 

@@ -88,10 +88,11 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             graph = _graph_fetch(cur, system)
             mark("fetch")
             # The identity graph's edges do not depend on the partition: PostgreSQL writes them (and builds their
-            # indexes) while the union-find and the customer plan run here; refused links are marked after.
-            edges = _Background(_edges_write, cur)
+            # indexes) while the exact partitions and the customer plan are computed here, once the union-find has
+            # read what the exact algorithm needs; refused links are marked after.
+            edges: list[_Background] = []
             try:
-                groups = _groups(cur, config, graph, before_queries=edges.wait)
+                groups = _groups(cur, config, graph, then=lambda: edges.append(_Background(_edges_write, cur)))
                 mark("union_find")
                 if progress:
                     progress(len(graph.events) // 2)
@@ -102,7 +103,8 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 report.components = len(plan.entity_of_group)
                 mark("plan")
             finally:
-                edges.wait()
+                for background in edges:
+                    background.wait()
             mark("edges_write")
 
             if len(plan.new_entities):
@@ -280,10 +282,10 @@ class Groups:
     hubs: dict[int, int]
 
 
-def _groups(cur, config, graph: Graph, *, before_queries: Callable[[], None]) -> Groups:
+def _groups(cur, config, graph: Graph, *, then: Callable[[], None]) -> Groups:
     """Connected components of the event-identifier graph (scipy's union-find, in C); a component that could hit
-    a limit or a hub goes through the exact algorithm (partition_compute), like incremental stitching, which reads
-    its events once `before_queries()` returned (the connection may be busy until then)."""
+    a limit or a hub goes through the exact algorithm (partition_compute), like incremental stitching. `then()` is
+    called once the database is no longer needed (the exact algorithm's events read), before partition_compute."""
     n_events = len(graph.events)
     identifiers, identifier_index = np.unique(graph.edge_identifiers, return_inverse=True)
     n_nodes = n_events + len(identifiers)
@@ -315,11 +317,14 @@ def _groups(cur, config, graph: Graph, *, before_queries: Callable[[], None]) ->
             exact |= per_category[:, code] > limit
     refused: list[tuple[int, int, str, str]] = []
     hubs: dict[int, int] = {}
-    if exact.any():
+    if not exact.any():
+        then()
+    else:
         in_exact = exact[event_label]
         component_of = dict(zip(graph.events[in_exact].tolist(), event_label[in_exact].tolist(), strict=True))
-        before_queries()
-        group_of, identifier_event, refused, hubs = _exact(cur, config, component_of)
+        components = _exact_events(cur, component_of)
+        then()
+        group_of, identifier_event, refused, hubs = _exact(config, components)
         event_group[in_exact] = [group_of[e] for e in graph.events[in_exact].tolist()]
         for k in np.flatnonzero(exact[identifier_label]).tolist():
             e = identifier_event.get(int(identifiers[k]))
@@ -620,7 +625,8 @@ def _extract(cur, config, mark: Callable[[str], None]) -> None:
             path = _literal(list(rule.path))
             extracts.append(f"CASE WHEN {applies} THEN e.payload #> {path}::text[] END AS j{k}")
             normalised = sql_normalize(config.normalizers[rule.category], sql_scalar_text(f"x.j{k}"))
-            values.append(f"left({normalised}, {MAX_IDENTIFIER_LENGTH}) AS v{k}")
+            # (Most rules find nothing in most events: a NULL is not taken through the normaliser's expression.)
+            values.append(f"CASE WHEN x.j{k} IS NOT NULL THEN left({normalised}, {MAX_IDENTIFIER_LENGTH}) END AS v{k}")
             branches.append(
                 f"SELECT event_id, event_time, {_literal(rule.category)}::text AS category, v{k} AS value, "
                 f"{int(rule.id)}::bigint AS rule_id, {int(rule.priority)} AS rule_priority FROM st_raw "
@@ -696,10 +702,8 @@ def _literal(value) -> str:
     return sql.Literal(value).as_string(None)
 
 
-def _exact(cur, config, component_of: dict[int, int]) -> tuple[dict, dict, list, dict]:
-    """Run partition_compute on the components of these events (event -> component label). Returns each event's
-    group key (the smallest event id of its group), each of their identifiers' owner event (an event of its group;
-    None when none of its links was made), the refused links and the held hubs."""
+def _exact_events(cur, component_of: dict[int, int]) -> list[list[EventNode]]:
+    """The events of these components (event -> component label) with their linked identifiers, per component."""
     events = list(component_of)
     cur.execute("SELECT id, event_time, source_id, idempotency_key FROM customer_events WHERE id = ANY(%s)", [events])
     nodes = {e: EventNode(e, t, s, k, []) for e, t, s, k in cur.fetchall()}
@@ -715,11 +719,18 @@ def _exact(cur, config, component_of: dict[int, int]) -> tuple[dict, dict, list,
     by_component: dict[int, list[EventNode]] = {}
     for e, node in nodes.items():
         by_component.setdefault(component_of[e], []).append(node)
+    return list(by_component.values())
+
+
+def _exact(config, components: list[list[EventNode]]) -> tuple[dict, dict, list, dict]:
+    """partition_compute of each component. Returns each event's group key (the smallest event id of its group),
+    each of their identifiers' owner event (an event of its group; None when none of its links was made), the
+    refused links and the held hubs."""
     group_of: dict[int, int] = {}
     identifier_event: dict[int, int | None] = {}
     refused: list[tuple[int, int, str, str]] = []
     hubs: dict[int, int] = {}
-    for component in by_component.values():
+    for component in components:
         partition = partition_compute(
             component, categories=config.categories, hub_limit=config.hub_limit, hub_exempt=config.hub_exempt
         )
