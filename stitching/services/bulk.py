@@ -2,10 +2,13 @@
 
 Same result as incremental stitching (the partition is the same function of the same events), computed in bulk:
 identifiers are extracted in SQL (every rule in one parallel pass, with the SQL twins of the normalisers and the
-junk test), a union-find in Python over (event, identifier) pairs finds the raw components, and a component
-that cannot trigger a limit or a hub (each limited category within its limit, and at most `hub_limit`
-identifiers, which bounds the merges any identifier can make) *is* its partition. The rare others go through
-`partition_compute` like incremental stitching does. New entities are created with COPY.
+junk test) into UNLOGGED scratch tables; the (event, identifier) edges are read into numpy arrays, scipy's
+`connected_components` finds the raw components, and a component that cannot trigger a limit or a hub (each
+limited category within its limit, and at most `hub_limit` identifiers, which bounds the merges any identifier
+can make) *is* its partition. The rare others go through `partition_compute` like incremental stitching does.
+Which customer each group becomes is planned in numpy too; customers, assignments, the attribute queue and the
+identifiers' owners go in by binary COPY of those arrays. While the plan is computed, a thread writes the
+identity-graph edges on the same connection (the main thread does not use it until the thread is joined).
 
 Bulk writes: the event → customer assignments live in the narrow `customer_event_entities` (the wide event rows
 are never rewritten). A rebuild that moves at least REWRITE_MIN_EVENTS events replaces that table with COPY; a
@@ -112,8 +115,13 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 stamp = pgcopy.timestamptz(datetime.now(UTC))
                 count = len(plan.new_entities)
                 # In id order: the primary key grows at its right edge instead of splitting pages all over.
-                _copy(cur, "COPY customer_entities (id, created, modified, attributes)", [
-                    ("S32", np.sort(plan.new_entities)), (">i8", np.full(count, stamp)), (">i8", np.full(count, stamp)),
+                # (New ids are uuid hex, 32 bytes, also when existing ids of another length made them texts.)
+                new_ids = plan.new_entities
+                if new_ids.dtype == object:
+                    new_ids = np.array([x.encode() for x in new_ids], dtype="S32")
+                new_ids = np.sort(new_ids)
+                pgcopy.copy_in(cur, "COPY customer_entities (id, created, modified, attributes)", [
+                    ("S32", new_ids), (">i8", np.full(count, stamp)), (">i8", np.full(count, stamp)),
                     ("S3", np.full(count, b"\x01{}", dtype="S3")),  # jsonb's binary form: version 1, then the text
                 ])  # fmt: skip
                 _indexes_create(cur, rebuilt)

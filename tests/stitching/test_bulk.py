@@ -98,3 +98,24 @@ def test_a_rebuild_that_splits_a_customer_queues_both_for_their_attributes(sourc
     kept, split = CustomerEvent.objects.get(pk=a).customer_entity_id, CustomerEvent.objects.get(pk=b).customer_entity_id
     assert kept != split
     assert set(StaleEntity.objects.values_list("pk", flat=True)) == {kept, split}
+
+
+@pytest.mark.parametrize("rewrite_min", [1, 10_000])  # the assignments table replaced / rows updated
+def test_a_customer_id_of_another_length_is_kept_through_a_rebuild(source, monkeypatch, rewrite_min):
+    # Customer ids are 32 hex characters (written as fixed-width binary COPY); one of another length (an import
+    # from elsewhere) takes the text path and is kept like any other.
+    from cdp.models import CustomerEntity
+    from tests.entities import events_attach
+
+    a, b, c = ingest(source, [{"id": "1", "anonymousId": "c1"}, {"id": "2", "anonymousId": "c1"}, {"id": "3"}])
+    legacy = CustomerEntity.objects.create(id="legacy-7")
+    events_attach([a, b], legacy)
+    monkeypatch.setattr(bulk, "REWRITE_MIN_EVENTS", rewrite_min)
+
+    engine.restitch()
+
+    assert CustomerEvent.objects.get(pk=a).customer_entity_id == "legacy-7"
+    assert CustomerEvent.objects.get(pk=b).customer_entity_id == "legacy-7"
+    other = CustomerEvent.objects.get(pk=c).customer_entity_id
+    assert other not in (None, "legacy-7") and len(other) == 32
+    assert Identifier.objects.get(value="c1").customer_entity_id == "legacy-7"
