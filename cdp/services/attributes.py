@@ -423,15 +423,7 @@ def json_text(value: str, data_type: str) -> str:
 
 def json_value(value: str, data_type: str) -> str:
     """SQL turning a typed SQL value (see typed_value) into the stored jsonb scalar."""
-    if data_type == T.FLOAT:
-        return f"to_jsonb(trim_scale({value}))"
-    if data_type == T.INT:
-        return f"to_jsonb(round({value}))"
-    if data_type == T.DATE:
-        return f"to_jsonb(to_char({value}, 'YYYY-MM-DD'))"
-    if data_type == T.DATETIME:
-        return f"to_jsonb(to_char(({value}) AT TIME ZONE 'UTC', {_lit(DATETIME_FORMAT)}))"
-    return f"to_jsonb({value})"
+    return f"({json_text(value, data_type)})::jsonb"
 
 
 @dataclass(frozen=True)
