@@ -11,8 +11,8 @@ claimed in bounded batches with `FOR UPDATE SKIP LOCKED`, so several workers sha
 each other.
 Each batch is one UPDATE statement (after the claim): every definition is compiled into an aggregate over the
 batch's events (jsonb path extraction, filters on source and type, safe casts that turn a bad payload value into
-"no value" instead of an error) plus the identifiers stitched to the entity; the UPDATE ... FROM clears the flag
-and moves `modified` only when the jsonb value really changed.
+"no value" instead of an error) plus the identifiers stitched to the entity, the stored object assembled as JSON
+text; the UPDATE ... FROM writes (and moves `modified` of) only the customers whose object really changed.
 """
 
 from __future__ import annotations
@@ -266,7 +266,7 @@ def stale_entities_exist() -> bool:
 
 
 def attributes_recompute(*, entity_ids: Iterable[str] | None = None, limit: int | None = None) -> int:
-    """Recompute attribute values; returns how many customers were recomputed.
+    """Recompute attribute values; returns how many customers' values changed (only those are written).
 
     Without `entity_ids`: the stale customers (the queue), in batches of BATCH_SIZE, each batch its own
     transaction claimed with SKIP LOCKED, until the queue is empty or `limit` customers were done. With
@@ -575,10 +575,10 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
         f"LEFT JOIN ev ON ev.eid = batch.id LEFT JOIN idents ON idents.eid = batch.id"
     )
     update = (
-        f"UPDATE customer_entities c SET attributes = computed.attributes, "
-        f"modified = CASE WHEN c.attributes IS DISTINCT FROM computed.attributes THEN statement_timestamp() "
-        f"ELSE c.modified END "
-        f"FROM ({computed}) computed WHERE c.id = computed.id"
+        "UPDATE customer_entities c SET attributes = computed.attributes, modified = statement_timestamp() "
+        f"FROM ({computed}) computed WHERE c.id = computed.id "
+        # A customer whose values did not change is not written at all: no new row version, index entries or WAL.
+        "AND c.attributes IS DISTINCT FROM computed.attributes"
         # Restating the ids lets the planner fetch the batch's rows by primary key instead of hashing the table.
         + ("" if all_entities else " AND c.id = ANY(%(ids)s::varchar[])")
     )

@@ -532,3 +532,19 @@ def test_a_run_also_takes_customers_queued_behind_its_position(shop, monkeypatch
     assert svc.attributes_recompute() == 3
     assert all(values(e) == {"orders": [0], "revenue": [0]} for e in (late, first, second))
     assert not StaleEntity.objects.exists()
+
+
+def test_a_customer_whose_values_did_not_change_is_not_written(shop, web_source):
+    def row_version() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT xmin::text FROM customer_entities WHERE id = %s", [shop.pk])
+            return cursor.fetchone()[0]
+
+    assert svc.attributes_recompute(entity_ids=[shop.pk]) == 1
+    before = row_version()
+
+    assert svc.attributes_recompute(entity_ids=[shop.pk]) == 0  # recomputed, nothing changed
+    assert row_version() == before
+    events_add(web_source, shop, [("order", {"properties": {"revenue": 1}})], start=T0 + timedelta(days=1))
+    assert svc.attributes_recompute() == 1
+    assert row_version() != before
