@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import psycopg
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
 from psycopg import sql
@@ -347,8 +348,16 @@ def _batch_run(
             "SELECT set_config('work_mem', '64MB', true), set_config('max_parallel_workers_per_gather', '0', true), "
             "set_config('jit', 'off', true)"
         )
-        cursor.execute(program.update_sql, {"ids": claimed})
-        return len(claimed), cursor.rowcount, claimed[-1]
+        return len(claimed), _update_execute(program, claimed), claimed[-1]
+
+
+def _update_execute(program: Program, ids: list[str]) -> int:
+    """Run a batch's UPDATE (one statement); returns how many rows it wrote. With server-side binding: the ids go
+    once, as one array parameter. Django's cursor binds client-side, quoting the 5,000 ids into the statement at
+    each of their three mentions (~670 kB of SQL to build and parse: a fifth of a batch's time)."""
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(program.update_sql, {"ids": ids})
+        return cursor.rowcount
 
 
 # --- the SQL compiler ----------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+import psycopg
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection, connections
@@ -189,11 +190,19 @@ def test_only_stale_entities_are_recomputed_and_limit_bounds_a_run(shop, monkeyp
 def test_one_statement_per_batch(shop, monkeypatch):
     svc.entities_mark_stale(entity_ids=[CustomerEntity.objects.create().pk for _ in range(3)])
     monkeypatch.setattr(svc, "BATCH_SIZE", 2)
+    statements = []
+    execute = psycopg.Cursor.execute
 
+    def recorded(cursor, query, *args, **kwargs):  # the batch UPDATE runs on a server-side binding cursor
+        statements.append(str(query))
+        return execute(cursor, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", recorded)
     with CaptureQueriesContext(connection) as queries:
         svc.attributes_recompute()
 
-    updates = [q for q in queries.captured_queries if q["sql"].startswith("UPDATE customer_entities")]
+    sql = statements + [q["sql"] for q in queries.captured_queries]
+    updates = [q for q in sql if q.startswith("UPDATE customer_entities")]
     assert len(updates) == 2  # 4 entities, batches of 2
 
 
