@@ -331,11 +331,12 @@ def _batch_run(
             claimed = cursor.fetchone()[0] or []
             cursor.execute("DELETE FROM customer_entities_stale WHERE entity_id = ANY(%s::varchar[])", [ids])
         else:
-            # Claimed by deleting from the queue: a worker that dies rolls back and the rows are queued again.
+            # Claimed by deleting from the queue: a worker that dies rolls back and the rows are queued again. The
+            # locked rows are deleted by their ctid (a TID scan): `entity_id IN (...)` was planned as a hash semi
+            # join over the whole queue, ten times the cost of the claim itself.
             cursor.execute(
-                "DELETE FROM customer_entities_stale WHERE entity_id IN (SELECT entity_id FROM "
-                "customer_entities_stale WHERE entity_id > %s ORDER BY entity_id LIMIT %s FOR UPDATE SKIP LOCKED) "
-                "RETURNING entity_id",
+                "DELETE FROM customer_entities_stale WHERE ctid = ANY(ARRAY(SELECT ctid FROM customer_entities_stale "
+                "WHERE entity_id > %s ORDER BY entity_id LIMIT %s FOR UPDATE SKIP LOCKED)) RETURNING entity_id",
                 [after, stale],
             )
             claimed = sorted(row[0] for row in cursor.fetchall())
