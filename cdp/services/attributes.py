@@ -267,19 +267,23 @@ def stale_entities_exist() -> bool:
 
 
 def attributes_recompute(*, entity_ids: Iterable[str] | None = None, limit: int | None = None) -> int:
-    """Recompute attribute values; returns how many customers' values changed (only those are written).
+    """Recompute attribute values; returns how many customers were recomputed (taken from the queue, or the given
+    ones that exist). Only those whose values changed are written.
 
     Without `entity_ids`: the stale customers (the queue), in batches of BATCH_SIZE, each batch its own
     transaction claimed with SKIP LOCKED, until the queue is empty or `limit` customers were done. With
     `entity_ids`: exactly those (stale or not; unknown ids are ignored). Safe to run in several processes at once.
     """
     program = compile_attributes(list(Attribute.objects.prefetch_related("sources")))
-    done = 0
+    written = 0
     if entity_ids is not None:
         ids = sorted({str(i).lower() for i in entity_ids})
+        done = 0
         for start in range(0, len(ids), BATCH_SIZE):
-            done += _batch_run(program, ids=ids[start : start + BATCH_SIZE])[1]
-        if done:
+            claimed, changed, _ = _batch_run(program, ids=ids[start : start + BATCH_SIZE])
+            done += claimed
+            written += changed
+        if written:
             gin_pending_list_clean()
         return done
     claimed_total = 0
@@ -290,18 +294,18 @@ def attributes_recompute(*, entity_ids: Iterable[str] | None = None, limit: int 
     after, wrapped = "", False
     while limit is None or claimed_total < limit:
         size = BATCH_SIZE if limit is None else min(BATCH_SIZE, limit - claimed_total)
-        claimed, updated, last = _batch_run(program, stale=size, after=after)
+        claimed, changed, last = _batch_run(program, stale=size, after=after)
         claimed_total += claimed
-        done += updated
+        written += changed
         if claimed:
             after = last
         elif after and not wrapped:
             after, wrapped = "", True
         else:
             break
-    if done:
+    if written:
         gin_pending_list_clean()
-    return done
+    return claimed_total
 
 
 def gin_pending_list_clean() -> None:
@@ -318,8 +322,8 @@ def gin_pending_list_clean() -> None:
 def _batch_run(
     program: Program, *, ids: list[str] | None = None, stale: int = 0, after: str = ""
 ) -> tuple[int, int, str]:
-    """One batch in one transaction: (customers claimed, customers updated: fewer when some no longer exist, the
-    greatest id claimed). A stale batch claims ids greater than `after`."""
+    """One batch in one transaction: (customers claimed, customers whose values changed and were written, the
+    greatest id claimed). A stale batch claims ids greater than `after`; given ids claim those that exist."""
     with connection.cursor() as cursor:
         if ids is not None:
             # Given ids: wait for a concurrent batch holding them (ordered locking: no deadlock between workers).
