@@ -116,7 +116,9 @@ class CustomerEntity(models.Model):
             # scans the whole list (a full 4 MB list made an Audience API lookup ~1.4 ms instead of ~0.1 ms), so
             # attributes_recompute empties it when it has written. A 256 kB list cost a third of a batch's time.
             GinIndex(
-                fields=["attributes"], name="customer_entities_attributes", opclasses=["jsonb_path_ops"],
+                fields=["attributes"],
+                name="customer_entities_attributes",
+                opclasses=["jsonb_path_ops"],
                 gin_pending_list_limit=4096,
             ),  # fmt: skip
         ]

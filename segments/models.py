@@ -121,6 +121,7 @@ class SegmentSizeSnapshot(models.Model):
     def __str__(self) -> str:
         return f"{self.day}: {self.size}"
 
+
 from segments.exports.models import (  # noqa: E402, F401  (segment exports)
     ExportDestination,
     ExportedMember,

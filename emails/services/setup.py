@@ -78,4 +78,3 @@ def emails_source_id() -> int:
     source = emails_setup_ensure()
     _source_id_cache[SOURCE_SLUG] = source.pk
     return source.pk
-

@@ -65,9 +65,7 @@ def people(attributes) -> dict[str, CustomerEntity]:
             if value is not None
         }  # fmt: skip
         stored["ps_email_address"] = [f"{name}@example.com"]
-        created[name] = CustomerEntity.objects.create(
-            id=f"{index + 1:x}".rjust(32, "b"), attributes=stored
-        )
+        created[name] = CustomerEntity.objects.create(id=f"{index + 1:x}".rjust(32, "b"), attributes=stored)
     # the fixture agrees with the reference evaluator of the backend
     members = {n for n, e in created.items() if tree_evaluate(EXCLUSION_TREE, e.attributes, attributes=attributes)}
     assert members == EXPECTED_MEMBERS
