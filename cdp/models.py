@@ -120,7 +120,7 @@ class CustomerEntity(models.Model):
                 name="customer_entities_attributes",
                 opclasses=["jsonb_path_ops"],
                 gin_pending_list_limit=4096,
-            ),  # fmt: skip
+            ),
         ]
 
     def __str__(self) -> str:

@@ -525,13 +525,9 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
         elif computation in (C.SUM, C.MIN, C.MAX, C.AVERAGE):
             aggregate = {C.SUM: "sum", C.MIN: "min", C.MAX: "max", C.AVERAGE: "avg"}[computation]
             event_aggs.append(f"{aggregate}({value}) FILTER (WHERE {where}) AS {name}")
-            result = f"ev.{name}"
-            if computation == C.SUM:
-                # The sum over no values is 0: "total revenue 0" is what a marketer filters on.
-                result = f"coalesce(ev.{name}, 0)"
-                finals.append((attribute.id, _single(json_text(result, data_type))))
-            else:
-                finals.append((attribute.id, _single(json_text(result, data_type))))
+            # The sum over no values is 0: "total revenue 0" is what a marketer filters on.
+            result = f"coalesce(ev.{name}, 0)" if computation == C.SUM else f"ev.{name}"
+            finals.append((attribute.id, _single(json_text(result, data_type))))
         else:  # pragma: no cover - ALLOWED_TYPES covers every computation
             raise ValueError(f"unknown computation {computation!r}")
 

@@ -148,7 +148,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                     "FROM st_refused r WHERE ei.event_id = r.event_id AND ei.identifier_id = r.identifier_id"
                 )
                 mark("refused")
-            _identifiers_write(cur, graph, groups, plan)
+            _identifiers_write(cur, groups, plan)
             mark("owners")
             if groups.hubs:
                 cur.execute(
@@ -482,7 +482,7 @@ def _stale_write(cur, touched: np.ndarray) -> None:
     )
 
 
-def _identifiers_write(cur, graph: Graph, groups: Groups, plan: Plan) -> None:
+def _identifiers_write(cur, groups: Groups, plan: Plan) -> None:
     """Identifiers with their customer. New ones are inserted complete (their ids were drawn from the sequence
     at extraction): one insert instead of an insert and a rewrite of every row. Existing ones are updated where
     they differ."""

@@ -8,6 +8,7 @@ bytes), ">i8" also for timestamptz (microseconds since 2000-01-01 UTC, see `time
 
 from __future__ import annotations
 
+import os
 import struct
 from datetime import UTC, datetime
 
@@ -52,8 +53,6 @@ def timestamptz(moment: datetime) -> int:
 
 def uuid_hex(count: int) -> np.ndarray:
     """`count` random version-4 UUIDs as 32-byte lower-case hex strings (uuid.uuid4().hex), in one pass."""
-    import os
-
     raw = np.frombuffer(os.urandom(16 * count), dtype=np.uint8).reshape(count, 16).copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
