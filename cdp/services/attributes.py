@@ -353,15 +353,39 @@ def _batch_run(
             "SELECT set_config('work_mem', '64MB', true), set_config('max_parallel_workers_per_gather', '0', true), "
             "set_config('jit', 'off', true)"
         )
-        return len(claimed), _update_execute(program, claimed), claimed[-1]
+        claimed.sort()  # (by code point: the C collation of the id columns)
+        return len(claimed), _update_execute(program, claimed, dense=_is_dense(cursor, claimed)), claimed[-1]
 
 
-def _update_execute(program: Program, ids: list[str]) -> int:
+# A batch of at least this many customers that are all (or nearly all: at most a quarter more) the customers from
+# its first id to its last is computed by the range form of the statement (Program.update_range_sql).
+RANGE_MIN = 100
+
+
+def _is_dense(cursor, ids: list[str]) -> bool:
+    """Whether the customers from ids[0] to ids[-1] are at most a quarter more than `ids` (sorted): then one range
+    scan of each entity index reads the batch's events and identifiers at less cost than a search per customer
+    (the queue holds every customer after a full stitch or a definition change; batches are claimed in id order).
+    Counted by the primary key, never past the limit."""
+    if len(ids) < RANGE_MIN:
+        return False
+    limit = len(ids) + len(ids) // 4 + 1
+    cursor.execute(
+        "SELECT count(*) FROM (SELECT FROM customer_entities WHERE id BETWEEN %s AND %s LIMIT %s) z",
+        [ids[0], ids[-1], limit],
+    )
+    return cursor.fetchone()[0] < limit
+
+
+def _update_execute(program: Program, ids: list[str], *, dense: bool = False) -> int:
     """Run a batch's UPDATE (one statement); returns how many rows it wrote. With server-side binding: the ids go
     once, as one array parameter. Django's cursor binds client-side, quoting the 5,000 ids into the statement at
     each of their three mentions (~670 kB of SQL to build and parse: a fifth of a batch's time)."""
     with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(program.update_sql, {"ids": ids})
+        if dense:
+            cursor.execute(program.update_range_sql, {"ids": ids, "lo": ids[0], "hi": ids[-1]})
+        else:
+            cursor.execute(program.update_sql, {"ids": ids})
         return cursor.rowcount
 
 
@@ -447,6 +471,8 @@ class Program:
     update_sql: str
     select_sql: str  # the same computation as SELECT id, attributes (for tests and the benchmark baseline)
     attribute_ids: tuple[str, ...]
+    # The same UPDATE for a batch that is (nearly) every entity from `lo` to `hi` (see _compile_form).
+    update_range_sql: str = ""
 
 
 def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = False) -> Program:
@@ -531,6 +557,26 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
         else:  # pragma: no cover - ALLOWED_TYPES covers every computation
             raise ValueError(f"unknown computation {computation!r}")
 
+    forms = {}
+    for form in ("ids", "range") if not all_entities else ("all",):
+        forms[form] = _compile_form(form, paths, path_types, event_aggs, ident_aggs, finals, attributes)
+    if all_entities:
+        update, computed = forms["all"]
+        return Program(update_sql=update, select_sql=computed, attribute_ids=tuple(a.id for a in attributes))
+    return Program(
+        update_sql=forms["ids"][0],
+        select_sql=forms["ids"][1],
+        attribute_ids=tuple(a.id for a in attributes),
+        update_range_sql=forms["range"][0],
+    )
+
+
+def _compile_form(form, paths, path_types, event_aggs, ident_aggs, finals, attributes) -> tuple[str, str]:
+    """(UPDATE, SELECT) of one form: "all" (every entity, no parameter), "ids" (the entities in the array
+    parameter `ids`) or "range" (the entities in `ids`, which are all of those from `lo` to `hi` or nearly: their
+    events and identifiers are read by one range scan of each entity index instead of one index search per
+    entity: a full recompute of the benchmark's customers ran ~5 % faster)."""
+    all_entities = form == "all"
     # A path is extracted only from the payloads of the event types that read it (most events are of a type no
     # attribute of that path reads).
     path_columns = ""
@@ -548,10 +594,15 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
         # The batch's events through the entity index, then each event by primary key: a LATERAL subquery kept
         # apart by OFFSET 0 is a nested loop whatever the estimates (a hash join would scan the whole events
         # table for a few thousand rows).
+        batch_entities = (
+            "a.customer_entity_id BETWEEN %(lo)s AND %(hi)s"
+            if form == "range"
+            else "a.customer_entity_id = ANY(%(ids)s::varchar[])"
+        )
         source = (
             "customer_event_entities a CROSS JOIN LATERAL "
             "(SELECT * FROM customer_events x WHERE x.id = a.event_id OFFSET 0) e "
-            "WHERE a.customer_entity_id = ANY(%(ids)s::varchar[])"
+            f"WHERE {batch_entities}"
         )
     events = (
         # Newest first, so first / last values need no per-customer sort; OFFSET 0 keeps the subquery (and its
@@ -562,12 +613,15 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
     ev = f"SELECT x.eid, {', '.join(event_aggs) or 'NULL AS none'} FROM ({events}) x GROUP BY x.eid"
     categories = sorted({a.category for a in attributes if a.computation == C.IDENTIFIER_VALUES})
     # The batch's identifiers by the entity index (LATERAL again: the estimates favour a scan of every identifier).
-    identifiers = (
-        "stitching_identifiers i WHERE i.customer_entity_id IS NOT NULL"
-        if all_entities
-        else "unnest(%(ids)s::varchar[]) AS b(id) CROSS JOIN LATERAL (SELECT * FROM stitching_identifiers x "
-        "WHERE x.customer_entity_id = b.id OFFSET 0) i WHERE true"
-    )
+    if all_entities:
+        identifiers = "stitching_identifiers i WHERE i.customer_entity_id IS NOT NULL"
+    elif form == "range":
+        identifiers = "stitching_identifiers i WHERE i.customer_entity_id BETWEEN %(lo)s AND %(hi)s"
+    else:
+        identifiers = (
+            "unnest(%(ids)s::varchar[]) AS b(id) CROSS JOIN LATERAL (SELECT * FROM stitching_identifiers x "
+            "WHERE x.customer_entity_id = b.id OFFSET 0) i WHERE true"
+        )
     # Sorted once by (customer, value) in a subquery kept whole by OFFSET 0: the aggregates read the values in order
     # (an ORDER BY inside each aggregate would sort per customer and category).
     idents = (
@@ -590,9 +644,11 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
         # A customer whose values did not change is not written at all: no new row version, index entries or WAL.
         "AND c.attributes IS DISTINCT FROM computed.attributes"
         # Restating the ids lets the planner fetch the batch's rows by primary key instead of hashing the table.
-        + ("" if all_entities else " AND c.id = ANY(%(ids)s::varchar[])")
+        + {"all": "", "ids": " AND c.id = ANY(%(ids)s::varchar[])", "range": " AND c.id BETWEEN %(lo)s AND %(hi)s"}[
+            form
+        ]
     )
-    return Program(update_sql=update, select_sql=computed, attribute_ids=tuple(a.id for a in attributes))
+    return update, computed
 
 
 def _single(json: str) -> str:

@@ -557,3 +557,43 @@ def test_a_customer_whose_values_did_not_change_is_not_written(shop, web_source)
     events_add(web_source, shop, [("order", {"properties": {"revenue": 1}})], start=T0 + timedelta(days=1))
     assert svc.attributes_recompute() == 1
     assert row_version() != before
+
+
+def test_a_dense_batch_is_read_by_id_range_with_the_same_values_and_writes_only_its_customers(
+    shop, web_source, monkeypatch
+):
+    email, _ = StitchingCategory.objects.get_or_create(id="email", defaults={"name": "Email", "normalizer": "email"})
+    svc.attribute_create(id="emails", name="Emails", computation="identifier_values", category="email")
+    customers = [shop] + [CustomerEntity.objects.create() for _ in range(5)]
+    for n, entity in enumerate(customers[1:]):
+        events_add(web_source, entity, [("order", {"properties": {"revenue": n}}), ("page", {})])
+        Identifier.objects.create(category=email, value=f"c{n}@example.com", customer_entity=entity)
+    ids = sorted(entity.pk for entity in customers)
+    monkeypatch.setattr(svc, "RANGE_MIN", 10**9)  # every batch by its ids
+    svc.attributes_recompute()
+    by_ids = {pk: values(CustomerEntity(pk=pk)) for pk in ids}
+    assert by_ids[customers[1].pk]["emails"] == ["c0@example.com"]
+
+    # Everyone queued again with cleared values but one customer inside the range, which keeps a planted value.
+    CustomerEntity.objects.update(attributes={})
+    left_out = ids[2]
+    CustomerEntity.objects.filter(pk=left_out).update(attributes={"planted": [1]})
+    entities_mark_stale(entity_ids=[pk for pk in ids if pk != left_out])
+    monkeypatch.setattr(svc, "RANGE_MIN", 2)
+    dense: list[bool] = []
+    is_dense = svc._is_dense
+    monkeypatch.setattr(svc, "_is_dense", lambda cursor, batch: dense.append(is_dense(cursor, batch)) or dense[-1])
+    assert svc.attributes_recompute() == 5
+
+    assert dense == [True]  # 5 of the 6 customers from the first id to the last
+    for pk in ids:
+        assert values(CustomerEntity(pk=pk)) == ({"planted": [1]} if pk == left_out else by_ids[pk])
+
+
+def test_a_sparse_batch_is_read_by_its_ids(shop, monkeypatch):
+    customers = sorted([shop.pk] + [CustomerEntity.objects.create().pk for _ in range(5)])
+    monkeypatch.setattr(svc, "RANGE_MIN", 2)
+    with connection.cursor() as cursor:
+        assert svc._is_dense(cursor, customers[:2]) is True
+        assert svc._is_dense(cursor, [customers[0], customers[-1]]) is False  # 2 customers, 6 in their range
+        assert svc._is_dense(cursor, customers[:1]) is False  # fewer than RANGE_MIN
