@@ -624,6 +624,11 @@ def _extract(cur, config, mark: Callable[[str], None]) -> None:
     # branch per rule over it. A LATERAL VALUES list unpivoting in the same pass ran above the Gather (serial),
     # and extracting inside it cost twice as much.
     extracts, values, branches = [], [], []
+    # An event yields each identifier once (as identifiers_extract does): a rule's value is left out where a rule
+    # of the same category before it (higher priority, then smaller id) gave the same value, so no (event,
+    # identifier) pair needs de-duplicating by a sort of every pair.
+    rules = [rule for source_rules in config.rules.values() for rule in source_rules]
+    column = {rule.id: f"v{k}" for k, rule in enumerate(rules)}
     for source_id, source_rules in config.rules.items():
         for rule in source_rules:
             applies = f"e.source_id = {int(source_id)}"
@@ -635,10 +640,15 @@ def _extract(cur, config, mark: Callable[[str], None]) -> None:
             normalised = sql_normalize(config.normalizers[rule.category], sql_scalar_text(f"x.j{k}"))
             # (Most rules find nothing in most events: a NULL is not taken through the normaliser's expression.)
             values.append(f"CASE WHEN x.j{k} IS NOT NULL THEN left({normalised}, {MAX_IDENTIFIER_LENGTH}) END AS v{k}")
+            earlier = [
+                column[other.id]
+                for other in rules
+                if other.category == rule.category and (-other.priority, other.id) < (-rule.priority, rule.id)
+            ]
             branches.append(
                 f"SELECT event_id, event_time, {_literal(rule.category)}::text AS category, v{k} AS value, "
-                f"{int(rule.id)}::bigint AS rule_id, {int(rule.priority)} AS rule_priority FROM st_raw "
-                f"WHERE v{k} IS NOT NULL"
+                f"{int(rule.id)}::bigint AS rule_id FROM st_raw WHERE v{k} IS NOT NULL"
+                + "".join(f" AND v{k} IS DISTINCT FROM {other}" for other in earlier)
             )
     if extracts:
         sources = sorted(int(x) for x in config.rules)
@@ -656,7 +666,7 @@ def _extract(cur, config, mark: Callable[[str], None]) -> None:
         cur.execute("CREATE UNLOGGED TABLE st_raw (event_id bigint)")
         pairs = (
             "SELECT NULL::bigint AS event_id, NULL::timestamptz AS event_time, NULL::text AS category, "
-            "NULL::text AS value, NULL::bigint AS rule_id, NULL::int AS rule_priority WHERE false"
+            "NULL::text AS value, NULL::bigint AS rule_id WHERE false"
         )
     mark("extract_pairs")
     # Every distinct identifier with its first time and why it may not link (junk or blocked: a function of the
@@ -695,10 +705,9 @@ def _extract(cur, config, mark: Callable[[str], None]) -> None:
     cur.execute("ANALYZE st_ids")
     mark("extract_identifiers")
     cur.execute(
-        "CREATE UNLOGGED TABLE st_edges AS SELECT DISTINCT ON (p.event_id, i.identifier_id) p.event_id, "
-        "i.identifier_id, array_position(%s::text[], p.category) - 1 AS category_code, p.rule_id, i.blocked "
-        f"FROM ({pairs.replace('%', '%%')}) p JOIN st_ids i ON i.category = p.category AND i.value = p.value "
-        "ORDER BY p.event_id, i.identifier_id, p.rule_priority DESC, p.rule_id",
+        "CREATE UNLOGGED TABLE st_edges AS SELECT p.event_id, i.identifier_id, "
+        "array_position(%s::text[], p.category) - 1 AS category_code, p.rule_id, i.blocked "
+        f"FROM ({pairs.replace('%', '%%')}) p JOIN st_ids i ON i.category = p.category AND i.value = p.value",
         [categories],
     )
     cur.execute("ANALYZE st_edges")

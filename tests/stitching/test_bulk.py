@@ -119,3 +119,47 @@ def test_a_customer_id_of_another_length_is_kept_through_a_rebuild(source, monke
     other = CustomerEvent.objects.get(pk=c).customer_entity_id
     assert other not in (None, "legacy-7") and len(other) == 32
     assert Identifier.objects.get(value="c1").customer_entity_id == "legacy-7"
+
+
+def test_two_rules_finding_one_identifier_in_an_event_make_one_link_from_the_first_rule(source):
+    """traits.email (priority 10) and context.traits.email (5) giving the same address link it once, by the
+    trusted rule, in a full rebuild as in incremental stitching; different addresses link both."""
+    from stitching.models import EventIdentifier, StitchingRule
+
+    # A third email rule of traits.email's priority, created later (larger id): ties go to the smaller id.
+    StitchingRule.objects.create(source=source, category_id="email", path="properties.email", priority=10)
+    a, b, c = ingest(
+        source,
+        [
+            {"id": "1", "traits": {"email": "a@x.example"}, "context": {"traits": {"email": " A@x.example"}},
+             "properties": {"email": "a@x.example"}},
+            {"id": "2", "context": {"traits": {"email": "b@x.example"}}, "properties": {"email": "B@x.example"}},
+            {"id": "3", "traits": {"email": "c@x.example"}, "context": {"traits": {"email": "d@x.example"}}},
+        ],
+    )  # fmt: skip
+    rule_of = {rule.path: rule.id for rule in StitchingRule.objects.filter(source=source)}
+
+    def links() -> set[tuple[int, str, int]]:
+        return set(
+            EventIdentifier.objects.filter(identifier__category_id="email").values_list(
+                "event_id", "identifier__value", "rule_id"
+            )
+        )
+
+    expected = {
+        (a, "a@x.example", rule_of["traits.email"]),
+        (b, "b@x.example", rule_of["properties.email"]),
+        (c, "c@x.example", rule_of["traits.email"]),
+        (c, "d@x.example", rule_of["context.traits.email"]),
+    }
+    engine.stitch_pending()
+    assert links() == expected
+    engine.restitch()
+    assert links() == expected
+    with connection.cursor() as cursor:  # from scratch: the graph tables empty
+        cursor.execute("UPDATE customer_event_entities SET customer_entity_id = NULL")
+        for table in ("stitching_event_identifiers", "stitching_entitychange", "stitching_identifiers"):
+            cursor.execute(f"DELETE FROM {table}")
+        cursor.execute("DELETE FROM customer_entities")
+    engine.restitch()
+    assert links() == expected
