@@ -496,8 +496,7 @@ def _identifiers_write(cur, groups: Groups, plan: Plan) -> None:
         "INSERT INTO stitching_identifiers (id, category_id, value, customer_entity_id, first_seen) "
         "SELECT s.identifier_id, s.category, s.value, o.entity_id, "
         "CASE WHEN o.identifier_id IS NOT NULL THEN s.first_seen END "
-        "FROM st_ids s LEFT JOIN st_owner o ON o.identifier_id = s.identifier_id WHERE s.new "
-        "ORDER BY s.identifier_id"
+        "FROM st_ids s LEFT JOIN st_owner o ON o.identifier_id = s.identifier_id WHERE s.new"
     )
     _indexes_create(cur, rebuilt)
     if rebuilt is None:  # (else every identifier was just inserted, with its owner)
