@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import itertools
 import logging
-import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -90,12 +90,14 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             _extract(cur, config, mark)
             graph = _graph_fetch(cur, system)
             mark("fetch")
-            # The identity graph's edges do not depend on the partition: PostgreSQL writes them (and builds their
-            # indexes) while the exact partitions and the customer plan are computed here, once the union-find has
-            # read what the exact algorithm needs; refused links are marked after.
-            edges: list[_Background] = []
-            try:
-                groups = _groups(cur, config, graph, then=lambda: edges.append(_Background(_edges_write, cur)))
+            # The identity graph's edges do not depend on the partition: PostgreSQL writes them, then builds their
+            # indexes, while the union-find, the exact partitions and the customer plan are computed here. The
+            # connection runs one statement at a time: its statements go through one thread, in order, and the
+            # exact algorithm's reads wait for the edges' insert (refused links are marked after).
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restitch-db") as database:
+                inserted = database.submit(_edges_write, cur)
+                groups = _groups(cur, config, graph, database=lambda read: database.submit(read).result())
+                indexed = database.submit(lambda: _indexes_create(cur, inserted.result()))
                 mark("union_find")
                 if progress:
                     progress(len(graph.events) // 2)
@@ -105,10 +107,8 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 report.refused = len(groups.refused)
                 report.components = len(plan.entity_of_group)
                 mark("plan")
-            finally:
-                for background in edges:
-                    background.wait()
-            mark("edges_write")
+                indexed.result()
+                mark("edges_write")
 
             if len(plan.new_entities):
                 rebuilt = _indexes_drop_when_empty(cur, "customer_entities")
@@ -179,28 +179,6 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
     mark("commit")  # deferred constraint checks run here
     logger.debug("restitch_all timings: %s", {k: round(v, 3) for k, v in report.timings.items()})
     return report
-
-
-class _Background:
-    """`function(*args)` in a thread. The caller does not use the connection the function uses until wait()."""
-
-    def __init__(self, function: Callable, *args) -> None:
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(function, args), daemon=True)
-        self._thread.start()
-
-    def _run(self, function: Callable, args: tuple) -> None:
-        try:
-            function(*args)
-        except BaseException as error:  # noqa: BLE001 - re-raised by wait() in the caller's thread
-            self._error = error
-
-    def wait(self) -> None:
-        """Join the thread (idempotent); raise what the function raised, once."""
-        self._thread.join()
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
 
 
 SCRATCH_TABLES = ("st_raw", "st_ids", "st_edges", "st_old", "st_assign", "st_refused", "st_final")
@@ -290,10 +268,10 @@ class Groups:
     hubs: dict[int, int]
 
 
-def _groups(cur, config, graph: Graph, *, then: Callable[[], None]) -> Groups:
+def _groups(cur, config, graph: Graph, *, database: Callable[[Callable], object]) -> Groups:
     """Connected components of the event-identifier graph (scipy's union-find, in C); a component that could hit
-    a limit or a hub goes through the exact algorithm (partition_compute), like incremental stitching. `then()` is
-    called once the database is no longer needed (the exact algorithm's events read), before partition_compute."""
+    a limit or a hub goes through the exact algorithm (partition_compute), like incremental stitching. Its events
+    are read by `database(read)`, which runs `read()` where the connection's statements run, and returns its result."""
     n_events = len(graph.events)
     identifiers, identifier_index = np.unique(graph.edge_identifiers, return_inverse=True)
     n_nodes = n_events + len(identifiers)
@@ -325,13 +303,10 @@ def _groups(cur, config, graph: Graph, *, then: Callable[[], None]) -> Groups:
             exact |= per_category[:, code] > limit
     refused: list[tuple[int, int, str, str]] = []
     hubs: dict[int, int] = {}
-    if not exact.any():
-        then()
-    else:
+    if exact.any():
         in_exact = exact[event_label]
         component_of = dict(zip(graph.events[in_exact].tolist(), event_label[in_exact].tolist(), strict=True))
-        components = _exact_events(cur, component_of)
-        then()
+        components = database(lambda: _exact_events(cur, component_of))
         group_of, identifier_event, refused, hubs = _exact(config, components)
         event_group[in_exact] = [group_of[e] for e in graph.events[in_exact].tolist()]
         for k in np.flatnonzero(exact[identifier_label]).tolist():
@@ -577,9 +552,10 @@ def _indexes_create(cur, dropped: Dropped | None) -> None:
         cur.execute(f'ALTER TABLE {dropped.table} ADD CONSTRAINT "{name}" {definition}')
 
 
-def _edges_write(cur) -> None:
+def _edges_write(cur) -> Dropped | None:
     """Make stitching_event_identifiers equal to st_edges, each edge linked or blocked: all inserted into an empty
-    table (a first stitch), else only the difference written (a rebuild of unchanged data writes nothing)."""
+    table (a first stitch; returns what its indexes and constraints are, for _indexes_create), else only the
+    difference written (a rebuild of unchanged data writes nothing)."""
     columns = "event_id, identifier_id, rule_id, status, reason"
     final = (
         "SELECT s.event_id, s.identifier_id, s.rule_id, "
@@ -589,8 +565,7 @@ def _edges_write(cur) -> None:
     rebuilt = _indexes_drop_when_empty(cur, "stitching_event_identifiers")
     if rebuilt is not None:
         cur.execute(f"INSERT INTO stitching_event_identifiers ({columns}) {final}")
-        _indexes_create(cur, rebuilt)
-        return
+        return rebuilt
     cur.execute(f"CREATE TEMP TABLE st_final ON COMMIT DROP AS {final}")
     cur.execute("ANALYZE st_final")
     cur.execute(
@@ -607,6 +582,7 @@ def _edges_write(cur) -> None:
         "(SELECT 1 FROM stitching_event_identifiers ei WHERE ei.event_id = f.event_id "
         "AND ei.identifier_id = f.identifier_id)"
     )
+    return None
 
 
 def _extract(cur, config, mark: Callable[[str], None]) -> None:
