@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -497,19 +497,35 @@ class Dropped:
     indexes: list[str]  # CREATE INDEX statements
     keys: list[tuple[str, str]]  # (name, definition) of primary key and unique constraints
     foreign_keys: list[tuple[str, str]]
+    # (table, name, definition) of other tables' foreign keys to the primary key
+    referencing: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def _indexes_drop_when_empty(cur, table: str) -> Dropped | None:
     """When `table` is empty (a first stitch, or a table the rebuild just truncated): drop its indexes and
     constraints, to be built by _indexes_create after the bulk insert (one sort each, one validating join per
     foreign key, instead of work per row), and return what was dropped; else None. A primary key that other
-    tables' foreign keys reference stays. Locks the table (ACCESS EXCLUSIVE) until commit."""
+    tables' foreign keys reference is dropped with those foreign keys when their tables are empty too (they are
+    checked again when added back), and stays otherwise. Locks the tables (ACCESS EXCLUSIVE) until commit."""
     cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
     if cur.fetchone()[0]:
         return None
     # Deferred checks pending in this transaction would forbid altering the table.
     cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
     cur.execute("SET CONSTRAINTS ALL DEFERRED")
+    cur.execute(
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE confrelid = %s::regclass AND contype = 'f' ORDER BY 1, 2",
+        [table],
+    )
+    referencing = cur.fetchall()
+    for other in sorted({other for other, _, _ in referencing}):
+        cur.execute(f"SELECT EXISTS (SELECT 1 FROM {other})")
+        if cur.fetchone()[0]:  # its rows would be checked one by one: the primary key stays
+            referencing = []
+            break
+    for other, name, _ in referencing:
+        cur.execute(f'ALTER TABLE {other} DROP CONSTRAINT "{name}"')
     cur.execute(
         "SELECT k.conname, pg_get_constraintdef(k.oid), k.contype FROM pg_constraint k "
         "WHERE k.conrelid = %s::regclass AND k.contype IN ('p', 'u', 'f') AND NOT (k.contype = 'p' AND EXISTS "
@@ -533,6 +549,7 @@ def _indexes_drop_when_empty(cur, table: str) -> Dropped | None:
         [definition for _, definition in indexes],
         [(name, definition) for name, definition, kind in constraints if kind != "f"],
         [(name, definition) for name, definition, kind in constraints if kind == "f"],
+        referencing,
     )
 
 
@@ -550,6 +567,8 @@ def _indexes_create(cur, dropped: Dropped | None) -> None:
         cur.execute(f"ANALYZE {dropped.table}")  # the validating join is planned with real row counts
     for name, definition in dropped.foreign_keys:
         cur.execute(f'ALTER TABLE {dropped.table} ADD CONSTRAINT "{name}" {definition}')
+    for other, name, definition in dropped.referencing:
+        cur.execute(f'ALTER TABLE {other} ADD CONSTRAINT "{name}" {definition}')
 
 
 def _edges_write(cur) -> Dropped | None:

@@ -38,12 +38,26 @@ def _assignments_indexes() -> set[str]:
         return {row[0] for row in cursor.fetchall()}
 
 
+def _constraints() -> set[tuple[str, str, str]]:
+    """(table, name, definition) of every constraint and index of the customer and stitching tables."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid::regclass::text ~ '^(customer|stitching)_' UNION ALL "
+            "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE tablename ~ '^(customer|stitching)_'"
+        )
+        return set(cursor.fetchall())
+
+
 def test_a_bulk_rewrite_gives_the_incremental_partition_and_restores_indexes(source, monkeypatch):
     ingest(source, ROWS)
     engine.stitch_pending()
     incremental = partition()
     owners = dict(Identifier.objects.values_list("id", "customer_entity_id"))
     indexes = _assignments_indexes()
+    constraints = _constraints()
+    # Among them the foreign keys to the identifiers, dropped with their primary key while it is built anew.
+    assert {name for table, name, _ in constraints if table == "stitching_hubreview" and "fk" in name}
     assert len(indexes) == 3  # primary key, entity, unstitched queue
     with connection.cursor() as cursor:
         cursor.execute("UPDATE customer_event_entities SET customer_entity_id = NULL")
@@ -56,6 +70,7 @@ def test_a_bulk_rewrite_gives_the_incremental_partition_and_restores_indexes(sou
 
     assert partition() == incremental
     assert _assignments_indexes() == indexes
+    assert _constraints() == constraints
     assert CustomerEventEntity.objects.count() == CustomerEvent.objects.count()
     # New identifiers were inserted with their owner: the entity of the events that carried them.
     assert Identifier.objects.count() == len(owners)
