@@ -445,10 +445,14 @@ def _stale_write(cur, touched: np.ndarray) -> None:
     """Queue the customers that got or lost events for their attributes, in id order (the queue's index grows
     at its right edge instead of splitting pages all over: hundreds of thousands of random uuids)."""
     touched = np.sort(touched)
-    cur.execute("SELECT EXISTS (SELECT 1 FROM customer_entities_stale)")
-    if not cur.fetchone()[0]:  # an empty queue (the usual case after a big rebuild): straight in, no conflict
-        _copy(cur, "COPY customer_entities_stale (entity_id)", [("S32", touched)])
-        return
+    if len(touched) >= REWRITE_MIN_EVENTS:
+        # An empty queue (the usual case after a big rebuild): straight in, no conflict, its primary key built
+        # after (attribute workers wait for the rebuild's commit to claim).
+        rebuilt = _indexes_drop_when_empty(cur, "customer_entities_stale")
+        if rebuilt is not None:
+            _copy(cur, "COPY customer_entities_stale (entity_id)", [("S32", touched)])
+            _indexes_create(cur, rebuilt)
+            return
     cur.execute("CREATE TEMP TABLE st_stale (entity_id varchar(32)) ON COMMIT DROP")
     _copy(cur, "COPY st_stale (entity_id)", [("S32", touched)])
     cur.execute(

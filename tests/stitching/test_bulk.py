@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from cdp.models import CustomerEvent, CustomerEventEntity
+from cdp.models import CustomerEvent, CustomerEventEntity, StaleEntity
 from cdp.services.data_sources import data_source_create
 from stitching.models import Identifier
 from stitching.services import bulk, engine
@@ -64,13 +64,16 @@ def test_a_bulk_rewrite_gives_the_incremental_partition_and_restores_indexes(sou
         for table in ("stitching_event_identifiers", "stitching_entitychange", "stitching_identifiers"):
             cursor.execute(f"DELETE FROM {table}")
         cursor.execute("DELETE FROM customer_entities")
-    monkeypatch.setattr(bulk, "REWRITE_MIN_EVENTS", 1)  # every rebuild replaces the assignments table
+        cursor.execute("DELETE FROM customer_entities_stale")
+    # Every rebuild replaces the assignments table, and fills an empty attribute queue with its key built after.
+    monkeypatch.setattr(bulk, "REWRITE_MIN_EVENTS", 1)
 
     engine.restitch()
 
     assert partition() == incremental
     assert _assignments_indexes() == indexes
     assert _constraints() == constraints
+    assert StaleEntity.objects.count() == len(incremental)  # every customer is new
     assert CustomerEventEntity.objects.count() == CustomerEvent.objects.count()
     # New identifiers were inserted with their owner: the entity of the events that carried them.
     assert Identifier.objects.count() == len(owners)
