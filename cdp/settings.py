@@ -214,6 +214,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/",
+    # /wbs and /v1/* are plain Django views: described by a hook (cdp.api.schema_public).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "cdp.api.schema_public.public_endpoints",
+    ],
 }
 
 UNFOLD = {

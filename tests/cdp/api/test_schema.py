@@ -33,3 +33,34 @@ def test_swagger_ui_is_served(client):
     response = client.get("/api/docs/")
     assert response.status_code == 200
     assert b"swagger" in response.content.lower()
+
+
+def test_public_endpoints_are_in_the_schema_with_every_route_and_answer(client):
+    """/wbs and /v1/* are plain Django views, described by a postprocessing hook: every Segment route of the
+    URLconf is there, with the answers the views give."""
+    from cdp.segment_api.urls import urlpatterns
+
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+    routes = {f"/v1/{pattern.pattern}" for pattern in urlpatterns}
+    assert routes <= set(schema["paths"])
+    operation_ids = set()
+    for route in routes:
+        operation = schema["paths"][route]["post"]
+        operation_ids.add(operation["operationId"])
+        assert {"200", "400", "401", "413", "429"} <= set(operation["responses"])
+        assert "segmentWriteKey" in {name for requirement in operation["security"] for name in requirement}
+    assert len(operation_ids) == len(routes)  # unique, as OpenAPI requires
+    audience = schema["paths"]["/wbs"]["get"]
+    assert {parameter["name"] for parameter in audience["parameters"]} == {"attribute", "value", "segment"}
+    assert {"200", "400", "404", "429", "503"} <= set(audience["responses"])
+
+    # The documented error body is what the endpoints send.
+    required = set(schema["components"]["schemas"]["PublicError"]["required"])
+    unknown_key = client.post(
+        "/v1/track", data="{}", content_type="application/json", HTTP_AUTHORIZATION="Basic bm9wZTo="
+    )
+    assert unknown_key.status_code == 401
+    assert required <= set(unknown_key.json())
+    missing = client.get("/wbs")
+    assert missing.status_code == 400
+    assert required <= set(missing.json())
