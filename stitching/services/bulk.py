@@ -7,8 +7,9 @@ junk test) into UNLOGGED scratch tables; the (event, identifier) edges are read 
 limited category within its limit, and at most `hub_limit` identifiers, which bounds the merges any identifier
 can make) *is* its partition. The rare others go through `partition_compute` like incremental stitching does.
 Which customer each group becomes is planned in numpy too; customers, assignments, the attribute queue and the
-identifiers' owners go in by binary COPY of those arrays. While the plan is computed, a thread writes the
-identity-graph edges on the same connection (the main thread does not use it until the thread is joined).
+identifiers' owners go in by binary COPY of those arrays. While the union-find and the plan are computed, the
+identity-graph edges are written on the same connection by one thread that runs the connection's statements in
+order (the main thread queues its own reads there until the thread is done).
 
 Bulk writes: the event → customer assignments live in the narrow `customer_event_entities` (the wide event rows
 are never rewritten). A rebuild that moves at least REWRITE_MIN_EVENTS events replaces that table with COPY; a
