@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+
 from cdp.segment_api.services import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
 
 SEGMENT_MESSAGE_TYPES = ("track", "identify", "page", "screen", "alias", "group")
@@ -23,7 +25,7 @@ _ERROR = {
         "code": {
             "type": "string",
             "enum": ["invalid_request", "unauthorized", "payload_too_large", "rate_limited"],
-            "description": "/v1 only.",
+            "description": "On /v1 errors, and on every 429 (`rate_limited`).",
         },
     },
     "required": ["status", "message"],
@@ -103,7 +105,9 @@ def _audience() -> dict[str, Any]:
 
 def _segment_operation(name: str, *, short: str | None = None) -> dict[str, Any]:
     batch = name == "batch"
-    limit = MAX_BATCH_BYTES if batch else MAX_MESSAGE_BYTES
+    # A batch body is also bounded by the server's request limit; one message is bounded as a message (its JSON
+    # as stored), the body around it may add writeKey and sentAt.
+    limit = min(MAX_BATCH_BYTES, settings.CDP_MAX_REQUEST_BYTES) if batch else MAX_MESSAGE_BYTES
     success: dict[str, Any] = {"success": {"type": "boolean", "enum": [True]}}
     if batch:
         success |= {
@@ -178,7 +182,7 @@ def _segment_operation(name: str, *, short: str | None = None) -> dict[str, Any]
                     + ("; a batch where every message is rejected lists them." if batch else ".")
                 ),
                 "401": _error("Missing or unknown write key."),
-                "413": _error(f"Body over {limit // 1024} KB."),
+                "413": _error(f"{'Body' if batch else 'Message'} over {limit // 1024} KB."),
                 "429": _RATE_LIMITED,
             },
         }

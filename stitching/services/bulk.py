@@ -14,7 +14,8 @@ order (the main thread queues its own reads there until the thread is done).
 Bulk writes: the event → customer assignments live in the narrow `customer_event_entities` (the wide event rows
 are never rewritten). A rebuild that moves at least REWRITE_MIN_EVENTS events replaces that table with COPY; a
 smaller one updates the rows that change. A table filled from empty (a first stitch's entities, identifiers and
-edges; the replaced assignments) gets its indexes and constraints built after the insert. Ingestion waits for a
+edges; the replaced assignments; an empty attribute queue) gets its indexes and constraints built after the insert
+(with the foreign keys of other, empty tables that reference its primary key). Ingestion waits for a
 rebuild to commit (the assignments table is locked EXCLUSIVE from the start: new events could not get their row);
 a replaced or first-filled table stays ACCESS EXCLUSIVE locked until commit. Identity-graph edges are otherwise
 written as a difference, so rebuilding unchanged data writes almost nothing.
@@ -94,21 +95,35 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             # The identity graph's edges do not depend on the partition: PostgreSQL writes them, then builds their
             # indexes, while the union-find, the exact partitions and the customer plan are computed here. The
             # connection runs one statement at a time: its statements go through one thread, in order, and the
-            # exact algorithm's reads wait for the edges' insert (refused links are marked after).
+            # exact algorithm's reads wait for the edges' insert (refused links are marked after). Timings:
+            # "union_find" includes waiting for the insert when the exact algorithm reads, "edges_write" is the
+            # wait for the index builds after the plan.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restitch-db") as database:
                 inserted = database.submit(_edges_write, cur)
-                groups = _groups(cur, config, graph, database=lambda read: database.submit(read).result())
-                indexed = database.submit(lambda: _indexes_create(cur, inserted.result()))
-                mark("union_find")
-                if progress:
-                    progress(len(graph.events) // 2)
-                plan = _entities_plan(graph, groups)
-                report.entities_created = len(plan.new_entities)
-                report.events = int(plan.moved.sum())
-                report.refused = len(groups.refused)
-                report.components = len(plan.entity_of_group)
-                mark("plan")
-                indexed.result()
+
+                def read(query: Callable[[], object]) -> object:
+                    # After the insert (whose error, if any, is the one raised), in the connection's thread.
+                    return database.submit(lambda: (inserted.result(), query())[1]).result()
+
+                try:
+                    groups = _groups(cur, config, graph, database=read)
+                    indexed = database.submit(lambda: _indexes_create(cur, inserted.result()))
+                    mark("union_find")
+                    if progress:
+                        progress(len(graph.events) // 2)
+                    plan = _entities_plan(graph, groups)
+                    report.entities_created = len(plan.new_entities)
+                    report.events = int(plan.moved.sum())
+                    report.refused = len(groups.refused)
+                    report.components = len(plan.entity_of_group)
+                    mark("plan")
+                    indexed.result()
+                except BaseException:
+                    # Do not wait for the edges' statements to finish before rolling back (an error here, Ctrl-C,
+                    # a task's time limit): drop what is queued and cancel the running statement.
+                    database.shutdown(wait=False, cancel_futures=True)
+                    raw.cancel_safe()
+                    raise
                 mark("edges_write")
 
             if len(plan.new_entities):
@@ -518,6 +533,11 @@ def _indexes_drop_when_empty(cur, table: str) -> Dropped | None:
     cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
     if cur.fetchone()[0]:
         return None
+    # Locked before the indexes go (rows committed by others in between would skip the checks): empty still?
+    cur.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+    cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
+    if cur.fetchone()[0]:
+        return None
     # Deferred checks pending in this transaction would forbid altering the table.
     cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
     cur.execute("SET CONSTRAINTS ALL DEFERRED")
@@ -527,11 +547,11 @@ def _indexes_drop_when_empty(cur, table: str) -> Dropped | None:
         [table],
     )
     referencing = cur.fetchall()
-    for other in sorted({other for other, _, _ in referencing}):
-        cur.execute(f"SELECT EXISTS (SELECT 1 FROM {other})")
-        if cur.fetchone()[0]:  # its rows would be checked one by one: the primary key stays
-            referencing = []
-            break
+    others = sorted({other for other, _, _ in referencing})
+    # Their rows would be checked one by one against the new key: only when they are all empty (then locked and
+    # checked again) does the primary key go with their foreign keys.
+    if not _all_empty(cur, others) or not _all_empty(cur, others, lock=True):
+        referencing = []
     for other, name, _ in referencing:
         cur.execute(f'ALTER TABLE {other} DROP CONSTRAINT "{name}"')
     cur.execute(
@@ -559,6 +579,16 @@ def _indexes_drop_when_empty(cur, table: str) -> Dropped | None:
         [(name, definition) for name, definition, kind in constraints if kind == "f"],
         referencing,
     )
+
+
+def _all_empty(cur, tables: list[str], *, lock: bool = False) -> bool:
+    for table in tables:
+        if lock:
+            cur.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
+        if cur.fetchone()[0]:
+            return False
+    return True
 
 
 def _indexes_create(cur, dropped: Dropped | None) -> None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 
 from cdp.models import DataSource
 from cdp.services.attributes import entities_queue_sql
@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 LOCK_NAMESPACE = 0x5717  # advisory lock class id of stitching locks
 GLOBAL_LOCK_KEY = 0
 MAX_ATTEMPTS = 200
+MAX_DEADLOCKS = 5
+DEADLOCK_DETECTED = "40P01"  # SQLSTATE
 SYSTEM_SOURCE_SLUG = "cdp"
 MERGED_EVENT_TYPE = "customer_entities_merged"
 SPLIT_EVENT_TYPE = "customer_entity_split"
@@ -161,14 +163,23 @@ def system_source_get() -> DataSource:
 
 
 def with_retries(work) -> StitchReport:
-    """Run `work` in a transaction, retrying while another worker holds part of its component (LockBusy)."""
+    """Run `work` in a transaction, retrying while another worker holds part of its component (LockBusy), and
+    after PostgreSQL broke a deadlock by aborting it (two transactions queueing and claiming the same customers
+    for their attributes in different orders: the other one went through)."""
+    deadlocks = 0
     for attempt in range(MAX_ATTEMPTS):
         try:
             with transaction.atomic():
                 return work()
         except LockBusy:
             # Another worker is changing an overlapping component; it will be done in milliseconds.
-            time.sleep(min(0.5, 0.01 * (attempt + 1)) * (0.5 + random.random()))
+            pass
+        except OperationalError as error:
+            if getattr(error.__cause__, "sqlstate", None) != DEADLOCK_DETECTED or deadlocks >= MAX_DEADLOCKS:
+                raise
+            deadlocks += 1
+            log.info("stitching: deadlock broken by PostgreSQL, retrying (%d)", deadlocks)
+        time.sleep(min(0.5, 0.01 * (attempt + 1)) * (0.5 + random.random()))
     raise RuntimeError("stitching: could not lock a component after many attempts")
 
 

@@ -181,3 +181,35 @@ def test_two_rules_finding_one_identifier_in_an_event_make_one_link_from_the_fir
         cursor.execute("DELETE FROM customer_entities")
     engine.restitch()
     assert links() == expected
+
+
+def test_an_error_during_the_plan_rolls_the_rebuild_back_and_is_the_one_raised(source, monkeypatch):
+    ingest(source, ROWS)
+    engine.stitch_pending()
+    before = partition()
+
+    def broken(graph, groups):
+        raise RuntimeError("plan failed")
+
+    monkeypatch.setattr(bulk, "_entities_plan", broken)
+    with pytest.raises(RuntimeError, match="plan failed"):
+        engine.restitch()
+    monkeypatch.undo()
+    assert partition() == before  # rolled back, and the connection still works
+    engine.restitch()
+    assert partition() == before
+
+
+def test_an_error_writing_the_edges_is_the_one_raised_when_the_exact_algorithm_reads_behind_it(
+    source, monkeypatch, settings
+):
+    settings.STITCHING_HUB_LIMIT = 1  # every component with two identifiers goes through the exact algorithm
+    ingest(source, ROWS)
+    engine.stitch_pending()
+
+    def broken(cur):
+        cur.execute("SELECT 1/0")
+
+    monkeypatch.setattr(bulk, "_edges_write", broken)
+    with pytest.raises(Exception, match="division by zero"):
+        engine.restitch()

@@ -202,3 +202,45 @@ def test_a_new_category_rule_change_restitches_the_affected_customers(source):
     StitchingRule.objects.create(source=source, category_id="crm_id", path="crm")
     engine.component_restitch(entity_ids=[entity_of(a), entity_of(b)])
     assert entity_of(a) == entity_of(b)
+
+
+def _raise_sqlstate(code: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DO $$ BEGIN RAISE EXCEPTION 'simulated' USING ERRCODE = '{code}'; END $$")
+
+
+def test_a_transaction_postgresql_aborted_to_break_a_deadlock_is_retried(monkeypatch):
+    monkeypatch.setattr(engine.time, "sleep", lambda seconds: None)
+    calls = []
+
+    def work():
+        calls.append(1)
+        if len(calls) < 3:
+            _raise_sqlstate("40P01")  # deadlock_detected, as PostgreSQL reports it
+        return engine.StitchReport(events=7)
+
+    assert engine.with_retries(work).events == 7
+    assert len(calls) == 3
+
+
+def test_other_database_errors_and_endless_deadlocks_are_not_retried(monkeypatch):
+    from django.db import OperationalError
+
+    monkeypatch.setattr(engine.time, "sleep", lambda seconds: None)
+    calls = []
+
+    def canceled():
+        calls.append(1)
+        _raise_sqlstate("57014")  # query_canceled
+
+    with pytest.raises(OperationalError):
+        engine.with_retries(canceled)
+    assert len(calls) == 1
+
+    def deadlocked():
+        calls.append(1)
+        _raise_sqlstate("40P01")
+
+    with pytest.raises(OperationalError):
+        engine.with_retries(deadlocked)
+    assert len(calls) == 1 + engine.MAX_DEADLOCKS + 1
