@@ -18,13 +18,15 @@ text; the UPDATE ... FROM writes (and moves `modified` of) only the customers wh
 from __future__ import annotations
 
 import logging
+import random
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import psycopg
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from psycopg import sql
 
 from cdp.models import Attribute, DataSource, StaleEntity
@@ -318,8 +320,31 @@ def gin_pending_list_clean() -> None:
         logger.debug("could not merge the attributes index's pending list", exc_info=True)
 
 
+DEADLOCK_DETECTED = "40P01"  # SQLSTATE
+MAX_DEADLOCK_RETRIES = 5
+
+
+def is_deadlock(error: BaseException) -> bool:
+    """Whether PostgreSQL aborted the transaction to break a deadlock (the other one went through)."""
+    return isinstance(error, OperationalError) and getattr(error.__cause__, "sqlstate", None) == DEADLOCK_DETECTED
+
+
+def _batch_run(program: Program, **claim) -> tuple[int, int, str]:
+    """_batch_transaction, run again when PostgreSQL aborted it to break a deadlock (stitching queues customers
+    while batches claim them; nothing of an aborted batch stays)."""
+    for attempt in range(MAX_DEADLOCK_RETRIES + 1):
+        try:
+            return _batch_transaction(program, **claim)
+        except OperationalError as error:
+            if not is_deadlock(error) or attempt == MAX_DEADLOCK_RETRIES:
+                raise
+            logger.info("attributes: deadlock broken by PostgreSQL, retrying the batch")
+            time.sleep(0.01 * (attempt + 1) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
 @transaction.atomic
-def _batch_run(
+def _batch_transaction(
     program: Program, *, ids: list[str] | None = None, stale: int = 0, after: str = ""
 ) -> tuple[int, int, str]:
     """One batch in one transaction: (customers claimed, customers whose values changed and were written, the

@@ -9,7 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import psycopg
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -597,3 +597,21 @@ def test_a_sparse_batch_is_read_by_its_ids(shop, monkeypatch):
         assert svc._is_dense(cursor, customers[:2]) is True
         assert svc._is_dense(cursor, [customers[0], customers[-1]]) is False  # 2 customers, 6 in their range
         assert svc._is_dense(cursor, customers[:1]) is False  # fewer than RANGE_MIN
+
+
+def test_a_batch_postgresql_aborted_to_break_a_deadlock_is_run_again(shop, monkeypatch):
+    monkeypatch.setattr(svc.time, "sleep", lambda seconds: None)
+    transaction_run = svc._batch_transaction
+    calls = []
+
+    def deadlocked_once(program, **claim):
+        calls.append(claim)
+        if len(calls) == 1:  # what PostgreSQL raises in the transaction it picks (rolled back)
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("DO $$ BEGIN RAISE EXCEPTION 'simulated' USING ERRCODE = '40P01'; END $$")
+        return transaction_run(program, **claim)
+
+    monkeypatch.setattr(svc, "_batch_transaction", deadlocked_once)
+    assert svc.attributes_recompute() == 1
+    assert values(shop)["orders"] == [3]
+    assert calls[0] == calls[1]
