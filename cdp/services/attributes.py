@@ -368,7 +368,7 @@ def _batch_transaction(
                 "WHERE entity_id > %s ORDER BY entity_id LIMIT %s FOR UPDATE SKIP LOCKED)) RETURNING entity_id",
                 [after, stale],
             )
-            claimed = sorted(row[0] for row in cursor.fetchall())
+            claimed = [row[0] for row in cursor.fetchall()]
         if not claimed:
             return 0, 0, after
         # Sorting a batch's events fits in memory; a parallel plan would gain nothing on a batch and could feed
@@ -582,18 +582,18 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
         else:  # pragma: no cover - ALLOWED_TYPES covers every computation
             raise ValueError(f"unknown computation {computation!r}")
 
-    forms = {}
-    for form in ("ids", "range") if not all_entities else ("all",):
-        forms[form] = _compile_form(form, paths, path_types, event_aggs, ident_aggs, finals, attributes)
+    parts = (paths, path_types, event_aggs, ident_aggs, finals, attributes)
+    attribute_ids = tuple(a.id for a in attributes)
     if all_entities:
-        update, computed = forms["all"]
-        return Program(update_sql=update, select_sql=computed, attribute_ids=tuple(a.id for a in attributes))
-    return Program(
-        update_sql=forms["ids"][0],
-        select_sql=forms["ids"][1],
-        attribute_ids=tuple(a.id for a in attributes),
-        update_range_sql=forms["range"][0],
-    )
+        update, computed = _compile_form("all", *parts)
+        return Program(update_sql=update, select_sql=computed, attribute_ids=attribute_ids)
+    update, computed = _compile_form("ids", *parts)
+    range_update, _ = _compile_form("range", *parts)
+    return Program(update_sql=update, select_sql=computed, attribute_ids=attribute_ids, update_range_sql=range_update)
+
+
+# How the batched forms find their customers' rows by an entity id column.
+_BATCH_ENTITIES = {"ids": "= ANY(%(ids)s::varchar[])", "range": "BETWEEN %(lo)s AND %(hi)s"}
 
 
 def _compile_form(form, paths, path_types, event_aggs, ident_aggs, finals, attributes) -> tuple[str, str]:
@@ -619,15 +619,10 @@ def _compile_form(form, paths, path_types, event_aggs, ident_aggs, finals, attri
         # The batch's events through the entity index, then each event by primary key: a LATERAL subquery kept
         # apart by OFFSET 0 is a nested loop whatever the estimates (a hash join would scan the whole events
         # table for a few thousand rows).
-        batch_entities = (
-            "a.customer_entity_id BETWEEN %(lo)s AND %(hi)s"
-            if form == "range"
-            else "a.customer_entity_id = ANY(%(ids)s::varchar[])"
-        )
         source = (
             "customer_event_entities a CROSS JOIN LATERAL "
             "(SELECT * FROM customer_events x WHERE x.id = a.event_id OFFSET 0) e "
-            f"WHERE {batch_entities}"
+            f"WHERE a.customer_entity_id {_BATCH_ENTITIES[form]}"
         )
     events = (
         # Newest first, so first / last values need no per-customer sort; OFFSET 0 keeps the subquery (and its
@@ -641,7 +636,7 @@ def _compile_form(form, paths, path_types, event_aggs, ident_aggs, finals, attri
     if all_entities:
         identifiers = "stitching_identifiers i WHERE i.customer_entity_id IS NOT NULL"
     elif form == "range":
-        identifiers = "stitching_identifiers i WHERE i.customer_entity_id BETWEEN %(lo)s AND %(hi)s"
+        identifiers = f"stitching_identifiers i WHERE i.customer_entity_id {_BATCH_ENTITIES[form]}"
     else:
         identifiers = (
             "unnest(%(ids)s::varchar[]) AS b(id) CROSS JOIN LATERAL (SELECT * FROM stitching_identifiers x "
@@ -669,9 +664,7 @@ def _compile_form(form, paths, path_types, event_aggs, ident_aggs, finals, attri
         # A customer whose values did not change is not written at all: no new row version, index entries or WAL.
         "AND c.attributes IS DISTINCT FROM computed.attributes"
         # Restating the ids lets the planner fetch the batch's rows by primary key instead of hashing the table.
-        + {"all": "", "ids": " AND c.id = ANY(%(ids)s::varchar[])", "range": " AND c.id BETWEEN %(lo)s AND %(hi)s"}[
-            form
-        ]
+        + ("" if all_entities else f" AND c.id {_BATCH_ENTITIES[form]}")
     )
     return update, computed
 

@@ -33,7 +33,7 @@ import orjson
 from django.db import OperationalError, connection, transaction
 
 from cdp.models import DataSource
-from cdp.services.attributes import entities_queue_sql, is_deadlock
+from cdp.services.attributes import MAX_DEADLOCK_RETRIES, entities_queue_sql, is_deadlock
 from stitching.models import EntityChange, EventIdentifier
 from stitching.normalizers import MAX_IDENTIFIER_LENGTH
 from stitching.services.extraction import Extracted, StitchConfig, config_load, identifiers_extract
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 LOCK_NAMESPACE = 0x5717  # advisory lock class id of stitching locks
 GLOBAL_LOCK_KEY = 0
 MAX_ATTEMPTS = 200
-MAX_DEADLOCKS = 5
 SYSTEM_SOURCE_SLUG = "cdp"
 MERGED_EVENT_TYPE = "customer_entities_merged"
 SPLIT_EVENT_TYPE = "customer_entity_split"
@@ -174,7 +173,7 @@ def with_retries(work) -> StitchReport:
             # Another worker is changing an overlapping component; it will be done in milliseconds.
             pass
         except OperationalError as error:
-            if not is_deadlock(error) or deadlocks >= MAX_DEADLOCKS:
+            if not is_deadlock(error) or deadlocks >= MAX_DEADLOCK_RETRIES:
                 raise
             deadlocks += 1
             log.info("stitching: deadlock broken by PostgreSQL, retrying (%d)", deadlocks)

@@ -243,4 +243,4 @@ def test_other_database_errors_and_endless_deadlocks_are_not_retried(monkeypatch
 
     with pytest.raises(OperationalError):
         engine.with_retries(deadlocked)
-    assert len(calls) == 1 + engine.MAX_DEADLOCKS + 1
+    assert len(calls) == 1 + engine.MAX_DEADLOCK_RETRIES + 1
