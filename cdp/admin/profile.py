@@ -147,11 +147,16 @@ def profile_context(entity: CustomerEntity) -> dict[str, Any]:
         "profile_graph": graph,
         "profile_changes": list(entity_changes_list(entity_id=entity.pk)[:HISTORY_ROWS]),
         "profile_event_count": counts["events"],
-        "profile_last_event": events[0].event_time if events else None,
-        "profile_first_seen": _first_event_time(entity),
+        "profile_last_event": _event_time(entity, "-event_time"),
+        "profile_first_seen": _event_time(entity, "event_time"),
     }
 
 
-def _first_event_time(entity: CustomerEntity) -> datetime | None:
-    first = CustomerEvent.objects.filter(entity_link__customer_entity_id=entity.pk).order_by("event_time", "id").first()
-    return first.event_time if first else None
+def _event_time(entity: CustomerEntity, order: str) -> datetime | None:
+    """The customer's first or last event time; merges and splits (system events) are not the customer's activity."""
+    from stitching.services.engine import SYSTEM_SOURCE_SLUG
+
+    events = CustomerEvent.objects.filter(entity_link__customer_entity_id=entity.pk).exclude(
+        source__slug=SYSTEM_SOURCE_SLUG
+    )
+    return events.order_by(order).values_list("event_time", flat=True).first()

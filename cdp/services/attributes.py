@@ -506,7 +506,15 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
 
     `all_entities=True` compiles the unbatched form (no id parameter): every entity in one pass, used as the
     benchmark's baseline.
+
+    The system events stitching records on a customer (merged, split) are bookkeeping, not the customer's
+    activity: an attribute reads them only when it names the system source among its sources (else a merge would
+    count as an event and make a dormant customer "last seen" at the merge).
     """
+    from stitching.services.engine import system_source_id
+
+    system = system_source_id()
+    reads_system = bool(system) and any(system in {s.pk for s in a.sources.all()} for a in attributes)
     paths: dict[str, str] = {}  # dotted path -> column name in the event subquery
     path_types: dict[str, set[str] | None] = {}
     event_aggs: list[str] = []  # aggregate expressions over the batch's events, named a0, a1, ...
@@ -518,6 +526,8 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
         source_ids = sorted(s.pk for s in attribute.sources.all())
         if source_ids:
             conditions.append(f"x.source_id = ANY({_lit(source_ids)}::bigint[])")
+        elif reads_system:  # (else the events subquery leaves the system events out for every attribute)
+            conditions.append(f"x.source_id <> {int(system)}")
         if attribute.event_types:
             conditions.append(f"x.type = ANY({_lit(list(attribute.event_types))}::text[])")
         where = " AND ".join(conditions) or "true"
@@ -583,7 +593,8 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
         else:  # pragma: no cover - ALLOWED_TYPES covers every computation
             raise ValueError(f"unknown computation {computation!r}")
 
-    parts = (paths, path_types, event_aggs, ident_aggs, finals, attributes)
+    excluded = 0 if reads_system else system
+    parts = (paths, path_types, event_aggs, ident_aggs, finals, attributes, excluded)
     attribute_ids = tuple(a.id for a in attributes)
     if all_entities:
         update, computed = _compile_form("all", *parts)
@@ -597,11 +608,12 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
 _BATCH_ENTITIES = {"ids": "= ANY(%(ids)s::varchar[])", "range": "BETWEEN %(lo)s AND %(hi)s"}
 
 
-def _compile_form(form, paths, path_types, event_aggs, ident_aggs, finals, attributes) -> tuple[str, str]:
+def _compile_form(form, paths, path_types, event_aggs, ident_aggs, finals, attributes, excluded) -> tuple[str, str]:
     """(UPDATE, SELECT) of one form: "all" (every entity, no parameter), "ids" (the entities in the array
     parameter `ids`) or "range" (the entities in `ids`, which are all of those from `lo` to `hi` or nearly: their
     events and identifiers are read by one range scan of each entity index instead of one index search per
-    entity: a full recompute of the benchmark's customers ran ~5 % faster)."""
+    entity: a full recompute of the benchmark's customers ran ~5 % faster). Events of the source `excluded`
+    (0: none) are left out."""
     all_entities = form == "all"
     # A path is extracted only from the payloads of the event types that read it (most events are of a type no
     # attribute of that path reads).
@@ -625,6 +637,8 @@ def _compile_form(form, paths, path_types, event_aggs, ident_aggs, finals, attri
             "(SELECT * FROM customer_events x WHERE x.id = a.event_id OFFSET 0) e "
             f"WHERE a.customer_entity_id {_BATCH_ENTITIES[form]}"
         )
+    if excluded:
+        source += f" AND e.source_id <> {int(excluded)}"
     events = (
         # Newest first, so first / last values need no per-customer sort; OFFSET 0 keeps the subquery (and its
         # order) from being flattened into the aggregate, and extracts each payload path once per event.
