@@ -498,17 +498,29 @@ def _identifiers_write(cur, groups: Groups, plan: Plan) -> None:
     )
     _indexes_create(cur, rebuilt)
     if rebuilt is None:  # (else every identifier was just inserted, with its owner)
+        # Customers that gained or lost an identifier are queued for their attributes even when none of their
+        # events moved (a blocked value or a deleted rule takes an identifier away). `prev` is the row before the
+        # update; a customer the rebuild deleted is not queued.
+        queue = (
+            "INSERT INTO customer_entities_stale (entity_id) SELECT DISTINCT x.id FROM changed, "
+            "LATERAL (VALUES (changed.old), (changed.new)) AS x(id) WHERE changed.old IS DISTINCT FROM changed.new "
+            "AND x.id IS NOT NULL AND EXISTS (SELECT 1 FROM customer_entities c WHERE c.id = x.id) "
+            "ON CONFLICT DO NOTHING"
+        )
         cur.execute(
-            "UPDATE stitching_identifiers i SET customer_entity_id = o.entity_id, first_seen = s.first_seen "
-            "FROM st_owner o, st_ids s WHERE i.id = o.identifier_id AND s.identifier_id = o.identifier_id "
+            "WITH changed AS (UPDATE stitching_identifiers i SET customer_entity_id = o.entity_id, "
+            "first_seen = s.first_seen FROM st_owner o, st_ids s, stitching_identifiers prev "
+            "WHERE i.id = o.identifier_id AND s.identifier_id = o.identifier_id AND prev.id = i.id "
             "AND NOT s.new AND (i.customer_entity_id IS DISTINCT FROM o.entity_id "
-            "OR i.first_seen IS DISTINCT FROM s.first_seen)"
+            "OR i.first_seen IS DISTINCT FROM s.first_seen) "
+            f"RETURNING prev.customer_entity_id AS old, i.customer_entity_id AS new) {queue}"
         )
         # NOT EXISTS (an anti-join), not NOT IN: NOT IN re-scans the subquery per row.
         cur.execute(
-            "UPDATE stitching_identifiers i SET customer_entity_id = NULL "
-            "WHERE i.customer_entity_id IS NOT NULL "
-            "AND NOT EXISTS (SELECT 1 FROM st_owner o WHERE o.identifier_id = i.id)"
+            "WITH changed AS (UPDATE stitching_identifiers i SET customer_entity_id = NULL "
+            "FROM stitching_identifiers prev WHERE prev.id = i.id AND i.customer_entity_id IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM st_owner o WHERE o.identifier_id = i.id) "
+            f"RETURNING prev.customer_entity_id AS old, NULL::varchar AS new) {queue}"
         )
 
 

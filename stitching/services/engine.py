@@ -681,20 +681,35 @@ def _component_write(
             seen = first_seen.get(link.identifier_id)
             if seen is None or node.event_time < seen:
                 first_seen[link.identifier_id] = node.event_time
+    # (`prev` is the row before the update: customers that gained or lost an identifier get their attributes
+    # recomputed even when none of their events moved.)
     cursor.execute(
         "UPDATE stitching_identifiers i SET customer_entity_id = u.entity, "
         "first_seen = coalesce(least(i.first_seen, u.first_seen), u.first_seen) "
-        "FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]) AS u(id, entity, first_seen) WHERE i.id = u.id",
+        "FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]) AS u(id, entity, first_seen), "
+        "stitching_identifiers prev WHERE i.id = u.id AND prev.id = i.id "
+        "RETURNING prev.customer_entity_id, i.customer_entity_id",
         [
             identifiers,
             [group_entity[groups[i]] if i in groups else None for i in identifiers],
             [first_seen.get(i) for i in identifiers],
         ],
     )
+    owners_changed = {entity for old, new in cursor.fetchall() if old != new for entity in (old, new) if entity}
+    # Identifiers of these customers that no event links any more (their value was blocked, or the rule that
+    # extracted them was deleted or changed): no longer theirs, so attributes and search stop showing them.
+    cursor.execute(
+        "UPDATE stitching_identifiers i SET customer_entity_id = NULL FROM stitching_identifiers prev "
+        "WHERE prev.id = i.id AND i.customer_entity_id = ANY(%s) AND NOT i.id = ANY(%s) AND NOT EXISTS "
+        "(SELECT 1 FROM stitching_event_identifiers ei WHERE ei.identifier_id = i.id AND ei.status <> 'blocked') "
+        "RETURNING prev.customer_entity_id",
+        [sorted(existing | set(group_entity)), identifiers],
+    )
+    owners_changed |= {row[0] for row in cursor.fetchall()}
     _hub_reviews_write(cursor, partition, identifiers)
 
     # History, system events, stale marks, entities left empty.
-    stale: set[str] = set()
+    stale: set[str] = set(owners_changed)
     for event_id, entity in moves:
         stale.add(entity)
         if old_entity[event_id]:
