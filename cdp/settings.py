@@ -178,6 +178,10 @@ CDP_STITCH_AFTER_INGEST = env_bool("CDP_STITCH_AFTER_INGEST", True)
 # Identity stitching: an identifier that would join this many customers at once is held for review, and phone
 # numbers written without a country code get this one (digits, e.g. 420 for Czechia, 1 for the US).
 STITCHING_HUB_LIMIT = env_int("STITCHING_HUB_LIMIT", 20, minimum=2)
+# Hard caps per customer (Segment Unify's): identifiers, and earlier customers merged into it. A link that would
+# break one is refused (status `limit`), so no customer grows without bound.
+STITCHING_MAX_IDENTIFIERS = env_int("STITCHING_MAX_IDENTIFIERS", 1000, minimum=2)
+STITCHING_MAX_MERGES = env_int("STITCHING_MAX_MERGES", 100, minimum=1)
 STITCHING_DEFAULT_COUNTRY_CODE = env_str("STITCHING_DEFAULT_COUNTRY_CODE", "420")
 if not STITCHING_DEFAULT_COUNTRY_CODE.isdigit() or len(STITCHING_DEFAULT_COUNTRY_CODE) > 3:
     raise ImproperlyConfigured(

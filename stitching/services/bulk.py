@@ -3,9 +3,10 @@
 Same result as incremental stitching (the partition is the same function of the same events), computed in bulk:
 identifiers are extracted in SQL (every rule in one parallel pass, with the SQL twins of the normalisers and the
 junk test) into UNLOGGED scratch tables; the (event, identifier) edges are read into numpy arrays, scipy's
-`connected_components` finds the raw components, and a component that cannot trigger a limit or a hub (each
-limited category within its limit, and at most `hub_limit` identifiers, which bounds the merges any identifier
-can make) *is* its partition. The rare others go through `partition_compute` like incremental stitching does.
+`connected_components` finds the raw components, and a component that cannot trigger a limit, a cap or a hub
+(each limited category within its limit, and at most `config.simple_max` identifiers, which bounds the merges
+any identifier or customer can make) *is* its partition. The rare others go through `partition_compute` like
+incremental stitching does.
 Which customer each group becomes is planned in numpy too; customers, assignments, the attribute queue and the
 identifiers' owners go in by binary COPY of those arrays. While the union-find and the plan are computed, the
 identity-graph edges are written on the same connection by one thread that runs the connection's statements in
@@ -312,7 +313,7 @@ def _groups(cur, config, graph: Graph, *, database: Callable[[Callable], object]
     per_category = np.bincount(
         identifier_label * len(categories) + codes, minlength=n_components * len(categories)
     ).reshape(n_components, len(categories))
-    exact = per_category.sum(axis=1) > config.hub_limit
+    exact = per_category.sum(axis=1) > config.simple_max
     for code, category in enumerate(categories):
         limit = config.categories[category].max_per_entity
         if limit is not None:
@@ -792,9 +793,7 @@ def _exact(config, components: list[list[EventNode]]) -> tuple[dict, dict, list,
     refused: list[tuple[int, int, str, str]] = []
     hubs: dict[int, int] = {}
     for component in components:
-        partition = partition_compute(
-            component, categories=config.categories, hub_limit=config.hub_limit, hub_exempt=config.hub_exempt
-        )
+        partition = partition_compute(component, categories=config.categories, **config.partition_options())
         for members in partition.groups:
             key = min(members)
             for e in members:

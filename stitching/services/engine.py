@@ -322,12 +322,13 @@ def _attach_simple(
     existed before are all owned by one entity E (or there are none), and when adding it provably changes no
     decision of `partition_compute` on E's raw component: E has no refused (limit / held) link on its events or
     identifiers (so its raw component is exactly its events), and with the group's new identifiers E stays within
-    every category limit and at `hub_limit` identifiers at most (so no count can exceed a limit at any point of
-    the canonical-order pass, and no identifier can make `hub_limit` merges: each merge needs a group started by
-    an identifier of its own). Then the partition of E's component plus the group is one group, every link
-    linked, and E keeps its id: exactly what the full computation gives. A group with no earlier identifier is
-    a new customer under the same limit and hub test. Everything else (merges, refused links, held or limited
-    identifiers) is returned for the exact path. Holds the identifiers' locks; takes E's lock without waiting."""
+    every category limit and at `config.simple_max` identifiers at most (so no count can exceed a limit or a
+    cap at any point of the canonical-order pass, and no identifier can make `hub_limit` merges: each merge needs
+    a group started by an identifier of its own). Then the partition of E's component plus the group is one
+    group, every link linked, and E keeps its id: exactly what the full computation gives. A group with no
+    earlier identifier is a new customer under the same limit and hub test. Everything else (merges, refused
+    links, held or limited identifiers) is returned for the exact path. Holds the identifiers' locks; takes E's
+    lock without waiting."""
     linkable: dict[int, list[tuple[int, str]]] = {}
     for event_id, xs in extracted.items():
         seen: dict[int, str] = {}
@@ -394,7 +395,7 @@ def _attach_simple(
             for identifier_id, category in {link for e in members for link in linkable[e]}:
                 if identifier_id in new_ids:
                     total[category] = total.get(category, 0) + 1
-        if sum(total.values()) > config.hub_limit:
+        if sum(total.values()) > config.simple_max:
             return False
         return all(n <= limits[slug] for slug, n in total.items() if slug in limits)
 
@@ -628,9 +629,7 @@ def _component_write(
         nodes[event_id].links.append(Link(identifier_id, category, value, priority))
         stored_status[(event_id, identifier_id)] = (status, reason)
         identifier_category[identifier_id] = category
-    partition = partition_compute(
-        nodes.values(), categories=config.categories, hub_limit=config.hub_limit, hub_exempt=config.hub_exempt
-    )
+    partition = partition_compute(nodes.values(), categories=config.categories, **config.partition_options())
     group_entity = _entities_assign(cursor, partition, old_entity)
     now = datetime.now(UTC)
 

@@ -8,7 +8,7 @@ from django.conf import settings
 
 from stitching.models import BlockedValue, HubReview, StitchingCategory, StitchingRule
 from stitching.normalizers import is_junk, normalize
-from stitching.services.partition import Category
+from stitching.services.partition import MAX_IDENTIFIERS, MAX_MERGES, Category
 
 # An identifier that would join more than this many customers at once is held for review instead.
 DEFAULT_HUB_LIMIT = 20
@@ -16,6 +16,14 @@ DEFAULT_HUB_LIMIT = 20
 
 def hub_limit() -> int:
     return int(getattr(settings, "STITCHING_HUB_LIMIT", DEFAULT_HUB_LIMIT))
+
+
+def max_identifiers() -> int:
+    return int(getattr(settings, "STITCHING_MAX_IDENTIFIERS", MAX_IDENTIFIERS))
+
+
+def max_merges() -> int:
+    return int(getattr(settings, "STITCHING_MAX_MERGES", MAX_MERGES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +54,24 @@ class StitchConfig:
     blocked: dict[tuple[str | None, str], str]  # (category or None, value) -> reason
     hub_exempt: frozenset[int]
     hub_limit: int = field(default_factory=hub_limit)
+    max_identifiers: int = field(default_factory=max_identifiers)
+    max_merges: int = field(default_factory=max_merges)
+
+    @property
+    def simple_max(self) -> int:
+        """A component with at most this many identifiers can make no hub and break no cap: an identifier joins at
+        most (identifiers - 1) groups, and a customer is at most (identifiers - 1) merges. Bulk and incremental
+        stitching take their fast paths only below it."""
+        return min(self.hub_limit, self.max_identifiers, self.max_merges)
+
+    def partition_options(self) -> dict:
+        """The limits partition_compute takes besides the categories."""
+        return {
+            "hub_limit": self.hub_limit,
+            "hub_exempt": self.hub_exempt,
+            "max_identifiers": self.max_identifiers,
+            "max_merges": self.max_merges,
+        }
 
     def blocked_reason(self, category: str, value: str) -> str | None:
         reason = is_junk(value)

@@ -12,6 +12,11 @@ identifier of the event is dropped (the link is refused with status `limit`) and
 Unify does. An identifier that joined more than `hub_limit` groups (it "would link too many customers") is a hub:
 its links are held and the component is computed again without it, until no new hub appears. Hubs an
 administrator approved (`hub_exempt`) are never held.
+
+Hard caps per customer, whatever the categories' limits (Segment Unify's): at most `max_identifiers` identifiers
+and `max_merges` merges (groups joined into it). A join that would break a cap drops the event's least trusted
+identifier and is retried, like a category limit: a customer cannot grow without bound (a chain of cookies each
+linking the next), which is what makes components too big to load or recompute.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from datetime import datetime
 LINKED = "linked"
 LIMIT = "limit"
 HELD = "held"
+
+MAX_IDENTIFIERS = 1000
+MAX_MERGES = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +89,8 @@ def partition_compute(
     categories: Mapping[str, Category],
     hub_limit: int,
     hub_exempt: frozenset[int] | set[int] = frozenset(),
+    max_identifiers: int = MAX_IDENTIFIERS,
+    max_merges: int = MAX_MERGES,
 ) -> Partition:
     """The partition of `events` (see the module docstring). Pure: no database access."""
     ordered = sorted(events, key=lambda e: e.canonical_key)
@@ -95,7 +105,7 @@ def partition_compute(
         node.links = sorted(best.values(), key=order)
     hubs: dict[int, int] = {}
     while True:
-        result, merge_counts = _pass(ordered, categories=categories, hubs=hubs)
+        result, merge_counts = _pass(ordered, categories=categories, hubs=hubs, caps=(max_identifiers, max_merges))
         new_hubs = {
             identifier_id: count + 1
             for identifier_id, count in merge_counts.items()
@@ -108,12 +118,18 @@ def partition_compute(
 
 
 def _pass(
-    ordered: list[EventNode], *, categories: Mapping[str, Category], hubs: Mapping[int, int]
+    ordered: list[EventNode],
+    *,
+    categories: Mapping[str, Category],
+    hubs: Mapping[int, int],
+    caps: tuple[int, int],
 ) -> tuple[Partition, dict[int, int]]:
     limits = {slug: c.max_per_entity for slug, c in categories.items() if c.max_per_entity is not None}
+    max_identifiers, max_merges = caps
     parent: list[int] = []
     members: list[list[int]] = []  # events per root
     values: list[dict[str, int]] = []  # per root: how many identifiers of each limited category
+    sizes: list[tuple[int, int]] = []  # per root: (identifiers, merges)
     steps: list[list[tuple[int, int]]] = []
     identifier_root: dict[int, int] = {}
     merge_counts: dict[int, int] = {}
@@ -146,32 +162,39 @@ def _pass(
                     if g not in roots:
                         roots.append(g)
             over = None
+            # Groups are disjoint and an identifier belongs to one group: counts add up.
+            new_links = [link for link in links if link.identifier_id not in identifier_root]
+            identifiers = sum(sizes[g][0] for g in roots) + len(new_links)
+            merges = sum(sizes[g][1] for g in roots) + max(len(roots) - 1, 0)
             if limits:
-                # Groups are disjoint and an identifier belongs to one group: counts add up.
                 counts: dict[str, int] = {}
                 for g in roots:
                     for slug, n in values[g].items():
                         counts[slug] = counts.get(slug, 0) + n
-                for link in links:
-                    if link.category in limits and link.identifier_id not in identifier_root:
+                for link in new_links:
+                    if link.category in limits:
                         counts[link.category] = counts.get(link.category, 0) + 1
                 for slug, n in counts.items():
                     if n > limits[slug]:
-                        over = (slug, n)
+                        over = f"the customer would have {n} {slug} values (limit {limits[slug]})"
                         break
+            if over is None and identifiers > max_identifiers:
+                over = f"the customer would have {identifiers} identifiers (cap {max_identifiers})"
+            if over is None and merges > max_merges:
+                over = f"the customer would be {merges} merges (cap {max_merges})"
             if over is None:
                 break
             dropped = links.pop()
             refused[(node.event_id, dropped.identifier_id)] = (
                 LIMIT,
-                f"the customer would have {over[1]} {over[0]} values (limit {limits[over[0]]}); "
-                f"dropped the least trusted identifier ({dropped.category})",
+                f"{over}; dropped the least trusted identifier ({dropped.category})",
             )
         if not roots:
             target = len(parent)
             parent.append(target)
             members.append([])
             values.append({})
+            sizes.append((0, 0))
             steps.append([])
         else:
             # Small-to-large: the biggest group absorbs the others.
@@ -197,11 +220,23 @@ def _pass(
                     members[g], values[g], steps[g] = [], {}, []
                 steps[target].append((node.event_id, joined_by))
         members[target].append(node.event_id)
+        new_count = 0
         for link in links:
             if link.identifier_id not in identifier_root:
                 identifier_root[link.identifier_id] = target
+                new_count += 1
                 if link.category in limits:
                     values[target][link.category] = values[target].get(link.category, 0) + 1
+        if roots:
+            sizes[target] = (
+                sum(sizes[g][0] for g in roots) + new_count,
+                sum(sizes[g][1] for g in roots) + len(roots) - 1,
+            )
+            for g in roots:
+                if g != target:
+                    sizes[g] = (0, 0)
+        else:
+            sizes[target] = (new_count, 0)
 
     # Groups in order of their first event; members back into canonical order.
     position = {node.event_id: i for i, node in enumerate(ordered)}

@@ -113,6 +113,42 @@ def test_user_id_limit_drops_the_least_trusted_identifier(source):
     assert "limit 1" in refused.reason
 
 
+@pytest.mark.parametrize("rebuild", [False, True], ids=["incremental", "full rebuild"])
+def test_a_customer_cannot_grow_past_the_hard_caps(source, settings, rebuild):
+    # Six people (a cookie and an address each), chained by events that carry one person's address and the next
+    # one's cookie: no category limit applies (none on emails here, none on cookies) and no identifier joins more
+    # than two customers, yet without a cap they would all become one customer of 12 identifiers.
+    StitchingCategory.objects.filter(pk="email").update(max_per_entity=None)
+    rows = [{"id": f"p{n}", "t": n, "anonymousId": f"cookie-{n}", "traits": {"email": f"p{n}@x.com"}} for n in range(6)]
+    rows += [
+        {"id": f"l{n}", "t": 10 + n, "anonymousId": f"cookie-{n + 1}", "traits": {"email": f"p{n}@x.com"}}
+        for n in range(5)
+    ]
+
+    def stitch() -> None:
+        if rebuild:
+            engine.restitch()
+        else:
+            engine.stitch_pending()
+
+    def largest() -> int:
+        owned = Identifier.objects.exclude(customer_entity_id=None).values_list("customer_entity_id", flat=True)
+        return max(list(owned).count(entity) for entity in set(owned))
+
+    settings.STITCHING_MAX_IDENTIFIERS = 5
+    ingest(source, rows)
+    stitch()
+    assert largest() <= 5
+    refused = EventIdentifier.objects.filter(status="limit")
+    assert refused.exists() and all("identifiers (cap 5)" in r.reason for r in refused)
+
+    settings.STITCHING_MAX_IDENTIFIERS, settings.STITCHING_MAX_MERGES = 1000, 1
+    engine.restitch()
+    assert largest() == 4  # two people, one merge
+    refused = EventIdentifier.objects.filter(status="limit")
+    assert refused.exists() and all("merges (cap 1)" in r.reason for r in refused)
+
+
 def test_hub_linking_many_customers_is_held_for_review(source, settings):
     settings.STITCHING_HUB_LIMIT = 3  # below the email limit (5), which protects first
     rows = [{"id": f"u{n}", "t": n, "traits": {"email": f"p{n}@example.com"}} for n in range(8)]

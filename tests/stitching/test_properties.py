@@ -68,10 +68,14 @@ def test_incremental_stitching_in_any_order_and_batches_equals_a_full_restitch(s
     cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(rows) - 1)), max_size=5), label="batch cuts"))
     batch_limit = data.draw(st.integers(1, 10), label="stitch batch size")
     hub_limit = data.draw(st.sampled_from([2, 3, 20]), label="hub limit")
+    max_identifiers = data.draw(st.sampled_from([2, 4, 1000]), label="identifiers cap")
+    max_merges = data.draw(st.sampled_from([1, 2, 100]), label="merges cap")
     with transaction.atomic():
         from django.conf import settings as django_settings
 
         django_settings.STITCHING_HUB_LIMIT = hub_limit
+        django_settings.STITCHING_MAX_IDENTIFIERS = max_identifiers
+        django_settings.STITCHING_MAX_MERGES = max_merges
         try:
             source, _ = data_source_create(slug="prop", name="Prop", type="web", with_write_key=False)
             segment_default_rules_ensure(source=source)
@@ -96,4 +100,6 @@ def test_incremental_stitching_in_any_order_and_batches_equals_a_full_restitch(s
             assert partition(by="key") == incremental
         finally:
             del django_settings.STITCHING_HUB_LIMIT
+            del django_settings.STITCHING_MAX_IDENTIFIERS
+            del django_settings.STITCHING_MAX_MERGES
             transaction.set_rollback(True)
