@@ -55,7 +55,13 @@ logger = logging.getLogger(__name__)
 
 
 def restitch_all(*, progress: Callable[[int], None] | None = None):
-    from stitching.services.engine import GLOBAL_LOCK_KEY, LOCK_NAMESPACE, StitchReport, system_source_id
+    from stitching.services.engine import (
+        GLOBAL_LOCK_KEY,
+        HUB_REVIEWS_OPEN_SQL,
+        LOCK_NAMESPACE,
+        StitchReport,
+        system_source_id,
+    )
 
     system = system_source_id()
     config = config_load()
@@ -167,13 +173,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             _identifiers_write(cur, groups, plan)
             mark("owners")
             if groups.hubs:
-                cur.execute(
-                    "INSERT INTO stitching_hubreview (identifier_id, entity_count, status, created) "
-                    "SELECT i, n, 'pending', now() FROM unnest(%s::bigint[], %s::int[]) AS t(i, n) "
-                    "ON CONFLICT (identifier_id) DO UPDATE SET entity_count = EXCLUDED.entity_count "
-                    "WHERE stitching_hubreview.status = 'pending'",
-                    [list(groups.hubs), list(groups.hubs.values())],
-                )
+                cur.execute(HUB_REVIEWS_OPEN_SQL, [list(groups.hubs), list(groups.hubs.values())])
             cur.execute(
                 "DELETE FROM stitching_hubreview WHERE status = 'pending' AND NOT identifier_id = ANY(%s)",
                 [list(groups.hubs)],

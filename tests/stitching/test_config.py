@@ -6,8 +6,10 @@ from django.core.exceptions import ValidationError
 
 from cdp.models import CustomerEvent
 from cdp.services.events import event_record_build, events_ingest
-from stitching.models import BlockedValue, HubReview, StitchingCategory, StitchingRule
-from stitching.services import config
+from stitching.models import BlockedValue, EventIdentifier, HubReview, StitchingCategory, StitchingRule
+from stitching.services import config, engine
+from stitching.services.defaults import segment_default_rules_ensure
+from tests.stitching import helpers
 from tests.stitching.graph_builder import GraphBuilder
 
 pytestmark = pytest.mark.django_db
@@ -171,3 +173,63 @@ def test_blocking_the_only_link_splits_the_customer_and_unblocking_joins_it_agai
     with django_capture_on_commit_callbacks(execute=True):
         config.blocked_value_remove(blocked_value=blocked, user=admin_user)
     assert CustomerEvent.objects.values("entity_link__customer_entity_id").distinct().count() == 1
+
+
+def _statuses(category: str, value: str) -> set[str]:
+    links = EventIdentifier.objects.filter(identifier__category_id=category, identifier__value=value)
+    return set(links.values_list("status", flat=True))
+
+
+def _kiosk_rows(prefix: str, count: int, t: int, *, trait: str = "email") -> list[dict]:
+    """`count` customers (an address or a phone number each), then a shared kiosk cookie seen with each of them."""
+    traits = [
+        {"email": f"{prefix}{n}@example.com"} if trait == "email" else {"phone": f"+4206012340{n}"}
+        for n in range(count)
+    ]
+    rows = [{"id": f"{prefix}{n}", "t": t + n, "traits": traits[n]} for n in range(count)]
+    return rows + [
+        {"id": f"{prefix}k{n}", "t": t + 50 + n, "traits": traits[n], "anonymousId": "kiosk"} for n in range(count)
+    ]
+
+
+@pytest.mark.parametrize("rebuild", [False, True], ids=["incremental", "full rebuild"])
+def test_a_hub_blocked_in_review_then_unblocked_is_pending_again_and_can_be_approved(
+    web_source, admin_user, settings, django_capture_on_commit_callbacks, rebuild
+):
+    settings.STITCHING_HUB_LIMIT = 2
+    segment_default_rules_ensure(source=web_source)
+    helpers.ingest(web_source, _kiosk_rows("p", 3, 0))
+    engine.stitch_pending()
+    review = HubReview.objects.get()
+    assert (review.identifier.value, review.status, review.entity_count) == ("kiosk", "pending", 3)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        config.hub_review_decide(review=review, approve=False, user=admin_user)
+    assert _statuses("cookie", "kiosk") == {"blocked"}
+    # Two more customers on the kiosk while it is blocked.
+    helpers.ingest(web_source, _kiosk_rows("q", 2, 100))
+    engine.stitch_pending()
+    assert len(helpers.partition()) == 5
+
+    # Unblocked (the re-stitch done by the service, or by a full rebuild), the kiosk is held again: its review is
+    # a question again, with the new count.
+    with django_capture_on_commit_callbacks(execute=not rebuild):
+        config.blocked_value_remove(blocked_value=BlockedValue.objects.get(), user=admin_user)
+    if rebuild:
+        engine.restitch()
+    assert _statuses("cookie", "kiosk") == {"held"}
+    review.refresh_from_db()
+    assert (review.status, review.entity_count, review.decided_by, review.decided) == ("pending", 5, None, None)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        config.hub_review_decide(review=review, approve=True, user=admin_user)
+    assert _statuses("cookie", "kiosk") == {"linked"}
+    assert len(helpers.partition()) == 1
+    # Approved, it links whoever comes with it next, and is never held again.
+    helpers.ingest(web_source, _kiosk_rows("r", 4, 200, trait="phone"))  # (the customer has 5 addresses, the limit)
+    engine.stitch_pending()
+    assert len(helpers.partition()) == 1
+    assert HubReview.objects.get().status == HubReview.Status.APPROVED
+    engine.restitch()
+    assert len(helpers.partition()) == 1
+    assert _statuses("cookie", "kiosk") == {"linked"}
