@@ -154,7 +154,8 @@ class BlockedValueForm(forms.ModelForm):
         model = BlockedValue
         fields = ("category", "value", "reason")
         help_texts = {
-            "value": "Normalised like the category's identifiers (e-mail addresses lower-cased, phones to E.164).",
+            "value": "Normalised like the category's identifiers (e-mail addresses lower-cased, phones to E.164); "
+            "with no category, matched as each category normalises it.",
             "reason": "Why: shown to colleagues and kept with the block, e.g. 'shared team inbox'.",
         }
 

@@ -62,7 +62,8 @@ class StitchingRule(models.Model):
 
 
 class BlockedValue(models.Model):
-    """A normalised identifier value that never links events (junk such as 'null' or a shared test address)."""
+    """A value that never links events (junk such as 'null' or a shared test address): normalised by its
+    category's normaliser; with no category, stored trimmed and matched as each category's normaliser makes it."""
 
     category = models.ForeignKey(
         StitchingCategory, null=True, blank=True, on_delete=models.CASCADE, help_text="Empty: every category."

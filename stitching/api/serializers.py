@@ -63,7 +63,10 @@ class BlockedValueSerializer(serializers.ModelSerializer):
         help_text="Category id; empty / null blocks the value in every category.",
     )
     value = serializers.CharField(
-        max_length=400, trim_whitespace=False, help_text="Stored normalised by the category's normaliser."
+        max_length=400,
+        trim_whitespace=False,
+        help_text="Stored normalised by the category's normaliser; for every category stored trimmed and matched as "
+        "each category's normaliser makes it (e.g. lower-cased for e-mails).",
     )
     created_by = ExpandableRelatedField(read_only=True, full_serializer=UserBriefSerializer)
 

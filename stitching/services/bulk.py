@@ -56,7 +56,13 @@ logger = logging.getLogger(__name__)
 
 
 def restitch_all(*, progress: Callable[[int], None] | None = None):
-    from stitching.services.engine import GLOBAL_LOCK_KEY, LOCK_NAMESPACE, StitchReport, system_source_id
+    from stitching.services.engine import (
+        GLOBAL_LOCK_KEY,
+        HUB_REVIEWS_OPEN_SQL,
+        LOCK_NAMESPACE,
+        StitchReport,
+        system_source_id,
+    )
 
     system = system_source_id()
     config = config_load()
@@ -168,19 +174,14 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             _identifiers_write(cur, groups, plan)
             mark("owners")
             if groups.hubs:
-                cur.execute(
-                    "INSERT INTO stitching_hubreview (identifier_id, entity_count, status, created) "
-                    "SELECT i, n, 'pending', now() FROM unnest(%s::bigint[], %s::int[]) AS t(i, n) "
-                    "ON CONFLICT (identifier_id) DO UPDATE SET entity_count = EXCLUDED.entity_count "
-                    "WHERE stitching_hubreview.status = 'pending'",
-                    [list(groups.hubs), list(groups.hubs.values())],
-                )
+                cur.execute(HUB_REVIEWS_OPEN_SQL, [list(groups.hubs), list(groups.hubs.values())])
             cur.execute(
                 "DELETE FROM stitching_hubreview WHERE status = 'pending' AND NOT identifier_id = ANY(%s)",
                 [list(groups.hubs)],
             )
             mark("hubs")
-            cur.execute("DROP TABLE st_raw, st_ids, st_edges, st_old")  # the unlogged scratch tables
+            # The unlogged scratch tables (st_blocked only when a value is blocked).
+            cur.execute("DROP TABLE IF EXISTS st_raw, st_ids, st_edges, st_old, st_blocked")
             # Every row changed: fresh statistics, or the planner keeps believing no event is stitched (and picks
             # nested loops over the entity index for incremental stitching's lookups).
             for table in (
@@ -199,7 +200,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
 
 
 SCRATCH_TABLES = ("st_raw", "st_ids", "st_edges", "st_old", "st_assign", "st_refused", "st_final")
-SCRATCH_TABLES += ("st_owner", "st_stale")
+SCRATCH_TABLES += ("st_owner", "st_stale", "st_blocked")
 # A rebuild that moves at least this many events replaces customer_event_entities (_assignments_write) instead
 # of updating the rows that change.
 REWRITE_MIN_EVENTS = 50_000
@@ -722,11 +723,18 @@ def _extract(cur, config, mark: Callable[[str], None]) -> None:
     junk = sql_junk_reason("p.value", core="p.core").replace("%", "%%")
     blocked = "NULL"
     if config.blocked:
-        blocked = (
-            "(SELECT CASE WHEN b.reason <> '' THEN 'blocked value: ' || b.reason ELSE 'blocked value' END "
-            "FROM stitching_blockedvalue b WHERE b.value = p.value AND (b.category_id = p.category OR "
-            "b.category_id IS NULL) ORDER BY b.category_id NULLS LAST LIMIT 1)"
+        # The (category, value) pairs blocked values refuse, with their reasons, as config_load matched them for
+        # incremental stitching (a value blocked for every category as each category's normaliser makes it).
+        cur.execute(
+            "CREATE UNLOGGED TABLE st_blocked (category text, value text, reason text, PRIMARY KEY (category, value))"
         )
+        keys = list(config.blocked)
+        cur.execute(
+            "INSERT INTO st_blocked SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])",
+            [[c for c, _ in keys], [v for _, v in keys], [config.blocked[k] for k in keys]],
+        )
+        cur.execute("ANALYZE st_blocked")
+        blocked = "(SELECT b.reason FROM st_blocked b WHERE b.category = p.category AND b.value = p.value)"
     cur.execute("SELECT pg_get_serial_sequence('stitching_identifiers', 'id')")
     sequence = cur.fetchone()[0]
     cur.execute(f"SELECT last_value + CASE WHEN is_called THEN 1 ELSE 0 END FROM {sequence}")

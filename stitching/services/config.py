@@ -25,6 +25,7 @@ from stitching.models import (
     StitchingCategory,
     StitchingRule,
 )
+from stitching.services.extraction import blocked_value_matches
 
 MAX_VALUE_LENGTH = 400
 MAX_PATH_LENGTH = 255
@@ -102,10 +103,11 @@ def _name_validate(name: Any) -> str:
 
 
 def value_normalize(*, category: StitchingCategory | None, value: Any) -> str:
-    """The value as the engine stores it for `category` (its normaliser); all categories: trimmed.
+    """The value as the engine stores it for `category` (its normaliser); for every category: trimmed only, as
+    each category's normaliser makes something else of it (`blocked_value_matches`).
 
     Raises ValidationError when the value is empty or cannot be normalised (e.g. not a phone number)."""
-    from stitching.normalizers import normalize
+    from stitching.normalizers import WHITESPACE, normalize
 
     if not isinstance(value, str | int) or isinstance(value, bool):
         raise ValidationError({"value": "The value must be a string."})
@@ -113,7 +115,8 @@ def value_normalize(*, category: StitchingCategory | None, value: Any) -> str:
     if "\x00" in raw:
         raise ValidationError({"value": "The value contains a NUL character."})
     if category is None:
-        normalised = raw.strip() or None
+        # The whitespace every normaliser trims: no category's reading of the value changes.
+        normalised = raw.strip(WHITESPACE) or None
     else:
         normalised = normalize(category.normalizer, raw)
     if not normalised:
@@ -149,10 +152,15 @@ def _rule_affected_entity_ids(*, source_id: int, event_type: str) -> list[str]:
 
 
 def _matching_identifier_ids(*, category: StitchingCategory | None, value: str) -> list[int]:
-    identifiers = Identifier.objects.filter(value=value)
-    if category is not None:
-        identifiers = identifiers.filter(category=category)
-    return list(identifiers.values_list("id", flat=True))
+    """The identifiers a blocked value refuses (see `blocked_value_matches`)."""
+    normalizers = dict(StitchingCategory.objects.values_list("id", "normalizer"))
+    matches = blocked_value_matches(category=category.pk if category else None, value=value, normalizers=normalizers)
+    if not matches:
+        return []
+    identifiers = Q()
+    for slug, normalised in matches:
+        identifiers |= Q(category_id=slug, value=normalised)
+    return list(Identifier.objects.filter(identifiers).values_list("id", flat=True))
 
 
 # --- categories -------------------------------------------------------------------------------------------------
@@ -324,8 +332,9 @@ def rule_delete(*, rule: StitchingRule) -> None:
 def blocked_value_add(
     *, category: StitchingCategory | None, value: str, reason: str = "", user: User | None = None
 ) -> BlockedValue:
-    """Block a value (normalised like the category's identifiers) from linking events. Customers it had joined
-    are re-stitched after commit, which splits them where it was the only link."""
+    """Block a value (normalised like the category's identifiers; for every category, as each category
+    normalises it) from linking events. Customers it had joined are re-stitched after commit, which splits them
+    where it was the only link."""
     normalised = value_normalize(category=category, value=value)
     reason = (reason or "").strip()
     if len(reason) > 300:

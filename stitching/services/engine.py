@@ -705,7 +705,8 @@ def _component_write(
         [sorted(existing | set(group_entity)), identifiers],
     )
     owners_changed |= {row[0] for row in cursor.fetchall()}
-    _hub_reviews_write(cursor, partition, identifiers)
+    # The seeds too: a value just blocked has no link left here, and its pending review nothing to decide.
+    _hub_reviews_write(cursor, partition, sorted({*identifiers, *seed_identifier_ids}))
 
     # History, system events, stale marks, entities left empty.
     stale: set[str] = set(owners_changed)
@@ -762,15 +763,22 @@ def _entities_assign(cursor, partition: Partition, old_entity: dict[int, str | N
     return result
 
 
+# Held hubs (identifier ids, counts) get a pending review. One whose value was blocked in review is held again
+# only once the block is lifted: the review is reopened with the new count, to be decided again. An approval
+# stays (approved identifiers are held only by a transaction that loaded the configuration before the approval).
+HUB_REVIEWS_OPEN_SQL = (
+    "INSERT INTO stitching_hubreview (identifier_id, entity_count, status, created) "
+    "SELECT i, n, 'pending', now() FROM unnest(%s::bigint[], %s::int[]) AS t(i, n) "
+    "ON CONFLICT (identifier_id) DO UPDATE SET entity_count = EXCLUDED.entity_count, status = 'pending', "
+    "decided_by_id = NULL, decided = NULL, created = CASE WHEN stitching_hubreview.status = 'pending' "
+    "THEN stitching_hubreview.created ELSE EXCLUDED.created END "
+    "WHERE stitching_hubreview.status <> 'approved'"
+)
+
+
 def _hub_reviews_write(cursor, partition: Partition, identifiers: list[int]) -> None:
     if partition.hubs:
-        cursor.execute(
-            "INSERT INTO stitching_hubreview (identifier_id, entity_count, status, created) "
-            "SELECT i, n, 'pending', now() FROM unnest(%s::bigint[], %s::int[]) AS t(i, n) "
-            "ON CONFLICT (identifier_id) DO UPDATE SET entity_count = EXCLUDED.entity_count "
-            "WHERE stitching_hubreview.status = 'pending'",
-            [list(partition.hubs), list(partition.hubs.values())],
-        )
+        cursor.execute(HUB_REVIEWS_OPEN_SQL, [list(partition.hubs), list(partition.hubs.values())])
     # A pending review of an identifier that is no longer a hub has nothing left to decide.
     cursor.execute(
         "DELETE FROM stitching_hubreview WHERE status = 'pending' AND identifier_id = ANY(%s) "

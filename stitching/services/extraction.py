@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db.models import F
 
 from stitching.models import BlockedValue, HubReview, StitchingCategory, StitchingRule
 from stitching.normalizers import is_junk, normalize
@@ -51,7 +53,7 @@ class StitchConfig:
     categories: dict[str, Category]
     normalizers: dict[str, str]
     rules: dict[int, list[Rule]]  # by source id
-    blocked: dict[tuple[str | None, str], str]  # (category or None, value) -> reason
+    blocked: dict[tuple[str, str], str]  # (category, identifier value) -> why it may not link
     hub_exempt: frozenset[int]
     hub_limit: int = field(default_factory=hub_limit)
     max_identifiers: int = field(default_factory=max_identifiers)
@@ -77,15 +79,24 @@ class StitchConfig:
         reason = is_junk(value)
         if reason is not None:
             return f"junk value: {reason}"
-        for key in ((category, value), (None, value)):
-            if key in self.blocked:
-                why = self.blocked[key]
-                return f"blocked value: {why}" if why else "blocked value"
-        return None
+        return self.blocked.get((category, value))
+
+
+def blocked_value_matches(*, category: str | None, value: str, normalizers: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The (category, identifier value) pairs a blocked value refuses: its category's (stored normalised), or,
+    blocked for every category, the value as each category's normaliser makes it (`normalizers`: by category)."""
+    if category is not None:
+        return [(category, value)]
+    matches = []
+    for slug, normalizer in normalizers.items():
+        normalised = normalize(normalizer, value)
+        if normalised is not None:
+            matches.append((slug, normalised))
+    return matches
 
 
 def config_load() -> StitchConfig:
-    """The current categories, rules, blocked values and approved hubs."""
+    """The current categories, rules, blocked values (as the identifiers they refuse) and approved hubs."""
     categories, normalizers = {}, {}
     for c in StitchingCategory.objects.all():
         categories[c.id] = Category(priority=c.priority, max_per_entity=c.max_per_entity)
@@ -95,7 +106,12 @@ def config_load() -> StitchConfig:
         rules.setdefault(r.source_id, []).append(
             Rule(r.id, r.event_type, r.category_id, tuple(r.path.split(".")), r.priority)
         )
-    blocked = {(b.category_id, b.value): b.reason for b in BlockedValue.objects.all()}
+    blocked: dict[tuple[str, str], str] = {}
+    # A category's own block first: its reason is the one recorded where a block for every category matches too.
+    for b in BlockedValue.objects.order_by(F("category_id").asc(nulls_last=True), "id"):
+        why = f"blocked value: {b.reason}" if b.reason else "blocked value"
+        for key in blocked_value_matches(category=b.category_id, value=b.value, normalizers=normalizers):
+            blocked.setdefault(key, why)
     approved = HubReview.objects.filter(status=HubReview.Status.APPROVED)
     exempt = frozenset(approved.values_list("identifier_id", flat=True))
     return StitchConfig(categories, normalizers, rules, blocked, exempt)

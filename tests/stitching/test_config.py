@@ -6,8 +6,10 @@ from django.core.exceptions import ValidationError
 
 from cdp.models import CustomerEvent
 from cdp.services.events import event_record_build, events_ingest
-from stitching.models import BlockedValue, HubReview, StitchingCategory, StitchingRule
-from stitching.services import config
+from stitching.models import BlockedValue, EventIdentifier, HubReview, StitchingCategory, StitchingRule
+from stitching.services import config, engine
+from stitching.services.defaults import segment_default_rules_ensure
+from tests.stitching import helpers
 from tests.stitching.graph_builder import GraphBuilder
 
 pytestmark = pytest.mark.django_db
@@ -96,9 +98,12 @@ def test_blocked_value_is_stored_normalised_with_who_and_why(web_source, admin_u
     assert "not a valid Phone value" in error_fields(exc)["value"][0]
     everywhere = config.blocked_value_add(category=None, value=" test ", reason="", user=None)
     assert (everywhere.category, everywhere.value) == (None, "test")
+    # For every category only trimmed: each category normalises it its own way when matching.
+    mixed = config.blocked_value_add(category=None, value=" Team@Example.COM ", reason="", user=None)
+    assert mixed.value == "Team@Example.COM"
 
     config.blocked_value_remove(blocked_value=blocked, user=admin_user)
-    assert list(BlockedValue.objects.values_list("value", flat=True)) == ["test"]
+    assert set(BlockedValue.objects.values_list("value", flat=True)) == {"test", "Team@Example.COM"}
 
 
 def test_blocking_a_value_of_a_stitched_customer_schedules_a_restitch(web_source, django_capture_on_commit_callbacks):
@@ -110,6 +115,9 @@ def test_blocking_a_value_of_a_stitched_customer_schedules_a_restitch(web_source
     with django_capture_on_commit_callbacks() as callbacks:
         config.blocked_value_add(category=graph.categories["email"], value="nobody@example.com", reason="", user=None)
     assert callbacks == []  # no identifier carries it: nothing to re-stitch
+    with django_capture_on_commit_callbacks() as callbacks:
+        config.blocked_value_add(category=None, value=" Team@Example.com", reason="", user=None)
+    assert len(callbacks) == 1  # blocked for every category: the e-mail address matches lower-cased
 
 
 def test_hub_review_block_blocks_the_value_and_cannot_be_decided_twice(web_source, admin_user):
@@ -171,3 +179,127 @@ def test_blocking_the_only_link_splits_the_customer_and_unblocking_joins_it_agai
     with django_capture_on_commit_callbacks(execute=True):
         config.blocked_value_remove(blocked_value=blocked, user=admin_user)
     assert CustomerEvent.objects.values("entity_link__customer_entity_id").distinct().count() == 1
+
+
+def _statuses(category: str, value: str) -> set[str]:
+    links = EventIdentifier.objects.filter(identifier__category_id=category, identifier__value=value)
+    return set(links.values_list("status", flat=True))
+
+
+def _kiosk_rows(prefix: str, count: int, t: int, *, trait: str = "email") -> list[dict]:
+    """`count` customers (an address or a phone number each), then a shared kiosk cookie seen with each of them."""
+    traits = [
+        {"email": f"{prefix}{n}@example.com"} if trait == "email" else {"phone": f"+4206012340{n}"}
+        for n in range(count)
+    ]
+    rows = [{"id": f"{prefix}{n}", "t": t + n, "traits": traits[n]} for n in range(count)]
+    return rows + [
+        {"id": f"{prefix}k{n}", "t": t + 50 + n, "traits": traits[n], "anonymousId": "kiosk"} for n in range(count)
+    ]
+
+
+@pytest.mark.parametrize("rebuild", [False, True], ids=["incremental", "full rebuild"])
+def test_a_hub_blocked_in_review_then_unblocked_is_pending_again_and_can_be_approved(
+    web_source, admin_user, settings, django_capture_on_commit_callbacks, rebuild
+):
+    settings.STITCHING_HUB_LIMIT = 2
+    segment_default_rules_ensure(source=web_source)
+    helpers.ingest(web_source, _kiosk_rows("p", 3, 0))
+    engine.stitch_pending()
+    review = HubReview.objects.get()
+    assert (review.identifier.value, review.status, review.entity_count) == ("kiosk", "pending", 3)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        config.hub_review_decide(review=review, approve=False, user=admin_user)
+    assert _statuses("cookie", "kiosk") == {"blocked"}
+    # Two more customers on the kiosk while it is blocked.
+    helpers.ingest(web_source, _kiosk_rows("q", 2, 100))
+    engine.stitch_pending()
+    assert len(helpers.partition()) == 5
+
+    # Unblocked (the re-stitch done by the service, or by a full rebuild), the kiosk is held again: its review is
+    # a question again, with the new count.
+    with django_capture_on_commit_callbacks(execute=not rebuild):
+        config.blocked_value_remove(blocked_value=BlockedValue.objects.get(), user=admin_user)
+    if rebuild:
+        engine.restitch()
+    assert _statuses("cookie", "kiosk") == {"held"}
+    review.refresh_from_db()
+    assert (review.status, review.entity_count, review.decided_by, review.decided) == ("pending", 5, None, None)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        config.hub_review_decide(review=review, approve=True, user=admin_user)
+    assert _statuses("cookie", "kiosk") == {"linked"}
+    assert len(helpers.partition()) == 1
+    # Approved, it links whoever comes with it next, and is never held again.
+    helpers.ingest(web_source, _kiosk_rows("r", 4, 200, trait="phone"))  # (the customer has 5 addresses, the limit)
+    engine.stitch_pending()
+    assert len(helpers.partition()) == 1
+    assert HubReview.objects.get().status == HubReview.Status.APPROVED
+    engine.restitch()
+    assert len(helpers.partition()) == 1
+    assert _statuses("cookie", "kiosk") == {"linked"}
+
+
+def test_a_value_blocked_for_every_category_is_matched_as_each_category_normalises_it(
+    web_source, django_capture_on_commit_callbacks
+):
+    segment_default_rules_ensure(source=web_source)
+    rows = [
+        {"id": "1", "t": 0, "anonymousId": "c1", "traits": {"email": "office@shop.com"}},
+        {"id": "2", "t": 1, "anonymousId": "c2", "traits": {"email": " Office@SHOP.com"}},
+        {"id": "3", "t": 2, "anonymousId": "c3", "traits": {"phone": "+420601234567"}},
+        {"id": "4", "t": 3, "anonymousId": "c4", "traits": {"phone": "601 234 567"}},
+        # A cookie (trimmed, case kept) that reads like the address.
+        {"id": "5", "t": 4, "anonymousId": "Office@Shop.com"},
+        {"id": "6", "t": 5, "anonymousId": "Office@Shop.com"},
+        {"id": "7", "t": 6, "anonymousId": "office@shop.com"},
+        {"id": "8", "t": 7, "anonymousId": "office@shop.com"},
+    ]
+    ids = helpers.ingest(web_source, rows)
+    engine.stitch_pending()
+    assert len(helpers.partition()) == 4
+
+    with django_capture_on_commit_callbacks(execute=True):
+        email = config.blocked_value_add(category=None, value="Office@Shop.com", reason="shared", user=None)
+        phone = config.blocked_value_add(category=None, value="+420 601 234 567", reason="", user=None)
+    apart = {frozenset([i]) for i in ids[:6]} | {frozenset(ids[6:])}
+    assert helpers.partition() == apart
+    assert _statuses("email", "office@shop.com") == _statuses("phone", "+420601234567") == {"blocked"}
+    assert _statuses("cookie", "Office@Shop.com") == {"blocked"}
+    assert _statuses("cookie", "office@shop.com") == {"linked"}  # a cookie keeps its case
+    reasons = set(EventIdentifier.objects.filter(status="blocked").values_list("reason", flat=True))
+    assert reasons == {"blocked value: shared", "blocked value"}
+    # New events carrying the values are refused at once, in any spelling.
+    new = helpers.ingest(
+        web_source,
+        [
+            {
+                "id": "9",
+                "t": 10,
+                "anonymousId": "c1",
+                "traits": {"email": "OFFICE@shop.com ", "phone": "00420601234567"},
+            },
+            {"id": "10", "t": 11, "anonymousId": "c3", "traits": {"email": "office@shop.com"}},
+        ],
+    )
+    engine.stitch_pending()
+    # Each joins the customer of its cookie only.
+    apart -= {frozenset([ids[0]]), frozenset([ids[2]])}
+    apart |= {frozenset([ids[0], new[0]]), frozenset([ids[2], new[1]])}
+    assert helpers.partition() == apart
+
+    # A full rebuild refuses the same links.
+    links = set(EventIdentifier.objects.values_list("event_id", "identifier_id", "status", "reason"))
+    engine.restitch()
+    assert helpers.partition() == apart
+    assert set(EventIdentifier.objects.values_list("event_id", "identifier_id", "status", "reason")) == links
+
+    # Unblocked, they link again: incrementally, and in a full rebuild.
+    with django_capture_on_commit_callbacks(execute=True):
+        config.blocked_value_remove(blocked_value=email, user=None)
+        config.blocked_value_remove(blocked_value=phone, user=None)
+    joined = {frozenset([*ids[0:4], *new]), frozenset(ids[4:6]), frozenset(ids[6:])}
+    assert helpers.partition() == joined
+    engine.restitch()
+    assert helpers.partition() == joined
