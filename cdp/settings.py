@@ -144,6 +144,8 @@ CELERY_BEAT_SCHEDULE = {
     "attributes-recompute-every-minute": {"task": "cdp.tasks.attributes_recompute", "schedule": 60},
     # Safety net: ingestion enqueues stitching after commit; this catches events a lost message left unstitched.
     "stitch-pending-every-minute": {"task": "stitching.tasks.stitch_pending", "schedule": 60},
+    # Safety net: configuration changes queue their re-stitch durably; this works off what a lost message left.
+    "restitch-requested-every-minute": {"task": "stitching.tasks.restitch_requested", "schedule": 60},
     # Safety net: webhooks enqueue the apply of their accepted payloads; this catches a lost message.
     "emails-feedback-apply-every-minute": {"task": "emails.tasks.feedback_apply", "schedule": 60},
     # Segment sizes over time (insights): one snapshot per segment and day.

@@ -200,3 +200,27 @@ class HubReview(models.Model):
 
     def __str__(self) -> str:
         return f"review of identifier {self.identifier_id} ({self.status})"
+
+
+class RestitchRequest(models.Model):
+    """A component to re-stitch after a configuration change (a blocked or unblocked value, a rule change, a hub
+    decision): written in the change's transaction, so the split or join it causes is never lost to a failed
+    request or a killed worker; `stitching.tasks.restitch_requested` (and the beat, every minute) works it off.
+    One identifier or one customer per row."""
+
+    identifier_id = models.BigIntegerField(null=True, blank=True)
+    customer_entity_id = models.CharField(max_length=32, null=True, blank=True, db_collation="C")
+    created = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Runs that failed on it so far.")
+
+    class Meta:
+        db_table = "stitching_restitch_requests"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(identifier_id__isnull=False) | models.Q(customer_entity_id__isnull=False),
+                name="stitching_restitch_request_target",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"re-stitch {self.identifier_id or self.customer_entity_id}"

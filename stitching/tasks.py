@@ -39,3 +39,19 @@ def stitch_pending_enqueue(count: int) -> None:
         return
     while engine.stitch_pending(limit=BATCH).remaining:
         pass
+
+
+@shared_task(name="stitching.tasks.restitch_requested")
+def restitch_requested() -> int:
+    """Re-stitch the components configuration changes queued (engine.restitch_requested); the beat runs it every
+    minute too, so a lost message or a failed run only delays the work. Returns how many events moved."""
+    return engine.restitch_requested().events
+
+
+def restitch_requested_enqueue() -> None:
+    """After a configuration change committed: a worker re-stitches what it queued (in process without a broker,
+    as before the queue existed: the change's request waits for the split or join)."""
+    if settings.CELERY_BROKER_URL:
+        restitch_requested.delay()
+        return
+    engine.restitch_requested()

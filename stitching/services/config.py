@@ -131,16 +131,11 @@ def value_normalize(*, category: StitchingCategory | None, value: Any) -> str:
 
 
 def _restitch_on_commit(*, identifier_ids: Iterable[int] = (), entity_ids: Iterable[str] = ()) -> None:
-    identifier_ids, entity_ids = sorted(set(identifier_ids)), sorted(set(entity_ids))
-    if not identifier_ids and not entity_ids:
-        return
+    """Queue the affected components in this transaction (durable: a failed request or a killed worker cannot lose
+    the split or join the change causes); they are re-stitched after commit (engine.restitch_request)."""
+    from stitching.services.engine import restitch_request
 
-    def run() -> None:
-        from stitching.services.engine import component_restitch
-
-        component_restitch(identifier_ids=identifier_ids, entity_ids=entity_ids)
-
-    transaction.on_commit(run)
+    restitch_request(identifier_ids=identifier_ids, entity_ids=entity_ids)
 
 
 def _rule_affected_entity_ids(*, source_id: int, event_type: str) -> list[str]:

@@ -31,10 +31,11 @@ from datetime import UTC, datetime
 
 import orjson
 from django.db import OperationalError, connection, transaction
+from django.db.models import F
 
 from cdp.models import DataSource
 from cdp.services.attributes import MAX_DEADLOCK_RETRIES, entities_queue_sql, is_deadlock
-from stitching.models import EntityChange, EventIdentifier
+from stitching.models import EntityChange, EventIdentifier, RestitchRequest
 from stitching.normalizers import MAX_IDENTIFIER_LENGTH
 from stitching.services.extraction import Extracted, StitchConfig, config_load, identifiers_extract
 from stitching.services.partition import EventNode, Link, Partition, partition_compute
@@ -99,6 +100,67 @@ def component_restitch(
         report.add(with_retries(lambda ids=ids, entities=entities: _restitch_once(ids, entities)))
     _attributes_enqueue_on_commit(report)
     return report
+
+
+# A queued re-stitch that failed this many times is left for an administrator (logged), not retried.
+MAX_RESTITCH_ATTEMPTS = 5
+
+
+def restitch_request(*, identifier_ids: Iterable[int] = (), entity_ids: Iterable[str] = ()) -> None:
+    """Queue the components holding these identifiers and entities for re-stitching (RestitchRequest rows, in the
+    caller's transaction); after commit a worker works the queue off (in process without a broker)."""
+    rows = [RestitchRequest(identifier_id=i) for i in sorted(set(identifier_ids))]
+    rows += [RestitchRequest(customer_entity_id=e) for e in sorted(set(entity_ids))]
+    if not rows:
+        return
+    RestitchRequest.objects.bulk_create(rows)
+
+    def enqueue() -> None:
+        from stitching.tasks import restitch_requested_enqueue
+
+        restitch_requested_enqueue()
+
+    # robust: the change is committed and its re-stitch queued; a failure to run it now (no broker, an error) is
+    # logged, and the queue keeps the work for the next run.
+    transaction.on_commit(enqueue, robust=True)
+
+
+def restitch_requested(*, batch: int = 500) -> StitchReport:
+    """Re-stitch the queued components, a batch per transaction, claimed with SKIP LOCKED (workers share the
+    queue). A batch that fails stays queued with its attempts counted, behind the others, and the error is raised;
+    after MAX_RESTITCH_ATTEMPTS it is no longer taken."""
+    report = StitchReport()
+    while True:
+        claimed: list[int] = []
+        try:
+            part = with_retries(lambda claimed=claimed: _restitch_requested_once(batch, claimed))
+        except Exception:
+            with transaction.atomic():
+                RestitchRequest.objects.filter(pk__in=claimed).update(attempts=F("attempts") + 1)
+            log.exception("stitching: queued re-stitch of %d components failed", len(claimed))
+            raise
+        if part is None:
+            break
+        report.add(part)
+    _attributes_enqueue_on_commit(report)
+    return report
+
+
+def _restitch_requested_once(batch: int, claimed: list[int]) -> StitchReport | None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM stitching_restitch_requests WHERE id IN (SELECT id FROM stitching_restitch_requests "
+            "WHERE attempts < %s ORDER BY attempts, id LIMIT %s FOR UPDATE SKIP LOCKED) "
+            "RETURNING id, identifier_id, customer_entity_id",
+            [MAX_RESTITCH_ATTEMPTS, batch],
+        )
+        rows = cursor.fetchall()
+    claimed[:] = [row[0] for row in rows]
+    if not rows:
+        return None
+    identifier_ids = sorted({row[1] for row in rows if row[1] is not None})
+    entity_ids = sorted({row[2] for row in rows if row[2] is not None})
+    return _restitch_once(identifier_ids, entity_ids)
 
 
 def restitch(

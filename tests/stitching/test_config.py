@@ -303,3 +303,43 @@ def test_a_value_blocked_for_every_category_is_matched_as_each_category_normalis
     assert helpers.partition() == joined
     engine.restitch()
     assert helpers.partition() == joined
+
+
+def test_the_restitch_a_change_causes_is_queued_with_it_and_survives_a_failed_run(
+    web_source, admin_user, django_capture_on_commit_callbacks, monkeypatch
+):
+    from stitching.models import RestitchRequest
+
+    engine = pytest.importorskip("stitching.services.engine")
+    graph = GraphBuilder(web_source)
+    email, cookie = graph.categories["email"], graph.categories["cookie"]
+    config.rule_create(source=web_source, category=email, path="traits.email")
+    config.rule_create(source=web_source, category=cookie, path="anonymousId")
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest(
+            web_source,
+            ("identify", {"anonymousId": "c1", "traits": {"email": "team@example.com"}}),
+            ("identify", {"anonymousId": "c2", "traits": {"email": "team@example.com"}}),
+        )
+        engine.stitch_pending()
+    RestitchRequest.objects.all().delete()  # (what the rule changes queued and ran)
+
+    # The block commits with its re-stitch queued; the run after commit fails (a worker killed, a bug): the
+    # request stays, its attempt counted, and the customer stays joined until a later run.
+    def broken(*args, **kwargs):
+        raise RuntimeError("worker died")
+
+    monkeypatch.setattr(engine, "_restitch_once", broken)
+    with django_capture_on_commit_callbacks(execute=True):  # (the change itself succeeds)
+        config.blocked_value_add(category=email, value="team@example.com", reason="shared", user=admin_user)
+    request = RestitchRequest.objects.get()
+    assert request.attempts == 1 and request.identifier_id is not None
+    assert CustomerEvent.objects.values("entity_link__customer_entity_id").distinct().count() == 1
+
+    # The beat's run (the task) works it off: the split happens, the queue is empty.
+    monkeypatch.undo()
+    from stitching.tasks import restitch_requested
+
+    assert restitch_requested() == 1
+    assert not RestitchRequest.objects.exists()
+    assert CustomerEvent.objects.values("entity_link__customer_entity_id").distinct().count() == 2
