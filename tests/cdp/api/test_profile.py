@@ -8,6 +8,7 @@ from cdp.models import Attribute, CustomerEntity
 from cdp.services.attributes import attributes_recompute, entities_mark_stale
 from cdp.services.data_sources import data_source_create
 from cdp.services.events import event_record_build, events_ingest
+from segments.services import segment_create
 from stitching.models import Identifier, StitchingCategory
 from tests.entities import events_attach
 
@@ -101,6 +102,31 @@ def test_attribute_create_update_and_delete(admin_client, web_source, jana):
     assert response.status_code == 204
     jana.refresh_from_db()
     assert "pages_viewed" not in jana.attributes
+
+
+def test_an_attribute_a_segment_uses_is_not_deleted_or_retyped_and_the_400_says_why(admin_client):
+    segment_create(
+        owner=None, name="Big spenders",
+        conditions={"operator": "and", "children": [{"attribute": "total_revenue", "operator": "gt", "value": 100}]},
+    )  # fmt: skip
+
+    response = admin_client.delete("/api/attributes/total_revenue")
+
+    assert response.status_code == 400, response.json()
+    assert response.json()["status"] == "error"
+    assert response.json()["message"] == (
+        "“Total revenue” (total_revenue) cannot be deleted: it is used by 1 segment (“Big spenders”). "
+        "Remove it from them first."
+    )
+    assert Attribute.objects.filter(pk="total_revenue").exists()
+
+    response = admin_client.patch(
+        "/api/attributes/total_revenue", {"computation": "last_value", "data_type": "date"}, format="json"
+    )
+    assert response.status_code == 400, response.json()
+    assert response.json()["message"].startswith("data_type: “Total revenue” cannot become date: the conditions")
+    assert "“Big spenders”" in response.json()["errors"]["data_type"][0]
+    assert Attribute.objects.get(pk="total_revenue").data_type == "float"
 
 
 @pytest.mark.parametrize(
