@@ -24,7 +24,7 @@ from django.http import Http404
 
 from cdp.features import Feature
 from cdp.models import Attribute, CustomerEntity
-from segments.conditions import tree_attributes, tree_compile, tree_validate
+from segments.conditions import ConditionInvalid, tree_attributes, tree_compile, tree_validate
 from segments.models import Segment, SegmentGrant, SegmentSizeSnapshot, Tag
 
 # The attribute holding email consent (a bool), used by the insights when it exists; a deployment whose email
@@ -251,6 +251,30 @@ def segment_size_history(*, segment: Segment, days: int = 90, today: date | None
     ]
 
 
+def segments_using_attribute(*, attribute_id: str, data_type: str | None = None) -> list[Segment]:
+    """The segments whose conditions refer to the attribute, by name, trashed ones too (a restored segment must
+    still work). With `data_type`: only those that type would break (their conditions no longer validate; int to
+    float keeps `gte 18` valid, string to int does not)."""
+    # Any node at any depth naming the attribute; segments are few, and a definition changes rarely.
+    refers = RawSQL(  # noqa: S611 (the id is a bound parameter)
+        "jsonb_path_exists(segments_segment.conditions, '$.**.attribute ? (@ == $id)', "
+        "jsonb_build_object('id', %s::text))",
+        [attribute_id],
+        output_field=BooleanField(),
+    )
+    segments = list(Segment.objects.filter(refers).order_by("name", "id"))
+    if data_type is None:
+        return segments
+    types = {**attribute_types(), attribute_id: data_type}
+    broken = []
+    for segment in segments:
+        try:
+            tree_validate(segment.conditions, attributes=types)
+        except ConditionInvalid:
+            broken.append(segment)
+    return broken
+
+
 def tags_list() -> QuerySet[Tag]:
     from django.db.models import Count
 
@@ -274,6 +298,7 @@ __all__ = [
     "segment_members_sql",
     "segment_size_history",
     "segments_editable",
+    "segments_using_attribute",
     "segments_visible",
     "tags_list",
     "tree_attributes",

@@ -8,12 +8,14 @@ search stops after a fixed number of nodes instead of walking a whole component.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.db import connection
 from django.db.models import Q, QuerySet
 
+from cdp.models import CustomerEntity
 from stitching.models import (
     BlockedValue,
     EntityChange,
@@ -80,6 +82,45 @@ def entity_changes_list(*, entity_id: str | None = None) -> QuerySet[EntityChang
     if entity_id is None:
         return changes
     return changes.filter(Q(customer_entity_id=entity_id) | Q(other_entity_ids__contains=[entity_id]))
+
+
+# Merges a lookup of a merged-away id follows at most (each step is two index lookups).
+MERGE_CHAIN_MAX = 20
+
+
+@dataclass(frozen=True)
+class EntityFate:
+    """What became of a customer entity id that no longer exists: merged into `merged_into` (which exists), or
+    erased (`erased` is the erased id: the entity itself, or the customer it was merged into)."""
+
+    merged_into: str | None = None
+    erased: str | None = None
+
+
+def entity_fate(*, entity_id: str) -> EntityFate | None:
+    """Where a customer entity id that does not exist went, from the merge and erasure history: through a chain of
+    merges (at most MERGE_CHAIN_MAX) to the customer that exists now, or to an erasure. None when the history does
+    not say (an id that never existed, or one a full rebuild replaced: a rebuild records no history)."""
+    current, seen = entity_id, {entity_id}
+    for _ in range(MERGE_CHAIN_MAX):
+        # The GIN index on other_entity_ids answers the containment.
+        survivor = (
+            EntityChange.objects.filter(kind=EntityChange.Kind.MERGE, other_entity_ids__contains=[current])
+            .order_by("-created", "-id")
+            .values_list("customer_entity_id", flat=True)
+            .first()
+        )
+        if survivor is None:
+            if EntityChange.objects.filter(kind=EntityChange.Kind.ERASE, customer_entity_id=current).exists():
+                return EntityFate(erased=current)
+            return None
+        if survivor in seen:
+            return None
+        if CustomerEntity.objects.filter(pk=survivor).exists():
+            return EntityFate(merged_into=survivor)
+        seen.add(survivor)
+        current = survivor
+    return None
 
 
 # --- identity graph ---------------------------------------------------------------------------------------------

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 from django.forms import Form
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from unfold.admin import ModelAdmin
+from unfold.decorators import action
 
-from cdp.admin.base import FeatureAccessMixin, ServiceSaveMixin, changed_model_fields
+from cdp.admin.base import FeatureAccessMixin, ServiceSaveMixin, changed_model_fields, render_confirmation
 from cdp.features import Feature
 from cdp.models import Attribute
-from cdp.services.attributes import attribute_create, attribute_update, attribute_validate
+from cdp.services.attributes import (
+    attribute_create,
+    attribute_data_type_check,
+    attribute_delete,
+    attribute_update,
+    attribute_validate,
+)
 
 FIELDS = ("id", "name", "description", "data_type", "unit", "computation", "category", "sources", "event_types", "path")
 UPDATABLE = tuple(name for name in FIELDS if name != "id")
@@ -36,6 +46,8 @@ class AttributeForm(forms.ModelForm):
                     event_types=data.get("event_types") or [],
                     sources=list(data.get("sources") or []),
                 )
+                if self.instance.pk and data.get("data_type") != self.instance.data_type:
+                    attribute_data_type_check(attribute=self.instance, data_type=data["data_type"])
             except ValidationError as exc:
                 raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from None
         return data
@@ -51,6 +63,7 @@ class AttributeAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
     list_filter = ("data_type", "computation")
     search_fields = ("id", "name", "path")
     filter_horizontal = ("sources",)
+    actions = ("attributes_delete",)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Attribute | None = None):
         return ("id",) if obj is not None else ()
@@ -66,3 +79,30 @@ class AttributeAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
         if "sources" in fields:
             fields["sources"] = list(fields["sources"])
         attribute_update(attribute=Attribute.objects.get(pk=obj.pk), **fields)
+
+    @action(description="Delete selected attributes (and their values)", permissions=["change"], icon="delete")
+    def attributes_delete(self, request: HttpRequest, queryset: QuerySet[Attribute]) -> HttpResponse | None:
+        attributes = list(queryset)
+        if request.POST.get("confirm") != "yes":
+            return render_confirmation(
+                request,
+                self,
+                title="Delete attributes?",
+                question=f"{len(attributes)} attribute(s) and every customer's values of them will be deleted. "
+                "An attribute that segments, export destinations or the Audience API use is kept.",
+                details=[f"“{attribute.name}” ({attribute.pk})" for attribute in attributes],
+                confirm_label="Delete attributes",
+                cancel_url=reverse("admin:cdp_attribute_changelist"),
+                hidden=[("action", "attributes_delete")] + [(ACTION_CHECKBOX_NAME, a.pk) for a in attributes],
+            )
+        deleted = 0
+        for attribute in attributes:
+            try:
+                attribute_delete(attribute=attribute)
+            except ValidationError as exc:  # still in use: the message names what uses it
+                self.message_user(request, " ".join(exc.messages), messages.ERROR)
+            else:
+                deleted += 1
+        if deleted:
+            self.message_user(request, f"{deleted} attribute(s) deleted.", messages.SUCCESS)
+        return None

@@ -18,6 +18,14 @@ def error_body(message: str, errors: Any = None, **extra: Any) -> dict[str, Any]
     return body
 
 
+class NotFoundWithFields(exceptions.NotFound):
+    """A 404 whose body carries fields besides the message, for a client to act on (e.g. `merged_into`)."""
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.body_fields = fields
+
+
 def _first_message(detail: Any, path: str = "") -> str:
     if isinstance(detail, dict):
         for key, value in detail.items():
@@ -49,7 +57,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, exceptions.ValidationError):
         response.data = error_body(_first_message(detail), detail)
     elif isinstance(detail, dict) and "detail" in detail:
-        response.data = error_body(str(detail["detail"]))
+        response.data = error_body(str(detail["detail"]), **getattr(exc, "body_fields", {}))
     else:
         response.data = error_body(_first_message(detail))
     return response

@@ -20,7 +20,7 @@ from cdp import filters, selectors
 from cdp.api import profile_serializers as ps
 from cdp.api import serializers as s
 from cdp.api.pagination import LimitOffsetPagination, _int_param
-from cdp.api.views import FULL_STRUCTURE, CdpViewSet, CustomerEntityViewSet
+from cdp.api.views import ENTITY_NOT_FOUND, FULL_STRUCTURE, CdpViewSet, CustomerEntityViewSet, entity_get_or_404
 from cdp.features import Feature
 from cdp.models import Attribute, CustomerEntity
 from cdp.services import attributes as attribute_services
@@ -80,7 +80,11 @@ class AttributeViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMi
 
 @extend_schema_view(
     list=extend_schema(parameters=[FULL_STRUCTURE], description="Newest change first. `count` is null."),
-    retrieve=extend_schema(parameters=[FULL_STRUCTURE], description="One customer with their attribute values."),
+    retrieve=extend_schema(
+        parameters=[FULL_STRUCTURE],
+        description="One customer with their attribute values.",
+        responses={200: ps.CustomerEntityDetailSerializer, 404: ENTITY_NOT_FOUND},
+    ),
 )
 @extend_schema(tags=["Customer Entities"])
 class CustomerProfileViewSet(CustomerEntityViewSet):
@@ -99,9 +103,11 @@ class CustomerProfileViewSet(CustomerEntityViewSet):
         return ps.CustomerEntityDetailSerializer if self.action == "retrieve" else s.CustomerEntitySerializer
 
     def _entity(self) -> CustomerEntity:
-        return get_object_or_404(CustomerEntity.objects.all(), pk=self.kwargs["pk"].lower())
+        return entity_get_or_404(CustomerEntity.objects.all(), self.kwargs["pk"])
 
-    @extend_schema(tags=["Customer Attributes"], responses={200: ps.CustomerAttributesSerializer})
+    @extend_schema(
+        tags=["Customer Attributes"], responses={200: ps.CustomerAttributesSerializer, 404: ENTITY_NOT_FOUND}
+    )
     @action(detail=True, methods=["get"], url_path="attributes", pagination_class=None, filter_backends=[])
     def attributes(self, request, pk=None):
         """Every attribute definition with this customer's values (an empty list when not set)."""
@@ -131,7 +137,7 @@ class CustomerProfileViewSet(CustomerEntityViewSet):
     @extend_schema(
         tags=["Customer Events"],
         parameters=[FULL_STRUCTURE],
-        responses={200: s.CustomerEventSerializer(many=True)},
+        responses={200: s.CustomerEventSerializer(many=True), 404: ENTITY_NOT_FOUND},
         filters=True,
     )
     @action(
@@ -145,7 +151,7 @@ class CustomerProfileViewSet(CustomerEntityViewSet):
         page = self.paginate_queryset(qs)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
-    @extend_schema(tags=["Customers' Event Counts"], responses={200: ps.EventCountsSerializer})
+    @extend_schema(tags=["Customers' Event Counts"], responses={200: ps.EventCountsSerializer, 404: ENTITY_NOT_FOUND})
     @action(detail=True, methods=["get"], url_path="event_counts", pagination_class=None, filter_backends=[])
     def event_counts(self, request, pk=None):
         """How many events the customer has per data source and event type, with totals."""

@@ -3,9 +3,8 @@
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import ProtectedError
-from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from django.db.models import ProtectedError, QuerySet
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ParseError, PermissionDenied, ValidationError
@@ -14,12 +13,12 @@ from rest_framework.response import Response
 
 from cdp import filters, selectors
 from cdp.api import serializers as s
-from cdp.api.errors import error_body
+from cdp.api.errors import NotFoundWithFields, error_body
 from cdp.api.fields import FULL_STRUCTURE_PARAM, wants_full_structure
 from cdp.api.permissions import HasFeature
 from cdp.features import Feature
 from cdp.global_settings import DEFINITIONS, SettingInvalid
-from cdp.models import ApiToken, GlobalSetting
+from cdp.models import ApiToken, CustomerEntity, GlobalSetting
 from cdp.services import auth as auth_services
 from cdp.services import data_sources as source_services
 from cdp.services.events import events_create_bulk
@@ -328,6 +327,39 @@ def events_bulk_create(body: Any) -> tuple[dict, int]:
     return body, status.HTTP_200_OK
 
 
+ENTITY_NOT_FOUND = OpenApiResponse(
+    description='{"status": "error", "message": "..."}; for an id merged into another customer also '
+    '"merged_into": "<the customer it belongs to now>", for an erased one "erased": true.'
+)
+
+
+def entity_get_or_404(queryset: QuerySet[CustomerEntity], pk: str) -> CustomerEntity:
+    """The customer entity, else a 404 that says what became of an id that existed (see entity_not_found)."""
+    entity = queryset.filter(pk=pk.lower()).first()
+    if entity is None:
+        raise entity_not_found(pk.lower())
+    return entity
+
+
+def entity_not_found(entity_id: str) -> NotFound:
+    """The 404 for a customer entity id that does not exist. A client holding an id from an earlier export or sync
+    learns where a merged-away customer went (`merged_into`, following merges to the customer that exists now) or
+    that it was erased (`erased`), instead of an answer that reads like "never existed"."""
+    from stitching.selectors import entity_fate  # lazy: stitching builds on cdp
+
+    fate = entity_fate(entity_id=entity_id)
+    if fate is None:
+        return NotFound("Customer entity not found.")
+    if fate.merged_into is not None:
+        message = f"Customer entity {entity_id} was merged into {fate.merged_into}."
+        return NotFoundWithFields(message, merged_into=fate.merged_into)
+    if fate.erased == entity_id:
+        return NotFoundWithFields(f"Customer entity {entity_id} was erased.", erased=True)
+    return NotFoundWithFields(
+        f"Customer entity {entity_id} was merged into {fate.erased}, which was erased.", erased=True
+    )
+
+
 @extend_schema_view(
     list=extend_schema(parameters=[FULL_STRUCTURE]), retrieve=extend_schema(parameters=[FULL_STRUCTURE])
 )
@@ -343,4 +375,4 @@ class CustomerEntityViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveMo
         return selectors.entities_list()
 
     def get_object(self):
-        return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"].lower())
+        return entity_get_or_404(self.get_queryset(), self.kwargs["pk"])

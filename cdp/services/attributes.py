@@ -30,6 +30,7 @@ from django.db import DatabaseError, OperationalError, connection, transaction
 from psycopg import sql
 
 from cdp.models import Attribute, DataSource, StaleEntity
+from cdp.services.global_settings import global_setting_get
 
 logger = logging.getLogger(__name__)
 
@@ -198,12 +199,15 @@ def attribute_update(*, attribute: Attribute, **fields) -> Attribute:
         fields["event_types"] = [t.strip() if isinstance(t, str) else t for t in fields["event_types"]]
     if "name" in fields and not (fields["name"] or "").strip():
         raise ValidationError({"name": "A name is required."})
+    data_type = attribute.data_type
     for key, value in fields.items():
         setattr(attribute, key, value)
     attribute_validate(
         computation=attribute.computation, data_type=attribute.data_type, category=attribute.category,
         path=attribute.path, event_types=attribute.event_types, sources=sources,
     )  # fmt: skip
+    if attribute.data_type != data_type:
+        attribute_data_type_check(attribute=attribute, data_type=attribute.data_type)
     attribute.save()
     attribute.sources.set(sources)
     if _computation_of(attribute) != before:
@@ -213,7 +217,14 @@ def attribute_update(*, attribute: Attribute, **fields) -> Attribute:
 
 @transaction.atomic
 def attribute_delete(*, attribute: Attribute) -> None:
-    """Delete a definition and its stored values (customers holding one count as modified)."""
+    """Delete a definition and its stored values (customers holding one count as modified). Refused (ValidationError
+    naming them) while segments, export destinations or the Audience API setting use it: they would break."""
+    dependents = attribute_dependents(attribute=attribute)
+    if dependents:
+        raise ValidationError(
+            f"“{attribute.name}” ({attribute.pk}) cannot be deleted: it is used by {_and(dependents)}. "
+            "Remove it from them first."
+        )
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE customer_entities SET attributes = attributes - %s, modified = statement_timestamp() "
@@ -221,6 +232,60 @@ def attribute_delete(*, attribute: Attribute) -> None:
             [attribute.pk, attribute.pk],
         )
     attribute.delete()
+
+
+# A refusal names this many dependents of each kind, then says how many more there are.
+DEPENDENTS_NAMED = 5
+
+
+def attribute_dependents(*, attribute: Attribute, data_type: str | None = None) -> list[str]:
+    """What uses the attribute, one phrase per kind (e.g. `2 segments (“Adults”, “Teens” in the trash)`); empty
+    when nothing does. Trashed segments count: restoring one must not bring back a segment that cannot be evaluated.
+
+    With `data_type`: what changing the attribute to that type would break, i.e. the segments whose conditions
+    would no longer fit it (destinations and the Audience API pass values of any type on)."""
+    # Lazy: the segments app builds on cdp.
+    from segments.audience import RETURNED_ATTRIBUTES_SETTING
+    from segments.exports.selectors import destinations_using_attribute
+    from segments.selectors import segments_using_attribute
+
+    segments = [
+        f"“{segment.name}”" + (" in the trash" if segment.is_trashed else "")
+        for segment in segments_using_attribute(attribute_id=attribute.pk, data_type=data_type)
+    ]
+    found = [_dependents_named("segment", segments)]
+    if data_type is None:
+        destinations = destinations_using_attribute(attribute_id=attribute.pk).values_list("name", flat=True)
+        found.append(_dependents_named("export destination", [f"“{name}”" for name in destinations]))
+        if attribute.pk in global_setting_get(RETURNED_ATTRIBUTES_SETTING):
+            found.append(f"the Audience API's returned attributes (global setting {RETURNED_ATTRIBUTES_SETTING})")
+    return [phrase for phrase in found if phrase]
+
+
+def _dependents_named(kind: str, names: Sequence[str]) -> str:
+    if not names:
+        return ""
+    shown = ", ".join(names[:DEPENDENTS_NAMED])
+    if len(names) > DEPENDENTS_NAMED:
+        shown += f" and {len(names) - DEPENDENTS_NAMED} more"
+    return f"{len(names)} {kind}{'' if len(names) == 1 else 's'} ({shown})"
+
+
+def _and(phrases: Sequence[str]) -> str:
+    return phrases[0] if len(phrases) == 1 else f"{', '.join(phrases[:-1])} and {phrases[-1]}"
+
+
+def attribute_data_type_check(*, attribute: Attribute, data_type: str) -> None:
+    """Raise ValidationError ({"data_type": message}) when changing the attribute to `data_type` would leave
+    segments that cannot be evaluated (their conditions were written for the current type)."""
+    broken = attribute_dependents(attribute=attribute, data_type=data_type)
+    if broken:
+        raise ValidationError(
+            {
+                "data_type": f"“{attribute.name}” cannot become {T(data_type).label.lower()}: the conditions of "
+                f"{_and(broken)} would no longer fit. Change them first."
+            }
+        )
 
 
 def _computation_of(attribute: Attribute) -> tuple:

@@ -14,6 +14,11 @@ def destinations_list() -> QuerySet[ExportDestination]:
     return ExportDestination.objects.select_related("created_by").order_by("name")
 
 
+def destinations_using_attribute(*, attribute_id: str) -> QuerySet[ExportDestination]:
+    """Destinations whose every export carries the attribute (their mandatory attributes)."""
+    return ExportDestination.objects.filter(mandatory_attributes__contains=[attribute_id]).order_by("name")
+
+
 def exports_visible(*, user) -> QuerySet[SegmentExport]:
     return (
         SegmentExport.objects.filter(segment__in=segments_visible(user=user, trashed=None))

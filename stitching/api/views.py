@@ -2,7 +2,6 @@
 change history and GDPR erasure; and "why are these two identifiers one customer?". Thin: selectors for reads,
 services for writes (their Django ValidationErrors become 400s in cdp.api.errors)."""
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
@@ -12,7 +11,7 @@ from rest_framework.response import Response
 from cdp.api.errors import error_body
 from cdp.api.pagination import LimitOffsetPagination, _int_param
 from cdp.api.serializers import CustomerEntitySerializer
-from cdp.api.views import FULL_STRUCTURE, CdpViewSet
+from cdp.api.views import ENTITY_NOT_FOUND, FULL_STRUCTURE, CdpViewSet, entity_get_or_404, entity_not_found
 from cdp.features import Feature
 from cdp.models import CustomerEntity
 from cdp.services.erasure import entity_erase
@@ -151,7 +150,7 @@ class CustomerStitchingViewSet(CdpViewSet):
     serializer_class = CustomerEntitySerializer
 
     def _entity(self, pk: str) -> CustomerEntity:
-        return get_object_or_404(CustomerEntity.objects.only("id"), pk=pk.lower())
+        return entity_get_or_404(CustomerEntity.objects.only("id"), pk)
 
     @extend_schema(
         parameters=[
@@ -162,7 +161,7 @@ class CustomerStitchingViewSet(CdpViewSet):
                 f"max {selectors.GRAPH_MAX_EVENTS}): first those that brought each identifier, then the newest.",
             )
         ],
-        responses={200: s.StitchingGraphSerializer, 404: ERROR},
+        responses={200: s.StitchingGraphSerializer, 404: ENTITY_NOT_FOUND},
     )
     def stitching_graph(self, request, pk: str):
         """The identity graph: which events brought which identifiers, when, and whether each link was allowed."""
@@ -183,11 +182,16 @@ class CustomerStitchingViewSet(CdpViewSet):
         page = paginator.paginate_queryset(selectors.entity_changes_list(entity_id=pk.lower()), request, view=self)
         return paginator.get_paginated_response(s.EntityChangeSerializer(page, many=True).data)
 
-    @extend_schema(request=None, responses={200: s.ErasureReportSerializer, 404: ERROR})
+    @extend_schema(request=None, responses={200: s.ErasureReportSerializer, 404: ENTITY_NOT_FOUND})
     def erase(self, request, pk: str):
         """GDPR erasure: the customer's events, identifiers (those no other event carries) and attribute values are
-        deleted; an erasure record with counts (no personal data) stays in the change history."""
-        report = entity_erase(entity=self._entity(pk), user=request.user)
+        deleted; an erasure record with counts (no personal data) stays in the change history. An id merged into
+        another customer is a 404 naming that customer (`merged_into`): erase that one."""
+        entity = self._entity(pk)
+        try:
+            report = entity_erase(entity=entity, user=request.user)
+        except CustomerEntity.DoesNotExist:  # erased or merged away since it was read
+            raise entity_not_found(entity.pk) from None
         return Response(report.as_dict(), status=status.HTTP_200_OK)
 
 

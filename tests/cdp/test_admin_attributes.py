@@ -1,6 +1,7 @@
 import pytest
 
 from cdp.models import Attribute, CustomerEntity, StaleEntity
+from segments.services import segment_create
 
 pytestmark = pytest.mark.django_db
 
@@ -37,3 +38,40 @@ def test_the_services_checks_show_under_the_form(staff):
 def test_attribute_pages_render(staff, default_attributes):
     assert staff.get("/admin/cdp/attribute/").status_code == 200
     assert staff.get("/admin/cdp/attribute/total_revenue/change/").status_code == 200
+
+
+def _segment_on(attribute_id: str, name: str):
+    conditions = {"operator": "and", "children": [{"attribute": attribute_id, "operator": "gt", "value": 100}]}
+    return segment_create(owner=None, name=name, conditions=conditions)
+
+
+def test_deleting_attributes_asks_first_and_keeps_one_a_segment_uses_saying_why(staff, default_attributes):
+    _segment_on("total_revenue", "Big spenders")
+    selected = {"action": "attributes_delete", "_selected_action": ["total_revenue", "events_count"]}
+
+    confirmation = staff.post("/admin/cdp/attribute/", selected)
+    assert confirmation.status_code == 200
+    assert "every customer&#x27;s values" in confirmation.content.decode()
+    assert Attribute.objects.filter(pk="events_count").exists()
+
+    response = staff.post("/admin/cdp/attribute/", {**selected, "confirm": "yes"}, follow=True)
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "“Total revenue” (total_revenue) cannot be deleted: it is used by 1 segment (“Big spenders”)." in page
+    assert "1 attribute(s) deleted." in page
+    assert Attribute.objects.filter(pk="total_revenue").exists()
+    assert not Attribute.objects.filter(pk="events_count").exists()
+
+
+def test_a_data_type_change_that_would_break_a_segment_shows_under_the_field(staff, default_attributes):
+    _segment_on("total_revenue", "Big spenders")
+    revenue = Attribute.objects.get(pk="total_revenue")
+    form = _form(id=revenue.pk, name=revenue.name, computation="last_value", data_type="string", event_types="",
+                 path="properties.revenue")  # fmt: skip
+
+    response = staff.post("/admin/cdp/attribute/total_revenue/change/", form)
+
+    assert response.status_code == 200
+    assert "“Total revenue” cannot become text" in response.content.decode()
+    assert Attribute.objects.get(pk="total_revenue").data_type == "float"

@@ -19,7 +19,10 @@ from cdp.services import attributes as svc
 from cdp.services.attributes import entities_mark_stale
 from cdp.services.data_sources import data_source_create
 from cdp.services.events import event_record_build, events_ingest
+from cdp.services.global_settings import global_setting_set
 from cdp.tasks import attributes_recompute as attributes_recompute_task
+from segments.exports.services import destination_create
+from segments.services import segment_create, segment_trash
 from stitching.models import Identifier, StitchingCategory
 from tests.entities import events_attach
 
@@ -315,6 +318,81 @@ def test_attribute_delete_removes_its_values(shop):
 
     assert "revenue" not in values(shop)
     assert "orders" in values(shop)
+
+
+# --- what depends on an attribute ------------------------------------------------------------------------------
+
+
+def _segment(name: str, *conditions: dict, trashed: bool = False):
+    segment = segment_create(owner=None, name=name, conditions={"operator": "and", "children": list(conditions)})
+    return segment_trash(segment=segment) if trashed else segment
+
+
+def test_an_attribute_segments_use_is_not_deleted_and_the_message_names_them(shop):
+    svc.attributes_recompute()
+    nested = {"operator": "or", "children": [{"attribute": "orders", "operator": "gte", "value": 2}]}
+    _segment("Repeat buyers", nested)
+    _segment("Old campaign", {"attribute": "orders", "operator": "is_set"}, trashed=True)
+    _segment("Big spenders", {"attribute": "revenue", "operator": "gt", "value": 100})
+
+    with pytest.raises(ValidationError) as refused:
+        svc.attribute_delete(attribute=Attribute.objects.get(pk="orders"))
+
+    assert refused.value.messages == [
+        "“Orders” (orders) cannot be deleted: it is used by 2 segments (“Old campaign” in the trash, "
+        "“Repeat buyers”). Remove it from them first."
+    ]
+    assert Attribute.objects.filter(pk="orders").exists() and values(shop)["orders"] == [3]
+
+
+def test_a_refusal_names_the_first_few_dependents_of_each_kind_and_counts_the_rest(shop):
+    for n in range(7):
+        _segment(f"Segment {n}", {"attribute": "revenue", "operator": "is_set"})
+    destination_create(name="CRM file", kind="csv", config={}, mandatory_attributes=["revenue", "orders"])
+    global_setting_set(key="audience_api_returned_attributes", value=["revenue"], user=None)
+
+    with pytest.raises(ValidationError) as refused:
+        svc.attribute_delete(attribute=Attribute.objects.get(pk="revenue"))
+
+    assert refused.value.messages == [
+        "“Revenue” (revenue) cannot be deleted: it is used by 7 segments (“Segment 0”, “Segment 1”, “Segment 2”, "
+        "“Segment 3”, “Segment 4” and 2 more), 1 export destination (“CRM file”) and the Audience API's returned "
+        "attributes (global setting audience_api_returned_attributes). Remove it from them first."
+    ]
+
+
+def test_an_attribute_nothing_uses_is_deleted(shop):
+    _segment("Repeat buyers", {"attribute": "orders", "operator": "gte", "value": 2})
+    destination_create(name="CRM file", kind="csv", config={}, mandatory_attributes=["orders"])
+
+    svc.attribute_delete(attribute=Attribute.objects.get(pk="revenue"))
+
+    assert not Attribute.objects.filter(pk="revenue").exists()
+
+
+def test_a_data_type_change_that_would_break_a_segment_is_refused(shop):
+    _segment("Repeat buyers", {"attribute": "revenue", "operator": "gte", "value": 2})
+    revenue = Attribute.objects.get(pk="revenue")
+
+    with pytest.raises(ValidationError) as refused:
+        svc.attribute_update(attribute=revenue, computation="last_value", data_type="string")
+
+    assert refused.value.message_dict == {
+        "data_type": [
+            "“Revenue” cannot become text: the conditions of 1 segment (“Repeat buyers”) would no longer fit. "
+            "Change them first."
+        ]
+    }
+    assert Attribute.objects.get(pk="revenue").data_type == "float"
+
+
+def test_a_data_type_change_the_segments_conditions_still_fit_is_allowed(shop):
+    _segment("Repeat buyers", {"attribute": "revenue", "operator": "gte", "value": 2})
+    destination_create(name="CRM file", kind="csv", config={}, mandatory_attributes=["revenue"])
+
+    svc.attribute_update(attribute=Attribute.objects.get(pk="revenue"), data_type="int")
+
+    assert Attribute.objects.get(pk="revenue").data_type == "int"
 
 
 def test_default_attributes_compute_on_demo_like_events(db, web_source):

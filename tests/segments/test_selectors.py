@@ -12,9 +12,11 @@ from segments.selectors import (
     segment_members,
     segment_members_count,
     segment_members_sql,
+    segments_using_attribute,
     segments_visible,
 )
-from segments.services import segment_grant_set, segment_trash
+from segments.services import segment_create, segment_grant_set, segment_trash
+from tests.segments.conftest import EXCLUSION_TREE
 
 pytestmark = pytest.mark.django_db
 
@@ -71,3 +73,20 @@ def test_trashed_segments_leave_the_live_list(exclusion_segment, cast):
     assert list(segments_visible(user=cast["owner"], trashed=True)) == [exclusion_segment]
     with pytest.raises(Http404):
         segment_get_visible(user=cast["owner"], segment_id=exclusion_segment.pk)
+
+
+def test_segments_using_an_attribute_are_found_at_any_depth_and_narrowed_to_what_a_new_type_breaks(
+    example_attributes,
+):
+    exclusion = segment_create(owner=None, name="Exclusion", conditions=EXCLUSION_TREE)
+    deep = {"operator": "or", "children": [{"attribute": "age", "operator": "lt", "value": 18, "negate": True}]}
+    minors = segment_create(owner=None, name="Minors", conditions={"operator": "and", "children": [deep]})
+    segment_trash(segment=minors)
+    # A value that happens to be the attribute's id is no reference to it.
+    named_age = {"operator": "and", "children": [{"attribute": "gender", "operator": "in", "value": ["age"]}]}
+    segment_create(owner=None, name="Gender age", conditions=named_age)
+
+    assert segments_using_attribute(attribute_id="age") == [exclusion, minors]
+    assert segments_using_attribute(attribute_id="age", data_type="float") == []
+    assert segments_using_attribute(attribute_id="age", data_type="string") == [exclusion, minors]
+    assert segments_using_attribute(attribute_id="birthday") == []

@@ -8,6 +8,7 @@ from django.db import connection
 from cdp.models import CustomerEntity, CustomerEvent
 from cdp.services.data_sources import data_source_create
 from stitching.models import BlockedValue, EntityChange, EventIdentifier, HubReview, Identifier, StitchingCategory
+from stitching.selectors import EntityFate, entity_fate
 from stitching.services import engine
 from stitching.services.defaults import segment_default_rules_ensure
 from tests.stitching.helpers import ingest, partition
@@ -60,6 +61,17 @@ def test_an_event_linking_two_customers_merges_them_and_records_the_merge(source
     assert "cookie-zz" not in str(merged.payload) and "user-zz" not in str(merged.payload)
     assert merged.payload["identifier_category"] == change.identifier.category_id
     assert CustomerEntity.objects.count() == 1
+
+
+def test_the_id_a_merge_took_away_leads_to_the_customer_that_took_it(source):
+    a, b = ingest(source, [{"id": "1", "t": 0, "anonymousId": "cookie-zz"}, {"id": "2", "t": 1, "userId": "user-zz"}])
+    engine.stitch_pending()
+    before = {entity_of(a), entity_of(b)}
+    ingest(source, [{"id": "3", "t": 2, "anonymousId": "cookie-zz", "userId": "user-zz"}])
+    engine.stitch_pending()
+
+    (merged_away,) = before - {entity_of(a)}
+    assert entity_fate(entity_id=merged_away) == EntityFate(merged_into=entity_of(a))
 
 
 def test_events_without_identifiers_become_their_own_customers(source):

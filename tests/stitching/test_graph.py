@@ -1,9 +1,19 @@
 """The identity graph of a customer and the shortest chain explaining why two identifiers are one customer."""
 
 import pytest
+from django.db import connection
 
-from stitching.models import EventIdentifier
-from stitching.selectors import PathNotFound, PathSearchTooLarge, identity_graph, identity_path
+from cdp.models import CustomerEntity
+from stitching.models import EntityChange, EventIdentifier
+from stitching.selectors import (
+    MERGE_CHAIN_MAX,
+    EntityFate,
+    PathNotFound,
+    PathSearchTooLarge,
+    entity_fate,
+    identity_graph,
+    identity_path,
+)
 from tests.stitching.graph_builder import GraphBuilder
 
 pytestmark = pytest.mark.django_db
@@ -117,3 +127,53 @@ def test_changes_of_a_merged_away_customer_point_to_the_survivor(db):
     EntityChange.objects.create(kind="merge", customer_entity_id="a" * 32, other_entity_ids=["b" * 32])
     assert [c.customer_entity_id for c in entity_changes_list(entity_id="b" * 32)] == ["a" * 32]
     assert entity_changes_list(entity_id="c" * 32).count() == 0
+
+
+# --- what became of an id that no longer exists -------------------------------------------------------------------
+
+A, B, C, D = ("a" * 32, "b" * 32, "c" * 32, "d" * 32)
+
+
+def _merge(survivor: str, *merged: str) -> None:
+    EntityChange.objects.create(kind="merge", customer_entity_id=survivor, other_entity_ids=list(merged))
+
+
+def test_a_merged_away_id_leads_through_a_chain_of_merges_to_the_customer_that_exists(db):
+    CustomerEntity.objects.create(id=C)
+    _merge(B, D, A)
+    _merge(C, B)
+
+    assert entity_fate(entity_id=A) == EntityFate(merged_into=C)
+    assert entity_fate(entity_id=B) == EntityFate(merged_into=C)
+    assert entity_fate(entity_id="e" * 32) is None
+
+
+def test_an_erased_id_and_one_merged_into_an_erased_customer_lead_to_the_erasure(db):
+    _merge(B, A)
+    EntityChange.objects.create(kind="erase", customer_entity_id=B, other_entity_ids=[])
+
+    assert entity_fate(entity_id=B) == EntityFate(erased=B)
+    assert entity_fate(entity_id=A) == EntityFate(erased=B)
+
+
+def test_the_lookup_stops_at_a_cycle_and_after_a_bounded_number_of_merges(db, django_assert_max_num_queries):
+    _merge(A, B)
+    _merge(B, A)
+    assert entity_fate(entity_id=A) is None
+
+    ids = [f"{n:032x}" for n in range(MERGE_CHAIN_MAX + 2)]
+    for merged, survivor in zip(ids, ids[1:], strict=False):
+        _merge(survivor, merged)
+    CustomerEntity.objects.create(id=ids[-1])
+    with django_assert_max_num_queries(2 * MERGE_CHAIN_MAX):
+        assert entity_fate(entity_id=ids[0]) is None
+    assert entity_fate(entity_id=ids[2]) == EntityFate(merged_into=ids[-1])
+
+
+def test_the_lookups_use_the_history_indexes(db):
+    merges = EntityChange.objects.filter(kind="merge", other_entity_ids__contains=[A])
+    erasures = EntityChange.objects.filter(kind="erase", customer_entity_id=A)
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # an empty table would be scanned whatever the indexes
+        assert "entity_change_others" in merges.explain()
+        assert "Index" in erasures.explain() and "Seq Scan" not in erasures.explain()

@@ -8,7 +8,8 @@ from cdp.models import Attribute, CustomerEntity
 from cdp.services.attributes import attributes_recompute, entities_mark_stale
 from cdp.services.data_sources import data_source_create
 from cdp.services.events import event_record_build, events_ingest
-from stitching.models import Identifier, StitchingCategory
+from segments.services import segment_create
+from stitching.models import EntityChange, Identifier, StitchingCategory
 from tests.entities import events_attach
 
 pytestmark = pytest.mark.django_db
@@ -103,6 +104,31 @@ def test_attribute_create_update_and_delete(admin_client, web_source, jana):
     assert "pages_viewed" not in jana.attributes
 
 
+def test_an_attribute_a_segment_uses_is_not_deleted_or_retyped_and_the_400_says_why(admin_client):
+    segment_create(
+        owner=None, name="Big spenders",
+        conditions={"operator": "and", "children": [{"attribute": "total_revenue", "operator": "gt", "value": 100}]},
+    )  # fmt: skip
+
+    response = admin_client.delete("/api/attributes/total_revenue")
+
+    assert response.status_code == 400, response.json()
+    assert response.json()["status"] == "error"
+    assert response.json()["message"] == (
+        "“Total revenue” (total_revenue) cannot be deleted: it is used by 1 segment (“Big spenders”). "
+        "Remove it from them first."
+    )
+    assert Attribute.objects.filter(pk="total_revenue").exists()
+
+    response = admin_client.patch(
+        "/api/attributes/total_revenue", {"computation": "last_value", "data_type": "date"}, format="json"
+    )
+    assert response.status_code == 400, response.json()
+    assert response.json()["message"].startswith("data_type: “Total revenue” cannot become date: the conditions")
+    assert "“Big spenders”" in response.json()["errors"]["data_type"][0]
+    assert Attribute.objects.get(pk="total_revenue").data_type == "float"
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -149,6 +175,34 @@ def test_customer_list_stays_cheap(analyst_client, jana, petr):
     assert response.status_code == 200
     assert {row["id"] for row in response.json()["results"]} == {jana.pk, petr.pk}
     assert "attributes" not in response.json()["results"][0]
+
+
+def test_a_merged_away_customer_is_a_404_naming_the_customer_it_belongs_to_now(analyst_client, jana):
+    merged_away, merged_later = "a" * 32, "b" * 32
+    EntityChange.objects.create(kind="merge", customer_entity_id=merged_later, other_entity_ids=[merged_away])
+    EntityChange.objects.create(kind="merge", customer_entity_id=jana.pk, other_entity_ids=[merged_later])
+
+    for path in ("", "/attributes", "/events", "/event_counts"):
+        response = analyst_client.get(f"/api/customer_entities/{merged_away.upper()}{path}")
+
+        assert response.status_code == 404, path
+        assert response.json() == {
+            "status": "error",
+            "message": f"Customer entity {merged_away} was merged into {jana.pk}.",
+            "merged_into": jana.pk,
+        }
+
+
+def test_an_erased_customer_is_told_apart_from_an_id_that_never_existed(analyst_client, admin_client, jana):
+    assert admin_client.post(f"/api/customer_entities/{jana.pk}/erase").status_code == 200
+
+    response = analyst_client.get(f"/api/customer_entities/{jana.pk}/attributes")
+    assert response.status_code == 404
+    assert response.json() == {"status": "error", "message": f"Customer entity {jana.pk} was erased.", "erased": True}
+
+    response = analyst_client.get(f"/api/customer_entities/{'0' * 32}")
+    assert response.status_code == 404
+    assert response.json() == {"status": "error", "message": "Customer entity not found."}
 
 
 def test_customer_attributes_lists_every_definition_with_values(analyst_client, jana, django_assert_max_num_queries):

@@ -180,6 +180,36 @@ def test_changes_and_erase(graph, analyst_client, admin_client):
     assert kinds == ["erase", "merge"]
 
 
+def test_erasing_a_merged_away_id_names_the_customer_to_erase_and_a_second_erasure_says_it_was_done(
+    graph, admin_client
+):
+    survivor = graph.entity()
+    graph.event(survivor, identifiers=[("email", "ann@example.com")])
+    merged_away = "f" * 32
+    EntityChange.objects.create(kind="merge", customer_entity_id=survivor.pk, other_entity_ids=[merged_away])
+
+    response = admin_client.post(f"/api/customer_entities/{merged_away}/erase")
+    assert response.status_code == 404
+    assert response.json() == {
+        "status": "error",
+        "message": f"Customer entity {merged_away} was merged into {survivor.pk}.",
+        "merged_into": survivor.pk,
+    }
+    assert CustomerEntity.objects.filter(pk=survivor.pk).exists()
+
+    assert admin_client.post(f"/api/customer_entities/{survivor.pk}/erase").status_code == 200
+    for entity_id, message in [
+        (survivor.pk, f"Customer entity {survivor.pk} was erased."),
+        (merged_away, f"Customer entity {merged_away} was merged into {survivor.pk}, which was erased."),
+    ]:
+        for response in (
+            admin_client.post(f"/api/customer_entities/{entity_id}/erase"),
+            admin_client.get(f"/api/customer_entities/{entity_id}/stitching_graph"),
+        ):
+            assert response.status_code == 404
+            assert response.json() == {"status": "error", "message": message, "erased": True}
+
+
 def test_schema_documents_the_stitching_endpoints(admin_client):
     paths = admin_client.get("/api/schema/?format=json").json()["paths"]
     for path in [
