@@ -35,7 +35,7 @@ class SourceFilter(django_filters.CharFilter):
             return qs
         values = [v.strip() for v in str(value).split(",") if v.strip()]
         condition = Q(**{f"{self.field_name}__slug__in": values})
-        ids = [int(v) for v in values if v.isdigit()]
+        ids = [int(v) for v in values if v.isdecimal()]  # isdigit() lets "²" through, which int() refuses
         if ids:
             condition |= Q(**{f"{self.field_name}_id__in": ids})
         return qs.filter(condition)

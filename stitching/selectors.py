@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import Q, QuerySet
 
@@ -256,7 +257,8 @@ def identity_graph(entity_id: str, *, limit: int = GRAPH_DEFAULT_EVENTS) -> dict
 
 
 class PathNotFound(Exception):
-    """No chain of linked events joins the two identifiers (the message says why, without guessing)."""
+    """No event carried an identifier, or no chain of linked events joins the two (the message says why, without
+    guessing)."""
 
 
 class PathSearchTooLarge(Exception):
@@ -266,16 +268,18 @@ class PathSearchTooLarge(Exception):
 Node = tuple[str, int]  # ("identifier", id) or ("event", id)
 
 
-def identifier_find(*, category_id: str, value: Any) -> Identifier:
-    """The identifier for a raw value, normalised by the category's normaliser. Raises PathNotFound."""
+def identifier_find(*, category_id: str, value: Any, end: str) -> Identifier:
+    """The identifier for a raw value, normalised by the category's normaliser. An unknown category or a value
+    that cannot be an identifier is a bad question: ValidationError naming `<end>_category` / `<end>_value` (end:
+    "from" or "to"). A valid value no event carried raises PathNotFound."""
     from stitching.normalizers import normalize
 
     category = StitchingCategory.objects.filter(pk=category_id).first()
     if category is None:
-        raise PathNotFound(f"Unknown stitching category {str(category_id)[:64]!r}.")
+        raise ValidationError({f"{end}_category": f"Unknown stitching category {str(category_id)[:64]!r}."})
     normalised = normalize(category.normalizer, value)
     if not normalised:
-        raise PathNotFound(f"{str(value)[:80]!r} is not a valid {category.name} value.")
+        raise ValidationError({f"{end}_value": f"{str(value)[:80]!r} is not a valid {category.name} value."})
     identifier = Identifier.objects.filter(category=category, value=normalised).first()
     if identifier is None:
         raise PathNotFound(f"No event carried the {category.name} {normalised!r}.")
@@ -356,9 +360,10 @@ def identity_path(
     max_depth: int = PATH_MAX_DEPTH,
 ) -> dict[str, Any]:
     """The shortest chain identifier → event → identifier → ... that joins two identifiers (values are
-    normalised first). Raises PathNotFound (unknown value, or not linked) or PathSearchTooLarge."""
-    start = identifier_find(category_id=category_a, value=value_a)
-    goal = identifier_find(category_id=category_b, value=value_b)
+    normalised first). Raises ValidationError (an unknown category or invalid value, see identifier_find),
+    PathNotFound (a value no event carried, or not linked) or PathSearchTooLarge."""
+    start = identifier_find(category_id=category_a, value=value_a, end="from")
+    goal = identifier_find(category_id=category_b, value=value_b, end="to")
     same_entity = start.customer_entity_id is not None and start.customer_entity_id == goal.customer_entity_id
     if start.pk != goal.pk and not same_entity:
         # Linked identifiers always share the entity: the cheap check answers most "no" questions at once.

@@ -7,9 +7,13 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 MAX_LIMIT = 1000
+# Far past any table, yet offset + limit stays inside PostgreSQL's bigint (a larger one was a 500) and the echoed
+# offset is exact as a JSON number in JavaScript clients (below 2**53).
+MAX_OFFSET = 10**15
 
 
-def _int_param(request, name: str, default: int, maximum: int | None = None) -> int:
+def _int_param(request, name: str, default: int, maximum: int) -> int:
+    """A whole number from 0 to `maximum`; every integer parameter has a maximum so none overflows the database."""
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
@@ -19,7 +23,7 @@ def _int_param(request, name: str, default: int, maximum: int | None = None) -> 
         raise ValidationError({name: f"must be a whole number, got {raw[:20]!r}"}) from None
     if value < 0:
         raise ValidationError({name: "must not be negative"})
-    if maximum is not None and value > maximum:
+    if value > maximum:
         raise ValidationError({name: f"must be at most {maximum}"})
     return value
 
@@ -33,7 +37,7 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
     def paginate_queryset(self, queryset, request, view=None):
         self.request = request
         self.limit = _int_param(request, self.limit_query_param, self.default_limit, self.max_limit)
-        self.offset = _int_param(request, self.offset_query_param, 0)
+        self.offset = _int_param(request, self.offset_query_param, 0, MAX_OFFSET)
         if self.limit == 0:
             raise ValidationError({self.limit_query_param: "must be at least 1"})
         if getattr(view, "paginate_without_count", False):
@@ -72,6 +76,13 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
                 ]
             )
         )
+
+    def get_schema_operation_parameters(self, view):
+        """The bounds `paginate_queryset` enforces."""
+        limit, offset = super().get_schema_operation_parameters(view)
+        limit["schema"].update(minimum=1, maximum=self.max_limit)
+        offset["schema"].update(minimum=0, maximum=MAX_OFFSET)
+        return [limit, offset]
 
     def get_paginated_response_schema(self, schema):
         return {

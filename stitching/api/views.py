@@ -208,7 +208,8 @@ class IdentityPathViewSet(CdpViewSet):
     )
     def path(self, request):
         """Why are these two identifiers one customer? The shortest chain identifier → event → identifier → ...
-        that links them (values are normalised like the category's identifiers). 404 when they are not linked."""
+        that links them (values are normalised like the category's identifiers). 400 for an unknown category or a
+        value that cannot be one of its identifiers; 404 when no event carried a value or they are not linked."""
         values = {name: request.query_params.get(name, "") for name in self.PARAMS}
         missing = [name for name, value in values.items() if not value.strip()]
         if missing:

@@ -1,6 +1,7 @@
 """The identity graph of a customer and the shortest chain explaining why two identifiers are one customer."""
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import connection
 
 from cdp.models import CustomerEntity
@@ -105,10 +106,15 @@ def test_path_between_different_customers_or_unknown_values_is_not_found(custome
         identity_path("email", "ann@example.com", "email", "bob@example.com")
     with pytest.raises(PathNotFound, match="No event carried"):
         identity_path("email", "nobody@example.com", "email", "ann@example.com")
-    with pytest.raises(PathNotFound, match="Unknown stitching category"):
+
+
+def test_path_of_an_unknown_category_or_invalid_value_names_the_parameter(customer):
+    with pytest.raises(ValidationError) as unknown:
         identity_path("fax", "1", "email", "ann@example.com")
-    with pytest.raises(PathNotFound, match="not a valid Phone"):
-        identity_path("phone", "call me", "email", "ann@example.com")
+    assert unknown.value.message_dict == {"from_category": ["Unknown stitching category 'fax'."]}
+    with pytest.raises(ValidationError) as invalid:
+        identity_path("email", "ann@example.com", "phone", "call me")
+    assert invalid.value.message_dict == {"to_value": ["'call me' is not a valid Phone value."]}
 
 
 def test_path_of_an_identifier_to_itself_is_one_step(customer):

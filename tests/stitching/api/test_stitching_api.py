@@ -159,6 +159,33 @@ def test_why_path_endpoint(graph, analyst_client):
     assert response.json()["message"] == "to_category: This query parameter is required."
 
 
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("from_category=fax&from_value=1&to_category=email&to_value=ann@example.com",
+         "from_category: Unknown stitching category 'fax'."),
+        ("from_category=email&from_value=ann@example.com&to_category=phone&to_value=abc",
+         "to_value: 'abc' is not a valid Phone value."),
+        ("from_category=email&from_value=a%00&to_category=email&to_value=ann@example.com",
+         "from_value: must not contain NUL characters"),
+        ("from_category=%00&from_value=a&to_category=email&to_value=ann@example.com",
+         "from_category: must not contain NUL characters"),
+    ],
+)  # fmt: skip
+def test_why_path_with_a_bad_parameter_is_400_naming_it(graph, analyst_client, query, message):
+    graph.event(graph.entity(), identifiers=[("email", "ann@example.com")])
+    response = analyst_client.get(f"/api/stitching/path?{query}")
+    assert response.status_code == 400 and response.json()["message"] == message
+
+
+def test_why_path_with_a_value_no_event_carried_is_404(graph, analyst_client):
+    graph.event(graph.entity(), identifiers=[("email", "ann@example.com")])
+    response = analyst_client.get(
+        "/api/stitching/path?from_category=email&from_value=nobody@example.com&to_category=email&to_value=ann@example.com"
+    )
+    assert response.status_code == 404 and "No event carried" in response.json()["message"]
+
+
 def test_changes_and_erase(graph, analyst_client, admin_client):
     entity = graph.entity(ps_email_address=["ann@example.com"])
     graph.event(entity, identifiers=[("email", "ann@example.com")])
