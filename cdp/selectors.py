@@ -101,17 +101,21 @@ SEARCH_IDENTIFIER_MATCHES = 1000
 
 def customers_search(*, q: str | None = None, attribute: Attribute | None = None, value: Any = None) -> QuerySet:
     """Customers with an identifier or a text attribute value equal to `q` (each category's normaliser applied
-    to `q` first), or with `value` among the values of `attribute` (a typed JSON value). Exact matches only:
-    they use the identifier unique index and the GIN index on attributes."""
-    condition = Q(pk__in=[])
+    to `q` first) and, given both, with `value` among the values of `attribute` (a typed JSON value): a filter
+    added narrows the result, as a client expects. Neither given: none. Exact matches only: they use the
+    identifier unique index and the GIN index on attributes."""
+    if not q and attribute is None:
+        return entities_list().none()
+    qs = entities_list()
     if attribute is not None:
-        condition |= Q(attributes__contains={attribute.pk: [value]})
+        qs = qs.filter(attributes__contains={attribute.pk: [value]})
     if q:
-        condition |= Q(pk__in=identifier_entity_ids(q))
+        condition = Q(pk__in=identifier_entity_ids(q))
         text = q.strip()
         for attribute_id in Attribute.objects.filter(data_type=Attribute.DataType.STRING).values_list("pk", flat=True):
             condition |= Q(attributes__contains={attribute_id: [text]})
-    return entities_list().filter(condition)
+        qs = qs.filter(condition)
+    return qs
 
 
 def identifier_entity_ids(q: str) -> list[str]:

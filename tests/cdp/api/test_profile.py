@@ -306,6 +306,14 @@ def test_search_by_an_exact_attribute_value(analyst_client, jana, petr, attribut
     assert [r["id"] for r in response.json()["results"]] == [{"jana": jana, "petr": petr}[who].pk]
 
 
+def test_search_by_q_and_an_attribute_narrows_the_result(analyst_client, jana, petr):
+    both = {"q": "jana@example.com", "attribute": "orders_count", "value": "2"}
+    assert [r["id"] for r in analyst_client.get("/api/customers/search", both).json()["results"]] == [jana.pk]
+    # An attribute value Jana does not have: a filter added gives fewer results, not Jana's by `q` as well.
+    other = {**both, "value": "7"}
+    assert analyst_client.get("/api/customers/search", other).json()["results"] == []
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [
