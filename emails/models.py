@@ -126,6 +126,24 @@ class EmailAddress(models.Model):
         return self.email
 
 
+class EmailSuppression(models.Model):
+    """The block of an address whose customer was erased (GDPR), kept without the address: a digest of it
+    (`emails.services.state.suppression_digest`), who blocked it and when. The address stays unmailable, and is
+    blocked again (the digest gone) as soon as it is recorded again."""
+
+    digest = models.CharField(max_length=64, unique=True)
+    blocked_by = models.CharField(max_length=255, blank=True)
+    blocked_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "suppressed address (erased)"
+        verbose_name_plural = "suppressed addresses (erased)"
+
+    def __str__(self) -> str:
+        return f"suppressed address {self.digest[:12]}"
+
+
 class FeedbackRejection(models.Model):
     """A webhook payload we could not use (malformed, unknown shape): kept for inspection."""
 

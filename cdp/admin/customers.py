@@ -24,7 +24,7 @@ from cdp.admin.profile import profile_context
 from cdp.features import Feature
 from cdp.models import CustomerEntity, CustomerEvent, CustomerEventEntity, DataSource
 from cdp.selectors import entities_list, events_list
-from cdp.services.erasure import entity_erase
+from cdp.services.erasure import ErasureBacklog, entity_erase
 
 LATEST_EVENTS_ON_ENTITY = 50
 PG_BIGINT_MAX = 2**63 - 1
@@ -274,9 +274,10 @@ class CustomerEntityAdmin(FeatureAccessMixin, ModelAdmin):
 
     @action(description="Erase (GDPR)", url_path="erase", permissions=["erase"], icon="delete_forever")
     def erase_customer(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        entity = get_object_or_404(CustomerEntity, pk=str(object_id).lower())
+        entity = CustomerEntity(pk=str(object_id).lower())
         change_url = reverse("admin:cdp_customerentity_change", args=[entity.pk])
         if request.method != "POST" or request.POST.get("confirm") != "yes":
+            entity = get_object_or_404(CustomerEntity, pk=entity.pk)
             events = CustomerEventEntity.objects.filter(customer_entity_id=entity.pk).count()
             return render_confirmation(
                 request,
@@ -285,15 +286,35 @@ class CustomerEntityAdmin(FeatureAccessMixin, ModelAdmin):
                 question="Everything this platform holds about the customer is deleted for good (GDPR erasure). "
                 "This cannot be undone.",
                 details=[
-                    f"{events} event(s) and the identity graph they form",
+                    f"{events} event(s) and the identity graph they form, with events received for them that "
+                    "are still being processed",
                     "identifiers (emails, phones, ids) no other customer's event carries",
                     "all attribute values",
+                    "the email channel's state of their addresses (consent, block reason); a block is kept as a "
+                    "digest of the address only",
                     "A record that an erasure happened (when, by whom, how many rows) is kept, without personal data.",
                 ],
                 confirm_label="Erase customer",
                 cancel_url=change_url,
             )
-        report = entity_erase(entity=entity, user=request.user)
+        try:
+            report = entity_erase(entity=entity, user=request.user)
+        except CustomerEntity.DoesNotExist:  # erased or merged away since the confirmation
+            from stitching.selectors import entity_fate  # lazy: stitching builds on cdp
+
+            fate = entity_fate(entity_id=entity.pk)
+            if fate is not None and fate.merged_into:
+                messages.error(
+                    request,
+                    f"Customer {entity.pk} was merged into this customer meanwhile, so nothing was erased: erase "
+                    "this one if it is the same person.",
+                )
+                return HttpResponseRedirect(reverse("admin:cdp_customerentity_change", args=[fate.merged_into]))
+            messages.error(request, f"Customer {entity.pk} no longer exists.")
+            return HttpResponseRedirect(reverse("admin:cdp_customerentity_changelist"))
+        except ErasureBacklog as backlog:
+            messages.error(request, str(backlog))
+            return HttpResponseRedirect(change_url)
         messages.success(
             request,
             f"Customer {report.customer_entity_id} erased: {report.events} event(s), {report.identifiers} "

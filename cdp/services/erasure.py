@@ -3,16 +3,42 @@ stays, without personal data (counts and the acting user's id only).
 
 Identifiers are removed when no remaining event carries them, so a value seen again later starts a fresh
 customer instead of rejoining anything. Merge history rows of the entity lose their details (which may name
-identifiers) but keep when and which entity ids were involved (random ids, not personal data).
+identifiers) but keep when and which entity ids were involved (random ids, not personal data). Apps that keep
+data per identifier value delete theirs in the same transaction (cdp.hooks.on_identifiers_erased: the email
+channel's address states).
+
+Complete: what was received before the erase started goes with the customer, even if it was still queued. Apps
+first apply their queues (cdp.hooks.on_erase_preparing: the email channel's webhook inbox), then the events not
+stitched yet are stitched, and only then is the customer erased. A backlog that cannot be worked off within
+CATCH_UP_SECONDS refuses the erase (ErasureBacklog, nothing erased). What arrives later is new data: its
+identifiers no longer exist, so it starts a fresh customer.
+
+Deterministic: the customers that shared an identifier with the erased one (a link refused by a limit or held for
+a hub review because of the erased events, a shared value) end up as a re-stitch without the erased events would
+make them: their components are queued for re-stitching in the erase's transaction, like after a configuration
+change.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 
 from django.db import connection
+from django.db.models import Max
 
-from cdp.models import CustomerEntity, User
+from cdp import hooks
+from cdp.models import CustomerEntity, CustomerEvent, User
+
+# How long an erase may spend applying queued data and stitching pending events before it gives up.
+CATCH_UP_SECONDS = 15.0
+
+
+class ErasureBacklog(Exception):
+    """Data received before the erase is still waiting to be processed; nothing was erased."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} after {CATCH_UP_SECONDS:g} s; nothing was erased, try again in a minute.")
 
 
 @dataclass(frozen=True)
@@ -28,12 +54,23 @@ class ErasureReport:
 
 
 def entity_erase(*, entity: CustomerEntity, user: User | None = None) -> ErasureReport:
-    """Erase one customer. Raises CustomerEntity.DoesNotExist when it is already gone.
+    """Erase one customer with everything received about them until now. Raises CustomerEntity.DoesNotExist when
+    it is gone (erased or merged away meanwhile, also by the events received before: see
+    stitching.selectors.entity_fate), and ErasureBacklog when the queues could not be worked off within
+    CATCH_UP_SECONDS.
 
     Takes the stitching engine's locks on the customer and its identifiers, so a worker stitching an event that
     carries one of them waits and then sees it gone (and starts a fresh customer)."""
-    from stitching.services.engine import with_retries
+    from stitching.services.engine import stitch_pending_through, with_retries
 
+    if not CustomerEntity.objects.filter(pk=entity.pk).exists():
+        raise CustomerEntity.DoesNotExist(f"Customer entity {entity.pk} does not exist.")
+    deadline = time.monotonic() + CATCH_UP_SECONDS
+    if not hooks.run_erase_preparing(deadline):
+        raise ErasureBacklog("Webhook payloads received before the erase are still being applied")
+    last_event_id = CustomerEvent.objects.aggregate(last=Max("id"))["last"] or 0
+    if not stitch_pending_through(event_id=last_event_id, deadline=deadline):
+        raise ErasureBacklog("Events received before the erase are still being stitched")
     reports: list[ErasureReport] = []
     with_retries(lambda: reports.append(_entity_erase_once(entity_id=entity.pk, user=user)))
     return reports[-1]
@@ -41,7 +78,7 @@ def entity_erase(*, entity: CustomerEntity, user: User | None = None) -> Erasure
 
 def _entity_erase_once(*, entity_id: str, user: User | None) -> ErasureReport:
     from stitching.models import EntityChange
-    from stitching.services.engine import entity_component_lock
+    from stitching.services.engine import entity_component_lock, restitch_request
 
     CustomerEntity.objects.select_for_update().get(pk=entity_id)
     entity_component_lock(entity_id)
@@ -82,6 +119,16 @@ def _entity_erase_once(*, entity_id: str, user: User | None) -> ErasureReport:
               AND NOT EXISTS (SELECT 1 FROM stitching_event_identifiers ei WHERE ei.identifier_id = i.id)
             """
         )
+        cursor.execute(
+            "SELECT category_id, value FROM stitching_identifiers WHERE id IN (SELECT id FROM erase_orphans)"
+        )
+        erased_values: dict[str, list[str]] = {}
+        for category, value in cursor.fetchall():
+            erased_values.setdefault(category, []).append(value)
+        # The others are carried by other customers' events: links refused or held because of the erased events
+        # may be made now, and hub counts drop.
+        cursor.execute("SELECT id FROM erase_identifiers WHERE id NOT IN (SELECT id FROM erase_orphans)")
+        shared_identifier_ids = [row[0] for row in cursor.fetchall()]
         cursor.execute("DELETE FROM stitching_hubreview WHERE identifier_id IN (SELECT id FROM erase_orphans)")
         cursor.execute(
             "UPDATE stitching_entitychange SET identifier_id = NULL "
@@ -102,6 +149,8 @@ def _entity_erase_once(*, entity_id: str, user: User | None) -> ErasureReport:
         cursor.execute("DELETE FROM customer_entities WHERE id = %s", [entity_id])
         # Dropped now, not only at commit: a caller's outer transaction may erase another customer next.
         cursor.execute("DROP TABLE erase_events, erase_identifiers, erase_orphans")
+    hooks.run_identifiers_erased(erased_values)
+    restitch_request(identifier_ids=shared_identifier_ids)
 
     report = ErasureReport(
         customer_entity_id=entity_id,

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Max
 
-from emails.models import EmailAddress, FeedbackRejection
+from emails.models import EmailAddress, FeedbackInbox, FeedbackRejection
 from emails.services.state import (
     EmailInvalid,
     _address_locked,
@@ -357,6 +358,17 @@ def feedback_apply(*, limit: int | None = None) -> int:
                                         body=events.encode(), content_type="application/json")  # fmt: skip
             rows_done += len(rows)
     return applied
+
+
+def feedback_apply_received(deadline: float) -> bool:
+    """Apply every payload accepted until now: a GDPR erase must see their events (cdp.hooks.on_erase_preparing).
+    False when some are left at `deadline` (`time.monotonic()`)."""
+    last = FeedbackInbox.objects.aggregate(last=Max("id"))["last"]
+    while last is not None and FeedbackInbox.objects.filter(id__lte=last).exists():
+        if time.monotonic() >= deadline:
+            return False
+        feedback_apply(limit=APPLY_BATCH)
+    return True
 
 
 def _rows_apply(rows: list[tuple]) -> int:

@@ -9,6 +9,7 @@ so state always equals "the latest event wins", like the `email_consent` / `emai
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from cdp.services.events import EventRejected, event_record_build, events_ingest
-from emails.models import EmailAddress
+from emails.models import EmailAddress, EmailSuppression
 from emails.services.setup import emails_source_id
 
 # customer_events.type → the name the documentation uses.
@@ -39,6 +40,8 @@ EVENT_NAMES: dict[str, str] = {
 }
 
 MAX_EMAIL_LENGTH = 254
+SUPPRESSION_PREFIX = b"cdp.emails.suppression\x00"
+SUPPRESSED_REASON = "blocked before its customer was erased (GDPR); the reason was erased with it"
 _validator = EmailValidator()
 
 
@@ -62,21 +65,51 @@ def email_normalize(value: object) -> str:
     return text
 
 
+def suppression_digest(email: str) -> str:
+    """What an erase keeps of a blocked address (EmailSuppression): a SHA-256 digest of the normalised address,
+    prefixed so that generic tables of hashed addresses do not apply. Unkeyed on purpose: a rotated secret key
+    must not unblock anyone silently."""
+    text = unicodedata.normalize("NFC", email.strip()).lower()
+    return hashlib.sha256(SUPPRESSION_PREFIX + text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def address_suppressed(email: str) -> EmailSuppression | None:
+    return EmailSuppression.objects.filter(digest=suppression_digest(email)).first()
+
+
 def address_state(email: str) -> EmailAddress | None:
-    return EmailAddress.objects.filter(email=email).first()
+    """The address's state; for an address erased while blocked, that block (not saved: nothing else is known)."""
+    address = EmailAddress.objects.filter(email=email).first()
+    if address is None and (kept := address_suppressed(email)) is not None:
+        address = EmailAddress(email=email, blocked=True, blocked_reason=SUPPRESSED_REASON,
+                               blocked_by=kept.blocked_by, blocked_at=kept.blocked_at)  # fmt: skip
+    return address
 
 
 def _address_locked(email: str) -> EmailAddress:
-    """The address's row, created if new, locked for this transaction."""
+    """The address's row, created if new, locked for this transaction. An address erased while blocked comes
+    back blocked (an event and the state, like any block)."""
     address = EmailAddress.objects.select_for_update().filter(email=email).first()
     if address is None:
         try:
             with transaction.atomic():
                 EmailAddress.objects.create(email=email)
+                _suppression_restore(email)
         except IntegrityError:
             pass  # created meanwhile by a concurrent request
         address = EmailAddress.objects.select_for_update().get(email=email)
     return address
+
+
+def _suppression_restore(email: str) -> None:
+    kept = EmailSuppression.objects.select_for_update().filter(digest=suppression_digest(email)).first()
+    if kept is None:
+        return
+    kept.delete()
+    email_block_change(
+        email=email, blocked=True, type="email_address_blocked", by=kept.blocked_by, reason=SUPPRESSED_REASON,
+        event_time=kept.blocked_at, key=f"suppression-restored:{kept.pk}",
+    )  # fmt: skip
 
 
 def email_event_record(
@@ -176,6 +209,7 @@ def email_unblock(*, email: str, reason: str, user: Any) -> bool:
 
 
 __all__ = [
-    "EVENT_NAMES", "EmailInvalid", "EventRejected", "email_normalize", "address_state", "email_event_record",
-    "email_consent_change", "email_block_change", "email_block", "email_unblock", "user_label",
+    "EVENT_NAMES", "EmailInvalid", "EventRejected", "email_normalize", "suppression_digest", "address_suppressed",
+    "address_state", "email_event_record", "email_consent_change", "email_block_change", "email_block",
+    "email_unblock", "user_label",
 ]  # fmt: skip

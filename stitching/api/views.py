@@ -14,7 +14,7 @@ from cdp.api.serializers import CustomerEntitySerializer
 from cdp.api.views import ENTITY_NOT_FOUND, FULL_STRUCTURE, CdpViewSet, entity_get_or_404, entity_not_found
 from cdp.features import Feature
 from cdp.models import CustomerEntity
-from cdp.services.erasure import entity_erase
+from cdp.services.erasure import ErasureBacklog, entity_erase
 from stitching import selectors
 from stitching.api import filters
 from stitching.api import serializers as s
@@ -182,16 +182,29 @@ class CustomerStitchingViewSet(CdpViewSet):
         page = paginator.paginate_queryset(selectors.entity_changes_list(entity_id=pk.lower()), request, view=self)
         return paginator.get_paginated_response(s.EntityChangeSerializer(page, many=True).data)
 
-    @extend_schema(request=None, responses={200: s.ErasureReportSerializer, 404: ENTITY_NOT_FOUND})
+    @extend_schema(
+        request=None,
+        responses={
+            200: s.ErasureReportSerializer,
+            404: ENTITY_NOT_FOUND,
+            503: OpenApiResponse(description="Data received before the erase is still being processed: retry."),
+        },
+    )
     def erase(self, request, pk: str):
-        """GDPR erasure: the customer's events, identifiers (those no other event carries) and attribute values are
-        deleted; an erasure record with counts (no personal data) stays in the change history. An id merged into
-        another customer is a 404 naming that customer (`merged_into`): erase that one."""
+        """GDPR erasure: the customer's events (those still queued too), identifiers (those no other event
+        carries), attribute values and the email channel's state of their addresses are deleted; an erasure record
+        with counts (no personal data) stays in the change history. An id merged into another customer (also by
+        events received before the erase) is a 404 naming that customer (`merged_into`): erase that one. 503 when
+        the data received before could not be processed in time: nothing was erased."""
         entity = self._entity(pk)
         try:
             report = entity_erase(entity=entity, user=request.user)
         except CustomerEntity.DoesNotExist:  # erased or merged away since it was read
             raise entity_not_found(entity.pk) from None
+        except ErasureBacklog as backlog:
+            response = Response(error_body(str(backlog)), status=status.HTTP_503_SERVICE_UNAVAILABLE)
+            response["Retry-After"] = "60"
+            return response
         return Response(report.as_dict(), status=status.HTTP_200_OK)
 
 

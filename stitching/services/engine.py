@@ -88,6 +88,18 @@ def stitch_pending(*, limit: int = 5000) -> StitchReport:
     return report
 
 
+def stitch_pending_through(*, event_id: int, deadline: float, limit: int = 1000) -> bool:
+    """Stitch every unstitched event up to `event_id` (a GDPR erase must see what was ingested before it started),
+    a batch at a time like `stitch_pending`; batches other workers claimed are waited for. False when some are
+    left at `deadline` (`time.monotonic()`): a backlog the caller should not wait out."""
+    while _unstitched_exists(through=event_id):
+        if time.monotonic() >= deadline:
+            return False
+        if not stitch_pending(limit=limit).events:
+            time.sleep(0.02)  # the rest are being stitched by other workers right now
+    return True
+
+
 def component_restitch(
     *, identifier_ids: Iterable[int] = (), entity_ids: Iterable[str] = (), batch: int = 500
 ) -> StitchReport:
@@ -930,9 +942,13 @@ def _change_emit(cursor, *, kind, entity_id, others, event_id, identifier_id, ca
         )
 
 
-def _unstitched_exists() -> bool:
+def _unstitched_exists(*, through: int | None = None) -> bool:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT EXISTS (SELECT 1 FROM customer_event_entities WHERE customer_entity_id IS NULL)")
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM customer_event_entities WHERE customer_entity_id IS NULL "
+            "AND (%s::bigint IS NULL OR event_id <= %s))",
+            [through, through],
+        )
         return cursor.fetchone()[0]
 
 

@@ -14,7 +14,10 @@ from cdp.services.auth import role_create, token_authenticate, token_create, use
 from cdp.services.data_sources import data_source_by_write_key, data_source_create
 from cdp.services.events import event_record_build, events_ingest
 from cdp.services.global_settings import global_setting_get, global_setting_set
+from stitching.services import engine
+from stitching.services.defaults import segment_default_rules_ensure
 from tests.entities import events_attach
+from tests.stitching.helpers import ingest as stitch_ingest
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -255,6 +258,27 @@ def test_entity_detail_lists_its_latest_events(staff_client, events, entity):
     assert change("customerevent", events["purchase"].pk) in response.content.decode()
     entity_events = staff_client.get(changelist("customerevent"), {"customer_entity": entity.pk})
     assert [e.pk for e in entity_events.context["cl"].result_list] == [events["purchase"].pk]
+
+
+def test_erasing_a_customer_merged_away_meanwhile_leads_to_the_customer_it_was_merged_into(staff_client, web_source):
+    segment_default_rules_ensure(source=web_source)
+    stitch_ingest(web_source, [{"id": "1", "t": 0, "anonymousId": "c1"}])
+    engine.stitch_pending()
+    stitch_ingest(web_source, [{"id": "2", "t": 1, "traits": {"email": "ann@example.com"}}])
+    engine.stitch_pending()
+    older, ann = (CustomerEvent.objects.get(idempotency_key=key).customer_entity_id for key in ("1", "2"))
+    url = reverse("admin:cdp_customerentity_erase_customer", args=[ann])
+    assert "a block is kept as a digest" in staff_client.get(url).content.decode()
+    # Received after the confirmation page was shown, not stitched yet: Ann is the older customer.
+    stitch_ingest(web_source, [{"id": "3", "t": 2, "anonymousId": "c1", "traits": {"email": "ann@example.com"}}])
+
+    response = staff_client.post(url, {"confirm": "yes"}, follow=True)
+
+    assert response.redirect_chain[-1][0] == reverse("admin:cdp_customerentity_change", args=[older])
+    messages = [str(m) for m in response.context["messages"]]
+    assert messages == [f"Customer {ann} was merged into this customer meanwhile, so nothing was erased: erase this "
+                        "one if it is the same person."]  # fmt: skip
+    assert CustomerEntity.objects.filter(pk=older).exists()
 
 
 # --- users, roles, tokens -------------------------------------------------------------------------------------

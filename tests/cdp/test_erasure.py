@@ -1,13 +1,21 @@
 """GDPR erasure: a customer's events, identifiers and attribute values go; a record without PII stays."""
 
 import json
+import threading
 
 import pytest
+from django.db import connections
 
 from cdp.models import CustomerEntity, CustomerEvent
-from cdp.services.erasure import entity_erase
+from cdp.services import erasure
+from cdp.services.data_sources import data_source_create
+from cdp.services.erasure import ErasureBacklog, entity_erase
 from stitching.models import EntityChange, EventIdentifier, HubReview, Identifier
+from stitching.selectors import EntityFate, entity_fate
+from stitching.services import engine
+from stitching.services.defaults import segment_default_rules_ensure
 from tests.stitching.graph_builder import GraphBuilder
+from tests.stitching.helpers import ingest, partition
 
 pytestmark = pytest.mark.django_db
 
@@ -101,3 +109,146 @@ def test_erasing_a_missing_customer_raises(web_source):
     ghost = CustomerEntity(id="0" * 32)
     with pytest.raises(CustomerEntity.DoesNotExist):
         entity_erase(entity=ghost, user=None)
+
+
+# --- with the engine: neighbours re-stitched, queued events erased, customers gone meanwhile -------------------
+
+
+@pytest.fixture
+def shop(db):
+    source, _ = data_source_create(slug="shop", name="Shop", type="web", with_write_key=False)
+    segment_default_rules_ensure(source=source)
+    return source
+
+
+def entity_of(message_id: str) -> CustomerEntity:
+    return CustomerEvent.objects.get(idempotency_key=message_id).customer_entity
+
+
+def stitching_state() -> dict:
+    """What a re-stitch decides, named by message ids and values instead of entity ids: the partition, every
+    link's status and reason, each identifier's owner (as its events) and the hub reviews."""
+    groups = {frozenset(group) for group in partition(by="key")}
+    group_of = {key: group for group in groups for key in group}
+    events = dict(CustomerEvent.objects.values_list("id", "idempotency_key"))
+    owners = {}
+    for event_id, entity_id in CustomerEvent.objects.values_list("id", "entity_link__customer_entity_id"):
+        owners[entity_id] = group_of.get(events[event_id])
+    links = {
+        (events[e], c, v): (status, reason)
+        for e, c, v, status, reason in EventIdentifier.objects.values_list(
+            "event_id", "identifier__category_id", "identifier__value", "status", "reason"
+        )
+    }
+    identifiers = {(c, v): owners.get(owner) for c, v, owner in Identifier.objects.values_list(
+        "category_id", "value", "customer_entity_id"
+    )}  # fmt: skip
+    reviews = set(HubReview.objects.values_list("identifier__value", "entity_count", "status"))
+    return {"partition": groups, "links": links, "identifiers": identifiers, "reviews": reviews}
+
+
+@pytest.mark.parametrize("scenario", ["limit", "hub"])
+def test_after_an_erase_the_other_customers_are_what_a_restitch_makes_them(
+    shop, settings, scenario, django_capture_on_commit_callbacks
+):
+    if scenario == "limit":
+        # e2's cookie link is refused (one user id per customer) only because e1 brought u1 to the cookie first.
+        ingest(shop, [{"id": "e1", "t": 0, "userId": "u1", "anonymousId": "c1"},
+                      {"id": "e2", "t": 1, "userId": "u2", "anonymousId": "c1"}])  # fmt: skip
+    else:
+        # A kiosk cookie seen with five customers' addresses is held for review (more than 3 customers).
+        settings.STITCHING_HUB_LIMIT = 3
+        rows = [{"id": f"p{n}", "t": n, "traits": {"email": f"p{n}@example.com"}} for n in range(5)]
+        rows += [{"id": f"k{n}", "t": 10 + n, "traits": {"email": f"p{n}@example.com"}, "anonymousId": "kiosk"}
+                 for n in range(5)]  # fmt: skip
+        ingest(shop, rows)
+    engine.stitch_pending()
+    erased = entity_of("e1" if scenario == "limit" else "p0")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        entity_erase(entity=erased)
+
+    after_erase = stitching_state()
+    if scenario == "limit":
+        assert after_erase["links"][("e2", "cookie", "c1")] == ("linked", "")
+        assert after_erase["identifiers"][("cookie", "c1")] == frozenset({"e2"})
+    else:
+        assert after_erase["reviews"] == {("kiosk", 4, "pending")}
+    engine.restitch()
+    assert stitching_state() == after_erase
+
+
+def test_events_still_waiting_to_be_stitched_are_erased_with_the_customer(shop):
+    ingest(shop, [{"id": "1", "t": 0, "userId": "u1", "traits": {"email": "ann@example.com"}}])
+    engine.stitch_pending()
+    ann = entity_of("1")
+    # Received just before the erase, not stitched yet: Ann's address with a new cookie, an event with only that
+    # cookie, and someone else's event.
+    ingest(shop, [{"id": "2", "t": 1, "anonymousId": "cookie-ann", "traits": {"email": "ann@example.com"}},
+                  {"id": "3", "t": 2, "anonymousId": "cookie-ann"},
+                  {"id": "4", "t": 3, "userId": "u9"}])  # fmt: skip
+
+    report = entity_erase(entity=ann)
+
+    assert report.events == 3
+    assert list(CustomerEvent.objects.values_list("idempotency_key", flat=True)) == ["4"]
+    assert set(Identifier.objects.values_list("value", flat=True)) == {"u9"}
+    assert entity_of("4") is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_another_worker_is_stitching_is_waited_for_and_erased(shop, settings):
+    settings.CDP_STITCH_AFTER_INGEST = False  # committed events stay queued until stitched here
+    ingest(shop, [{"id": "1", "t": 0, "traits": {"email": "ann@example.com"}}])
+    engine.stitch_pending()
+    (queued,) = ingest(shop, [{"id": "2", "t": 1, "anonymousId": "c1", "traits": {"email": "ann@example.com"}}])
+    claimed, released = threading.Event(), threading.Event()
+
+    def other_worker():
+        with connections["default"].cursor() as cursor:  # this thread's own connection
+            cursor.execute("BEGIN")
+            # What another worker's claim holds (stitch_pending's SKIP LOCKED passes it by).
+            cursor.execute("SELECT 1 FROM customer_event_entities WHERE event_id = %s FOR UPDATE", [queued])
+            claimed.set()
+            released.wait(10)
+            cursor.execute("ROLLBACK")  # e.g. its component was busy: the event is back in the queue
+        connections["default"].close()
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    try:
+        assert claimed.wait(10)
+        threading.Timer(0.3, released.set).start()
+        report = entity_erase(entity=entity_of("1"))
+    finally:
+        released.set()
+        thread.join()
+    assert report.events == 2 and not CustomerEvent.objects.exists() and not Identifier.objects.exists()
+
+
+def test_an_erase_that_cannot_catch_up_with_stitching_erases_nothing(shop, monkeypatch):
+    ingest(shop, [{"id": "1", "userId": "u1"}])
+    engine.stitch_pending()
+    ingest(shop, [{"id": "2", "userId": "u1"}])
+    monkeypatch.setattr(erasure, "CATCH_UP_SECONDS", 0)
+
+    with pytest.raises(ErasureBacklog, match="still being stitched"):
+        entity_erase(entity=entity_of("1"))
+
+    assert CustomerEvent.objects.count() == 2 and Identifier.objects.filter(value="u1").exists()
+
+
+def test_a_customer_events_received_before_merge_away_is_not_erased_and_says_where_it_went(shop):
+    ingest(shop, [{"id": "1", "t": 0, "anonymousId": "c1"}])
+    engine.stitch_pending()
+    ingest(shop, [{"id": "2", "t": 1, "traits": {"email": "ann@example.com"}}])
+    engine.stitch_pending()
+    older, ann = entity_of("1"), entity_of("2")
+    # Received before the erase: one person, so Ann's customer merges into the older one when it is stitched.
+    ingest(shop, [{"id": "3", "t": 2, "anonymousId": "c1", "traits": {"email": "ann@example.com"}}])
+
+    with pytest.raises(CustomerEntity.DoesNotExist):
+        entity_erase(entity=ann)
+
+    assert entity_fate(entity_id=ann.pk) == EntityFate(merged_into=older.pk)
+    assert CustomerEvent.objects.exclude(source__slug="cdp").count() == 3  # nothing erased

@@ -5,10 +5,14 @@ import pytest
 
 from cdp.features import Feature
 from cdp.models import CustomerEntity, CustomerEvent
+from cdp.services import erasure
 from cdp.services.auth import role_create, user_create
 from stitching.models import BlockedValue, EntityChange, HubReview, Identifier
+from stitching.services import engine
+from stitching.services.defaults import segment_default_rules_ensure
 from tests.conftest import client_for
 from tests.stitching.graph_builder import GraphBuilder
+from tests.stitching.helpers import ingest
 
 pytestmark = pytest.mark.django_db
 
@@ -235,6 +239,33 @@ def test_erasing_a_merged_away_id_names_the_customer_to_erase_and_a_second_erasu
         ):
             assert response.status_code == 404
             assert response.json() == {"status": "error", "message": message, "erased": True}
+
+
+def test_erasing_a_customer_events_received_before_merge_away_names_it_and_a_stitching_backlog_is_503(
+    web_source, admin_client, monkeypatch
+):
+    segment_default_rules_ensure(source=web_source)
+    ingest(web_source, [{"id": "1", "t": 0, "anonymousId": "c1"}])
+    engine.stitch_pending()
+    ingest(web_source, [{"id": "2", "t": 1, "traits": {"email": "ann@example.com"}}])
+    engine.stitch_pending()
+    older, ann = (CustomerEvent.objects.get(idempotency_key=key).customer_entity_id for key in ("1", "2"))
+    # Not stitched yet: it makes Ann's customer and the older one one person.
+    ingest(web_source, [{"id": "3", "t": 2, "anonymousId": "c1", "traits": {"email": "ann@example.com"}}])
+    url = f"/api/customer_entities/{ann}/erase"
+
+    monkeypatch.setattr(erasure, "CATCH_UP_SECONDS", 0)
+    response = admin_client.post(url)
+    assert response.status_code == 503 and response["Retry-After"] == "60"
+    assert "still being stitched" in response.json()["message"] and "nothing was erased" in response.json()["message"]
+    monkeypatch.undo()
+
+    response = admin_client.post(url)
+    assert response.status_code == 404
+    assert response.json() == {
+        "status": "error", "message": f"Customer entity {ann} was merged into {older}.", "merged_into": older,
+    }  # fmt: skip
+    assert CustomerEvent.objects.exclude(source__slug="cdp").count() == 3  # nothing erased
 
 
 def test_schema_documents_the_stitching_endpoints(admin_client):
