@@ -154,15 +154,20 @@ def ingest(source, *events: tuple[str, dict]) -> None:
     events_ingest(records)
 
 
-def test_blocking_the_only_link_splits_the_customer_and_unblocking_joins_it_again(
-    web_source, admin_user, django_capture_on_commit_callbacks
-):
-    engine = pytest.importorskip("stitching.services.engine")
+def customers_count() -> int:
+    return CustomerEvent.objects.values("entity_link__customer_entity_id").distinct().count()
+
+
+@pytest.fixture
+def shared_address(web_source, django_capture_on_commit_callbacks) -> StitchingCategory:
+    """Email and cookie rules, and two cookies joined only by a shared address (one customer); returns the email
+    category."""
+    from stitching.services import engine
+
     graph = GraphBuilder(web_source)
     email, cookie = graph.categories["email"], graph.categories["cookie"]
     config.rule_create(source=web_source, category=email, path="traits.email")
     config.rule_create(source=web_source, category=cookie, path="anonymousId")
-    # Two cookies joined only by a shared address.
     with django_capture_on_commit_callbacks(execute=True):
         ingest(
             web_source,
@@ -170,15 +175,22 @@ def test_blocking_the_only_link_splits_the_customer_and_unblocking_joins_it_agai
             ("identify", {"anonymousId": "c2", "traits": {"email": "team@example.com"}}),
         )
         engine.stitch_pending()
-    assert CustomerEvent.objects.values("entity_link__customer_entity_id").distinct().count() == 1
+    assert customers_count() == 1
+    return email
+
+
+def test_blocking_the_only_link_splits_the_customer_and_unblocking_joins_it_again(
+    shared_address, admin_user, django_capture_on_commit_callbacks
+):
+    email = shared_address
 
     with django_capture_on_commit_callbacks(execute=True):
         blocked = config.blocked_value_add(category=email, value="Team@Example.com", reason="shared", user=admin_user)
-    assert CustomerEvent.objects.values("entity_link__customer_entity_id").distinct().count() == 2
+    assert customers_count() == 2
 
     with django_capture_on_commit_callbacks(execute=True):
         config.blocked_value_remove(blocked_value=blocked, user=admin_user)
-    assert CustomerEvent.objects.values("entity_link__customer_entity_id").distinct().count() == 1
+    assert customers_count() == 1
 
 
 def _statuses(category: str, value: str) -> set[str]:
@@ -306,23 +318,13 @@ def test_a_value_blocked_for_every_category_is_matched_as_each_category_normalis
 
 
 def test_the_restitch_a_change_causes_is_queued_with_it_and_survives_a_failed_run(
-    web_source, admin_user, django_capture_on_commit_callbacks, monkeypatch
+    shared_address, admin_user, django_capture_on_commit_callbacks, monkeypatch
 ):
     from stitching.models import RestitchRequest
+    from stitching.services import engine
 
-    engine = pytest.importorskip("stitching.services.engine")
-    graph = GraphBuilder(web_source)
-    email, cookie = graph.categories["email"], graph.categories["cookie"]
-    config.rule_create(source=web_source, category=email, path="traits.email")
-    config.rule_create(source=web_source, category=cookie, path="anonymousId")
-    with django_capture_on_commit_callbacks(execute=True):
-        ingest(
-            web_source,
-            ("identify", {"anonymousId": "c1", "traits": {"email": "team@example.com"}}),
-            ("identify", {"anonymousId": "c2", "traits": {"email": "team@example.com"}}),
-        )
-        engine.stitch_pending()
-    RestitchRequest.objects.all().delete()  # (what the rule changes queued and ran)
+    email = shared_address
+    assert not RestitchRequest.objects.exists()  # (what the rule changes queued was worked off)
 
     # The block commits with its re-stitch queued; the run after commit fails (a worker killed, a bug): the
     # request stays, its attempt counted, and the customer stays joined until a later run.
@@ -334,7 +336,7 @@ def test_the_restitch_a_change_causes_is_queued_with_it_and_survives_a_failed_ru
         config.blocked_value_add(category=email, value="team@example.com", reason="shared", user=admin_user)
     request = RestitchRequest.objects.get()
     assert request.attempts == 1 and request.identifier_id is not None
-    assert CustomerEvent.objects.values("entity_link__customer_entity_id").distinct().count() == 1
+    assert customers_count() == 1
 
     # The beat's run (the task) works it off: the split happens, the queue is empty.
     monkeypatch.undo()
@@ -342,4 +344,4 @@ def test_the_restitch_a_change_causes_is_queued_with_it_and_survives_a_failed_ru
 
     assert restitch_requested() == 1
     assert not RestitchRequest.objects.exists()
-    assert CustomerEvent.objects.values("entity_link__customer_entity_id").distinct().count() == 2
+    assert customers_count() == 2
