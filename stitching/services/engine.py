@@ -347,8 +347,15 @@ def _stitch(
     _locks_take(cursor, sorted({_identifier_key(c, v) for c, v in values}), held, wait=True)
     owners: dict[int, str | None] = {}
     identifier_ids = _identifiers_upsert(cursor, values, owners=owners)
+    unlinked: set[int] = set()
     if reextract:
-        cursor.execute("DELETE FROM stitching_event_identifiers WHERE event_id = ANY(%s)", [[e[0] for e in events]])
+        cursor.execute(
+            "DELETE FROM stitching_event_identifiers WHERE event_id = ANY(%s) RETURNING identifier_id",
+            [[e[0] for e in events]],
+        )
+        # Identifiers these events no longer carry (a rule deleted or changed): seeds too, so the other events
+        # that carry them (a link refused because of these events, say) are recomputed and their owner follows.
+        unlinked = {row[0] for row in cursor.fetchall()} - set(identifier_ids.values())
     _edges_insert(cursor, extracted, identifier_ids)
 
     fast = StitchReport()
@@ -359,7 +366,7 @@ def _stitch(
             return fast
 
     # (3) Discover, lock, discover again until stable.
-    seed_identifiers = set(seed_identifier_ids)
+    seed_identifiers = set(seed_identifier_ids) | unlinked
     seed_entities = set(seed_entity_ids)
     system = system_source_id()
     while True:

@@ -85,3 +85,40 @@ def test_a_full_rebuild_queues_the_customer_that_lost_an_identifier(web_source, 
     attribute_services.attributes_recompute()
     customer.refresh_from_db()
     assert "emails" not in customer.attributes
+
+
+def test_a_deleted_rule_recomputes_the_events_that_still_carry_its_identifiers(
+    web_source, django_capture_on_commit_callbacks
+):
+    """The CRM event's address was refused (a second user id) because of the web event; once the web rule is gone,
+    the address belongs to the CRM customer, as a full rebuild makes it."""
+    from cdp.services.data_sources import data_source_create
+    from stitching.models import EventIdentifier
+    from tests.stitching.helpers import ingest as ingest_rows
+    from tests.stitching.helpers import partition
+
+    crm, _ = data_source_create(slug="crm", name="CRM", type="other")
+    email, user = StitchingCategory.objects.get(pk="email"), StitchingCategory.objects.get(pk="user_id")
+    web_email = config.rule_create(source=web_source, category=email, path="traits.email")
+    config.rule_create(source=web_source, category=user, path="userId")
+    config.rule_create(source=crm, category=email, path="email")
+    config.rule_create(source=crm, category=user, path="userId")
+    for source, row in [
+        (web_source, {"id": "e1", "t": 0, "userId": "u1", "traits": {"email": "x@example.com"}}),
+        (crm, {"id": "e3", "t": 1, "userId": "u2"}),
+        (crm, {"id": "e2", "t": 2, "userId": "u2", "email": "x@example.com"}),
+    ]:
+        ingest_rows(source, [row])
+        engine.stitch_pending()
+    assert EventIdentifier.objects.filter(identifier__value="x@example.com", status="limit").exists()
+
+    def state():
+        links = set(EventIdentifier.objects.values_list("event__idempotency_key", "identifier__value", "status"))
+        return owner("x@example.com"), links, partition(by="key")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        config.rule_delete(rule=web_email)
+    incremental = state()
+    engine.restitch()
+    assert incremental == state()
+    assert incremental[0] is not None  # the CRM customer's now
