@@ -126,8 +126,13 @@ def _entity_erase_once(*, entity_id: str, user: User | None) -> ErasureReport:
         for category, value in cursor.fetchall():
             erased_values.setdefault(category, []).append(value)
         # The others are carried by other customers' events: links refused or held because of the erased events
-        # may be made now, and hub counts drop.
-        cursor.execute("SELECT id FROM erase_identifiers WHERE id NOT IN (SELECT id FROM erase_orphans)")
+        # may be made now, and hub counts drop. Only those: a blocked or junk value ("undefined") links nothing,
+        # and re-stitching every customer that carries one would recompute them all for no change.
+        cursor.execute(
+            "SELECT e.id FROM erase_identifiers e WHERE e.id NOT IN (SELECT id FROM erase_orphans) AND EXISTS "
+            "(SELECT 1 FROM stitching_event_identifiers ei WHERE ei.identifier_id = e.id "
+            "AND ei.status IN ('limit', 'held'))"
+        )
         shared_identifier_ids = [row[0] for row in cursor.fetchall()]
         cursor.execute("DELETE FROM stitching_hubreview WHERE identifier_id IN (SELECT id FROM erase_orphans)")
         cursor.execute(

@@ -178,6 +178,19 @@ def test_after_an_erase_the_other_customers_are_what_a_restitch_makes_them(
     assert stitching_state() == after_erase
 
 
+def test_an_erase_does_not_restitch_the_customers_sharing_a_junk_value_with_it(shop):
+    # Thirty customers with the junk cookie "undefined" (a blocked link each): erasing one changes nothing for the
+    # others, so none of them is queued for re-stitching.
+    from stitching.models import RestitchRequest
+
+    ingest(shop, [{"id": f"m{n}", "t": n, "anonymousId": "undefined", "traits": {"email": f"p{n}@example.com"}}
+                  for n in range(30)])  # fmt: skip
+    engine.stitch_pending()
+    RestitchRequest.objects.all().delete()
+    entity_erase(entity=entity_of("m0"))
+    assert not RestitchRequest.objects.exists()
+
+
 def test_events_still_waiting_to_be_stitched_are_erased_with_the_customer(shop):
     ingest(shop, [{"id": "1", "t": 0, "userId": "u1", "traits": {"email": "ann@example.com"}}])
     engine.stitch_pending()
