@@ -33,7 +33,7 @@ import orjson
 from django.db import OperationalError, connection, transaction
 from django.db.models import F
 
-from cdp.models import DataSource
+from cdp.models import CustomerEntity, DataSource
 from cdp.services.attributes import MAX_DEADLOCK_RETRIES, entities_queue_sql, is_deadlock
 from stitching.models import EntityChange, EventIdentifier, RestitchRequest
 from stitching.normalizers import MAX_IDENTIFIER_LENGTH
@@ -171,8 +171,20 @@ def _restitch_requested_once(batch: int, claimed: list[int]) -> StitchReport | N
     if not rows:
         return None
     identifier_ids = sorted({row[1] for row in rows if row[1] is not None})
-    entity_ids = sorted({row[2] for row in rows if row[2] is not None})
-    return _restitch_once(identifier_ids, entity_ids)
+    return _restitch_once(identifier_ids, _entities_now({row[2] for row in rows if row[2] is not None}))
+
+
+def _entities_now(entity_ids: set[str]) -> list[str]:
+    """The customers these ids are now: one merged away since it was queued is the customer it was merged into
+    (its events are there; without this its re-stitch would find nothing and be lost)."""
+    from stitching.selectors import entity_fate
+
+    existing = set(CustomerEntity.objects.filter(pk__in=entity_ids).values_list("pk", flat=True))
+    for missing in entity_ids - existing:
+        fate = entity_fate(entity_id=missing)
+        if fate is not None and fate.merged_into:
+            existing.add(fate.merged_into)
+    return sorted(existing)
 
 
 def restitch(

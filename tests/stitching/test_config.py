@@ -345,3 +345,34 @@ def test_the_restitch_a_change_causes_is_queued_with_it_and_survives_a_failed_ru
     assert restitch_requested() == 1
     assert not RestitchRequest.objects.exists()
     assert customers_count() == 2
+
+
+def test_a_queued_restitch_of_a_customer_merged_away_meanwhile_is_done_on_the_customer_it_joined(web_source):
+    from cdp.services.data_sources import data_source_create
+    from stitching.models import RestitchRequest
+    from stitching.services import engine
+    from tests.stitching.helpers import ingest as ingest_rows
+    from tests.stitching.helpers import partition
+
+    crm, _ = data_source_create(slug="crm", name="CRM", type="other")
+    email, user, cookie = (StitchingCategory.objects.get(pk=slug) for slug in ("email", "user_id", "cookie"))
+    config.rule_create(source=web_source, category=cookie, path="anonymousId")
+    config.rule_create(source=web_source, category=user, path="userId")
+    config.rule_create(source=crm, category=user, path="userId")
+    config.rule_create(source=crm, category=email, path="email")
+    ingest_rows(crm, [{"id": "s1", "t": 0, "userId": "u1"}])
+    engine.stitch_pending()
+    ingest_rows(web_source, [{"id": "e1", "t": 1, "anonymousId": "c1", "traits": {"email": "x@example.com"}}])
+    ingest_rows(crm, [{"id": "z1", "t": 2, "userId": "u9", "email": "x@example.com"}])
+    engine.stitch_pending()
+    engine.restitch_requested()
+    # A new rule queues e1's customer (no worker has run yet); meanwhile e2 merges that customer into s1's.
+    config.rule_create(source=web_source, category=email, path="traits.email")
+    assert RestitchRequest.objects.exists()
+    ingest_rows(web_source, [{"id": "e2", "t": 3, "anonymousId": "c1", "userId": "u1"}])
+    engine.stitch_pending()
+
+    engine.restitch_requested()
+    incremental = partition(by="key")
+    engine.restitch()
+    assert incremental == partition(by="key")
