@@ -215,6 +215,8 @@ class RestitchRequest(models.Model):
 
     class Meta:
         db_table = "stitching_restitch_requests"
+        # The claim's order: what failed least first.
+        indexes = [models.Index(fields=["attempts", "id"], name="stitching_restitch_claim")]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(identifier_id__isnull=False) | models.Q(customer_entity_id__isnull=False),

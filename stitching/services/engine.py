@@ -139,32 +139,53 @@ def restitch_request(*, identifier_ids: Iterable[int] = (), entity_ids: Iterable
 
 def restitch_requested(*, batch: int = 500) -> StitchReport:
     """Re-stitch the queued components, a batch per transaction, claimed with SKIP LOCKED (workers share the
-    queue). A batch that fails stays queued with its attempts counted, behind the others, and the error is raised;
-    after MAX_RESTITCH_ATTEMPTS it is no longer taken."""
+    queue). When a batch fails, the rest of the run takes one request at a time, so only the failing one has its
+    attempt counted (and goes behind the others); after MAX_RESTITCH_ATTEMPTS it is no longer taken (logged with
+    its id, left for an administrator). Raises RestitchFailed at the end when any request failed."""
     report = StitchReport()
+    failed: list[int] = []
+    size = batch
     while True:
         claimed: list[int] = []
         try:
-            part = with_retries(lambda claimed=claimed: _restitch_requested_once(batch, claimed))
+            part = with_retries(
+                lambda claimed=claimed, size=size, skip=tuple(failed): _restitch_requested_once(
+                    size, claimed, skip=skip
+                )
+            )
         except Exception:
+            if not claimed:  # the claim itself failed (the database): nothing to single out
+                raise
+            if size > 1:
+                size = 1
+                continue
             with transaction.atomic():
                 RestitchRequest.objects.filter(pk__in=claimed).update(attempts=F("attempts") + 1)
-            log.exception("stitching: queued re-stitch of %d components failed", len(claimed))
-            raise
+            log.exception("stitching: queued re-stitch request %s failed (attempt counted)", claimed[0])
+            failed += claimed
+            continue
         if part is None:
             break
         report.add(part)
     _attributes_enqueue_on_commit(report)
+    if failed:
+        raise RestitchFailed(f"queued re-stitch requests failed: {sorted(set(failed))}")
     return report
 
 
-def _restitch_requested_once(batch: int, claimed: list[int]) -> StitchReport | None:
+class RestitchFailed(Exception):
+    """Some queued re-stitch requests failed (the others were done); see the log for each one's error."""
+
+
+def _restitch_requested_once(batch: int, claimed: list[int], *, skip: tuple[int, ...]) -> StitchReport | None:
+    """Claim up to `batch` requests (not those in `skip`: failed in this run), their ids into `claimed`, and
+    re-stitch their components."""
     with connection.cursor() as cursor:
         cursor.execute(
             "DELETE FROM stitching_restitch_requests WHERE id IN (SELECT id FROM stitching_restitch_requests "
-            "WHERE attempts < %s ORDER BY attempts, id LIMIT %s FOR UPDATE SKIP LOCKED) "
+            "WHERE attempts < %s AND NOT id = ANY(%s) ORDER BY attempts, id LIMIT %s FOR UPDATE SKIP LOCKED) "
             "RETURNING id, identifier_id, customer_entity_id",
-            [MAX_RESTITCH_ATTEMPTS, batch],
+            [MAX_RESTITCH_ATTEMPTS, list(skip), batch],
         )
         rows = cursor.fetchall()
     claimed[:] = [row[0] for row in rows]

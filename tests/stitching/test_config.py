@@ -376,3 +376,26 @@ def test_a_queued_restitch_of_a_customer_merged_away_meanwhile_is_done_on_the_cu
     incremental = partition(by="key")
     engine.restitch()
     assert incremental == partition(by="key")
+
+
+def test_a_failing_queued_restitch_does_not_hold_back_the_others(shared_address, monkeypatch):
+    from stitching.models import Identifier, RestitchRequest
+    from stitching.services import engine
+
+    team = Identifier.objects.get(category_id="email", value="team@example.com")
+    BlockedValue.objects.create(category=shared_address, value="team@example.com")  # behind the services' back
+    bad = RestitchRequest.objects.create(identifier_id=10**12)
+    RestitchRequest.objects.create(identifier_id=team.pk)
+    real = engine._restitch_once
+
+    def failing_on_bad(identifier_ids, entity_ids, **kwargs):
+        if bad.identifier_id in identifier_ids:
+            raise RuntimeError("cannot re-stitch this one")
+        return real(identifier_ids, entity_ids, **kwargs)
+
+    monkeypatch.setattr(engine, "_restitch_once", failing_on_bad)
+    with pytest.raises(engine.RestitchFailed, match=str(bad.pk)):
+        engine.restitch_requested()
+    # The good request was done (the block split the customer); only the bad one stays, its attempt counted.
+    assert customers_count() == 2
+    assert list(RestitchRequest.objects.values_list("pk", "attempts")) == [(bad.pk, 1)]
