@@ -210,6 +210,11 @@ def _run_locked(campaign: Campaign, sleep) -> str:
 
 
 def _send_one(campaign: Campaign, recipient: CampaignRecipient, provider, base_url: str, sleep) -> None:
+    # The batch was read up to a minute ago (rate-limited sending): an erase since then took the address off the
+    # row (GDPR), and it must not be mailed.
+    if not CampaignRecipient.objects.filter(pk=recipient.pk, email=recipient.email).exists():
+        _finish(recipient, CampaignRecipient.Status.SKIPPED, "erased")
+        return
     template = campaign.template
     subject = template_render(template, {"email": recipient.email, "campaign_name": campaign.name,
                                          "campaign_id": campaign.pk}).subject  # fmt: skip

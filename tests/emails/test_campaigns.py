@@ -180,3 +180,24 @@ def test_opt_in_email_through_a_real_worker(celery_worker_process, smtp_server, 
     [message] = smtp_server.inbox.wait_for(1, timeout=30)
     assert message["To"] == "worker@example.com"
     assert "/emails/confirm?token=" in body_text(message)
+
+
+def test_an_address_erased_while_its_batch_is_sending_is_not_mailed(
+    channel, smtp_server, audience, template, admin_user
+):
+    from emails.services.erasure import email_addresses_erase
+
+    channel_update(send_rate_per_second=1)  # the worker waits between sends: the erase comes in meanwhile
+    campaign = campaign_create(name="Erase", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)
+    erased: list[str] = []
+
+    def meanwhile(seconds: float) -> None:
+        if not erased:
+            erased.append("eve@work.example.com")
+            email_addresses_erase(emails=erased)
+
+    campaign_run(campaign_id=campaign.pk, sleep=meanwhile)
+    assert [m["To"] for m in smtp_server.inbox.wait_for(1)] == ["ann@example.com"]
+    assert campaign_report(campaign=campaign)["skipped"].get("erased") == 1
+    assert not CampaignRecipient.objects.filter(email="eve@work.example.com").exists()
