@@ -104,17 +104,25 @@ def entity_fate(*, entity_id: str) -> EntityFate | None:
     not say (an id that never existed, or one a full rebuild replaced: a rebuild records no history)."""
     current, seen = entity_id, {entity_id}
     for _ in range(MERGE_CHAIN_MAX):
-        # The GIN index on other_entity_ids answers the containment.
-        survivor = (
+        # The GIN index on other_entity_ids answers the containment. The newest record decides: an id merged away,
+        # split off again later and then erased was erased.
+        merge = (
             EntityChange.objects.filter(kind=EntityChange.Kind.MERGE, other_entity_ids__contains=[current])
             .order_by("-created", "-id")
-            .values_list("customer_entity_id", flat=True)
+            .values_list("customer_entity_id", "created")
             .first()
         )
-        if survivor is None:
-            if EntityChange.objects.filter(kind=EntityChange.Kind.ERASE, customer_entity_id=current).exists():
-                return EntityFate(erased=current)
+        erase = (
+            EntityChange.objects.filter(kind=EntityChange.Kind.ERASE, customer_entity_id=current)
+            .order_by("-created", "-id")
+            .values_list("created", flat=True)
+            .first()
+        )
+        if erase is not None and (merge is None or erase >= merge[1]):
+            return EntityFate(erased=current)
+        if merge is None:
             return None
+        survivor = merge[0]
         if survivor in seen:
             return None
         if CustomerEntity.objects.filter(pk=survivor).exists():
