@@ -93,11 +93,18 @@ def stitch_pending_through(*, event_id: int, deadline: float, limit: int = 1000)
     a batch at a time like `stitch_pending`; batches other workers claimed are waited for. False when some are
     left at `deadline` (`time.monotonic()`): a backlog the caller should not wait out."""
     while _unstitched_exists(through=event_id):
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline or _rebuild_running():
             return False
         if not stitch_pending(limit=limit).events:
             time.sleep(0.02)  # the rest are being stitched by other workers right now
     return True
+
+
+def _rebuild_running() -> bool:
+    """Whether a full rebuild holds the global lock (stitching would wait for it, past any deadline)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock_shared(%s, %s)", [LOCK_NAMESPACE, GLOBAL_LOCK_KEY])
+        return not cursor.fetchone()[0]
 
 
 def component_restitch(

@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 
 import pytest
 from django.db import connections
@@ -249,6 +250,37 @@ def test_an_erase_that_cannot_catch_up_with_stitching_erases_nothing(shop, monke
         entity_erase(entity=entity_of("1"))
 
     assert CustomerEvent.objects.count() == 2 and Identifier.objects.filter(value="u1").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_erase_during_a_full_rebuild_does_not_wait_for_it(shop, settings):
+    settings.CDP_STITCH_AFTER_INGEST = False
+    ingest(shop, [{"id": "1", "userId": "u1"}])
+    engine.stitch_pending()
+    ingest(shop, [{"id": "2", "userId": "u1"}])
+    holding, done = threading.Event(), threading.Event()
+
+    def rebuild():
+        with connections["default"].cursor() as cursor:  # this thread's own connection
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [engine.LOCK_NAMESPACE, engine.GLOBAL_LOCK_KEY])
+            holding.set()
+            done.wait(30)
+            cursor.execute("ROLLBACK")
+        connections["default"].close()
+
+    thread = threading.Thread(target=rebuild)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        with pytest.raises(ErasureBacklog, match="still being stitched"):
+            entity_erase(entity=entity_of("1"))
+        assert time.monotonic() - started < erasure.CATCH_UP_SECONDS
+    finally:
+        done.set()
+        thread.join()
+    assert CustomerEvent.objects.count() == 2
 
 
 def test_a_customer_events_received_before_merge_away_is_not_erased_and_says_where_it_went(shop):
