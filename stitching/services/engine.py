@@ -893,7 +893,12 @@ HUB_REVIEWS_OPEN_SQL = (
     "ON CONFLICT (identifier_id) DO UPDATE SET entity_count = EXCLUDED.entity_count, status = 'pending', "
     "decided_by_id = NULL, decided = NULL, created = CASE WHEN stitching_hubreview.status = 'pending' "
     "THEN stitching_hubreview.created ELSE EXCLUDED.created END "
-    "WHERE stitching_hubreview.status <> 'approved'"
+    "WHERE stitching_hubreview.status <> 'approved' "
+    # A run that loaded its configuration just before an administrator blocked the value in review must not undo
+    # the decision: a blocked review reopens only once its value is no longer blocked.
+    "AND NOT (stitching_hubreview.status = 'blocked' AND EXISTS (SELECT 1 FROM stitching_blockedvalue b "
+    "JOIN stitching_identifiers i ON i.id = stitching_hubreview.identifier_id "
+    "WHERE b.category_id = i.category_id AND b.value = i.value))"
 )
 
 

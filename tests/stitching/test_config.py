@@ -399,3 +399,18 @@ def test_a_failing_queued_restitch_does_not_hold_back_the_others(shared_address,
     # The good request was done (the block split the customer); only the bad one stays, its attempt counted.
     assert customers_count() == 2
     assert list(RestitchRequest.objects.values_list("pk", "attempts")) == [(bad.pk, 1)]
+
+
+def test_a_stale_stitching_run_does_not_reopen_a_hub_blocked_in_review(web_source, admin_user):
+    from django.db import connection
+
+    from stitching.services.engine import HUB_REVIEWS_OPEN_SQL
+
+    graph = GraphBuilder(web_source)
+    review = HubReview.objects.create(identifier=graph.identifier("cookie", "kiosk", None), entity_count=5)
+    config.hub_review_decide(review=review, approve=False, user=admin_user)
+    # What a run that loaded the configuration before the decision writes when it finds the value a hub again.
+    with connection.cursor() as cursor:
+        cursor.execute(HUB_REVIEWS_OPEN_SQL, [[review.identifier_id], [6]])
+    review.refresh_from_db()
+    assert review.status == HubReview.Status.BLOCKED and review.decided_by == admin_user
