@@ -87,6 +87,17 @@ def web_source(db):
 
 
 @pytest.fixture
+def shop_source(db):
+    """A web source without a write key, with Segment's default stitching rules (userId, anonymousId, traits.email,
+    traits.phone): what stitching tests ingest into."""
+    from stitching.services.defaults import segment_default_rules_ensure
+
+    source, _ = data_source_create(slug="shop", name="Shop", type="web", with_write_key=False)
+    segment_default_rules_ensure(source=source)
+    return source
+
+
+@pytest.fixture
 def default_attributes(db):
     """The default attribute definitions of the data migration. A `transactional_db` test flushes tables, data
     migrations' rows included, so a test that needs them after such a test asks for them here."""

@@ -695,17 +695,15 @@ def test_a_batch_postgresql_aborted_to_break_a_deadlock_is_run_again(shop, monke
     assert calls[0] == calls[1]
 
 
-def test_merge_events_are_not_the_customers_activity(no_default_attributes):
+def test_merge_events_are_not_the_customers_activity(no_default_attributes, shop_source):
     """A merge is bookkeeping: counts and last-seen times leave the system events out, so a dormant customer is not
     "seen" at the merge; an attribute that names the system source reads them."""
     from cdp.models import DataSource
     from stitching.services import engine
-    from stitching.services.defaults import segment_default_rules_ensure
     from tests.stitching.helpers import T0 as STITCH_T0
     from tests.stitching.helpers import ingest
 
-    source, _ = data_source_create(slug="shop", name="Shop", type="web", with_write_key=False)
-    segment_default_rules_ensure(source=source)
+    source = shop_source
     svc.attribute_create(id="events", name="Events", computation="count", data_type="int")
     svc.attribute_create(id="last_seen", name="Last seen", computation="last_event_time", data_type="datetime")
     ingest(source, [{"id": "1", "t": 0, "anonymousId": "c"}, {"id": "2", "t": 1, "userId": "u"}])

@@ -9,12 +9,10 @@ from django.db import connections
 
 from cdp.models import CustomerEntity, CustomerEvent
 from cdp.services import erasure
-from cdp.services.data_sources import data_source_create
 from cdp.services.erasure import ErasureBacklog, entity_erase
 from stitching.models import EntityChange, EventIdentifier, HubReview, Identifier
 from stitching.selectors import EntityFate, entity_fate
 from stitching.services import engine
-from stitching.services.defaults import segment_default_rules_ensure
 from tests.stitching.graph_builder import GraphBuilder
 from tests.stitching.helpers import ingest, partition
 
@@ -116,10 +114,8 @@ def test_erasing_a_missing_customer_raises(web_source):
 
 
 @pytest.fixture
-def shop(db):
-    source, _ = data_source_create(slug="shop", name="Shop", type="web", with_write_key=False)
-    segment_default_rules_ensure(source=source)
-    return source
+def shop(shop_source):
+    return shop_source
 
 
 def entity_of(message_id: str) -> CustomerEntity:

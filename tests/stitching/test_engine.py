@@ -6,21 +6,17 @@ import pytest
 from django.db import connection
 
 from cdp.models import CustomerEntity, CustomerEvent
-from cdp.services.data_sources import data_source_create
 from stitching.models import BlockedValue, EntityChange, EventIdentifier, HubReview, Identifier, StitchingCategory
 from stitching.selectors import EntityFate, entity_fate
 from stitching.services import engine
-from stitching.services.defaults import segment_default_rules_ensure
 from tests.stitching.helpers import ingest, partition
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def source(db):
-    source, _ = data_source_create(slug="shop", name="Shop", type="web", with_write_key=False)
-    segment_default_rules_ensure(source=source)
-    return source
+def source(shop_source):
+    return shop_source
 
 
 def entity_of(event_id: int) -> str:
