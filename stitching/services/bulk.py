@@ -27,6 +27,7 @@ smaller first event id; otherwise it gets a new id. A rebuild records no merge o
 
 from __future__ import annotations
 
+import binascii
 import itertools
 import logging
 import time
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
+import psycopg
 from django.db import connection, transaction
 from psycopg import sql
 from scipy.sparse import coo_matrix
@@ -106,7 +108,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             # "union_find" includes waiting for the insert when the exact algorithm reads, "edges_write" is the
             # wait for the index builds after the plan.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restitch-db") as database:
-                inserted = database.submit(_edges_write, cur)
+                inserted = database.submit(_edges_write, cur, graph)
 
                 def read(query: Callable[[], object]) -> object:
                     # After the insert (whose error, if any, is the one raised), in the connection's thread.
@@ -221,17 +223,22 @@ class Graph:
     edge_codes: np.ndarray
     system_events: np.ndarray
     system_old: np.ndarray
+    # Every linkable (not blocked) edge as st_edges holds it, system events' too: what a first stitch COPYs into
+    # stitching_event_identifiers (event, identifier, rule).
+    linkable: tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _graph_fetch(cur, system: int) -> Graph:
     """The edges, every event with its current customer, and the existing customers (integer columns as one
     binary array each, read straight into numpy)."""
     raw = cur.connection
-    edge_events, edge_identifiers, edge_codes = pgcopy.fetch_int_arrays(
+    edge_events, edge_identifiers, edge_codes, edge_rules = pgcopy.fetch_int_arrays(
         raw,
         "SELECT coalesce(array_agg(event_id), '{}'), coalesce(array_agg(identifier_id), '{}'), "
-        "coalesce(array_agg(category_code), '{}') FROM st_edges WHERE blocked IS NULL",
+        "coalesce(array_agg(category_code), '{}'), coalesce(array_agg(rule_id), '{}') FROM st_edges "
+        "WHERE blocked IS NULL",
     )
+    linkable = (edge_events, edge_identifiers, edge_rules)
     # The existing customers numbered in (created, id) order, in one snapshot with the assignments read below.
     cur.execute(
         "CREATE UNLOGGED TABLE st_old AS SELECT id, row_number() OVER (ORDER BY created, id) - 1 AS rank "
@@ -270,6 +277,7 @@ def _graph_fetch(cur, system: int) -> Graph:
         edge_codes=edge_codes.astype(np.int64),
         system_events=all_events[system_mask],
         system_old=all_old[system_mask],
+        linkable=linkable,
     )
 
 
@@ -488,16 +496,20 @@ def _identifiers_write(cur, groups: Groups, plan: Plan) -> None:
     they differ."""
     owned = groups.identifier_group >= 0
     owner = plan.entity_of_group[np.searchsorted(plan.group_keys, groups.identifier_group[owned])]
+    rebuilt = _indexes_drop_when_empty(cur, "stitching_identifiers")
+    if rebuilt is not None and _new_identifiers_insert(cur, groups.identifiers[owned], owner):
+        _indexes_create(cur, rebuilt)
+        return
     cur.execute("CREATE TEMP TABLE st_owner (identifier_id bigint, entity_id varchar(32)) ON COMMIT DROP")
     _copy(cur, "COPY st_owner (identifier_id, entity_id)", [(">i8", groups.identifiers[owned]), ("S32", owner)])
     cur.execute("ANALYZE st_owner")
-    rebuilt = _indexes_drop_when_empty(cur, "stitching_identifiers")
-    cur.execute(
-        "INSERT INTO stitching_identifiers (id, category_id, value, customer_entity_id, first_seen) "
-        "SELECT s.identifier_id, s.category, s.value, o.entity_id, "
-        "CASE WHEN o.identifier_id IS NOT NULL THEN s.first_seen END "
-        "FROM st_ids s LEFT JOIN st_owner o ON o.identifier_id = s.identifier_id WHERE s.new"
-    )
+    with psycopg.Cursor(cur.connection) as bound:  # server-side binding: the bytes go as they are, not quoted
+        bound.execute(
+            "INSERT INTO stitching_identifiers (id, category_id, value, customer_entity_id, first_seen) "
+            "SELECT s.identifier_id, s.category, s.value, o.entity_id, "
+            "CASE WHEN o.identifier_id IS NOT NULL THEN s.first_seen END "
+            "FROM st_ids s LEFT JOIN st_owner o ON o.identifier_id = s.identifier_id WHERE s.new"
+        )
     _indexes_create(cur, rebuilt)
     if rebuilt is None:  # (else every identifier was just inserted, with its owner)
         # Customers that gained or lost an identifier are queued for their attributes even when none of their
@@ -524,6 +536,51 @@ def _identifiers_write(cur, groups: Groups, plan: Plan) -> None:
             "AND NOT EXISTS (SELECT 1 FROM st_owner o WHERE o.identifier_id = i.id) "
             f"RETURNING prev.customer_entity_id AS old, NULL::varchar AS new) {queue}"
         )
+
+
+# A bytea parameter holds at most 1 GB: 16 bytes per identifier id in the range.
+MAX_PACKED_OWNERS = 50_000_000
+
+
+def _new_identifiers_insert(cur, identifiers: np.ndarray, owners: np.ndarray) -> bool:
+    """Insert every identifier of st_ids (all new: the table was empty) with its owner, when the owners are uuid
+    hex (as this project makes them); returns False, having done nothing, otherwise.
+
+    The owners go as one bytea parameter, 16 bytes per identifier id from the smallest new id on (the new ids are
+    that range, with gaps), and a byte per id saying whether it has one: each row takes its slice, where a join with
+    a table of owners cost as much as the insert itself (a hash probe per row)."""
+    if owners.dtype != np.dtype("S32"):
+        return False
+    hexes = owners.tobytes()
+    try:
+        raw = binascii.unhexlify(hexes)
+    except binascii.Error:
+        return False
+    if binascii.hexlify(raw) != hexes:  # upper-case hex would come back lower-case
+        return False
+    cur.execute("SELECT min(identifier_id), max(identifier_id) FROM st_ids")
+    low, high = cur.fetchone()
+    if low is None:
+        return True
+    size = int(high) - int(low) + 1
+    if size > MAX_PACKED_OWNERS:
+        return False
+    offsets = identifiers - low
+    packed = np.zeros((size, 16), dtype=np.uint8)
+    packed[offsets] = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 16)
+    has_owner = np.zeros(size, dtype=np.uint8)
+    has_owner[offsets] = 1
+    with psycopg.Cursor(cur.connection) as bound:  # server-side binding: the bytes go as they are, not quoted
+        bound.execute(
+            "INSERT INTO stitching_identifiers (id, category_id, value, customer_entity_id, first_seen) "
+            "SELECT s.identifier_id, s.category, s.value, CASE WHEN o.owned THEN "
+            "encode(substring(%(owners)s::bytea FROM o.k * 16 + 1 FOR 16), 'hex') END, "
+            "CASE WHEN o.owned THEN s.first_seen END "
+            "FROM st_ids s, LATERAL (SELECT (s.identifier_id - %(low)s)::int AS k) k, "
+            "LATERAL (SELECT k.k, get_byte(%(has_owner)s::bytea, k.k::int) = 1 AS owned) o",
+            {"owners": packed.tobytes(), "has_owner": has_owner.tobytes(), "low": int(low)},
+        )
+    return True
 
 
 @dataclass(slots=True)
@@ -623,10 +680,15 @@ def _indexes_create(cur, dropped: Dropped | None) -> None:
         cur.execute(f'ALTER TABLE {other} ADD CONSTRAINT "{name}" {definition}')
 
 
-def _edges_write(cur) -> Dropped | None:
+def _edges_write(cur, graph: Graph) -> Dropped | None:
     """Make stitching_event_identifiers equal to st_edges, each edge linked or blocked: all inserted into an empty
     table (a first stitch; returns what its indexes and constraints are, for _indexes_create), else only the
-    difference written (a rebuild of unchanged data writes nothing)."""
+    difference written (a rebuild of unchanged data writes nothing).
+
+    Into an empty table the linkable edges go by binary COPY of the fetched arrays, with ids drawn from the
+    table's sequence in one setval: COPY writes many rows per WAL record where INSERT ... SELECT writes one each
+    (1.2M edges: 0.7 s instead of 1.8 s), and nothing draws a sequence value per row. No edge is inserted
+    concurrently (stitching holds the global lock shared, a rebuild exclusively)."""
     columns = "event_id, identifier_id, rule_id, status, reason"
     final = (
         "SELECT s.event_id, s.identifier_id, s.rule_id, "
@@ -635,7 +697,19 @@ def _edges_write(cur) -> Dropped | None:
     )
     rebuilt = _indexes_drop_when_empty(cur, "stitching_event_identifiers")
     if rebuilt is not None:
-        cur.execute(f"INSERT INTO stitching_event_identifiers ({columns}) {final}")
+        events, identifiers, rules = graph.linkable
+        count = len(events)
+        if count:
+            cur.execute("SELECT pg_get_serial_sequence('stitching_event_identifiers', 'id')")
+            sequence = cur.fetchone()[0]
+            cur.execute(f"SELECT nextval('{sequence}')")
+            first = int(cur.fetchone()[0])
+            cur.execute("SELECT setval(%s, %s)", [sequence, first + count - 1])
+            pgcopy.copy_in(cur, f"COPY stitching_event_identifiers (id, {columns})", [
+                (">i8", np.arange(first, first + count, dtype=np.int64)), (">i8", events), (">i8", identifiers),
+                (">i8", rules), ("S6", np.full(count, b"linked", dtype="S6")), ("S0", None),
+            ])  # fmt: skip
+        cur.execute(f"INSERT INTO stitching_event_identifiers ({columns}) {final} WHERE s.blocked IS NOT NULL")
         return rebuilt
     cur.execute(f"CREATE TEMP TABLE st_final ON COMMIT DROP AS {final}")
     cur.execute("ANALYZE st_final")

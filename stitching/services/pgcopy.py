@@ -3,7 +3,8 @@
 A binary COPY row is a 16-bit field count, then per field a 32-bit length and the value in network byte order; a
 row of fixed-width, non-NULL fields has one layout, so a whole result is one numpy structured array (no per-row
 Python work). Kinds: ">i8" (bigint), ">i4" (integer), ">i2" (smallint), "S<n>" (a text or varchar of exactly n
-bytes), ">i8" also for timestamptz (microseconds since 2000-01-01 UTC, see `timestamptz`).
+bytes; "S0" with None instead of values: the empty text in every row), ">i8" also for timestamptz (microseconds
+since 2000-01-01 UTC, see `timestamptz`).
 """
 
 from __future__ import annotations
@@ -25,16 +26,22 @@ POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 def _row_dtype(kinds: list[str]) -> np.dtype:
     fields: list[tuple[str, str]] = [("count", ">i2")]
     for k, kind in enumerate(kinds):
-        fields += [(f"l{k}", ">i4"), (f"v{k}", kind)]
+        fields.append((f"l{k}", ">i4"))
+        if kind != "S0":  # the empty text: its length (0) only
+            fields.append((f"v{k}", kind))
     return np.dtype(fields)  # packed: no alignment padding, as on the wire
 
 
-def copy_in(cursor, statement: str, columns: list[tuple[str, np.ndarray]]) -> None:
+def copy_in(cursor, statement: str, columns: list[tuple[str, np.ndarray | None]]) -> None:
     """COPY the equal-length arrays into `statement` ("COPY table (a, b) "): each (kind, values)."""
-    n = len(columns[0][1]) if columns else 0
+    sized = [values for _, values in columns if values is not None]
+    n = len(sized[0]) if sized else 0
     rows = np.empty(n, dtype=_row_dtype([kind for kind, _ in columns]))
     rows["count"] = len(columns)
     for k, (kind, values) in enumerate(columns):
+        if kind == "S0":
+            rows[f"l{k}"] = 0
+            continue
         if len(values) != n:
             raise ValueError("columns of different lengths")
         rows[f"l{k}"] = np.dtype(kind).itemsize
