@@ -247,7 +247,7 @@ def _graph_fetch(cur, system: int) -> Graph:
     cur.execute("SELECT id FROM st_old ORDER BY rank")
     old_ids = _entity_array([row[0] for row in cur.fetchall()])
     if len(old_ids):
-        cur.execute("ANALYZE st_old")
+        _analyze_rough(cur, "st_old")
         all_events, all_old = pgcopy.fetch_int_arrays(
             raw,
             "SELECT coalesce(array_agg(a.event_id), '{}'), coalesce(array_agg(coalesce(o.rank, -1)), '{}') "
@@ -456,7 +456,7 @@ def _assignments_write(cur, graph: Graph, plan: Plan) -> None:
     cur.execute("CREATE TEMP TABLE st_assign (event_id bigint, entity_id varchar(32)) ON COMMIT DROP")
     _copy(cur, "COPY st_assign (event_id, entity_id)",
           [(">i8", graph.events[plan.moved]), ("S32", entity_of_event[plan.moved])])  # fmt: skip
-    cur.execute("ANALYZE st_assign")  # temporary tables have no statistics: without them, nested loops
+    _analyze_rough(cur, "st_assign")  # temporary tables have no statistics: without them, nested loops
     cur.execute(
         "UPDATE customer_event_entities a SET customer_entity_id = s.entity_id FROM st_assign s "
         "WHERE a.event_id = s.event_id"
@@ -502,7 +502,7 @@ def _identifiers_write(cur, groups: Groups, plan: Plan) -> None:
         return
     cur.execute("CREATE TEMP TABLE st_owner (identifier_id bigint, entity_id varchar(32)) ON COMMIT DROP")
     _copy(cur, "COPY st_owner (identifier_id, entity_id)", [(">i8", groups.identifiers[owned]), ("S32", owner)])
-    cur.execute("ANALYZE st_owner")
+    _analyze_rough(cur, "st_owner")
     with psycopg.Cursor(cur.connection) as bound:  # server-side binding: the bytes go as they are, not quoted
         bound.execute(
             "INSERT INTO stitching_identifiers (id, category_id, value, customer_entity_id, first_seen) "
@@ -662,6 +662,17 @@ def _all_empty(cur, tables: list[str], *, lock: bool = False) -> bool:
     return True
 
 
+def _analyze_rough(cur, table: str) -> None:
+    """ANALYZE from a tenth of the usual sample (3,000 rows): the row counts and rough distributions the rebuild's
+    own statements are planned with, at a sixth of the cost (~0.1 s per million rows). The tables others query are
+    analysed in full at the end."""
+    cur.execute("SELECT current_setting('default_statistics_target')")
+    target = cur.fetchone()[0]
+    cur.execute("SET LOCAL default_statistics_target = 10")
+    cur.execute(f"ANALYZE {table}")
+    cur.execute("SELECT set_config('default_statistics_target', %s, true)", [target])
+
+
 def _indexes_create(cur, dropped: Dropped | None) -> None:
     if dropped is None:
         return
@@ -673,7 +684,7 @@ def _indexes_create(cur, dropped: Dropped | None) -> None:
     for definition in dropped.indexes:
         cur.execute(definition)
     if dropped.foreign_keys:
-        cur.execute(f"ANALYZE {dropped.table}")  # the validating join is planned with real row counts
+        _analyze_rough(cur, dropped.table)  # the validating join is planned with real row counts
     for name, definition in dropped.foreign_keys:
         cur.execute(f'ALTER TABLE {dropped.table} ADD CONSTRAINT "{name}" {definition}')
     for other, name, definition in dropped.referencing:
@@ -712,7 +723,7 @@ def _edges_write(cur, graph: Graph) -> Dropped | None:
         cur.execute(f"INSERT INTO stitching_event_identifiers ({columns}) {final} WHERE s.blocked IS NOT NULL")
         return rebuilt
     cur.execute(f"CREATE TEMP TABLE st_final ON COMMIT DROP AS {final}")
-    cur.execute("ANALYZE st_final")
+    _analyze_rough(cur, "st_final")
     cur.execute(
         "DELETE FROM stitching_event_identifiers ei WHERE NOT EXISTS (SELECT 1 FROM st_final f "
         "WHERE f.event_id = ei.event_id AND f.identifier_id = ei.identifier_id)"
@@ -829,7 +840,7 @@ def _extract(cur, config, mark: Callable[[str], None]) -> None:
     last = cur.fetchone()[0]
     if last is not None:
         cur.execute("SELECT setval(%s, %s)", [sequence, last])
-    cur.execute("ANALYZE st_ids")
+    _analyze_rough(cur, "st_ids")
     mark("extract_identifiers")
     cur.execute(
         "CREATE UNLOGGED TABLE st_edges AS SELECT p.event_id, i.identifier_id, "
@@ -837,7 +848,7 @@ def _extract(cur, config, mark: Callable[[str], None]) -> None:
         f"FROM ({pairs.replace('%', '%%')}) p JOIN st_ids i ON i.category = p.category AND i.value = p.value",
         [categories],
     )
-    cur.execute("ANALYZE st_edges")
+    _analyze_rough(cur, "st_edges")
     mark("extract_edges")
 
 
