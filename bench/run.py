@@ -625,8 +625,13 @@ def main(argv: list[str]) -> int:
     with connection.cursor() as cursor:
         cursor.execute("SHOW shared_buffers")
         shared_buffers = cursor.fetchone()[0]
+        cursor.execute("SHOW max_wal_size")
+        max_wal_size = cursor.fetchone()[0]
     database = os.environ["DATABASE_URL"].rsplit("/", 1)[-1]
-    print(f"BENCH_SCALE={bench.scale} database={database} shared_buffers={shared_buffers}", flush=True)
+    print(
+        f"BENCH_SCALE={bench.scale} database={database} shared_buffers={shared_buffers} max_wal_size={max_wal_size}",
+        flush=True,
+    )
     figures = []
     for function in FIGURES:
         if wanted and function.__name__.removeprefix("figure_") not in wanted:

@@ -99,7 +99,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             cur.execute("SET LOCAL parallel_tuple_cost = 0.001")
             mark("truncate")
             _extract(cur, config, mark)
-            graph = _graph_fetch(cur, system)
+            graph = _graph_fetch(cur, system, len(config.categories))
             mark("fetch")
             # The identity graph's edges do not depend on the partition: PostgreSQL writes them, then builds their
             # indexes, while the union-find, the exact partitions and the customer plan are computed here. The
@@ -228,16 +228,22 @@ class Graph:
     linkable: tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def _graph_fetch(cur, system: int) -> Graph:
+def _graph_fetch(cur, system: int, categories: int) -> Graph:
     """The edges, every event with its current customer, and the existing customers (integer columns as one
-    binary array each, read straight into numpy)."""
+    binary array each, read straight into numpy). `categories`: how many category codes there are."""
     raw = cur.connection
-    edge_events, edge_identifiers, edge_codes, edge_rules = pgcopy.fetch_int_arrays(
+    # Arrays without parallel workers (the leader aggregates every row anyway: handing them over cost more than the
+    # scan), the edges' rule and category code in one number: 0.45 s instead of 0.7 s for 1.2M edges.
+    cur.execute("SELECT current_setting('max_parallel_workers_per_gather')")
+    workers = cur.fetchone()[0]
+    cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+    edge_events, edge_identifiers, rule_codes = pgcopy.fetch_int_arrays(
         raw,
         "SELECT coalesce(array_agg(event_id), '{}'), coalesce(array_agg(identifier_id), '{}'), "
-        "coalesce(array_agg(category_code), '{}'), coalesce(array_agg(rule_id), '{}') FROM st_edges "
-        "WHERE blocked IS NULL",
+        "coalesce(array_agg(rule_id * %s + category_code), '{}') FROM st_edges WHERE blocked IS NULL",
+        [max(categories, 1)],
     )
+    edge_rules, edge_codes = np.divmod(rule_codes, max(categories, 1))
     linkable = (edge_events, edge_identifiers, edge_rules)
     # The existing customers numbered in (created, id) order, in one snapshot with the assignments read below.
     cur.execute(
@@ -258,6 +264,7 @@ def _graph_fetch(cur, system: int) -> Graph:
             raw, "SELECT coalesce(array_agg(event_id), '{}') FROM customer_event_entities"
         )
         all_old = np.full(len(all_events), -1, dtype=np.int64)
+    cur.execute("SELECT set_config('max_parallel_workers_per_gather', %s, true)", [workers])
     order = np.argsort(all_events, kind="stable")
     all_events, all_old = all_events[order], all_old[order]
     # System events (merges, splits) are few and never stitched: they keep their entity or follow its heir.
@@ -711,6 +718,10 @@ def _edges_write(cur, graph: Graph) -> Dropped | None:
         events, identifiers, rules = graph.linkable
         count = len(events)
         if count:
+            # In (event, identifier) order, the unique key's: its index is built from presorted rows (a third
+            # faster), and the ids, in the same order, give the primary key presorted rows too.
+            order = np.lexsort((identifiers, events))
+            events, identifiers, rules = events[order], identifiers[order], rules[order]
             cur.execute("SELECT pg_get_serial_sequence('stitching_event_identifiers', 'id')")
             sequence = cur.fetchone()[0]
             cur.execute(f"SELECT nextval('{sequence}')")
