@@ -510,13 +510,12 @@ def _identifiers_write(cur, groups: Groups, plan: Plan) -> None:
     cur.execute("CREATE TEMP TABLE st_owner (identifier_id bigint, entity_id varchar(32)) ON COMMIT DROP")
     _copy(cur, "COPY st_owner (identifier_id, entity_id)", [(">i8", groups.identifiers[owned]), ("S32", owner)])
     _analyze_rough(cur, "st_owner")
-    with psycopg.Cursor(cur.connection) as bound:  # server-side binding: the bytes go as they are, not quoted
-        bound.execute(
-            "INSERT INTO stitching_identifiers (id, category_id, value, customer_entity_id, first_seen) "
-            "SELECT s.identifier_id, s.category, s.value, o.entity_id, "
-            "CASE WHEN o.identifier_id IS NOT NULL THEN s.first_seen END "
-            "FROM st_ids s LEFT JOIN st_owner o ON o.identifier_id = s.identifier_id WHERE s.new"
-        )
+    cur.execute(
+        "INSERT INTO stitching_identifiers (id, category_id, value, customer_entity_id, first_seen) "
+        "SELECT s.identifier_id, s.category, s.value, o.entity_id, "
+        "CASE WHEN o.identifier_id IS NOT NULL THEN s.first_seen END "
+        "FROM st_ids s LEFT JOIN st_owner o ON o.identifier_id = s.identifier_id WHERE s.new"
+    )
     _indexes_create(cur, rebuilt)
     if rebuilt is None:  # (else every identifier was just inserted, with its owner)
         # Customers that gained or lost an identifier are queued for their attributes even when none of their
@@ -545,8 +544,9 @@ def _identifiers_write(cur, groups: Groups, plan: Plan) -> None:
         )
 
 
-# A bytea parameter holds at most 1 GB: 16 bytes per identifier id in the range.
-MAX_PACKED_OWNERS = 50_000_000
+# The packed owners are 16 bytes per identifier id in the range: up to 64 MB as one parameter (the server holds a
+# few copies while the statement runs). Larger first stitches take the join.
+MAX_PACKED_OWNERS = 4_000_000
 
 
 def _new_identifiers_insert(cur, identifiers: np.ndarray, owners: np.ndarray) -> bool:
@@ -578,6 +578,7 @@ def _new_identifiers_insert(cur, identifiers: np.ndarray, owners: np.ndarray) ->
     has_owner = np.zeros(size, dtype=np.uint8)
     has_owner[offsets] = 1
     with psycopg.Cursor(cur.connection) as bound:  # server-side binding: the bytes go as they are, not quoted
+        logged = _parameters_unlogged(bound)
         bound.execute(
             "INSERT INTO stitching_identifiers (id, category_id, value, customer_entity_id, first_seen) "
             "SELECT s.identifier_id, s.category, s.value, CASE WHEN o.owned THEN "
@@ -587,7 +588,26 @@ def _new_identifiers_insert(cur, identifiers: np.ndarray, owners: np.ndarray) ->
             "LATERAL (SELECT k.k, get_byte(%(has_owner)s::bytea, k.k::int) = 1 AS owned) o",
             {"owners": packed.tobytes(), "has_owner": has_owner.tobytes(), "low": int(low)},
         )
+        if logged is not None:
+            bound.execute("SELECT set_config('log_parameter_max_length', %s, true)", [logged])
     return True
+
+
+def _parameters_unlogged(cur) -> str | None:
+    """Keep the transaction's statement parameters out of the server log from here (a statement logged for its
+    duration would carry the megabytes of packed owners, twice their size as hex): log_parameter_max_length = 0
+    where the role may set it (a superuser, or after GRANT SET). Returns the value to restore; None when the
+    role may not (then the server's logging settings apply)."""
+    cur.execute("SELECT current_setting('log_parameter_max_length')")
+    previous = cur.fetchone()[0]
+    cur.execute("SAVEPOINT st_parameters")
+    try:
+        cur.execute("SET LOCAL log_parameter_max_length = 0")
+    except psycopg.errors.InsufficientPrivilege:
+        cur.execute("ROLLBACK TO SAVEPOINT st_parameters")
+        return None
+    cur.execute("RELEASE SAVEPOINT st_parameters")
+    return previous
 
 
 @dataclass(slots=True)

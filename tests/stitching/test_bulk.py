@@ -272,3 +272,23 @@ def test_a_rebuild_into_empty_graph_tables_writes_the_edges_and_owners_increment
     assert _graph_rows() == (edges, owners)
     if existing_id is not None:
         assert Identifier.objects.filter(customer_entity_id=existing_id).exists()
+
+
+def test_a_rebuild_leaves_the_transaction_s_settings_as_it_found_them(source):
+    """The rebuild changes planner, statistics and logging settings for some of its statements (SET LOCAL, as the
+    caller's transaction goes on after it): each comes back to what it was, a caller's own value included."""
+    settings = ("max_parallel_workers_per_gather", "default_statistics_target", "log_parameter_max_length")
+    ingest(source, LINKS_ROWS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SET LOCAL max_parallel_workers_per_gather = 1; SET LOCAL default_statistics_target = 55; "
+            "SET LOCAL log_parameter_max_length = 77"
+        )
+        cursor.execute(f"SELECT {', '.join('current_setting(%s)' for _ in settings)}", settings)
+        before = cursor.fetchone()
+
+    engine.restitch()  # a first stitch: every fast path
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join('current_setting(%s)' for _ in settings)}", settings)
+        assert cursor.fetchone() == before == ("1", "55", "77B")
