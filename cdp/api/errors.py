@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError, IntegrityError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -42,8 +43,21 @@ def _first_message(detail: Any, path: str = "") -> str:
     return f"{path}: {detail}" if path else str(detail)
 
 
+UNIQUE_VIOLATION = "23505"  # SQLSTATE
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
-    if isinstance(exc, DjangoValidationError):
+    if isinstance(exc, IntegrityError) and getattr(exc.__cause__, "sqlstate", None) == UNIQUE_VIOLATION:
+        # A create retried while the first was still running: the service's "already exists" check passed for
+        # both, the database's unique constraint stopped the second. Nothing was written twice.
+        constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) or "unique"
+        exc = exceptions.ValidationError(
+            {"non_field_errors": [f"It already exists: a request made at the same time created it ({constraint})."]}
+        )
+    elif isinstance(exc, DataError) and "NUL" in str(exc):
+        # psycopg refuses text with NUL characters before it reaches PostgreSQL (fields check for it by name).
+        exc = exceptions.ValidationError({"non_field_errors": ["A text value contains a NUL character (\\x00)."]})
+    elif isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         exc = exceptions.ValidationError(detail)
     elif isinstance(exc, Http404):

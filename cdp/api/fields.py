@@ -28,6 +28,11 @@ class ExpandableRelatedField(serializers.PrimaryKeyRelatedField):
     def use_pk_only_optimization(self) -> bool:
         return not self.context.get("full_structure", False)
 
+    def to_internal_value(self, data):
+        if isinstance(data, str) and "\x00" in data:  # PostgreSQL text cannot hold it: no such object
+            raise serializers.ValidationError("An id cannot contain NUL characters.")
+        return super().to_internal_value(data)
+
     def to_representation(self, value):
         if self.context.get("full_structure", False):
             return self.full_serializer(value, context=self.context).data

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from cdp.models import CustomerEvent, DataSource, User
+from cdp.models import Attribute, CustomerEvent, DataSource, User
 from stitching.models import (
     BlockedValue,
     EventIdentifier,
@@ -229,9 +229,16 @@ def category_update(*, category: StitchingCategory, **fields: Any) -> StitchingC
 
 @transaction.atomic
 def category_delete(*, category: StitchingCategory) -> None:
-    """Delete a category with no rules; its identifiers go, and the customers they joined are re-stitched."""
+    """Delete a category no rule and no attribute uses; its identifiers go, and the customers they joined are
+    re-stitched."""
     if StitchingRule.objects.filter(category=category).exists():
         raise ValidationError({"id": "The category is used by stitching rules; delete or change them first."})
+    # An identifier-values attribute of a deleted category could no longer be saved (its category is unknown).
+    attributes = list(Attribute.objects.filter(category=category.pk).order_by("id").values_list("id", flat=True))
+    if attributes:
+        raise ValidationError(
+            {"id": f"The category is used by the attributes {', '.join(attributes)}; delete or change them first."}
+        )
     entity_ids = list(
         Identifier.objects.filter(category=category, customer_entity__isnull=False)
         .values_list("customer_entity_id", flat=True)

@@ -17,6 +17,15 @@ QUERIES = [
     "from_category=email&from_value=a%00&to_category=%00&to_value=a",
 ]  # fmt: skip
 BODIES = ["{", "[]", "null", '"text"', "[1,2,3]", '{"value": NaN}', '{"a": "\\u0000"}', "x" * 10]
+# Nested deeper than Python's JSON decoder recurses, and every field name the endpoints read given a NUL and a
+# lone surrogate (a "\ud800" escape: valid JSON, not UTF-8): related ids are looked up, choices echoed back.
+FIELDS = ("id", "name", "category", "source", "value", "path", "decision", "normalizer", "computation", "data_type",
+          "event_type", "reason", "status", "attribute", "tree", "owner")  # fmt: skip
+BODIES += [
+    "[" * 100_000 + "]" * 100_000,
+    "{" + ", ".join(f'"{field}": "a\\u0000b"' for field in FIELDS) + "}",
+    "{" + ", ".join(f'"{field}": "a\\ud800b"' for field in FIELDS) + "}",
+]
 
 
 def _paths(client, ids: dict[str, str] | None = None) -> list[str]:
@@ -105,3 +114,22 @@ def _basic(source) -> str:
     import base64
 
     return "Basic " + base64.b64encode(f"{source.plain_write_key}:".encode()).decode()
+
+
+def test_a_nul_in_a_related_id_is_a_400_naming_the_field(admin_client, web_source):
+    from tests.stitching.graph_builder import categories
+
+    categories()
+    response = admin_client.post(
+        "/api/stitching_blocked_values/", {"category": "em\x00ail", "value": "a@example.com"}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["message"] == "category: An id cannot contain NUL characters."
+
+
+def test_a_lone_surrogate_echoed_in_an_error_is_escaped_not_a_500(admin_client):
+    """DRF's "… is not a valid choice" repeats the input; a lone surrogate cannot be written as UTF-8."""
+    response = admin_client.post("/api/attributes/", '{"computation": "\\ud800"}', content_type="application/json")
+    assert response.status_code == 400
+    assert b"\\ud800" in response.content  # escaped in the JSON text
+    assert "computation" in response.json()["errors"]

@@ -282,3 +282,72 @@ def test_schema_documents_the_stitching_endpoints(admin_client):
         "/api/stitching/path",
     ]:
         assert any(p.rstrip("/") == path.rstrip("/") for p in paths), path
+
+
+def test_a_category_an_attribute_reads_cannot_be_deleted(graph, editor_client, admin_client):
+    """An identifier-values attribute of a deleted category could no longer be saved: the delete is refused,
+    naming the attribute, until the attribute is changed or deleted."""
+    from cdp.services.attributes import attribute_create
+
+    editor_client.post("/api/stitching_categories/", {"id": "crm_id", "name": "CRM id"}, format="json")
+    attribute_create(id="crm_ids", name="CRM ids", computation="identifier_values", category="crm_id")
+
+    response = editor_client.delete("/api/stitching_categories/crm_id")
+
+    assert response.status_code == 400
+    assert "crm_ids" in response.json()["message"]
+    assert admin_client.patch("/api/attributes/crm_ids", {"name": "CRM numbers"}, format="json").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "url, body",
+    [
+        ("/api/stitching_blocked_values/", {"category": "email", "value": "x@example.com"}),
+        ("/api/stitching_categories/", {"id": "crm_id", "name": "CRM id"}),
+    ],
+)
+def test_a_create_retried_while_the_first_is_running_is_a_400_and_writes_nothing_twice(web_source, url, body):
+    """Both requests pass the service's "already exists" check; the database's unique constraint stops the
+    second, which is a 400 saying so (not a 500). The first holds its insert open in another connection."""
+    import threading
+
+    from django.db import connections, transaction
+
+    from cdp.services.auth import role_create, user_create
+    from stitching.models import StitchingCategory
+    from tests.stitching.graph_builder import categories
+
+    categories()
+    role = role_create(name="Stitching editor", features=[Feature.CUSTOMERS_VIEW, Feature.STITCHING_EDIT])
+    client = client_for(user_create(username="editor", password="Editor-password!", role=role))
+    inserted, release = threading.Event(), threading.Event()
+
+    def first_request() -> None:
+        try:
+            with transaction.atomic():
+                if "blocked" in url:
+                    BlockedValue.objects.create(category_id="email", value="x@example.com")
+                else:
+                    StitchingCategory.objects.create(id="crm_id", name="CRM id", normalizer="trim")
+                inserted.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=first_request)
+    thread.start()
+    assert inserted.wait(10)
+    timer = threading.Timer(0.5, release.set)  # the second request waits on the first's uncommitted row
+    timer.start()
+    try:
+        response = client.post(url, body, format="json")
+    finally:
+        release.set()
+        thread.join()
+    assert response.status_code == 400, response.content
+    assert "already exists" in response.json()["message"]
+    if "blocked" in url:
+        assert BlockedValue.objects.filter(value="x@example.com").count() == 1
+    else:
+        assert StitchingCategory.objects.filter(id="crm_id").count() == 1
