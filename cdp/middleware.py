@@ -58,9 +58,10 @@ class PublicFastLaneMiddleware:
 
 
 class QueryNulMiddleware:
-    """In the API and the Business Explorer, a query parameter holding a NUL character is a 400 naming it, before
-    any view reads it. PostgreSQL text cannot hold NUL, so such a value reaching a query (a filter, a search, a
-    lookup by id, an admin list filter) was a 500; one check here covers every reader there, present and future.
+    """In the API and the Business Explorer, a query parameter (or the path) holding a NUL character is a 400 naming
+    it, before any view reads it. PostgreSQL text cannot hold NUL, so such a value reaching a query (a filter, a
+    search, a lookup by id, an admin list filter, an object id in the URL) was a 500; one check here covers every
+    reader there, present and future.
     The public endpoints check their own parameters and answer in their own shape (the e-mail confirm link shows a
     page; the Audience API takes the fast lane, before this middleware)."""
 
@@ -73,6 +74,8 @@ class QueryNulMiddleware:
     def __call__(self, request):
         if not request.path_info.startswith(self.PREFIXES):
             return self.get_response(request)
+        if "\x00" in request.path_info:  # an object id in the URL (/admin/.../%00/change/)
+            return JsonResponse(error_body(f"The path {self.MESSAGE}."), status=400)
         for name, values in request.GET.lists():
             if "\x00" in name or any("\x00" in value for value in values):
                 shown = name.replace("\x00", "\\x00")[:64]

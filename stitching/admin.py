@@ -12,7 +12,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.forms import Form
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -50,6 +50,8 @@ class CategoryForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         try:
+            if self.instance._state.adding and "id" in data:
+                config._category_id_validate(data["id"])
             config._normalizer_validate(data.get("normalizer"))
             config._limit_validate(data.get("max_per_entity"))
         except ValidationError as exc:
@@ -370,6 +372,8 @@ class HubReviewAdmin(StitchingAdmin):
         return self._confirm_many(request, queryset, False, "reviews_block")
 
     def _confirm_one(self, request: HttpRequest, object_id: str, approve: bool) -> HttpResponse:
+        if not str(object_id).isdigit():  # (a review's id is a number: anything else names none)
+            raise Http404("No such hub review.")
         review = get_object_or_404(selectors.hub_reviews_list(), pk=object_id)
         change_url = reverse("admin:stitching_hubreview_change", args=[review.pk])
         verb = "Approve" if approve else "Block"

@@ -17,6 +17,8 @@ from cdp.admin.base import FeatureAccessMixin, ServiceSaveMixin, changed_model_f
 from cdp.features import Feature
 from cdp.models import Attribute
 from cdp.services.attributes import (
+    ID_MESSAGE,
+    ID_RE,
     attribute_create,
     attribute_data_type_check,
     attribute_delete,
@@ -46,6 +48,8 @@ class AttributeForm(forms.ModelForm):
                     event_types=data.get("event_types") or [],
                     sources=list(data.get("sources") or []),
                 )
+                if not self.instance.pk and "id" in data and not ID_RE.match(data["id"] or ""):
+                    raise ValidationError({"id": ID_MESSAGE})
                 if self.instance.pk and data.get("data_type") != self.instance.data_type:
                     attribute_data_type_check(attribute=self.instance, data_type=data["data_type"])
             except ValidationError as exc:

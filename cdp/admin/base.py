@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.admin import ModelAdmin as DjangoModelAdmin
-from django.db.models import Model
+from django.contrib.admin import helpers
+from django.core.exceptions import ValidationError
+from django.db.models import Model, QuerySet
 from django.forms import Form
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
 
@@ -43,6 +46,23 @@ class FeatureAccessMixin:
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        """An action's selection holding something that is no id of these rows (a number expected, a NUL
+        character) does nothing and says so, instead of failing in the query."""
+        field = self.model._meta.pk
+        for value in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME):
+            try:
+                if "\x00" in value:
+                    raise ValidationError("NUL")
+                field.to_python(value)
+            except (ValidationError, ValueError, TypeError):
+                self.message_user(
+                    request, "The selection holds something that is not an id of these rows: nothing was done.",
+                    messages.ERROR,
+                )  # fmt: skip
+                return HttpResponseRedirect(request.get_full_path())
+        return super().response_action(request, queryset)
 
 
 class ServiceSaveMixin(DjangoModelAdmin):

@@ -55,6 +55,15 @@ def attribute_group(attribute: Attribute) -> str:
 
 
 def value_format(value: Any, data_type: str) -> str:
+    try:
+        return _value_format(value, data_type)
+    except (OverflowError, ValueError):
+        # A value at the edge of what events may hold (year 1 or 9999 moved into the display time zone, 1e999
+        # stored as a 1000-digit number) is shown as stored.
+        return str(value)
+
+
+def _value_format(value: Any, data_type: str) -> str:
     if value is None:
         return "—"
     if data_type == "datetime" and isinstance(value, str):

@@ -46,6 +46,7 @@ UNIQUE_VALUES_MAX = 200
 MAX_PATH_DEPTH = 10
 
 ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+ID_MESSAGE = "Use lower-case letters, digits and _, starting with a letter (max 64)."
 
 # Which data types each computation may produce.
 ALLOWED_TYPES: dict[str, set[str]] = {
@@ -165,7 +166,7 @@ def attribute_create(
     if data_type is None:
         data_type = DEFAULT_TYPES.get(computation, T.STRING)
     if not ID_RE.match(id or ""):
-        raise ValidationError({"id": "Use lower-case letters, digits and _, starting with a letter (max 64)."})
+        raise ValidationError({"id": ID_MESSAGE})
     if Attribute.objects.filter(pk=id).exists():
         raise ValidationError({"id": f"An attribute with the id {id!r} exists already."})
     if not (name or "").strip():

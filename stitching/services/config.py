@@ -161,12 +161,17 @@ def _matching_identifier_ids(*, category: StitchingCategory | None, value: str) 
 # --- categories -------------------------------------------------------------------------------------------------
 
 
+def _category_id_validate(id: object) -> str:
+    if not isinstance(id, str) or not CATEGORY_ID_RE.match(id) or len(id) > 64:
+        raise ValidationError({"id": "The id must be 1-64 lower-case letters, digits, _ or -, e.g. email or user_id."})
+    return id
+
+
 @transaction.atomic
 def category_create(
     *, id: str, name: str, normalizer: str = "trim", max_per_entity: int | None = None, priority: int = 0
 ) -> StitchingCategory:
-    if not isinstance(id, str) or not CATEGORY_ID_RE.match(id) or len(id) > 64:
-        raise ValidationError({"id": "The id must be 1-64 lower-case letters, digits, _ or -, e.g. email or user_id."})
+    _category_id_validate(id)
     if StitchingCategory.objects.filter(pk=id).exists():
         raise ValidationError({"id": f"A stitching category {id!r} already exists."})
     return StitchingCategory.objects.create(
