@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import available_timezones
 
+from cdp.text import storable
+
 
 class SettingInvalid(ValueError):
     pass
@@ -29,6 +31,8 @@ def _check_identifier_list(value: Any) -> Any:
         raise SettingInvalid("must be a list of non-empty strings")
     if len(value) > 100:
         raise SettingInvalid("must have at most 100 items")
+    if not all(storable(item) for item in value):
+        raise SettingInvalid("must not contain NUL characters or lone surrogates")
     return [item.strip() for item in value]
 
 

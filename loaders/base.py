@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from cdp.text import storable
+
 Customer = dict[str, Any]
 
 
@@ -51,6 +53,17 @@ class ConfigError(LoaderError):
         self.detail = message
 
 
+def _storable(value: Any) -> bool:
+    """Every text in a setting's value (list items, keys and values of an object) can be stored and encrypted."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(item) for item in value)
+    return True
+
+
 @dataclass(frozen=True)
 class ConfigField:
     """One setting of a destination. `kind`: str, bool, int, choice, url, list (of strings), dict."""
@@ -69,6 +82,8 @@ class ConfigField:
     help: str = ""
 
     def clean(self, value: Any) -> Any:
+        if not _storable(value):
+            raise ConfigError(self.name, "must not contain NUL characters or lone surrogates.")
         if value is None or value == "":
             if self.required:
                 raise ConfigError(self.name, "this setting is required.")

@@ -49,6 +49,8 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from cdp.text import storable
+
 GROUP_OPERATORS = ("and", "or")
 STRING, INT, FLOAT, BOOL, DATE, DATETIME = "string", "int", "float", "bool", "date", "datetime"
 
@@ -223,6 +225,8 @@ def _scalar(value: Any, data_type: str, path: str) -> Any:
             raise ConditionInvalid(path, f"must be at most {MAX_TEXT} characters")
         if "\x00" in value:
             raise ConditionInvalid(path, "must not contain NUL characters")
+        if not storable(value):
+            raise ConditionInvalid(path, "must be valid text (it holds a lone surrogate)")
         return value
     if data_type in (INT, FLOAT):
         number = value
@@ -271,7 +275,10 @@ def datetime_storage(value: str | datetime, *, path: str = "value") -> str:
             raise ConditionInvalid(path, f"must be a date and time (ISO 8601), got {_show(value)}") from None
     else:
         moment = value
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00: before year 1 in UTC
+        raise ConditionInvalid(path, f"is out of range: {_show(value)}") from None
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

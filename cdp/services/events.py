@@ -55,7 +55,7 @@ def event_time_parse(value: object, *, now: datetime | None = None) -> datetime:
         try:
             parsed = datetime.fromisoformat(text)
         except ValueError:
-            if text.lstrip("-").replace(".", "", 1).isdigit():
+            if text.isascii() and text.lstrip("-").replace(".", "", 1).isdigit():  # ("²" is a digit to isdigit)
                 return event_time_parse(float(text), now=now)
             raise EventRejected(f"event_time {value[:60]!r} is not an ISO 8601 date-time") from None
         tzinfo = parsed.tzinfo
@@ -69,8 +69,8 @@ def event_time_parse(value: object, *, now: datetime | None = None) -> datetime:
     elif isinstance(value, bool) or value is None or value == "":
         raise EventRejected("event_time is required")
     elif isinstance(value, int | float):
-        seconds = value / 1000 if abs(value) > 1e11 else value
         try:
+            seconds = value / 1000 if abs(value) > 1e11 else value
             parsed = datetime.fromtimestamp(seconds, tz=UTC)
         except (OverflowError, OSError, ValueError):
             raise EventRejected(f"event_time {value!r} is not a valid Unix time") from None
@@ -227,7 +227,7 @@ def _source_ids(events: Sequence[object]) -> dict[str, int]:
 
     refs = {str(e.get("source_id", e.get("source"))) for e in events if isinstance(e, dict)}
     known = dict(DataSource.objects.filter(slug__in=refs).values_list("slug", "id"))
-    ids = {int(ref) for ref in refs if ref.isdigit()}
+    ids = {int(ref) for ref in refs if ref.isascii() and ref.isdigit() and len(ref) <= 18}
     for pk in DataSource.objects.filter(pk__in=ids).values_list("id", flat=True):
         known.setdefault(str(pk), pk)
     return known

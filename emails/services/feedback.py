@@ -25,6 +25,7 @@ import orjson
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Max
 
+from cdp.text import storable
 from emails.models import EmailAddress, FeedbackInbox, FeedbackRejection
 from emails.services.state import (
     EmailInvalid,
@@ -96,6 +97,17 @@ def _epoch_ms(value: object) -> datetime | None:
         return None
 
 
+def _storable(value: object) -> bool:
+    """Every text in a parsed JSON body (keys too) can be stored (cdp.text.storable)."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(item) for item in value)
+    return True
+
+
 def _iso(value: object) -> datetime | None:
     if not isinstance(value, str):
         return None
@@ -106,7 +118,10 @@ def _iso(value: object) -> datetime | None:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00: before year 1 in UTC
+        return None
 
 
 def _not_future(when: datetime | None) -> datetime | None:
@@ -268,6 +283,8 @@ def feedback_process(*, provider: str, body: Any) -> FeedbackResult:
     `feedback_apply` (in-process without a broker, else a Celery task). Raises FeedbackInvalid (nothing kept)."""
     if provider not in PARSERS:
         raise FeedbackInvalid(f"unknown provider {provider!r}")
+    if not _storable(body):
+        raise FeedbackInvalid("the payload holds a NUL character or a lone surrogate, which cannot be stored")
     events = PARSERS[provider](body)
     result = FeedbackResult(received=len(events))
     if events:
@@ -438,5 +455,7 @@ def _deliveries_record(events: list[Canonical]) -> int:
 def feedback_reject(*, provider: str, reason: str, body: bytes, content_type: str = "") -> FeedbackRejection:
     """Keep a payload we could not use, for someone to look at in the admin."""
     text = body[:MAX_KEPT_BODY].decode("utf-8", errors="replace").replace("\x00", "\\u0000")
-    return FeedbackRejection.objects.create(provider=provider[:20], reason=reason[:2000], body=text,
-                                            content_type=content_type[:100])  # fmt: skip
+    # (The provider and content type come from the URL and headers: a NUL there is dropped, not stored.)
+    return FeedbackRejection.objects.create(provider=provider.replace("\x00", "")[:20],
+                                            reason=reason.replace("\x00", "\\x00")[:2000], body=text,
+                                            content_type=content_type.replace("\x00", "")[:100])  # fmt: skip
