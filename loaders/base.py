@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from cdp.text import storable
+from cdp.text import storable_json
 
 Customer = dict[str, Any]
 
@@ -53,17 +53,6 @@ class ConfigError(LoaderError):
         self.detail = message
 
 
-def _storable(value: Any) -> bool:
-    """Every text in a setting's value (list items, keys and values of an object) can be stored and encrypted."""
-    if isinstance(value, str):
-        return storable(value)
-    if isinstance(value, dict):
-        return all(_storable(k) and _storable(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_storable(item) for item in value)
-    return True
-
-
 @dataclass(frozen=True)
 class ConfigField:
     """One setting of a destination. `kind`: str, bool, int, choice, url, list (of strings), dict."""
@@ -82,7 +71,7 @@ class ConfigField:
     help: str = ""
 
     def clean(self, value: Any) -> Any:
-        if not _storable(value):
+        if not storable_json(value):
             raise ConfigError(self.name, "must not contain NUL characters or lone surrogates.")
         if value is None or value == "":
             if self.required:

@@ -16,6 +16,8 @@ import orjson
 from django.conf import settings
 from django.db import connection, transaction
 
+from cdp.text import utf8
+
 MAX_TYPE_LENGTH = 128
 MAX_MESSAGE_ID_LENGTH = 120
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -89,18 +91,6 @@ def event_time_parse(value: object, *, now: datetime | None = None) -> datetime:
     return parsed
 
 
-def _is_utf8(text: str) -> bool:
-    """False for lone surrogates (from a JSON "\\ud800" escape or undecodable file bytes): PostgreSQL cannot
-    store them."""
-    if text.isascii():
-        return True
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def payload_serialize(payload: object) -> str:
     """Canonical JSON text of a payload object (sorted keys, as jsonb stores them)."""
     if not isinstance(payload, dict):
@@ -133,7 +123,7 @@ def event_record_build(
         raise EventRejected(f"type is longer than {MAX_TYPE_LENGTH} characters")
     if "\x00" in type:
         raise EventRejected("type contains a NUL character")
-    if not _is_utf8(type):
+    if not utf8(type):
         raise EventRejected("type contains characters that are not valid UTF-8")
     when = event_time_parse(event_time, now=now)
     payload_json = payload_serialize(payload)
@@ -146,7 +136,7 @@ def event_record_build(
         key = str(message_id).strip()
         if not key or len(key) > MAX_MESSAGE_ID_LENGTH or "\x00" in key:
             raise EventRejected(f"message_id must be 1 to {MAX_MESSAGE_ID_LENGTH} characters")
-        if not _is_utf8(key):
+        if not utf8(key):
             raise EventRejected("message_id contains characters that are not valid UTF-8")
         if key.startswith(HASH_KEY_PREFIX):
             key = "m:" + key  # never collide with a generated key

@@ -25,7 +25,7 @@ import orjson
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Max
 
-from cdp.text import storable
+from cdp.text import storable_json
 from emails.models import EmailAddress, FeedbackInbox, FeedbackRejection
 from emails.services.state import (
     EmailInvalid,
@@ -95,17 +95,6 @@ def _epoch_ms(value: object) -> datetime | None:
         return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, tz=UTC)
     except (OverflowError, OSError, ValueError):
         return None
-
-
-def _storable(value: object) -> bool:
-    """Every text in a parsed JSON body (keys too) can be stored (cdp.text.storable)."""
-    if isinstance(value, str):
-        return storable(value)
-    if isinstance(value, dict):
-        return all(_storable(k) and _storable(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_storable(item) for item in value)
-    return True
 
 
 def _iso(value: object) -> datetime | None:
@@ -283,7 +272,7 @@ def feedback_process(*, provider: str, body: Any) -> FeedbackResult:
     `feedback_apply` (in-process without a broker, else a Celery task). Raises FeedbackInvalid (nothing kept)."""
     if provider not in PARSERS:
         raise FeedbackInvalid(f"unknown provider {provider!r}")
-    if not _storable(body):
+    if not storable_json(body):
         raise FeedbackInvalid("the payload holds a NUL character or a lone surrogate, which cannot be stored")
     events = PARSERS[provider](body)
     result = FeedbackResult(received=len(events))

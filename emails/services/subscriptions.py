@@ -20,6 +20,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from cdp.text import storable
 from emails.models import EmailAddress
 from emails.providers import OutgoingEmail
 from emails.rendering import render_text
@@ -70,17 +71,9 @@ def _optional_text(data: dict[str, Any], name: str, prefix: str = "") -> str | N
         raise _invalid(f"{prefix}{name} must be a string")
     if len(value) > MAX_TEXT:
         raise _invalid(f"{prefix}{name} is longer than {MAX_TEXT} characters")
-    if "\x00" in value or not _utf8(value):
+    if not storable(value):
         raise _invalid(f"{prefix}{name} contains characters that cannot be stored")
     return value
-
-
-def _utf8(value: str) -> bool:
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _known_fields(data: dict[str, Any], allowed: set[str]) -> None:
