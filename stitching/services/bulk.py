@@ -31,8 +31,9 @@ import binascii
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -234,37 +235,34 @@ def _graph_fetch(cur, system: int, categories: int) -> Graph:
     raw = cur.connection
     # Arrays without parallel workers (the leader aggregates every row anyway: handing them over cost more than the
     # scan), the edges' rule and category code in one number: 0.45 s instead of 0.7 s for 1.2M edges.
-    cur.execute("SELECT current_setting('max_parallel_workers_per_gather')")
-    workers = cur.fetchone()[0]
-    cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-    edge_events, edge_identifiers, rule_codes = pgcopy.fetch_int_arrays(
-        raw,
-        "SELECT coalesce(array_agg(event_id), '{}'), coalesce(array_agg(identifier_id), '{}'), "
-        "coalesce(array_agg(rule_id * %s + category_code), '{}') FROM st_edges WHERE blocked IS NULL",
-        [max(categories, 1)],
-    )
-    edge_rules, edge_codes = np.divmod(rule_codes, max(categories, 1))
-    linkable = (edge_events, edge_identifiers, edge_rules)
-    # The existing customers numbered in (created, id) order, in one snapshot with the assignments read below.
-    cur.execute(
-        "CREATE UNLOGGED TABLE st_old AS SELECT id, row_number() OVER (ORDER BY created, id) - 1 AS rank "
-        "FROM customer_entities"
-    )
-    cur.execute("SELECT id FROM st_old ORDER BY rank")
-    old_ids = _entity_array([row[0] for row in cur.fetchall()])
-    if len(old_ids):
-        _analyze_rough(cur, "st_old")
-        all_events, all_old = pgcopy.fetch_int_arrays(
+    with _local_setting(cur, "max_parallel_workers_per_gather", "0"):
+        edge_events, edge_identifiers, rule_codes = pgcopy.fetch_int_arrays(
             raw,
-            "SELECT coalesce(array_agg(a.event_id), '{}'), coalesce(array_agg(coalesce(o.rank, -1)), '{}') "
-            "FROM customer_event_entities a LEFT JOIN st_old o ON o.id = a.customer_entity_id",
+            "SELECT coalesce(array_agg(event_id), '{}'), coalesce(array_agg(identifier_id), '{}'), "
+            "coalesce(array_agg(rule_id * %s + category_code), '{}') FROM st_edges WHERE blocked IS NULL",
+            [max(categories, 1)],
         )
-    else:  # a first stitch: no event has a customer
-        (all_events,) = pgcopy.fetch_int_arrays(
-            raw, "SELECT coalesce(array_agg(event_id), '{}') FROM customer_event_entities"
+        edge_rules, edge_codes = np.divmod(rule_codes, max(categories, 1))
+        linkable = (edge_events, edge_identifiers, edge_rules)
+        # The existing customers numbered in (created, id) order, in one snapshot with the assignments read below.
+        cur.execute(
+            "CREATE UNLOGGED TABLE st_old AS SELECT id, row_number() OVER (ORDER BY created, id) - 1 AS rank "
+            "FROM customer_entities"
         )
-        all_old = np.full(len(all_events), -1, dtype=np.int64)
-    cur.execute("SELECT set_config('max_parallel_workers_per_gather', %s, true)", [workers])
+        cur.execute("SELECT id FROM st_old ORDER BY rank")
+        old_ids = _entity_array([row[0] for row in cur.fetchall()])
+        if len(old_ids):
+            _analyze_rough(cur, "st_old")
+            all_events, all_old = pgcopy.fetch_int_arrays(
+                raw,
+                "SELECT coalesce(array_agg(a.event_id), '{}'), coalesce(array_agg(coalesce(o.rank, -1)), '{}') "
+                "FROM customer_event_entities a LEFT JOIN st_old o ON o.id = a.customer_entity_id",
+            )
+        else:  # a first stitch: no event has a customer
+            (all_events,) = pgcopy.fetch_int_arrays(
+                raw, "SELECT coalesce(array_agg(event_id), '{}') FROM customer_event_entities"
+            )
+            all_old = np.full(len(all_events), -1, dtype=np.int64)
     order = np.argsort(all_events, kind="stable")
     all_events, all_old = all_events[order], all_old[order]
     # System events (merges, splits) are few and never stitched: they keep their entity or follow its heir.
@@ -577,8 +575,9 @@ def _new_identifiers_insert(cur, identifiers: np.ndarray, owners: np.ndarray) ->
     packed[offsets] = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 16)
     has_owner = np.zeros(size, dtype=np.uint8)
     has_owner[offsets] = 1
-    with psycopg.Cursor(cur.connection) as bound:  # server-side binding: the bytes go as they are, not quoted
-        logged = _parameters_unlogged(bound)
+    # Server-side binding (the bytes go as they are, not quoted), the parameters kept out of the server log (a
+    # statement logged for its duration would carry the megabytes of packed owners, twice their size as hex).
+    with psycopg.Cursor(cur.connection) as bound, _local_setting(bound, "log_parameter_max_length", "0", optional=True):
         bound.execute(
             "INSERT INTO stitching_identifiers (id, category_id, value, customer_entity_id, first_seen) "
             "SELECT s.identifier_id, s.category, s.value, CASE WHEN o.owned THEN "
@@ -588,26 +587,28 @@ def _new_identifiers_insert(cur, identifiers: np.ndarray, owners: np.ndarray) ->
             "LATERAL (SELECT k.k, get_byte(%(has_owner)s::bytea, k.k::int) = 1 AS owned) o",
             {"owners": packed.tobytes(), "has_owner": has_owner.tobytes(), "low": int(low)},
         )
-        if logged is not None:
-            bound.execute("SELECT set_config('log_parameter_max_length', %s, true)", [logged])
     return True
 
 
-def _parameters_unlogged(cur) -> str | None:
-    """Keep the transaction's statement parameters out of the server log from here (a statement logged for its
-    duration would carry the megabytes of packed owners, twice their size as hex): log_parameter_max_length = 0
-    where the role may set it (a superuser, or after GRANT SET). Returns the value to restore; None when the
-    role may not (then the server's logging settings apply)."""
-    cur.execute("SELECT current_setting('log_parameter_max_length')")
+@contextmanager
+def _local_setting(cur, name: str, value: str, *, optional: bool = False) -> Iterator[None]:
+    """`name` set to `value` for the statements inside, for this transaction only, then back to what it was (a
+    caller's own SET LOCAL included). `optional`: a setting the role may not change (log_parameter_max_length
+    needs a superuser or GRANT SET) is left as it is instead of failing the rebuild."""
+    cur.execute("SELECT current_setting(%s)", [name])
     previous = cur.fetchone()[0]
-    cur.execute("SAVEPOINT st_parameters")
+    cur.execute("SAVEPOINT st_setting")
     try:
-        cur.execute("SET LOCAL log_parameter_max_length = 0")
+        cur.execute("SELECT set_config(%s, %s, true)", [name, value])
     except psycopg.errors.InsufficientPrivilege:
-        cur.execute("ROLLBACK TO SAVEPOINT st_parameters")
-        return None
-    cur.execute("RELEASE SAVEPOINT st_parameters")
-    return previous
+        if not optional:
+            raise
+        cur.execute("ROLLBACK TO SAVEPOINT st_setting")
+        yield
+        return
+    cur.execute("RELEASE SAVEPOINT st_setting")
+    yield
+    cur.execute("SELECT set_config(%s, %s, true)", [name, previous])
 
 
 @dataclass(slots=True)
@@ -693,11 +694,8 @@ def _analyze_rough(cur, table: str) -> None:
     """ANALYZE from a tenth of the usual sample (3,000 rows): the row counts and rough distributions the rebuild's
     own statements are planned with, at a sixth of the cost (~0.1 s per million rows). The tables others query are
     analysed in full at the end."""
-    cur.execute("SELECT current_setting('default_statistics_target')")
-    target = cur.fetchone()[0]
-    cur.execute("SET LOCAL default_statistics_target = 10")
-    cur.execute(f"ANALYZE {table}")
-    cur.execute("SELECT set_config('default_statistics_target', %s, true)", [target])
+    with _local_setting(cur, "default_statistics_target", "10"):
+        cur.execute(f"ANALYZE {table}")
 
 
 def _indexes_create(cur, dropped: Dropped | None) -> None:
