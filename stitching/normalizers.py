@@ -176,9 +176,15 @@ def sql_junk_reason(value_expr: str, core: str | None = None) -> str:
     holds `sql_junk_core(value_expr)` already (it is tested up to three times)."""
     core = core or sql_junk_core(value_expr)
     junk = ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(JUNK_VALUES))
+    # A first, cheap test clears nearly every real value (the bulk re-stitch tests every pair): with whitespace,
+    # quotes, zeros and dashes taken off both ends (at least what the core loses), more characters are left than
+    # the longest placeholder has. The core holds them, so it is no placeholder, not empty, not zeros and dashes.
+    longest = max(len(v) for v in JUNK_VALUES)
     return (
+        f"(CASE WHEN length({value_expr}) < {MAX_IDENTIFIER_LENGTH} "
+        f"AND length(btrim({value_expr}, {_SQL_WS} || '''\"0-')) > {longest} THEN NULL "
         # No NUL test: PostgreSQL text cannot hold one (ingestion rejects \\u0000).
-        f"(CASE WHEN length({value_expr}) >= {MAX_IDENTIFIER_LENGTH} "
+        f"WHEN length({value_expr}) >= {MAX_IDENTIFIER_LENGTH} "
         f"THEN '{MAX_IDENTIFIER_LENGTH} characters or longer' "
         f"WHEN {core} = '' THEN 'empty' "
         f"WHEN {_sql_ascii_lower(core)} IN ({junk}) THEN 'placeholder value' "

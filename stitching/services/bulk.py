@@ -46,7 +46,6 @@ from scipy.sparse.csgraph import connected_components
 
 from stitching.normalizers import (
     MAX_IDENTIFIER_LENGTH,
-    sql_junk_core,
     sql_junk_reason,
     sql_normalize,
     sql_scalar_text,
@@ -99,8 +98,8 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             # Parallel plans for the extraction (both cores): their rows cost almost nothing to hand over.
             cur.execute("SET LOCAL parallel_tuple_cost = 0.001")
             mark("truncate")
-            _extract(cur, config, mark)
-            graph = _graph_fetch(cur, system, len(config.categories))
+            pairs = _extract(cur, config, mark)
+            graph = _graph_fetch(cur, system, pairs)
             mark("fetch")
             # The identity graph's edges do not depend on the partition: PostgreSQL writes them, then builds their
             # indexes, while the union-find, the exact partitions and the customer plan are computed here. The
@@ -109,14 +108,16 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             # "union_find" includes waiting for the insert when the exact algorithm reads, "edges_write" is the
             # wait for the index builds after the plan.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restitch-db") as database:
-                inserted = database.submit(_edges_write, cur, graph)
+                inserted = database.submit(_edges_write, cur, pairs)
+                # The identifiers with their values (read from st_raw), for the insert after the plan.
+                database.submit(_identifiers_materialise, cur, len(pairs.slots) and int(pairs.slots.max()) + 1, config)
 
                 def read(query: Callable[[], object]) -> object:
                     # After the insert (whose error, if any, is the one raised), in the connection's thread.
                     return database.submit(lambda: (inserted.result(), query())[1]).result()
 
                 try:
-                    groups = _groups(cur, config, graph, database=read)
+                    groups = _groups(cur, config, graph, pairs, database=read)
                     indexed = database.submit(lambda: _indexes_create(cur, inserted.result()))
                     mark("union_find")
                     if progress:
@@ -183,8 +184,8 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 [list(groups.hubs)],
             )
             mark("hubs")
-            # The unlogged scratch tables (st_blocked only when a value is blocked).
-            cur.execute("DROP TABLE IF EXISTS st_raw, st_ids, st_edges, st_old, st_blocked")
+            # The unlogged scratch tables.
+            cur.execute("DROP TABLE IF EXISTS st_raw, st_ids, st_idmap, st_old")
             # Every row changed: fresh statistics, or the planner keeps believing no event is stitched (and picks
             # nested loops over the entity index for incremental stitching's lookups).
             for table in (
@@ -202,8 +203,8 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
     return report
 
 
-SCRATCH_TABLES = ("st_raw", "st_ids", "st_edges", "st_old", "st_assign", "st_refused", "st_final")
-SCRATCH_TABLES += ("st_owner", "st_stale", "st_blocked")
+SCRATCH_TABLES = ("st_raw", "st_ids", "st_old", "st_assign", "st_refused", "st_final")
+SCRATCH_TABLES += ("st_owner", "st_stale", "st_idmap")
 # A rebuild that moves at least this many events replaces customer_event_entities (_assignments_write) instead
 # of updating the rows that change.
 REWRITE_MIN_EVENTS = 50_000
@@ -224,26 +225,17 @@ class Graph:
     edge_codes: np.ndarray
     system_events: np.ndarray
     system_old: np.ndarray
-    # Every linkable (not blocked) edge as st_edges holds it, system events' too: what a first stitch COPYs into
-    # stitching_event_identifiers (event, identifier, rule).
-    linkable: tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def _graph_fetch(cur, system: int, categories: int) -> Graph:
-    """The edges, every event with its current customer, and the existing customers (integer columns as one
-    binary array each, read straight into numpy). `categories`: how many category codes there are."""
+def _graph_fetch(cur, system: int, pairs: Pairs) -> Graph:
+    """The linkable pairs, every event with its current customer, and the existing customers (integer columns as
+    one binary array each, read straight into numpy)."""
     raw = cur.connection
+    linked = ~pairs.blocked
+    edge_events, edge_identifiers, edge_codes = pairs.events[linked], pairs.identifiers[linked], pairs.codes[linked]
     # Arrays without parallel workers (the leader aggregates every row anyway: handing them over cost more than the
-    # scan), the edges' rule and category code in one number: 0.45 s instead of 0.7 s for 1.2M edges.
+    # scan).
     with _local_setting(cur, "max_parallel_workers_per_gather", "0"):
-        edge_events, edge_identifiers, rule_codes = pgcopy.fetch_int_arrays(
-            raw,
-            "SELECT coalesce(array_agg(event_id), '{}'), coalesce(array_agg(identifier_id), '{}'), "
-            "coalesce(array_agg(rule_id * %s + category_code), '{}') FROM st_edges WHERE blocked IS NULL",
-            [max(categories, 1)],
-        )
-        edge_rules, edge_codes = np.divmod(rule_codes, max(categories, 1))
-        linkable = (edge_events, edge_identifiers, edge_rules)
         # The existing customers numbered in (created, id) order, in one snapshot with the assignments read below.
         cur.execute(
             "CREATE UNLOGGED TABLE st_old AS SELECT id, row_number() OVER (ORDER BY created, id) - 1 AS rank "
@@ -253,13 +245,13 @@ def _graph_fetch(cur, system: int, categories: int) -> Graph:
         old_ids = _entity_array([row[0] for row in cur.fetchall()])
         if len(old_ids):
             _analyze_rough(cur, "st_old")
-            all_events, all_old = pgcopy.fetch_int_arrays(
+            all_events, all_old = pgcopy.fetch_arrays(
                 raw,
                 "SELECT coalesce(array_agg(a.event_id), '{}'), coalesce(array_agg(coalesce(o.rank, -1)), '{}') "
                 "FROM customer_event_entities a LEFT JOIN st_old o ON o.id = a.customer_entity_id",
             )
         else:  # a first stitch: no event has a customer
-            (all_events,) = pgcopy.fetch_int_arrays(
+            (all_events,) = pgcopy.fetch_arrays(
                 raw, "SELECT coalesce(array_agg(event_id), '{}') FROM customer_event_entities"
             )
             all_old = np.full(len(all_events), -1, dtype=np.int64)
@@ -279,10 +271,9 @@ def _graph_fetch(cur, system: int, categories: int) -> Graph:
         old_ids=old_ids,
         edge_events=edge_events,
         edge_identifiers=edge_identifiers,
-        edge_codes=edge_codes.astype(np.int64),
+        edge_codes=edge_codes,
         system_events=all_events[system_mask],
         system_old=all_old[system_mask],
-        linkable=linkable,
     )
 
 
@@ -299,7 +290,7 @@ class Groups:
     hubs: dict[int, int]
 
 
-def _groups(cur, config, graph: Graph, *, database: Callable[[Callable], object]) -> Groups:
+def _groups(cur, config, graph: Graph, pairs: Pairs, *, database: Callable[[Callable], object]) -> Groups:
     """Connected components of the event-identifier graph (scipy's union-find, in C); a component that could hit
     a limit or a hub goes through the exact algorithm (partition_compute), like incremental stitching. Its events
     are read by `database(read)`, which runs `read()` where the connection's statements run, and returns its result."""
@@ -337,7 +328,7 @@ def _groups(cur, config, graph: Graph, *, database: Callable[[Callable], object]
     if exact.any():
         in_exact = exact[event_label]
         component_of = dict(zip(graph.events[in_exact].tolist(), event_label[in_exact].tolist(), strict=True))
-        components = database(lambda: _exact_events(cur, component_of))
+        components = database(lambda: _exact_events(cur, config, component_of, pairs))
         group_of, identifier_event, refused, hubs = _exact(config, components)
         event_group[in_exact] = [group_of[e] for e in graph.events[in_exact].tolist()]
         for k in np.flatnonzero(exact[identifier_label]).tolist():
@@ -716,24 +707,27 @@ def _indexes_create(cur, dropped: Dropped | None) -> None:
         cur.execute(f'ALTER TABLE {other} ADD CONSTRAINT "{name}" {definition}')
 
 
-def _edges_write(cur, graph: Graph) -> Dropped | None:
-    """Make stitching_event_identifiers equal to st_edges, each edge linked or blocked: all inserted into an empty
-    table (a first stitch; returns what its indexes and constraints are, for _indexes_create), else only the
-    difference written (a rebuild of unchanged data writes nothing).
+def _edges_write(cur, pairs: Pairs) -> Dropped | None:
+    """Make stitching_event_identifiers hold every pair, linked or blocked: all inserted into an empty table (a
+    first stitch; returns what its indexes and constraints are, for _indexes_create), else only the difference
+    written (a rebuild of unchanged data writes nothing).
 
-    Into an empty table the linkable edges go by binary COPY of the fetched arrays, with ids drawn from the
-    table's sequence in one setval: COPY writes many rows per WAL record where INSERT ... SELECT writes one each
-    (1.2M edges: 0.7 s instead of 1.8 s), and nothing draws a sequence value per row. No edge is inserted
-    concurrently (stitching holds the global lock shared, a rebuild exclusively)."""
+    Into an empty table the linkable pairs go by binary COPY of the arrays, with ids drawn from the table's sequence
+    in one setval: COPY writes many rows per WAL record where INSERT ... SELECT writes one each (1.2M edges: 0.7 s
+    instead of 1.8 s), and nothing draws a sequence value per row. No edge is inserted concurrently (stitching
+    holds the global lock shared, a rebuild exclusively)."""
     columns = "event_id, identifier_id, rule_id, status, reason"
-    final = (
-        "SELECT s.event_id, s.identifier_id, s.rule_id, "
-        "CASE WHEN s.blocked IS NOT NULL THEN 'blocked' ELSE 'linked' END AS status, "
-        "coalesce(s.blocked, '') AS reason FROM st_edges s"
-    )
+    linked = ~pairs.blocked
+    blocked = np.flatnonzero(pairs.blocked)
+
+    def blocked_rows():
+        for p in blocked.tolist():
+            identifier = int(pairs.identifiers[p])
+            yield (int(pairs.events[p]), identifier, int(pairs.rules[p]), "blocked", pairs.reasons[identifier])
+
     rebuilt = _indexes_drop_when_empty(cur, "stitching_event_identifiers")
     if rebuilt is not None:
-        events, identifiers, rules = graph.linkable
+        events, identifiers, rules = pairs.events[linked], pairs.identifiers[linked], pairs.rules[linked]
         count = len(events)
         if count:
             # In (event, identifier) order, the unique key's: its index is built from presorted rows (a third
@@ -749,9 +743,25 @@ def _edges_write(cur, graph: Graph) -> Dropped | None:
                 (">i8", np.arange(first, first + count, dtype=np.int64)), (">i8", events), (">i8", identifiers),
                 (">i8", rules), ("S6", np.full(count, b"linked", dtype="S6")), ("S0", None),
             ])  # fmt: skip
-        cur.execute(f"INSERT INTO stitching_event_identifiers ({columns}) {final} WHERE s.blocked IS NOT NULL")
+        if len(blocked):
+            with cur.copy(f"COPY stitching_event_identifiers ({columns}) FROM STDIN") as copy:
+                for row in blocked_rows():
+                    copy.write_row(row)
         return rebuilt
-    cur.execute(f"CREATE TEMP TABLE st_final ON COMMIT DROP AS {final}")
+    cur.execute(
+        "CREATE TEMP TABLE st_final (event_id bigint, identifier_id bigint, rule_id bigint, status varchar(16), "
+        "reason text) ON COMMIT DROP"
+    )
+    count = int(linked.sum())
+    if count:
+        pgcopy.copy_in(cur, f"COPY st_final ({columns})", [
+            (">i8", pairs.events[linked]), (">i8", pairs.identifiers[linked]), (">i8", pairs.rules[linked]),
+            ("S6", np.full(count, b"linked", dtype="S6")), ("S0", None),
+        ])  # fmt: skip
+    if len(blocked):
+        with cur.copy(f"COPY st_final ({columns}) FROM STDIN") as copy:
+            for row in blocked_rows():
+                copy.write_row(row)
     _analyze_rough(cur, "st_final")
     cur.execute(
         "DELETE FROM stitching_event_identifiers ei WHERE NOT EXISTS (SELECT 1 FROM st_final f "
@@ -770,115 +780,241 @@ def _edges_write(cur, graph: Graph) -> Dropped | None:
     return None
 
 
-def _extract(cur, config, mark: Callable[[str], None]) -> None:
-    """By SQL: st_ids (identifier_id, new, category, value, first_seen, blocked), every identifier the events
-    carry, and st_edges (event_id, identifier_id, category_code, rule_id, blocked).
+def _identifiers_materialise(cur, slots: int, config) -> None:
+    """st_ids (identifier_id, new, category, value, first_seen): every identifier the events carry, its value read
+    from st_raw where its first pair is (`slots`: how many value columns st_raw has)."""
+    if slots:
+        values = ", ".join(f"r.v{k}" for k in range(slots))
+        cur.execute(
+            "CREATE UNLOGGED TABLE st_ids AS SELECT m.identifier_id, m.new = 1 AS new, "
+            f"({_literal(sorted(config.categories))}::text[])[m.code + 1] AS category, "
+            f"(ARRAY[{values}])[m.slot + 1] AS value, m.first_seen "
+            "FROM st_idmap m JOIN st_raw r ON r.event_id = m.event_id"
+        )
+    else:
+        cur.execute(
+            "CREATE UNLOGGED TABLE st_ids (identifier_id bigint, new boolean, category text, value text, "
+            "first_seen timestamptz)"
+        )
+    _analyze_rough(cur, "st_ids")
+
+
+@dataclass(slots=True)
+class Pairs:
+    """Every (event, identifier) pair the rules find, once per event and identifier, as arrays: the event, the
+    identifier's id, the rule that found it, that rule's column in st_raw (`slots`: v0, v1, ...), the identifier's
+    category code (its index in the sorted category ids) and whether it may not link (`blocked`); `reasons`: why,
+    per identifier id that may not link."""
+
+    events: np.ndarray
+    identifiers: np.ndarray
+    rules: np.ndarray
+    slots: np.ndarray
+    codes: np.ndarray
+    blocked: np.ndarray
+    reasons: dict[int, str]
+
+
+# An identifier's key: its value's SHA-256, the first 16 bytes (two 64-bit numbers), within its category. No
+# collision is known or can be made on purpose (2^64 work for even a birthday collision): two values with one key
+# would be one identifier, and identifier values come from the public.
+_KEY = "substr(sha256(textsend({})), 1, 16)"
+
+
+def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
+    """Every identifier the events carry, numbered, and its pairs with the events (returned); st_raw (event_id,
+    event_time, v0, v1, ...: each rule's normalised value) and st_idmap (identifier_id, new, code, event_id, slot,
+    first_seen: where each identifier's value is) stay for _identifiers_materialise.
 
     Scratch tables are UNLOGGED (dropped before the rebuild commits; never visible to others): unlike temporary
     tables they can be filled by parallel plans, so both cores extract. Every rule is applied in one pass over the
     events (st_raw: a column per rule, NULL where the rule does not apply), the payload value extracted once and
-    normalised by its category's SQL normaliser."""
+    normalised by its category's SQL normaliser, hashed (_KEY) and tested for junk in the same parallel pass.
+
+    The identifiers are told apart by their keys in numpy (a sort of 1.2M keys: 0.2 s), not by grouping their texts
+    in SQL (a hash aggregate of every pair, then a hash join of every pair back to its identifier: 3 s); only the
+    new identifiers' texts are read again, by the insert that stores them."""
     categories = sorted(config.categories)
-    # One row per event with each rule's normalised value as a column (st_raw: the payload is read once per
-    # event, every expression runs in the parallel workers), and the (event, rule) pairs as a UNION ALL of one
-    # branch per rule over it. A LATERAL VALUES list unpivoting in the same pass ran above the Gather (serial),
-    # and extracting inside it cost twice as much.
-    extracts, values, branches = [], [], []
+    code_of = {category: code for code, category in enumerate(categories)}
     # An event yields each identifier once (as identifiers_extract does): a rule's value is left out where a rule
-    # of the same category before it (higher priority, then smaller id) gave the same value, so no (event,
-    # identifier) pair needs de-duplicating by a sort of every pair.
-    rules = [rule for source_rules in config.rules.values() for rule in source_rules]
+    # of the same category before it (higher priority, then smaller id) gave the same value.
+    sourced = [(source_id, rule) for source_id, source_rules in config.rules.items() for rule in source_rules]
+    rules = [rule for _, rule in sourced]
     column = {rule.id: f"v{k}" for k, rule in enumerate(rules)}
-    for source_id, source_rules in config.rules.items():
-        for rule in source_rules:
-            applies = f"e.source_id = {int(source_id)}"
-            if rule.event_type != "*":
-                applies += f" AND e.type = {_literal(rule.event_type)}"
-            k = len(extracts)
-            path = _literal(list(rule.path))
-            extracts.append(f"CASE WHEN {applies} THEN e.payload #> {path}::text[] END AS j{k}")
-            normalised = sql_normalize(config.normalizers[rule.category], sql_scalar_text(f"x.j{k}"))
-            # (Most rules find nothing in most events: a NULL is not taken through the normaliser's expression.)
-            values.append(f"CASE WHEN x.j{k} IS NOT NULL THEN left({normalised}, {MAX_IDENTIFIER_LENGTH}) END AS v{k}")
-            earlier = [
-                column[other.id]
-                for other in rules
-                if other.category == rule.category and (-other.priority, other.id) < (-rule.priority, rule.id)
-            ]
-            branches.append(
-                f"SELECT event_id, event_time, {_literal(rule.category)}::text AS category, v{k} AS value, "
-                f"{int(rule.id)}::bigint AS rule_id FROM st_raw WHERE v{k} IS NOT NULL"
-                + "".join(f" AND v{k} IS DISTINCT FROM {other}" for other in earlier)
-            )
+    extracts, values, keyed, conditions = [], [], [], []
+    for k, (source_id, rule) in enumerate(sourced):
+        applies = f"e.source_id = {int(source_id)}"
+        if rule.event_type != "*":
+            applies += f" AND e.type = {_literal(rule.event_type)}"
+        extracts.append(f"CASE WHEN {applies} THEN e.payload #> {_literal(list(rule.path))}::text[] END AS j{k}")
+        normalised = sql_normalize(config.normalizers[rule.category], sql_scalar_text(f"x.j{k}"))
+        # (Most rules find nothing in most events: a NULL is not taken through the normaliser's expression.)
+        values.append(f"CASE WHEN x.j{k} IS NOT NULL THEN left({normalised}, {MAX_IDENTIFIER_LENGTH}) END AS v{k}")
+        junk = sql_junk_reason(f"y.v{k}")
+        keyed.append(f"{_KEY.format(f'y.v{k}')} AS h{k}, CASE WHEN y.v{k} IS NOT NULL THEN {junk} END AS r{k}")
+        earlier = [
+            column[other.id]
+            for other in rules
+            if other.category == rule.category and (-other.priority, other.id) < (-rule.priority, rule.id)
+        ]
+        conditions.append(f"v{k} IS NOT NULL" + "".join(f" AND v{k} IS DISTINCT FROM {other}" for other in earlier))
     if extracts:
         sources = sorted(int(x) for x in config.rules)
-        # OFFSET 0 keeps the extracted jsonb values columns (each normaliser reads its value several times) and,
-        # as a constant, no Limit node: the plan stays parallel.
+        # OFFSET 0 keeps the extracted jsonb values and the normalised values columns (each expression over them
+        # reads its column several times) and, as a constant, no Limit node: the plan stays parallel.
+        # (No parameters: psycopg sends the text as it is, a % in a rule's event type included.)
         cur.execute(
-            (
-                f"CREATE UNLOGGED TABLE st_raw AS SELECT x.id AS event_id, x.event_time, {', '.join(values)} "
-                f"FROM (SELECT e.id, e.event_time, {', '.join(extracts)} FROM customer_events e "
-                f"WHERE e.source_id = ANY('{{{','.join(map(str, sources))}}}'::bigint[]) OFFSET 0) x"
-            ).replace("%", "%%")
+            f"CREATE UNLOGGED TABLE st_raw AS SELECT y.*, {', '.join(keyed)} FROM ("
+            f"SELECT x.id AS event_id, x.event_time, {', '.join(values)} "
+            f"FROM (SELECT e.id, e.event_time, {', '.join(extracts)} FROM customer_events e "
+            f"WHERE e.source_id = ANY('{{{','.join(map(str, sources))}}}'::bigint[]) OFFSET 0) x OFFSET 0) y"
         )
-        pairs = " UNION ALL ".join(branches)
     else:
-        cur.execute("CREATE UNLOGGED TABLE st_raw (event_id bigint)")
-        pairs = (
-            "SELECT NULL::bigint AS event_id, NULL::timestamptz AS event_time, NULL::text AS category, "
-            "NULL::text AS value, NULL::bigint AS rule_id WHERE false"
-        )
+        cur.execute("CREATE UNLOGGED TABLE st_raw (event_id bigint, event_time timestamptz)")
     mark("extract_pairs")
-    # Every distinct identifier with its first time and why it may not link (junk or blocked: a function of the
-    # value, computed once per identifier, its trimmed core once per value: OFFSET 0 keeps it a column). New
-    # identifiers get ids after the table's sequence, numbered in one pass (row_number() over the unsorted rows:
-    # the existing identifiers leave gaps) before one setval, and are inserted with their owner once it is known
-    # (no identifier is created concurrently: stitching holds the global lock shared, this rebuild exclusively).
-    junk = sql_junk_reason("p.value", core="p.core").replace("%", "%%")
-    blocked = "NULL"
+
+    # The pairs, rule by rule (the column's events, and their keys as one bytea), and every event's time: one
+    # binary value per column, read straight into numpy (serially: the leader aggregates every row anyway).
+    columns = ["coalesce(array_agg(event_id), '{}')", "coalesce(array_agg(event_time), '{}')"]
+    for k, condition in enumerate(conditions):
+        columns += [
+            f"coalesce(array_agg(event_id) FILTER (WHERE {condition}), '{{}}')",
+            f"string_agg(h{k}, ''::bytea) FILTER (WHERE {condition})",
+            f"coalesce(array_agg(event_id) FILTER (WHERE {condition} AND r{k} IS NOT NULL), '{{}}')",
+            f"array_agg(r{k}) FILTER (WHERE {condition} AND r{k} IS NOT NULL)",
+        ]
+    with _local_setting(cur, "max_parallel_workers_per_gather", "0"):
+        row = pgcopy.fetch_arrays(cur.connection, f"SELECT {', '.join(columns)} FROM st_raw")
+    all_events, all_times = row[0], row[1]
+    order = np.argsort(all_events)
+    all_events, all_times = all_events[order], all_times[order]
+    parts: dict[str, list[np.ndarray]] = {"events": [], "keys": [], "rules": [], "slots": [], "codes": []}
+    junk_events, junk_slots, junk_reasons = [], [], []
+    for k, rule in enumerate(rules):
+        events, keys, bad_events, bad_reasons = row[2 + 4 * k : 6 + 4 * k]
+        parts["events"].append(events)
+        parts["keys"].append(np.frombuffer(keys or b"", dtype="<u8").reshape(-1, 2))
+        parts["rules"].append(np.full(len(events), rule.id, dtype=np.int64))
+        parts["slots"].append(np.full(len(events), k, dtype=np.int64))
+        parts["codes"].append(np.full(len(events), code_of[rule.category], dtype=np.int64))
+        junk_events += bad_events.tolist()
+        junk_slots += [k] * len(bad_events)
+        junk_reasons += bad_reasons or []
+    pair_events, keys, pair_rules, pair_slots, pair_codes = (
+        np.concatenate(parts[name]) if parts[name] else np.empty((0, 2) if name == "keys" else 0, dtype=np.int64)
+        for name in ("events", "keys", "rules", "slots", "codes")
+    )
+    keys = keys.astype(np.uint64, copy=False).reshape(-1, 2)
+
+    # Identifiers: the distinct (category, key), in key order; `first` the sorted position of each one's first pair.
+    n = len(pair_events)
+    order = np.lexsort((keys[:, 1], keys[:, 0], pair_codes))
+    sorted_keys, sorted_codes = keys[order], pair_codes[order]
+    starts = np.ones(n, dtype=bool)
+    if n:
+        starts[1:] = (
+            (sorted_codes[1:] != sorted_codes[:-1])
+            | (sorted_keys[1:, 0] != sorted_keys[:-1, 0])
+            | (sorted_keys[1:, 1] != sorted_keys[:-1, 1])
+        )
+    first = np.flatnonzero(starts)
+    pair_identifier = np.empty(n, dtype=np.int64)  # the pair's identifier as an index into the identifiers
+    pair_identifier[order] = np.cumsum(starts) - 1
+    identifier_codes, identifier_keys = sorted_codes[first], sorted_keys[first]
+    representative = order[first]  # a pair of each identifier: where its value is (event, slot)
+    times = all_times[np.searchsorted(all_events, pair_events)] if n else np.empty(0, dtype=np.int64)
+    first_seen = np.minimum.reduceat(times[order], first) if n else np.empty(0, dtype=np.int64)
+
+    # Why an identifier may not link: junk (tested per pair in SQL: a function of the value) before a blocked value.
+    reasons_at: dict[int, str] = {}  # identifier index -> reason
+    if junk_events:
+        triples = zip(junk_events, junk_slots, junk_reasons, strict=True)
+        at = {(e, k): f"junk value: {reason}" for e, k, reason in triples}
+        junk_mask = np.isin(pair_events, np.array(junk_events, dtype=np.int64))
+        for p in np.flatnonzero(junk_mask).tolist():
+            reason = at.get((int(pair_events[p]), int(pair_slots[p])))
+            if reason is not None:
+                reasons_at.setdefault(int(pair_identifier[p]), reason)
     if config.blocked:
-        # The (category, value) pairs blocked values refuse, with their reasons, as config_load matched them for
-        # incremental stitching (a value blocked for every category as each category's normaliser makes it).
+        blocked_keys = [(category, value) for category, value in config.blocked if category in code_of]
         cur.execute(
-            "CREATE UNLOGGED TABLE st_blocked (category text, value text, reason text, PRIMARY KEY (category, value))"
+            f"SELECT {_KEY.format('v')} FROM unnest(%s::text[]) WITH ORDINALITY AS b(v, n) ORDER BY n",
+            [[value for _, value in blocked_keys]],
         )
-        keys = list(config.blocked)
-        cur.execute(
-            "INSERT INTO st_blocked SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])",
-            [[c for c, _ in keys], [v for _, v in keys], [config.blocked[k] for k in keys]],
+        wanted = {
+            (code_of[category], bytes(digest)): config.blocked[(category, value)]
+            for (category, value), (digest,) in zip(blocked_keys, cur.fetchall(), strict=True)
+        }
+        candidates = np.flatnonzero(
+            np.isin(identifier_keys[:, 0], np.array([np.frombuffer(d, "<u8")[0] for _, d in wanted], dtype=np.uint64))
         )
-        cur.execute("ANALYZE st_blocked")
-        blocked = "(SELECT b.reason FROM st_blocked b WHERE b.category = p.category AND b.value = p.value)"
+        for j in candidates.tolist():
+            reason = wanted.get((int(identifier_codes[j]), identifier_keys[j].tobytes()))
+            if reason is not None:
+                reasons_at.setdefault(j, reason)
+
+    # Ids: an existing identifier keeps its id; new ones get ids after the table's sequence, in key order, and are
+    # inserted with their owner once it is known (no identifier is created concurrently: stitching holds the global
+    # lock shared, this rebuild exclusively).
+    count = len(first)
+    ids = np.full(count, -1, dtype=np.int64)
+    cur.execute("SELECT EXISTS (SELECT 1 FROM stitching_identifiers)")
+    if cur.fetchone()[0] and count:
+        existing_ids, existing_codes, existing_keys = _existing_identifiers(cur, categories)
+        both_codes = np.concatenate([identifier_codes, existing_codes])
+        both_keys = np.concatenate([identifier_keys, existing_keys])
+        both = np.lexsort((both_keys[:, 1], both_keys[:, 0], both_codes))
+        same = (
+            (both_codes[both[1:]] == both_codes[both[:-1]])
+            & (both_keys[both[1:], 0] == both_keys[both[:-1], 0])
+            & (both_keys[both[1:], 1] == both_keys[both[:-1], 1])
+        )
+        a, b = both[:-1][same], both[1:][same]  # one of each matched pair is ours, the other existing
+        ours, theirs = np.where(a < count, a, b), np.where(a < count, b, a) - count
+        ids[ours] = existing_ids[theirs]
+    new = ids < 0
     cur.execute("SELECT pg_get_serial_sequence('stitching_identifiers', 'id')")
     sequence = cur.fetchone()[0]
-    cur.execute(f"SELECT last_value + CASE WHEN is_called THEN 1 ELSE 0 END FROM {sequence}")
-    first = int(cur.fetchone()[0])
-    groups = (
-        "SELECT i.id AS existing, p.category, p.value, p.first_seen, row_number() OVER () AS n "
-        f"FROM (SELECT category, value, min(event_time) AS first_seen FROM ({pairs.replace('%', '%%')}) pairs "
-        "GROUP BY category, value) p "
-        "LEFT JOIN stitching_identifiers i ON i.category_id = p.category AND i.value = p.value"
-    )
+    if new.any():
+        cur.execute(f"SELECT nextval('{sequence}')")
+        low = int(cur.fetchone()[0])
+        ids[new] = np.arange(low, low + int(new.sum()), dtype=np.int64)
+        cur.execute("SELECT setval(%s, %s)", [sequence, int(ids[new][-1])])
+    # Where each identifier's value is, for the insert of the new ones (and the owners' update of the others).
     cur.execute(
-        f"CREATE UNLOGGED TABLE st_ids AS SELECT coalesce(existing, {first} - 1 + n) AS identifier_id, "
-        "existing IS NULL AS new, category, value, first_seen, blocked FROM ("
-        f"SELECT p.*, coalesce('junk value: ' || {junk}, {blocked}) AS blocked FROM "
-        f"(SELECT g.*, {sql_junk_core('g.value')} AS core FROM ({groups}) g OFFSET 0) p OFFSET 0) q"
+        "CREATE UNLOGGED TABLE st_idmap (identifier_id bigint, new smallint, code integer, event_id bigint, "
+        "slot integer, first_seen timestamptz)"
     )
-    cur.execute("SELECT max(identifier_id) FROM st_ids WHERE new")
-    last = cur.fetchone()[0]
-    if last is not None:
-        cur.execute("SELECT setval(%s, %s)", [sequence, last])
-    _analyze_rough(cur, "st_ids")
+    if count:
+        pgcopy.copy_in(cur, "COPY st_idmap (identifier_id, new, code, event_id, slot, first_seen)", [
+            (">i8", ids), (">i2", new.astype(np.int16)), (">i4", identifier_codes.astype(np.int32)),
+            (">i8", pair_events[representative]), (">i4", pair_slots[representative].astype(np.int32)),
+            (">i8", first_seen),
+        ])  # fmt: skip
+    blocked_identifiers = np.zeros(count, dtype=bool)
+    blocked_identifiers[list(reasons_at)] = True
     mark("extract_identifiers")
-    cur.execute(
-        "CREATE UNLOGGED TABLE st_edges AS SELECT p.event_id, i.identifier_id, "
-        "array_position(%s::text[], p.category) - 1 AS category_code, p.rule_id, i.blocked "
-        f"FROM ({pairs.replace('%', '%%')}) p JOIN st_ids i ON i.category = p.category AND i.value = p.value",
-        [categories],
+    return Pairs(
+        events=pair_events,
+        identifiers=ids[pair_identifier],
+        rules=pair_rules,
+        slots=pair_slots,
+        codes=pair_codes,
+        blocked=blocked_identifiers[pair_identifier],
+        reasons={int(ids[j]): reason for j, reason in reasons_at.items()},
     )
-    _analyze_rough(cur, "st_edges")
-    mark("extract_edges")
+
+
+def _existing_identifiers(cur, categories: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stored identifiers of these categories: ids, category codes and keys (_KEY of the value)."""
+    ids, codes, keys = pgcopy.fetch_arrays(
+        cur.connection,
+        "SELECT coalesce(array_agg(id), '{}'), coalesce(array_agg(array_position(%s::text[], category_id::text) - 1), "
+        f"'{{}}'), string_agg({_KEY.format('value')}, ''::bytea) FROM stitching_identifiers "
+        "WHERE category_id = ANY(%s::text[])",
+        [categories, categories],
+    )
+    return ids, codes, np.frombuffer(keys or b"", dtype="<u8").reshape(-1, 2).astype(np.uint64)
 
 
 def _literal(value) -> str:
@@ -886,20 +1022,26 @@ def _literal(value) -> str:
     return sql.Literal(value).as_string(None)
 
 
-def _exact_events(cur, component_of: dict[int, int]) -> list[list[EventNode]]:
+def _exact_events(cur, config, component_of: dict[int, int], pairs: Pairs) -> list[list[EventNode]]:
     """The events of these components (event -> component label) with their linked identifiers, per component."""
     events = list(component_of)
     cur.execute("SELECT id, event_time, source_id, idempotency_key FROM customer_events WHERE id = ANY(%s)", [events])
     nodes = {e: EventNode(e, t, s, k, []) for e, t, s, k in cur.fetchall()}
+    slots = int(pairs.slots.max()) + 1 if len(pairs.slots) else 0
     cur.execute(
-        "SELECT s.event_id, s.identifier_id, i.category, i.value, coalesce(r.priority, 0) FROM st_edges s "
-        "JOIN st_ids i ON i.identifier_id = s.identifier_id "
-        "LEFT JOIN stitching_stitchingrule r ON r.id = s.rule_id "
-        "WHERE s.blocked IS NULL AND s.event_id = ANY(%s)",
+        f"SELECT event_id, {', '.join(f'v{k}' for k in range(slots)) or 'NULL'} FROM st_raw WHERE event_id = ANY(%s)",
         [events],
     )
-    for e, i, category, value, priority in cur.fetchall():
-        nodes[e].links.append(Link(i, category, value, priority))
+    values = {row[0]: row[1:] for row in cur.fetchall()}
+    priority = {rule.id: rule.priority for source_rules in config.rules.values() for rule in source_rules}
+    categories = sorted(config.categories)
+    chosen = np.flatnonzero(np.isin(pairs.events, np.array(events, dtype=np.int64)) & ~pairs.blocked)
+    for p in chosen.tolist():
+        e, slot = int(pairs.events[p]), int(pairs.slots[p])
+        link = Link(
+            int(pairs.identifiers[p]), categories[pairs.codes[p]], values[e][slot], priority.get(int(pairs.rules[p]), 0)
+        )
+        nodes[e].links.append(link)
     by_component: dict[int, list[EventNode]] = {}
     for e, node in nodes.items():
         by_component.setdefault(component_of[e], []).append(node)

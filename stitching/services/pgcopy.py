@@ -84,13 +84,15 @@ class _IntArrayLoader(Loader):
         return rows["v"].astype(np.int64)
 
 
-_INT_WIDTHS = {21: 2, 23: 4, 20: 8}  # int2, int4, int8 element oids
-_INT_ARRAY_OIDS = (1005, 1007, 1016)  # int2[], int4[], int8[]
+# Element oid -> width: int2, int4, int8, and timestamptz (microseconds since 2000-01-01 UTC, see `timestamptz`).
+_INT_WIDTHS = {21: 2, 23: 4, 20: 8, 1184: 8}
+_INT_ARRAY_OIDS = (1005, 1007, 1016, 1185)  # int2[], int4[], int8[], timestamptz[]
 
 
-def fetch_int_arrays(connection, query: str, params=None) -> list[np.ndarray]:
-    """The one row of integer arrays `query` returns (e.g. SELECT array_agg(a), array_agg(b) ...), as numpy
-    int64 arrays: one binary value per column instead of a COPY message per row."""
+def fetch_arrays(connection, query: str, params=None) -> list:
+    """The one row `query` returns (e.g. SELECT array_agg(a), array_agg(b) ...) in binary: integer and timestamptz
+    arrays as numpy int64 arrays (one binary value per column instead of a COPY message per row), other columns as
+    psycopg loads them (bytea as bytes, text[] as a list)."""
     with psycopg.Cursor(connection) as cursor:  # server-side binding (a client-side cursor has no binary results)
         for oid in _INT_ARRAY_OIDS:
             cursor.adapters.register_loader(oid, _IntArrayLoader)

@@ -73,7 +73,14 @@ TEXT = st.text(
         st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
     ),
     max_size=24,
-) | st.sampled_from(["null", ' "Undefined" ', "[object Object]", "+420 601 234 567", "00-0", "00420601234567"])
+) | st.sampled_from(
+    [
+        "null", ' "Undefined" ', "[object Object]", "+420 601 234 567", "00-0", "00420601234567",
+        # Around the cheap first test of the SQL junk test (more than 17 characters left after stripping).
+        '"' + "0-" * 12 + '"', "  '\tnot_authenticated'  " + " " * 10, "'" * 20 + "x", "0" * 17 + "x", "x" * 399,
+        "y" * 400, "-" * 18 + "a" * 17, "ab" + "\v" * 30,
+    ]
+)  # fmt: skip
 
 
 @pytest.mark.django_db
