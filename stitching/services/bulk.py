@@ -841,7 +841,8 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
     sourced = [(source_id, rule) for source_id, source_rules in config.rules.items() for rule in source_rules]
     rules = [rule for _, rule in sourced]
     column = {rule.id: f"v{k}" for k, rule in enumerate(rules)}
-    extracts, values, keyed, conditions = [], [], [], []
+    extracts, values, branches = [], [], []
+    width = max(len(rules), 1)  # a pair goes as one number: event id * width + the rule's column (its slot)
     for k, (source_id, rule) in enumerate(sourced):
         applies = f"e.source_id = {int(source_id)}"
         if rule.event_type != "*":
@@ -850,61 +851,50 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
         normalised = sql_normalize(config.normalizers[rule.category], sql_scalar_text(f"x.j{k}"))
         # (Most rules find nothing in most events: a NULL is not taken through the normaliser's expression.)
         values.append(f"CASE WHEN x.j{k} IS NOT NULL THEN left({normalised}, {MAX_IDENTIFIER_LENGTH}) END AS v{k}")
-        junk = sql_junk_reason(f"y.v{k}")
-        keyed.append(f"{_KEY.format(f'y.v{k}')} AS h{k}, CASE WHEN y.v{k} IS NOT NULL THEN {junk} END AS r{k}")
         earlier = [
             column[other.id]
             for other in rules
             if other.category == rule.category and (-other.priority, other.id) < (-rule.priority, rule.id)
         ]
-        conditions.append(f"v{k} IS NOT NULL" + "".join(f" AND v{k} IS DISTINCT FROM {other}" for other in earlier))
+        branches.append(
+            f"SELECT event_id * {width} + {k} AS pair, {_KEY.format(f'v{k}')} AS key, {sql_junk_reason(f'v{k}')} "
+            f"AS junk FROM st_raw WHERE v{k} IS NOT NULL" + "".join(f" AND v{k} IS DISTINCT FROM {o}" for o in earlier)
+        )
     if extracts:
         sources = sorted(int(x) for x in config.rules)
-        # OFFSET 0 keeps the extracted jsonb values and the normalised values columns (each expression over them
-        # reads its column several times) and, as a constant, no Limit node: the plan stays parallel.
-        # (No parameters: psycopg sends the text as it is, a % in a rule's event type included.)
+        # OFFSET 0 keeps the extracted jsonb values columns (each normaliser reads its value several times) and, as a
+        # constant, no Limit node: the plan stays parallel. (No parameters: psycopg sends the text as it is, a % in
+        # a rule's event type included.)
         cur.execute(
-            f"CREATE UNLOGGED TABLE st_raw AS SELECT y.*, {', '.join(keyed)} FROM ("
-            f"SELECT x.id AS event_id, x.event_time, {', '.join(values)} "
+            f"CREATE UNLOGGED TABLE st_raw AS SELECT x.id AS event_id, x.event_time, {', '.join(values)} "
             f"FROM (SELECT e.id, e.event_time, {', '.join(extracts)} FROM customer_events e "
-            f"WHERE e.source_id = ANY('{{{','.join(map(str, sources))}}}'::bigint[]) OFFSET 0) x OFFSET 0) y"
+            f"WHERE e.source_id = ANY('{{{','.join(map(str, sources))}}}'::bigint[]) OFFSET 0) x"
         )
     else:
         cur.execute("CREATE UNLOGGED TABLE st_raw (event_id bigint, event_time timestamptz)")
     mark("extract_pairs")
 
-    # The pairs, rule by rule (the column's events, and their keys as one bytea), and every event's time: one
-    # binary value per column, read straight into numpy (serially: the leader aggregates every row anyway).
-    columns = ["coalesce(array_agg(event_id), '{}')", "coalesce(array_agg(event_time), '{}')"]
-    for k, condition in enumerate(conditions):
-        columns += [
-            f"coalesce(array_agg(event_id) FILTER (WHERE {condition}), '{{}}')",
-            f"string_agg(h{k}, ''::bytea) FILTER (WHERE {condition})",
-            f"coalesce(array_agg(event_id) FILTER (WHERE {condition} AND r{k} IS NOT NULL), '{{}}')",
-            f"array_agg(r{k}) FILTER (WHERE {condition} AND r{k} IS NOT NULL)",
-        ]
-    with _local_setting(cur, "max_parallel_workers_per_gather", "0"):
-        row = pgcopy.fetch_arrays(cur.connection, f"SELECT {', '.join(columns)} FROM st_raw")
-    all_events, all_times = row[0], row[1]
+    # Every event's time, and the pairs with their keys and junk reasons: one binary value per column, read straight
+    # into numpy. The pairs as a UNION ALL of one branch per rule: the workers of its parallel plan compute the keys
+    # and the junk test (a projection over st_raw's values in one statement runs above the Gather, in one process).
+    all_events, all_times = pgcopy.fetch_arrays(
+        cur.connection, "SELECT coalesce(array_agg(event_id), '{}'), coalesce(array_agg(event_time), '{}') FROM st_raw"
+    )
+    if branches:
+        packed, keys, junk_packed, junk_reasons = pgcopy.fetch_arrays(
+            cur.connection,
+            "SELECT coalesce(array_agg(pair), '{}'), string_agg(key, ''::bytea), "
+            "coalesce(array_agg(pair) FILTER (WHERE junk IS NOT NULL), '{}'), "
+            f"array_agg(junk) FILTER (WHERE junk IS NOT NULL) FROM ({' UNION ALL '.join(branches)}) p",
+        )
+    else:
+        packed, keys, junk_packed, junk_reasons = np.empty(0, dtype=np.int64), b"", np.empty(0, dtype=np.int64), []
     order = np.argsort(all_events)
     all_events, all_times = all_events[order], all_times[order]
-    parts: dict[str, list[np.ndarray]] = {"events": [], "keys": [], "rules": [], "slots": [], "codes": []}
-    junk_events, junk_slots, junk_reasons = [], [], []
-    for k, rule in enumerate(rules):
-        events, keys, bad_events, bad_reasons = row[2 + 4 * k : 6 + 4 * k]
-        parts["events"].append(events)
-        parts["keys"].append(np.frombuffer(keys or b"", dtype="<u8").reshape(-1, 2))
-        parts["rules"].append(np.full(len(events), rule.id, dtype=np.int64))
-        parts["slots"].append(np.full(len(events), k, dtype=np.int64))
-        parts["codes"].append(np.full(len(events), code_of[rule.category], dtype=np.int64))
-        junk_events += bad_events.tolist()
-        junk_slots += [k] * len(bad_events)
-        junk_reasons += bad_reasons or []
-    pair_events, keys, pair_rules, pair_slots, pair_codes = (
-        np.concatenate(parts[name]) if parts[name] else np.empty((0, 2) if name == "keys" else 0, dtype=np.int64)
-        for name in ("events", "keys", "rules", "slots", "codes")
-    )
-    keys = keys.astype(np.uint64, copy=False).reshape(-1, 2)
+    pair_events, pair_slots = np.divmod(packed, width)
+    pair_rules = np.array([rule.id for rule in rules] or [0], dtype=np.int64)[pair_slots]
+    pair_codes = np.array([code_of[rule.category] for rule in rules] or [0], dtype=np.int64)[pair_slots]
+    keys = np.frombuffer(keys or b"", dtype="<u8").reshape(-1, 2)
 
     # Identifiers: the distinct (category, key), in key order; `first` the sorted position of each one's first pair.
     n = len(pair_events)
@@ -927,14 +917,10 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
 
     # Why an identifier may not link: junk (tested per pair in SQL: a function of the value) before a blocked value.
     reasons_at: dict[int, str] = {}  # identifier index -> reason
-    if junk_events:
-        triples = zip(junk_events, junk_slots, junk_reasons, strict=True)
-        at = {(e, k): f"junk value: {reason}" for e, k, reason in triples}
-        junk_mask = np.isin(pair_events, np.array(junk_events, dtype=np.int64))
-        for p in np.flatnonzero(junk_mask).tolist():
-            reason = at.get((int(pair_events[p]), int(pair_slots[p])))
-            if reason is not None:
-                reasons_at.setdefault(int(pair_identifier[p]), reason)
+    if len(junk_packed):
+        at = dict(zip(junk_packed.tolist(), junk_reasons, strict=True))
+        for p in np.flatnonzero(np.isin(packed, junk_packed)).tolist():
+            reasons_at.setdefault(int(pair_identifier[p]), f"junk value: {at[int(packed[p])]}")
     if config.blocked:
         blocked_keys = [(category, value) for category, value in config.blocked if category in code_of]
         cur.execute(
