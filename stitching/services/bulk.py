@@ -109,8 +109,6 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             # wait for the index builds after the plan.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restitch-db") as database:
                 inserted = database.submit(_edges_write, cur, pairs)
-                # The identifiers with their values (read from st_raw), for the insert after the plan.
-                database.submit(_identifiers_materialise, cur, len(pairs.slots) and int(pairs.slots.max()) + 1, config)
 
                 def read(query: Callable[[], object]) -> object:
                     # After the insert (whose error, if any, is the one raised), in the connection's thread.
@@ -175,7 +173,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                     "FROM st_refused r WHERE ei.event_id = r.event_id AND ei.identifier_id = r.identifier_id"
                 )
                 mark("refused")
-            _identifiers_write(cur, groups, plan)
+            _identifiers_write(cur, groups, plan, _identifiers_source(pairs, config))
             mark("owners")
             if groups.hubs:
                 cur.execute(HUB_REVIEWS_OPEN_SQL, [list(groups.hubs), list(groups.hubs.values())])
@@ -486,16 +484,18 @@ def _stale_write(cur, touched: np.ndarray) -> None:
     )
 
 
-def _identifiers_write(cur, groups: Groups, plan: Plan) -> None:
+def _identifiers_write(cur, groups: Groups, plan: Plan, source: str) -> None:
     """Identifiers with their customer. New ones are inserted complete (their ids were drawn from the sequence
     at extraction): one insert instead of an insert and a rewrite of every row. Existing ones are updated where
-    they differ."""
+    they differ. `source`: the identifiers' rows (_identifiers_source)."""
     owned = groups.identifier_group >= 0
     owner = plan.entity_of_group[np.searchsorted(plan.group_keys, groups.identifier_group[owned])]
     rebuilt = _indexes_drop_when_empty(cur, "stitching_identifiers")
-    if rebuilt is not None and _new_identifiers_insert(cur, groups.identifiers[owned], owner):
+    if rebuilt is not None and _new_identifiers_insert(cur, source, groups.identifiers[owned], owner):
         _indexes_create(cur, rebuilt)
         return
+    cur.execute(f"CREATE UNLOGGED TABLE st_ids AS {source}")
+    _analyze_rough(cur, "st_ids")
     cur.execute("CREATE TEMP TABLE st_owner (identifier_id bigint, entity_id varchar(32)) ON COMMIT DROP")
     _copy(cur, "COPY st_owner (identifier_id, entity_id)", [(">i8", groups.identifiers[owned]), ("S32", owner)])
     _analyze_rough(cur, "st_owner")
@@ -538,8 +538,8 @@ def _identifiers_write(cur, groups: Groups, plan: Plan) -> None:
 MAX_PACKED_OWNERS = 4_000_000
 
 
-def _new_identifiers_insert(cur, identifiers: np.ndarray, owners: np.ndarray) -> bool:
-    """Insert every identifier of st_ids (all new: the table was empty) with its owner, when the owners are uuid
+def _new_identifiers_insert(cur, source: str, identifiers: np.ndarray, owners: np.ndarray) -> bool:
+    """Insert every identifier of `source` (all new: the table was empty) with its owner, when the owners are uuid
     hex (as this project makes them); returns False, having done nothing, otherwise.
 
     The owners go as one bytea parameter, 16 bytes per identifier id from the smallest new id on (the new ids are
@@ -554,7 +554,7 @@ def _new_identifiers_insert(cur, identifiers: np.ndarray, owners: np.ndarray) ->
         return False
     if binascii.hexlify(raw) != hexes:  # upper-case hex would come back lower-case
         return False
-    cur.execute("SELECT min(identifier_id), max(identifier_id) FROM st_ids")
+    cur.execute("SELECT min(identifier_id), max(identifier_id) FROM st_idmap")
     low, high = cur.fetchone()
     if low is None:
         return True
@@ -574,7 +574,7 @@ def _new_identifiers_insert(cur, identifiers: np.ndarray, owners: np.ndarray) ->
             "SELECT s.identifier_id, s.category, s.value, CASE WHEN o.owned THEN "
             "encode(substring(%(owners)s::bytea FROM o.k * 16 + 1 FOR 16), 'hex') END, "
             "CASE WHEN o.owned THEN s.first_seen END "
-            "FROM st_ids s, LATERAL (SELECT (s.identifier_id - %(low)s)::int AS k) k, "
+            f"FROM ({source.replace('%', '%%')}) s, LATERAL (SELECT (s.identifier_id - %(low)s)::int AS k) k, "
             "LATERAL (SELECT k.k, get_byte(%(has_owner)s::bytea, k.k::int) = 1 AS owned) o",
             {"owners": packed.tobytes(), "has_owner": has_owner.tobytes(), "low": int(low)},
         )
@@ -780,23 +780,21 @@ def _edges_write(cur, pairs: Pairs) -> Dropped | None:
     return None
 
 
-def _identifiers_materialise(cur, slots: int, config) -> None:
-    """st_ids (identifier_id, new, category, value, first_seen): every identifier the events carry, its value read
-    from st_raw where its first pair is (`slots`: how many value columns st_raw has)."""
-    if slots:
-        values = ", ".join(f"r.v{k}" for k in range(slots))
-        cur.execute(
-            "CREATE UNLOGGED TABLE st_ids AS SELECT m.identifier_id, m.new = 1 AS new, "
-            f"({_literal(sorted(config.categories))}::text[])[m.code + 1] AS category, "
-            f"(ARRAY[{values}])[m.slot + 1] AS value, m.first_seen "
-            "FROM st_idmap m JOIN st_raw r ON r.event_id = m.event_id"
+def _identifiers_source(pairs: Pairs, config) -> str:
+    """SQL: the rows (identifier_id, new, category, value, first_seen) of every identifier the events carry, each
+    value read from st_raw where its first pair is (st_idmap)."""
+    slots = int(pairs.slots.max()) + 1 if len(pairs.slots) else 0
+    if not slots:
+        return (
+            "SELECT NULL::bigint AS identifier_id, NULL::boolean AS new, NULL::text AS category, NULL::text AS value, "
+            "NULL::timestamptz AS first_seen WHERE false"
         )
-    else:
-        cur.execute(
-            "CREATE UNLOGGED TABLE st_ids (identifier_id bigint, new boolean, category text, value text, "
-            "first_seen timestamptz)"
-        )
-    _analyze_rough(cur, "st_ids")
+    values = ", ".join(f"r.v{k}" for k in range(slots))
+    return (
+        "SELECT m.identifier_id, m.new = 1 AS new, "
+        f"({_literal(sorted(config.categories))}::text[])[m.code + 1] AS category, "
+        f"(ARRAY[{values}])[m.slot + 1] AS value, m.first_seen FROM st_idmap m JOIN st_raw r ON r.event_id = m.event_id"
+    )
 
 
 @dataclass(slots=True)
@@ -824,7 +822,7 @@ _KEY = "substr(sha256(textsend({})), 1, 16)"
 def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
     """Every identifier the events carry, numbered, and its pairs with the events (returned); st_raw (event_id,
     event_time, v0, v1, ...: each rule's normalised value) and st_idmap (identifier_id, new, code, event_id, slot,
-    first_seen: where each identifier's value is) stay for _identifiers_materialise.
+    first_seen: where each identifier's value is) stay for _identifiers_source.
 
     Scratch tables are UNLOGGED (dropped before the rebuild commits; never visible to others): unlike temporary
     tables they can be filled by parallel plans, so both cores extract. Every rule is applied in one pass over the
