@@ -2,7 +2,8 @@
 
 Same result as incremental stitching (the partition is the same function of the same events), computed in bulk:
 identifiers are extracted in SQL (every rule in one parallel pass, with the SQL twins of the normalisers and the
-junk test) into UNLOGGED scratch tables; the (event, identifier) edges are read into numpy arrays, scipy's
+junk test) into an UNLOGGED scratch table; the (event, identifier) pairs are read into numpy arrays with a
+SHA-256 key per value, which tells the identifiers apart (_extract); scipy's
 `connected_components` finds the raw components, and a component that cannot trigger a limit, a cap or a hub
 (each limited category within its limit, and at most `config.simple_max` identifiers, which bounds the merges
 any identifier or customer can make) *is* its partition. The rare others go through `partition_compute` like
