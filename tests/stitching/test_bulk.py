@@ -45,6 +45,15 @@ def _constraints() -> set[tuple[str, str, str]]:
         return set(cursor.fetchall())
 
 
+def _from_scratch() -> None:
+    """No event stitched, the graph tables and the customers empty: the next restitch is a first stitch."""
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE customer_event_entities SET customer_entity_id = NULL")
+        for table in ("stitching_event_identifiers", "stitching_entitychange", "stitching_identifiers"):
+            cursor.execute(f"DELETE FROM {table}")
+        cursor.execute("DELETE FROM customer_entities")
+
+
 def test_a_bulk_rewrite_gives_the_incremental_partition_and_restores_indexes(source, monkeypatch):
     ingest(source, ROWS)
     engine.stitch_pending()
@@ -170,11 +179,7 @@ def test_two_rules_finding_one_identifier_in_an_event_make_one_link_from_the_fir
     assert links() == expected
     engine.restitch()
     assert links() == expected
-    with connection.cursor() as cursor:  # from scratch: the graph tables empty
-        cursor.execute("UPDATE customer_event_entities SET customer_entity_id = NULL")
-        for table in ("stitching_event_identifiers", "stitching_entitychange", "stitching_identifiers"):
-            cursor.execute(f"DELETE FROM {table}")
-        cursor.execute("DELETE FROM customer_entities")
+    _from_scratch()
     engine.restitch()
     assert links() == expected
 
@@ -198,11 +203,7 @@ def test_a_rule_for_an_event_type_with_a_percent_sign_links_in_a_rebuild_as_incr
     assert incremental == {frozenset({a, b}), frozenset({c})}
     engine.restitch()
     assert partition() == incremental
-    with connection.cursor() as cursor:  # from scratch: the graph tables empty
-        cursor.execute("UPDATE customer_event_entities SET customer_entity_id = NULL")
-        for table in ("stitching_event_identifiers", "stitching_entitychange", "stitching_identifiers"):
-            cursor.execute(f"DELETE FROM {table}")
-        cursor.execute("DELETE FROM customer_entities")
+    _from_scratch()
     engine.restitch()
     assert partition() == incremental
 
