@@ -856,8 +856,9 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
             if other.category == rule.category and (-other.priority, other.id) < (-rule.priority, rule.id)
         ]
         branches.append(
-            f"SELECT event_id * {width} + {k} AS pair, {_KEY.format(f'v{k}')} AS key, {sql_junk_reason(f'v{k}')} "
-            f"AS junk FROM st_raw WHERE v{k} IS NOT NULL" + "".join(f" AND v{k} IS DISTINCT FROM {o}" for o in earlier)
+            f"SELECT event_id * {width} + {k} AS pair, int8send(event_id * {width} + {k}) || {_KEY.format(f'v{k}')} "
+            f"AS record, {sql_junk_reason(f'v{k}')} AS junk FROM st_raw WHERE v{k} IS NOT NULL"
+            + "".join(f" AND v{k} IS DISTINCT FROM {o}" for o in earlier)
         )
     if extracts:
         sources = sorted(int(x) for x in config.rules)
@@ -880,20 +881,21 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
         cur.connection, "SELECT coalesce(array_agg(event_id), '{}'), coalesce(array_agg(event_time), '{}') FROM st_raw"
     )
     if branches:
-        packed, keys, junk_packed, junk_reasons = pgcopy.fetch_arrays(
+        # Each pair as one 24-byte record (the packed pair, then its key): one aggregate appending bytes per row.
+        records, junk_packed, junk_reasons = pgcopy.fetch_arrays(
             cur.connection,
-            "SELECT coalesce(array_agg(pair), '{}'), string_agg(key, ''::bytea), "
-            "coalesce(array_agg(pair) FILTER (WHERE junk IS NOT NULL), '{}'), "
+            "SELECT string_agg(record, ''::bytea), coalesce(array_agg(pair) FILTER (WHERE junk IS NOT NULL), '{}'), "
             f"array_agg(junk) FILTER (WHERE junk IS NOT NULL) FROM ({' UNION ALL '.join(branches)}) p",
         )
     else:
-        packed, keys, junk_packed, junk_reasons = np.empty(0, dtype=np.int64), b"", np.empty(0, dtype=np.int64), []
+        records, junk_packed, junk_reasons = b"", np.empty(0, dtype=np.int64), []
+    records = np.frombuffer(records or b"", dtype=[("pair", ">i8"), ("key", "<u8", 2)])
+    packed, keys = records["pair"].astype(np.int64), records["key"]
     order = np.argsort(all_events)
     all_events, all_times = all_events[order], all_times[order]
     pair_events, pair_slots = np.divmod(packed, width)
     pair_rules = np.array([rule.id for rule in rules] or [0], dtype=np.int64)[pair_slots]
     pair_codes = np.array([code_of[rule.category] for rule in rules] or [0], dtype=np.int64)[pair_slots]
-    keys = np.frombuffer(keys or b"", dtype="<u8").reshape(-1, 2)
 
     # Identifiers: the distinct (category, key), in key order; `first` the sorted position of each one's first pair.
     n = len(pair_events)
@@ -976,6 +978,7 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
             (">i8", pair_events[representative]), (">i4", pair_slots[representative].astype(np.int32)),
             (">i8", first_seen),
         ])  # fmt: skip
+    _analyze_rough(cur, "st_idmap")  # (the insert joins it with st_raw: a hash of the smaller side)
     blocked_identifiers = np.zeros(count, dtype=bool)
     blocked_identifiers[list(reasons_at)] = True
     mark("extract_identifiers")
