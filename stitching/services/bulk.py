@@ -110,6 +110,9 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             # wait for the index builds after the plan.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restitch-db") as database:
                 inserted = database.submit(_edges_write, cur, pairs)
+                # The identifiers' rows with their values (a parallel join: an INSERT's own SELECT runs in one
+                # process), while the union-find runs.
+                database.submit(_identifiers_materialise, cur, _identifiers_source(pairs, config))
 
                 def read(query: Callable[[], object]) -> object:
                     # After the insert (whose error, if any, is the one raised), in the connection's thread.
@@ -174,7 +177,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                     "FROM st_refused r WHERE ei.event_id = r.event_id AND ei.identifier_id = r.identifier_id"
                 )
                 mark("refused")
-            _identifiers_write(cur, groups, plan, _identifiers_source(pairs, config))
+            _identifiers_write(cur, groups, plan)
             mark("owners")
             if groups.hubs:
                 cur.execute(HUB_REVIEWS_OPEN_SQL, [list(groups.hubs), list(groups.hubs.values())])
@@ -485,18 +488,16 @@ def _stale_write(cur, touched: np.ndarray) -> None:
     )
 
 
-def _identifiers_write(cur, groups: Groups, plan: Plan, source: str) -> None:
-    """Identifiers with their customer. New ones are inserted complete (their ids were drawn from the sequence
-    at extraction): one insert instead of an insert and a rewrite of every row. Existing ones are updated where
-    they differ. `source`: the identifiers' rows (_identifiers_source)."""
+def _identifiers_write(cur, groups: Groups, plan: Plan) -> None:
+    """Identifiers with their customer, from st_ids (_identifiers_materialise). New ones are inserted complete
+    (their ids were drawn from the sequence at extraction): one insert instead of an insert and a rewrite of every
+    row. Existing ones are updated where they differ."""
     owned = groups.identifier_group >= 0
     owner = plan.entity_of_group[np.searchsorted(plan.group_keys, groups.identifier_group[owned])]
     rebuilt = _indexes_drop_when_empty(cur, "stitching_identifiers")
-    if rebuilt is not None and _new_identifiers_insert(cur, source, groups.identifiers[owned], owner):
+    if rebuilt is not None and _new_identifiers_insert(cur, "SELECT * FROM st_ids", groups.identifiers[owned], owner):
         _indexes_create(cur, rebuilt)
         return
-    cur.execute(f"CREATE UNLOGGED TABLE st_ids AS {source}")
-    _analyze_rough(cur, "st_ids")
     cur.execute("CREATE TEMP TABLE st_owner (identifier_id bigint, entity_id varchar(32)) ON COMMIT DROP")
     _copy(cur, "COPY st_owner (identifier_id, entity_id)", [(">i8", groups.identifiers[owned]), ("S32", owner)])
     _analyze_rough(cur, "st_owner")
@@ -779,6 +780,12 @@ def _edges_write(cur, pairs: Pairs) -> Dropped | None:
         "AND ei.identifier_id = f.identifier_id)"
     )
     return None
+
+
+def _identifiers_materialise(cur, source: str) -> None:
+    """st_ids: the identifiers' rows (`source`, _identifiers_source)."""
+    cur.execute(f"CREATE UNLOGGED TABLE st_ids AS {source}")
+    _analyze_rough(cur, "st_ids")
 
 
 def _identifiers_source(pairs: Pairs, config) -> str:
