@@ -835,11 +835,12 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
     Scratch tables are UNLOGGED (dropped before the rebuild commits; never visible to others): unlike temporary
     tables they can be filled by parallel plans, so both cores extract. Every rule is applied in one pass over the
     events (st_raw: a column per rule, NULL where the rule does not apply), the payload value extracted once and
-    normalised by its category's SQL normaliser, hashed (_KEY) and tested for junk in the same parallel pass.
+    normalised by its category's SQL normaliser; the pairs are then read with each value's key (_KEY) and junk test,
+    computed by parallel workers too.
 
-    The identifiers are told apart by their keys in numpy (a sort of 1.2M keys: 0.2 s), not by grouping their texts
-    in SQL (a hash aggregate of every pair, then a hash join of every pair back to its identifier: 3 s); only the
-    new identifiers' texts are read again, by the insert that stores them."""
+    The identifiers are told apart by their keys in numpy (one sort of 1.2M numbers), not by grouping their texts in
+    SQL (a hash aggregate of every pair, then a hash join of every pair back to its identifier: 3 s); only the new
+    identifiers' texts are read again (st_ids, _identifiers_source), by a join with where their first pair is."""
     categories = sorted(config.categories)
     code_of = {category: code for code, category in enumerate(categories)}
     # An event yields each identifier once (as identifiers_extract does): a rule's value is left out where a rule
