@@ -864,9 +864,9 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
             if other.category == rule.category and (-other.priority, other.id) < (-rule.priority, rule.id)
         ]
         branches.append(
-            f"SELECT event_id * {width} + {k} AS pair, int8send(event_id * {width} + {k}) || {_KEY.format(f'v{k}')} "
-            f"AS record, {sql_junk_reason(f'v{k}')} AS junk FROM st_raw WHERE v{k} IS NOT NULL"
-            + "".join(f" AND v{k} IS DISTINCT FROM {o}" for o in earlier)
+            f"SELECT event_id * {width} + {k} AS pair, int8send(event_id * {width} + {k}) || "
+            f"timestamptz_send(event_time) || {_KEY.format(f'v{k}')} AS record, {sql_junk_reason(f'v{k}')} AS junk "
+            f"FROM st_raw WHERE v{k} IS NOT NULL" + "".join(f" AND v{k} IS DISTINCT FROM {o}" for o in earlier)
         )
     if extracts:
         sources = sorted(int(x) for x in config.rules)
@@ -882,14 +882,12 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
         cur.execute("CREATE UNLOGGED TABLE st_raw (event_id bigint, event_time timestamptz)")
     mark("extract_pairs")
 
-    # Every event's time, and the pairs with their keys and junk reasons: one binary value per column, read straight
-    # into numpy. The pairs as a UNION ALL of one branch per rule: the workers of its parallel plan compute the keys
-    # and the junk test (a projection over st_raw's values in one statement runs above the Gather, in one process).
-    all_events, all_times = pgcopy.fetch_arrays(
-        cur.connection, "SELECT coalesce(array_agg(event_id), '{}'), coalesce(array_agg(event_time), '{}') FROM st_raw"
-    )
+    # The pairs with their events' times, keys and junk reasons: one binary value per column, read straight into
+    # numpy. The pairs as a UNION ALL of one branch per rule: the workers of its parallel plan compute the keys and
+    # the junk test (a projection over st_raw's values in one statement runs above the Gather, in one process).
     if branches:
-        # Each pair as one 24-byte record (the packed pair, then its key): one aggregate appending bytes per row.
+        # Each pair as one 32-byte record (the packed pair, its event's time as binary COPY carries it, its key):
+        # one aggregate appending bytes per row.
         records, junk_packed, junk_reasons = pgcopy.fetch_arrays(
             cur.connection,
             "SELECT string_agg(record, ''::bytea), coalesce(array_agg(pair) FILTER (WHERE junk IS NOT NULL), '{}'), "
@@ -897,10 +895,8 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
         )
     else:
         records, junk_packed, junk_reasons = b"", np.empty(0, dtype=np.int64), []
-    records = np.frombuffer(records or b"", dtype=[("pair", ">i8"), ("key", "<u8", 2)])
-    packed, keys = records["pair"].astype(np.int64), records["key"]
-    order = np.argsort(all_events)
-    all_events, all_times = all_events[order], all_times[order]
+    records = np.frombuffer(records or b"", dtype=[("pair", ">i8"), ("time", ">i8"), ("key", "<u8", 2)])
+    packed, times, keys = records["pair"].astype(np.int64), records["time"].astype(np.int64), records["key"]
     pair_events, pair_slots = np.divmod(packed, width)
     pair_rules = np.array([rule.id for rule in rules] or [0], dtype=np.int64)[pair_slots]
     pair_codes = np.array([code_of[rule.category] for rule in rules] or [0], dtype=np.int64)[pair_slots]
@@ -921,7 +917,6 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
     pair_identifier[order] = np.cumsum(starts) - 1
     identifier_codes, identifier_keys = sorted_codes[first], sorted_keys[first]
     representative = order[first]  # a pair of each identifier: where its value is (event, slot)
-    times = all_times[np.searchsorted(all_events, pair_events)] if n else np.empty(0, dtype=np.int64)
     first_seen = np.minimum.reduceat(times[order], first) if n else np.empty(0, dtype=np.int64)
 
     # Why an identifier may not link: junk (tested per pair in SQL: a function of the value) before a blocked value.
