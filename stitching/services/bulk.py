@@ -109,10 +109,12 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             # "union_find" includes waiting for the insert when the exact algorithm reads, "edges_write" is the
             # wait for the index builds after the plan.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restitch-db") as database:
-                inserted = database.submit(_edges_write, cur, pairs)
                 # The identifiers' rows with their values (a parallel join: an INSERT's own SELECT runs in one
-                # process), while the union-find runs.
-                database.submit(_identifiers_materialise, cur, _identifiers_source(pairs, config))
+                # process) first: while it runs, the edges' rows of a first stitch are laid out here.
+                materialised = database.submit(_identifiers_materialise, cur, _identifiers_source(pairs, config))
+                rows = _edges_rows(pairs) if pairs.all_new else None
+                # (Its error first: a statement after a failed one only says the transaction is aborted.)
+                inserted = database.submit(lambda: (materialised.result(), _edges_write(cur, pairs, rows))[1])
 
                 def read(query: Callable[[], object]) -> object:
                     # After the insert (whose error, if any, is the one raised), in the connection's thread.
@@ -709,7 +711,24 @@ def _indexes_create(cur, dropped: Dropped | None) -> None:
         cur.execute(f'ALTER TABLE {other} ADD CONSTRAINT "{name}" {definition}')
 
 
-def _edges_write(cur, pairs: Pairs) -> Dropped | None:
+EDGE_COLUMNS = "event_id, identifier_id, rule_id, status, reason"
+
+
+def _edges_rows(pairs: Pairs) -> np.ndarray:
+    """The linkable pairs as binary COPY rows of stitching_event_identifiers (id, EDGE_COLUMNS), ids left to fill
+    (field v0). In (event, identifier) order, the unique key's: its index is built from presorted rows (a third
+    faster), and the ids, in the same order, give the primary key presorted rows too."""
+    linked = ~pairs.blocked
+    events, identifiers, rules = pairs.events[linked], pairs.identifiers[linked], pairs.rules[linked]
+    order = _pair_order(events, identifiers)
+    count = len(order)
+    return pgcopy.rows_build([
+        (">i8", 0), (">i8", events[order]), (">i8", identifiers[order]), (">i8", rules[order]),
+        ("S6", np.full(count, b"linked", dtype="S6")), ("S0", None),
+    ])  # fmt: skip
+
+
+def _edges_write(cur, pairs: Pairs, rows: np.ndarray | None = None) -> Dropped | None:
     """Make stitching_event_identifiers hold every pair, linked or blocked: all inserted into an empty table (a
     first stitch; returns what its indexes and constraints are, for _indexes_create), else only the difference
     written (a rebuild of unchanged data writes nothing).
@@ -718,7 +737,7 @@ def _edges_write(cur, pairs: Pairs) -> Dropped | None:
     in one setval: COPY writes many rows per WAL record where INSERT ... SELECT writes one each (1.2M edges: 0.7 s
     instead of 1.8 s), and nothing draws a sequence value per row. No edge is inserted concurrently (stitching
     holds the global lock shared, a rebuild exclusively)."""
-    columns = "event_id, identifier_id, rule_id, status, reason"
+    columns = EDGE_COLUMNS
     linked = ~pairs.blocked
     blocked = np.flatnonzero(pairs.blocked)
 
@@ -729,22 +748,16 @@ def _edges_write(cur, pairs: Pairs) -> Dropped | None:
 
     rebuilt = _indexes_drop_when_empty(cur, "stitching_event_identifiers")
     if rebuilt is not None:
-        events, identifiers, rules = pairs.events[linked], pairs.identifiers[linked], pairs.rules[linked]
-        count = len(events)
+        rows = _edges_rows(pairs) if rows is None else rows
+        count = len(rows)
         if count:
-            # In (event, identifier) order, the unique key's: its index is built from presorted rows (a third
-            # faster), and the ids, in the same order, give the primary key presorted rows too.
-            order = _pair_order(events, identifiers)
-            events, identifiers, rules = events[order], identifiers[order], rules[order]
             cur.execute("SELECT pg_get_serial_sequence('stitching_event_identifiers', 'id')")
             sequence = cur.fetchone()[0]
             cur.execute(f"SELECT nextval('{sequence}')")
             first = int(cur.fetchone()[0])
             cur.execute("SELECT setval(%s, %s)", [sequence, first + count - 1])
-            pgcopy.copy_in(cur, f"COPY stitching_event_identifiers (id, {columns})", [
-                (">i8", np.arange(first, first + count, dtype=np.int64)), (">i8", events), (">i8", identifiers),
-                (">i8", rules), ("S6", np.full(count, b"linked", dtype="S6")), ("S0", None),
-            ])  # fmt: skip
+            rows["v0"] = np.arange(first, first + count, dtype=np.int64)
+            pgcopy.copy_rows(cur, f"COPY stitching_event_identifiers (id, {columns})", rows)
         if len(blocked):
             with cur.copy(f"COPY stitching_event_identifiers ({columns}) FROM STDIN") as copy:
                 for row in blocked_rows():
@@ -819,6 +832,7 @@ class Pairs:
     codes: np.ndarray
     blocked: np.ndarray
     reasons: dict[int, str]
+    all_new: bool  # no identifier was stored before: a first stitch
 
 
 # An identifier's key: its value's SHA-256, the first 16 bytes (two 64-bit numbers), within its category. No
@@ -949,7 +963,8 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
     count = len(first)
     ids = np.full(count, -1, dtype=np.int64)
     cur.execute("SELECT EXISTS (SELECT 1 FROM stitching_identifiers)")
-    if cur.fetchone()[0] and count:
+    stored = cur.fetchone()[0]
+    if stored and count:
         existing_ids, existing_codes, existing_keys = _existing_identifiers(cur, categories)
         both_codes = np.concatenate([identifier_codes, existing_codes])
         both_keys = np.concatenate([identifier_keys, existing_keys])
@@ -993,6 +1008,7 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
         codes=pair_codes,
         blocked=blocked_identifiers[pair_identifier],
         reasons={int(ids[j]): reason for j, reason in reasons_at.items()},
+        all_new=not stored,
     )
 
 

@@ -34,7 +34,13 @@ def _row_dtype(kinds: list[str]) -> np.dtype:
 
 def copy_in(cursor, statement: str, columns: list[tuple[str, np.ndarray | None]]) -> None:
     """COPY the equal-length arrays into `statement` ("COPY table (a, b) "): each (kind, values)."""
-    sized = [values for _, values in columns if values is not None]
+    copy_rows(cursor, statement, rows_build(columns))
+
+
+def rows_build(columns: list[tuple[str, np.ndarray | int | None]]) -> np.ndarray:
+    """The rows of `copy_in` as one structured array (field "v<k>" holds column k's values: a column given as a
+    single value, e.g. 0, can be filled in later)."""
+    sized = [values for _, values in columns if isinstance(values, np.ndarray)]
     n = len(sized[0]) if sized else 0
     rows = np.empty(n, dtype=_row_dtype([kind for kind, _ in columns]))
     rows["count"] = len(columns)
@@ -42,10 +48,15 @@ def copy_in(cursor, statement: str, columns: list[tuple[str, np.ndarray | None]]
         if kind == "S0":
             rows[f"l{k}"] = 0
             continue
-        if len(values) != n:
+        if isinstance(values, np.ndarray) and len(values) != n:
             raise ValueError("columns of different lengths")
         rows[f"l{k}"] = np.dtype(kind).itemsize
         rows[f"v{k}"] = values
+    return rows
+
+
+def copy_rows(cursor, statement: str, rows: np.ndarray) -> None:
+    """COPY rows built by `rows_build` into `statement`."""
     with cursor.copy(f"{statement} FROM STDIN (FORMAT binary)") as copy:
         copy.write(HEADER)
         copy.write(rows.tobytes())

@@ -232,10 +232,23 @@ def test_an_error_writing_the_edges_is_the_one_raised_when_the_exact_algorithm_r
     ingest(source, ROWS)
     engine.stitch_pending()
 
-    def broken(cur, graph):
+    def broken(cur, *args):
         cur.execute("SELECT 1/0")
 
     monkeypatch.setattr(bulk, "_edges_write", broken)
+    with pytest.raises(Exception, match="division by zero"):
+        engine.restitch()
+
+
+def test_an_error_building_the_identifiers_rows_is_the_one_raised(source, monkeypatch):
+    """st_ids is built first on the statement thread: its error, not the edges' "transaction is aborted", is raised."""
+    ingest(source, ROWS)
+    engine.stitch_pending()
+
+    def broken(cur, source):
+        cur.execute("SELECT 1/0")
+
+    monkeypatch.setattr(bulk, "_identifiers_materialise", broken)
     with pytest.raises(Exception, match="division by zero"):
         engine.restitch()
 
