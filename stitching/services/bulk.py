@@ -838,7 +838,9 @@ class Pairs:
 # An identifier's key: its value's SHA-256, the first 16 bytes (two 64-bit numbers), within its category. No
 # collision is known or can be made on purpose (2^64 work for even a birthday collision): two values with one key
 # would be one identifier, and identifier values come from the public.
-_KEY = "substr(sha256(textsend({})), 1, 16)"
+# Hashed as UTF-8 whatever the database's encoding: textsend() would give the client's encoding in the leader and
+# the database's in a parallel worker, so one value could get two keys outside UTF-8 databases.
+_KEY = "substr(sha256(convert_to({}, 'UTF8')), 1, 16)"
 
 
 def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
@@ -863,7 +865,6 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
     rules = [rule for _, rule in sourced]
     column = {rule.id: f"v{k}" for k, rule in enumerate(rules)}
     extracts, values, branches = [], [], []
-    width = max(len(rules), 1)  # a pair goes as one number: event id * width + the rule's column (its slot)
     for k, (source_id, rule) in enumerate(sourced):
         applies = f"e.source_id = {int(source_id)}"
         if rule.event_type != "*":
@@ -878,9 +879,9 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
             if other.category == rule.category and (-other.priority, other.id) < (-rule.priority, rule.id)
         ]
         branches.append(
-            f"SELECT event_id * {width} + {k} AS pair, int8send(event_id * {width} + {k}) || "
-            f"timestamptz_send(event_time) || {_KEY.format(f'v{k}')} AS record, {sql_junk_reason(f'v{k}')} AS junk "
-            f"FROM st_raw WHERE v{k} IS NOT NULL" + "".join(f" AND v{k} IS DISTINCT FROM {o}" for o in earlier)
+            f"SELECT event_id, {k} AS slot, int8send(event_id) || int4send({k}) || timestamptz_send(event_time) || "
+            f"{_KEY.format(f'v{k}')} AS record, {sql_junk_reason(f'v{k}')} AS junk "
+            f"FROM st_raw WHERE v{k} IS NOT NULL{{range}}" + "".join(f" AND v{k} IS DISTINCT FROM {o}" for o in earlier)
         )
     if extracts:
         sources = sorted(int(x) for x in config.rules)
@@ -892,6 +893,7 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
             f"FROM (SELECT e.id, e.event_time, {', '.join(extracts)} FROM customer_events e "
             f"WHERE e.source_id = ANY('{{{','.join(map(str, sources))}}}'::bigint[]) OFFSET 0) x"
         )
+        events_extracted = cur.rowcount
     else:
         cur.execute("CREATE UNLOGGED TABLE st_raw (event_id bigint, event_time timestamptz)")
     mark("extract_pairs")
@@ -899,19 +901,26 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
     # The pairs with their events' times, keys and junk reasons: one binary value per column, read straight into
     # numpy. The pairs as a UNION ALL of one branch per rule: the workers of its parallel plan compute the keys and
     # the junk test (a projection over st_raw's values in one statement runs above the Gather, in one process).
-    if branches:
-        # Each pair as one 32-byte record (the packed pair, its event's time as binary COPY carries it, its key):
-        # one aggregate appending bytes per row.
-        records, junk_packed, junk_reasons = pgcopy.fetch_arrays(
+    # Each pair as one 36-byte record (its event, its rule's column, the event's time as binary COPY carries it, the
+    # value's key): one aggregate appending bytes per row. A bytea value holds at most 1 GB: a large data set is
+    # read in event id ranges of at most MAX_FETCH_RECORDS pairs each (if its events are spread evenly).
+    parts, junk_events, junk_slots, junk_reasons = [], [], [], []
+    ranges = _id_ranges(cur, "customer_events", events_extracted * len(rules)) if branches else []
+    for low, high in ranges:
+        bounded = f" AND event_id BETWEEN {low} AND {high}" if len(ranges) > 1 else ""
+        records, bad_events, bad_slots, bad_reasons = pgcopy.fetch_arrays(
             cur.connection,
-            "SELECT string_agg(record, ''::bytea), coalesce(array_agg(pair) FILTER (WHERE junk IS NOT NULL), '{}'), "
-            f"array_agg(junk) FILTER (WHERE junk IS NOT NULL) FROM ({' UNION ALL '.join(branches)}) p",
+            "SELECT string_agg(record, ''::bytea), coalesce(array_agg(event_id) FILTER (WHERE junk IS NOT NULL), '{}'),"
+            " coalesce(array_agg(slot) FILTER (WHERE junk IS NOT NULL), '{}'), array_agg(junk) FILTER (WHERE junk IS "
+            f"NOT NULL) FROM ({' UNION ALL '.join(branch.replace('{range}', bounded) for branch in branches)}) p",
         )
-    else:
-        records, junk_packed, junk_reasons = b"", np.empty(0, dtype=np.int64), []
-    records = np.frombuffer(records or b"", dtype=[("pair", ">i8"), ("time", ">i8"), ("key", "<u8", 2)])
-    packed, times, keys = records["pair"].astype(np.int64), records["time"].astype(np.int64), records["key"]
-    pair_events, pair_slots = np.divmod(packed, width)
+        parts.append(np.frombuffer(records or b"", dtype=PAIR_RECORD))
+        junk_events += bad_events.tolist()
+        junk_slots += bad_slots.tolist()
+        junk_reasons += bad_reasons or []
+    records = np.concatenate(parts) if parts else np.empty(0, dtype=PAIR_RECORD)
+    pair_events, pair_slots = records["event"].astype(np.int64), records["slot"].astype(np.int64)
+    times, keys = records["time"].astype(np.int64), records["key"]
     pair_rules = np.array([rule.id for rule in rules] or [0], dtype=np.int64)[pair_slots]
     pair_codes = np.array([code_of[rule.category] for rule in rules] or [0], dtype=np.int64)[pair_slots]
 
@@ -935,10 +944,12 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
 
     # Why an identifier may not link: junk (tested per pair in SQL: a function of the value) before a blocked value.
     reasons_at: dict[int, str] = {}  # identifier index -> reason
-    if len(junk_packed):
-        at = dict(zip(junk_packed.tolist(), junk_reasons, strict=True))
-        for p in np.flatnonzero(np.isin(packed, junk_packed)).tolist():
-            reasons_at.setdefault(int(pair_identifier[p]), f"junk value: {at[int(packed[p])]}")
+    if junk_events:
+        at = {(e, k): reason for e, k, reason in zip(junk_events, junk_slots, junk_reasons, strict=True)}
+        for p in np.flatnonzero(np.isin(pair_events, np.array(junk_events, dtype=np.int64))).tolist():
+            reason = at.get((int(pair_events[p]), int(pair_slots[p])))
+            if reason is not None:
+                reasons_at.setdefault(int(pair_identifier[p]), f"junk value: {reason}")
     if config.blocked:
         blocked_keys = [(category, value) for category, value in config.blocked if category in code_of]
         cur.execute(
@@ -1036,15 +1047,47 @@ def _key_order(codes: np.ndarray, keys: np.ndarray) -> np.ndarray:
 
 
 def _existing_identifiers(cur, categories: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The stored identifiers of these categories: ids, category codes and keys (_KEY of the value)."""
-    ids, codes, keys = pgcopy.fetch_arrays(
-        cur.connection,
-        "SELECT coalesce(array_agg(id), '{}'), coalesce(array_agg(array_position(%s::text[], category_id::text) - 1), "
-        f"'{{}}'), string_agg({_KEY.format('value')}, ''::bytea) FROM stitching_identifiers "
-        "WHERE category_id = ANY(%s::text[])",
-        [categories, categories],
+    """The stored identifiers of these categories: ids, category codes and keys (_KEY of the value); read in id
+    ranges of at most MAX_FETCH_RECORDS (the keys of one range are one bytea value)."""
+    cur.execute("SELECT count(*) FROM stitching_identifiers")
+    parts = []
+    for low, high in _id_ranges(cur, "stitching_identifiers", cur.fetchone()[0]):
+        parts.append(
+            pgcopy.fetch_arrays(
+                cur.connection,
+                "SELECT coalesce(array_agg(id), '{}'), "
+                "coalesce(array_agg(array_position(%s::text[], category_id::text) - 1), '{}'), "
+                f"string_agg({_KEY.format('value')}, ''::bytea) FROM stitching_identifiers "
+                "WHERE category_id = ANY(%s::text[]) AND id BETWEEN %s AND %s",
+                [categories, categories, low, high],
+            )
+        )
+    if not parts:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty((0, 2), dtype=np.uint64)
+    keys = b"".join(part[2] or b"" for part in parts)
+    return (
+        np.concatenate([part[0] for part in parts]),
+        np.concatenate([part[1] for part in parts]),
+        np.frombuffer(keys, dtype="<u8").reshape(-1, 2).astype(np.uint64),
     )
-    return ids, codes, np.frombuffer(keys or b"", dtype="<u8").reshape(-1, 2).astype(np.uint64)
+
+
+# A pair as _extract reads it: event id, the rule's column in st_raw, the event's time, the value's key.
+PAIR_RECORD = np.dtype([("event", ">i8"), ("slot", ">i4"), ("time", ">i8"), ("key", "<u8", 2)])
+# Records per read: a bytea value holds at most 1 GB (36-byte pair records: 288 MB; 16-byte keys: 128 MB).
+MAX_FETCH_RECORDS = 8_000_000
+
+
+def _id_ranges(cur, table: str, rows: int) -> list[tuple[int, int]]:
+    """Ranges of `table`'s id (its primary key: min and max from the index) splitting `rows` rows (or pairs) into
+    parts of at most MAX_FETCH_RECORDS, if the ids are spread evenly; none for an empty table."""
+    cur.execute(f"SELECT min(id), max(id) FROM {table}")
+    low, high = cur.fetchone()
+    if low is None:
+        return []
+    parts = max(1, -(-rows // MAX_FETCH_RECORDS))
+    step = (high - low) // parts + 1
+    return [(low + k * step, min(high, low + (k + 1) * step - 1)) for k in range(parts)]
 
 
 def _literal(value) -> str:
