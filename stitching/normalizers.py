@@ -171,10 +171,9 @@ def sql_junk_core(value_expr: str) -> str:
     return f"btrim(btrim(btrim({value_expr}, {_SQL_WS}), '''\"'), {_SQL_WS})"
 
 
-def sql_junk_reason(value_expr: str, core: str | None = None) -> str:
-    """SQL expression: `is_junk(...)` of a normalised text value (NULL when it may link). `core`: a column that
-    holds `sql_junk_core(value_expr)` already (it is tested up to three times)."""
-    core = core or sql_junk_core(value_expr)
+def sql_junk_reason(value_expr: str) -> str:
+    """SQL expression: `is_junk(...)` of a normalised text value (NULL when it may link)."""
+    core = sql_junk_core(value_expr)
     junk = ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(JUNK_VALUES))
     # A first, cheap test clears nearly every real value (the bulk re-stitch tests every pair): with whitespace,
     # quotes, zeros and dashes taken off both ends (at least what the core loses), more characters are left than

@@ -111,7 +111,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restitch-db") as database:
                 # The identifiers' rows with their values (a parallel join: an INSERT's own SELECT runs in one
                 # process) first: while it runs, the edges' rows of a first stitch are laid out here.
-                materialised = database.submit(_identifiers_materialise, cur, _identifiers_source(pairs, config))
+                materialised = database.submit(_identifiers_materialise, cur, pairs, config)
                 rows = _edges_rows(pairs) if pairs.all_new else None
                 # (Its error first: a statement after a failed one only says the transaction is aborted.)
                 inserted = database.submit(lambda: (materialised.result(), _edges_write(cur, pairs, rows))[1])
@@ -497,7 +497,7 @@ def _identifiers_write(cur, groups: Groups, plan: Plan) -> None:
     owned = groups.identifier_group >= 0
     owner = plan.entity_of_group[np.searchsorted(plan.group_keys, groups.identifier_group[owned])]
     rebuilt = _indexes_drop_when_empty(cur, "stitching_identifiers")
-    if rebuilt is not None and _new_identifiers_insert(cur, "SELECT * FROM st_ids", groups.identifiers[owned], owner):
+    if rebuilt is not None and _new_identifiers_insert(cur, groups.identifiers[owned], owner):
         _indexes_create(cur, rebuilt)
         return
     cur.execute("CREATE TEMP TABLE st_owner (identifier_id bigint, entity_id varchar(32)) ON COMMIT DROP")
@@ -542,8 +542,8 @@ def _identifiers_write(cur, groups: Groups, plan: Plan) -> None:
 MAX_PACKED_OWNERS = 4_000_000
 
 
-def _new_identifiers_insert(cur, source: str, identifiers: np.ndarray, owners: np.ndarray) -> bool:
-    """Insert every identifier of `source` (all new: the table was empty) with its owner, when the owners are uuid
+def _new_identifiers_insert(cur, identifiers: np.ndarray, owners: np.ndarray) -> bool:
+    """Insert every identifier of st_ids (all new: the table was empty) with its owner, when the owners are uuid
     hex (as this project makes them); returns False, having done nothing, otherwise.
 
     The owners go as one bytea parameter, 16 bytes per identifier id from the smallest new id on (the new ids are
@@ -558,7 +558,7 @@ def _new_identifiers_insert(cur, source: str, identifiers: np.ndarray, owners: n
         return False
     if binascii.hexlify(raw) != hexes:  # upper-case hex would come back lower-case
         return False
-    cur.execute("SELECT min(identifier_id), max(identifier_id) FROM st_idmap")
+    cur.execute("SELECT min(identifier_id), max(identifier_id) FROM st_ids")
     low, high = cur.fetchone()
     if low is None:
         return True
@@ -578,7 +578,7 @@ def _new_identifiers_insert(cur, source: str, identifiers: np.ndarray, owners: n
             "SELECT s.identifier_id, s.category, s.value, CASE WHEN o.owned THEN "
             "encode(substring(%(owners)s::bytea FROM o.k * 16 + 1 FOR 16), 'hex') END, "
             "CASE WHEN o.owned THEN s.first_seen END "
-            f"FROM ({source.replace('%', '%%')}) s, LATERAL (SELECT (s.identifier_id - %(low)s)::int AS k) k, "
+            "FROM st_ids s, LATERAL (SELECT (s.identifier_id - %(low)s)::int AS k) k, "
             "LATERAL (SELECT k.k, get_byte(%(has_owner)s::bytea, k.k::int) = 1 AS owned) o",
             {"owners": packed.tobytes(), "has_owner": has_owner.tobytes(), "low": int(low)},
         )
@@ -795,27 +795,22 @@ def _edges_write(cur, pairs: Pairs, rows: np.ndarray | None = None) -> Dropped |
     return None
 
 
-def _identifiers_materialise(cur, source: str) -> None:
-    """st_ids: the identifiers' rows (`source`, _identifiers_source)."""
-    cur.execute(f"CREATE UNLOGGED TABLE st_ids AS {source}")
-    _analyze_rough(cur, "st_ids")
-
-
-def _identifiers_source(pairs: Pairs, config) -> str:
-    """SQL: the rows (identifier_id, new, category, value, first_seen) of every identifier the events carry, each
-    value read from st_raw where its first pair is (st_idmap)."""
-    slots = int(pairs.slots.max()) + 1 if len(pairs.slots) else 0
-    if not slots:
-        return (
-            "SELECT NULL::bigint AS identifier_id, NULL::boolean AS new, NULL::text AS category, NULL::text AS value, "
-            "NULL::timestamptz AS first_seen WHERE false"
+def _identifiers_materialise(cur, pairs: Pairs, config) -> None:
+    """st_ids (identifier_id, new, category, value, first_seen): every identifier the events carry, each value read
+    from st_raw where its first pair is (st_idmap)."""
+    if not pairs.columns:
+        cur.execute(
+            "CREATE UNLOGGED TABLE st_ids (identifier_id bigint, new boolean, category text, value text, "
+            "first_seen timestamptz)"
         )
-    values = ", ".join(f"r.v{k}" for k in range(slots))
-    return (
-        "SELECT m.identifier_id, m.new = 1 AS new, "
+        return
+    values = ", ".join(f"r.v{k}" for k in range(pairs.columns))
+    cur.execute(
+        "CREATE UNLOGGED TABLE st_ids AS SELECT m.identifier_id, m.new = 1 AS new, "
         f"({_literal(sorted(config.categories))}::text[])[m.code + 1] AS category, "
         f"(ARRAY[{values}])[m.slot + 1] AS value, m.first_seen FROM st_idmap m JOIN st_raw r ON r.event_id = m.event_id"
     )
+    _analyze_rough(cur, "st_ids")
 
 
 @dataclass(slots=True)
@@ -823,7 +818,7 @@ class Pairs:
     """Every (event, identifier) pair the rules find, once per event and identifier, as arrays: the event, the
     identifier's id, the rule that found it, that rule's column in st_raw (`slots`: v0, v1, ...), the identifier's
     category code (its index in the sorted category ids) and whether it may not link (`blocked`); `reasons`: why,
-    per identifier id that may not link."""
+    per identifier id that may not link; `columns`: how many value columns st_raw has (one per rule)."""
 
     events: np.ndarray
     identifiers: np.ndarray
@@ -832,6 +827,7 @@ class Pairs:
     codes: np.ndarray
     blocked: np.ndarray
     reasons: dict[int, str]
+    columns: int
     all_new: bool  # no identifier was stored before: a first stitch
 
 
@@ -846,7 +842,7 @@ _KEY = "substr(sha256(convert_to({}, 'UTF8')), 1, 16)"
 def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
     """Every identifier the events carry, numbered, and its pairs with the events (returned); st_raw (event_id,
     event_time, v0, v1, ...: each rule's normalised value) and st_idmap (identifier_id, new, code, event_id, slot,
-    first_seen: where each identifier's value is) stay for _identifiers_source.
+    first_seen: where each identifier's value is) stay for _identifiers_materialise.
 
     Scratch tables are UNLOGGED (dropped before the rebuild commits; never visible to others): unlike temporary
     tables they can be filled by parallel plans, so both cores extract. Every rule is applied in one pass over the
@@ -856,7 +852,7 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
 
     The identifiers are told apart by their keys in numpy (one sort of 1.2M numbers), not by grouping their texts in
     SQL (a hash aggregate of every pair, then a hash join of every pair back to its identifier: 3 s); only the new
-    identifiers' texts are read again (st_ids, _identifiers_source), by a join with where their first pair is."""
+    identifiers' texts are read again (st_ids, _identifiers_materialise), by a join with where their first pair is."""
     categories = sorted(config.categories)
     code_of = {category: code for code, category in enumerate(categories)}
     # An event yields each identifier once (as identifiers_extract does): a rule's value is left out where a rule
@@ -929,12 +925,7 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
     order = _key_order(pair_codes, keys)
     sorted_keys, sorted_codes = keys[order], pair_codes[order]
     starts = np.ones(n, dtype=bool)
-    if n:
-        starts[1:] = (
-            (sorted_codes[1:] != sorted_codes[:-1])
-            | (sorted_keys[1:, 0] != sorted_keys[:-1, 0])
-            | (sorted_keys[1:, 1] != sorted_keys[:-1, 1])
-        )
+    starts[1:] = ~_same_as_previous(sorted_codes, sorted_keys)
     first = np.flatnonzero(starts)
     pair_identifier = np.empty(n, dtype=np.int64)  # the pair's identifier as an index into the identifiers
     pair_identifier[order] = np.cumsum(starts) - 1
@@ -980,11 +971,7 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
         both_codes = np.concatenate([identifier_codes, existing_codes])
         both_keys = np.concatenate([identifier_keys, existing_keys])
         both = _key_order(both_codes, both_keys)
-        same = (
-            (both_codes[both[1:]] == both_codes[both[:-1]])
-            & (both_keys[both[1:], 0] == both_keys[both[:-1], 0])
-            & (both_keys[both[1:], 1] == both_keys[both[:-1], 1])
-        )
+        same = _same_as_previous(both_codes[both], both_keys[both])
         a, b = both[:-1][same], both[1:][same]  # one of each matched pair is ours, the other existing
         ours, theirs = np.where(a < count, a, b), np.where(a < count, b, a) - count
         ids[ours] = existing_ids[theirs]
@@ -1019,6 +1006,7 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
         codes=pair_codes,
         blocked=blocked_identifiers[pair_identifier],
         reasons={int(ids[j]): reason for j, reason in reasons_at.items()},
+        columns=len(rules),
         all_new=not stored,
     )
 
@@ -1032,6 +1020,11 @@ def _pair_order(events: np.ndarray, identifiers: np.ndarray) -> np.ndarray:
     if int(events.max()) < (2**63 - 1) // span:
         return np.argsort(events * span + identifiers, kind="stable")
     return np.lexsort((identifiers, events))
+
+
+def _same_as_previous(codes: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """For rows 1.. of (code, key) rows: whether each equals the row before it."""
+    return (codes[1:] == codes[:-1]) & (keys[1:, 0] == keys[:-1, 0]) & (keys[1:, 1] == keys[:-1, 1])
 
 
 def _key_order(codes: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -1100,9 +1093,9 @@ def _exact_events(cur, config, component_of: dict[int, int], pairs: Pairs) -> li
     events = list(component_of)
     cur.execute("SELECT id, event_time, source_id, idempotency_key FROM customer_events WHERE id = ANY(%s)", [events])
     nodes = {e: EventNode(e, t, s, k, []) for e, t, s, k in cur.fetchall()}
-    slots = int(pairs.slots.max()) + 1 if len(pairs.slots) else 0
+    columns = ", ".join(f"v{k}" for k in range(pairs.columns)) or "NULL"
     cur.execute(
-        f"SELECT event_id, {', '.join(f'v{k}' for k in range(slots)) or 'NULL'} FROM st_raw WHERE event_id = ANY(%s)",
+        f"SELECT event_id, {columns} FROM st_raw WHERE event_id = ANY(%s)",
         [events],
     )
     values = {row[0]: row[1:] for row in cur.fetchall()}

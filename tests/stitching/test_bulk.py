@@ -245,7 +245,7 @@ def test_an_error_building_the_identifiers_rows_is_the_one_raised(source, monkey
     ingest(source, ROWS)
     engine.stitch_pending()
 
-    def broken(cur, source):
+    def broken(cur, *args):
         cur.execute("SELECT 1/0")
 
     monkeypatch.setattr(bulk, "_identifiers_materialise", broken)
