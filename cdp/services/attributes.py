@@ -22,7 +22,7 @@ import random
 import re
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from django.core.exceptions import ValidationError
@@ -576,74 +576,64 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
     The system events stitching records on a customer (merged, split) are bookkeeping, not the customer's
     activity: an attribute reads them only when it names the system source among its sources (else a merge would
     count as an event and make a dormant customer "last seen" at the merge).
+
+    Per event, each distinct condition (sources, event types) is evaluated once, as a flag, and each payload path
+    is typed once per data type, before the sort: the aggregates then read columns (several attributes share a
+    condition or a typed value: total, largest and average order value read one).
     """
     from stitching.services.engine import system_source_id
 
     system = system_source_id()
     reads_system = bool(system) and any(system in {s.pk for s in a.sources.all()} for a in attributes)
-    paths: dict[str, str] = {}  # dotted path -> column name in the event subquery
-    path_types: dict[str, set[str] | None] = {}
-    event_aggs: list[str] = []  # aggregate expressions over the batch's events, named a0, a1, ...
-    ident_aggs: list[str] = []  # aggregate expressions over the batch's identifiers, named i0, i1, ...
-    finals: list[tuple[str, str]] = []  # (attribute id, JSON text of the list over ev.* / idents.*, or NULL)
+    parts = _Parts()
     for attribute in attributes:
         computation, data_type = attribute.computation, attribute.data_type
         conditions = []
         source_ids = sorted(s.pk for s in attribute.sources.all())
         if source_ids:
-            conditions.append(f"x.source_id = ANY({_lit(source_ids)}::bigint[])")
+            conditions.append(f"e.source_id = ANY({_lit(source_ids)}::bigint[])")
         elif reads_system:  # (else the events subquery leaves the system events out for every attribute)
-            conditions.append(f"x.source_id <> {int(system)}")
+            conditions.append(f"e.source_id <> {int(system)}")
         if attribute.event_types:
-            conditions.append(f"x.type = ANY({_lit(list(attribute.event_types))}::text[])")
-        where = " AND ".join(conditions) or "true"
-        column = None
-        if computation not in PATHLESS:
-            if attribute.path not in paths:
-                paths[attribute.path] = f"j{len(paths)}"
-                path_types[attribute.path] = set()
-            # The event types whose payloads need this path (None: every event's).
-            types = path_types[attribute.path]
-            if types is not None:
-                path_types[attribute.path] = types | set(attribute.event_types) if attribute.event_types else None
-            column = f"x.{paths[attribute.path]}"
-        name = f"a{len(event_aggs)}"
-
+            conditions.append(f"e.type = ANY({_lit(list(attribute.event_types))}::text[])")
+        name = f"a{len(parts.event_aggs)}"
         if computation == C.IDENTIFIER_VALUES:
-            iname = f"i{len(ident_aggs)}"
-            ident_aggs.append(
+            iname = f"i{len(parts.ident_aggs)}"
+            parts.ident_aggs.append(
                 f"string_agg(to_json(i.value)::text, ',') "
                 f"FILTER (WHERE i.category_id = {_lit(attribute.category)}) AS {iname}"
             )
-            finals.append((attribute.id, f"'[' || idents.{iname} || ']'"))
+            parts.finals.append((attribute.id, f"'[' || idents.{iname} || ']'"))
             continue
+        flag = parts.flag(" AND ".join(conditions))  # (None: every event)
+        where = f" FILTER (WHERE {flag})" if flag else ""
         if computation == C.COUNT:
-            event_aggs.append(f"count(*) FILTER (WHERE {where}) AS {name}")
-            finals.append((attribute.id, f"'[' || coalesce(ev.{name}, 0)::text || ']'"))
+            parts.event_aggs.append(f"count(*){where} AS {name}")
+            parts.finals.append((attribute.id, f"'[' || coalesce(ev.{name}, 0)::text || ']'"))
             continue
         if computation in (C.FIRST_EVENT_TIME, C.LAST_EVENT_TIME):
             aggregate = "min" if computation == C.FIRST_EVENT_TIME else "max"
-            event_aggs.append(f"{aggregate}(x.event_time) FILTER (WHERE {where}) AS {name}")
+            parts.event_aggs.append(f"{aggregate}(x.event_time){where} AS {name}")
             time = f"ev.{name}" if data_type == T.DATETIME else f"(ev.{name} AT TIME ZONE 'UTC')::date"
-            finals.append((attribute.id, _single(json_text(time, data_type))))
+            parts.finals.append((attribute.id, _single(json_text(time, data_type))))
             continue
-        value = typed_value(column, data_type)
+        value = parts.typed(attribute.path, data_type, attribute.event_types)
+        present = f"{flag} AND {value} IS NOT NULL" if flag else f"{value} IS NOT NULL"
         if computation in (C.FIRST_VALUE, C.LAST_VALUE):
             # Events arrive newest first (see `events`): element 1 is the last value, the final one the first.
             # An ORDER BY inside the aggregate would start a sort per customer and attribute, ten times slower.
-            event_aggs.append(f"array_agg({value}) FILTER (WHERE {where} AND {value} IS NOT NULL) AS {name}")
+            parts.event_aggs.append(f"array_agg({value}) FILTER (WHERE {present}) AS {name}")
             index = "1" if computation == C.LAST_VALUE else f"array_upper(ev.{name}, 1)"
             element = f"ev.{name}[{index}]"
-            finals.append((attribute.id, _single(json_text(element, data_type))))
+            parts.finals.append((attribute.id, _single(json_text(element, data_type))))
         elif computation == C.UNIQUE_VALUES:
             # A jsonb object keyed by the value's text de-duplicates without a per-customer sort; its values in key
             # order (jsonb's: shorter keys first, then bytewise) are the stored list, at most UNIQUE_VALUES_MAX.
-            as_json = json_value(value, data_type)
-            event_aggs.append(
-                f"jsonb_object_agg({as_json} #>> '{{}}', {as_json}) FILTER (WHERE {where} AND {value} IS NOT NULL) "
-                f"AS {name}"
+            as_json = parts.typed(attribute.path, data_type, attribute.event_types, as_json=True)
+            parts.event_aggs.append(
+                f"jsonb_object_agg({as_json} #>> '{{}}', {as_json}) FILTER (WHERE {present}) AS {name}"
             )
-            finals.append(
+            parts.finals.append(
                 (
                     attribute.id,
                     f"jsonb_path_query_array(jsonb_path_query_array(ev.{name}, '$.*'), "
@@ -652,29 +642,68 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
             )
         elif computation in (C.SUM, C.MIN, C.MAX, C.AVERAGE):
             aggregate = {C.SUM: "sum", C.MIN: "min", C.MAX: "max", C.AVERAGE: "avg"}[computation]
-            event_aggs.append(f"{aggregate}({value}) FILTER (WHERE {where}) AS {name}")
+            parts.event_aggs.append(f"{aggregate}({value}){where} AS {name}")
             # The sum over no values is 0: "total revenue 0" is what a marketer filters on.
             result = f"coalesce(ev.{name}, 0)" if computation == C.SUM else f"ev.{name}"
-            finals.append((attribute.id, _single(json_text(result, data_type))))
+            parts.finals.append((attribute.id, _single(json_text(result, data_type))))
         else:  # pragma: no cover - ALLOWED_TYPES covers every computation
             raise ValueError(f"unknown computation {computation!r}")
 
     excluded = 0 if reads_system else system
-    parts = (paths, path_types, event_aggs, ident_aggs, finals, attributes, excluded)
+    categories = sorted({a.category for a in attributes if a.computation == C.IDENTIFIER_VALUES})
     attribute_ids = tuple(a.id for a in attributes)
     if all_entities:
-        update, computed = _compile_form("all", *parts)
+        update, computed = _compile_form("all", parts, categories, excluded)
         return Program(update_sql=update, select_sql=computed, attribute_ids=attribute_ids)
-    update, computed = _compile_form("ids", *parts)
-    range_update, _ = _compile_form("range", *parts)
+    update, computed = _compile_form("ids", parts, categories, excluded)
+    range_update, _ = _compile_form("range", parts, categories, excluded)
     return Program(update_sql=update, select_sql=computed, attribute_ids=attribute_ids, update_range_sql=range_update)
+
+
+@dataclass
+class _Parts:
+    """What the definitions compile to, shared by the statement's forms. Column names: jN (a payload path, in the
+    events subquery), fN (a condition's flag), vN (a path's typed value), uN (a typed value as jsonb), aN (an
+    aggregate over the batch's events), iN (an aggregate over its identifiers)."""
+
+    paths: dict[str, str] = field(default_factory=dict)  # dotted path -> jN
+    path_types: dict[str, set[str] | None] = field(default_factory=dict)  # the event types reading it (None: all)
+    flags: dict[str, str] = field(default_factory=dict)  # condition over e.* -> fN
+    columns: dict[tuple, tuple[str, str]] = field(default_factory=dict)  # (path, data type, json) -> (name, SQL)
+    event_aggs: list[str] = field(default_factory=list)
+    ident_aggs: list[str] = field(default_factory=list)
+    finals: list[tuple[str, str]] = field(default_factory=list)  # (attribute id, JSON text of the list, or NULL)
+
+    def flag(self, condition: str) -> str | None:
+        """The flag column (as x.fN) of a condition; None for no condition (every event)."""
+        if not condition:
+            return None
+        if condition not in self.flags:
+            self.flags[condition] = f"f{len(self.flags)}"
+        return f"x.{self.flags[condition]}"
+
+    def typed(self, path: str, data_type: str, event_types, *, as_json: bool = False) -> str:
+        """The column (as x.vN or x.uN) of a payload path's typed value (see typed_value), or of its jsonb."""
+        if path not in self.paths:
+            self.paths[path] = f"j{len(self.paths)}"
+            self.path_types[path] = set()
+        # The event types whose payloads need this path (None: every event's).
+        types = self.path_types[path]
+        if types is not None:
+            self.path_types[path] = types | set(event_types) if event_types else None
+        key = (path, data_type, as_json)
+        if key not in self.columns:
+            value = typed_value(f"e.{self.paths[path]}", data_type)
+            expression = json_value(value, data_type) if as_json else value
+            self.columns[key] = (f"{'u' if as_json else 'v'}{len(self.columns)}", expression)
+        return f"x.{self.columns[key][0]}"
 
 
 # How the batched forms find their customers' rows by an entity id column.
 _BATCH_ENTITIES = {"ids": "= ANY(%(ids)s::varchar[])", "range": "BETWEEN %(lo)s AND %(hi)s"}
 
 
-def _compile_form(form, paths, path_types, event_aggs, ident_aggs, finals, attributes, excluded) -> tuple[str, str]:
+def _compile_form(form: str, parts: _Parts, categories: list[str], excluded: int) -> tuple[str, str]:
     """(UPDATE, SELECT) of one form: "all" (every entity, no parameter), "ids" (the entities in the array
     parameter `ids`) or "range" (the entities in `ids`, which are all of those from `lo` to `hi` or nearly: their
     events and identifiers are read by one range scan of each entity index instead of one index search per
@@ -684,10 +713,10 @@ def _compile_form(form, paths, path_types, event_aggs, ident_aggs, finals, attri
     # A path is extracted only from the payloads of the event types that read it (most events are of a type no
     # attribute of that path reads).
     path_columns = ""
-    for p, c in paths.items():
+    for p, c in parts.paths.items():
         extract = f"e.payload #> {_lit(_path_array(p))}::text[]"
-        if path_types[p] is not None:
-            extract = f"CASE WHEN e.type = ANY({_lit(sorted(path_types[p]))}::text[]) THEN {extract} END"
+        if parts.path_types[p] is not None:
+            extract = f"CASE WHEN e.type = ANY({_lit(sorted(parts.path_types[p]))}::text[]) THEN {extract} END"
         path_columns += f", {extract} AS {c}"
     if all_entities:
         source = (
@@ -705,14 +734,18 @@ def _compile_form(form, paths, path_types, event_aggs, ident_aggs, finals, attri
         )
     if excluded:
         source += f" AND e.source_id <> {int(excluded)}"
+    read = f"SELECT a.customer_entity_id AS eid, e.id, e.source_id, e.type, e.event_time{path_columns} FROM {source}"
+    # The flags and typed values of each event, from the paths read just before (OFFSET 0 keeps that subquery
+    # whole: flattened, each use of a path would extract it again).
+    computed_columns = "".join(f", {condition} AS {name}" for condition, name in parts.flags.items())
+    computed_columns += "".join(f", {expression} AS {name}" for name, expression in parts.columns.values())
     events = (
         # Newest first, so first / last values need no per-customer sort; OFFSET 0 keeps the subquery (and its
-        # order) from being flattened into the aggregate, and extracts each payload path once per event.
-        f"SELECT a.customer_entity_id AS eid, e.id, e.source_id, e.type, e.event_time{path_columns} "
-        f"FROM {source} ORDER BY a.customer_entity_id, e.event_time DESC, e.id DESC OFFSET 0"
+        # order) from being flattened into the aggregate.
+        f"SELECT e.eid, e.event_time{computed_columns} FROM ({read} OFFSET 0) e "
+        "ORDER BY e.eid, e.event_time DESC, e.id DESC OFFSET 0"
     )
-    ev = f"SELECT x.eid, {', '.join(event_aggs) or 'NULL AS none'} FROM ({events}) x GROUP BY x.eid"
-    categories = sorted({a.category for a in attributes if a.computation == C.IDENTIFIER_VALUES})
+    ev = f"SELECT x.eid, {', '.join(parts.event_aggs) or 'NULL AS none'} FROM ({events}) x GROUP BY x.eid"
     # The batch's identifiers by the entity index (LATERAL again: the estimates favour a scan of every identifier).
     if all_entities:
         identifiers = "stitching_identifiers i WHERE i.customer_entity_id IS NOT NULL"
@@ -726,13 +759,13 @@ def _compile_form(form, paths, path_types, event_aggs, ident_aggs, finals, attri
     # Sorted once by (customer, value) in a subquery kept whole by OFFSET 0: the aggregates read the values in order
     # (an ORDER BY inside each aggregate would sort per customer and category).
     idents = (
-        f"SELECT i.eid, {', '.join(ident_aggs)} FROM (SELECT i.customer_entity_id AS eid, i.category_id, i.value "
-        f"FROM {identifiers} AND i.category_id = ANY({_lit(categories)}::text[]) ORDER BY 1, 3 OFFSET 0) i "
+        f"SELECT i.eid, {', '.join(parts.ident_aggs)} FROM (SELECT i.customer_entity_id AS eid, i.category_id, "
+        f"i.value FROM {identifiers} AND i.category_id = ANY({_lit(categories)}::text[]) ORDER BY 1, 3 OFFSET 0) i "
         "GROUP BY i.eid"
-        if ident_aggs
+        if parts.ident_aggs
         else "SELECT NULL::varchar AS eid WHERE false"
     )
-    value = _object(finals)
+    value = _object(parts.finals)
     batch = "SELECT ce.id FROM customer_entities ce" if all_entities else "SELECT unnest(%(ids)s::varchar[]) AS id"
     computed = (
         f"WITH batch AS ({batch}), ev AS ({ev}), idents AS ({idents}) "
