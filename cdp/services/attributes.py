@@ -552,7 +552,14 @@ def json_text(value: str, data_type: str) -> str:
 
 
 def json_value(value: str, data_type: str) -> str:
-    """SQL turning a typed SQL value (see typed_value) into the stored jsonb scalar."""
+    """SQL turning a typed SQL value (see typed_value) into the stored jsonb scalar: built directly where its text
+    is jsonb's own output (no text to parse), else parsed from json_text."""
+    if data_type == T.FLOAT:
+        return f"to_jsonb(trim_scale({value}))"
+    if data_type == T.INT:
+        return f"to_jsonb(round({value}))"
+    if data_type in (T.BOOL, T.STRING):
+        return f"to_jsonb({value})"
     return f"({json_text(value, data_type)})::jsonb"
 
 

@@ -129,6 +129,37 @@ def test_every_computation_and_type_from_payload_paths(no_default_attributes, we
     }
 
 
+def test_unique_values_of_every_data_type_are_stored_as_their_scalars(no_default_attributes, web_source):
+    columns = ("string", "int", "float", "bool", "date", "datetime")
+    for data_type in columns:
+        path = f"v.{data_type}"
+        svc.attribute_create(
+            id=f"all_{data_type}", name="u", computation="unique_values", data_type=data_type, path=path
+        )
+    entity = CustomerEntity.objects.create()
+    rows = [
+        ('say "hi"\n', 2.5, "1.50", "yes", "2024-02-29", "2024-01-02T03:04:05.6+01:00"),
+        ("ü", -7, 10, False, "2024-02-29T10:00:00Z", "2024-01-02T02:04:05.600Z"),
+        (12, "1e3", -0.25, 1, "1999-12-31", "2024-01-02"),
+    ]
+    events_add(web_source, entity, [("x", {"v": dict(zip(columns, row, strict=True))}) for row in rows])
+
+    svc.attributes_recompute()
+
+    with connection.cursor() as cursor:  # the stored text: numbers as JSON numbers, in jsonb's key order
+        cursor.execute("SELECT attributes::text FROM customer_entities WHERE id = %s", [entity.pk])
+        stored = json.loads(cursor.fetchone()[0], parse_float=Decimal)
+    # (jsonb orders a unique-values list by the values' texts: shorter first, then bytewise)
+    assert stored == {
+        "all_string": ["12", "ü", 'say "hi"\n'],  # a number is text for a string attribute; only spaces trimmed
+        "all_int": [3, -7, 1000],  # 2.5 rounds half away from zero
+        "all_float": [10, Decimal("1.5"), Decimal("-0.25")],  # no trailing zeros
+        "all_bool": [True, False],
+        "all_date": ["1999-12-31", "2024-02-29"],  # a date-time's day
+        "all_datetime": ["2024-01-02T00:00:00.000000Z", "2024-01-02T02:04:05.600000Z"],  # one moment, twice: once
+    }
+
+
 def test_filters_by_source_and_event_type(no_default_attributes, web_source):
     crm, _ = data_source_create(slug="crm", name="CRM", type="crm")
     svc.attribute_create(id="crm_events", name="c", computation="count", data_type="int", sources=[crm])
