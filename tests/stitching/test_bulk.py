@@ -229,26 +229,23 @@ def test_an_error_writing_the_edges_is_the_one_raised_when_the_exact_algorithm_r
     source, monkeypatch, settings
 ):
     settings.STITCHING_HUB_LIMIT = 1  # every component with two identifiers goes through the exact algorithm
-    ingest(source, ROWS)
-    engine.stitch_pending()
-
-    def broken(cur, *args):
-        cur.execute("SELECT 1/0")
-
-    monkeypatch.setattr(bulk, "_edges_write", broken)
-    with pytest.raises(Exception, match="division by zero"):
-        engine.restitch()
+    _restitch_raises_from(source, monkeypatch, "_edges_write")
 
 
 def test_an_error_building_the_identifiers_rows_is_the_one_raised(source, monkeypatch):
     """st_ids is built first on the statement thread: its error, not the edges' "transaction is aborted", is raised."""
+    _restitch_raises_from(source, monkeypatch, "_identifiers_materialise")
+
+
+def _restitch_raises_from(source, monkeypatch, step: str) -> None:
+    """A rebuild whose `step` fails with a statement error raises that error."""
     ingest(source, ROWS)
     engine.stitch_pending()
 
     def broken(cur, *args):
         cur.execute("SELECT 1/0")
 
-    monkeypatch.setattr(bulk, "_identifiers_materialise", broken)
+    monkeypatch.setattr(bulk, step, broken)
     with pytest.raises(Exception, match="division by zero"):
         engine.restitch()
 
