@@ -14,8 +14,10 @@ identity-graph edges are written on the same connection by one thread that runs 
 order (the main thread queues its own reads there until the thread is done).
 
 Bulk writes: the event → customer assignments live in the narrow `customer_event_entities` (the wide event rows
-are never rewritten). A rebuild that moves at least REWRITE_MIN_EVENTS events replaces that table with COPY; a
-smaller one updates the rows that change. A table filled from empty (a first stitch's entities, identifiers and
+are never rewritten). A rebuild that moves at least REWRITE_MIN_EVENTS events replaces that table; a smaller one
+updates the rows that change. The tables written whole (the replaced assignments; the customers and the attribute
+queue when they are empty) are built as new tables on a second connection while this one writes the identifiers,
+and swapped in by the rebuild's transaction (replace.py: the second core works instead of idling). A table filled from empty (a first stitch's entities, identifiers and
 edges; the replaced assignments; an empty attribute queue) gets its indexes and constraints built after the insert
 (with the foreign keys of other, empty tables that reference its primary key). Ingestion waits for a
 rebuild to commit (the assignments table is locked EXCLUSIVE from the start: new events could not get their row);
@@ -54,6 +56,7 @@ from stitching.normalizers import (
 from stitching.services import pgcopy
 from stitching.services.extraction import config_load
 from stitching.services.partition import EventNode, Link, partition_compute
+from stitching.services.replace import Replacements, leftovers_drop
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +92,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             cur.execute("LOCK TABLE customer_event_entities IN EXCLUSIVE MODE")
             for table in SCRATCH_TABLES:
                 cur.execute(f"DROP TABLE IF EXISTS {table}")  # left by an earlier run in the same transaction
+            leftovers_drop(cur)
             # Deferred foreign-key checks pending in this transaction must run before a table is truncated or altered.
             cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
             cur.execute("SET CONSTRAINTS ALL DEFERRED")
@@ -141,46 +145,42 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                     raise
                 mark("edges_write")
 
-            if len(plan.new_entities):
-                rebuilt = _indexes_drop_when_empty(cur, "customer_entities")
-                stamp = pgcopy.timestamptz(datetime.now(UTC))
-                count = len(plan.new_entities)
-                # In id order: the primary key grows at its right edge instead of splitting pages all over.
-                # (New ids are uuid hex, 32 bytes, also when existing ids of another length made them texts.)
-                new_ids = plan.new_entities
-                if new_ids.dtype == object:
-                    new_ids = np.array([x.encode() for x in new_ids], dtype="S32")
-                new_ids = np.sort(new_ids)
-                pgcopy.copy_in(cur, "COPY customer_entities (id, created, modified, attributes)", [
-                    ("S32", new_ids), (">i8", np.full(count, stamp)), (">i8", np.full(count, stamp)),
-                    ("S3", np.full(count, b"\x01{}", dtype="S3")),  # jsonb's binary form: version 1, then the text
-                ])  # fmt: skip
-                _indexes_create(cur, rebuilt)
-            mark("entities")
-            _assignments_write(cur, graph, plan)
-            mark("events_assign")
-            if len(plan.heirs_gone):
-                cur.execute("DELETE FROM customer_entities WHERE id = ANY(%s)", [_texts(plan.heirs_gone)])
-                report.entities_deleted = len(plan.heirs_gone)
-                mark("heirs")
-            _stale_write(cur, plan.touched)
-            mark("stale")
-
-            if groups.refused:  # the links the exact algorithm did not make (written as linked above)
-                cur.execute(
-                    "CREATE TEMP TABLE st_refused (event_id bigint, identifier_id bigint, status text, reason text) "
-                    "ON COMMIT DROP"
-                )
-                with cur.copy("COPY st_refused FROM STDIN") as copy:
-                    for row in groups.refused:
-                        copy.write_row(row)
-                cur.execute(
-                    "UPDATE stitching_event_identifiers ei SET status = r.status, reason = r.reason "
-                    "FROM st_refused r WHERE ei.event_id = r.event_id AND ei.identifier_id = r.identifier_id"
-                )
-                mark("refused")
-            _identifiers_write(cur, groups, plan)
-            mark("owners")
+            # Tables written whole (a first stitch's customers, replaced assignments, an empty attribute queue) are
+            # built on a second connection meanwhile (replace.py) and swapped in below.
+            tables = Replacements()
+            try:
+                if len(plan.new_entities):
+                    _entities_write(cur, plan, tables)
+                mark("entities")
+                _assignments_write(cur, graph, plan, tables)
+                mark("events_assign")
+                if len(plan.heirs_gone):
+                    cur.execute("DELETE FROM customer_entities WHERE id = ANY(%s)", [_texts(plan.heirs_gone)])
+                    report.entities_deleted = len(plan.heirs_gone)
+                    mark("heirs")
+                _stale_write(cur, plan.touched, tables)
+                mark("stale")
+                if groups.refused:  # the links the exact algorithm did not make (written as linked above)
+                    cur.execute(
+                        "CREATE TEMP TABLE st_refused (event_id bigint, identifier_id bigint, status text, "
+                        "reason text) ON COMMIT DROP"
+                    )
+                    with cur.copy("COPY st_refused FROM STDIN") as copy:
+                        for row in groups.refused:
+                            copy.write_row(row)
+                    cur.execute(
+                        "UPDATE stitching_event_identifiers ei SET status = r.status, reason = r.reason "
+                        "FROM st_refused r WHERE ei.event_id = r.event_id AND ei.identifier_id = r.identifier_id"
+                    )
+                    mark("refused")
+                _identifiers_write(cur, groups, plan)
+                mark("owners")
+                swapped = tables.swap(cur)
+                mark("swap")
+            except BaseException:
+                tables.close(cancel=True)
+                raise
+            tables.close()
             if groups.hubs:
                 cur.execute(HUB_REVIEWS_OPEN_SQL, [list(groups.hubs), list(groups.hubs.values())])
             cur.execute(
@@ -198,6 +198,8 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 "stitching_identifiers",
                 "stitching_event_identifiers",
             ):
+                if table in swapped:  # (analysed where it was built)
+                    continue
                 cur.execute(f"ANALYZE {table}")
                 mark(f"analyze_{table.split()[0]}")
             if progress:
@@ -430,10 +432,50 @@ def _copy(cur, statement: str, columns: list[tuple[str, np.ndarray]]) -> None:
             copy.write_row([x.decode() if isinstance(x, bytes) else x for x in row])
 
 
-def _assignments_write(cur, graph: Graph, plan: Plan) -> None:
-    """Every event's customer. A rebuild that moves at least REWRITE_MIN_EVENTS events replaces the table
-    (TRUNCATE, then COPY with the indexes built after it: one sort each; the caller holds the table locked); a
-    smaller one updates the rows that change. System events keep their customer or follow its heir."""
+def _entities_write(cur, plan: Plan, tables: Replacements) -> None:
+    """The new customers, attributes empty. Into an empty table: a new one built on the second connection
+    (`tables`), or the rows with the indexes built after them; else added to the others."""
+    stamp = pgcopy.timestamptz(datetime.now(UTC))
+    count = len(plan.new_entities)
+    # In id order: the primary key grows at its right edge instead of splitting pages all over.
+    # (New ids are uuid hex, 32 bytes, also when existing ids of another length made them texts.)
+    new_ids = plan.new_entities
+    if new_ids.dtype == object:
+        new_ids = np.array([x.encode() for x in new_ids], dtype="S32")
+    new_ids = np.sort(new_ids)
+
+    def fill(target, table: str) -> None:
+        pgcopy.copy_in(target, f"COPY {table} (id, created, modified, attributes)", [
+            ("S32", new_ids), (">i8", np.full(count, stamp)), (">i8", np.full(count, stamp)),
+            ("S3", np.full(count, b"\x01{}", dtype="S3")),  # jsonb's binary form: version 1, then the text
+        ])  # fmt: skip
+
+    if _empty_locked(cur, "customer_entities"):
+        twin = tables.shape(cur, "customer_entities")
+        if twin is not None:
+            tables.build(twin, fill)
+            return
+    rebuilt = _indexes_drop_when_empty(cur, "customer_entities")
+    fill(cur, "customer_entities")
+    _indexes_create(cur, rebuilt)
+
+
+def _empty_locked(cur, table: str) -> bool:
+    """Whether `table` is empty, locked (EXCLUSIVE, until commit: reads go on) when it is: nobody adds a row before
+    the rebuild replaces it."""
+    cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
+    if cur.fetchone()[0]:
+        return False
+    cur.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+    cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
+    return not cur.fetchone()[0]
+
+
+def _assignments_write(cur, graph: Graph, plan: Plan, tables: Replacements) -> None:
+    """Every event's customer. A rebuild that moves at least REWRITE_MIN_EVENTS events replaces the table: built
+    anew on the second connection (`tables`), or, where it cannot be swapped, TRUNCATE, then COPY with the indexes
+    built after it (one sort each; the caller holds the table locked); a smaller one updates the rows that change.
+    System events keep their customer or follow its heir."""
     entity_of_event = plan.entity_of_group[plan.group_index]
     system_entities: list[str | None] = []
     if len(graph.system_events):
@@ -442,15 +484,23 @@ def _assignments_write(cur, graph: Graph, plan: Plan) -> None:
         for old in graph.system_old.tolist():
             old_id = old_ids[old] if old >= 0 else None
             system_entities.append(heir_of.get(old_id, old_id))
-    if int(plan.moved.sum()) >= REWRITE_MIN_EVENTS:
-        cur.execute("TRUNCATE customer_event_entities")
-        rebuilt = _indexes_drop_when_empty(cur, "customer_event_entities")
-        _copy(cur, "COPY customer_event_entities (event_id, customer_entity_id)",
+
+    def fill(target, table: str) -> None:
+        _copy(target, f"COPY {table} (event_id, customer_entity_id)",
               [(">i8", graph.events), ("S32", entity_of_event)])  # fmt: skip
         if system_entities:
-            with cur.copy("COPY customer_event_entities (event_id, customer_entity_id) FROM STDIN") as copy:
+            with target.copy(f"COPY {table} (event_id, customer_entity_id) FROM STDIN") as copy:
                 for event, entity in zip(graph.system_events.tolist(), system_entities, strict=True):
                     copy.write_row((event, entity))
+
+    if int(plan.moved.sum()) >= REWRITE_MIN_EVENTS:
+        twin = tables.shape(cur, "customer_event_entities")
+        if twin is not None:
+            tables.build(twin, fill)
+            return
+        cur.execute("TRUNCATE customer_event_entities")
+        rebuilt = _indexes_drop_when_empty(cur, "customer_event_entities")
+        fill(cur, "customer_event_entities")
         _indexes_create(cur, rebuilt)
         return
     cur.execute("CREATE TEMP TABLE st_assign (event_id bigint, entity_id varchar(32)) ON COMMIT DROP")
@@ -470,13 +520,17 @@ def _assignments_write(cur, graph: Graph, plan: Plan) -> None:
         )
 
 
-def _stale_write(cur, touched: np.ndarray) -> None:
+def _stale_write(cur, touched: np.ndarray, tables: Replacements) -> None:
     """Queue the customers that got or lost events for their attributes, in id order (the queue's index grows
     at its right edge instead of splitting pages all over: hundreds of thousands of random uuids)."""
     touched = np.sort(touched)
-    if len(touched) >= REWRITE_MIN_EVENTS:
-        # An empty queue (the usual case after a big rebuild): straight in, no conflict, its primary key built
-        # after (attribute workers wait for the rebuild's commit to claim).
+    if len(touched) >= REWRITE_MIN_EVENTS and _empty_locked(cur, "customer_entities_stale"):
+        # An empty queue (the usual case after a big rebuild): a new one built on the second connection, or straight
+        # in, no conflict, its primary key built after (attribute workers wait for the rebuild's commit to claim).
+        twin = tables.shape(cur, "customer_entities_stale")
+        if twin is not None:
+            tables.build(twin, lambda target, table: _copy(target, f"COPY {table} (entity_id)", [("S32", touched)]))
+            return
         rebuilt = _indexes_drop_when_empty(cur, "customer_entities_stale")
         if rebuilt is not None:
             _copy(cur, "COPY customer_entities_stale (entity_id)", [("S32", touched)])

@@ -45,6 +45,16 @@ def _constraints() -> set[tuple[str, str, str]]:
         return set(cursor.fetchall())
 
 
+def _oids() -> dict[str, int]:
+    """The tables a first stitch builds anew on its second connection, with their oids (a new table: a new oid)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, oid::bigint FROM pg_class WHERE relkind = 'r' AND relname IN "
+            "('customer_entities', 'customer_event_entities', 'customer_entities_stale')"
+        )
+        return dict(cursor.fetchall())
+
+
 def _from_scratch() -> None:
     """No event stitched, the graph tables and the customers empty: the next restitch is a first stitch."""
     with connection.cursor() as cursor:
@@ -72,10 +82,14 @@ def test_a_bulk_rewrite_gives_the_incremental_partition_and_restores_indexes(sou
         cursor.execute("DELETE FROM customer_entities_stale")
     # Every rebuild replaces the assignments table, and fills an empty attribute queue with its key built after.
     monkeypatch.setattr(bulk, "REWRITE_MIN_EVENTS", 1)
+    oids = _oids()
 
     engine.restitch()
 
     assert partition() == incremental
+    # The customers, the assignments and the queue were built anew on a second connection and swapped in, with
+    # every index and constraint under its name.
+    assert all(oids[table] != oid for table, oid in _oids().items())
     assert _assignments_indexes() == indexes
     assert _constraints() == constraints
     assert StaleEntity.objects.count() == len(incremental)  # every customer is new
@@ -89,6 +103,122 @@ def test_a_bulk_rewrite_gives_the_incremental_partition_and_restores_indexes(sou
         assert set(carriers) == {identifier.customer_entity_id}
         assert identifier.first_seen is not None
     assert Identifier.objects.filter(customer_entity=None).count() == 1  # the junk "null" cookie
+
+
+def test_a_table_with_a_grant_is_rewritten_in_place_and_keeps_it(source, monkeypatch):
+    """A table something else is tied to (here a grant; or a trigger, a view, a foreign key, ...) is not swapped
+    for a new one: the rebuild writes it in place, with the same result."""
+    ingest(source, ROWS)
+    engine.stitch_pending()
+    incremental = partition()
+    _from_scratch()
+    with connection.cursor() as cursor:
+        cursor.execute("GRANT SELECT ON customer_event_entities TO PUBLIC")
+    monkeypatch.setattr(bulk, "REWRITE_MIN_EVENTS", 1)
+    oids = _oids()
+
+    engine.restitch()
+
+    assert partition() == incremental
+    after = _oids()
+    assert after["customer_event_entities"] == oids["customer_event_entities"]
+    assert after["customer_entities"] != oids["customer_entities"]  # (no grant: swapped)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT has_table_privilege('public', 'customer_event_entities', 'SELECT')")
+        assert cursor.fetchone()[0]
+
+
+def test_a_failed_rebuild_keeps_the_old_tables_and_the_next_one_drops_what_it_built(source, monkeypatch):
+    """The second connection commits the tables it builds; the rebuild's transaction swaps them in. A rebuild that
+    fails after they were built leaves the old tables in place, and the next rebuild drops the new ones."""
+    from stitching.services import replace
+
+    ingest(source, ROWS)
+    engine.stitch_pending()
+    incremental = partition()
+    _from_scratch()
+    monkeypatch.setattr(bulk, "REWRITE_MIN_EVENTS", 1)
+    oids = _oids()
+    swap = replace.Replacements.swap
+
+    def built_then_failed(self, cur):
+        for _, done in self._pending:
+            done.result()
+        raise RuntimeError("failed after the tables were built")
+
+    monkeypatch.setattr(replace.Replacements, "swap", built_then_failed)
+    with pytest.raises(RuntimeError, match="after the tables were built"):
+        engine.restitch()
+    assert _oids() == oids
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'st\\_new\\_%%' AND relkind = 'r'")
+        # Committed by the second connection, not swapped in (with those of earlier tests, whose transactions rolled
+        # back the rebuilds that dropped them).
+        assert cursor.fetchone()[0] >= 3
+    monkeypatch.setattr(replace.Replacements, "swap", swap)
+
+    engine.restitch()
+
+    assert partition() == incremental
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'st\\_new\\_%%'")
+        assert cursor.fetchone()[0] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_ingested_while_a_rebuild_replaces_the_assignments_gets_its_row_in_the_new_table(
+    source, monkeypatch, settings
+):
+    """Ingestion waits for a rebuild that replaces the assignments (the new events' rows go into that table): when
+    the rebuild commits, the waiting insert finds the new table under the name and its event is stitched next."""
+    import threading
+    import time
+
+    from django.db import connections
+
+    settings.CDP_STITCH_AFTER_INGEST = False  # (committed events would be stitched on commit)
+    ingest(source, ROWS)
+    monkeypatch.setattr(bulk, "REWRITE_MIN_EVENTS", 1)
+    from stitching.services import replace
+
+    swap = replace.Replacements.swap
+    late: list[int] = []
+
+    def ingest_late() -> None:
+        try:
+            late.extend(ingest(source, [{"id": "late", "anonymousId": "c1"}]))
+        finally:
+            connections.close_all()
+
+    def swap_while_ingesting(self, cur):
+        thread = threading.Thread(target=ingest_late)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # until the insert waits for the rebuild's lock
+            cur.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted "
+                "AND relation = 'customer_event_entities'::regclass)"
+            )
+            if cur.fetchone()[0]:
+                break
+            time.sleep(0.02)
+        else:
+            raise AssertionError("the late event's insert did not wait for the rebuild")
+        swapped = swap(self, cur)
+        swap_while_ingesting.thread = thread
+        return swapped
+
+    monkeypatch.setattr(replace.Replacements, "swap", swap_while_ingesting)
+    oids = _oids()
+    engine.restitch()
+    swap_while_ingesting.thread.join(timeout=30)
+
+    assert _oids()["customer_event_entities"] != oids["customer_event_entities"]
+    (event,) = late
+    assert CustomerEventEntity.objects.get(event_id=event).customer_entity_id is None  # queued for stitching
+    engine.stitch_pending()
+    first = CustomerEvent.objects.order_by("id").first()
+    assert CustomerEvent.objects.get(pk=event).customer_entity_id == first.customer_entity_id  # cookie c1
 
 
 def test_a_second_restitch_of_unchanged_data_moves_nothing(source, monkeypatch):

@@ -1,0 +1,191 @@
+"""Tables a full rebuild writes anew, filled on a second connection while the rebuild's own goes on.
+
+PostgreSQL runs one transaction's statements in one backend, one core: after the union-find, a first stitch wrote
+the customers, the assignments, the attribute queue and the identifiers one after the other while the other core
+idled. A table the rebuild replaces whole (or fills from empty) is instead built as a new table by a second
+connection, in its own transaction: created, filled by binary COPY, indexed, analysed, committed. Nobody reads it
+under its temporary name. The rebuild's transaction then swaps it in: DROP TABLE of the old one, RENAME of the new
+one and of its indexes (a primary key's constraint follows its index's name), all undone if the rebuild rolls back.
+A rolled-back or interrupted rebuild leaves the committed new table behind under its temporary name
+(REPLACEMENT_PREFIX): the next rebuild drops it first.
+
+A swap takes the old table's place only where nothing else is tied to it: owned by this role, no grants, no
+triggers on it, no foreign keys to or from it, no views, rules, policies, publications, inheritance, identity or
+owned sequences, extended statistics, and the rebuild runs in READ COMMITTED (its next statement sees the committed
+table). Otherwise `shape` returns None and the caller writes the old table in place.
+
+Sessions waiting on the old table (ingestion's trigger inserting into the assignments) get their lock when the
+rebuild commits, find the name now means the new table, and go on there.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from django.db import connection
+from psycopg import sql
+
+REPLACEMENT_PREFIX = "st_new_"
+
+# Nothing else may be tied to a table that is swapped (see the module's docstring).
+_PLAIN_SQL = """
+SELECT c.relkind = 'r' AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+    AND c.relacl IS NULL AND NOT c.relrowsecurity AND NOT c.relhassubclass AND NOT c.relispartition
+    AND c.relhasrules = false AND current_setting('transaction_isolation') = 'read committed'
+    AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
+    AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal)
+    AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE (k.conrelid = c.oid AND k.contype NOT IN ('p', 'u'))
+                    OR (k.confrelid = c.oid AND k.contype = 'f'))
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.refobjid = c.oid AND d.classid = 'pg_rewrite'::regclass)
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.refobjid = c.oid AND d.classid = 'pg_class'::regclass
+                    AND d.deptype IN ('a', 'i') AND EXISTS (SELECT 1 FROM pg_class s WHERE s.oid = d.objid
+                    AND s.relkind = 'S'))
+    AND NOT EXISTS (SELECT 1 FROM pg_publication_rel p WHERE p.prrelid = c.oid)
+    AND NOT EXISTS (SELECT 1 FROM pg_statistic_ext x WHERE x.stxrelid = c.oid)
+    AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                    AND (a.attidentity <> '' OR a.attgenerated <> '' OR a.attstattarget >= 0))
+FROM pg_class c WHERE c.oid = %s::regclass
+"""
+
+
+@dataclass(slots=True)
+class Shape:
+    """How to build an empty twin of `table` named `name`: `create` (the table), `after` (its primary key, unique
+    constraints and indexes, under temporary names, to build once it is filled) and `renames` (temporary name ->
+    the old table's name, for the swap)."""
+
+    table: str
+    name: str
+    create: str
+    after: list[str]
+    renames: list[tuple[str, str]]
+
+
+def shape(cur, table: str, name: str) -> Shape | None:
+    """The twin of `table` as `name`, or None when `table` cannot be swapped (the caller writes it in place)."""
+    cur.execute(_PLAIN_SQL, [table])
+    if not cur.fetchone()[0]:
+        return None
+    cur.execute(
+        "SELECT quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod) "
+        "|| CASE WHEN a.attcollation <> t.typcollation THEN ' COLLATE ' || quote_ident(n.nspname) || '.' "
+        "|| quote_ident(co.collname) ELSE '' END || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END "
+        "|| coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '') "
+        "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+        "LEFT JOIN pg_collation co ON co.oid = a.attcollation LEFT JOIN pg_namespace n ON n.oid = co.collnamespace "
+        "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+        "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        [table],
+    )
+    columns = [row[0] for row in cur.fetchall()]
+    cur.execute(
+        "SELECT coalesce(' WITH (' || array_to_string(reloptions, ', ') || ')', ''), "
+        "quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s::regclass",
+        [table],
+    )
+    options, qualified = cur.fetchone()
+    new = sql.Identifier(name).as_string(None)
+    create = f"CREATE TABLE {new} ({', '.join(columns)}){options}"
+    after: list[str] = []
+    renames: list[tuple[str, str]] = []
+    # Constraints (with their index) first, then the other indexes; each under a temporary name.
+    cur.execute(
+        "SELECT k.conname, pg_get_constraintdef(k.oid), NULL, NULL FROM pg_constraint k "
+        "WHERE k.conrelid = %s::regclass AND k.contype IN ('p', 'u') UNION ALL "
+        "SELECT i.relname, NULL, pg_get_indexdef(x.indexrelid), quote_ident(i.relname) FROM pg_index x "
+        "JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = %s::regclass "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid) "
+        "ORDER BY 3 NULLS FIRST, 1",
+        [table, table],
+    )
+    for k, (index, constraint, definition, quoted_index) in enumerate(cur.fetchall()):
+        temporary = f"{name}_{k}"
+        quoted = sql.Identifier(temporary).as_string(None)
+        if constraint is not None:
+            after.append(f"ALTER TABLE {new} ADD CONSTRAINT {quoted} {constraint}")
+        else:
+            head = f"INDEX {quoted_index} ON {qualified} "
+            if head not in definition:  # (pg_get_indexdef's form, schema-qualified: always so far)
+                return None
+            after.append(definition.replace(head, f"INDEX {quoted} ON {new} ", 1))
+        renames.append((temporary, index))
+    return Shape(table, name, create, after, renames)
+
+
+class Replacements:
+    """Tables built on a second connection, one after the other in a thread, each committed on its own; `swap`
+    puts them in place of the old ones in the caller's transaction (on Django's connection)."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restitch-tables")
+        self._raw = None
+        self._params = connection.get_connection_params()  # (here: Django's connection is per thread)
+        self._token = secrets.token_hex(4)
+        self._pending: list[tuple[Shape, Future]] = []
+
+    def shape(self, cur, table: str) -> Shape | None:
+        return shape(cur, table, f"{REPLACEMENT_PREFIX}{self._token}_{len(self._pending)}")
+
+    def build(self, twin: Shape, fill: Callable[[object, str], None]) -> None:
+        """Create `twin`, `fill(cursor, name)` it, build its indexes, analyse it and commit, in the thread."""
+
+        def run() -> None:
+            if self._raw is None:
+                self._raw = connection.get_new_connection(self._params)
+            raw = self._raw
+            try:
+                with raw.cursor() as cur:
+                    cur.execute("SET maintenance_work_mem = '512MB'")
+                    cur.execute(twin.create)
+                    fill(cur, sql.Identifier(twin.name).as_string(None))
+                    for statement in twin.after:
+                        cur.execute(statement)
+                    cur.execute(f"ANALYZE {sql.Identifier(twin.name).as_string(None)}")
+                raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
+
+        self._pending.append((twin, self._pool.submit(run)))
+
+    def swap(self, cur) -> set[str]:
+        """Wait for every table built, and swap each in for its old table; returns the tables swapped (analysed)."""
+        swapped = set()
+        for twin, done in self._pending:
+            done.result()
+            cur.execute(f"DROP TABLE {sql.Identifier(twin.table).as_string(None)}")
+            cur.execute(
+                f"ALTER TABLE {sql.Identifier(twin.name).as_string(None)} "
+                f"RENAME TO {sql.Identifier(twin.table).as_string(None)}"
+            )
+            for temporary, final in twin.renames:
+                cur.execute(
+                    f"ALTER INDEX {sql.Identifier(temporary).as_string(None)} "
+                    f"RENAME TO {sql.Identifier(final).as_string(None)}"
+                )
+            swapped.add(twin.table)
+        self._pending = []
+        return swapped
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Stop the thread and close its connection; `cancel`: cancel what it runs (the rebuild failed)."""
+        if cancel and self._raw is not None:
+            self._raw.cancel_safe()
+        self._pool.shutdown(wait=True, cancel_futures=cancel)
+        if self._raw is not None:
+            self._raw.close()
+
+
+def leftovers_drop(cur) -> None:
+    """Drop the tables an earlier rebuild built but did not swap in (it rolled back or was interrupted)."""
+    cur.execute(
+        "SELECT quote_ident(relname) FROM pg_class WHERE relkind = 'r' AND relname LIKE %s "
+        "AND relnamespace = current_schema()::regnamespace",
+        [REPLACEMENT_PREFIX.replace("_", "\\_") + "%"],
+    )
+    for (name,) in cur.fetchall():
+        cur.execute(f"DROP TABLE {name}")
