@@ -16,13 +16,14 @@ order (the main thread queues its own reads there until the thread is done).
 Bulk writes: the event → customer assignments live in the narrow `customer_event_entities` (the wide event rows
 are never rewritten). A rebuild that moves at least REWRITE_MIN_EVENTS events replaces that table; a smaller one
 updates the rows that change. The tables written whole (the replaced assignments; the customers and the attribute
-queue when they are empty) are built as new tables on a second connection while this one writes the identifiers,
-and swapped in by the rebuild's transaction (replace.py: the second core works instead of idling). A table filled from empty (a first stitch's entities, identifiers and
-edges; the replaced assignments; an empty attribute queue) gets its indexes and constraints built after the insert
-(with the foreign keys of other, empty tables that reference its primary key). Ingestion waits for a
-rebuild to commit (the assignments table is locked EXCLUSIVE from the start: new events could not get their row);
-a replaced or first-filled table stays ACCESS EXCLUSIVE locked until commit. Identity-graph edges are otherwise
-written as a difference, so rebuilding unchanged data writes almost nothing.
+queue when they are empty) are built as new tables on a second connection, started as soon as the plan is known,
+while this one builds the edges' indexes and writes the identifiers; the rebuild's transaction swaps them in
+(replace.py: the second core works instead of idling). A table filled from empty in this transaction (a first
+stitch's identifiers and edges; the tables above where they cannot be swapped) gets its indexes and constraints
+built after the insert (with the foreign keys of other, empty tables that reference its primary key). Ingestion
+waits for a rebuild to commit (the assignments table is locked EXCLUSIVE from the start: new events could not get
+their row); a replaced or first-filled table stays locked until commit. Identity-graph edges are otherwise written
+as a difference, so rebuilding unchanged data writes almost nothing.
 
 Entity ids: a group keeps the oldest (created, id) existing entity among its events not taken by a group with a
 smaller first event id; otherwise it gets a new id. A rebuild records no merge or split history.
@@ -56,7 +57,7 @@ from stitching.normalizers import (
 from stitching.services import pgcopy
 from stitching.services.extraction import config_load
 from stitching.services.partition import EventNode, Link, partition_compute
-from stitching.services.replace import Replacements, leftovers_drop
+from stitching.services.replace import Replacements, Shape, leftovers_drop
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,10 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             cur.execute("SET LOCAL jit = off")
             # Parallel plans for the extraction (both cores): their rows cost almost nothing to hand over.
             cur.execute("SET LOCAL parallel_tuple_cost = 0.001")
+            # The tables this rebuild may write whole and can swap (replace.py), decided (and locked) up front:
+            # their new twins are started on a second connection as soon as the plan is known.
+            tables = Replacements()
+            twins = _twins(cur, tables)
             mark("truncate")
             pairs = _extract(cur, config, mark)
             graph = _graph_fetch(cur, system, pairs)
@@ -136,23 +141,24 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                     report.refused = len(groups.refused)
                     report.components = len(plan.entity_of_group)
                     mark("plan")
+                    built = _twins_build(graph, plan, tables, twins)
                     indexed.result()
                 except BaseException:
                     # Do not wait for the edges' statements to finish before rolling back (an error here, Ctrl-C,
                     # a task's time limit): drop what is queued and cancel the running statement.
                     database.shutdown(wait=False, cancel_futures=True)
                     raw.cancel_safe()
+                    tables.close(cancel=True)
                     raise
                 mark("edges_write")
 
-            # Tables written whole (a first stitch's customers, replaced assignments, an empty attribute queue) are
-            # built on a second connection meanwhile (replace.py) and swapped in below.
-            tables = Replacements()
+            # The tables being built on the second connection are swapped in below; the others are written here.
             try:
-                if len(plan.new_entities):
-                    _entities_write(cur, plan, tables)
+                if len(plan.new_entities) and "customer_entities" not in built:
+                    _entities_write(cur, plan)
                 mark("entities")
-                _assignments_write(cur, graph, plan, tables)
+                if "customer_event_entities" not in built:
+                    _assignments_write(cur, graph, plan)
                 mark("events_assign")
                 if len(plan.heirs_gone):
                     cur.execute("DELETE FROM customer_entities WHERE id = ANY(%s)", [_texts(plan.heirs_gone)])
@@ -432,9 +438,58 @@ def _copy(cur, statement: str, columns: list[tuple[str, np.ndarray]]) -> None:
             copy.write_row([x.decode() if isinstance(x, bytes) else x for x in row])
 
 
-def _entities_write(cur, plan: Plan, tables: Replacements) -> None:
-    """The new customers, attributes empty. Into an empty table: a new one built on the second connection
-    (`tables`), or the rows with the indexes built after them; else added to the others."""
+# The tables a rebuild may build anew on the second connection as soon as its plan is known: (table, only when it
+# is empty). (The attribute queue is decided at its turn: see _stale_write.)
+TWINNED = (("customer_entities", True), ("customer_event_entities", False))
+
+
+def _twins(cur, tables: Replacements) -> dict[str, Shape]:
+    """The tables of TWINNED this rebuild can build anew (replace.shape); one that must be empty is locked
+    (_empty_locked). The assignments table is locked already."""
+    twins = {}
+    for table, only_empty in TWINNED:
+        if only_empty and not _empty_locked(cur, table):
+            continue
+        twin = tables.shape(cur, table)
+        if twin is not None:
+            twins[table] = twin
+    return twins
+
+
+def _empty_locked(cur, table: str) -> bool:
+    """Whether `table` is empty, locked (EXCLUSIVE, until commit: reads go on) when it is: nobody adds a row before
+    the rebuild replaces it."""
+    cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
+    if cur.fetchone()[0]:
+        return False
+    cur.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+    cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
+    return not cur.fetchone()[0]
+
+
+def _twins_build(graph: Graph, plan: Plan, tables: Replacements, twins: dict[str, Shape]) -> set[str]:
+    """Start building, on the second connection, the tables of `twins` this rebuild writes whole: the customers
+    (all new) and the assignments (a rewrite); returns the tables started."""
+    wanted = {"customer_entities": len(plan.new_entities) > 0, "customer_event_entities": _rewrite(plan)}
+    fills = {
+        "customer_entities": lambda: _entities_fill(plan),
+        "customer_event_entities": lambda: _assignments_fill(graph, plan),
+    }
+    built = set()
+    for table, twin in twins.items():
+        if wanted[table]:
+            tables.build(twin, fills[table]())
+            built.add(table)
+    return built
+
+
+def _rewrite(plan: Plan) -> bool:
+    """Whether the rebuild replaces the assignments table rather than updating the rows that change."""
+    return int(plan.moved.sum()) >= REWRITE_MIN_EVENTS
+
+
+def _entities_fill(plan: Plan) -> Callable[[object, str], None]:
+    """What writes the new customers (attributes empty) into a table."""
     stamp = pgcopy.timestamptz(datetime.now(UTC))
     count = len(plan.new_entities)
     # In id order: the primary key grows at its right edge instead of splitting pages all over.
@@ -450,32 +505,18 @@ def _entities_write(cur, plan: Plan, tables: Replacements) -> None:
             ("S3", np.full(count, b"\x01{}", dtype="S3")),  # jsonb's binary form: version 1, then the text
         ])  # fmt: skip
 
-    if _empty_locked(cur, "customer_entities"):
-        twin = tables.shape(cur, "customer_entities")
-        if twin is not None:
-            tables.build(twin, fill)
-            return
+    return fill
+
+
+def _entities_write(cur, plan: Plan) -> None:
+    """The new customers, into customer_entities: when it is empty, with its indexes built after."""
     rebuilt = _indexes_drop_when_empty(cur, "customer_entities")
-    fill(cur, "customer_entities")
+    _entities_fill(plan)(cur, "customer_entities")
     _indexes_create(cur, rebuilt)
 
 
-def _empty_locked(cur, table: str) -> bool:
-    """Whether `table` is empty, locked (EXCLUSIVE, until commit: reads go on) when it is: nobody adds a row before
-    the rebuild replaces it."""
-    cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
-    if cur.fetchone()[0]:
-        return False
-    cur.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
-    cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
-    return not cur.fetchone()[0]
-
-
-def _assignments_write(cur, graph: Graph, plan: Plan, tables: Replacements) -> None:
-    """Every event's customer. A rebuild that moves at least REWRITE_MIN_EVENTS events replaces the table: built
-    anew on the second connection (`tables`), or, where it cannot be swapped, TRUNCATE, then COPY with the indexes
-    built after it (one sort each; the caller holds the table locked); a smaller one updates the rows that change.
-    System events keep their customer or follow its heir."""
+def _assignments_fill(graph: Graph, plan: Plan) -> Callable[[object, str], None]:
+    """What writes every event's customer into a table (system events keep theirs or follow its heir)."""
     entity_of_event = plan.entity_of_group[plan.group_index]
     system_entities: list[str | None] = []
     if len(graph.system_events):
@@ -493,16 +534,20 @@ def _assignments_write(cur, graph: Graph, plan: Plan, tables: Replacements) -> N
                 for event, entity in zip(graph.system_events.tolist(), system_entities, strict=True):
                     copy.write_row((event, entity))
 
-    if int(plan.moved.sum()) >= REWRITE_MIN_EVENTS:
-        twin = tables.shape(cur, "customer_event_entities")
-        if twin is not None:
-            tables.build(twin, fill)
-            return
+    return fill
+
+
+def _assignments_write(cur, graph: Graph, plan: Plan) -> None:
+    """Every event's customer, in place (where the table is not built anew on the second connection). A rebuild
+    that moves at least REWRITE_MIN_EVENTS events rewrites the table (TRUNCATE, then COPY with the indexes built
+    after it: one sort each; the caller holds the table locked); a smaller one updates the rows that change."""
+    if _rewrite(plan):
         cur.execute("TRUNCATE customer_event_entities")
         rebuilt = _indexes_drop_when_empty(cur, "customer_event_entities")
-        fill(cur, "customer_event_entities")
+        _assignments_fill(graph, plan)(cur, "customer_event_entities")
         _indexes_create(cur, rebuilt)
         return
+    entity_of_event = plan.entity_of_group[plan.group_index]
     cur.execute("CREATE TEMP TABLE st_assign (event_id bigint, entity_id varchar(32)) ON COMMIT DROP")
     _copy(cur, "COPY st_assign (event_id, entity_id)",
           [(">i8", graph.events[plan.moved]), ("S32", entity_of_event[plan.moved])])  # fmt: skip
@@ -520,22 +565,29 @@ def _assignments_write(cur, graph: Graph, plan: Plan, tables: Replacements) -> N
         )
 
 
-def _stale_write(cur, touched: np.ndarray, tables: Replacements) -> None:
-    """Queue the customers that got or lost events for their attributes, in id order (the queue's index grows
-    at its right edge instead of splitting pages all over: hundreds of thousands of random uuids)."""
+def _stale_fill(touched: np.ndarray) -> Callable[[object, str], None]:
+    """What writes the customers to queue into a table, in id order (the queue's index grows at its right edge
+    instead of splitting pages all over: hundreds of thousands of random uuids)."""
     touched = np.sort(touched)
+    return lambda target, table: _copy(target, f"COPY {table} (entity_id)", [("S32", touched)])
+
+
+def _stale_write(cur, touched: np.ndarray, tables: Replacements) -> None:
+    """Queue the customers that got or lost events for their attributes."""
     if len(touched) >= REWRITE_MIN_EVENTS and _empty_locked(cur, "customer_entities_stale"):
-        # An empty queue (the usual case after a big rebuild): a new one built on the second connection, or straight
-        # in, no conflict, its primary key built after (attribute workers wait for the rebuild's commit to claim).
+        # An empty queue (the usual case after a big rebuild): a new one built on the second connection (after the
+        # tables started before it), or straight in, no conflict, its primary key built after (attribute workers
+        # wait for the rebuild's commit to claim).
         twin = tables.shape(cur, "customer_entities_stale")
         if twin is not None:
-            tables.build(twin, lambda target, table: _copy(target, f"COPY {table} (entity_id)", [("S32", touched)]))
+            tables.build(twin, _stale_fill(touched))
             return
         rebuilt = _indexes_drop_when_empty(cur, "customer_entities_stale")
         if rebuilt is not None:
-            _copy(cur, "COPY customer_entities_stale (entity_id)", [("S32", touched)])
+            _stale_fill(touched)(cur, "customer_entities_stale")
             _indexes_create(cur, rebuilt)
             return
+    touched = np.sort(touched)
     cur.execute("CREATE TEMP TABLE st_stale (entity_id varchar(32)) ON COMMIT DROP")
     _copy(cur, "COPY st_stale (entity_id)", [("S32", touched)])
     cur.execute(

@@ -126,9 +126,11 @@ class Replacements:
         self._params = connection.get_connection_params()  # (here: Django's connection is per thread)
         self._token = secrets.token_hex(4)
         self._pending: list[tuple[Shape, Future]] = []
+        self._names = 0
 
     def shape(self, cur, table: str) -> Shape | None:
-        return shape(cur, table, f"{REPLACEMENT_PREFIX}{self._token}_{len(self._pending)}")
+        self._names += 1
+        return shape(cur, table, f"{REPLACEMENT_PREFIX}{self._token}_{self._names}")
 
     def build(self, twin: Shape, fill: Callable[[object, str], None]) -> None:
         """Create `twin`, `fill(cursor, name)` it, build its indexes, analyse it and commit, in the thread."""
