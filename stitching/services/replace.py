@@ -9,10 +9,11 @@ one and of its indexes (a primary key's constraint follows its index's name), al
 A rolled-back or interrupted rebuild leaves the committed new table behind under its temporary name
 (REPLACEMENT_PREFIX): the next rebuild drops it first.
 
-A swap takes the old table's place only where nothing else is tied to it: owned by this role, no grants, no
-triggers on it, no foreign keys to or from it, no views, rules, policies, publications, inheritance, identity or
-owned sequences, extended statistics, and the rebuild runs in READ COMMITTED (its next statement sees the committed
-table). Otherwise `shape` returns None and the caller writes the old table in place.
+A swap takes the old table's place only where nothing else is tied to it: owned by this role, in the schema new
+tables go to (which the role may create tables in), no grants, no triggers on it, no foreign keys to or from it, no
+views, rules, policies, publications, inheritance, identity or owned sequences, extended statistics, and the
+rebuild runs in READ COMMITTED (its next statement sees the committed table). Otherwise `shape` returns None and
+the caller writes the old table in place.
 
 Sessions waiting on the old table (ingestion's trigger inserting into the assignments) get their lock when the
 rebuild commits, find the name now means the new table, and go on there.
@@ -35,6 +36,7 @@ _PLAIN_SQL = """
 SELECT c.relkind = 'r' AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
     AND c.relacl IS NULL AND NOT c.relrowsecurity AND NOT c.relhassubclass AND NOT c.relispartition
     AND c.relhasrules = false AND current_setting('transaction_isolation') = 'read committed'
+    AND c.relnamespace = current_schema()::regnamespace AND has_schema_privilege(current_schema(), 'CREATE')
     AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
     AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal)
     AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE (k.conrelid = c.oid AND k.contype NOT IN ('p', 'u'))
@@ -127,6 +129,7 @@ class Replacements:
         self._token = secrets.token_hex(4)
         self._pending: list[tuple[Shape, Future]] = []
         self._names = 0
+        self._cancelled = False
 
     def shape(self, cur, table: str) -> Shape | None:
         self._names += 1
@@ -139,14 +142,20 @@ class Replacements:
             if self._raw is None:
                 self._raw = connection.get_new_connection(self._params)
             raw = self._raw
+            name = sql.Identifier(twin.name).as_string(None)
             try:
                 with raw.cursor() as cur:
-                    cur.execute("SET maintenance_work_mem = '512MB'")
-                    cur.execute(twin.create)
-                    fill(cur, sql.Identifier(twin.name).as_string(None))
-                    for statement in twin.after:
-                        cur.execute(statement)
-                    cur.execute(f"ANALYZE {sql.Identifier(twin.name).as_string(None)}")
+                    statements = [
+                        lambda: cur.execute("SET maintenance_work_mem = '512MB'"),
+                        lambda: cur.execute(twin.create),
+                    ]
+                    statements.append(lambda: fill(cur, name))
+                    statements += [lambda statement=statement: cur.execute(statement) for statement in twin.after]
+                    statements.append(lambda: cur.execute(f"ANALYZE {name}"))
+                    for statement in statements:
+                        if self._cancelled:  # (close: the rebuild failed; the running statement is cancelled)
+                            raise RuntimeError("cancelled: the rebuild failed")
+                        statement()
                 raw.commit()
             except BaseException:
                 raw.rollback()
@@ -175,8 +184,10 @@ class Replacements:
 
     def close(self, *, cancel: bool = False) -> None:
         """Stop the thread and close its connection; `cancel`: cancel what it runs (the rebuild failed)."""
-        if cancel and self._raw is not None:
-            self._raw.cancel_safe()
+        if cancel:
+            self._cancelled = True
+            if self._raw is not None:
+                self._raw.cancel_safe()
         self._pool.shutdown(wait=True, cancel_futures=cancel)
         if self._raw is not None:
             self._raw.close()

@@ -165,6 +165,28 @@ def test_a_failed_rebuild_keeps_the_old_tables_and_the_next_one_drops_what_it_bu
         assert cursor.fetchone()[0] == 0
 
 
+def test_an_error_while_the_second_connection_builds_is_the_one_raised_and_keeps_the_old_tables(source, monkeypatch):
+    """The rebuild fails on its own connection while the second one builds: the second one's work is cancelled (or
+    left unused), the rebuild's error is the one raised, and the old tables stay."""
+    ingest(source, ROWS)
+    engine.stitch_pending()
+    incremental = partition()
+    _from_scratch()
+    monkeypatch.setattr(bulk, "REWRITE_MIN_EVENTS", 1)
+    oids = _oids()
+
+    def broken(cur, *args):
+        raise RuntimeError("identifiers failed")
+
+    monkeypatch.setattr(bulk, "_identifiers_write", broken)
+    with pytest.raises(RuntimeError, match="identifiers failed"):
+        engine.restitch()
+    assert _oids() == oids
+    monkeypatch.undo()
+    engine.restitch()
+    assert partition() == incremental
+
+
 @pytest.mark.django_db(transaction=True)
 def test_an_event_ingested_while_a_rebuild_replaces_the_assignments_gets_its_row_in_the_new_table(
     source, monkeypatch, settings
