@@ -64,6 +64,7 @@ class Shape:
     create: str
     after: list[str]
     renames: list[tuple[str, str]]
+    autovacuum: str  # the old table's autovacuum_enabled setting, for the swap ("" when it has none)
 
 
 def shape(cur, table: str, name: str) -> Shape | None:
@@ -84,14 +85,18 @@ def shape(cur, table: str, name: str) -> Shape | None:
     )
     columns = [row[0] for row in cur.fetchall()]
     cur.execute(
-        "SELECT coalesce(' WITH (' || array_to_string(reloptions, ', ') || ')', ''), "
+        "SELECT coalesce(reloptions, '{}'), "
         "quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s::regclass",
         [table],
     )
     options, qualified = cur.fetchone()
     new = sql.Identifier(name).as_string(None)
-    create = f"CREATE TABLE {new} ({', '.join(columns)}){options}"
+    # No autovacuum while it is built and not swapped in yet: a vacuum of the new rows could hold up the swap's DROP
+    # and RENAME for up to deadlock_timeout (then cancelled). The swap gives the table the old one's setting.
+    autovacuum = next((o.split("=", 1)[1] for o in options if o.startswith("autovacuum_enabled=")), "")
+    options = [o for o in options if not o.startswith("autovacuum_enabled=")] + ["autovacuum_enabled=false"]
+    create = f"CREATE TABLE {new} ({', '.join(columns)}) WITH ({', '.join(options)})"
     after: list[str] = []
     renames: list[tuple[str, str]] = []
     # Constraints (with their index) first, then the other indexes; each under a temporary name.
@@ -115,7 +120,7 @@ def shape(cur, table: str, name: str) -> Shape | None:
                 return None
             after.append(definition.replace(head, f"INDEX {quoted} ON {new} ", 1))
         renames.append((temporary, index))
-    return Shape(table, name, create, after, renames)
+    return Shape(table, name, create, after, renames, autovacuum)
 
 
 class Replacements:
@@ -178,6 +183,13 @@ class Replacements:
                     f"ALTER INDEX {sql.Identifier(temporary).as_string(None)} "
                     f"RENAME TO {sql.Identifier(final).as_string(None)}"
                 )
+            table = sql.Identifier(twin.table).as_string(None)
+            if twin.autovacuum:
+                cur.execute(
+                    f"ALTER TABLE {table} SET (autovacuum_enabled = {sql.Literal(twin.autovacuum).as_string(None)})"
+                )
+            else:
+                cur.execute(f"ALTER TABLE {table} RESET (autovacuum_enabled)")
             swapped.add(twin.table)
         self._pending = []
         return swapped

@@ -55,6 +55,16 @@ def _oids() -> dict[str, int]:
         return dict(cursor.fetchall())
 
 
+def _options() -> dict[str, list | None]:
+    """The storage options of the tables a first stitch builds anew (the attribute queue has autovacuum's)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, reloptions FROM pg_class WHERE relkind = 'r' AND relname IN "
+            "('customer_entities', 'customer_event_entities', 'customer_entities_stale')"
+        )
+        return dict(cursor.fetchall())
+
+
 def _from_scratch() -> None:
     """No event stitched, the graph tables and the customers empty: the next restitch is a first stitch."""
     with connection.cursor() as cursor:
@@ -82,14 +92,16 @@ def test_a_bulk_rewrite_gives_the_incremental_partition_and_restores_indexes(sou
         cursor.execute("DELETE FROM customer_entities_stale")
     # Every rebuild replaces the assignments table, and fills an empty attribute queue with its key built after.
     monkeypatch.setattr(bulk, "REWRITE_MIN_EVENTS", 1)
-    oids = _oids()
+    oids, options = _oids(), _options()
+    assert options["customer_entities_stale"]  # (its autovacuum thresholds)
 
     engine.restitch()
 
     assert partition() == incremental
     # The customers, the assignments and the queue were built anew on a second connection and swapped in, with
-    # every index and constraint under its name.
+    # every index and constraint under its name, and the same storage options.
     assert all(oids[table] != oid for table, oid in _oids().items())
+    assert _options() == options
     assert _assignments_indexes() == indexes
     assert _constraints() == constraints
     assert StaleEntity.objects.count() == len(incremental)  # every customer is new
