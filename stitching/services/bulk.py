@@ -117,13 +117,22 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             # exact algorithm's reads wait for the edges' insert (refused links are marked after). Timings:
             # "union_find" includes waiting for the insert when the exact algorithm reads, "edges_write" is the
             # wait for the index builds after the plan.
+            # Edges into an empty table: built anew on a second connection from here on (replace.py).
+            edges_twin = twins.pop("stitching_event_identifiers", None)
+            if edges_twin is not None:
+                _edges_build(cur, pairs, tables, edges_twin)
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restitch-db") as database:
                 # The identifiers' rows with their values (a parallel join: an INSERT's own SELECT runs in one
                 # process) first: while it runs, the edges' rows of a first stitch are laid out here.
                 materialised = database.submit(_identifiers_materialise, cur, pairs, config)
-                rows = _edges_rows(pairs) if pairs.all_new else None
-                # (Its error first: a statement after a failed one only says the transaction is aborted.)
-                inserted = database.submit(lambda: (materialised.result(), _edges_write(cur, pairs, rows))[1])
+                rows = _edges_rows(pairs) if pairs.all_new and edges_twin is None else None
+
+                def edges() -> Dropped | None:
+                    # (Its error first: a statement after a failed one only says the transaction is aborted.)
+                    materialised.result()
+                    return None if edges_twin is not None else _edges_write(cur, pairs, rows)
+
+                inserted = database.submit(edges)
 
                 def read(query: Callable[[], object]) -> object:
                     # After the insert (whose error, if any, is the one raised), in the connection's thread.
@@ -166,7 +175,12 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                     mark("heirs")
                 _stale_write(cur, plan.touched, tables)
                 mark("stale")
-                if groups.refused:  # the links the exact algorithm did not make (written as linked above)
+                _identifiers_write(cur, groups, plan)
+                mark("owners")
+                swapped = tables.swap(cur)
+                mark("swap")
+                # The links the exact algorithm did not make (written as linked: in place, or in the table swapped in).
+                if groups.refused:
                     cur.execute(
                         "CREATE TEMP TABLE st_refused (event_id bigint, identifier_id bigint, status text, "
                         "reason text) ON COMMIT DROP"
@@ -179,10 +193,6 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                         "FROM st_refused r WHERE ei.event_id = r.event_id AND ei.identifier_id = r.identifier_id"
                     )
                     mark("refused")
-                _identifiers_write(cur, groups, plan)
-                mark("owners")
-                swapped = tables.swap(cur)
-                mark("swap")
             except BaseException:
                 tables.close(cancel=True)
                 raise
@@ -438,9 +448,9 @@ def _copy(cur, statement: str, columns: list[tuple[str, np.ndarray]]) -> None:
             copy.write_row([x.decode() if isinstance(x, bytes) else x for x in row])
 
 
-# The tables a rebuild may build anew on the second connection as soon as its plan is known: (table, only when it
-# is empty). (The attribute queue is decided at its turn: see _stale_write.)
-TWINNED = (("customer_entities", True), ("customer_event_entities", False))
+# The tables a rebuild may build anew on another connection: (table, only when it is empty). The edges start as soon
+# as the pairs are known, the others when the plan is. (The attribute queue is decided at its turn: _stale_write.)
+TWINNED = (("customer_entities", True), ("customer_event_entities", False), ("stitching_event_identifiers", True))
 
 
 def _twins(cur, tables: Replacements) -> dict[str, Shape]:
@@ -834,6 +844,44 @@ def _edges_rows(pairs: Pairs) -> np.ndarray:
     ])  # fmt: skip
 
 
+def _blocked_edges(pairs: Pairs) -> Iterator[tuple[int, int, int, str, str]]:
+    """The pairs that may not link, as edge rows (EDGE_COLUMNS)."""
+    for p in np.flatnonzero(pairs.blocked).tolist():
+        identifier = int(pairs.identifiers[p])
+        yield (int(pairs.events[p]), identifier, int(pairs.rules[p]), "blocked", pairs.reasons[identifier])
+
+
+def _ids_take(cur, table: str, count: int) -> int:
+    """The first of `count` ids drawn from `table`'s id sequence in one setval (nothing else draws from it while a
+    rebuild runs: stitching holds the global lock shared, a rebuild exclusively)."""
+    cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+    sequence = cur.fetchone()[0]
+    cur.execute(f"SELECT nextval('{sequence}')")
+    first = int(cur.fetchone()[0])
+    cur.execute("SELECT setval(%s, %s)", [sequence, first + count - 1])
+    return first
+
+
+def _edges_build(cur, pairs: Pairs, tables: Replacements, twin: Shape) -> None:
+    """Every pair, linked or blocked, into the edges' twin (a first stitch: the table is empty), built on another
+    connection: the rows laid out there, their ids drawn here."""
+    linked = int((~pairs.blocked).sum())
+    blocked = int(pairs.blocked.sum())
+    first = _ids_take(cur, "stitching_event_identifiers", linked + blocked) if linked + blocked else 0
+
+    def fill(target, table: str) -> None:
+        rows = _edges_rows(pairs)
+        if len(rows):
+            rows["v0"] = np.arange(first, first + len(rows), dtype=np.int64)
+            pgcopy.copy_rows(target, f"COPY {table} (id, {EDGE_COLUMNS})", rows)
+        if blocked:
+            with target.copy(f"COPY {table} (id, {EDGE_COLUMNS}) FROM STDIN") as copy:
+                for k, row in enumerate(_blocked_edges(pairs)):
+                    copy.write_row((first + linked + k, *row))
+
+    tables.build(twin, fill)
+
+
 def _edges_write(cur, pairs: Pairs, rows: np.ndarray | None = None) -> Dropped | None:
     """Make stitching_event_identifiers hold every pair, linked or blocked: all inserted into an empty table (a
     first stitch; returns what its indexes and constraints are, for _indexes_create), else only the difference
@@ -845,28 +893,18 @@ def _edges_write(cur, pairs: Pairs, rows: np.ndarray | None = None) -> Dropped |
     holds the global lock shared, a rebuild exclusively)."""
     columns = EDGE_COLUMNS
     linked = ~pairs.blocked
-    blocked = np.flatnonzero(pairs.blocked)
-
-    def blocked_rows():
-        for p in blocked.tolist():
-            identifier = int(pairs.identifiers[p])
-            yield (int(pairs.events[p]), identifier, int(pairs.rules[p]), "blocked", pairs.reasons[identifier])
-
+    blocked = pairs.blocked.any()
     rebuilt = _indexes_drop_when_empty(cur, "stitching_event_identifiers")
     if rebuilt is not None:
         rows = _edges_rows(pairs) if rows is None else rows
         count = len(rows)
         if count:
-            cur.execute("SELECT pg_get_serial_sequence('stitching_event_identifiers', 'id')")
-            sequence = cur.fetchone()[0]
-            cur.execute(f"SELECT nextval('{sequence}')")
-            first = int(cur.fetchone()[0])
-            cur.execute("SELECT setval(%s, %s)", [sequence, first + count - 1])
+            first = _ids_take(cur, "stitching_event_identifiers", count)
             rows["v0"] = np.arange(first, first + count, dtype=np.int64)
             pgcopy.copy_rows(cur, f"COPY stitching_event_identifiers (id, {columns})", rows)
-        if len(blocked):
+        if blocked:
             with cur.copy(f"COPY stitching_event_identifiers ({columns}) FROM STDIN") as copy:
-                for row in blocked_rows():
+                for row in _blocked_edges(pairs):
                     copy.write_row(row)
         return rebuilt
     cur.execute(
@@ -879,9 +917,9 @@ def _edges_write(cur, pairs: Pairs, rows: np.ndarray | None = None) -> Dropped |
             (">i8", pairs.events[linked]), (">i8", pairs.identifiers[linked]), (">i8", pairs.rules[linked]),
             ("S6", np.full(count, b"linked", dtype="S6")), ("S0", None),
         ])  # fmt: skip
-    if len(blocked):
+    if blocked:
         with cur.copy(f"COPY st_final ({columns}) FROM STDIN") as copy:
-            for row in blocked_rows():
+            for row in _blocked_edges(pairs):
                 copy.write_row(row)
     _analyze_rough(cur, "st_final")
     cur.execute(

@@ -11,9 +11,11 @@ A rolled-back or interrupted rebuild leaves the committed new table behind under
 
 A swap takes the old table's place only where nothing else is tied to it: owned by this role, in the schema new
 tables go to (which the role may create tables in), no grants, no triggers on it, no foreign keys to or from it, no
-views, rules, policies, publications, inheritance, identity or owned sequences, extended statistics, and the
-rebuild runs in READ COMMITTED (its next statement sees the committed table). Otherwise `shape` returns None and
-the caller writes the old table in place.
+views, rules, policies, publications, inheritance, owned sequences (an identity column BY DEFAULT with a plain
+bigint sequence excepted: the twin's column gets its values from the caller, and the swap makes it an identity
+again, its sequence going on where the old one was), extended statistics, and the rebuild runs in READ COMMITTED
+(its next statement sees the committed table). Otherwise `shape` returns None and the caller writes the old table
+in place.
 
 Sessions waiting on the old table (ingestion's trigger inserting into the assignments) get their lock when the
 rebuild commits, find the name now means the new table, and go on there.
@@ -22,6 +24,7 @@ rebuild commits, find the name now means the new table, and go on there.
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +33,8 @@ from django.db import connection
 from psycopg import sql
 
 REPLACEMENT_PREFIX = "st_new_"
+# Tables built at once (a connection each): one while the rebuild computes, the other when its plan is known.
+BUILDERS = 2
 
 # Nothing else may be tied to a table that is swapped (see the module's docstring).
 _PLAIN_SQL = """
@@ -44,11 +49,13 @@ SELECT c.relkind = 'r' AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname 
     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.refobjid = c.oid AND d.classid = 'pg_rewrite'::regclass)
     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.refobjid = c.oid AND d.classid = 'pg_class'::regclass
                     AND d.deptype IN ('a', 'i') AND EXISTS (SELECT 1 FROM pg_class s WHERE s.oid = d.objid
-                    AND s.relkind = 'S'))
+                    AND s.relkind = 'S') AND NOT (d.deptype = 'i' AND EXISTS (SELECT 1 FROM pg_sequence q
+                    WHERE q.seqrelid = d.objid AND q.seqtypid = 'bigint'::regtype AND q.seqincrement = 1
+                    AND q.seqmin = 1 AND q.seqmax = 9223372036854775807 AND q.seqcache = 1 AND NOT q.seqcycle)))
     AND NOT EXISTS (SELECT 1 FROM pg_publication_rel p WHERE p.prrelid = c.oid)
     AND NOT EXISTS (SELECT 1 FROM pg_statistic_ext x WHERE x.stxrelid = c.oid)
     AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-                    AND (a.attidentity <> '' OR a.attgenerated <> '' OR a.attstattarget >= 0))
+                    AND (a.attidentity = 'a' OR a.attgenerated <> '' OR a.attstattarget >= 0))
 FROM pg_class c WHERE c.oid = %s::regclass
 """
 
@@ -65,6 +72,7 @@ class Shape:
     after: list[str]
     renames: list[tuple[str, str]]
     autovacuum: str  # the old table's autovacuum_enabled setting, for the swap ("" when it has none)
+    identity: tuple[str, str] | None = None  # (column, its sequence) of an identity column
 
 
 def shape(cur, table: str, name: str) -> Shape | None:
@@ -84,6 +92,12 @@ def shape(cur, table: str, name: str) -> Shape | None:
         [table],
     )
     columns = [row[0] for row in cur.fetchall()]
+    cur.execute(
+        "SELECT quote_ident(attname), pg_get_serial_sequence(%s, attname) FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attidentity = 'd' AND NOT attisdropped",
+        [table, table],
+    )
+    identity = cur.fetchone()
     cur.execute(
         "SELECT coalesce(reloptions, '{}'), "
         "quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
@@ -120,16 +134,18 @@ def shape(cur, table: str, name: str) -> Shape | None:
                 return None
             after.append(definition.replace(head, f"INDEX {quoted} ON {new} ", 1))
         renames.append((temporary, index))
-    return Shape(table, name, create, after, renames, autovacuum)
+    return Shape(table, name, create, after, renames, autovacuum, identity)
 
 
 class Replacements:
-    """Tables built on a second connection, one after the other in a thread, each committed on its own; `swap`
-    puts them in place of the old ones in the caller's transaction (on Django's connection)."""
+    """Tables built on other connections (BUILDERS threads, a connection each), each committed on its own; `swap`
+    puts them in place of the old ones in the caller's transaction (on Django's connection), in the order they
+    were asked for."""
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restitch-tables")
-        self._raw = None
+        self._pool = ThreadPoolExecutor(max_workers=BUILDERS, thread_name_prefix="restitch-tables")
+        self._local = threading.local()
+        self._connections: list = []
         self._params = connection.get_connection_params()  # (here: Django's connection is per thread)
         self._token = secrets.token_hex(4)
         self._pending: list[tuple[Shape, Future]] = []
@@ -144,9 +160,10 @@ class Replacements:
         """Create `twin`, `fill(cursor, name)` it, build its indexes, analyse it and commit, in the thread."""
 
         def run() -> None:
-            if self._raw is None:
-                self._raw = connection.get_new_connection(self._params)
-            raw = self._raw
+            raw = getattr(self._local, "raw", None)
+            if raw is None:
+                raw = self._local.raw = connection.get_new_connection(self._params)
+                self._connections.append(raw)
             name = sql.Identifier(twin.name).as_string(None)
             try:
                 with raw.cursor() as cur:
@@ -173,6 +190,11 @@ class Replacements:
         swapped = set()
         for twin, done in self._pending:
             done.result()
+            if twin.identity is not None:  # where the old table's sequence is: the new one goes on from there
+                cur.execute(
+                    f"SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM {twin.identity[1]}"
+                )
+                (following,) = cur.fetchone()
             cur.execute(f"DROP TABLE {sql.Identifier(twin.table).as_string(None)}")
             cur.execute(
                 f"ALTER TABLE {sql.Identifier(twin.name).as_string(None)} "
@@ -184,6 +206,12 @@ class Replacements:
                     f"RENAME TO {sql.Identifier(final).as_string(None)}"
                 )
             table = sql.Identifier(twin.table).as_string(None)
+            if twin.identity is not None:
+                column, sequence = twin.identity
+                cur.execute(
+                    f"ALTER TABLE {table} ALTER COLUMN {column} ADD GENERATED BY DEFAULT AS IDENTITY "
+                    f"(SEQUENCE NAME {sequence} START WITH {int(following)})"
+                )
             if twin.autovacuum:
                 cur.execute(
                     f"ALTER TABLE {table} SET (autovacuum_enabled = {sql.Literal(twin.autovacuum).as_string(None)})"
@@ -198,11 +226,11 @@ class Replacements:
         """Stop the thread and close its connection; `cancel`: cancel what it runs (the rebuild failed)."""
         if cancel:
             self._cancelled = True
-            if self._raw is not None:
-                self._raw.cancel_safe()
+            for raw in list(self._connections):
+                raw.cancel_safe()
         self._pool.shutdown(wait=True, cancel_futures=cancel)
-        if self._raw is not None:
-            self._raw.close()
+        for raw in self._connections:
+            raw.close()
 
 
 def leftovers_drop(cur) -> None:

@@ -50,7 +50,7 @@ def _oids() -> dict[str, int]:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT relname, oid::bigint FROM pg_class WHERE relkind = 'r' AND relname IN "
-            "('customer_entities', 'customer_event_entities', 'customer_entities_stale')"
+            "('customer_entities', 'customer_event_entities', 'customer_entities_stale', 'stitching_event_identifiers')"
         )
         return dict(cursor.fetchall())
 
@@ -60,7 +60,7 @@ def _options() -> dict[str, list | None]:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT relname, reloptions FROM pg_class WHERE relkind = 'r' AND relname IN "
-            "('customer_entities', 'customer_event_entities', 'customer_entities_stale')"
+            "('customer_entities', 'customer_event_entities', 'customer_entities_stale', 'stitching_event_identifiers')"
         )
         return dict(cursor.fetchall())
 
@@ -115,6 +115,21 @@ def test_a_bulk_rewrite_gives_the_incremental_partition_and_restores_indexes(sou
         assert set(carriers) == {identifier.customer_entity_id}
         assert identifier.first_seen is not None
     assert Identifier.objects.filter(customer_entity=None).count() == 1  # the junk "null" cookie
+    # The edges' id is an identity again, its sequence (same name) going on after the ids the rebuild drew.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.attidentity, pg_get_serial_sequence('stitching_event_identifiers', 'id') FROM pg_attribute a "
+            "WHERE a.attrelid = 'stitching_event_identifiers'::regclass AND a.attname = 'id'"
+        )
+        assert cursor.fetchone() == ("d", "public.stitching_event_identifiers_id_seq")
+        cursor.execute("SELECT max(id) FROM stitching_event_identifiers")
+        (highest,) = cursor.fetchone()
+    from stitching.models import EventIdentifier
+
+    (late,) = ingest(source, [{"id": "late", "anonymousId": "c1", "userId": "u7"}])
+    engine.stitch_pending()
+    assert EventIdentifier.objects.filter(event_id=late).count() == 2
+    assert min(EventIdentifier.objects.filter(event_id=late).values_list("id", flat=True)) > highest
 
 
 def test_a_table_with_a_grant_is_rewritten_in_place_and_keeps_it(source, monkeypatch):
