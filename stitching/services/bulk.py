@@ -16,14 +16,14 @@ order (the main thread queues its own reads there until the thread is done).
 Bulk writes: the event → customer assignments live in the narrow `customer_event_entities` (the wide event rows
 are never rewritten). A rebuild that moves at least REWRITE_MIN_EVENTS events replaces that table; a smaller one
 updates the rows that change. The tables written whole (the replaced assignments; the customers and the attribute
-queue when they are empty) are built as new tables on a second connection, started as soon as the plan is known,
-while this one builds the edges' indexes and writes the identifiers; the rebuild's transaction swaps them in
-(replace.py: the second core works instead of idling). A table filled from empty in this transaction (a first
-stitch's identifiers and edges; the tables above where they cannot be swapped) gets its indexes and constraints
-built after the insert (with the foreign keys of other, empty tables that reference its primary key). Ingestion
-waits for a rebuild to commit (the assignments table is locked EXCLUSIVE from the start: new events could not get
-their row); a replaced or first-filled table stays locked until commit. Identity-graph edges are otherwise written
-as a difference, so rebuilding unchanged data writes almost nothing.
+queue when they are empty; a first stitch's identity-graph edges) are built as new tables on other connections, the
+edges from when the pairs are known, the others from when the plan is, while this one writes the identifiers; the
+rebuild's transaction swaps them in (replace.py: both cores work instead of one idling). A table filled from empty in
+this transaction (a first stitch's identifiers; the tables above where they cannot be swapped) gets its indexes
+and constraints built after the insert (with the foreign keys of other, empty tables that reference its primary
+key). Ingestion waits for a rebuild to commit (the assignments table is locked EXCLUSIVE from the start: new
+events could not get their row); a replaced or first-filled table stays locked until commit. Identity-graph edges
+are otherwise written as a difference, so rebuilding unchanged data writes almost nothing.
 
 Entity ids: a group keeps the oldest (created, id) existing entity among its events not taken by a group with a
 smaller first event id; otherwise it gets a new id. A rebuild records no merge or split history.
@@ -104,65 +104,64 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             # Parallel plans for the extraction (both cores): their rows cost almost nothing to hand over.
             cur.execute("SET LOCAL parallel_tuple_cost = 0.001")
             # The tables this rebuild may write whole and can swap (replace.py), decided (and locked) up front:
-            # their new twins are started on a second connection as soon as the plan is known.
-            tables = Replacements()
-            twins = _twins(cur, tables)
-            mark("truncate")
-            pairs = _extract(cur, config, mark)
-            graph = _graph_fetch(cur, system, pairs)
-            mark("fetch")
-            # The identity graph's edges do not depend on the partition: PostgreSQL writes them, then builds their
-            # indexes, while the union-find, the exact partitions and the customer plan are computed here. The
-            # connection runs one statement at a time: its statements go through one thread, in order, and the
-            # exact algorithm's reads wait for the edges' insert (refused links are marked after). Timings:
-            # "union_find" includes waiting for the insert when the exact algorithm reads, "edges_write" is the
-            # wait for the index builds after the plan.
-            # Edges into an empty table: built anew on a second connection from here on (replace.py).
-            edges_twin = twins.pop("stitching_event_identifiers", None)
-            if edges_twin is not None:
-                _edges_build(cur, pairs, tables, edges_twin)
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restitch-db") as database:
-                # The identifiers' rows with their values (a parallel join: an INSERT's own SELECT runs in one
-                # process) first: while it runs, the edges' rows of a first stitch are laid out here.
-                materialised = database.submit(_identifiers_materialise, cur, pairs, config)
-                rows = _edges_rows(pairs) if pairs.all_new and edges_twin is None else None
+            # their new twins are built on other connections, the edges' from when the pairs are known, the others'
+            # from when the plan is. (A failure cancels their building: Replacements.__exit__.)
+            with Replacements() as tables:
+                twins = _twins(cur, tables)
+                mark("truncate")
+                pairs = _extract(cur, config, mark)
+                graph = _graph_fetch(cur, system, pairs)
+                mark("fetch")
+                # The identity graph's edges do not depend on the partition: PostgreSQL writes them, then builds their
+                # indexes, while the union-find, the exact partitions and the customer plan are computed here. The
+                # connection runs one statement at a time: its statements go through one thread, in order, and the
+                # exact algorithm's reads wait for the edges' insert (refused links are marked after). Timings:
+                # "union_find" includes waiting for the insert when the exact algorithm reads, "edges_write" is the
+                # wait for the index builds after the plan.
+                # Edges into an empty table: built anew on a second connection from here on (replace.py).
+                edges_twin = twins.pop("stitching_event_identifiers", None)
+                if edges_twin is not None:
+                    _edges_build(cur, pairs, tables, edges_twin)
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restitch-db") as database:
+                    # The identifiers' rows with their values (a parallel join: an INSERT's own SELECT runs in one
+                    # process) first: while it runs, the edges' rows of a first stitch are laid out here.
+                    materialised = database.submit(_identifiers_materialise, cur, pairs, config)
+                    rows = _edges_rows(pairs) if pairs.all_new and edges_twin is None else None
 
-                def edges() -> Dropped | None:
-                    # (Its error first: a statement after a failed one only says the transaction is aborted.)
-                    materialised.result()
-                    return None if edges_twin is not None else _edges_write(cur, pairs, rows)
+                    def edges() -> Dropped | None:
+                        # (Its error first: a statement after a failed one only says the transaction is aborted.)
+                        materialised.result()
+                        return None if edges_twin is not None else _edges_write(cur, pairs, rows)
 
-                inserted = database.submit(edges)
+                    inserted = database.submit(edges)
 
-                def read(query: Callable[[], object]) -> object:
-                    # After the insert (whose error, if any, is the one raised), in the connection's thread.
-                    return database.submit(lambda: (inserted.result(), query())[1]).result()
+                    def read(query: Callable[[], object]) -> object:
+                        # After the insert (whose error, if any, is the one raised), in the connection's thread.
+                        return database.submit(lambda: (inserted.result(), query())[1]).result()
 
-                try:
-                    groups = _groups(cur, config, graph, pairs, database=read)
-                    indexed = database.submit(lambda: _indexes_create(cur, inserted.result()))
-                    mark("union_find")
-                    if progress:
-                        progress(len(graph.events) // 2)
-                    plan = _entities_plan(graph, groups)
-                    report.entities_created = len(plan.new_entities)
-                    report.events = int(plan.moved.sum())
-                    report.refused = len(groups.refused)
-                    report.components = len(plan.entity_of_group)
-                    mark("plan")
-                    built = _twins_build(graph, plan, tables, twins)
-                    indexed.result()
-                except BaseException:
-                    # Do not wait for the edges' statements to finish before rolling back (an error here, Ctrl-C,
-                    # a task's time limit): drop what is queued and cancel the running statement.
-                    database.shutdown(wait=False, cancel_futures=True)
-                    raw.cancel_safe()
-                    tables.close(cancel=True)
-                    raise
-                mark("edges_write")
+                    try:
+                        groups = _groups(cur, config, graph, pairs, database=read)
+                        indexed = database.submit(lambda: _indexes_create(cur, inserted.result()))
+                        mark("union_find")
+                        if progress:
+                            progress(len(graph.events) // 2)
+                        plan = _entities_plan(graph, groups)
+                        report.entities_created = len(plan.new_entities)
+                        report.events = int(plan.moved.sum())
+                        report.refused = len(groups.refused)
+                        report.components = len(plan.entity_of_group)
+                        mark("plan")
+                        built = _twins_build(graph, plan, tables, twins)
+                        indexed.result()
+                    except BaseException:
+                        # Do not wait for the edges' statements to finish before rolling back (an error here, Ctrl-C,
+                        # a task's time limit): drop what is queued and cancel the running statement.
+                        database.shutdown(wait=False, cancel_futures=True)
+                        raw.cancel_safe()
+                        raise
+                    mark("edges_write")
 
-            # The tables being built on the second connection are swapped in below; the others are written here.
-            try:
+                # The tables being built on other connections are swapped in below; the others are written here.
                 if len(plan.new_entities) and "customer_entities" not in built:
                     _entities_write(cur, plan)
                 mark("entities")
@@ -193,10 +192,6 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                         "FROM st_refused r WHERE ei.event_id = r.event_id AND ei.identifier_id = r.identifier_id"
                     )
                     mark("refused")
-            except BaseException:
-                tables.close(cancel=True)
-                raise
-            tables.close()
             if groups.hubs:
                 cur.execute(HUB_REVIEWS_OPEN_SQL, [list(groups.hubs), list(groups.hubs.values())])
             cur.execute(
@@ -214,8 +209,8 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 "stitching_identifiers",
                 "stitching_event_identifiers",
             ):
-                if table in swapped:  # (analysed where it was built)
-                    continue
+                if table in swapped and not (table == "stitching_event_identifiers" and groups.refused):
+                    continue  # (analysed where it was built, and not updated since)
                 cur.execute(f"ANALYZE {table}")
                 mark(f"analyze_{table.split()[0]}")
             if progress:
@@ -588,7 +583,8 @@ def _stale_write(cur, touched: np.ndarray, tables: Replacements) -> None:
         # An empty queue (the usual case after a big rebuild): a new one built on the second connection (after the
         # tables started before it), or straight in, no conflict, its primary key built after (attribute workers
         # wait for the rebuild's commit to claim).
-        twin = tables.shape(cur, "customer_entities_stale")
+        # (Customers queued later in this transaction, e.g. for an identifier they gained or lost, are carried over.)
+        twin = tables.shape(cur, "customer_entities_stale", carry_over=True)
         if twin is not None:
             tables.build(twin, _stale_fill(touched))
             return

@@ -11,7 +11,9 @@ A rolled-back or interrupted rebuild leaves the committed new table behind under
 
 A swap takes the old table's place only where nothing else is tied to it: owned by this role, in the schema new
 tables go to (which the role may create tables in), no grants, no triggers on it, no foreign keys to or from it, no
-views, rules, policies, publications, inheritance, owned sequences (an identity column BY DEFAULT with a plain
+views or other dependent objects, rules, policies (row security on or off), publications (of it, its schema or all
+tables: the new table's rows would be replicated), comments, column grants or storage settings, an UNLOGGED or
+other-tablespace table, a replica identity, inheritance, owned sequences (an identity column BY DEFAULT with a plain
 bigint sequence excepted: the twin's column gets its values from the caller, and the swap makes it an identity
 again, its sequence going on where the old one was), extended statistics, and the rebuild runs in READ COMMITTED
 (its next statement sees the committed table). Otherwise `shape` returns None and the caller writes the old table
@@ -23,14 +25,18 @@ rebuild commits, find the name now means the new table, and go on there.
 
 from __future__ import annotations
 
+import logging
+import queue
 import secrets
-import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from psycopg import sql
+
+logger = logging.getLogger(__name__)
 
 REPLACEMENT_PREFIX = "st_new_"
 # Tables built at once (a connection each): one while the rebuild computes, the other when its plan is known.
@@ -40,6 +46,17 @@ BUILDERS = 2
 _PLAIN_SQL = """
 SELECT c.relkind = 'r' AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
     AND c.relacl IS NULL AND NOT c.relrowsecurity AND NOT c.relhassubclass AND NOT c.relispartition
+    AND c.relpersistence = 'p' AND c.relreplident = 'd' AND c.reltablespace = 0
+    AND c.relam = (SELECT oid FROM pg_am WHERE amname = 'heap')
+    AND obj_description(c.oid, 'pg_class') IS NULL
+    AND NOT EXISTS (SELECT 1 FROM pg_class t WHERE t.oid = c.reltoastrelid AND t.reloptions IS NOT NULL)
+    AND NOT EXISTS (SELECT 1 FROM pg_policy o WHERE o.polrelid = c.oid)
+    AND NOT EXISTS (SELECT 1 FROM pg_publication b WHERE b.puballtables)
+    AND NOT EXISTS (SELECT 1 FROM pg_publication_namespace b WHERE b.pnnspid = c.relnamespace)
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.refobjid IN (c.oid, c.reltype) AND d.deptype = 'n')
+    AND NOT EXISTS (SELECT 1 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid
+                    AND (i.reltablespace <> 0 OR x.indisclustered OR obj_description(i.oid, 'pg_class') IS NOT NULL))
+    AND (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attidentity <> '') <= 1
     AND c.relhasrules = false AND current_setting('transaction_isolation') = 'read committed'
     AND c.relnamespace = current_schema()::regnamespace AND has_schema_privilege(current_schema(), 'CREATE')
     AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
@@ -51,11 +68,15 @@ SELECT c.relkind = 'r' AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname 
                     AND d.deptype IN ('a', 'i') AND EXISTS (SELECT 1 FROM pg_class s WHERE s.oid = d.objid
                     AND s.relkind = 'S') AND NOT (d.deptype = 'i' AND EXISTS (SELECT 1 FROM pg_sequence q
                     WHERE q.seqrelid = d.objid AND q.seqtypid = 'bigint'::regtype AND q.seqincrement = 1
+                    AND (SELECT s.relacl FROM pg_class s WHERE s.oid = d.objid) IS NULL
                     AND q.seqmin = 1 AND q.seqmax = 9223372036854775807 AND q.seqcache = 1 AND NOT q.seqcycle)))
     AND NOT EXISTS (SELECT 1 FROM pg_publication_rel p WHERE p.prrelid = c.oid)
     AND NOT EXISTS (SELECT 1 FROM pg_statistic_ext x WHERE x.stxrelid = c.oid)
     AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-                    AND (a.attidentity = 'a' OR a.attgenerated <> '' OR a.attstattarget >= 0))
+                    AND (a.attidentity = 'a' OR a.attgenerated <> '' OR a.attstattarget >= 0 OR a.attacl IS NOT NULL
+                         OR a.attcompression <> '' OR col_description(c.oid, a.attnum) IS NOT NULL
+                         OR a.attstorage <> (SELECT t.typstorage FROM pg_type t WHERE t.oid = a.atttypid)
+                         OR coalesce(array_to_string(a.attoptions, ','), '') ~ 'n_distinct'))
 FROM pg_class c WHERE c.oid = %s::regclass
 """
 
@@ -73,6 +94,7 @@ class Shape:
     renames: list[tuple[str, str]]
     autovacuum: str  # the old table's autovacuum_enabled setting, for the swap ("" when it has none)
     identity: tuple[str, str] | None = None  # (column, its sequence) of an identity column
+    carry_over: bool = False  # rows added to the old table meanwhile go into the new one at the swap
 
 
 def shape(cur, table: str, name: str) -> Shape | None:
@@ -138,50 +160,77 @@ def shape(cur, table: str, name: str) -> Shape | None:
 
 
 class Replacements:
-    """Tables built on other connections (BUILDERS threads, a connection each), each committed on its own; `swap`
-    puts them in place of the old ones in the caller's transaction (on Django's connection), in the order they
-    were asked for."""
+    """Tables built on other connections (up to BUILDERS at once, a connection each), each committed on its own;
+    `swap` puts them in place of the old ones in the caller's transaction (on Django's connection), in the order
+    they were asked for. A context manager: leaving it with an error cancels what is being built.
+
+    The connections are Django's own (`connections.create_connection`: the same settings, role and pool as the
+    rebuild's), opened up front: where they cannot be had (no connection slot left), `shape` answers None and the
+    rebuild writes its tables in place."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=BUILDERS, thread_name_prefix="restitch-tables")
-        self._local = threading.local()
-        self._connections: list = []
-        self._params = connection.get_connection_params()  # (here: Django's connection is per thread)
+        self._free: queue.SimpleQueue = queue.SimpleQueue()  # the builders' connections not in use
+        self._wrappers: list = []
         self._token = secrets.token_hex(4)
         self._pending: list[tuple[Shape, Future]] = []
         self._names = 0
         self._cancelled = False
+        self._opened: bool | None = None
 
-    def shape(self, cur, table: str) -> Shape | None:
+    def __enter__(self) -> Replacements:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self.close(cancel=error is not None)
+
+    def _open(self) -> bool:
+        """Open the builders' connections (once); whether they could be."""
+        if self._opened is None:
+            try:
+                for _ in range(BUILDERS):
+                    wrapper = connections.create_connection(DEFAULT_DB_ALIAS)
+                    self._wrappers.append(wrapper)
+                    wrapper.ensure_connection()
+                    self._free.put(wrapper.connection)
+                self._opened = True
+            except DatabaseError as error:
+                logger.warning("restitch: tables are written in place, no connection to build them on: %s", error)
+                self._opened = False
+        return self._opened
+
+    def shape(self, cur, table: str, *, carry_over: bool = False) -> Shape | None:
+        """The twin of `table` (module function `shape`), or None. `carry_over`: rows that reach the old table
+        meanwhile are added to the new one at the swap (a queue)."""
+        if not self._open():
+            return None
         self._names += 1
-        return shape(cur, table, f"{REPLACEMENT_PREFIX}{self._token}_{self._names}")
+        twin = shape(cur, table, f"{REPLACEMENT_PREFIX}{self._token}_{self._names}")
+        if twin is not None:
+            twin.carry_over = carry_over
+        return twin
 
     def build(self, twin: Shape, fill: Callable[[object, str], None]) -> None:
-        """Create `twin`, `fill(cursor, name)` it, build its indexes, analyse it and commit, in the thread."""
+        """Create `twin`, `fill(cursor, name)` it, build its indexes, analyse it and commit, on a free connection."""
 
         def run() -> None:
-            raw = getattr(self._local, "raw", None)
-            if raw is None:
-                raw = self._local.raw = connection.get_new_connection(self._params)
-                self._connections.append(raw)
+            raw = self._free.get()
             name = sql.Identifier(twin.name).as_string(None)
             try:
-                with raw.cursor() as cur:
+                with raw.transaction(), raw.cursor() as cur:
                     statements = [
-                        lambda: cur.execute("SET maintenance_work_mem = '512MB'"),
+                        lambda: cur.execute("SET LOCAL maintenance_work_mem = '512MB'"),
                         lambda: cur.execute(twin.create),
+                        lambda: fill(cur, name),
                     ]
-                    statements.append(lambda: fill(cur, name))
                     statements += [lambda statement=statement: cur.execute(statement) for statement in twin.after]
                     statements.append(lambda: cur.execute(f"ANALYZE {name}"))
                     for statement in statements:
-                        if self._cancelled:  # (close: the rebuild failed; the running statement is cancelled)
+                        if self._cancelled:  # (close: the rebuild failed)
                             raise RuntimeError("cancelled: the rebuild failed")
                         statement()
-                raw.commit()
-            except BaseException:
-                raw.rollback()
-                raise
+            finally:
+                self._free.put(raw)
 
         self._pending.append((twin, self._pool.submit(run)))
 
@@ -190,22 +239,21 @@ class Replacements:
         swapped = set()
         for twin, done in self._pending:
             done.result()
+            table, new = sql.Identifier(twin.table).as_string(None), sql.Identifier(twin.name).as_string(None)
+            if twin.carry_over:
+                cur.execute(f"INSERT INTO {new} SELECT * FROM {table} ON CONFLICT DO NOTHING")
             if twin.identity is not None:  # where the old table's sequence is: the new one goes on from there
                 cur.execute(
                     f"SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM {twin.identity[1]}"
                 )
                 (following,) = cur.fetchone()
-            cur.execute(f"DROP TABLE {sql.Identifier(twin.table).as_string(None)}")
-            cur.execute(
-                f"ALTER TABLE {sql.Identifier(twin.name).as_string(None)} "
-                f"RENAME TO {sql.Identifier(twin.table).as_string(None)}"
-            )
+            cur.execute(f"DROP TABLE {table}")
+            cur.execute(f"ALTER TABLE {new} RENAME TO {table}")
             for temporary, final in twin.renames:
                 cur.execute(
                     f"ALTER INDEX {sql.Identifier(temporary).as_string(None)} "
                     f"RENAME TO {sql.Identifier(final).as_string(None)}"
                 )
-            table = sql.Identifier(twin.table).as_string(None)
             if twin.identity is not None:
                 column, sequence = twin.identity
                 cur.execute(
@@ -223,14 +271,19 @@ class Replacements:
         return swapped
 
     def close(self, *, cancel: bool = False) -> None:
-        """Stop the thread and close its connection; `cancel`: cancel what it runs (the rebuild failed)."""
+        """Stop the builders and close their connections; `cancel`: stop what they build (the rebuild failed), by
+        cancelling the running statement until each build has ended."""
         if cancel:
             self._cancelled = True
-            for raw in list(self._connections):
-                raw.cancel_safe()
+            while not all(done.done() for _, done in self._pending):
+                for wrapper in self._wrappers:
+                    if wrapper.connection is not None:
+                        wrapper.connection.cancel_safe()
+                time.sleep(0.05)
         self._pool.shutdown(wait=True, cancel_futures=cancel)
-        for raw in self._connections:
-            raw.close()
+        for wrapper in self._wrappers:
+            wrapper.close()
+        self._wrappers = []
 
 
 def leftovers_drop(cur) -> None:

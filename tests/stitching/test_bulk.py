@@ -65,6 +65,17 @@ def _options() -> dict[str, list | None]:
         return dict(cursor.fetchall())
 
 
+def _columns() -> set[tuple]:
+    """Every column of the customer and stitching tables: type, collation, nullability, default, identity."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT table_name, column_name, ordinal_position, data_type, character_maximum_length, collation_name, "
+            "is_nullable, column_default, is_identity, identity_generation FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name ~ '^(customer|stitching)_'"
+        )
+        return set(cursor.fetchall())
+
+
 def _from_scratch() -> None:
     """No event stitched, the graph tables and the customers empty: the next restitch is a first stitch."""
     with connection.cursor() as cursor:
@@ -92,7 +103,9 @@ def test_a_bulk_rewrite_gives_the_incremental_partition_and_restores_indexes(sou
         cursor.execute("DELETE FROM customer_entities_stale")
     # Every rebuild replaces the assignments table, and fills an empty attribute queue with its key built after.
     monkeypatch.setattr(bulk, "REWRITE_MIN_EVENTS", 1)
-    oids, options = _oids(), _options()
+    with connection.cursor() as cursor:  # (a table's own autovacuum setting is kept too)
+        cursor.execute("ALTER TABLE customer_event_entities SET (autovacuum_enabled = false)")
+    oids, options, columns = _oids(), _options(), _columns()
     assert options["customer_entities_stale"]  # (its autovacuum thresholds)
 
     engine.restitch()
@@ -102,6 +115,7 @@ def test_a_bulk_rewrite_gives_the_incremental_partition_and_restores_indexes(sou
     # every index and constraint under its name, and the same storage options.
     assert all(oids[table] != oid for table, oid in _oids().items())
     assert _options() == options
+    assert _columns() == columns
     assert _assignments_indexes() == indexes
     assert _constraints() == constraints
     assert StaleEntity.objects.count() == len(incremental)  # every customer is new
@@ -155,41 +169,73 @@ def test_a_table_with_a_grant_is_rewritten_in_place_and_keeps_it(source, monkeyp
         assert cursor.fetchone()[0]
 
 
+def _leftovers() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'st\\_new\\_%%' AND relkind = 'r'")
+        return cursor.fetchone()[0]
+
+
 def test_a_failed_rebuild_keeps_the_old_tables_and_the_next_one_drops_what_it_built(source, monkeypatch):
-    """The second connection commits the tables it builds; the rebuild's transaction swaps them in. A rebuild that
-    fails after they were built leaves the old tables in place, and the next rebuild drops the new ones."""
+    """The other connections commit the tables they build; the rebuild's transaction swaps them in. A rebuild that
+    fails after the swap rolls it back (the old tables are in place again), and the next rebuild drops the new ones
+    it left under their temporary names."""
     from stitching.services import replace
 
     ingest(source, ROWS)
     engine.stitch_pending()
     incremental = partition()
     _from_scratch()
+    StaleEntity.objects.all().delete()
     monkeypatch.setattr(bulk, "REWRITE_MIN_EVENTS", 1)
     oids = _oids()
     swap = replace.Replacements.swap
+    left = _leftovers()  # (earlier tests' rebuilds were rolled back with their transactions: theirs are left)
 
-    def built_then_failed(self, cur):
-        for _, done in self._pending:
-            done.result()
-        raise RuntimeError("failed after the tables were built")
+    def swapped_then_failed(self, cur):
+        assert swap(self, cur) == set(oids)
+        raise RuntimeError("failed after the swap")
 
-    monkeypatch.setattr(replace.Replacements, "swap", built_then_failed)
-    with pytest.raises(RuntimeError, match="after the tables were built"):
+    monkeypatch.setattr(replace.Replacements, "swap", swapped_then_failed)
+    with pytest.raises(RuntimeError, match="after the swap"):
         engine.restitch()
     assert _oids() == oids
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'st\\_new\\_%%' AND relkind = 'r'")
-        # Committed by the second connection, not swapped in (with those of earlier tests, whose transactions rolled
-        # back the rebuilds that dropped them).
-        assert cursor.fetchone()[0] >= 3
+    assert _leftovers() == left + 4  # the edges, customers, assignments and queue built for it
     monkeypatch.setattr(replace.Replacements, "swap", swap)
 
     engine.restitch()
 
     assert partition() == incremental
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'st\\_new\\_%%'")
-        assert cursor.fetchone()[0] == 0
+    assert _leftovers() == 0
+
+
+def test_customers_queued_for_an_identifier_change_survive_a_swapped_attribute_queue(source, monkeypatch):
+    """The queue is built anew from the customers whose events moved; customers queued after that in the same
+    rebuild (one that only lost an identifier) are carried over into it at the swap."""
+    from stitching.models import BlockedValue
+
+    a, b, x = ingest(
+        source,
+        [
+            {"id": "1", "anonymousId": "c1", "userId": "u1"},
+            {"id": "2", "anonymousId": "c1"},
+            {"id": "3", "anonymousId": "c5", "traits": {"email": "e5@x.example"}},
+        ],
+    )
+    engine.stitch_pending()
+    StaleEntity.objects.all().delete()
+    lone = CustomerEvent.objects.get(pk=x).customer_entity_id
+    # c1 splits the first customer (its events move); e5 only leaves the third one (none of its events moves).
+    BlockedValue.objects.create(category_id="cookie", value="c1")
+    BlockedValue.objects.create(category_id="email", value="e5@x.example")
+    monkeypatch.setattr(bulk, "REWRITE_MIN_EVENTS", 1)  # (the empty queue is built anew)
+    oids = _oids()
+
+    engine.restitch()
+
+    assert _oids()["customer_entities_stale"] != oids["customer_entities_stale"]
+    kept, split = CustomerEvent.objects.get(pk=a).customer_entity_id, CustomerEvent.objects.get(pk=b).customer_entity_id
+    assert CustomerEvent.objects.get(pk=x).customer_entity_id == lone
+    assert set(StaleEntity.objects.values_list("pk", flat=True)) == {kept, split, lone}
 
 
 def test_an_error_while_the_second_connection_builds_is_the_one_raised_and_keeps_the_old_tables(source, monkeypatch):
