@@ -34,46 +34,47 @@ def _assignments_indexes() -> set[str]:
         return {row[0] for row in cursor.fetchall()}
 
 
-def _constraints() -> set[tuple[str, str, str]]:
-    """(table, name, definition) of every constraint and index of the customer and stitching tables."""
+def _rows(query: str) -> set[tuple]:
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
-            "WHERE conrelid::regclass::text ~ '^(customer|stitching)_' UNION ALL "
-            "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE tablename ~ '^(customer|stitching)_'"
-        )
+        cursor.execute(query)
         return set(cursor.fetchall())
 
 
-def _oids() -> dict[str, int]:
-    """The tables a first stitch builds anew on its second connection, with their oids (a new table: a new oid)."""
+def _constraints() -> set[tuple[str, str, str]]:
+    """(table, name, definition) of every constraint and index of the customer and stitching tables."""
+    return _rows(
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid::regclass::text ~ '^(customer|stitching)_' UNION ALL "
+        "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE tablename ~ '^(customer|stitching)_'"
+    )
+
+
+def _twinned(column: str) -> dict:
+    """`column` of pg_class (oid: a new table has a new one; reloptions) for each table a first stitch builds anew
+    on other connections."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT relname, oid::bigint FROM pg_class WHERE relkind = 'r' AND relname IN "
+            f"SELECT relname, {column} FROM pg_class WHERE relkind = 'r' AND relname IN "
             "('customer_entities', 'customer_event_entities', 'customer_entities_stale', 'stitching_event_identifiers')"
         )
         return dict(cursor.fetchall())
+
+
+def _oids() -> dict[str, int]:
+    return _twinned("oid::bigint")
 
 
 def _options() -> dict[str, list | None]:
-    """The storage options of the tables a first stitch builds anew (the attribute queue has autovacuum's)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT relname, reloptions FROM pg_class WHERE relkind = 'r' AND relname IN "
-            "('customer_entities', 'customer_event_entities', 'customer_entities_stale', 'stitching_event_identifiers')"
-        )
-        return dict(cursor.fetchall())
+    return _twinned("reloptions")
 
 
 def _columns() -> set[tuple]:
     """Every column of the customer and stitching tables: type, collation, nullability, default, identity."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT table_name, column_name, ordinal_position, data_type, character_maximum_length, collation_name, "
-            "is_nullable, column_default, is_identity, identity_generation FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name ~ '^(customer|stitching)_'"
-        )
-        return set(cursor.fetchall())
+    return _rows(
+        "SELECT table_name, column_name, ordinal_position, data_type, character_maximum_length, collation_name, "
+        "is_nullable, column_default, is_identity, identity_generation FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name ~ '^(customer|stitching)_'"
+    )
 
 
 def _from_scratch() -> None:
