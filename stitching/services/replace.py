@@ -1,8 +1,8 @@
-"""Tables a full rebuild writes anew, filled on a second connection while the rebuild's own goes on.
+"""Tables a full rebuild writes anew, filled on other connections while the rebuild's own goes on.
 
 PostgreSQL runs one transaction's statements in one backend, one core: after the union-find, a first stitch wrote
 the customers, the assignments, the attribute queue and the identifiers one after the other while the other core
-idled. A table the rebuild replaces whole (or fills from empty) is instead built as a new table by a second
+idled. A table the rebuild replaces whole (or fills from empty) is instead built as a new table by another
 connection, in its own transaction: created, filled by binary COPY, indexed, analysed, committed. Nobody reads it
 under its temporary name. The rebuild's transaction then swaps it in: DROP TABLE of the old one, RENAME of the new
 one and of its indexes (a primary key's constraint follows its index's name), all undone if the rebuild rolls back.
