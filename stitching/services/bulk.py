@@ -113,12 +113,12 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 graph = _graph_fetch(cur, system, pairs)
                 mark("fetch")
                 # The identity graph's edges do not depend on the partition: PostgreSQL writes them, then builds their
-                # indexes, while the union-find, the exact partitions and the customer plan are computed here. The
+                # indexes, while the union-find, the exact partitions and the customer plan are computed here — on
+                # another connection when the table is empty (a new table, replace.py), else on this one. This
                 # connection runs one statement at a time: its statements go through one thread, in order, and the
-                # exact algorithm's reads wait for the edges' insert (refused links are marked after). Timings:
-                # "union_find" includes waiting for the insert when the exact algorithm reads, "edges_write" is the
-                # wait for the index builds after the plan.
-                # Edges into an empty table: built anew on a second connection from here on (replace.py).
+                # exact algorithm's reads wait for its edges' insert (refused links are marked after the swap).
+                # Timings: "union_find" includes waiting for the insert when the exact algorithm reads,
+                # "edges_write" is the wait for the index builds after the plan.
                 edges_twin = twins.pop("stitching_event_identifiers", None)
                 if edges_twin is not None:
                     _edges_build(cur, pairs, tables, edges_twin)
