@@ -33,6 +33,29 @@ def _rate_limits_fresh():
     yield
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """A full rebuild builds tables on other connections and commits them under temporary names; a test's rolled-back
+    transaction undoes their swap (and the drop of earlier ones), so they would pile up for every later rebuild to
+    drop again. After each test that made some, once its fixtures (and its transaction) are gone, they are dropped on
+    a connection of their own (never waiting long for a lock: whatever is left goes at the next test)."""
+    yield
+    from stitching.services import replace
+
+    if not replace.committed:
+        return
+    import psycopg
+    from django.db import connection
+
+    params = {k: v for k, v in connection.get_connection_params().items() if k != "cursor_factory"}
+    try:
+        with psycopg.connect(**params, autocommit=True) as raw, raw.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+            replace.leftovers_drop(cursor)
+    except psycopg.Error:
+        pass
+
+
 @pytest.fixture
 def admin_user(db):
     return user_create(username="admin", password="Adm1n-password!", email="admin@example.com", is_superuser=True)

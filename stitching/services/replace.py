@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 REPLACEMENT_PREFIX = "st_new_"
 # Tables built at once (a connection each): one while the rebuild computes, the other when its plan is known.
 BUILDERS = 2
+# How many tables were committed under a temporary name since the last `leftovers_drop` (the test suite drops what
+# its rolled-back rebuilds leave after each test, instead of piling them up for the next rebuild to drop).
+committed = 0
 
 # Nothing else may be tied to a table that is swapped (see the module's docstring).
 _PLAIN_SQL = """
@@ -229,6 +232,8 @@ class Replacements:
                         if self._cancelled:  # (close: the rebuild failed)
                             raise RuntimeError("cancelled: the rebuild failed")
                         statement()
+                global committed
+                committed += 1
             finally:
                 self._free.put(raw)
 
@@ -288,6 +293,8 @@ class Replacements:
 
 def leftovers_drop(cur) -> None:
     """Drop the tables an earlier rebuild built but did not swap in (it rolled back or was interrupted)."""
+    global committed
+    committed = 0
     cur.execute(
         "SELECT quote_ident(relname) FROM pg_class WHERE relkind = 'r' AND relname LIKE %s "
         "AND relnamespace = current_schema()::regnamespace",

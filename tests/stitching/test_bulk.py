@@ -504,11 +504,17 @@ LINKS_ROWS = ROWS + [
 
 
 @pytest.mark.parametrize("existing_id", [None, "legacy-customer-id-of-32-chars-x"])
-def test_a_rebuild_into_empty_graph_tables_writes_the_edges_and_owners_incremental_stitching_does(source, existing_id):
-    """The first stitch's fast writes (edges by binary COPY, new identifiers' owners as packed bytes; a customer
-    id that is not uuid hex takes the general path) give what incremental stitching gives: every edge with its
-    rule, status and reason, every identifier with its owner or none."""
+@pytest.mark.parametrize("rewrite_min", [1, bulk.REWRITE_MIN_EVENTS])  # tables built on other connections, or not
+def test_a_rebuild_into_empty_graph_tables_writes_the_edges_and_owners_incremental_stitching_does(
+    source, existing_id, rewrite_min, monkeypatch
+):
+    """The first stitch's fast writes (edges by binary COPY, into a new table or in place, refused links marked
+    after; new identifiers' owners as packed bytes; a customer id that is not uuid hex takes the general path) give
+    what incremental stitching gives: every edge with its rule, status and reason, every identifier with its owner
+    or none."""
     from stitching.models import BlockedValue
+
+    monkeypatch.setattr(bulk, "REWRITE_MIN_EVENTS", rewrite_min)
 
     assert existing_id is None or len(existing_id) == 32
     BlockedValue.objects.create(category_id="cookie", value="c9", reason="shared kiosk")
