@@ -498,19 +498,19 @@ def _rewrite(plan: Plan) -> bool:
 
 
 def _entities_fill(plan: Plan) -> Callable[[object, str], None]:
-    """What writes the new customers (attributes empty) into a table."""
+    """What writes the new customers (attributes empty) into a table (its work done where it runs: on another
+    connection's thread, the rebuild's own goes on meanwhile)."""
     stamp = pgcopy.timestamptz(datetime.now(UTC))
-    count = len(plan.new_entities)
-    # In id order: the primary key grows at its right edge instead of splitting pages all over.
-    # (New ids are uuid hex, 32 bytes, also when existing ids of another length made them texts.)
-    new_ids = plan.new_entities
-    if new_ids.dtype == object:
-        new_ids = np.array([x.encode() for x in new_ids], dtype="S32")
-    new_ids = np.sort(new_ids)
 
     def fill(target, table: str) -> None:
+        count = len(plan.new_entities)
+        # In id order: the primary key grows at its right edge instead of splitting pages all over.
+        # (New ids are uuid hex, 32 bytes, also when existing ids of another length made them texts.)
+        new_ids = plan.new_entities
+        if new_ids.dtype == object:
+            new_ids = np.array([x.encode() for x in new_ids], dtype="S32")
         pgcopy.copy_in(target, f"COPY {table} (id, created, modified, attributes)", [
-            ("S32", new_ids), (">i8", np.full(count, stamp)), (">i8", np.full(count, stamp)),
+            ("S32", np.sort(new_ids)), (">i8", np.full(count, stamp)), (">i8", np.full(count, stamp)),
             ("S3", np.full(count, b"\x01{}", dtype="S3")),  # jsonb's binary form: version 1, then the text
         ])  # fmt: skip
 
@@ -525,23 +525,21 @@ def _entities_write(cur, plan: Plan) -> None:
 
 
 def _assignments_fill(graph: Graph, plan: Plan) -> Callable[[object, str], None]:
-    """What writes every event's customer into a table (system events keep theirs or follow its heir)."""
-    entity_of_event = plan.entity_of_group[plan.group_index]
-    system_entities: list[str | None] = []
-    if len(graph.system_events):
-        heir_of = dict(zip(_texts(plan.heirs_gone), _texts(plan.heirs), strict=True))
-        old_ids = _texts(graph.old_ids)
-        for old in graph.system_old.tolist():
-            old_id = old_ids[old] if old >= 0 else None
-            system_entities.append(heir_of.get(old_id, old_id))
+    """What writes every event's customer into a table (system events keep theirs or follow its heir; the work done
+    where it runs)."""
 
     def fill(target, table: str) -> None:
+        entity_of_event = plan.entity_of_group[plan.group_index]
         _copy(target, f"COPY {table} (event_id, customer_entity_id)",
               [(">i8", graph.events), ("S32", entity_of_event)])  # fmt: skip
-        if system_entities:
-            with target.copy(f"COPY {table} (event_id, customer_entity_id) FROM STDIN") as copy:
-                for event, entity in zip(graph.system_events.tolist(), system_entities, strict=True):
-                    copy.write_row((event, entity))
+        if not len(graph.system_events):
+            return
+        heir_of = dict(zip(_texts(plan.heirs_gone), _texts(plan.heirs), strict=True))
+        old_ids = _texts(graph.old_ids)
+        with target.copy(f"COPY {table} (event_id, customer_entity_id) FROM STDIN") as copy:
+            for event, old in zip(graph.system_events.tolist(), graph.system_old.tolist(), strict=True):
+                old_id = old_ids[old] if old >= 0 else None
+                copy.write_row((event, heir_of.get(old_id, old_id)))
 
     return fill
 
@@ -576,9 +574,8 @@ def _assignments_write(cur, graph: Graph, plan: Plan) -> None:
 
 def _stale_fill(touched: np.ndarray) -> Callable[[object, str], None]:
     """What writes the customers to queue into a table, in id order (the queue's index grows at its right edge
-    instead of splitting pages all over: hundreds of thousands of random uuids)."""
-    touched = np.sort(touched)
-    return lambda target, table: _copy(target, f"COPY {table} (entity_id)", [("S32", touched)])
+    instead of splitting pages all over: hundreds of thousands of random uuids; sorted where it runs)."""
+    return lambda target, table: _copy(target, f"COPY {table} (entity_id)", [("S32", np.sort(touched))])
 
 
 def _stale_write(cur, touched: np.ndarray, tables: Replacements) -> None:
