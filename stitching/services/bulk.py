@@ -120,8 +120,8 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 # Timings: "union_find" includes waiting for the insert when the exact algorithm reads,
                 # "edges_write" is the wait for the index builds after the plan.
                 edges_twin = twins.pop("stitching_event_identifiers", None)
-                if edges_twin is not None:
-                    _edges_build(cur, pairs, tables, edges_twin)
+                if edges_twin is not None:  # (its rows laid out on the builder's thread)
+                    tables.build(edges_twin, _edges_fill(cur, pairs))
                 with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restitch-db") as database:
                     # The identifiers' rows with their values (a parallel join: an INSERT's own SELECT runs in one
                     # process) first: while it runs, the edges' rows of a first stitch are laid out here.
@@ -465,29 +465,28 @@ def _twins(cur, tables: Replacements) -> dict[str, Shape]:
     return twins
 
 
-def _empty_locked(cur, table: str) -> bool:
-    """Whether `table` is empty, locked (EXCLUSIVE, until commit: reads go on) when it is: nobody adds a row before
-    the rebuild replaces it."""
+def _empty_locked(cur, table: str, *, mode: str = "EXCLUSIVE") -> bool:
+    """Whether `table` is empty, locked (EXCLUSIVE by default, until commit: reads go on) when it is: nobody adds a
+    row before the rebuild replaces it."""
     cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
     if cur.fetchone()[0]:
         return False
-    cur.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+    cur.execute(f"LOCK TABLE {table} IN {mode} MODE")
     cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
     return not cur.fetchone()[0]
 
 
 def _twins_build(graph: Graph, plan: Plan, tables: Replacements, twins: dict[str, Shape]) -> set[str]:
-    """Start building, on the second connection, the tables of `twins` this rebuild writes whole: the customers
-    (all new) and the assignments (a rewrite); returns the tables started."""
-    wanted = {"customer_entities": len(plan.new_entities) > 0, "customer_event_entities": _rewrite(plan)}
-    fills = {
-        "customer_entities": lambda: _entities_fill(plan),
-        "customer_event_entities": lambda: _assignments_fill(graph, plan),
-    }
+    """Start building, on other connections, the tables of `twins` this rebuild writes whole: the customers (all
+    new) and the assignments (a rewrite); returns the tables started."""
+    wanted = [
+        ("customer_entities", len(plan.new_entities) > 0, lambda: _entities_fill(plan)),
+        ("customer_event_entities", _rewrite(plan), lambda: _assignments_fill(graph, plan)),
+    ]
     built = set()
-    for table, twin in twins.items():
-        if wanted[table]:
-            tables.build(twin, fills[table]())
+    for table, whole, fill in wanted:
+        if whole and table in twins:
+            tables.build(twins[table], fill())
             built.add(table)
     return built
 
@@ -545,7 +544,7 @@ def _assignments_fill(graph: Graph, plan: Plan) -> Callable[[object, str], None]
 
 
 def _assignments_write(cur, graph: Graph, plan: Plan) -> None:
-    """Every event's customer, in place (where the table is not built anew on the second connection). A rebuild
+    """Every event's customer, in place (where the table is not built anew on another connection). A rebuild
     that moves at least REWRITE_MIN_EVENTS events rewrites the table (TRUNCATE, then COPY with the indexes built
     after it: one sort each; the caller holds the table locked); a smaller one updates the rows that change."""
     if _rewrite(plan):
@@ -581,7 +580,7 @@ def _stale_fill(touched: np.ndarray) -> Callable[[object, str], None]:
 def _stale_write(cur, touched: np.ndarray, tables: Replacements) -> None:
     """Queue the customers that got or lost events for their attributes."""
     if len(touched) >= REWRITE_MIN_EVENTS and _empty_locked(cur, "customer_entities_stale"):
-        # An empty queue (the usual case after a big rebuild): a new one built on the second connection (after the
+        # An empty queue (the usual case after a big rebuild): a new one built on another connection (after the
         # tables started before it), or straight in, no conflict, its primary key built after (attribute workers
         # wait for the rebuild's commit to claim).
         # (Customers queued later in this transaction, e.g. for an identifier they gained or lost, are carried over.)
@@ -737,13 +736,8 @@ def _indexes_drop_when_empty(cur, table: str) -> Dropped | None:
     foreign key, instead of work per row), and return what was dropped; else None. A primary key that other
     tables' foreign keys reference is dropped with those foreign keys when their tables are empty too (they are
     checked again when added back), and stays otherwise. Locks the tables (ACCESS EXCLUSIVE) until commit."""
-    cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
-    if cur.fetchone()[0]:
-        return None
-    # Locked before the indexes go (rows committed by others in between would skip the checks): empty still?
-    cur.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-    cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
-    if cur.fetchone()[0]:
+    # Locked before the indexes go (rows committed by others in between would skip the checks).
+    if not _empty_locked(cur, table, mode="ACCESS EXCLUSIVE"):
         return None
     # Deferred checks pending in this transaction would forbid altering the table.
     cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -859,24 +853,24 @@ def _ids_take(cur, table: str, count: int) -> int:
     return first
 
 
-def _edges_build(cur, pairs: Pairs, tables: Replacements, twin: Shape) -> None:
-    """Every pair, linked or blocked, into the edges' twin (a first stitch: the table is empty), built on another
-    connection: the rows laid out there, their ids drawn here."""
+def _edges_fill(cur, pairs: Pairs, rows: np.ndarray | None = None) -> Callable[[object, str], None]:
+    """What writes every pair, linked or blocked, into an empty edges table (a first stitch): the linkable ones by
+    binary COPY of `rows` (_edges_rows, laid out where it runs when not given), every id drawn here."""
     linked = int((~pairs.blocked).sum())
     blocked = int(pairs.blocked.sum())
     first = _ids_take(cur, "stitching_event_identifiers", linked + blocked) if linked + blocked else 0
 
     def fill(target, table: str) -> None:
-        rows = _edges_rows(pairs)
-        if len(rows):
-            rows["v0"] = np.arange(first, first + len(rows), dtype=np.int64)
-            pgcopy.copy_rows(target, f"COPY {table} (id, {EDGE_COLUMNS})", rows)
+        laid = _edges_rows(pairs) if rows is None else rows
+        if len(laid):
+            laid["v0"] = np.arange(first, first + len(laid), dtype=np.int64)
+            pgcopy.copy_rows(target, f"COPY {table} (id, {EDGE_COLUMNS})", laid)
         if blocked:
             with target.copy(f"COPY {table} (id, {EDGE_COLUMNS}) FROM STDIN") as copy:
                 for k, row in enumerate(_blocked_edges(pairs)):
                     copy.write_row((first + linked + k, *row))
 
-    tables.build(twin, fill)
+    return fill
 
 
 def _edges_write(cur, pairs: Pairs, rows: np.ndarray | None = None) -> Dropped | None:
@@ -884,25 +878,16 @@ def _edges_write(cur, pairs: Pairs, rows: np.ndarray | None = None) -> Dropped |
     first stitch; returns what its indexes and constraints are, for _indexes_create), else only the difference
     written (a rebuild of unchanged data writes nothing).
 
-    Into an empty table the linkable pairs go by binary COPY of the arrays, with ids drawn from the table's sequence
-    in one setval: COPY writes many rows per WAL record where INSERT ... SELECT writes one each (1.2M edges: 0.7 s
-    instead of 1.8 s), and nothing draws a sequence value per row. No edge is inserted concurrently (stitching
-    holds the global lock shared, a rebuild exclusively)."""
+    Into an empty table the linkable pairs go by binary COPY of the arrays (_edges_fill), with ids drawn from the
+    table's sequence in one setval: COPY writes many rows per WAL record where INSERT ... SELECT writes one each
+    (1.2M edges: 0.7 s instead of 1.8 s), and nothing draws a sequence value per row. No edge is inserted
+    concurrently (stitching holds the global lock shared, a rebuild exclusively)."""
     columns = EDGE_COLUMNS
     linked = ~pairs.blocked
     blocked = pairs.blocked.any()
     rebuilt = _indexes_drop_when_empty(cur, "stitching_event_identifiers")
     if rebuilt is not None:
-        rows = _edges_rows(pairs) if rows is None else rows
-        count = len(rows)
-        if count:
-            first = _ids_take(cur, "stitching_event_identifiers", count)
-            rows["v0"] = np.arange(first, first + count, dtype=np.int64)
-            pgcopy.copy_rows(cur, f"COPY stitching_event_identifiers (id, {columns})", rows)
-        if blocked:
-            with cur.copy(f"COPY stitching_event_identifiers ({columns}) FROM STDIN") as copy:
-                for row in _blocked_edges(pairs):
-                    copy.write_row(row)
+        _edges_fill(cur, pairs, rows)(cur, "stitching_event_identifiers")
         return rebuilt
     cur.execute(
         "CREATE TEMP TABLE st_final (event_id bigint, identifier_id bigint, rule_id bigint, status varchar(16), "

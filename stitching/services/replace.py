@@ -84,6 +84,11 @@ FROM pg_class c WHERE c.oid = %s::regclass
 """
 
 
+def _quoted(name: str) -> str:
+    """An identifier as SQL (quoted as needed)."""
+    return sql.Identifier(name).as_string(None)
+
+
 @dataclass(slots=True)
 class Shape:
     """How to build an empty twin of `table` named `name`: `create` (the table), `after` (its primary key, unique
@@ -130,7 +135,7 @@ def shape(cur, table: str, name: str) -> Shape | None:
         [table],
     )
     options, qualified = cur.fetchone()
-    new = sql.Identifier(name).as_string(None)
+    new = _quoted(name)
     # No autovacuum while it is built and not swapped in yet: a vacuum of the new rows could hold up the swap's DROP
     # and RENAME for up to deadlock_timeout (then cancelled). The swap gives the table the old one's setting.
     autovacuum = next((o.split("=", 1)[1] for o in options if o.startswith("autovacuum_enabled=")), "")
@@ -150,7 +155,7 @@ def shape(cur, table: str, name: str) -> Shape | None:
     )
     for k, (index, constraint, definition, quoted_index) in enumerate(cur.fetchall()):
         temporary = f"{name}_{k}"
-        quoted = sql.Identifier(temporary).as_string(None)
+        quoted = _quoted(temporary)
         if constraint is not None:
             after.append(f"ALTER TABLE {new} ADD CONSTRAINT {quoted} {constraint}")
         else:
@@ -218,7 +223,7 @@ class Replacements:
 
         def run() -> None:
             raw = self._free.get()
-            name = sql.Identifier(twin.name).as_string(None)
+            name = _quoted(twin.name)
             try:
                 with raw.transaction(), raw.cursor() as cur:
                     statements = [
@@ -244,7 +249,7 @@ class Replacements:
         swapped = set()
         for twin, done in self._pending:
             done.result()
-            table, new = sql.Identifier(twin.table).as_string(None), sql.Identifier(twin.name).as_string(None)
+            table, new = _quoted(twin.table), _quoted(twin.name)
             if twin.carry_over:
                 cur.execute(f"INSERT INTO {new} SELECT * FROM {table} ON CONFLICT DO NOTHING")
             if twin.identity is not None:  # where the old table's sequence is: the new one goes on from there
@@ -255,10 +260,7 @@ class Replacements:
             cur.execute(f"DROP TABLE {table}")
             cur.execute(f"ALTER TABLE {new} RENAME TO {table}")
             for temporary, final in twin.renames:
-                cur.execute(
-                    f"ALTER INDEX {sql.Identifier(temporary).as_string(None)} "
-                    f"RENAME TO {sql.Identifier(final).as_string(None)}"
-                )
+                cur.execute(f"ALTER INDEX {_quoted(temporary)} RENAME TO {_quoted(final)}")
             if twin.identity is not None:
                 column, sequence = twin.identity
                 cur.execute(
