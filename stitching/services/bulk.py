@@ -450,8 +450,8 @@ TWINNED = (("customer_entities", True), ("customer_event_entities", False), ("st
 
 def _twins(cur, tables: Replacements) -> dict[str, Shape]:
     """The tables of TWINNED this rebuild can build anew (replace.shape); one that must be empty is locked
-    (_empty_locked). The assignments table is locked already. None for fewer than REWRITE_MIN_EVENTS events: there
-    the other connections and the swaps would cost more than they save."""
+    (_empty_locked). The assignments table is locked already. None at all for fewer than REWRITE_MIN_EVENTS
+    events: there the other connections and the swaps would cost more than they save."""
     cur.execute("SELECT count(*) FROM (SELECT 1 FROM customer_event_entities LIMIT %s) x", [REWRITE_MIN_EVENTS])
     if cur.fetchone()[0] < REWRITE_MIN_EVENTS:
         return {}
