@@ -110,6 +110,10 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 twins = _twins(cur, tables)
                 mark("truncate")
                 pairs = _extract(cur, config, mark)
+                # A new edges table depends on the pairs only: built from now on, while the graph is read here.
+                edges_twin = twins.pop("stitching_event_identifiers", None)
+                if edges_twin is not None:  # (its rows laid out on the builder's thread)
+                    tables.build(edges_twin, _edges_fill(cur, pairs))
                 graph = _graph_fetch(cur, system, pairs)
                 mark("fetch")
                 # The identity graph's edges do not depend on the partition: PostgreSQL writes them, then builds their
@@ -119,9 +123,6 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 # exact algorithm's reads wait for its edges' insert (refused links are marked after the swap).
                 # Timings: "union_find" includes waiting for the insert when the exact algorithm reads,
                 # "edges_write" is the wait for the index builds after the plan.
-                edges_twin = twins.pop("stitching_event_identifiers", None)
-                if edges_twin is not None:  # (its rows laid out on the builder's thread)
-                    tables.build(edges_twin, _edges_fill(cur, pairs))
                 with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restitch-db") as database:
                     # The identifiers' rows with their values (a parallel join: an INSERT's own SELECT runs in one
                     # process) first: while it runs, the edges' rows of a first stitch are laid out here.
@@ -174,7 +175,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                     mark("heirs")
                 _stale_write(cur, plan.touched, tables)
                 mark("stale")
-                _identifiers_write(cur, groups, plan)
+                identifiers_analysed = _identifiers_write(cur, groups, plan)
                 mark("owners")
                 swapped = tables.swap(cur)
                 mark("swap")
@@ -213,6 +214,8 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
                 "stitching_event_identifiers",
             ):
                 if table in swapped and not (table == "stitching_event_identifiers" and refused_many):
+                    continue
+                if table == "stitching_identifiers" and identifiers_analysed:
                     continue
                 cur.execute(f"ANALYZE {table}")
                 mark(f"analyze_{table.split()[0]}")
@@ -651,16 +654,17 @@ def _stale_write(cur, touched: np.ndarray, tables: Replacements) -> None:
     )
 
 
-def _identifiers_write(cur, groups: Groups, plan: Plan) -> None:
+def _identifiers_write(cur, groups: Groups, plan: Plan) -> bool:
     """Identifiers with their customer, from st_ids (_identifiers_materialise). New ones are inserted complete
     (their ids were drawn from the sequence at extraction): one insert instead of an insert and a rewrite of every
-    row. Existing ones are updated where they differ."""
+    row. Existing ones are updated where they differ. Returns whether the table was analysed (filled from empty:
+    analysed once complete, while the other connections still build, not at the end)."""
     owned = groups.identifier_group >= 0
     owner = plan.entity_of_group[_positions(plan.group_keys, groups.identifier_group[owned])]
     rebuilt = _indexes_drop_when_empty(cur, "stitching_identifiers")
     if rebuilt is not None and _new_identifiers_insert(cur, groups.identifiers[owned], owner):
-        _indexes_create(cur, rebuilt)
-        return
+        _indexes_create(cur, rebuilt, analyze=True)
+        return True
     cur.execute("CREATE TEMP TABLE st_owner (identifier_id bigint, entity_id varchar(32)) ON COMMIT DROP")
     _copy(cur, "COPY st_owner (identifier_id, entity_id)", [(">i8", groups.identifiers[owned]), ("S32", owner)])
     _analyze_rough(cur, "st_owner")
@@ -670,7 +674,7 @@ def _identifiers_write(cur, groups: Groups, plan: Plan) -> None:
         "CASE WHEN o.identifier_id IS NOT NULL THEN s.first_seen END "
         "FROM st_ids s LEFT JOIN st_owner o ON o.identifier_id = s.identifier_id WHERE s.new"
     )
-    _indexes_create(cur, rebuilt)
+    _indexes_create(cur, rebuilt, analyze=True)
     if rebuilt is None:  # (else every identifier was just inserted, with its owner)
         # Customers that gained or lost an identifier are queued for their attributes even when none of their
         # events moved (a blocked value or a deleted rule takes an identifier away). `prev` is the row before the
@@ -696,6 +700,7 @@ def _identifiers_write(cur, groups: Groups, plan: Plan) -> None:
             "AND NOT EXISTS (SELECT 1 FROM st_owner o WHERE o.identifier_id = i.id) "
             f"RETURNING prev.customer_entity_id AS old, NULL::varchar AS new) {queue}"
         )
+    return rebuilt is not None
 
 
 # The packed owners are 16 bytes per identifier id in the range: up to 64 MB as one parameter (the server holds a
@@ -849,7 +854,9 @@ def _analyze_rough(cur, table: str) -> None:
         cur.execute(f"ANALYZE {table}")
 
 
-def _indexes_create(cur, dropped: Dropped | None) -> None:
+def _indexes_create(cur, dropped: Dropped | None, *, analyze: bool = False) -> None:
+    """Build again what _indexes_drop_when_empty dropped. `analyze`: the table is complete: analysed in full (once
+    its indexes are built), else only roughly, for the foreign keys' validating joins."""
     if dropped is None:
         return
     cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -859,7 +866,9 @@ def _indexes_create(cur, dropped: Dropped | None) -> None:
         cur.execute(f'ALTER TABLE {dropped.table} ADD CONSTRAINT "{name}" {definition}')
     for definition in dropped.indexes:
         cur.execute(definition)
-    if dropped.foreign_keys:
+    if analyze:
+        cur.execute(f"ANALYZE {dropped.table}")
+    elif dropped.foreign_keys:
         _analyze_rough(cur, dropped.table)  # the validating join is planned with real row counts
     for name, definition in dropped.foreign_keys:
         cur.execute(f'ALTER TABLE {dropped.table} ADD CONSTRAINT "{name}" {definition}')
