@@ -981,7 +981,15 @@ def _edges_write(cur, pairs: Pairs, rows: np.ndarray | None = None) -> Dropped |
 
 def _identifiers_materialise(cur, pairs: Pairs, config) -> None:
     """st_ids (identifier_id, new, category, value, first_seen): every identifier the events carry, each value read
-    from st_raw where its first pair is (st_idmap)."""
+    from st_raw where its first pair is (st_idmap, written first from Pairs.where: on the connection's thread, while
+    the union-find runs)."""
+    cur.execute(
+        "CREATE UNLOGGED TABLE st_idmap (identifier_id bigint, new smallint, code integer, event_id bigint, "
+        "slot integer, first_seen timestamptz)"
+    )
+    if len(pairs.where) and len(pairs.where[0][1]):
+        pgcopy.copy_in(cur, "COPY st_idmap (identifier_id, new, code, event_id, slot, first_seen)", pairs.where)
+    _analyze_rough(cur, "st_idmap")  # (the insert joins it with st_raw: a hash of the smaller side)
     if not pairs.columns:
         cur.execute(
             "CREATE UNLOGGED TABLE st_ids (identifier_id bigint, new boolean, category text, value text, "
@@ -1013,6 +1021,8 @@ class Pairs:
     reasons: dict[int, str]
     columns: int
     all_new: bool  # no identifier was stored before: a first stitch
+    # st_idmap's columns (identifier_id, new, code, event_id, slot, first_seen): where each identifier's value is.
+    where: list[tuple[str, np.ndarray]] = field(default_factory=list)
 
 
 # An identifier's key: its value's SHA-256, the first 16 bytes (two 64-bit numbers), within its category. No
@@ -1024,9 +1034,9 @@ _KEY = "substr(sha256(convert_to({}, 'UTF8')), 1, 16)"
 
 
 def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
-    """Every identifier the events carry, numbered, and its pairs with the events (returned); st_raw (event_id,
-    event_time, v0, v1, ...: each rule's normalised value) and st_idmap (identifier_id, new, code, event_id, slot,
-    first_seen: where each identifier's value is) stay for _identifiers_materialise.
+    """Every identifier the events carry, numbered, and its pairs with the events (returned, with where each
+    identifier's value is: Pairs.where); st_raw (event_id, event_time, v0, v1, ...: each rule's normalised value)
+    stays for _identifiers_materialise.
 
     Scratch tables are UNLOGGED (dropped before the rebuild commits; never visible to others): unlike temporary
     tables they can be filled by parallel plans, so both cores extract. Every rule is applied in one pass over the
@@ -1167,18 +1177,13 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
         low = int(cur.fetchone()[0])
         ids[new] = np.arange(low, low + int(new.sum()), dtype=np.int64)
         cur.execute("SELECT setval(%s, %s)", [sequence, int(ids[new][-1])])
-    # Where each identifier's value is, for the insert of the new ones (and the owners' update of the others).
-    cur.execute(
-        "CREATE UNLOGGED TABLE st_idmap (identifier_id bigint, new smallint, code integer, event_id bigint, "
-        "slot integer, first_seen timestamptz)"
-    )
-    if count:
-        pgcopy.copy_in(cur, "COPY st_idmap (identifier_id, new, code, event_id, slot, first_seen)", [
-            (">i8", ids), (">i2", new.astype(np.int16)), (">i4", identifier_codes.astype(np.int32)),
-            (">i8", pair_events[representative]), (">i4", pair_slots[representative].astype(np.int32)),
-            (">i8", first_seen),
-        ])  # fmt: skip
-    _analyze_rough(cur, "st_idmap")  # (the insert joins it with st_raw: a hash of the smaller side)
+    # Where each identifier's value is, for the insert of the new ones (and the owners' update of the others):
+    # st_idmap, written by _identifiers_materialise.
+    where = [
+        (">i8", ids), (">i2", new.astype(np.int16)), (">i4", identifier_codes.astype(np.int32)),
+        (">i8", pair_events[representative]), (">i4", pair_slots[representative].astype(np.int32)),
+        (">i8", first_seen),
+    ]  # fmt: skip
     blocked_identifiers = np.zeros(count, dtype=bool)
     blocked_identifiers[list(reasons_at)] = True
     mark("extract_identifiers")
@@ -1192,6 +1197,7 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
         reasons={int(ids[j]): reason for j, reason in reasons_at.items()},
         columns=len(rules),
         all_new=not stored,
+        where=where,
     )
 
 
