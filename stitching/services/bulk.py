@@ -40,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import numpy as np
 import psycopg
@@ -60,6 +61,8 @@ from stitching.services.partition import EventNode, Link, partition_compute
 from stitching.services.replace import Replacements, Shape, leftovers_drop
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def restitch_all(*, progress: Callable[[int], None] | None = None):
@@ -109,12 +112,13 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             with Replacements() as tables:
                 twins = _twins(cur, tables)
                 mark("truncate")
-                pairs = _extract(cur, config, mark)
-                # A new edges table depends on the pairs only: built from now on, while the graph is read here.
+                # (Every event's current customer is read while the pairs' keys are sorted.)
+                pairs, current = _extract(cur, config, mark, meanwhile=lambda: _assignments_read(cur, system))
+                # A new edges table depends on the pairs only: built from now on.
                 edges_twin = twins.pop("stitching_event_identifiers", None)
                 if edges_twin is not None:  # (its rows laid out on the builder's thread)
                     tables.build(edges_twin, _edges_fill(cur, pairs))
-                graph = _graph_fetch(cur, system, pairs)
+                graph = _graph(pairs, current)
                 mark("fetch")
                 # The identity graph's edges do not depend on the partition: PostgreSQL writes them, then builds their
                 # indexes, while the union-find, the exact partitions and the customer plan are computed here — on
@@ -250,12 +254,22 @@ class Graph:
     system_old: np.ndarray
 
 
-def _graph_fetch(cur, system: int, pairs: Pairs) -> Graph:
-    """The linkable pairs, every event with its current customer, and the existing customers (integer columns as
-    one binary array each, read straight into numpy)."""
+@dataclass(slots=True)
+class Assignments:
+    """Every event with its current customer, read before the union-find: `events` ascending, `old` each one's
+    customer as an index into `old_ids` (-1: none), `old_ids` the existing customers in (created, id) order,
+    `system` the system events' ids."""
+
+    events: np.ndarray
+    old: np.ndarray
+    old_ids: np.ndarray
+    system: np.ndarray
+
+
+def _assignments_read(cur, system: int) -> Assignments:
+    """Every event with its current customer, and the existing customers (integer columns as one binary array each,
+    read straight into numpy)."""
     raw = cur.connection
-    linked = ~pairs.blocked
-    edge_events, edge_identifiers, edge_codes = pairs.events[linked], pairs.identifiers[linked], pairs.codes[linked]
     # Arrays without parallel workers (the leader aggregates every row anyway: handing them over cost more than the
     # scan).
     with _local_setting(cur, "max_parallel_workers_per_gather", "0"):
@@ -279,10 +293,18 @@ def _graph_fetch(cur, system: int, pairs: Pairs) -> Graph:
             )
             all_old = np.full(len(all_events), -1, dtype=np.int64)
     order = np.argsort(all_events, kind="stable")
-    all_events, all_old = all_events[order], all_old[order]
     # System events (merges, splits) are few and never stitched: they keep their entity or follow its heir.
     cur.execute("SELECT id FROM customer_events WHERE source_id = %s", [system])
-    system_mask = np.isin(all_events, np.array([row[0] for row in cur.fetchall()], dtype=np.int64))
+    system_ids = np.array([row[0] for row in cur.fetchall()], dtype=np.int64)
+    return Assignments(all_events[order], all_old[order], old_ids, system_ids)
+
+
+def _graph(pairs: Pairs, current: Assignments) -> Graph:
+    """What the union-find works on: the linkable pairs of the stitchable events, and every event's customer."""
+    linked = ~pairs.blocked
+    edge_events, edge_identifiers, edge_codes = pairs.events[linked], pairs.identifiers[linked], pairs.codes[linked]
+    all_events, all_old = current.events, current.old
+    system_mask = np.isin(all_events, current.system)
     if system_mask.any():
         stitchable = np.isin(edge_events, all_events[system_mask], invert=True)
         edge_events, edge_identifiers, edge_codes = (
@@ -291,7 +313,7 @@ def _graph_fetch(cur, system: int, pairs: Pairs) -> Graph:
     return Graph(
         events=all_events[~system_mask],
         old=all_old[~system_mask],
-        old_ids=old_ids,
+        old_ids=current.old_ids,
         edge_events=edge_events,
         edge_identifiers=edge_identifiers,
         edge_codes=edge_codes,
@@ -1033,7 +1055,7 @@ class Pairs:
 _KEY = "substr(sha256(convert_to({}, 'UTF8')), 1, 16)"
 
 
-def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
+def _extract(cur, config, mark: Callable[[str], None], *, meanwhile: Callable[[], T]) -> tuple[Pairs, T]:
     """Every identifier the events carry, numbered, and its pairs with the events (returned, with where each
     identifier's value is: Pairs.where); st_raw (event_id, event_time, v0, v1, ...: each rule's normalised value)
     stays for _identifiers_materialise.
@@ -1046,7 +1068,10 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
 
     The identifiers are told apart by their keys in numpy (one sort of 1.2M numbers), not by grouping their texts in
     SQL (a hash aggregate of every pair, then a hash join of every pair back to its identifier: 3 s); only the new
-    identifiers' texts are read again (st_ids, _identifiers_materialise), by a join with where their first pair is."""
+    identifiers' texts are read again (st_ids, _identifiers_materialise), by a join with where their first pair is.
+
+    `meanwhile()` runs on another thread, its statements on this connection, while the pairs are numbered here; its
+    result is returned with the pairs."""
     categories = sorted(config.categories)
     code_of = {category: code for code, category in enumerate(categories)}
     # An event yields each identifier once (as identifiers_extract does): a rule's value is left out where a rule
@@ -1108,24 +1133,14 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
         junk_events += bad_events.tolist()
         junk_slots += bad_slots.tolist()
         junk_reasons += bad_reasons or []
-    records = np.concatenate(parts) if parts else np.empty(0, dtype=PAIR_RECORD)
-    pair_events, pair_slots = records["event"].astype(np.int64), records["slot"].astype(np.int64)
-    times, keys = records["time"].astype(np.int64), records["key"]
-    pair_rules = np.array([rule.id for rule in rules] or [0], dtype=np.int64)[pair_slots]
-    pair_codes = np.array([code_of[rule.category] for rule in rules] or [0], dtype=np.int64)[pair_slots]
-
-    # Identifiers: the distinct (category, key), in key order; `first` the sorted position of each one's first pair.
-    n = len(pair_events)
-    order = _key_order(pair_codes, keys)
-    sorted_keys, sorted_codes = keys[order], pair_codes[order]
-    starts = np.ones(n, dtype=bool)
-    starts[1:] = ~_same_as_previous(sorted_codes, sorted_keys)
-    first = np.flatnonzero(starts)
-    pair_identifier = np.empty(n, dtype=np.int64)  # the pair's identifier as an index into the identifiers
-    pair_identifier[order] = np.cumsum(starts) - 1
-    identifier_codes, identifier_keys = sorted_codes[first], sorted_keys[first]
-    representative = order[first]  # a pair of each identifier: where its value is (event, slot)
-    first_seen = np.minimum.reduceat(times[order], first) if n else np.empty(0, dtype=np.int64)
+    # The connection is free until the ids are drawn: `meanwhile` runs its statements on a thread of its own while the
+    # pairs are sorted here (numpy's sorts release the GIL); leaving the block waits for it, an error here included.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restitch-read") as reader:
+        beside = reader.submit(meanwhile)
+        numbered = _pairs_number(parts, rules, code_of)
+    read = beside.result()
+    (pair_events, pair_slots, pair_rules, pair_codes, pair_identifier, first, identifier_codes, identifier_keys,
+     representative, first_seen) = numbered  # fmt: skip
 
     # Why an identifier may not link: junk (tested per pair in SQL: a function of the value) before a blocked value.
     reasons_at: dict[int, str] = {}  # identifier index -> reason
@@ -1187,7 +1202,7 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
     blocked_identifiers = np.zeros(count, dtype=bool)
     blocked_identifiers[list(reasons_at)] = True
     mark("extract_identifiers")
-    return Pairs(
+    pairs = Pairs(
         events=pair_events,
         identifiers=ids[pair_identifier],
         rules=pair_rules,
@@ -1199,6 +1214,32 @@ def _extract(cur, config, mark: Callable[[str], None]) -> Pairs:
         all_new=not stored,
         where=where,
     )
+    return pairs, read
+
+
+def _pairs_number(parts: list[np.ndarray], rules: list, code_of: dict[str, int]) -> tuple[np.ndarray, ...]:
+    """The pairs' records (PAIR_RECORD) as columns, and the identifiers told apart: (events, slots, rules, codes,
+    each pair's identifier as an index, each identifier's first position in key order, its code, its key, the pair
+    where its value is, its first time seen)."""
+    records = np.concatenate(parts) if parts else np.empty(0, dtype=PAIR_RECORD)
+    pair_events, pair_slots = records["event"].astype(np.int64), records["slot"].astype(np.int64)
+    times, keys = records["time"].astype(np.int64), records["key"]
+    pair_rules = np.array([rule.id for rule in rules] or [0], dtype=np.int64)[pair_slots]
+    pair_codes = np.array([code_of[rule.category] for rule in rules] or [0], dtype=np.int64)[pair_slots]
+    # Identifiers: the distinct (category, key), in key order; `first` the sorted position of each one's first pair.
+    n = len(pair_events)
+    order = _key_order(pair_codes, keys)
+    sorted_keys, sorted_codes = keys[order], pair_codes[order]
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = ~_same_as_previous(sorted_codes, sorted_keys)
+    first = np.flatnonzero(starts)
+    pair_identifier = np.empty(n, dtype=np.int64)  # the pair's identifier as an index into the identifiers
+    pair_identifier[order] = np.cumsum(starts) - 1
+    identifier_codes, identifier_keys = sorted_codes[first], sorted_keys[first]
+    representative = order[first]  # a pair of each identifier: where its value is (event, slot)
+    first_seen = np.minimum.reduceat(times[order], first) if n else np.empty(0, dtype=np.int64)
+    return (pair_events, pair_slots, pair_rules, pair_codes, pair_identifier, first, identifier_codes,
+            identifier_keys, representative, first_seen)  # fmt: skip
 
 
 def _pair_order(events: np.ndarray, identifiers: np.ndarray) -> np.ndarray:
