@@ -628,3 +628,33 @@ def test_a_rebuild_read_in_several_id_ranges_gives_the_same_result(source, monke
     ingest(source, MIXED_ROWS + [{"id": f"x{k}", "anonymousId": f"c{k % 4}", "userId": f"u{k % 3}"} for k in range(30)])
     monkeypatch.setattr(bulk, "MAX_FETCH_RECORDS", 7)
     _rebuilds_match_incremental()
+
+
+@pytest.mark.parametrize("span", [bulk.DENSE_SPAN, 0])  # ids ranked through their span / sorted and searched
+def test_ids_are_ranked_and_looked_up_as_numpy_s_unique_and_searchsorted_do(monkeypatch, span):
+    """_ranked and _positions give np.unique(..., return_inverse=True) and np.searchsorted, through arrays over the
+    ids' span when they are dense, else by numpy's sort and binary search."""
+    import numpy as np
+
+    monkeypatch.setattr(bulk, "DENSE_SPAN", span)
+    monkeypatch.setattr(bulk, "DENSE_SLACK", 0 if span == 0 else bulk.DENSE_SLACK)
+    rng = np.random.default_rng(7)
+    for values in (rng.integers(1_000, 1_200, 500), rng.integers(0, 2**62, 300), np.array([5], dtype=np.int64)):
+        values = values.astype(np.int64)
+        distinct, inverse = bulk._ranked(values)
+        expected_distinct, expected_inverse = np.unique(values, return_inverse=True)
+        assert distinct.tolist() == expected_distinct.tolist()
+        assert inverse.tolist() == expected_inverse.tolist()
+        queries = rng.choice(expected_distinct, 200)
+        assert (
+            bulk._positions(expected_distinct, queries).tolist() == np.searchsorted(expected_distinct, queries).tolist()
+        )
+
+
+def test_a_rebuild_gives_the_same_result_with_ids_sorted_and_searched(source, monkeypatch):
+    """The union-find and the plan rank sparse ids by numpy's sort (no array over their span): the same partition,
+    edges and owners as incremental stitching."""
+    ingest(source, MIXED_ROWS + [{"id": f"x{k}", "anonymousId": f"c{k % 4}", "userId": f"u{k % 3}"} for k in range(30)])
+    monkeypatch.setattr(bulk, "DENSE_SPAN", 0)
+    monkeypatch.setattr(bulk, "DENSE_SLACK", 0)
+    _rebuilds_match_incremental()
