@@ -104,7 +104,8 @@ class CustomerEntity(models.Model):
     modified = models.DateTimeField(db_default=Now())
     # Computed attribute values, {"<attribute id>": [values...]}: one row per customer keeps a segment count one
     # pass over one table, and the GIN index answers equality / membership conditions.
-    attributes = models.JSONField(default=dict, blank=True)
+    # (A database default too: a full rebuild copies new customers as their ids alone.)
+    attributes = models.JSONField(default=dict, blank=True, db_default={})
 
     class Meta:
         db_table = "customer_entities"

@@ -137,8 +137,9 @@ class EventIdentifier(models.Model):
         StitchingRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_constraint=False,
         db_index=False,
     )  # fmt: skip
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.LINKED)
-    reason = models.CharField(max_length=300, blank=True)
+    # (Database defaults too: a full rebuild copies the linked pairs without these columns.)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.LINKED, db_default=Status.LINKED)
+    reason = models.CharField(max_length=300, blank=True, db_default="")
 
     class Meta:
         db_table = "stitching_event_identifiers"

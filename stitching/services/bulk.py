@@ -39,7 +39,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TypeVar
 
 import numpy as np
@@ -573,19 +572,16 @@ def _rewrite(plan: Plan) -> bool:
 def _entities_fill(plan: Plan) -> Callable[[object, str], None]:
     """What writes the new customers (attributes empty) into a table (its work done where it runs: on another
     connection's thread, the rebuild's own goes on meanwhile)."""
-    stamp = pgcopy.timestamptz(datetime.now(UTC))
 
     def fill(target, table: str) -> None:
-        count = len(plan.new_entities)
         # In id order: the primary key grows at its right edge instead of splitting pages all over.
         # (New ids are uuid hex, 32 bytes, also when existing ids of another length made them texts.)
         new_ids = plan.new_entities
         if new_ids.dtype == object:
             new_ids = np.array([x.encode() for x in new_ids], dtype="S32")
-        pgcopy.copy_in(target, f"COPY {table} (id, created, modified, attributes)", [
-            ("S32", np.sort(new_ids)), (">i8", np.full(count, stamp)), (">i8", np.full(count, stamp)),
-            ("S3", np.full(count, b"\x01{}", dtype="S3")),  # jsonb's binary form: version 1, then the text
-        ])  # fmt: skip
+        # The ids alone: created and modified (the statement's time) and the empty attributes are the columns'
+        # database defaults (the COPY twice as fast as with them).
+        pgcopy.copy_in(target, f"COPY {table} (id)", [("S32", np.sort(new_ids))])
 
     return fill
 
@@ -899,19 +895,20 @@ def _indexes_create(cur, dropped: Dropped | None, *, analyze: bool = False) -> N
 
 
 EDGE_COLUMNS = "event_id, identifier_id, rule_id, status, reason"
+# A linked pair's columns: status and reason take their database defaults ('linked', ''), not sent per row (the
+# COPY of a first stitch's 1.2M edges 0.1 s faster).
+LINKED_COLUMNS = "event_id, identifier_id, rule_id"
 
 
 def _edges_rows(pairs: Pairs) -> np.ndarray:
-    """The linkable pairs as binary COPY rows of stitching_event_identifiers (id, EDGE_COLUMNS), ids left to fill
+    """The linkable pairs as binary COPY rows of stitching_event_identifiers (id, LINKED_COLUMNS), ids left to fill
     (field v0). In (event, identifier) order, the unique key's: its index is built from presorted rows (a third
     faster), and the ids, in the same order, give the primary key presorted rows too."""
     linked = ~pairs.blocked
     events, identifiers, rules = pairs.events[linked], pairs.identifiers[linked], pairs.rules[linked]
     order = _pair_order(events, identifiers)
-    count = len(order)
     return pgcopy.rows_build([
         (">i8", 0), (">i8", events[order]), (">i8", identifiers[order]), (">i8", rules[order]),
-        ("S6", np.full(count, b"linked", dtype="S6")), ("S0", None),
     ])  # fmt: skip
 
 
@@ -944,7 +941,7 @@ def _edges_fill(cur, pairs: Pairs, rows: np.ndarray | None = None) -> Callable[[
         laid = _edges_rows(pairs) if rows is None else rows
         if len(laid):
             laid["v0"] = np.arange(first, first + len(laid), dtype=np.int64)
-            pgcopy.copy_rows(target, f"COPY {table} (id, {EDGE_COLUMNS})", laid)
+            pgcopy.copy_rows(target, f"COPY {table} (id, {LINKED_COLUMNS})", laid)
         if blocked:
             with target.copy(f"COPY {table} (id, {EDGE_COLUMNS}) FROM STDIN") as copy:
                 for k, row in enumerate(_blocked_edges(pairs)):
