@@ -550,11 +550,12 @@ def _empty_locked(cur, table: str, *, mode: str = "EXCLUSIVE") -> bool:
 
 
 def _twins_build(graph: Graph, plan: Plan, tables: Replacements, twins: dict[str, Shape]) -> set[str]:
-    """Start building, on other connections, the tables of `twins` this rebuild writes whole: the customers (all
-    new) and the assignments (a rewrite); returns the tables started."""
+    """Start building, on other connections, the tables of `twins` this rebuild writes whole: the assignments (a
+    rewrite) and the customers (all new); returns the tables started. The assignments first: the longest to build,
+    they would otherwise start last on the connection the customers free and finish after everything else."""
     wanted = [
-        ("customer_entities", len(plan.new_entities) > 0, lambda: _entities_fill(plan)),
         ("customer_event_entities", _rewrite(plan), lambda: _assignments_fill(graph, plan)),
+        ("customer_entities", len(plan.new_entities) > 0, lambda: _entities_fill(plan)),
     ]
     built = set()
     for table, whole, fill in wanted:
