@@ -489,9 +489,15 @@ def _positions(ascending: np.ndarray, values: np.ndarray) -> np.ndarray:
     if dense is None:
         return np.searchsorted(ascending, values)
     low, span = dense
-    position = np.empty(span, dtype=np.int64)
+    offsets = values - low
+    if int(offsets.min()) < 0 or int(offsets.max()) >= span:
+        raise ValueError("a value to look up is not among the ids")
+    position = np.full(span, -1, dtype=np.int64)
     position[ascending - low] = np.arange(len(ascending), dtype=np.int64)
-    return position[values - low]
+    found = position[offsets]
+    if int(found.min()) < 0:
+        raise ValueError("a value to look up is not among the ids")
+    return found
 
 
 def _entity_array(ids: list[str]) -> np.ndarray:

@@ -649,6 +649,10 @@ def test_ids_are_ranked_and_looked_up_as_numpy_s_unique_and_searchsorted_do(monk
         assert (
             bulk._positions(expected_distinct, queries).tolist() == np.searchsorted(expected_distinct, queries).tolist()
         )
+    if span:  # (a value that is not among the ids is an error, not a position)
+        for missing in ([12, 13], [9], [15]):
+            with pytest.raises(ValueError, match="not among the ids"):
+                bulk._positions(np.array([10, 12, 14], dtype=np.int64), np.array(missing, dtype=np.int64))
 
 
 def test_a_rebuild_gives_the_same_result_with_ids_sorted_and_searched(source, monkeypatch):
