@@ -439,8 +439,8 @@ def _entities_plan(graph: Graph, groups: Groups) -> Plan:
     lost = graph.old[moved]
     lost = np.unique(lost[lost >= 0])
     lost = lost[taken_mask[lost]]  # customers that kept their id but lost events
-    # Deduplicated as group numbers (numpy's unique of 32-byte strings hashes them: a second for 350k customers), by
-    # a mask (its hashing unique of 1M numbers took 0.3 s).
+    # Deduplicated as group numbers by a mask over the groups (numpy's unique hashes: a second for 350k 32-byte
+    # strings, 0.3 s for 1M numbers).
     group_of_old = np.full(max(n_old, 1), -1, dtype=np.int64)
     group_of_old[chosen[chosen >= 0]] = np.flatnonzero(chosen >= 0)
     touched_groups = np.zeros(n_groups, dtype=bool)
@@ -1013,7 +1013,7 @@ def _identifiers_materialise(cur, pairs: Pairs, config) -> None:
         "CREATE UNLOGGED TABLE st_idmap (identifier_id bigint, new smallint, code integer, event_id bigint, "
         "slot integer, first_seen timestamptz)"
     )
-    if len(pairs.where) and len(pairs.where[0][1]):
+    if pairs.where and len(pairs.where[0][1]):
         pgcopy.copy_in(cur, "COPY st_idmap (identifier_id, new, code, event_id, slot, first_seen)", pairs.where)
     _analyze_rough(cur, "st_idmap")  # (the insert joins it with st_raw: a hash of the smaller side)
     if not pairs.columns:
@@ -1144,8 +1144,8 @@ def _extract(cur, config, mark: Callable[[str], None], *, meanwhile: Callable[[]
         beside = reader.submit(meanwhile)
         numbered = _pairs_number(parts, rules, code_of)
     read = beside.result()
-    (pair_events, pair_slots, pair_rules, pair_codes, pair_identifier, first, identifier_codes, identifier_keys,
-     representative, first_seen) = numbered  # fmt: skip
+    pair_events, pair_slots, pair_identifier = numbered.events, numbered.slots, numbered.identifier
+    identifier_codes, identifier_keys = numbered.identifier_codes, numbered.identifier_keys
 
     # Why an identifier may not link: junk (tested per pair in SQL: a function of the value) before a blocked value.
     reasons_at: dict[int, str] = {}  # identifier index -> reason
@@ -1176,7 +1176,7 @@ def _extract(cur, config, mark: Callable[[str], None], *, meanwhile: Callable[[]
     # Ids: an existing identifier keeps its id; new ones get ids after the table's sequence, in key order, and are
     # inserted with their owner once it is known (no identifier is created concurrently: stitching holds the global
     # lock shared, this rebuild exclusively).
-    count = len(first)
+    count = len(identifier_codes)
     ids = np.full(count, -1, dtype=np.int64)
     cur.execute("SELECT EXISTS (SELECT 1 FROM stitching_identifiers)")
     stored = cur.fetchone()[0]
@@ -1201,8 +1201,8 @@ def _extract(cur, config, mark: Callable[[str], None], *, meanwhile: Callable[[]
     # st_idmap, written by _identifiers_materialise.
     where = [
         (">i8", ids), (">i2", new.astype(np.int16)), (">i4", identifier_codes.astype(np.int32)),
-        (">i8", pair_events[representative]), (">i4", pair_slots[representative].astype(np.int32)),
-        (">i8", first_seen),
+        (">i8", pair_events[numbered.representative]), (">i4", pair_slots[numbered.representative].astype(np.int32)),
+        (">i8", numbered.first_seen),
     ]  # fmt: skip
     blocked_identifiers = np.zeros(count, dtype=bool)
     blocked_identifiers[list(reasons_at)] = True
@@ -1210,9 +1210,9 @@ def _extract(cur, config, mark: Callable[[str], None], *, meanwhile: Callable[[]
     pairs = Pairs(
         events=pair_events,
         identifiers=ids[pair_identifier],
-        rules=pair_rules,
+        rules=numbered.rules,
         slots=pair_slots,
-        codes=pair_codes,
+        codes=numbered.codes,
         blocked=blocked_identifiers[pair_identifier],
         reasons={int(ids[j]): reason for j, reason in reasons_at.items()},
         columns=len(rules),
@@ -1222,10 +1222,25 @@ def _extract(cur, config, mark: Callable[[str], None], *, meanwhile: Callable[[]
     return pairs, read
 
 
-def _pairs_number(parts: list[np.ndarray], rules: list, code_of: dict[str, int]) -> tuple[np.ndarray, ...]:
-    """The pairs' records (PAIR_RECORD) as columns, and the identifiers told apart: (events, slots, rules, codes,
-    each pair's identifier as an index, each identifier's first position in key order, its code, its key, the pair
-    where its value is, its first time seen)."""
+@dataclass(slots=True)
+class _Numbered:
+    """The pairs as columns (`events`, `slots`, `rules`, `codes`, and `identifier`: each one's identifier as an
+    index) and the identifiers told apart, in key order: each one's category code, key, the pair where its value is
+    (`representative`) and when it was first seen."""
+
+    events: np.ndarray
+    slots: np.ndarray
+    rules: np.ndarray
+    codes: np.ndarray
+    identifier: np.ndarray
+    identifier_codes: np.ndarray
+    identifier_keys: np.ndarray
+    representative: np.ndarray
+    first_seen: np.ndarray
+
+
+def _pairs_number(parts: list[np.ndarray], rules: list, code_of: dict[str, int]) -> _Numbered:
+    """The pairs' records (PAIR_RECORD) as columns, and the identifiers their keys tell apart."""
     records = np.concatenate(parts) if parts else np.empty(0, dtype=PAIR_RECORD)
     pair_events, pair_slots = records["event"].astype(np.int64), records["slot"].astype(np.int64)
     times, keys = records["time"].astype(np.int64), records["key"]
@@ -1240,11 +1255,12 @@ def _pairs_number(parts: list[np.ndarray], rules: list, code_of: dict[str, int])
     first = np.flatnonzero(starts)
     pair_identifier = np.empty(n, dtype=np.int64)  # the pair's identifier as an index into the identifiers
     pair_identifier[order] = np.cumsum(starts) - 1
-    identifier_codes, identifier_keys = sorted_codes[first], sorted_keys[first]
     representative = order[first]  # a pair of each identifier: where its value is (event, slot)
     first_seen = np.minimum.reduceat(times[order], first) if n else np.empty(0, dtype=np.int64)
-    return (pair_events, pair_slots, pair_rules, pair_codes, pair_identifier, first, identifier_codes,
-            identifier_keys, representative, first_seen)  # fmt: skip
+    return _Numbered(
+        pair_events, pair_slots, pair_rules, pair_codes, pair_identifier, sorted_codes[first], sorted_keys[first],
+        representative, first_seen,
+    )  # fmt: skip
 
 
 def _pair_order(events: np.ndarray, identifiers: np.ndarray) -> np.ndarray:
