@@ -610,19 +610,19 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
                 f"string_agg(to_json(i.value)::text, ',') "
                 f"FILTER (WHERE i.category_id = {_lit(attribute.category)}) AS {iname}"
             )
-            parts.finals.append((attribute.id, f"'[' || idents.{iname} || ']'"))
+            parts.finals.append((attribute.id, "[", f"idents.{iname}", "]"))
             continue
         flag = parts.flag(" AND ".join(conditions))  # (None: every event)
         where = f" FILTER (WHERE {flag})" if flag else ""
         if computation == C.COUNT:
             parts.event_aggs.append(f"count(*){where} AS {name}")
-            parts.finals.append((attribute.id, f"'[' || coalesce(ev.{name}, 0)::text || ']'"))
+            parts.finals.append((attribute.id, "[", f"coalesce(ev.{name}, 0)::text", "]"))
             continue
         if computation in (C.FIRST_EVENT_TIME, C.LAST_EVENT_TIME):
             aggregate = "min" if computation == C.FIRST_EVENT_TIME else "max"
             parts.event_aggs.append(f"{aggregate}(x.event_time){where} AS {name}")
             time = f"ev.{name}" if data_type == T.DATETIME else f"(ev.{name} AT TIME ZONE 'UTC')::date"
-            parts.finals.append((attribute.id, _single(json_text(time, data_type))))
+            parts.finals.append((attribute.id, *_single(time, data_type)))
             continue
         value = parts.typed(attribute.path, data_type, attribute.event_types)
         present = f"{flag} AND {value} IS NOT NULL" if flag else f"{value} IS NOT NULL"
@@ -632,7 +632,7 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
             parts.event_aggs.append(f"array_agg({value}) FILTER (WHERE {present}) AS {name}")
             index = "1" if computation == C.LAST_VALUE else f"array_upper(ev.{name}, 1)"
             element = f"ev.{name}[{index}]"
-            parts.finals.append((attribute.id, _single(json_text(element, data_type))))
+            parts.finals.append((attribute.id, *_single(element, data_type)))
         elif computation == C.UNIQUE_VALUES:
             # A jsonb object keyed by the value's text de-duplicates without a per-customer sort; its values in key
             # order (jsonb's: shorter keys first, then bytewise) are the stored list, at most UNIQUE_VALUES_MAX.
@@ -643,8 +643,10 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
             parts.finals.append(
                 (
                     attribute.id,
+                    "",
                     f"jsonb_path_query_array(jsonb_path_query_array(ev.{name}, '$.*'), "
                     f"'$[0 to {UNIQUE_VALUES_MAX - 1}]')::text",
+                    "",
                 )
             )
         elif computation in (C.SUM, C.MIN, C.MAX, C.AVERAGE):
@@ -652,7 +654,7 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
             parts.event_aggs.append(f"{aggregate}({value}){where} AS {name}")
             # The sum over no values is 0: "total revenue 0" is what a marketer filters on.
             result = f"coalesce(ev.{name}, 0)" if computation == C.SUM else f"ev.{name}"
-            parts.finals.append((attribute.id, _single(json_text(result, data_type))))
+            parts.finals.append((attribute.id, *_single(result, data_type)))
         else:  # pragma: no cover - ALLOWED_TYPES covers every computation
             raise ValueError(f"unknown computation {computation!r}")
 
@@ -679,7 +681,9 @@ class _Parts:
     columns: dict[tuple, tuple[str, str]] = field(default_factory=dict)  # (path, data type, json) -> (name, SQL)
     event_aggs: list[str] = field(default_factory=list)
     ident_aggs: list[str] = field(default_factory=list)
-    finals: list[tuple[str, str]] = field(default_factory=list)  # (attribute id, JSON text of the list, or NULL)
+    # (attribute id, open, SQL, close): the list's JSON text is open || SQL || close (literals around the SQL's
+    # text), not set when the SQL is NULL.
+    finals: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     def flag(self, condition: str) -> str | None:
         """The flag column (as x.fN) of a condition; None for no condition (every event)."""
@@ -790,18 +794,30 @@ def _compile_form(form: str, parts: _Parts, categories: list[str], excluded: int
     return update, computed
 
 
-def _single(json: str) -> str:
-    """JSON text of a one-value list, or NULL (not set) when the value's JSON text is NULL."""
-    return f"('[' || {json} || ']')"
+def _single(value: str, data_type: str) -> tuple[str, str, str]:
+    """(open, SQL, close) of a one-value list of a typed SQL value (see json_text), not set when the value is NULL.
+    A date's or date-time's quotes are literals, joined with the member's key and brackets in the statement."""
+    if data_type == T.DATE:
+        return '["', f"to_char({value}, 'YYYY-MM-DD')", '"]'
+    if data_type == T.DATETIME:
+        return '["', f"to_char(({value}) AT TIME ZONE 'UTC', {_lit(DATETIME_FORMAT)})", '"]'
+    return "[", json_text(value, data_type), "]"
 
 
-def _object(finals: list[tuple[str, str]]) -> str:
-    """jsonb object of the attributes whose list text is not NULL: the members' text joined by concat_ws (which
-    skips NULLs), parsed once. Attribute ids are [a-z0-9_], so a key needs no escaping. A function takes at most
-    100 arguments: concat_ws of chunks of 90, each NULL when empty."""
+def _object(finals: list[tuple[str, str, str, str]]) -> str:
+    """jsonb object of the attributes whose SQL is not NULL: the members' text joined by concat_ws (which skips
+    NULLs), parsed once. Attribute ids are [a-z0-9_], so a key needs no escaping. A function takes at most 100
+    arguments: concat_ws of chunks of 90, each NULL when empty.
+
+    Each member is `'"id":open' || SQL || 'close'`: the literals around the value are joined at compile time (each
+    `||` copies the text so far). The members are in jsonb's key order (shorter keys first, then bytewise), so the
+    parser's sort of the keys finds them sorted: a tenth less time parsing."""
     if not finals:
         return "'{}'::jsonb"
-    members = [f"{_lit(chr(34) + key + chr(34) + ':')} || {expr}" for key, expr in finals]
+    members = [
+        f"{_lit(chr(34) + key + chr(34) + ':' + open_)} || {expr}" + (f" || {_lit(close)}" if close else "")
+        for key, open_, expr, close in sorted(finals, key=lambda member: (len(member[0]), member[0]))
+    ]
     chunks = [
         f"NULLIF(concat_ws(',', {', '.join(members[start : start + 90])}), '')" for start in range(0, len(members), 90)
     ]
