@@ -20,7 +20,7 @@ from unfold.paginator import InfinitePaginator
 from unfold.utils import parse_datetime_str
 
 from cdp.admin.base import FeatureAccessMixin, render_confirmation, user_has_feature
-from cdp.admin.profile import profile_context
+from cdp.admin.profile import header_identifiers, profile_context
 from cdp.features import Feature
 from cdp.models import CustomerEntity, CustomerEvent, CustomerEventEntity, DataSource
 from cdp.selectors import entities_list, events_list
@@ -260,6 +260,8 @@ class CustomerEntityAdmin(FeatureAccessMixin, ModelAdmin):
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
     ) -> HttpResponse:
         entity = CustomerEntity.objects.filter(pk=str(object_id).lower()).first()
+        if entity is None and (gone := _entity_gone(request, str(object_id).lower())) is not None:
+            return gone
         extra_context = {**(extra_context or {})}
         if entity is not None:
             extra_context.update(profile_context(entity))
@@ -279,12 +281,16 @@ class CustomerEntityAdmin(FeatureAccessMixin, ModelAdmin):
         if request.method != "POST" or request.POST.get("confirm") != "yes":
             entity = get_object_or_404(CustomerEntity, pk=entity.pk)
             events = CustomerEventEntity.objects.filter(customer_entity_id=entity.pk).count()
+            # The name the profile shows, so the customer is recognised before the irreversible step.
+            name = _profile_title(header_identifiers(entity), entity)
+            who = entity.pk if name == f"Customer {entity.pk}" else f"{name} ({entity.pk})"
             return render_confirmation(
                 request,
                 self,
-                title=f"Erase customer {entity.pk}?",
-                question="Everything this platform holds about the customer is deleted for good (GDPR erasure). "
-                "This cannot be undone.",
+                title=f"Erase customer {who}?",
+                question="Everything this platform holds about the customer is deleted for good (GDPR erasure); "
+                "only a record that an erasure happened (when, by whom, how many rows) is kept, without personal "
+                "data. This cannot be undone. Deleted:",
                 details=[
                     f"{events} event(s) and the identity graph they form, with events received for them that "
                     "are still being processed",
@@ -292,7 +298,6 @@ class CustomerEntityAdmin(FeatureAccessMixin, ModelAdmin):
                     "all attribute values",
                     "the email channel's state of their addresses (consent, block reason); a block is kept as a "
                     "digest of the address only",
-                    "A record that an erasure happened (when, by whom, how many rows) is kept, without personal data.",
                 ],
                 confirm_label="Erase customer",
                 cancel_url=change_url,
@@ -321,6 +326,24 @@ class CustomerEntityAdmin(FeatureAccessMixin, ModelAdmin):
             "identifier(s) and the attribute values were deleted.",
         )
         return HttpResponseRedirect(reverse("admin:cdp_customerentity_changelist"))
+
+
+def _entity_gone(request: HttpRequest, entity_id: str) -> HttpResponse | None:
+    """A customer id that no longer exists (a link from the merge history, an old bookmark): to the customer it was
+    merged into, or to the list when it was erased, saying so; None when the history does not know the id."""
+    from stitching.selectors import entity_fate  # lazy: stitching builds on cdp
+
+    fate = entity_fate(entity_id=entity_id)
+    if fate is None:
+        return None
+    if fate.merged_into is not None:
+        messages.info(request, f"Customer {entity_id} was merged into this customer.")
+        return HttpResponseRedirect(reverse("admin:cdp_customerentity_change", args=[fate.merged_into]))
+    if fate.erased == entity_id:
+        messages.warning(request, f"Customer {entity_id} was erased (GDPR).")
+    else:
+        messages.warning(request, f"Customer {entity_id} was merged into customer {fate.erased}, which was erased.")
+    return HttpResponseRedirect(reverse("admin:cdp_customerentity_changelist"))
 
 
 def _profile_title(identifiers: list[dict[str, Any]], entity: CustomerEntity) -> str:

@@ -8,12 +8,15 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from cdp.models import Attribute, CustomerEntity, CustomerEvent
+
+if TYPE_CHECKING:
+    from stitching.models import EntityChange
 
 TIMELINE_EVENTS = 50
 GRAPH_EVENTS = 150
@@ -69,7 +72,7 @@ def _value_format(value: Any, data_type: str) -> str:
     if data_type == "datetime" and isinstance(value, str):
         parsed = parse_datetime(value)
         if parsed is not None:
-            return timezone.localtime(parsed).strftime("%Y-%m-%d %H:%M") if timezone.is_aware(parsed) else value
+            return timezone.localtime(parsed).strftime("%Y-%m-%d %H:%M %Z") if timezone.is_aware(parsed) else value
     if data_type == "bool":
         return "yes" if value else "no"
     if data_type == "float" and isinstance(value, int | float):
@@ -138,13 +141,30 @@ def timeline(entity: CustomerEntity) -> list[CustomerEvent]:
     return events
 
 
+def history(entity: CustomerEntity, category_names: dict[str, str]) -> list[EntityChange]:
+    """The latest merges and splits the customer took part in, each with `others` (the other customers involved,
+    seen from this one: a customer it was split off from is the row's own entity) and `category_name` (the
+    stitching category of the identifier that merged or split them)."""
+    from stitching.selectors import entity_changes_list
+
+    changes = list(entity_changes_list(entity_id=entity.pk)[:HISTORY_ROWS])
+    for change in changes:
+        involved = [change.customer_entity_id, *(change.other_entity_ids or [])]
+        change.others = [pk for pk in dict.fromkeys(involved) if pk != entity.pk]
+        category = (change.detail or {}).get("identifier_category")
+        change.category_name = category_names.get(category, category) if category else ""
+    return changes
+
+
 def profile_context(entity: CustomerEntity) -> dict[str, Any]:
     from stitching.models import StitchingCategory
-    from stitching.selectors import entity_changes_list, identity_graph
+    from stitching.selectors import identity_graph
 
     graph = identity_graph(entity.pk, limit=GRAPH_EVENTS)
     categories = StitchingCategory.objects.order_by("-priority", "id").values_list("id", "name")
     graph["categories"] = [{"id": cid, "name": name} for cid, name in categories]
+    # The drawing script shows times in the admin's display time zone, as the rest of the page does.
+    graph["timezone"] = timezone.get_current_timezone_name()
     counts = graph["counts"]
     events = timeline(entity)
     return {
@@ -154,7 +174,7 @@ def profile_context(entity: CustomerEntity) -> dict[str, Any]:
         "latest_events": events,
         "profile_timeline_limit": TIMELINE_EVENTS,
         "profile_graph": graph,
-        "profile_changes": list(entity_changes_list(entity_id=entity.pk)[:HISTORY_ROWS]),
+        "profile_changes": history(entity, {c["id"]: c["name"] for c in graph["categories"]}),
         "profile_event_count": counts["events"],
         "profile_last_event": _event_time(entity, "-event_time"),
         "profile_first_seen": _event_time(entity, "event_time"),

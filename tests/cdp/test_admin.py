@@ -14,6 +14,7 @@ from cdp.services.auth import role_create, token_authenticate, token_create, use
 from cdp.services.data_sources import data_source_by_write_key, data_source_create
 from cdp.services.events import event_record_build, events_ingest
 from cdp.services.global_settings import global_setting_get, global_setting_set
+from stitching.models import EntityChange
 from stitching.services import engine
 from stitching.services.defaults import segment_default_rules_ensure
 from tests.entities import events_attach
@@ -279,6 +280,25 @@ def test_erasing_a_customer_merged_away_meanwhile_leads_to_the_customer_it_was_m
     assert messages == [f"Customer {ann} was merged into this customer meanwhile, so nothing was erased: erase this "
                         "one if it is the same person."]  # fmt: skip
     assert CustomerEntity.objects.filter(pk=older).exists()
+
+
+def test_the_profile_of_a_customer_merged_away_leads_to_the_customer_it_was_merged_into(staff_client, web_source):
+    segment_default_rules_ensure(source=web_source)
+    stitch_ingest(web_source, [{"id": "1", "t": 0, "anonymousId": "c1"}])
+    stitch_ingest(web_source, [{"id": "2", "t": 1, "traits": {"email": "ann@example.com"}}])
+    engine.stitch_pending()
+    stitch_ingest(web_source, [{"id": "3", "t": 2, "anonymousId": "c1", "traits": {"email": "ann@example.com"}}])
+    engine.stitch_pending()
+    merge = EntityChange.objects.get(kind="merge")
+    (gone,) = merge.other_entity_ids
+
+    response = staff_client.get(change("customerentity", gone), follow=True)
+
+    assert response.redirect_chain[-1][0] == change("customerentity", merge.customer_entity_id)
+    assert [str(m) for m in response.context["messages"]] == [f"Customer {gone} was merged into this customer."]
+    # Its merge history names the stitching category that joined them, not its id.
+    assert merge.detail["identifier_category"] == "cookie"
+    assert "through a shared Cookie / anonymous ID" in response.content.decode()
 
 
 # --- users, roles, tokens -------------------------------------------------------------------------------------

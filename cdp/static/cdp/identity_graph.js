@@ -30,8 +30,27 @@
     return PALETTE[Math.max(0, order.indexOf(category)) % PALETTE.length];
   }
 
+  // Times in the admin's display time zone (data.timezone), as the rest of the page shows them; the data and the
+  // "why" API give them in UTC.
+  let zoneFormat = null;
+
+  function zoneFormatSet(zone) {
+    try {
+      zoneFormat = new Intl.DateTimeFormat("en-GB", {
+        timeZone: zone || "UTC", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+        hourCycle: "h23",
+      });
+    } catch (error) {
+      zoneFormat = null; // an unknown zone: as given
+    }
+  }
+
   function shortTime(iso) {
-    return iso ? iso.replace("T", " ").slice(0, 16) : "";
+    if (!iso) return "";
+    const date = new Date(iso);
+    if (!zoneFormat || isNaN(date)) return iso.replace("T", " ").slice(0, 16);
+    const p = Object.fromEntries(zoneFormat.formatToParts(date).map((part) => [part.type, part.value]));
+    return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}`;
   }
 
   function layout(data, width) {
@@ -99,10 +118,11 @@
     const spacing = g.events.length > 1 ? g.pos[g.events[1].id].x - g.pos[g.events[0].id].x : 999;
     if (spacing >= 70) {
       // Room for a label under every event: its type and time.
+      const chars = Math.max(14, Math.floor(Math.min(spacing, 160) / 6.5));
       for (const event of g.events) {
         const p = g.pos[event.id];
         const type = el("text", { x: p.x, y: p.y + 22, fill: "#475569", "text-anchor": "middle", "font-size": 11 }, svg);
-        type.textContent = event.type.length > 14 ? event.type.slice(0, 13) + "…" : event.type;
+        type.textContent = event.type.length > chars ? event.type.slice(0, chars - 1) + "…" : event.type;
         const time = el("text", { x: p.x, y: p.y + 35, fill: "#94a3b8", "text-anchor": "middle", "font-size": 10 }, svg);
         time.textContent = shortTime(event.event_time).slice(5);
       }
@@ -229,6 +249,7 @@
     const source = document.getElementById("identity-graph-data");
     if (!container || !source) return;
     const data = JSON.parse(source.textContent);
+    zoneFormatSet(data.timezone);
     const detail = document.getElementById("identity-graph-detail");
     if (!data.nodes.length) {
       container.innerHTML = '<p class="cp-muted" style="padding:16px">No identifiers yet.</p>';
