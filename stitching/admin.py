@@ -10,7 +10,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -418,7 +418,7 @@ class EntityChangeAdmin(FeatureAccessMixin, ModelAdmin):
     list_display = ("created_display", "kind", "customer_display", "others_display", "event_id")
     list_filter = ("kind",)
     search_fields = ("customer_entity_id",)
-    search_help_text = "An exact customer entity id."
+    search_help_text = "An exact customer entity id: the changes it took part in (merged into, split off, erased)."
     paginator = InfinitePaginator
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
@@ -433,7 +433,9 @@ class EntityChangeAdmin(FeatureAccessMixin, ModelAdmin):
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
         term = search_term.strip().lower()
-        return (queryset.filter(customer_entity_id=term) if term else queryset), False
+        if not term:
+            return queryset, False
+        return queryset.filter(Q(customer_entity_id=term) | Q(other_entity_ids__contains=[term])), False
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return False

@@ -136,8 +136,13 @@ def timeline(entity: CustomerEntity) -> list[CustomerEvent]:
         .select_related("source")
         .order_by("-event_time", "-id")[:TIMELINE_EVENTS]
     )
+    from stitching.services.engine import MERGED_EVENT_TYPE, SPLIT_EVENT_TYPE, SYSTEM_SOURCE_SLUG
+
+    system_labels = {MERGED_EVENT_TYPE: "Customers merged", SPLIT_EVENT_TYPE: "Customer split"}
     for event in events:
         event.payload_text = json.dumps(event.payload, indent=2, sort_keys=True, ensure_ascii=False)
+        # The platform's own records of merges and splits read as what happened, not as an event type.
+        event.label = system_labels.get(event.type, event.type) if event.source.slug == SYSTEM_SOURCE_SLUG else ""
     return events
 
 
@@ -175,10 +180,20 @@ def profile_context(entity: CustomerEntity) -> dict[str, Any]:
         "profile_timeline_limit": TIMELINE_EVENTS,
         "profile_graph": graph,
         "profile_changes": history(entity, {c["id"]: c["name"] for c in graph["categories"]}),
-        "profile_event_count": counts["events"],
+        "profile_event_count": _event_count(entity, counts["events"]),
         "profile_last_event": _event_time(entity, "-event_time"),
         "profile_first_seen": _event_time(entity, "event_time"),
     }
+
+
+def _event_count(entity: CustomerEntity, with_system: int) -> int:
+    """The customer's events without the system events (merges, splits), as the events-count attribute counts."""
+    from stitching.services.engine import system_source_id
+
+    system = system_source_id()
+    if not system:
+        return with_system
+    return with_system - CustomerEvent.objects.filter(entity_link__customer_entity_id=entity.pk, source_id=system).count()
 
 
 def _event_time(entity: CustomerEntity, order: str) -> datetime | None:

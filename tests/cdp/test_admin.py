@@ -301,6 +301,31 @@ def test_the_profile_of_a_customer_merged_away_leads_to_the_customer_it_was_merg
     assert "through a shared Cookie / anonymous ID" in response.content.decode()
 
 
+def test_a_merged_profile_counts_the_customers_events_and_names_the_merge(staff_client, web_source):
+    segment_default_rules_ensure(source=web_source)
+    stitch_ingest(web_source, [{"id": "1", "t": 0, "anonymousId": "c1"}])
+    stitch_ingest(web_source, [{"id": "2", "t": 1, "traits": {"email": "ann@example.com"}}])
+    engine.stitch_pending()
+    stitch_ingest(web_source, [{"id": "3", "t": 2, "anonymousId": "c1", "traits": {"email": "ann@example.com"}}])
+    engine.stitch_pending()
+    merge = EntityChange.objects.get(kind="merge")
+    (gone,) = merge.other_entity_ids
+    survivor = merge.customer_entity_id
+    assert CustomerEvent.objects.filter(entity_link__customer_entity_id=survivor, type=engine.MERGED_EVENT_TYPE).exists()
+
+    page = staff_client.get(change("customerentity", survivor)).content.decode()
+
+    # The header counts the customer's three events, not the platform's record of the merge.
+    assert '<dd id="profile-event-count">3</dd>' in page
+    # That record reads as what happened in the timeline.
+    assert "Customers merged</span>" in page
+    # "All changes" finds the merge from either side.
+    changes = reverse("admin:stitching_entitychange_changelist")
+    for term in (survivor, gone):
+        listing = staff_client.get(changes, {"q": term})
+        assert list(listing.context["cl"].result_list) == [merge]
+
+
 # --- users, roles, tokens -------------------------------------------------------------------------------------
 
 

@@ -256,6 +256,8 @@
       return;
     }
     draw(container, data, detail);
+    // A graph wider than the page opens on its right end: the newest events, what a marketer looks at first.
+    container.parentElement.scrollLeft = container.parentElement.scrollWidth;
     // Redrawn when the width changes only: a height change (a full-page screenshot, a mobile toolbar) would
     // otherwise throw away the identifiers the user picked.
     let timer = null;
