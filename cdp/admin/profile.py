@@ -193,7 +193,8 @@ def _event_count(entity: CustomerEntity, with_system: int) -> int:
     system = system_source_id()
     if not system:
         return with_system
-    return with_system - CustomerEvent.objects.filter(entity_link__customer_entity_id=entity.pk, source_id=system).count()
+    system_events = CustomerEvent.objects.filter(entity_link__customer_entity_id=entity.pk, source_id=system)
+    return with_system - system_events.count()
 
 
 def _event_time(entity: CustomerEntity, order: str) -> datetime | None:

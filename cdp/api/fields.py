@@ -1,8 +1,11 @@
 """`load_full_structure=1`: related objects are ids by default and whole objects on request."""
 
+from collections.abc import Mapping
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.relations import MANY_RELATION_KWARGS
 
 FULL_STRUCTURE_PARAM = "load_full_structure"
 
@@ -25,15 +28,34 @@ class ExpandableRelatedField(serializers.PrimaryKeyRelatedField):
         kwargs.setdefault("help_text", "Id; the whole object when load_full_structure=1.")
         super().__init__(**kwargs)
 
+    @classmethod
+    def many_init(cls, *args, **kwargs):
+        list_kwargs = {"child_relation": cls(*args, **kwargs)}
+        list_kwargs.update({key: value for key, value in kwargs.items() if key in MANY_RELATION_KWARGS})
+        return ExpandableManyRelatedField(**list_kwargs)
+
     def use_pk_only_optimization(self) -> bool:
         return not self.context.get("full_structure", False)
 
     def to_internal_value(self, data):
         if isinstance(data, str) and "\x00" in data:  # PostgreSQL text cannot hold it: no such object
             raise serializers.ValidationError("An id cannot contain NUL characters.")
+        if isinstance(data, float) and not data.is_integer():
+            # The lookup would truncate 1.5 to the id 1, and a JSON number too large for a float (1e400) decodes
+            # to infinity, which int() refuses with an OverflowError that DRF does not catch (a 500).
+            raise serializers.ValidationError(f"{data!r} is not an id: ids are whole numbers or texts.")
         return super().to_internal_value(data)
 
     def to_representation(self, value):
         if self.context.get("full_structure", False):
             return self.full_serializer(value, context=self.context).data
         return super().to_representation(value)
+
+
+class ExpandableManyRelatedField(serializers.ManyRelatedField):
+    """A list of ids. DRF's takes any iterable, so an object was read as the list of its keys ({} cleared it)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            self.fail("not_a_list", input_type=type(data).__name__)
+        return super().to_internal_value(data)

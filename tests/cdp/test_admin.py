@@ -311,7 +311,8 @@ def test_a_merged_profile_counts_the_customers_events_and_names_the_merge(staff_
     merge = EntityChange.objects.get(kind="merge")
     (gone,) = merge.other_entity_ids
     survivor = merge.customer_entity_id
-    assert CustomerEvent.objects.filter(entity_link__customer_entity_id=survivor, type=engine.MERGED_EVENT_TYPE).exists()
+    merged = CustomerEvent.objects.filter(entity_link__customer_entity_id=survivor, type=engine.MERGED_EVENT_TYPE)
+    assert merged.exists()
 
     page = staff_client.get(change("customerentity", survivor)).content.decode()
 
