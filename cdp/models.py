@@ -110,7 +110,9 @@ class CustomerEntity(models.Model):
     class Meta:
         db_table = "customer_entities"
         ordering = ["-modified"]
-        verbose_name_plural = "customer entities"
+        # What the admin's navigation and a marketer call them (the API keeps "customer entities").
+        verbose_name = "customer profile"
+        verbose_name_plural = "customer profiles"
         indexes = [
             models.Index(fields=["-modified"], name="customer_entities_modified"),
             # The pending list (in kB) takes a recompute's new entries cheaply and is merged in bulk; every lookup
