@@ -19,8 +19,20 @@ def wants_full_structure(request) -> bool:
     return raw in ("1", "true")
 
 
+class IdRelatedField(serializers.PrimaryKeyRelatedField):
+    """DRF's primary-key field, refusing what its lookup would misread: NUL characters, fractional numbers."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and "\x00" in data:  # PostgreSQL text cannot hold it: no such object
+            raise serializers.ValidationError("An id cannot contain NUL characters.")
+        if isinstance(data, float) and not data.is_integer():
+            # The lookup would truncate 1.5 to the id 1.
+            raise serializers.ValidationError(f"{data!r} is not an id: ids are whole numbers or texts.")
+        return super().to_internal_value(data)
+
+
 @extend_schema_field(OpenApiTypes.ANY)
-class ExpandableRelatedField(serializers.PrimaryKeyRelatedField):
+class ExpandableRelatedField(IdRelatedField):
     """Writes take the id; reads give the id, or `full_serializer`'s object when load_full_structure=1."""
 
     def __init__(self, *, full_serializer: type[serializers.Serializer], **kwargs):
@@ -36,15 +48,6 @@ class ExpandableRelatedField(serializers.PrimaryKeyRelatedField):
 
     def use_pk_only_optimization(self) -> bool:
         return not self.context.get("full_structure", False)
-
-    def to_internal_value(self, data):
-        if isinstance(data, str) and "\x00" in data:  # PostgreSQL text cannot hold it: no such object
-            raise serializers.ValidationError("An id cannot contain NUL characters.")
-        if isinstance(data, float) and not data.is_integer():
-            # The lookup would truncate 1.5 to the id 1, and a JSON number too large for a float (1e400) decodes
-            # to infinity, which int() refuses with an OverflowError that DRF does not catch (a 500).
-            raise serializers.ValidationError(f"{data!r} is not an id: ids are whole numbers or texts.")
-        return super().to_internal_value(data)
 
     def to_representation(self, value):
         if self.context.get("full_structure", False):

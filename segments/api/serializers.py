@@ -2,6 +2,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from cdp.api.fields import IdRelatedField
 from cdp.api.profile_serializers import AttributeValueCountsSerializer
 from cdp.api.serializers import UserBriefSerializer
 from cdp.models import CustomerEntity, Role, User
@@ -86,9 +87,8 @@ class SegmentNoteSerializer(serializers.ModelSerializer):
 
 
 class SegmentGrantSerializer(serializers.ModelSerializer):
-    user = serializers.PrimaryKeyRelatedField(queryset=User.objects.filter(is_active=True), required=False,
-                                              allow_null=True)  # fmt: skip
-    role = serializers.PrimaryKeyRelatedField(queryset=Role.objects.all(), required=False, allow_null=True)
+    user = IdRelatedField(queryset=User.objects.filter(is_active=True), required=False, allow_null=True)
+    role = IdRelatedField(queryset=Role.objects.all(), required=False, allow_null=True)
 
     class Meta:
         model = SegmentGrant

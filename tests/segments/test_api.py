@@ -177,6 +177,9 @@ def test_acl_grant_to_a_role_and_replacing_it(exclusion_segment, cast, owner_cli
     assert member.patch(f"/api/segments/{exclusion_segment.pk}", {"name": "Renamed"}, format="json").status_code == 200
     assert owner_client.post(url, {"user": cast["viewer"].pk, "role": role.pk}, format="json").status_code == 400
     assert owner_client.post(url, {"permission": "own"}, format="json").status_code == 400
+    # A fractional id is not the id it truncates to.
+    fractional = owner_client.post(url, {"role": role.pk + 0.5, "permission": "view"}, format="json")
+    assert fractional.status_code == 400 and "is not an id" in fractional.json()["message"]
     assert owner_client.delete(f"{url}/{first['id']}").status_code == 204
     assert member.get(f"/api/segments/{exclusion_segment.pk}").status_code == 404
 
