@@ -49,11 +49,20 @@ def _answer(status_code: int, status: str, message: str, **extra: Any) -> JsonRe
     return JsonResponse({"status": status, "message": message, **extra}, status=status_code)
 
 
-def _read_body(request: HttpRequest, *, limit: int) -> bytes:
+def _declared_length(value: object) -> int:
+    """The Content-Length header's number of bytes (0 when absent); PublicRequestError 400 when it is not one (read
+    as 0 it reached Django's `request.body`, which raised ValueError on it: a 500)."""
     try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        declared = int(value or 0)
     except ValueError:
-        declared = 0
+        declared = -1
+    if declared < 0:
+        raise PublicRequestError(400, "error", "validation: the Content-Length header is not a number of bytes")
+    return declared
+
+
+def _read_body(request: HttpRequest, *, limit: int) -> bytes:
+    declared = _declared_length(request.META.get("CONTENT_LENGTH"))
     if declared > limit:
         raise PublicRequestError(413, "error", f"validation: the body is over the {limit // 1024} KB limit")
     try:
@@ -198,10 +207,7 @@ def _json_answer(status_code: int, status: str, message: str, headers: list | No
 def _environ_body(environ: dict, limit: int) -> bytes:
     """The request body from the WSGI input: at most `limit` bytes, else PublicRequestError 413."""
     too_big = PublicRequestError(413, "error", f"validation: the body is over the {limit // 1024} KB limit")
-    try:
-        declared = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
+    declared = _declared_length(environ.get("CONTENT_LENGTH"))
     if declared > limit:
         raise too_big
     stream = environ.get("wsgi.input")

@@ -218,13 +218,14 @@ def _scalar(value: Any, data_type: str, path: str) -> Any:
     """One comparison value, as stored for the data type."""
     if isinstance(value, list | dict):
         raise ConditionInvalid(path, "must be a single value, not a list or object")
+    if isinstance(value, str) and "\x00" in value:
+        # Also for dates: Python's fromisoformat reads "2025-01-01T00:00:00\x00" as that time.
+        raise ConditionInvalid(path, "must not contain NUL characters")
     if data_type == STRING:
         if not isinstance(value, str):
             raise ConditionInvalid(path, f"must be a text, got {_show(value)}")
         if len(value) > MAX_TEXT:
             raise ConditionInvalid(path, f"must be at most {MAX_TEXT} characters")
-        if "\x00" in value:
-            raise ConditionInvalid(path, "must not contain NUL characters")
         if not storable(value):
             raise ConditionInvalid(path, "must be valid text (it holds a lone surrogate)")
         return value
@@ -279,7 +280,9 @@ def datetime_storage(value: str | datetime, *, path: str = "value") -> str:
         moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00: before year 1 in UTC
         raise ConditionInvalid(path, f"is out of range: {_show(value)}") from None
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime("%Y"): glibc writes the year 999 as "999", which compares after "2000" as text (and
+    # is no ISO date: a stored tree with 0999-01-01 could no longer be validated).
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def tree_attributes(tree: Any) -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -214,13 +215,9 @@ def _tag_fields(name: Any, color: Any, *, instance: Tag | None = None) -> tuple[
     if clash.exists():
         raise ValidationError({"name": f"A tag named {name!r} already exists."})
     color = color or ""
-    if color and (not isinstance(color, str) or len(color) != 7 or not color.startswith("#")):
+    # Six hex digits: int(..., 16) also took "#-12345", "#0x1234" and full-width digits.
+    if color and (not isinstance(color, str) or not re.fullmatch(r"#[0-9A-Fa-f]{6}", color)):
         raise ValidationError({"color": "A colour like #1f77b4."})
-    try:
-        if color:
-            int(color[1:], 16)
-    except ValueError:
-        raise ValidationError({"color": "A colour like #1f77b4."}) from None
     return name, color
 
 

@@ -105,7 +105,9 @@ def _json_body(request: HttpRequest, *, limit: int) -> dict[str, Any]:
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
-        declared = 0
+        declared = -1
+    if declared < 0:  # (read as 0, it reached Django's request.body, which raised ValueError on it: a 500)
+        raise RequestProblem(400, "Content-Length header is not a number of bytes")
     if declared > raw_limit:
         raise RequestProblem(413, f"body is over the {raw_limit // 1024} KB limit", "payload_too_large")
     try:

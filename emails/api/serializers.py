@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
+from cdp.api.fields import IdRelatedField
 from emails.models import Campaign, CampaignRecipient, EmailAddress, EmailChannel, EmailTemplate
 from emails.services.channel import EDITABLE_FIELDS
 
@@ -115,6 +116,7 @@ class BlockResultSerializer(serializers.Serializer):
 
 
 class CampaignSerializer(serializers.ModelSerializer):
+    serializer_related_field = IdRelatedField  # `template`: 1.5 is refused, not read as template 1
     percent = serializers.IntegerField(read_only=True)
 
     class Meta:

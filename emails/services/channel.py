@@ -21,6 +21,9 @@ EDITABLE_FIELDS = (
     "send_rate_per_second",
 )  # fmt: skip
 WEBHOOK_SECRET_PREFIX = "whs"  # noqa: S105 - a prefix, not a secret
+MAX_OPT_IN_FREQUENCY_HOURS = 10 * 365 * 24
+MAX_OPT_IN_LINK_VALID_DAYS = 10 * 365
+MAX_PORT = 65535
 
 
 CACHE_SECONDS = 5.0
@@ -65,6 +68,13 @@ def channel_update(*, user: Any = None, credentials: str | None = None, **fields
         credentials_set(channel=channel, secret=credentials)
     if channel.opt_in_frequency_hours < 1:
         raise ValidationError({"opt_in_frequency_hours": "At least 1 hour."})
+    # Larger windows and link ages put "now minus the window" before year 1: every subscribe / confirm a 500.
+    if channel.opt_in_frequency_hours > MAX_OPT_IN_FREQUENCY_HOURS:
+        raise ValidationError({"opt_in_frequency_hours": f"At most {MAX_OPT_IN_FREQUENCY_HOURS} hours (10 years)."})
+    if channel.opt_in_link_valid_days > MAX_OPT_IN_LINK_VALID_DAYS:
+        raise ValidationError({"opt_in_link_valid_days": f"At most {MAX_OPT_IN_LINK_VALID_DAYS} days (10 years)."})
+    if channel.smtp_port > MAX_PORT:
+        raise ValidationError({"smtp_port": f"A port is at most {MAX_PORT}."})
     if channel.send_rate_per_second < 1:
         raise ValidationError({"send_rate_per_second": "At least 1 email per second."})
     channel.full_clean()

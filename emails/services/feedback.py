@@ -25,6 +25,7 @@ import orjson
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Max
 
+from cdp.services.events import EARLIEST_EVENT_TIME
 from cdp.text import storable_json
 from emails.models import EmailAddress, FeedbackInbox, FeedbackRejection
 from emails.services.state import (
@@ -114,8 +115,9 @@ def _iso(value: object) -> datetime | None:
 
 
 def _not_future(when: datetime | None) -> datetime | None:
-    # cdp refuses events more than a day ahead; a provider clock that far off is replaced by our time.
-    if when is None or when.timestamp() > datetime.now(UTC).timestamp() + 3600:
+    # cdp refuses events more than a day ahead or before 1970; a provider time that far off is replaced by our time
+    # (a time before 1970 was kept: the webhook was answered 200, then its event failed to apply and was set aside).
+    if when is None or when < EARLIEST_EVENT_TIME or when.timestamp() > datetime.now(UTC).timestamp() + 3600:
         return None
     return when
 

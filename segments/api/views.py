@@ -12,11 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.shortcuts import get_object_or_404
+from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
 from cdp.api.pagination import _int_param
@@ -261,6 +262,7 @@ class SegmentNoteViewSet(SegmentScopedMixin, CdpViewSet, mixins.ListModelMixin, 
         return SegmentNote.objects.filter(segment=self.segment()).select_related("author")
 
     def get_object(self) -> SegmentNote:
+        # DRF's get_object_or_404: a pk that is no number ("abc", 5000 digits) is a 404, not Django's ValueError.
         note = get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
         if self.request.method not in ("GET", "HEAD", "OPTIONS") and note.author_id != self.request.user.pk:
             self.segment(edit=True)
@@ -310,6 +312,7 @@ class SegmentGrantViewSet(SegmentScopedMixin, CdpViewSet, mixins.ListModelMixin,
             permission=data.get("permission", SegmentGrant.Permission.VIEW),
         )  # fmt: skip
 
+    @transaction.atomic  # a grant replaced by one the service refuses (no user or role, the owner) is kept
     def perform_update(self, serializer):
         segment = self._managed_segment()
         grant = serializer.instance

@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from cdp.api.fields import IdRelatedField
 from loaders.registry import KIND_CHOICES
 from segments.exports.models import ExportDestination, ExportSchedule, SegmentExport
 from segments.exports.services import destination_config_display
@@ -27,7 +28,8 @@ class ExportDestinationSerializer(serializers.ModelSerializer):
 
 
 class DestinationUpdateSerializer(serializers.Serializer):
-    name = serializers.CharField(required=False)
+    # The column's length: a longer name was a DataError from the database (a 500), not a 400 naming it.
+    name = serializers.CharField(required=False, max_length=ExportDestination._meta.get_field("name").max_length)
     config = serializers.JSONField(required=False)
     mandatory_attributes = serializers.ListField(child=serializers.CharField(), required=False)
 
@@ -76,6 +78,8 @@ class SegmentExportCreateSerializer(serializers.Serializer):
 
 
 class ExportScheduleSerializer(serializers.ModelSerializer):
+    serializer_related_field = IdRelatedField  # `segment`, `destination`: 1.5 is refused, not read as the id 1
+
     class Meta:
         model = ExportSchedule
         fields = ["id", "segment", "destination", "frequency", "enabled", "last_run_at", "created"]
