@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Any
 
 import pytest
 from django.core import signing
@@ -32,16 +31,15 @@ from emails.services.templates import template_create
 from segments.services import segment_create
 from tests.conftest import client_for
 from tests.emails.conftest import WEBHOOK_SECRET
+from tests.fuzz import BIGINT_PAST, HUGE, INT_PAST, LONG, NUMBERS, SURROGATE
+from tests.fuzz import problem as _problem
+from tests.fuzz import run as _run
+from tests.fuzz import send as _send
+from tests.fuzz import with_number as _with_number
 from tests.segment_api.conftest import basic_auth
 
 pytestmark = pytest.mark.django_db
 
-HUGE = 10**30  # beyond bigint
-BIGINT_PAST = 2**63
-INT_PAST = 2**31
-LONG = "x" * 100_000
-SURROGATE = "\\ud800"  # a JSON escape: valid JSON, decodes to a lone surrogate (not UTF-8)
-NUMBERS = ["1e400", "-1e400", "1" + "0" * 400]
 BAD_IDS = ["abc", "0", "-1", str(HUGE), str(BIGINT_PAST), str(INT_PAST), "1.5", "%C2%B2", "x" * 10_000, "%ff"]
 BAD_EMAILS = [
     "", " ", "not-an-address", "a@", "@b.com", "a@b", "a b@c.com", "a@b..com", "x" * 990 + "@example.com",
@@ -57,63 +55,11 @@ TIMES = [
 ]  # fmt: skip
 
 
-def _with_number(body: dict, field: str, literal: str) -> str:
-    """The body as JSON text with `field` set to the number `literal` as written (json.dumps would round it)."""
-    return json.dumps({**body, field: "PLACEHOLDER"}).replace('"PLACEHOLDER"', literal)
-
-
 def _with_surrogate(body: dict, field: str) -> str:
     return json.dumps({**body, field: "PLACEHOLDER"}).replace("PLACEHOLDER", f"a{SURROGATE}b")
 
 
 # --- the checker ---------------------------------------------------------------------------------------------
-
-
-def _send(client, method: str, url: str, body: Any = None, raw: str | bytes | None = None, **extra):
-    if raw is not None:
-        return client.generic(method.upper(), url, raw, content_type="application/json", **extra)
-    if body is None:
-        return getattr(client, method)(url, **extra)
-    return client.generic(method.upper(), url, json.dumps(body), content_type="application/json", **extra)
-
-
-def _problem(response, names: tuple[str, ...] = (), *, api: bool = True) -> str | None:
-    """Why the response breaks the rule, or None: below 500; a 4xx with a JSON body carrying a message (in the API's
-    error shape when `api`; the public endpoints' `status` is a code such as EmailInvalid); a 400's message naming
-    one of `names` when given."""
-    if response.status_code >= 500:
-        return f"{response.status_code}: {response.content[:200]!r}"
-    if response.status_code < 400:
-        return None
-    try:
-        body = response.json()
-    except ValueError:
-        return f"{response.status_code} without a JSON body: {response.content[:200]!r}"
-    if not str(body.get("message", "")).strip() or (api and body.get("status") != "error"):
-        return f"{response.status_code} not in the error shape: {body!r:.200}"
-    if response.status_code == 400 and names:
-        text = json.dumps(body)
-        if not any(name in text for name in names) and "is out of range" not in text:
-            return f"400 that names none of {names}: {body!r:.200}"
-    return None
-
-
-def _run(client, cases: list[tuple], *, refuse: bool = False, api: bool = True, **extra) -> list[str]:
-    """cases: (method, url, body-or-None, names) or (method, url, None, names, raw). `refuse`: every case is bad
-    input, so a 2xx breaks the rule too."""
-    problems = []
-    client.raise_request_exception = False  # an unhandled exception is the 500 a client gets
-    for method, url, body, names, *raw in cases:
-        response = _send(client, method, url, body, raw[0] if raw else None, **extra)
-        why = _problem(response, names, api=api)
-        if response.status_code >= 500 and getattr(response, "exc_info", None):
-            why = f"{why} raised {response.exc_info[1]!r:.200}"
-        if why is None and refuse and response.status_code < 400:
-            why = f"{response.status_code}: accepted"
-        if why is not None:
-            shown = raw[0][:80] if raw else str(body)[:80]
-            problems.append(f"{method.upper()} {url[:100]} {shown!r}: {why}")
-    return problems
 
 
 @pytest.fixture(autouse=True)

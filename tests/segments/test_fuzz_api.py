@@ -27,22 +27,12 @@ from segments.exports.models import ExportDestination, ExportSchedule, SegmentEx
 from segments.exports.services import destination_create, export_create, schedule_set
 from segments.models import Segment, SegmentGrant, SegmentNote, Tag
 from segments.services import segment_create, segment_grant_set, segment_note_create, segment_trash
-from tests.cdp.api.test_fuzz_issue3 import (
-    BIGINT_PAST,
-    BODIES,
-    HUGE,
-    ID_NUMBERS,
-    INT_PAST,
-    LONG,
-    NUMBERS,
-    PAGINATION,
-    SURROGATE,
-    _problem,
-    _run,
-    _with,
-    _with_number,
-)
+from tests.cdp.api.test_fuzz_issue3 import BODIES, PAGINATION, _with
 from tests.conftest import client_for
+from tests.fuzz import BIGINT_PAST, HUGE, ID_NUMBERS, INT_PAST, LONG, NUMBERS, SURROGATE
+from tests.fuzz import problem as _problem
+from tests.fuzz import run as _run
+from tests.fuzz import with_number as _with_number
 from tests.segments.conftest import EXCLUSION_TREE
 
 pytestmark = pytest.mark.django_db

@@ -14,25 +14,12 @@ import pytest
 from cdp.api.pagination import MAX_LIMIT, MAX_OFFSET
 from cdp.models import Attribute
 from stitching.models import StitchingCategory, StitchingRule
+from tests.fuzz import BIGINT_PAST, HUGE, ID_NUMBERS, INT_PAST, LONG, NUMBERS, SURROGATE
+from tests.fuzz import run as _run
+from tests.fuzz import with_number as _with_number
 from tests.stitching.graph_builder import GraphBuilder
 
 pytestmark = pytest.mark.django_db
-
-HUGE = 10**30  # beyond bigint
-BIGINT_PAST = 2**63  # one past bigint
-INT_PAST = 2**31  # one past integer
-LONG = "x" * 100_000
-SURROGATE = "\\ud800"  # a JSON escape: valid JSON, decodes to a lone surrogate (not UTF-8)
-# JSON number literals no count or id can be: 1e400 overflows a float to infinity (not the NaN / Infinity tokens
-# the parser refuses), 1 followed by 400 zeros is beyond bigint; as an id also 1e-400 (0.0: no such id) and 1.5.
-NUMBERS = ["1e400", "-1e400", "1" + "0" * 400]
-ID_NUMBERS = [*NUMBERS, "1e-400", "-0.0", "1.5", "2.5e0"]
-
-
-def _with_number(body: dict, field: str, literal: str, *, in_list: bool = False) -> str:
-    """The body as JSON text with `field` set to the number `literal` as written (json.dumps would round it)."""
-    value = f"[{literal}]" if in_list else literal
-    return json.dumps({**body, field: "PLACEHOLDER"}).replace('"PLACEHOLDER"', value)
 
 
 # --- the world and the checker ---------------------------------------------------------------------------------
@@ -53,52 +40,6 @@ def world(web_source, default_attributes) -> dict[str, Any]:
     for pk, data_type in (("vip", "bool"), ("birthday", "date")):
         Attribute.objects.create(id=pk, name=pk, data_type=data_type, computation="last_value", path=f"traits.{pk}")
     return {"ann": ann.pk, "bob": bob.pk, "source": web_source, "rule": rule.pk}
-
-
-def _send(client, method: str, url: str, body: Any = None, raw: str | None = None):
-    if raw is not None:
-        return getattr(client, method)(url, raw, content_type="application/json")
-    if body is None:
-        return getattr(client, method)(url)
-    return getattr(client, method)(url, json.dumps(body), content_type="application/json")
-
-
-def _problem(response, names: tuple[str, ...] = ()) -> str | None:
-    """Why the response breaks the rule, or None: below 500; a 4xx in the error shape with a message; a 400's
-    message naming one of `names` (the parameters / fields at fault) when given."""
-    if response.status_code >= 500:
-        return f"{response.status_code}: {response.content[:200]!r}"
-    if response.status_code < 400:
-        return None
-    try:
-        body = response.json()
-    except ValueError:
-        return f"{response.status_code} without a JSON body: {response.content[:200]!r}"
-    if body.get("status") != "error" or not str(body.get("message", "")).strip():
-        return f"{response.status_code} not in the error shape: {body!r:.200}"
-    if response.status_code == 400 and names:
-        text = json.dumps(body)
-        # A number no field can take (1e400) is refused by the parser, naming the number instead of the field.
-        if not any(name in text for name in names) and "is out of range" not in text:
-            return f"400 that names none of {names}: {body!r:.200}"
-    return None
-
-
-def _run(client, cases: list[tuple], *, refuse: bool = False) -> list[str]:
-    """cases: (method, url, body-or-None, names) or (method, url, None, names, raw JSON text). `refuse`: every
-    case is bad input, so a 2xx breaks the rule too (and would change what the next case runs against)."""
-    problems = []
-    client.raise_request_exception = False  # an unhandled exception is the 500 a client gets (exc_info says which)
-    for method, url, body, names, *raw in cases:
-        response = _send(client, method, url, body, raw[0] if raw else None)
-        why = _problem(response, names)
-        if response.status_code >= 500 and getattr(response, "exc_info", None):
-            why = f"{why} raised {response.exc_info[1]!r:.200}"
-        if why is None and refuse and response.status_code < 400:
-            why = f"{response.status_code}: accepted"
-        if why is not None:
-            problems.append(f"{method.upper()} {url[:120]} {str(body)[:80]}{raw[0][:80] if raw else ''}: {why}")
-    return problems
 
 
 # --- query parameters ------------------------------------------------------------------------------------------
