@@ -282,14 +282,19 @@ def test_erasing_a_customer_merged_away_meanwhile_leads_to_the_customer_it_was_m
     assert CustomerEntity.objects.filter(pk=older).exists()
 
 
-def test_the_profile_of_a_customer_merged_away_leads_to_the_customer_it_was_merged_into(staff_client, web_source):
+def _two_customers_merged(web_source) -> EntityChange:
+    """A cookie's customer and an email's, merged by an event carrying both: the merge's record."""
     segment_default_rules_ensure(source=web_source)
     stitch_ingest(web_source, [{"id": "1", "t": 0, "anonymousId": "c1"}])
     stitch_ingest(web_source, [{"id": "2", "t": 1, "traits": {"email": "ann@example.com"}}])
     engine.stitch_pending()
     stitch_ingest(web_source, [{"id": "3", "t": 2, "anonymousId": "c1", "traits": {"email": "ann@example.com"}}])
     engine.stitch_pending()
-    merge = EntityChange.objects.get(kind="merge")
+    return EntityChange.objects.get(kind="merge")
+
+
+def test_the_profile_of_a_customer_merged_away_leads_to_the_customer_it_was_merged_into(staff_client, web_source):
+    merge = _two_customers_merged(web_source)
     (gone,) = merge.other_entity_ids
 
     response = staff_client.get(change("customerentity", gone), follow=True)
@@ -302,13 +307,7 @@ def test_the_profile_of_a_customer_merged_away_leads_to_the_customer_it_was_merg
 
 
 def test_a_merged_profile_counts_the_customers_events_and_names_the_merge(staff_client, web_source):
-    segment_default_rules_ensure(source=web_source)
-    stitch_ingest(web_source, [{"id": "1", "t": 0, "anonymousId": "c1"}])
-    stitch_ingest(web_source, [{"id": "2", "t": 1, "traits": {"email": "ann@example.com"}}])
-    engine.stitch_pending()
-    stitch_ingest(web_source, [{"id": "3", "t": 2, "anonymousId": "c1", "traits": {"email": "ann@example.com"}}])
-    engine.stitch_pending()
-    merge = EntityChange.objects.get(kind="merge")
+    merge = _two_customers_merged(web_source)
     (gone,) = merge.other_entity_ids
     survivor = merge.customer_entity_id
     merged = CustomerEvent.objects.filter(entity_link__customer_entity_id=survivor, type=engine.MERGED_EVENT_TYPE)
