@@ -28,6 +28,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
+from cdp.http import declared_length
 from cdp.ratelimit import EnvironRequest, rate_limit_response, rate_limited
 from emails.services.channel import channel_cached, channel_get, webhook_secret_matches
 from emails.services.feedback import FeedbackInvalid, feedback_process, feedback_reject
@@ -50,13 +51,9 @@ def _answer(status_code: int, status: str, message: str, **extra: Any) -> JsonRe
 
 
 def _declared_length(value: object) -> int:
-    """The Content-Length header's number of bytes (0 when absent); PublicRequestError 400 when it is not one (read
-    as 0 it reached Django's `request.body`, which raised ValueError on it: a 500)."""
-    try:
-        declared = int(value or 0)
-    except ValueError:
-        declared = -1
-    if declared < 0:
+    """The Content-Length header's number of bytes; PublicRequestError 400 when it is not one."""
+    declared = declared_length(value)
+    if declared is None:
         raise PublicRequestError(400, "error", "validation: the Content-Length header is not a number of bytes")
     return declared
 

@@ -10,7 +10,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -435,7 +435,7 @@ class EntityChangeAdmin(FeatureAccessMixin, ModelAdmin):
         term = search_term.strip().lower()
         if not term:
             return queryset, False
-        return queryset.filter(Q(customer_entity_id=term) | Q(other_entity_ids__contains=[term])), False
+        return queryset.filter(selectors.entity_changes_of(term)), False
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return False

@@ -77,12 +77,15 @@ def hub_reviews_list() -> QuerySet[HubReview]:
 
 
 def entity_changes_list(*, entity_id: str | None = None) -> QuerySet[EntityChange]:
-    """Merge / split / erase history, newest first. One entity's rows: those about it, and those where it was
-    merged into another or split off (both through indexes)."""
+    """Merge / split / erase history, newest first. One entity's rows: see entity_changes_of."""
     changes = EntityChange.objects.order_by("-created", "-id")
-    if entity_id is None:
-        return changes
-    return changes.filter(Q(customer_entity_id=entity_id) | Q(other_entity_ids__contains=[entity_id]))
+    return changes if entity_id is None else changes.filter(entity_changes_of(entity_id))
+
+
+def entity_changes_of(entity_id: str) -> Q:
+    """The changes an entity took part in: those about it, and those where it was merged into another or split
+    off (both through indexes)."""
+    return Q(customer_entity_id=entity_id) | Q(other_entity_ids__contains=[entity_id])
 
 
 # Merges a lookup of a merged-away id follows at most (each step is two index lookups).

@@ -130,14 +130,15 @@ def header_identifiers(entity: CustomerEntity) -> list[dict[str, Any]]:
 
 
 def timeline(entity: CustomerEntity) -> list[CustomerEvent]:
-    """The newest events, each with `payload_text` (pretty JSON for the expandable payload)."""
+    """The newest events, each with `payload_text` (pretty JSON for the expandable payload) and `label` (what a
+    system event records, in words; empty for the customer's own events)."""
+    from stitching.services.engine import MERGED_EVENT_TYPE, SPLIT_EVENT_TYPE, SYSTEM_SOURCE_SLUG
+
     events = list(
         CustomerEvent.objects.filter(entity_link__customer_entity_id=entity.pk)
         .select_related("source")
         .order_by("-event_time", "-id")[:TIMELINE_EVENTS]
     )
-    from stitching.services.engine import MERGED_EVENT_TYPE, SPLIT_EVENT_TYPE, SYSTEM_SOURCE_SLUG
-
     system_labels = {MERGED_EVENT_TYPE: "Customers merged", SPLIT_EVENT_TYPE: "Customer split"}
     for event in events:
         event.payload_text = json.dumps(event.payload, indent=2, sort_keys=True, ensure_ascii=False)
@@ -188,12 +189,11 @@ def profile_context(entity: CustomerEntity) -> dict[str, Any]:
 
 def _event_count(entity: CustomerEntity, with_system: int) -> int:
     """The customer's events without the system events (merges, splits), as the events-count attribute counts."""
-    from stitching.services.engine import system_source_id
+    from stitching.services.engine import SYSTEM_SOURCE_SLUG
 
-    system = system_source_id()
-    if not system:
-        return with_system
-    system_events = CustomerEvent.objects.filter(entity_link__customer_entity_id=entity.pk, source_id=system)
+    system_events = CustomerEvent.objects.filter(
+        entity_link__customer_entity_id=entity.pk, source__slug=SYSTEM_SOURCE_SLUG
+    )
     return with_system - system_events.count()
 
 

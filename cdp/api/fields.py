@@ -20,7 +20,14 @@ def wants_full_structure(request) -> bool:
 
 
 class IdRelatedField(serializers.PrimaryKeyRelatedField):
-    """DRF's primary-key field, refusing what its lookup would misread: NUL characters, fractional numbers."""
+    """DRF's primary-key field, refusing what its lookup would misread: NUL characters, fractional numbers, and
+    (as a list) an object."""
+
+    @classmethod
+    def many_init(cls, *args, **kwargs):
+        list_kwargs = {"child_relation": cls(*args, **kwargs)}
+        list_kwargs.update({key: value for key, value in kwargs.items() if key in MANY_RELATION_KWARGS})
+        return IdListField(**list_kwargs)
 
     def to_internal_value(self, data):
         if isinstance(data, str) and "\x00" in data:  # PostgreSQL text cannot hold it: no such object
@@ -40,12 +47,6 @@ class ExpandableRelatedField(IdRelatedField):
         kwargs.setdefault("help_text", "Id; the whole object when load_full_structure=1.")
         super().__init__(**kwargs)
 
-    @classmethod
-    def many_init(cls, *args, **kwargs):
-        list_kwargs = {"child_relation": cls(*args, **kwargs)}
-        list_kwargs.update({key: value for key, value in kwargs.items() if key in MANY_RELATION_KWARGS})
-        return ExpandableManyRelatedField(**list_kwargs)
-
     def use_pk_only_optimization(self) -> bool:
         return not self.context.get("full_structure", False)
 
@@ -55,7 +56,7 @@ class ExpandableRelatedField(IdRelatedField):
         return super().to_representation(value)
 
 
-class ExpandableManyRelatedField(serializers.ManyRelatedField):
+class IdListField(serializers.ManyRelatedField):
     """A list of ids. DRF's takes any iterable, so an object was read as the list of its keys ({} cleared it)."""
 
     def to_internal_value(self, data):

@@ -35,6 +35,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from cdp.api.errors import error_body
+from cdp.http import declared_length
 from cdp.ratelimit import rate_limited
 from cdp.segment_api.services import (
     MAX_BATCH_BYTES,
@@ -102,11 +103,8 @@ def _json_body(request: HttpRequest, *, limit: int) -> dict[str, Any]:
         raise RequestProblem(400, f"Content-Encoding {encoding!r} is not supported: send gzip or no encoding")
     # Compressed bodies may legitimately be smaller than the limit; the decompressed size is checked below.
     raw_limit = settings.CDP_MAX_REQUEST_BYTES if encoding in {"gzip", "x-gzip"} else limit
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = -1
-    if declared < 0:  # (read as 0, it reached Django's request.body, which raised ValueError on it: a 500)
+    declared = declared_length(request.META.get("CONTENT_LENGTH"))
+    if declared is None:
         raise RequestProblem(400, "Content-Length header is not a number of bytes")
     if declared > raw_limit:
         raise RequestProblem(413, f"body is over the {raw_limit // 1024} KB limit", "payload_too_large")

@@ -19,7 +19,6 @@ from django.db import connection, transaction
 from cdp.text import storable, utf8
 
 MAX_TYPE_LENGTH = 128
-MAX_SLUG_LENGTH = 64  # DataSource.slug
 MAX_MESSAGE_ID_LENGTH = 120
 MAX_PAYLOAD_BYTES = 64 * 1024
 # Events from before the Unix epoch or more than a day ahead are almost always a unit or clock bug.
@@ -219,7 +218,8 @@ def _source_ids(events: Sequence[object]) -> dict[str, int]:
     refs = {str(e.get("source_id", e.get("source"))) for e in events if isinstance(e, dict)}
     # A reference PostgreSQL text cannot hold (a NUL, a lone surrogate) is no slug: it failed the whole query, and
     # with it the batch's good events; such an event is rejected alone as an unknown source.
-    slugs = [ref for ref in refs if len(ref) <= MAX_SLUG_LENGTH and storable(ref)]
+    longest = DataSource._meta.get_field("slug").max_length
+    slugs = [ref for ref in refs if len(ref) <= longest and storable(ref)]
     known = dict(DataSource.objects.filter(slug__in=slugs).values_list("slug", "id"))
     ids = {int(ref) for ref in refs if ref.isascii() and ref.isdigit() and len(ref) <= 18}
     for pk in DataSource.objects.filter(pk__in=ids).values_list("id", flat=True):
