@@ -64,6 +64,30 @@ class ApiToken(models.Model):
         return f"{self.key_prefix}… ({self.name or 'token'})"
 
 
+class IdempotentRequest(models.Model):
+    """A successful API POST sent with an `Idempotency-Key` header, kept for a day (settings.CDP_IDEMPOTENCY_TTL):
+    a retry with the same key by the same user is answered with this response instead of doing the work again.
+    See cdp/api/idempotency.py."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    # SHA-256 of the method, path, query string and body: the same key with another request is refused.
+    fingerprint = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField()
+    content_type = models.CharField(max_length=200)
+    location = models.CharField(max_length=2000, blank=True)
+    content = models.BinaryField()
+    created = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "api_idempotent_requests"
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="api_idempotent_user_key")]
+        indexes = [models.Index(fields=["created"], name="api_idempotent_created")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.user_id})"
+
+
 class DataSource(models.Model):
     """Where events come from (web, mobile app, CRM, email, file import)."""
 

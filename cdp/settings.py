@@ -141,6 +141,7 @@ CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL) or None
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BEAT_SCHEDULE = {
     "tokens-purge-daily": {"task": "cdp.tasks.tokens_purge", "schedule": 24 * 3600},
+    "idempotent-requests-purge-hourly": {"task": "cdp.tasks.idempotent_requests_purge", "schedule": 3600},
     # Safety net: stitching enqueues the recompute after commit; this catches anything a lost message left stale.
     "attributes-recompute-every-minute": {"task": "cdp.tasks.attributes_recompute", "schedule": 60},
     # Safety net: ingestion enqueues stitching after commit; this catches events a lost message left unstitched.
@@ -176,6 +177,9 @@ X_FRAME_OPTIONS = "DENY"
 CDP_MAX_EVENTS_PER_REQUEST = env_int("CDP_MAX_EVENTS_PER_REQUEST", 1000, minimum=1, maximum=10000)
 CDP_MAX_REQUEST_BYTES = env_int("CDP_MAX_REQUEST_BYTES", 5 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = CDP_MAX_REQUEST_BYTES
+# How long a successful API POST sent with an Idempotency-Key is remembered (a retry within it is answered with the
+# first response, nothing done twice); the hourly purge deletes older ones.
+CDP_IDEMPOTENCY_TTL_HOURS = env_int("CDP_IDEMPOTENCY_TTL_HOURS", 24, minimum=1)
 # Stitch new events right after they are stored (a Celery task, or in-process without a broker).
 CDP_STITCH_AFTER_INGEST = env_bool("CDP_STITCH_AFTER_INGEST", True)
 # Identity stitching: an identifier that would join this many customers at once is held for review, and phone
@@ -202,7 +206,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "cdp.api.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "cdp.api.idempotency.AutoSchema",
     "EXCEPTION_HANDLER": "cdp.api.errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["cdp.api.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),

@@ -8,7 +8,7 @@ from datetime import timedelta
 from celery import shared_task
 
 from cdp.services import attributes as attribute_services
-from cdp.services import auth
+from cdp.services import auth, idempotency
 
 # Revoked or expired tokens stay visible this long (to trace a leaked key) before they are deleted.
 TOKENS_PURGE_AFTER = timedelta(days=30)
@@ -18,6 +18,12 @@ TOKENS_PURGE_AFTER = timedelta(days=30)
 def tokens_purge() -> int:
     """Delete API tokens revoked or expired more than 30 days ago; returns how many were deleted."""
     return auth.tokens_purge(older_than=TOKENS_PURGE_AFTER)
+
+
+@shared_task(name="cdp.tasks.idempotent_requests_purge")
+def idempotent_requests_purge() -> int:
+    """Delete the saved responses of idempotent API requests older than CDP_IDEMPOTENCY_TTL_HOURS."""
+    return idempotency.idempotent_requests_purge()
 
 
 @shared_task(name="cdp.tasks.ping")

@@ -113,6 +113,11 @@ class EmailAddress(models.Model):
     blocked_at = models.DateTimeField(null=True, blank=True)
     soft_bounces_in_row = models.PositiveIntegerField(default=0)
     opt_in_sent_at = models.DateTimeField(null=True, blank=True)
+    # The latest subscription request (POST /emails/subscribe): a repeat from the same form within the opt-in
+    # frequency window is the same request (same id, no second event).
+    subscription_request_id = models.CharField(max_length=36, blank=True)
+    subscription_requested_at = models.DateTimeField(null=True, blank=True)
+    subscription_request_source = models.CharField(max_length=1000, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     modified = models.DateTimeField(auto_now=True)
 

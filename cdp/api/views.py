@@ -15,6 +15,7 @@ from cdp import filters, selectors
 from cdp.api import serializers as s
 from cdp.api.errors import NotFoundWithFields, error_body
 from cdp.api.fields import FULL_STRUCTURE_PARAM, wants_full_structure
+from cdp.api.idempotency import IdempotentPostMixin
 from cdp.api.permissions import HasFeature
 from cdp.features import Feature
 from cdp.global_settings import DEFINITIONS, SettingInvalid
@@ -29,8 +30,9 @@ FULL_STRUCTURE = OpenApiParameter(
 )
 
 
-class CdpViewSet(viewsets.GenericViewSet):
-    """Feature permissions, `load_full_structure`, and services' validation errors as 400."""
+class CdpViewSet(IdempotentPostMixin, viewsets.GenericViewSet):
+    """Feature permissions, `load_full_structure`, services' validation errors as 400, and POSTs done once per
+    Idempotency-Key."""
 
     permission_classes = [IsAuthenticated, HasFeature]
 

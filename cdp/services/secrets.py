@@ -52,6 +52,19 @@ def secret_decrypt(token: str, *, purpose: str) -> str:
         raise SecretUnreadable("stored secret cannot be decrypted (the secret key changed?); enter it again") from None
 
 
+def secret_encrypt_bytes(plain: bytes, *, purpose: str) -> bytes:
+    return _fernet(purpose).encrypt(plain)
+
+
+def secret_decrypt_bytes(token: bytes, *, purpose: str) -> bytes:
+    from cryptography.fernet import InvalidToken
+
+    try:
+        return _fernet(purpose).decrypt(token)
+    except (InvalidToken, ValueError):
+        raise SecretUnreadable("stored value cannot be decrypted (the secret key changed?)") from None
+
+
 def secret_hint(secret: str) -> str:
     """What may be shown of a kept secret: its last four characters at most, never the whole."""
     if len(secret) < 8:

@@ -96,21 +96,38 @@ def subscription_request(*, data: Any, base_url: str = "") -> SubscribeOutcome:
     email = _email_from(data)
     source = _optional_text(data, "subscription_source")
     channel = channel_get()
-    request_id = str(uuid.uuid4())
     with transaction.atomic():
         address = _address_locked(email)
         if address.blocked:
             raise PublicRequestError(400, "EmailBlocked", "Email address is blocked")
         if address.consent:
             raise PublicRequestError(400, "EmailAlreadySubscribed", "Email address is already subscribed")
-        email_event_record(
-            type="subscription_request",
-            email=email,
-            payload={"subscription_source": source, "subscription_request_id": request_id},
-            key=f"subscription_request:{request_id}",
-        )
+        now = timezone.now()
         limit = timedelta(hours=channel.opt_in_frequency_hours)
-        queue = address.opt_in_sent_at is None or address.opt_in_sent_at <= timezone.now() - limit
+        repeat = (
+            address.subscription_request_id
+            and address.subscription_requested_at is not None
+            and address.subscription_requested_at > now - limit
+            and address.subscription_request_source == (source or "")
+        )
+        if repeat:
+            # A retried request or a double click: the same request, recorded once (its email is sent once: see
+            # opt_in_email_send, or again if the first send failed).
+            request_id = address.subscription_request_id
+        else:
+            request_id = str(uuid.uuid4())
+            email_event_record(
+                type="subscription_request",
+                email=email,
+                payload={"subscription_source": source, "subscription_request_id": request_id},
+                key=f"subscription_request:{request_id}",
+            )
+            address.subscription_request_id = request_id
+            address.subscription_requested_at = now
+            address.subscription_request_source = source or ""
+            address.save(update_fields=["subscription_request_id", "subscription_requested_at",
+                                        "subscription_request_source", "modified"])  # fmt: skip
+        queue = address.opt_in_sent_at is None or address.opt_in_sent_at <= now - limit
         if queue:
             from emails.tasks import opt_in_email_send
 

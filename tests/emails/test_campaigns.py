@@ -201,3 +201,19 @@ def test_an_address_erased_while_its_batch_is_sending_is_not_mailed(
     assert [m["To"] for m in smtp_server.inbox.wait_for(1)] == ["ann@example.com"]
     assert campaign_report(campaign=campaign)["skipped"].get("erased") == 1
     assert not CampaignRecipient.objects.filter(email="eve@work.example.com").exists()
+
+
+def test_a_retried_campaign_create_with_its_key_sends_once(
+    channel, smtp_server, audience, template, admin_client, django_capture_on_commit_callbacks
+):
+    body = {"name": "Spring", "template": template.pk, "segment_id": audience.pk}
+    key = "campaign-spring-2026"
+    with django_capture_on_commit_callbacks(execute=True):
+        first = admin_client.post("/api/email_campaigns", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+    assert first.status_code == 201, first.content
+    with django_capture_on_commit_callbacks(execute=True):
+        again = admin_client.post("/api/email_campaigns", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+    assert (again.status_code, again["Idempotent-Replayed"], again.json()["id"]) == (201, "true", first.json()["id"])
+    assert Campaign.objects.filter(name="Spring").count() == 1
+    assert len(smtp_server.inbox.wait_for(2)) == 2  # ann and eve's work address, once each
+    assert CampaignRecipient.objects.filter(campaign_id=first.json()["id"], status="sent").count() == 2

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
+from django.utils import timezone
 
 from cdp.models import CustomerEvent
 from emails.models import EmailAddress
@@ -73,13 +75,51 @@ def test_opt_in_email_at_most_once_per_24_hours(
     with django_capture_on_commit_callbacks(execute=True):
         first = _subscribe(public_client, {"email": "bob@example.com"})
     with django_capture_on_commit_callbacks(execute=True):
-        second = _subscribe(public_client, {"email": "bob@example.com"})
+        second = _subscribe(public_client, {"email": "bob@example.com", "subscription_source": "footer"})
     assert first.status_code == second.status_code == 200
     assert first.json()["subscription_request_id"] != second.json()["subscription_request_id"]
+    assert "sent recently" in second.json()["message"]
     smtp_server.inbox.wait_for(1)
     assert len(smtp_server.inbox.messages) == 1
     assert _events("subscription_request").count() == 2
     assert _events("opt_in_email_sent").count() == 1
+
+
+def test_a_repeated_subscribe_is_the_same_request(
+    public_client, channel, smtp_server, django_capture_on_commit_callbacks
+):
+    body = {"email": "dora@example.com", "subscription_source": "footer"}
+    with django_capture_on_commit_callbacks(execute=True):
+        first = _subscribe(public_client, body)
+    with django_capture_on_commit_callbacks(execute=True):
+        again = _subscribe(public_client, {**body, "email": " Dora@Example.com"})
+    assert again.status_code == 200
+    assert again.json()["subscription_request_id"] == first.json()["subscription_request_id"]
+    assert "sent recently" in again.json()["message"]
+    assert _events("subscription_request").count() == 1
+    assert len(smtp_server.inbox.wait_for(1)) == 1
+    # After the frequency window it is a new request, with a new email.
+    EmailAddress.objects.filter(email="dora@example.com").update(
+        subscription_requested_at=timezone.now() - timedelta(days=2), opt_in_sent_at=timezone.now() - timedelta(days=2)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        later = _subscribe(public_client, body)
+    assert later.json()["subscription_request_id"] != first.json()["subscription_request_id"]
+    assert _events("subscription_request").count() == 2
+    assert len(smtp_server.inbox.wait_for(2)) == 2
+
+
+def test_a_repeat_after_a_failed_opt_in_email_sends_it(public_client, channel, smtp_server,
+                                                       django_capture_on_commit_callbacks):  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=False):  # the first request's email never went out
+        first = _subscribe(public_client, {"email": "eli@example.com"})
+    with django_capture_on_commit_callbacks(execute=True):
+        again = _subscribe(public_client, {"email": "eli@example.com"})
+    assert again.json()["subscription_request_id"] == first.json()["subscription_request_id"]
+    assert "check your inbox to confirm" in again.json()["message"]
+    assert len(smtp_server.inbox.wait_for(1)) == 1
+    request_id = first.json()["subscription_request_id"]
+    assert _events("opt_in_email_sent").get().payload["subscription_request_id"] == request_id
 
 
 def test_subscribe_errors(public_client, channel, admin_user):

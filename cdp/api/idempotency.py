@@ -1,0 +1,153 @@
+"""`Idempotency-Key` on the API's POST requests, as Stripe and the IETF draft of the header define it.
+
+A client that retries a POST after a timeout or a dropped connection cannot tell whether the first one was done; sent
+with the same `Idempotency-Key` header, the retry gets the first response again (with `Idempotent-Replayed: true`)
+and nothing is created, sent or started twice. Keys belong to the authenticated user and are kept for
+settings.CDP_IDEMPOTENCY_TTL_HOURS. The same key with another request (method, path, query or body) is a 422; a
+retry arriving while the first is still running is a 409. Only successful (2xx) responses are kept: a refused
+request changed nothing, so its retry runs again. A POST without the header behaves as before.
+"""
+
+import re
+
+from django.http import HttpResponse
+from drf_spectacular import openapi
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework import status
+from rest_framework.exceptions import APIException, ValidationError
+
+from cdp.services import idempotency as services
+from cdp.services.secrets import SecretUnreadable
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+KEY_MAX_LENGTH = 255
+# Printable ASCII, no leading or trailing space (a UUID, a hash, "order-1234-create"...).
+_KEY = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+
+PARAMETER = OpenApiParameter(
+    HEADER,
+    str,
+    OpenApiParameter.HEADER,
+    description=(
+        "A unique value per operation (e.g. a UUID). A retry with the same key within "
+        "CDP_IDEMPOTENCY_TTL_HOURS (24 h) gets the first response again, with `Idempotent-Replayed: true`, "
+        "and nothing is done twice; the same key with another request is a 422, a retry while the first still "
+        "runs a 409."
+    ),
+)
+
+
+class KeyInUse(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = f"A request with this {HEADER} is still being processed; retry it once that one has finished."
+    default_code = "idempotency_key_in_use"
+
+
+class KeyReused(APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_detail = (
+        f"This {HEADER} was already used for another request (method, path or body differ); use a new key for a "
+        "new request."
+    )
+    default_code = "idempotency_key_reused"
+
+
+class KeyUnreadable(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = (
+        f"The first response to this {HEADER} can no longer be read (the server's secret key changed). Check "
+        "whether the first request was done before sending it again with a new key."
+    )
+    default_code = "idempotency_key_unreadable"
+
+
+class _Replay(Exception):
+    def __init__(self, response: HttpResponse) -> None:
+        self.response = response
+
+
+def key_of(header: str) -> str:
+    """The key of the header's value: bare, or a structured-field string ("...") as the IETF draft writes it."""
+    key = header[1:-1] if len(header) >= 2 and header[0] == header[-1] == '"' else header
+    if not key:
+        raise ValidationError({HEADER: ["The key is empty."]})
+    if len(key) > KEY_MAX_LENGTH:
+        raise ValidationError({HEADER: [f"At most {KEY_MAX_LENGTH} characters; got {len(key)}."]})
+    if not _KEY.fullmatch(key):
+        raise ValidationError({HEADER: ["Only printable ASCII characters, with no space at either end."]})
+    return key
+
+
+class IdempotentPostMixin:
+    """For DRF views: a POST with an Idempotency-Key header is done once per key and user (see the module)."""
+
+    idempotency_claim: services.Claim | None = None
+
+    def initial(self, request, *args, **kwargs):
+        header = request.META.get("HTTP_IDEMPOTENCY_KEY") if request.method == "POST" else None
+        # The raw body, read before authentication can parse it (the session's CSRF check reads request.POST).
+        body = request._request.body if header is not None else b""
+        super().initial(request, *args, **kwargs)  # authentication, permissions, throttles
+        if header is None or not request.user.is_authenticated:
+            return
+        key = key_of(header)
+        fingerprint = services.fingerprint(request.method, request.path, request.META.get("QUERY_STRING", ""), body)
+        claim = services.claim(user_id=request.user.pk, key=key, fingerprint=fingerprint)
+        if claim is None:
+            raise KeyInUse()
+        self.idempotency_claim = claim
+        saved = services.saved_response(claim)
+        if saved is None:
+            return
+        if saved.fingerprint != fingerprint:
+            raise KeyReused()
+        try:
+            content = services.saved_content(saved)
+        except SecretUnreadable:
+            raise KeyUnreadable() from None
+        response = HttpResponse(content, status=saved.status_code, content_type=saved.content_type)
+        if saved.location:
+            response["Location"] = saved.location
+        response[REPLAYED_HEADER] = "true"
+        raise _Replay(response)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, _Replay):
+            self.idempotency_claim, claim = None, self.idempotency_claim
+            services.release(claim)
+            return exc.response
+        return super().handle_exception(exc)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        claim = self.idempotency_claim
+        if claim is not None and status.is_success(response.status_code) and not response.streaming:
+            if hasattr(response, "render"):
+                response.render()
+            services.response_save(
+                claim,
+                status_code=response.status_code,
+                content_type=response.get("Content-Type", ""),
+                location=response.get("Location", ""),
+                content=response.content,
+            )
+        return response
+
+    def dispatch(self, request, *args, **kwargs):
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        finally:
+            claim, self.idempotency_claim = self.idempotency_claim, None
+            if claim is not None:
+                services.release(claim)
+
+
+class AutoSchema(openapi.AutoSchema):
+    """drf-spectacular's, documenting the header on the POST operations that take it."""
+
+    def get_override_parameters(self):
+        parameters = super().get_override_parameters()
+        if self.method == "POST" and isinstance(self.view, IdempotentPostMixin):
+            parameters = [*parameters, PARAMETER]
+        return parameters

@@ -1,0 +1,171 @@
+"""Idempotency-Key on the API's POSTs: a retry gets the first response and nothing is done twice."""
+
+from datetime import timedelta
+
+import psycopg
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from cdp.models import ApiToken, CustomerEvent, DataSource, IdempotentRequest
+from cdp.services import idempotency
+from cdp.tasks import idempotent_requests_purge
+
+pytestmark = pytest.mark.django_db
+
+KEY = "0b6c1e3a-1d7e-4a44-9c55-3f1f2f9e0a11"
+
+
+def post(client, path, body, key=KEY, **extra):
+    return client.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=key, **extra)
+
+
+def test_a_retried_create_gets_the_first_response_and_creates_nothing_more(analyst_client, analyst):
+    first = post(analyst_client, "/api/tokens/", {"name": "ci"})
+    assert first.status_code == 201
+    assert "Idempotent-Replayed" not in first
+    again = post(analyst_client, "/api/tokens/", {"name": "ci"})
+    assert again.status_code == 201
+    assert again["Idempotent-Replayed"] == "true"
+    assert again["Content-Type"] == first["Content-Type"]
+    # The token shown once is shown again to the retry that lost the first answer: the same token, not a new one.
+    assert again.json() == first.json()
+    assert ApiToken.objects.filter(user=analyst, name="ci").count() == 1
+    # Without the header every POST is a new request, as before.
+    assert analyst_client.post("/api/tokens/", {"name": "ci"}, format="json").json()["token"] != first.json()["token"]
+
+
+def test_the_saved_response_is_encrypted_at_rest(analyst_client):
+    token = post(analyst_client, "/api/tokens/", {"name": "ci"}).json()["token"]
+    saved = IdempotentRequest.objects.get(key=KEY)
+    assert token.encode() not in bytes(saved.content)
+    assert b'"name"' not in bytes(saved.content)
+
+
+def test_the_key_in_quotes_is_the_same_key(analyst_client, analyst):
+    post(analyst_client, "/api/tokens/", {"name": "ci"})
+    again = post(analyst_client, "/api/tokens/", {"name": "ci"}, key=f'"{KEY}"')
+    assert again["Idempotent-Replayed"] == "true"
+    assert ApiToken.objects.filter(user=analyst, name="ci").count() == 1
+
+
+def test_the_same_key_with_another_request_is_refused(analyst_client, analyst):
+    post(analyst_client, "/api/tokens/", {"name": "ci"})
+    other_body = post(analyst_client, "/api/tokens/", {"name": "deploy"})
+    assert other_body.status_code == 422
+    assert "already used for another request" in other_body.json()["message"]
+    other_path = post(analyst_client, "/api/events/", [])
+    assert other_path.status_code == 422
+    assert not ApiToken.objects.filter(user=analyst, name="deploy").exists()
+
+
+def test_keys_belong_to_their_user(analyst_client, admin_client, admin_user, analyst):
+    post(analyst_client, "/api/tokens/", {"name": "ci"})
+    theirs = post(admin_client, "/api/tokens/", {"name": "ci"})
+    assert theirs.status_code == 201
+    assert "Idempotent-Replayed" not in theirs
+    assert ApiToken.objects.filter(user=admin_user, name="ci").count() == 1
+    assert ApiToken.objects.filter(user=analyst, name="ci").count() == 1
+
+
+def test_a_refused_request_is_not_saved_and_runs_again(admin_client):
+    bad = post(admin_client, "/api/data_sources/", {"slug": "bad slug!", "name": "x", "type": "web"})
+    assert bad.status_code == 400
+    again = post(admin_client, "/api/data_sources/", {"slug": "bad slug!", "name": "x", "type": "web"})
+    assert again.status_code == 400
+    assert "Idempotent-Replayed" not in again
+    assert not IdempotentRequest.objects.exists()
+
+
+def test_a_retried_events_batch_is_replayed(analyst_client, web_source):
+    events = [
+        {"source_id": "web", "type": "page", "event_time": "2025-01-01T00:00:00Z", "payload": {"n": 1}},
+        {"source_id": "nope", "type": "page", "event_time": "2025-01-01T00:00:00Z", "payload": {}},
+    ]
+    first = post(analyst_client, "/api/events/", events)
+    assert first.status_code == 200
+    assert len(first.json()["accepted"]) == 1 and len(first.json()["rejected"]) == 1
+    again = post(analyst_client, "/api/events/", events)
+    assert again.json() == first.json()  # the first answer (accepted), not "duplicate"
+    assert CustomerEvent.objects.filter(source=web_source).count() == 1
+
+
+def test_a_retry_while_the_first_still_runs_is_a_409(analyst_client, analyst):
+    lock = idempotency._lock_key(analyst.pk, KEY)
+    settings = connection.settings_dict
+    with psycopg.connect(
+        host=settings["HOST"], port=settings["PORT"] or 5432, user=settings["USER"], dbname=settings["NAME"],
+        password=settings["PASSWORD"] or None, autocommit=True,
+    ) as other:  # fmt: skip
+        other.execute("SELECT pg_advisory_lock(%s, %s)", [idempotency.LOCK_NAMESPACE, lock])
+        busy = post(analyst_client, "/api/tokens/", {"name": "ci"})
+        assert busy.status_code == 409
+        assert "still being processed" in busy.json()["message"]
+        assert not ApiToken.objects.filter(user=analyst, name="ci").exists()
+        other.execute("SELECT pg_advisory_unlock(%s, %s)", [idempotency.LOCK_NAMESPACE, lock])
+    assert post(analyst_client, "/api/tokens/", {"name": "ci"}).status_code == 201
+
+
+def test_the_lock_is_released_after_each_request(analyst_client, analyst):
+    post(analyst_client, "/api/tokens/", {"name": "ci"})
+    post(analyst_client, "/api/tokens/", {"name": "ci"})  # replayed
+    post(analyst_client, "/api/tokens/", {"name": "other"})  # refused (422)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s",
+                       [idempotency.LOCK_NAMESPACE])  # fmt: skip
+        assert cursor.fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "fragment"),
+    [("", "empty"), ("x" * 256, "At most 255 characters"), ("caf\u00e9", "printable ASCII"), (" a", "printable")],
+)
+def test_a_bad_key_is_named(analyst_client, analyst, key, fragment):
+    response = post(analyst_client, "/api/tokens/", {"name": "ci"}, key=key)
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json()["message"] and fragment in response.json()["message"]
+    assert not ApiToken.objects.filter(user=analyst, name="ci").exists()
+
+
+def test_the_header_is_ignored_without_a_user_and_on_other_methods(client, analyst_client, web_source):
+    assert post(client, "/api/tokens/", {"name": "ci"}).status_code == 401
+    renamed = analyst_client.patch("/api/users/me", {"first_name": "Ann"}, format="json", HTTP_IDEMPOTENCY_KEY=KEY)
+    assert "Idempotent-Replayed" not in renamed
+    assert not IdempotentRequest.objects.exists()
+
+
+def test_saved_responses_expire(analyst_client, analyst, settings):
+    post(analyst_client, "/api/tokens/", {"name": "ci"})
+    kept = timedelta(hours=settings.CDP_IDEMPOTENCY_TTL_HOURS)
+    IdempotentRequest.objects.update(created=timezone.now() - kept - timedelta(minutes=1))
+    again = post(analyst_client, "/api/tokens/", {"name": "ci"})
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again
+    assert ApiToken.objects.filter(user=analyst, name="ci").count() == 2
+    IdempotentRequest.objects.update(created=timezone.now() - timedelta(days=2))
+    assert idempotent_requests_purge() == 1
+    assert idempotent_requests_purge() == 0
+
+
+def test_a_response_saved_under_another_secret_key_is_not_replayed_nor_redone(analyst_client, analyst, settings):
+    post(analyst_client, "/api/tokens/", {"name": "ci"})
+    settings.SECRET_KEY = "another-secret-key"
+    response = post(analyst_client, "/api/tokens/", {"name": "ci"})
+    assert response.status_code == 409
+    assert "can no longer be read" in response.json()["message"]
+    assert ApiToken.objects.filter(user=analyst, name="ci").count() == 1
+
+
+def test_a_retried_source_create_is_replayed_with_its_location(admin_client):
+    first = post(admin_client, "/api/data_sources/", {"slug": "app", "name": "App", "type": "mobile"})
+    again = post(admin_client, "/api/data_sources/", {"slug": "app", "name": "App", "type": "mobile"})
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert again.get("Location") == first.get("Location")
+    assert DataSource.objects.filter(slug="app").count() == 1
+
+
+def test_the_schema_documents_the_header_on_posts(admin_client):
+    schema = admin_client.get("/api/schema/?format=json").json()
+    create = schema["paths"]["/api/tokens/"]["post"]
+    assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in create["parameters"])
+    listing = schema["paths"]["/api/tokens/"]["get"]
+    assert all(p["name"] != "Idempotency-Key" for p in listing.get("parameters", []))
