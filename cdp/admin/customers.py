@@ -265,8 +265,13 @@ class CustomerEntityAdmin(FeatureAccessMixin, ModelAdmin):
         extra_context = {**(extra_context or {})}
         if entity is not None:
             extra_context.update(profile_context(entity))
+            title = _profile_title(extra_context["profile_identifiers"], entity)
             extra_context.update(
-                title=_profile_title(extra_context["profile_identifiers"], entity),
+                title=title,
+                # The header's path and the window title name the customer, not its id (which the header's
+                # capitalisation made "4B0c…").
+                original=_Shown(entity, title),
+                subtitle=None,
                 all_events_url=reverse("admin:cdp_customerevent_changelist") + f"?customer_entity={entity.pk}",
                 changes_url=reverse("admin:stitching_entitychange_changelist") + f"?q={entity.pk}",
                 can_erase=self.has_erase_permission(request),
@@ -344,6 +349,19 @@ def _entity_gone(request: HttpRequest, entity_id: str) -> HttpResponse | None:
     else:
         messages.warning(request, f"Customer {entity_id} was merged into customer {fate.erased}, which was erased.")
     return HttpResponseRedirect(reverse("admin:cdp_customerentity_changelist"))
+
+
+class _Shown:
+    """The customer for the admin's templates, shown by its profile title."""
+
+    def __init__(self, entity: CustomerEntity, title: str) -> None:
+        self._entity, self._title = entity, title
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._entity, name)
+
+    def __str__(self) -> str:
+        return self._title
 
 
 def _profile_title(identifiers: list[dict[str, Any]], entity: CustomerEntity) -> str:

@@ -1,6 +1,8 @@
 """A marketer opens a stitched customer's profile: attributes grouped, the timeline, the identity graph picture
 and "why are these one customer?"; then erases the customer (GDPR) after confirming."""
 
+import re
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -64,6 +66,9 @@ def test_profile_shows_attributes_timeline_and_identity_graph(page: Page, ann):
 
     profile = page.locator("#customer-profile")
     expect(profile.locator(".cp-name")).to_have_text("Ann Novak")
+    # The header's path and the window title name her, not her id.
+    expect(page.locator("h1", has_text="Customer profiles")).to_contain_text("Ann Novak")
+    expect(page).to_have_title(re.compile(r"^Ann Novak \| "))
     expect(page.locator("#profile-identifiers")).to_contain_text("ann@example.com")
     expect(page.locator("#profile-identifiers")).to_contain_text("+420777123456")
     # Attributes, grouped.
