@@ -15,7 +15,7 @@ from unfold.decorators import action
 
 from cdp.admin.base import FeatureAccessMixin, ServiceSaveMixin, changed_model_fields, render_confirmation
 from cdp.features import Feature
-from cdp.models import Attribute
+from cdp.models import Attribute, StaleEntity
 from cdp.services.attributes import (
     ID_MESSAGE,
     ID_RE,
@@ -68,6 +68,11 @@ class AttributeAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
     search_fields = ("id", "name", "path")
     filter_horizontal = ("sources",)
     actions = ("attributes_delete",)
+    list_before_template = "cdp/admin/attributes_status.html"
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        waiting = StaleEntity.objects.count()
+        return super().changelist_view(request, {**(extra_context or {}), "attributes_waiting": waiting})
 
     def get_readonly_fields(self, request: HttpRequest, obj: Attribute | None = None):
         return ("id",) if obj is not None else ()

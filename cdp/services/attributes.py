@@ -21,7 +21,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -335,13 +335,19 @@ def stale_entities_exist() -> bool:
 # --- computation ---------------------------------------------------------------------------------------------
 
 
-def attributes_recompute(*, entity_ids: Iterable[str] | None = None, limit: int | None = None) -> int:
+def attributes_recompute(
+    *,
+    entity_ids: Iterable[str] | None = None,
+    limit: int | None = None,
+    progress: Callable[[int], object] | None = None,
+) -> int:
     """Recompute attribute values; returns how many customers were recomputed (taken from the queue, or the given
     ones that exist). Only those whose values changed are written.
 
     Without `entity_ids`: the stale customers (the queue), in batches of BATCH_SIZE, each batch its own
     transaction claimed with SKIP LOCKED, until the queue is empty or `limit` customers were done. With
     `entity_ids`: exactly those (stale or not; unknown ids are ignored). Safe to run in several processes at once.
+    `progress` is called with each batch's number of customers (a progress bar's update).
     """
     program = compile_attributes(list(Attribute.objects.prefetch_related("sources")))
     written = 0
@@ -352,6 +358,8 @@ def attributes_recompute(*, entity_ids: Iterable[str] | None = None, limit: int 
             claimed, changed, _ = _batch_run(program, ids=ids[start : start + BATCH_SIZE])
             done += claimed
             written += changed
+            if progress is not None:
+                progress(claimed)
         if written:
             gin_pending_list_clean()
         return done
@@ -366,6 +374,8 @@ def attributes_recompute(*, entity_ids: Iterable[str] | None = None, limit: int 
         claimed, changed, last = _batch_run(program, stale=size, after=after)
         claimed_total += claimed
         written += changed
+        if progress is not None and claimed:
+            progress(claimed)
         if claimed:
             after = last
         elif after and not wrapped:
