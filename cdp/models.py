@@ -65,19 +65,21 @@ class ApiToken(models.Model):
 
 
 class IdempotentRequest(models.Model):
-    """A successful API POST sent with an `Idempotency-Key` header, kept for a day (settings.CDP_IDEMPOTENCY_TTL):
-    a retry with the same key by the same user is answered with this response instead of doing the work again.
-    See cdp/api/idempotency.py."""
+    """An API POST sent with an `Idempotency-Key` header: claimed while it runs (`completed` empty), then its
+    successful response, kept for settings.CDP_IDEMPOTENCY_TTL_HOURS. A retry with the same key by the same user is
+    answered with that response instead of doing the work again. See cdp/api/idempotency.py."""
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=255)
-    # SHA-256 of the method, path, query string and body: the same key with another request is refused.
+    # HMAC-SHA256 of the method, path, query string and parsed body: the same key with another request is refused
+    # (keyed: a body may hold a password).
     fingerprint = models.CharField(max_length=64)
-    status_code = models.PositiveSmallIntegerField()
-    content_type = models.CharField(max_length=200)
-    location = models.CharField(max_length=2000, blank=True)
-    content = models.BinaryField()
-    created = models.DateTimeField(db_default=Now())
+    created = models.DateTimeField()  # when the request claimed the key
+    completed = models.DateTimeField(null=True, blank=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    content_type = models.CharField(max_length=200, blank=True)
+    location = models.TextField(blank=True)
+    content = models.BinaryField(default=b"")  # encrypted (cdp.services.idempotency.PURPOSE)
 
     class Meta:
         db_table = "api_idempotent_requests"

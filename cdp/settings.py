@@ -178,8 +178,9 @@ CDP_MAX_EVENTS_PER_REQUEST = env_int("CDP_MAX_EVENTS_PER_REQUEST", 1000, minimum
 CDP_MAX_REQUEST_BYTES = env_int("CDP_MAX_REQUEST_BYTES", 5 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = CDP_MAX_REQUEST_BYTES
 # How long a successful API POST sent with an Idempotency-Key is remembered (a retry within it is answered with the
-# first response, nothing done twice); the hourly purge deletes older ones.
-CDP_IDEMPOTENCY_TTL_HOURS = env_int("CDP_IDEMPOTENCY_TTL_HOURS", 24, minimum=1)
+# first response, nothing done twice); the hourly purge deletes older ones. At most a week: answers may hold personal
+# data (encrypted), which an erasure cannot find by customer.
+CDP_IDEMPOTENCY_TTL_HOURS = env_int("CDP_IDEMPOTENCY_TTL_HOURS", 24, minimum=1, maximum=168)
 # Stitch new events right after they are stored (a Celery task, or in-process without a broker).
 CDP_STITCH_AFTER_INGEST = env_bool("CDP_STITCH_AFTER_INGEST", True)
 # Identity stitching: an identifier that would join this many customers at once is held for review, and phone

@@ -242,8 +242,10 @@ class EmailAddressAdmin(FeatureAccessMixin, ModelAdmin):
     search_fields = ("email",)
     readonly_fields = (
         "email", "consent", "consent_changed", "consent_source", "blocked", "blocked_reason", "blocked_by",
-        "blocked_at", "soft_bounces_in_row", "opt_in_sent_at", "events_display",
+        "blocked_at", "soft_bounces_in_row", "opt_in_sent_at", "subscription_requested_at",
+        "subscription_request_source", "subscription_request_id", "events_display",
     )  # fmt: skip
+    fields = readonly_fields
     actions = ("block_selected",)
     actions_detail = ("block_address", "unblock_address")
 

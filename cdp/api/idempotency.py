@@ -6,8 +6,14 @@ and nothing is created, sent or started twice. Keys belong to the authenticated 
 settings.CDP_IDEMPOTENCY_TTL_HOURS. The same key with another request (method, path, query or body) is a 422; a
 retry arriving while the first is still running is a 409. Only successful (2xx) responses are kept: a refused
 request changed nothing, so its retry runs again. A POST without the header behaves as before.
+
+The key is claimed (a committed row) before the view runs and its response saved after the view's own commits: a
+process killed between the two leaves the claim, which a retry finds for cdp.services.idempotency.LEASE (409), then
+takes over and runs the request again. Checks made inside a view (a segment's ACL) are not made again on a replay:
+the retry sees the answer its user already got.
 """
 
+import logging
 import re
 
 from django.http import HttpResponse
@@ -18,6 +24,8 @@ from rest_framework.exceptions import APIException, ValidationError
 
 from cdp.services import idempotency as services
 from cdp.services.secrets import SecretUnreadable
+
+logger = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -85,37 +93,40 @@ class IdempotentPostMixin:
     idempotency_claim: services.Claim | None = None
 
     def initial(self, request, *args, **kwargs):
-        header = request.META.get("HTTP_IDEMPOTENCY_KEY") if request.method == "POST" else None
-        # The raw body, read before authentication can parse it (the session's CSRF check reads request.POST).
-        body = request._request.body if header is not None else b""
         super().initial(request, *args, **kwargs)  # authentication, permissions, throttles
+        header = request.META.get("HTTP_IDEMPOTENCY_KEY") if request.method == "POST" else None
         if header is None or not request.user.is_authenticated:
             return
         key = key_of(header)
-        fingerprint = services.fingerprint(request.method, request.path, request.META.get("QUERY_STRING", ""), body)
-        claim = services.claim(user_id=request.user.pk, key=key, fingerprint=fingerprint)
-        if claim is None:
-            raise KeyInUse()
-        self.idempotency_claim = claim
-        saved = services.saved_response(claim)
-        if saved is None:
+        # The parsed body (a body the view could not parse is its usual 400, before any claim).
+        fingerprint = services.fingerprint(request.method, request.path, request.META.get("QUERY_STRING", ""),
+                                           request.data)  # fmt: skip
+        outcome, found = services.claim(user_id=request.user.pk, key=key, fingerprint=fingerprint)
+        if outcome is services.Outcome.CLAIMED:
+            self.idempotency_claim = found
             return
-        if saved.fingerprint != fingerprint:
+        if found is not None and found.fingerprint != fingerprint:
+            if outcome is services.Outcome.DONE and not services.saved_readable(found):
+                raise KeyUnreadable()  # (the fingerprint's key changed with the encryption key)
             raise KeyReused()
+        if outcome is services.Outcome.RUNNING:
+            raise KeyInUse()
         try:
-            content = services.saved_content(saved)
+            content = services.saved_content(found)
         except SecretUnreadable:
             raise KeyUnreadable() from None
-        response = HttpResponse(content, status=saved.status_code, content_type=saved.content_type)
-        if saved.location:
-            response["Location"] = saved.location
+        response = HttpResponse(content, status=found.status_code)
+        if found.content_type:
+            response["Content-Type"] = found.content_type
+        else:
+            del response["Content-Type"]
+        if found.location:
+            response["Location"] = found.location
         response[REPLAYED_HEADER] = "true"
         raise _Replay(response)
 
     def handle_exception(self, exc):
         if isinstance(exc, _Replay):
-            self.idempotency_claim, claim = None, self.idempotency_claim
-            services.release(claim)
             return exc.response
         return super().handle_exception(exc)
 
@@ -125,13 +136,18 @@ class IdempotentPostMixin:
         if claim is not None and status.is_success(response.status_code) and not response.streaming:
             if hasattr(response, "render"):
                 response.render()
-            services.response_save(
-                claim,
-                status_code=response.status_code,
-                content_type=response.get("Content-Type", ""),
-                location=response.get("Location", ""),
-                content=response.content,
-            )
+            try:
+                services.response_save(
+                    claim,
+                    status_code=response.status_code,
+                    content_type=response.get("Content-Type", ""),
+                    location=response.get("Location", ""),
+                    content=response.content,
+                )
+                self.idempotency_claim = None  # saved: nothing to give back
+            except Exception:  # the work is done: answer it; the claim stays until LEASE, then a retry redoes it
+                logger.exception("idempotency: the response could not be saved")
+                self.idempotency_claim = None
         return response
 
     def dispatch(self, request, *args, **kwargs):
@@ -140,7 +156,10 @@ class IdempotentPostMixin:
         finally:
             claim, self.idempotency_claim = self.idempotency_claim, None
             if claim is not None:
-                services.release(claim)
+                try:
+                    services.claim_release(claim)
+                except Exception:  # the claim then ends with LEASE
+                    logger.exception("idempotency: the claim could not be given back")
 
 
 class AutoSchema(openapi.AutoSchema):

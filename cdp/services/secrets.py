@@ -25,17 +25,31 @@ class SecretUnreadable(Exception):
     """A stored secret cannot be decrypted: the key changed (or the value was tampered with); enter it again."""
 
 
+def _key_material() -> str:
+    import os
+
+    from django.conf import settings
+
+    return os.environ.get("CDP_SECRETS_KEY") or settings.SECRET_KEY
+
+
+def secret_hmac(data: bytes, *, purpose: str) -> str:
+    """HMAC-SHA256 (hex) of `data` with a key per purpose derived like the encryption key: a digest of something
+    that may hold a password, which must not be guessable offline from the database alone."""
+    import hmac
+
+    key = hashlib.sha256(b"hmac\x00" + purpose.encode() + b"\x00" + _key_material().encode("utf-8")).digest()
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
 def _fernet(purpose: str):
     """Fernet (AES-128-CBC + HMAC-SHA256) with a key per purpose, derived from CDP_SECRETS_KEY when set, else from
     SECRET_KEY. Rotating that key makes stored secrets unreadable (SecretUnreadable), never silently wrong."""
     import base64
-    import os
 
     from cryptography.fernet import Fernet
-    from django.conf import settings
 
-    material = os.environ.get("CDP_SECRETS_KEY") or settings.SECRET_KEY
-    key = hashlib.sha256(purpose.encode() + b"\x00" + material.encode("utf-8")).digest()
+    key = hashlib.sha256(purpose.encode() + b"\x00" + _key_material().encode("utf-8")).digest()
     return Fernet(base64.urlsafe_b64encode(key))
 
 

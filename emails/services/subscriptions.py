@@ -109,6 +109,8 @@ def subscription_request(*, data: Any, base_url: str = "") -> SubscribeOutcome:
             and address.subscription_requested_at is not None
             and address.subscription_requested_at > now - limit
             and address.subscription_request_source == (source or "")
+            # (not when the consent changed since: unsubscribed, or a confirmation withdrawn)
+            and (address.consent_changed is None or address.consent_changed < address.subscription_requested_at)
         )
         if repeat:
             # A retried request or a double click: the same request, recorded once (its email is sent once: see

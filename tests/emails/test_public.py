@@ -109,6 +109,20 @@ def test_a_repeated_subscribe_is_the_same_request(
     assert len(smtp_server.inbox.wait_for(2)) == 2
 
 
+def test_a_subscribe_after_an_unsubscribe_is_a_new_request(
+    public_client, channel, smtp_server, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        first = _subscribe(public_client, {"email": "fay@example.com"})
+    assert public_client.get(_confirm_link(smtp_server.inbox.wait_for(1)[0])).status_code in (200, 302)
+    assert EmailAddress.objects.get(email="fay@example.com").consent is True
+    assert public_client.post("/emails/unsubscribe", {"email": "fay@example.com"}, format="json").status_code == 200
+    again = _subscribe(public_client, {"email": "fay@example.com"})
+    assert again.status_code == 200
+    assert again.json()["subscription_request_id"] != first.json()["subscription_request_id"]
+    assert _events("subscription_request").count() == 2
+
+
 def test_a_repeat_after_a_failed_opt_in_email_sends_it(public_client, channel, smtp_server,
                                                        django_capture_on_commit_callbacks):  # fmt: skip
     with django_capture_on_commit_callbacks(execute=False):  # the first request's email never went out

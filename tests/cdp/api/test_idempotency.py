@@ -2,14 +2,13 @@
 
 from datetime import timedelta
 
-import psycopg
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from cdp.models import ApiToken, CustomerEvent, DataSource, IdempotentRequest
 from cdp.services import idempotency
 from cdp.tasks import idempotent_requests_purge
+from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -91,29 +90,63 @@ def test_a_retried_events_batch_is_replayed(analyst_client, web_source):
 
 
 def test_a_retry_while_the_first_still_runs_is_a_409(analyst_client, analyst):
-    lock = idempotency._lock_key(analyst.pk, KEY)
-    settings = connection.settings_dict
-    with psycopg.connect(
-        host=settings["HOST"], port=settings["PORT"] or 5432, user=settings["USER"], dbname=settings["NAME"],
-        password=settings["PASSWORD"] or None, autocommit=True,
-    ) as other:  # fmt: skip
-        other.execute("SELECT pg_advisory_lock(%s, %s)", [idempotency.LOCK_NAMESPACE, lock])
-        busy = post(analyst_client, "/api/tokens/", {"name": "ci"})
-        assert busy.status_code == 409
-        assert "still being processed" in busy.json()["message"]
-        assert not ApiToken.objects.filter(user=analyst, name="ci").exists()
-        other.execute("SELECT pg_advisory_unlock(%s, %s)", [idempotency.LOCK_NAMESPACE, lock])
-    assert post(analyst_client, "/api/tokens/", {"name": "ci"}).status_code == 201
+    body = {"name": "ci"}
+    print_ = idempotency.fingerprint("POST", "/api/tokens/", "", body)
+    running = IdempotentRequest.objects.create(user=analyst, key=KEY, fingerprint=print_, created=timezone.now())
+    busy = post(analyst_client, "/api/tokens/", body)
+    assert busy.status_code == 409
+    assert "still being processed" in busy.json()["message"]
+    assert post(analyst_client, "/api/tokens/", {"name": "other"}).status_code == 422
+    assert not ApiToken.objects.filter(user=analyst, name="ci").exists()
+    # A claim whose process died is taken over once its lease is over.
+    IdempotentRequest.objects.filter(pk=running.pk).update(created=timezone.now() - idempotency.LEASE - timedelta(1))
+    assert post(analyst_client, "/api/tokens/", body).status_code == 201
+    assert post(analyst_client, "/api/tokens/", body)["Idempotent-Replayed"] == "true"
+    assert ApiToken.objects.filter(user=analyst, name="ci").count() == 1
 
 
-def test_the_lock_is_released_after_each_request(analyst_client, analyst):
-    post(analyst_client, "/api/tokens/", {"name": "ci"})
-    post(analyst_client, "/api/tokens/", {"name": "ci"})  # replayed
-    post(analyst_client, "/api/tokens/", {"name": "other"})  # refused (422)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s",
-                       [idempotency.LOCK_NAMESPACE])  # fmt: skip
-        assert cursor.fetchone()[0] == 0
+def test_two_requests_at_once_do_the_work_once(analyst, transactional_db):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    def send(_):
+        try:
+            return post(client_for_user, "/api/tokens/", {"name": "ci"}).status_code
+        finally:
+            connections.close_all()
+
+    client_for_user = client_for(analyst)
+    with ThreadPoolExecutor(4) as pool:
+        codes = sorted(pool.map(send, range(8)))
+    assert ApiToken.objects.filter(user=analyst, name="ci").count() == 1
+    assert set(codes) <= {201, 409} and 201 in codes
+
+
+def test_a_refused_request_leaves_no_claim(analyst_client, analyst):
+    post(analyst_client, "/api/tokens/", {"name": "ci", "user": 10**9})  # refused: someone else's / unknown user
+    post(analyst_client, "/api/tokens/", {"name": "x" * 1000})
+    assert not IdempotentRequest.objects.exists()
+
+
+def test_the_same_request_in_other_words_is_the_same_request(analyst_client, analyst):
+    first = analyst_client.post("/api/tokens/", '{"name": "ci", "expires": "2030-01-01T00:00:00Z"}',
+                                content_type="application/json", HTTP_IDEMPOTENCY_KEY=KEY)  # fmt: skip
+    assert first.status_code == 201, first.content
+    again = analyst_client.post("/api/tokens", '{"expires":"2030-01-01T00:00:00Z","name":"ci"}',
+                                content_type="application/json", HTTP_IDEMPOTENCY_KEY=KEY)  # fmt: skip
+    assert (again.status_code, again.get("Idempotent-Replayed")) == (201, "true")
+    assert ApiToken.objects.filter(user=analyst, name="ci").count() == 1
+
+
+def test_the_fingerprint_is_keyed(analyst_client):
+    import hashlib
+
+    post(analyst_client, "/api/tokens/", {"name": "Summer-2024!x"})
+    saved = IdempotentRequest.objects.get()
+    assert "Summer-2024!x" not in saved.fingerprint
+    assert saved.fingerprint != hashlib.sha256(b'{"name":"Summer-2024!x"}').hexdigest()
+    assert saved.fingerprint == idempotency.fingerprint("POST", "/api/tokens", "", {"name": "Summer-2024!x"})
 
 
 @pytest.mark.parametrize(
@@ -137,13 +170,17 @@ def test_the_header_is_ignored_without_a_user_and_on_other_methods(client, analy
 def test_saved_responses_expire(analyst_client, analyst, settings):
     post(analyst_client, "/api/tokens/", {"name": "ci"})
     kept = timedelta(hours=settings.CDP_IDEMPOTENCY_TTL_HOURS)
-    IdempotentRequest.objects.update(created=timezone.now() - kept - timedelta(minutes=1))
+    IdempotentRequest.objects.update(completed=timezone.now() - kept - timedelta(minutes=1))
     again = post(analyst_client, "/api/tokens/", {"name": "ci"})
     assert again.status_code == 201 and "Idempotent-Replayed" not in again
     assert ApiToken.objects.filter(user=analyst, name="ci").count() == 2
-    IdempotentRequest.objects.update(created=timezone.now() - timedelta(days=2))
-    assert idempotent_requests_purge() == 1
+    IdempotentRequest.objects.update(completed=timezone.now() - timedelta(days=2))
+    died = timezone.now() - idempotency.LEASE - timedelta(minutes=1)
+    IdempotentRequest.objects.create(user=analyst, key="died", fingerprint="x", created=died)
+    IdempotentRequest.objects.create(user=analyst, key="running", fingerprint="x", created=timezone.now())
+    assert idempotent_requests_purge() == 2
     assert idempotent_requests_purge() == 0
+    assert list(IdempotentRequest.objects.values_list("key", flat=True)) == ["running"]
 
 
 def test_a_response_saved_under_another_secret_key_is_not_replayed_nor_redone(analyst_client, analyst, settings):
