@@ -156,3 +156,15 @@ def attribute_value_counts(*, attribute: Attribute, limit: int) -> dict[str, Any
 def entity_attributes_stale(*, entity_id: str) -> bool:
     """Whether the customer waits in the attribute recomputation queue."""
     return StaleEntity.objects.filter(pk=entity_id).exists()
+
+
+def customers_count_estimate(exact_below: int = 200_000) -> int:
+    """How many customers there are: exact on a small table, else the planner's estimate (counting millions of rows
+    takes seconds; a page that shows a share of them needs no more than the estimate)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'customer_entities'::regclass")
+        estimate = int(cursor.fetchone()[0] or 0)
+        if estimate <= exact_below:  # (-1 or 0: never analysed)
+            cursor.execute("SELECT count(*) FROM customer_entities")
+            return cursor.fetchone()[0]
+    return estimate

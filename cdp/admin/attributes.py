@@ -16,6 +16,7 @@ from unfold.decorators import action
 from cdp.admin.base import FeatureAccessMixin, ServiceSaveMixin, changed_model_fields, render_confirmation
 from cdp.features import Feature
 from cdp.models import Attribute, StaleEntity
+from cdp.selectors import customers_count_estimate
 from cdp.services.attributes import (
     ID_MESSAGE,
     ID_RE,
@@ -57,6 +58,36 @@ class AttributeForm(forms.ModelForm):
         return data
 
 
+TOP_VALUES_SHOWN = 10
+
+
+def attribute_values_summary(attribute: Attribute) -> dict:
+    """What the attribute's page draws: how many customers have a value, and its most frequent values as bars
+    (counted on a sample of a large customer table, as the segment builder's suggestions are)."""
+    from segments.builder import value_suggestions
+
+    counts = value_suggestions(attribute=attribute)
+    customers = customers_count_estimate()
+    values = counts["values"][:TOP_VALUES_SHOWN]
+    top = max((row["count"] for row in values), default=0) or 1
+    return {
+        "with_value": counts["entities_with_value"],
+        "customers": customers,
+        "percent": round(100 * counts["entities_with_value"] / customers, 1) if customers else 0,
+        "approximate": counts["approximate"],
+        "all_different": bool(values) and top == 1,
+        "bars": [
+            {"label": _value_label(row["value"]), "count": row["count"], "width": round(100 * row["count"] / top, 1)}
+            for row in values
+        ],
+    }
+
+
+def _value_label(value) -> str:
+    text = "true" if value is True else "false" if value is False else str(value)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
 @admin.register(Attribute)
 class AttributeAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
     view_feature = Feature.CUSTOMERS_VIEW
@@ -69,6 +100,16 @@ class AttributeAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
     filter_horizontal = ("sources",)
     actions = ("attributes_delete",)
     list_before_template = "cdp/admin/attributes_status.html"
+    change_form_outer_after_template = "cdp/admin/attribute_values.html"
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        attribute = Attribute.objects.filter(pk=object_id).first()
+        extra_context = {**(extra_context or {})}
+        if attribute is not None:
+            extra_context["attribute_values"] = attribute_values_summary(attribute)
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         waiting = StaleEntity.objects.count()
