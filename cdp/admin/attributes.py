@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -11,12 +13,14 @@ from django.forms import Form
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from unfold.admin import ModelAdmin
-from unfold.decorators import action
+from unfold.decorators import action, display
+from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextareaWidget
 
 from cdp.admin.base import FeatureAccessMixin, ServiceSaveMixin, changed_model_fields, render_confirmation
+from cdp.admin.customers import precise_time
 from cdp.features import Feature
 from cdp.models import Attribute, StaleEntity
-from cdp.selectors import customers_count_estimate
+from cdp.selectors import attribute_histogram, customers_count_estimate
 from cdp.services.attributes import (
     ID_MESSAGE,
     ID_RE,
@@ -31,10 +35,41 @@ FIELDS = ("id", "name", "description", "data_type", "unit", "computation", "cate
 UPDATABLE = tuple(name for name in FIELDS if name != "id")
 
 
+class EventTypesField(forms.CharField):
+    """Event types one per line (or separated by commas), as a person types a list into a text box."""
+
+    widget = UnfoldAdminTextareaWidget(attrs={"rows": 3})
+
+    def prepare_value(self, value):
+        return "\n".join(value) if isinstance(value, list | tuple) else value
+
+    def to_python(self, value) -> list[str]:
+        text = super().to_python(value) or ""
+        types = [part.strip() for part in re.split(r"[,\r\n]+", text)]
+        return list(dict.fromkeys(part for part in types if part))
+
+
+def _category_choices() -> list[tuple[str, str]]:
+    from stitching.models import StitchingCategory
+
+    return [("", "— none (not identifier values) —")] + [
+        (c.pk, f"{c.name} ({c.pk})") for c in StitchingCategory.objects.order_by("name")
+    ]
+
+
 class AttributeForm(forms.ModelForm):
+    event_types = EventTypesField(
+        required=False, help_text="One event type per line (or separated by commas). Empty: events of every type."
+    )
+    category = forms.TypedChoiceField(
+        choices=_category_choices, required=False, empty_value="", widget=UnfoldAdminSelectWidget,
+        help_text="The stitching category whose identifiers an identifier-values attribute lists.",
+    )  # fmt: skip
+
     class Meta:
         model = Attribute
         fields = FIELDS
+        help_texts = {"sources": "Only events of these sources (none chosen: every source)."}
 
     def clean(self):
         data = super().clean()
@@ -62,24 +97,31 @@ TOP_VALUES_SHOWN = 10
 
 
 def attribute_values_summary(attribute: Attribute) -> dict:
-    """What the attribute's page draws: how many customers have a value, and its most frequent values as bars
-    (counted on a sample of a large customer table, as the segment builder's suggestions are)."""
+    """What the attribute's page draws: how many customers have a value, and its values as bars: per month for
+    dates and times, in ranges for numbers, else the most frequent ones (counted on a sample of a large customer
+    table, as the segment builder's suggestions are)."""
     from segments.builder import value_suggestions
 
     counts = value_suggestions(attribute=attribute)
     customers = customers_count_estimate()
-    values = counts["values"][:TOP_VALUES_SHOWN]
-    top = max((row["count"] for row in values), default=0) or 1
+    T = Attribute.DataType
+    if attribute.data_type in (T.DATE, T.DATETIME, T.INT, T.FLOAT):
+        histogram = attribute_histogram(attribute=attribute)
+        kind, rows, approximate = histogram["kind"], histogram["bars"], histogram["approximate"]
+    else:
+        kind, approximate = "top", counts["approximate"]
+        rows = [{"label": _value_label(row["value"]), "count": row["count"]} for row in counts["values"]]
+        rows = rows[:TOP_VALUES_SHOWN]
+    top = max((row["count"] for row in rows), default=0) or 1
     return {
         "with_value": counts["entities_with_value"],
         "customers": customers,
         "percent": round(100 * counts["entities_with_value"] / customers, 1) if customers else 0,
-        "approximate": counts["approximate"],
-        "all_different": bool(values) and top == 1,
-        "bars": [
-            {"label": _value_label(row["value"]), "count": row["count"], "width": round(100 * row["count"] / top, 1)}
-            for row in values
-        ],
+        "approximate": approximate or counts["approximate"],
+        "kind": kind,
+        "all_different": kind == "top" and bool(rows) and top == 1,
+        "unit": attribute.unit,
+        "bars": [{**row, "width": round(100 * row["count"] / top, 1)} for row in rows],
     }
 
 
@@ -94,7 +136,7 @@ class AttributeAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
     edit_feature = Feature.ATTRIBUTES_EDIT
 
     form = AttributeForm
-    list_display = ("name", "id", "data_type", "computation", "path", "unit", "modified")
+    list_display = ("name", "id", "data_type", "computation", "path", "unit", "modified_display")
     list_filter = ("data_type", "computation")
     search_fields = ("id", "name", "path")
     filter_horizontal = ("sources",)
@@ -109,11 +151,16 @@ class AttributeAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
         extra_context = {**(extra_context or {})}
         if attribute is not None:
             extra_context["attribute_values"] = attribute_values_summary(attribute)
+            extra_context["attributes_waiting"] = StaleEntity.objects.count()
         return super().change_view(request, object_id, form_url, extra_context)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         waiting = StaleEntity.objects.count()
         return super().changelist_view(request, {**(extra_context or {}), "attributes_waiting": waiting})
+
+    @display(description="Modified", ordering="modified")
+    def modified_display(self, obj: Attribute) -> str:
+        return precise_time(obj.modified)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Attribute | None = None):
         return ("id",) if obj is not None else ()
@@ -129,6 +176,9 @@ class AttributeAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
         if "sources" in fields:
             fields["sources"] = list(fields["sources"])
         attribute_update(attribute=Attribute.objects.get(pk=obj.pk), **fields)
+        from segments.builder import value_suggestions_forget
+
+        value_suggestions_forget()  # (this process's cached counts are of the old definition)
 
     @action(description="Delete selected attributes (and their values)", permissions=["change"], icon="delete")
     def attributes_delete(self, request: HttpRequest, queryset: QuerySet[Attribute]) -> HttpResponse | None:

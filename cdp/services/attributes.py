@@ -121,6 +121,12 @@ def attribute_validate(
         if not isinstance(event_type, str) or not event_type.strip() or len(event_type) > 128:
             errors["event_types"] = f"Event types are non-empty texts of at most 128 characters; got {event_type!r}."
             break
+        if event_type != event_type.strip() or any(ord(c) < 32 or ord(c) == 127 for c in event_type):
+            errors["event_types"] = (
+                f"The event type {event_type!r} has spaces around it or a control character (a line break?): "
+                "no event has that type. Give each type as its own item."
+            )
+            break
     if errors:
         raise ValidationError(errors)
 

@@ -14,6 +14,7 @@ from stitching.services.partition import MAX_IDENTIFIERS, MAX_MERGES, Category
 
 # An identifier that would join more than this many customers at once is held for review instead.
 DEFAULT_HUB_LIMIT = 20
+REASON_MAX = 300  # EventIdentifier.reason
 
 
 def hub_limit() -> int:
@@ -109,7 +110,8 @@ def config_load() -> StitchConfig:
     blocked: dict[tuple[str, str], str] = {}
     # A category's own block first: its reason is the one recorded where a block for every category matches too.
     for b in BlockedValue.objects.order_by(F("category_id").asc(nulls_last=True), "id"):
-        why = f"blocked value: {b.reason}" if b.reason else "blocked value"
+        # (A refusal's reason holds 300 characters, as a block's reason does: cut after the prefix.)
+        why = f"blocked value: {b.reason}"[:REASON_MAX] if b.reason else "blocked value"
         for key in blocked_value_matches(category=b.category_id, value=b.value, normalizers=normalizers):
             blocked.setdefault(key, why)
     approved = HubReview.objects.filter(status=HubReview.Status.APPROVED)

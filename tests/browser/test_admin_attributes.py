@@ -52,3 +52,39 @@ def test_the_attribute_page_draws_its_values(page: Page, stages):
     StaleEntity.objects.all().delete()
     page.goto("/admin/cdp/attribute/")
     expect(page.locator("#attributes-status")).to_have_text(re.compile(r"up to date"))
+
+
+@pytest.fixture
+def activity(transactional_db):
+    svc.attribute_create(id="seen", name="Last seen", computation="last_event_time", data_type="datetime")
+    svc.attribute_create(id="spent", name="Spent", computation="sum", data_type="float", path="amount", unit="EUR")
+    StaleEntity.objects.all().delete()
+    rows = [
+        ("2026-01-05T10:00:00.000000Z", 0),
+        ("2026-01-20T10:00:00.000000Z", 5),
+        ("2026-03-02T10:00:00.000000Z", 100),
+    ]
+    CustomerEntity.objects.bulk_create(
+        CustomerEntity(attributes={"seen": [seen], "spent": [spent]}) for seen, spent in rows
+    )
+
+
+def test_times_are_drawn_per_month_and_numbers_in_ranges(page: Page, activity):
+    user_create(username="analyst", password=PASSWORD, is_superuser=True)
+    admin_login(page, username="analyst", password=PASSWORD)
+
+    page.goto("/admin/cdp/attribute/seen/change/")
+    expect(page.locator("#attribute-values-kind")).to_contain_text("per month")
+    rows = page.locator("#attribute-values .attribute-value-row")
+    expect(rows).to_have_count(2)  # months with values only, oldest first
+    expect(rows.nth(0)).to_contain_text("2026-01")
+    expect(rows.nth(0)).to_contain_text("2")
+    expect(rows.nth(1)).to_contain_text("2026-03")
+
+    page.goto("/admin/cdp/attribute/spent/change/")
+    expect(page.locator("#attribute-values-kind")).to_contain_text("ranges (EUR)")
+    rows = page.locator("#attribute-values .attribute-value-row")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("0 – 5")
+    expect(rows.nth(1)).to_contain_text("100")
+    screenshot(page, "attribute-values-ranges")

@@ -1,4 +1,5 @@
 import pytest
+from django.core.exceptions import ValidationError
 
 from cdp.models import Attribute, CustomerEntity, StaleEntity
 from segments.services import segment_create
@@ -75,3 +76,20 @@ def test_a_data_type_change_that_would_break_a_segment_shows_under_the_field(sta
     assert response.status_code == 200
     assert "“Total revenue” cannot become text" in response.content.decode()
     assert Attribute.objects.get(pk="total_revenue").data_type == "float"
+
+
+def test_event_types_are_one_per_line_and_a_line_break_is_never_part_of_one(staff):
+    response = staff.post("/admin/cdp/attribute/add/", _form(
+        id="refunds", name="Refunds", event_types="Order Refunded\r\nOrder Cancelled, Order Refunded\r\n\r\n"
+    ))  # fmt: skip
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Attribute.objects.get(pk="refunds").event_types == ["Order Refunded", "Order Cancelled"]
+    page = staff.get("/admin/cdp/attribute/refunds/change/").content.decode()
+    assert "Order Refunded\nOrder Cancelled" in page
+
+
+def test_an_api_event_type_with_a_line_break_is_refused(staff):
+    from cdp.services.attributes import attribute_validate
+
+    with pytest.raises(ValidationError, match="control character"):
+        attribute_validate(computation="count", data_type="int", event_types=["Order Completed\r\nOrder Refunded"])

@@ -193,6 +193,15 @@ def test_blocking_the_only_link_splits_the_customer_and_unblocking_joins_it_agai
     assert customers_count() == 1
 
 
+def test_a_block_with_the_longest_reason_splits_too(shared_address, admin_user, django_capture_on_commit_callbacks):
+    reason = "r" * 300  # the refusal's reason is "blocked value: " + this, cut to the column's 300 characters
+    with django_capture_on_commit_callbacks(execute=True):
+        config.blocked_value_add(category=shared_address, value="team@example.com", reason=reason, user=admin_user)
+    assert customers_count() == 2
+    refused = EventIdentifier.objects.filter(status="blocked").values_list("reason", flat=True)
+    assert refused and all(r == ("blocked value: " + reason)[:300] for r in refused)
+
+
 def _statuses(category: str, value: str) -> set[str]:
     links = EventIdentifier.objects.filter(identifier__category_id=category, identifier__value=value)
     return set(links.values_list("status", flat=True))
