@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import RangeDateTimeFilter, RelatedDropdownFilter, TextFilter
@@ -23,7 +25,7 @@ from cdp.admin.base import FeatureAccessMixin, render_confirmation, user_has_fea
 from cdp.admin.profile import header_identifiers, profile_context
 from cdp.features import Feature
 from cdp.models import CustomerEntity, CustomerEvent, CustomerEventEntity, DataSource
-from cdp.selectors import entities_list, events_list
+from cdp.selectors import customers_search, entities_list, events_list
 from cdp.services.erasure import ErasureBacklog, entity_erase
 
 LATEST_EVENTS_ON_ENTITY = 50
@@ -101,7 +103,8 @@ class CustomerFilter(admin.SimpleListFilter):
 def entity_link(entity_id: str | None) -> str:
     if not entity_id:
         return "—"
-    return format_html('<a href="{}">{}</a>', reverse("admin:cdp_customerentity_change", args=[entity_id]), entity_id)
+    url = reverse("admin:cdp_customerentity_change", args=[entity_id])
+    return format_html('<a class="text-primary-600" href="{}">{}</a>', url, entity_id)
 
 
 def precise_time(value: datetime | None) -> str:
@@ -209,9 +212,13 @@ class CustomerEntityAdmin(FeatureAccessMixin, ModelAdmin):
 
     view_feature = Feature.CUSTOMERS_VIEW
 
-    list_display = ("id", "created_display", "modified_display")
+    list_display = ("customer_display", "email_display", "events_display", "last_seen_display", "modified_display")
+    list_display_links = ("customer_display",)
     search_fields = ("id",)
-    search_help_text = "An exact customer entity id (32 hex characters)."
+    search_help_text = (
+        "An email address, phone number, user id or cookie (as stitching normalises them), an exact text value "
+        "(a first name, a lifecycle stage), or a customer entity id."
+    )
     paginator = InfinitePaginator
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
@@ -233,8 +240,33 @@ class CustomerEntityAdmin(FeatureAccessMixin, ModelAdmin):
         return entities_list()
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
-        term = search_term.strip().lower()
-        return (queryset.filter(pk=term) if term else queryset), False
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        # The API's customers search: identifiers (normalised per category) and text attribute values, exact.
+        condition = Q(pk__in=customers_search(q=term).values("pk"))
+        if ENTITY_ID_RE.fullmatch(term):
+            condition |= Q(pk=term.lower())
+        return queryset.filter(condition), False
+
+    @display(description="Customer")
+    def customer_display(self, obj: CustomerEntity) -> str:
+        return _list_title(obj)
+
+    @display(description="Email")
+    def email_display(self, obj: CustomerEntity) -> str:
+        emails = obj.attributes.get("ps_email_address") or []
+        return emails[0] + (f" (+{len(emails) - 1})" if len(emails) > 1 else "") if emails else "—"
+
+    @display(description="Events")
+    def events_display(self, obj: CustomerEntity) -> str:
+        return str((obj.attributes.get("events_count") or ["—"])[0])
+
+    @display(description="Last seen")
+    def last_seen_display(self, obj: CustomerEntity) -> str:
+        seen = (obj.attributes.get("last_event_time") or [None])[0]
+        parsed = parse_datetime(seen) if isinstance(seen, str) else None
+        return precise_time(parsed) if parsed else "—"
 
     @display(description="Customer entity id")
     def customer_id(self, obj: CustomerEntity) -> str:
@@ -362,6 +394,21 @@ class _Shown:
 
     def __str__(self) -> str:
         return self._title
+
+
+ENTITY_ID_RE = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def _list_title(entity: CustomerEntity) -> str:
+    """The customer's name, else their first email, phone or user id (from the attributes), else the entity id."""
+    values = entity.attributes
+    name = " ".join(str(values.get(key, [None])[0]) for key in ("first_name", "last_name") if values.get(key))
+    if name:
+        return name
+    for key in ("ps_email_address", "ps_phone", "ps_user_id"):
+        if values.get(key):
+            return str(values[key][0])
+    return entity.pk
 
 
 def _profile_title(identifiers: list[dict[str, Any]], entity: CustomerEntity) -> str:

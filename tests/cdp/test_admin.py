@@ -540,3 +540,25 @@ def test_only_staff_users_can_log_in(client):
     assert response.status_code == 200  # the form again, with an error
     assert "_auth_user_id" not in client.session
     assert not user.is_staff
+
+
+def test_the_customer_list_names_customers_and_finds_them_by_email_or_name(staff_client, shop_source):
+    from cdp.services.attributes import attributes_recompute
+
+    traits = {"email": "Ann@Example.com", "firstName": "Ann", "lastName": "Novak"}
+    ingest(shop_source, "identify", datetime(2025, 1, 1, tzinfo=UTC), {"userId": "u-1", "traits": traits})
+    ingest(shop_source, "identify", datetime(2025, 1, 2, tzinfo=UTC), {"anonymousId": "c-2"})
+    engine.stitch_pending()
+    attributes_recompute()
+    ann = CustomerEntity.objects.get(attributes__contains={"first_name": ["Ann"]})
+    anonymous = CustomerEntity.objects.exclude(pk=ann.pk).get()
+    page = staff_client.get(changelist("customerentity")).content.decode()
+    assert "Ann Novak" in page and "ann@example.com" in page
+    for term in (" ANN@example.com ", "u-1", "Ann", ann.pk.upper()):
+        found = staff_client.get(changelist("customerentity"), {"q": term}).content.decode()
+        assert change("customerentity", ann.pk) in found, term
+        assert change("customerentity", anonymous.pk) not in found, term
+    other = staff_client.get(changelist("customerentity"), {"q": "c-2"}).content.decode()
+    assert change("customerentity", anonymous.pk) in other and "Ann Novak" not in other
+    nobody = staff_client.get(changelist("customerentity"), {"q": "nobody@example.com"}).content.decode()
+    assert change("customerentity", ann.pk) not in nobody
