@@ -10,12 +10,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Case, QuerySet, When
 from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 from unfold.paginator import InfinitePaginator
@@ -307,16 +308,39 @@ class RefusedLinkAdmin(StitchingAdmin):
 class HubReviewAdmin(StitchingAdmin):
     """Identifiers that would suddenly join many customers, held until someone decides."""
 
-    list_display = ("identifier_display", "entity_count", "status", "decided_by", "created_display")
+    list_display = ("identifier_display", "customers_display", "status", "decided_by", "created_display")
     list_filter = ("status",)
     list_select_related = ("identifier", "identifier__category", "decided_by")
-    fields = ("identifier_display", "entity_count", "status", "decided_by", "decided", "created_display")
+    fields = (
+        "identifier_display", "customers_display", "held_links", "status", "decided_by", "decided_display",
+        "created_display",
+    )  # fmt: skip
     readonly_fields = fields
     actions = ("reviews_approve", "reviews_block")
     actions_detail = ("review_approve", "review_block")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[HubReview]:
-        return selectors.hub_reviews_list()
+        # Pending first: what waits for a decision.
+        pending_first = Case(When(status=HubReview.Status.PENDING, then=0), default=1)
+        return selectors.hub_reviews_list().order_by(pending_first, "-created", "-id")
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        # Nothing on the page is edited: the decision is the Approve / Block actions.
+        extra = {"show_save": False, "show_save_and_continue": False, "show_save_and_add_another": False}
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+    @display(description="Customers it would join", ordering="entity_count")
+    def customers_display(self, obj: HubReview) -> int:
+        return obj.entity_count
+
+    @display(description="Held events")
+    def held_links(self, obj: HubReview) -> str:
+        url = reverse("admin:stitching_eventidentifier_changelist") + "?" + urlencode({"q": obj.identifier.value})
+        return format_html('<a class="text-primary-600" href="{}">The events whose links it holds →</a>', url)
+
+    @display(description="Decided")
+    def decided_display(self, obj: HubReview) -> str:
+        return precise_time(obj.decided)
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return False
@@ -360,7 +384,9 @@ class HubReviewAdmin(StitchingAdmin):
                 danger=approve,
             )
         done = self._decide(request, reviews, approve)
-        self.message_user(request, f"{done} review(s) decided: {verb.lower()}ed.", messages.SUCCESS)
+        self.message_user(
+            request, f"{done} review(s) decided: {'approved' if approve else 'blocked'}.", messages.SUCCESS
+        )
         return None
 
     @action(description="Approve: let them link", permissions=["decide"], icon="link")
@@ -389,7 +415,8 @@ class HubReviewAdmin(StitchingAdmin):
                 danger=approve,
             )
         if self._decide(request, [review], approve):
-            self.message_user(request, f"Decided: {verb.lower()}ed. The customers are re-stitched.", messages.SUCCESS)
+            done = "approved" if approve else "blocked"
+            self.message_user(request, f"Decided: {done}. The customers are re-stitched.", messages.SUCCESS)
         return HttpResponseRedirect(change_url)
 
     @action(description="Approve: let it link", url_path="approve", permissions=["decide"], icon="link")

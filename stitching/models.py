@@ -200,7 +200,7 @@ class HubReview(models.Model):
         ordering = ["-created"]
 
     def __str__(self) -> str:
-        return f"review of identifier {self.identifier_id} ({self.status})"
+        return f"{self.identifier.category_id}: {self.identifier.value} ({self.get_status_display().lower()})"
 
 
 class RestitchRequest(models.Model):

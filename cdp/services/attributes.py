@@ -133,6 +133,8 @@ def attribute_validate(
 
 def path_problem(path: str) -> str | None:
     """Why a dotted payload path is unusable, or None."""
+    if path.startswith("$."):
+        return f"Write the path without JSONPath's '$.', e.g. {path[2:80]!r}: it is read from the payload's top."
     parts = path.split(".")
     if len(parts) > MAX_PATH_DEPTH:
         return f"At most {MAX_PATH_DEPTH} levels in a path."

@@ -48,6 +48,10 @@ def path_validate(path: Any) -> str:
     path = path.strip()
     if len(path) > MAX_PATH_LENGTH:
         raise ValidationError({"path": f"The path is longer than {MAX_PATH_LENGTH} characters."})
+    if path.startswith("$."):
+        raise ValidationError(
+            {"path": f"Write the path without JSONPath's '$.', e.g. {path[2:80]!r}: it is read from the payload's top."}
+        )
     if not PATH_RE.match(path):
         raise ValidationError(
             {

@@ -1,5 +1,7 @@
 """Stitching admin pages: lists open, forms show the services' validation, actions ask before acting."""
 
+import re
+
 import pytest
 
 from stitching.models import BlockedValue, HubReview, Identifier
@@ -48,10 +50,15 @@ def test_stitching_admin_pages_forms_and_confirmed_actions(client, admin_user, w
     assert r.status_code == 302, r.content.decode()[:2000]
     r = client.get(f"/admin/stitching/hubreview/{review.pk}/block/")
     assert r.status_code == 200 and "will be blocked" in r.content.decode()
-    r = client.post(f"/admin/stitching/hubreview/{review.pk}/block/", {"confirm": "yes"})
-    assert r.status_code == 302
+    r = client.post(f"/admin/stitching/hubreview/{review.pk}/block/", {"confirm": "yes"}, follow=True)
+    assert "Decided: blocked." in r.content.decode()
     review.refresh_from_db()
     assert review.status == "blocked"
+    page = client.get(f"/admin/stitching/hubreview/{review.pk}/change/").content.decode()
+    assert "cookie: k (blocked the value)" in page  # named by its identifier, not an internal id
+    assert "/admin/stitching/eventidentifier/?q=k" in page  # the held events
+    assert 'name="_save"' not in page  # nothing to save: the decision is an action
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \w+", page)  # decided, to the second with the zone
     r = client.post(
         "/admin/stitching/blockedvalue/",
         {"action": "values_unblock", "_selected_action": [b.pk for b in BlockedValue.objects.all()]},

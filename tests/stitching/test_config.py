@@ -423,3 +423,9 @@ def test_a_stale_stitching_run_does_not_reopen_a_hub_blocked_in_review(web_sourc
         cursor.execute(HUB_REVIEWS_OPEN_SQL, [[review.identifier_id], [6]])
     review.refresh_from_db()
     assert review.status == HubReview.Status.BLOCKED and review.decided_by == admin_user
+
+
+def test_a_jsonpath_style_path_is_refused_with_the_path_to_write():
+    with pytest.raises(ValidationError, match="without JSONPath's '\\$.', e.g. 'traits.email'"):
+        config.path_validate("$.traits.email")
+    assert config.path_validate("$email") == "$email"  # (a key of its own, as some trackers name them)
