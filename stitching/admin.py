@@ -10,7 +10,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import ValidationError
-from django.db.models import Case, QuerySet, When
+from django.db.models import Case, Q, QuerySet, When
 from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -26,6 +26,7 @@ from cdp.admin.customers import entity_link, precise_time, pretty_json
 from cdp.features import Feature
 from stitching import selectors
 from stitching.models import BlockedValue, EntityChange, EventIdentifier, HubReview, StitchingCategory, StitchingRule
+from stitching.normalizers import normalize
 from stitching.services import config
 
 CATEGORY_FIELDS = ("name", "normalizer", "max_per_entity", "priority")
@@ -162,6 +163,12 @@ class BlockedValueForm(forms.ModelForm):
             "reason": "Why: shown to colleagues and kept with the block, e.g. 'shared team inbox'.",
         }
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "category" in self.fields:
+            self.fields["category"].empty_label = "Every category"
+            self.fields["category"].help_text = "Empty: the value is blocked for every category."
+
     def clean(self):
         data = super().clean()
         if "value" in data:
@@ -178,7 +185,7 @@ class BlockedValueForm(forms.ModelForm):
 @admin.register(BlockedValue)
 class BlockedValueAdmin(ServiceSaveMixin, StitchingAdmin):
     form = BlockedValueForm
-    list_display = ("value", "category_display", "reason", "created_by", "created_display")
+    list_display = ("value_display", "category_display", "reason", "created_by", "created_display")
     list_filter = ("category",)
     list_select_related = ("category", "created_by")
     search_fields = ("value", "reason")
@@ -194,6 +201,12 @@ class BlockedValueAdmin(ServiceSaveMixin, StitchingAdmin):
     def has_change_permission(self, request: HttpRequest, obj: BlockedValue | None = None) -> bool:
         # Blocks are added and removed, not edited: the value decided what was split.
         return obj is None and super().has_change_permission(request, obj)
+
+    @display(description="Value", ordering="value")
+    def value_display(self, obj: BlockedValue) -> str:
+        if len(obj.value) <= 60:
+            return obj.value
+        return format_html('<span title="{}">{}…</span>', obj.value, obj.value[:59])
 
     @display(description="Category")
     def category_display(self, obj: BlockedValue) -> str:
@@ -235,7 +248,7 @@ class BlockedValueAdmin(ServiceSaveMixin, StitchingAdmin):
 
 
 class RefusedStatusFilter(admin.SimpleListFilter):
-    title = "why"
+    title = "reason"
     parameter_name = "status"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
@@ -268,14 +281,25 @@ class RefusedLinkAdmin(StitchingAdmin):
     list_per_page = 50
     sortable_by = ()
     search_fields = ("identifier__value",)
-    search_help_text = "An exact identifier value (normalised)."
+    search_help_text = "An identifier value, as any category normalises it (an email in any case, a phone number)."
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[EventIdentifier]:
         return selectors.refused_links_list()
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
         term = search_term.strip()
-        return (queryset.filter(identifier__value=term) if term else queryset), False
+        if not term:
+            return queryset, False
+        # As each category stores its values: "Ann@Example.com" finds the email ann@example.com.
+        condition = Q(identifier__value=term)
+        for category_id, normalizer in StitchingCategory.objects.values_list("pk", "normalizer"):
+            try:
+                normalised = normalize(normalizer, term)
+            except ValueError:
+                continue
+            if normalised and normalised != term:
+                condition |= Q(identifier__category_id=category_id, identifier__value=normalised)
+        return queryset.filter(condition), False
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return False
@@ -437,12 +461,16 @@ def _decision_question(approve: bool, count: int) -> str:
     return f"{count} value(s) will be blocked: they never link customers again (you can unblock them later)."
 
 
+OTHERS_SHOWN = 3  # other customers listed on a merge or split; the rest counted
+
+
 @admin.register(EntityChange)
 class EntityChangeAdmin(FeatureAccessMixin, ModelAdmin):
     """Merge, split and erasure history. Read-only."""
 
     view_feature = Feature.CUSTOMERS_VIEW
-    list_display = ("created_display", "kind", "customer_display", "others_display", "event_id")
+    list_display = ("created_display", "kind", "customer_display", "others_display", "event_display")
+    list_select_related = ("event", "identifier", "identifier__category")
     list_filter = ("kind",)
     search_fields = ("customer_entity_id",)
     search_help_text = "An exact customer entity id: the changes it took part in (merged into, split off, erased)."
@@ -451,7 +479,8 @@ class EntityChangeAdmin(FeatureAccessMixin, ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
     fields = (
-        "created_display", "kind", "customer_display", "others_display", "event_id", "identifier", "detail_display",
+        "created_display", "kind", "customer_display", "others_display", "event_display", "identifier_display",
+        "detail_display",
     )  # fmt: skip
     readonly_fields = fields
 
@@ -480,7 +509,27 @@ class EntityChangeAdmin(FeatureAccessMixin, ModelAdmin):
 
     @display(description="Other customers")
     def others_display(self, obj: EntityChange) -> str:
-        return format_html_join(", ", "{}", ((entity_link(pk),) for pk in obj.other_entity_ids or [])) or "—"
+        others = obj.other_entity_ids or []
+        if not others:
+            return "—"
+        shown = format_html_join(", ", "{}", ((entity_link(pk),) for pk in others[:OTHERS_SHOWN]))
+        if len(others) <= OTHERS_SHOWN:
+            return shown
+        return format_html("{} and {} more", shown, len(others) - OTHERS_SHOWN)
+
+    @display(description="Event")
+    def event_display(self, obj: EntityChange) -> str:
+        if obj.event_id is None:
+            return "—"
+        url = reverse("admin:cdp_customerevent_change", args=[obj.event_id])
+        label = f"{obj.event.type} #{obj.event_id}" if obj.event else f"#{obj.event_id}"
+        return format_html('<a class="text-primary-600" href="{}">{}</a>', url, label)
+
+    @display(description="Identifier")
+    def identifier_display(self, obj: EntityChange) -> str:
+        if obj.identifier is None:
+            return "—"
+        return f"{obj.identifier.category.name}: {obj.identifier.value}"
 
     @display(description="Details")
     def detail_display(self, obj: EntityChange) -> str:

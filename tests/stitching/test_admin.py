@@ -71,3 +71,26 @@ def test_stitching_admin_pages_forms_and_confirmed_actions(client, admin_user, w
     assert r.status_code == 302 and not BlockedValue.objects.exists()
     r = client.get(f"/admin/cdp/customerentity/{e.pk}/change/")
     assert r.status_code == 200
+
+
+def test_refused_links_are_found_as_the_category_stores_the_value_and_merges_read_as_words(
+    client, admin_user, web_source
+):
+    from stitching.models import EntityChange
+
+    client.force_login(admin_user)
+    g = GraphBuilder(web_source)
+    e = g.entity()
+    event = g.event(e, identifiers=[("cookie", "k")], refused=[("email", "test@test.com", "blocked", "shared", None)])
+    found = client.get("/admin/stitching/eventidentifier/", {"q": " Test@TEST.com "}).content.decode()
+    assert f"/admin/cdp/customerevent/{event.pk}/change/" in found
+    others = [f"{n:032x}" for n in range(1, 8)]
+    change = EntityChange.objects.create(
+        kind="merge", customer_entity_id=e.pk, other_entity_ids=others, event=event,
+        identifier=Identifier.objects.get(value="k"), detail={"identifier": "cookie"},
+    )  # fmt: skip
+    listed = client.get("/admin/stitching/entitychange/").content.decode()
+    assert "and 4 more" in listed and others[3] not in listed
+    assert f"/admin/cdp/customerevent/{event.pk}/change/" in listed
+    detail = client.get(f"/admin/stitching/entitychange/{change.pk}/change/").content.decode()
+    assert "Cookie" in detail and ": k" in detail
