@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.templatetags.static import static
 
 from cdp.env import env_bool, env_int, env_list, env_str
 
@@ -237,6 +238,9 @@ UNFOLD = {
     "SITE_TITLE": "CDP Business Explorer",
     "SITE_HEADER": "CDP Business Explorer",
     "SITE_SYMBOL": "hub",
+    "SITE_FAVICONS": [
+        {"rel": "icon", "type": "image/svg+xml", "href": lambda request: static("cdp/favicon.svg")},
+    ],
     "SHOW_HISTORY": True,
     # Grouped links, each shown only to users whose role may open it (see cdp/admin/navigation.py).
     "SIDEBAR": {"show_search": False, "navigation": "cdp.admin.navigation.sidebar_navigation"},

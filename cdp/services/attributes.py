@@ -98,8 +98,13 @@ def attribute_validate(
         raise ValidationError(errors)
     allowed = ALLOWED_TYPES[computation]
     if data_type not in allowed:
+
+        def named(code: str) -> str:
+            return f"{code} ({T(code).label.lower()})"
+
         errors["data_type"] = (
-            f"A {computation} attribute has the data type {' or '.join(sorted(allowed))}, not {data_type}."
+            f"A {computation} attribute ({C(computation).label.lower()}) has the data type "
+            f"{' or '.join(named(code) for code in sorted(allowed))}, not {named(data_type)}."
         )
     if computation in PATHLESS:
         if path:

@@ -9,3 +9,8 @@ def test_readyz_checks_database_and_broker(client, db):
     assert response.status_code == 200, response.content
     assert response.json()["checks"]["database"] == "ok"
     assert response.json()["checks"]["broker"] == "ok"
+
+
+def test_the_favicon_is_served(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"].endswith("cdp/favicon.svg")
