@@ -187,22 +187,26 @@ def attribute_histogram(*, attribute: Attribute) -> dict[str, Any]:
         percent = 100.0 * HISTOGRAM_SAMPLE_ROWS / customers
         source = f"customer_entities TABLESAMPLE SYSTEM ({percent:.6f}) REPEATABLE (7)"
         scale = 100.0 / percent
+    # Values of another shape (stored before a data type change, until the customer is recomputed) are skipped,
+    # never cast: a month is read off the text, a number only from a JSON number.
     values = (
-        f"SELECT v #>> '{{}}' AS t FROM {source} CROSS JOIN LATERAL jsonb_array_elements(CASE "
+        f"SELECT v FROM {source} CROSS JOIN LATERAL jsonb_array_elements(CASE "
         "jsonb_typeof(attributes -> %(id)s) WHEN 'array' THEN attributes -> %(id)s END) v"
     )
     with connection.cursor() as cursor:
         if attribute.data_type in (Attribute.DataType.DATE, Attribute.DataType.DATETIME):
             cursor.execute(
-                f"SELECT to_char(date_trunc('month', t::timestamptz AT TIME ZONE 'UTC'), 'YYYY-MM') AS m, count(*) "
-                f"FROM ({values}) z GROUP BY 1 ORDER BY 1 DESC LIMIT %(limit)s",
+                f"SELECT m, count(*) FROM (SELECT substring(v #>> '{{}}' FROM '^(\\d{{4}}-\\d{{2}})-\\d{{2}}') AS m "
+                f"FROM ({values}) z WHERE jsonb_typeof(v) = 'string') y WHERE m IS NOT NULL "
+                "GROUP BY 1 ORDER BY 1 DESC LIMIT %(limit)s",
                 {"id": attribute.pk, "limit": HISTOGRAM_MONTHS},
             )
             bars = [{"label": month, "count": round(n * scale)} for month, n in reversed(cursor.fetchall())]
             kind = "month"
         else:
             cursor.execute(
-                f"WITH x AS (SELECT t::numeric AS x FROM ({values}) z), b AS (SELECT min(x) lo, max(x) hi FROM x) "
+                f"WITH x AS (SELECT v::numeric AS x FROM ({values}) z WHERE jsonb_typeof(v) = 'number'), "
+                "b AS (SELECT min(x) lo, max(x) hi FROM x) "
                 "SELECT CASE WHEN b.hi = b.lo THEN 1 ELSE least(width_bucket(x.x, b.lo, b.hi, %(buckets)s), "
                 "%(buckets)s) END AS k, min(x.x), max(x.x), count(*) FROM x, b GROUP BY 1 ORDER BY 1",
                 {"id": attribute.pk, "buckets": HISTOGRAM_BUCKETS},

@@ -10,7 +10,7 @@ from segments.audience import audience_view
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     # Browsers ask for it on every page; the admin's pages name it too (UNFOLD["SITE_FAVICONS"]).
-    path("favicon.ico", RedirectView.as_view(url=static("cdp/favicon.svg"), permanent=True), name="favicon"),
+    path("favicon.ico", RedirectView.as_view(url=static("cdp/favicon.svg"), permanent=False), name="favicon"),
     path("readyz", readyz, name="readyz"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

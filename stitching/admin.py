@@ -344,9 +344,11 @@ class HubReviewAdmin(StitchingAdmin):
     actions_detail = ("review_approve", "review_block")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[HubReview]:
-        # Pending first: what waits for a decision.
-        pending_first = Case(When(status=HubReview.Status.PENDING, then=0), default=1)
-        return selectors.hub_reviews_list().order_by(pending_first, "-created", "-id")
+        return selectors.hub_reviews_list()
+
+    def get_ordering(self, request: HttpRequest):
+        # Pending first: what waits for a decision (the change list orders by this, not by the queryset's order).
+        return (Case(When(status=HubReview.Status.PENDING, then=0), default=1).asc(), "-created", "-id")
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
         # Nothing on the page is edited: the decision is the Approve / Block actions.
@@ -359,7 +361,8 @@ class HubReviewAdmin(StitchingAdmin):
 
     @display(description="Held events")
     def held_links(self, obj: HubReview) -> str:
-        url = reverse("admin:stitching_eventidentifier_changelist") + "?" + urlencode({"q": obj.identifier.value})
+        query = {"q": obj.identifier.value, "category": obj.identifier.category_id, "status": "held"}
+        url = reverse("admin:stitching_eventidentifier_changelist") + "?" + urlencode(query)
         return format_html('<a class="text-primary-600" href="{}">The events whose links it holds →</a>', url)
 
     @display(description="Decided")
@@ -479,7 +482,7 @@ class EntityChangeAdmin(FeatureAccessMixin, ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
     fields = (
-        "created_display", "kind", "customer_display", "others_display", "event_display", "identifier_display",
+        "created_display", "kind", "customer_display", "others_all_display", "event_display", "identifier_display",
         "detail_display",
     )  # fmt: skip
     readonly_fields = fields
@@ -509,13 +512,21 @@ class EntityChangeAdmin(FeatureAccessMixin, ModelAdmin):
 
     @display(description="Other customers")
     def others_display(self, obj: EntityChange) -> str:
+        """Every one on the detail page; the first OTHERS_SHOWN and how many more in the list."""
+        return self._others(obj, limit=OTHERS_SHOWN)
+
+    @display(description="Other customers")
+    def others_all_display(self, obj: EntityChange) -> str:
+        return self._others(obj, limit=None)
+
+    def _others(self, obj: EntityChange, *, limit: int | None) -> str:
         others = obj.other_entity_ids or []
         if not others:
             return "—"
-        shown = format_html_join(", ", "{}", ((entity_link(pk),) for pk in others[:OTHERS_SHOWN]))
-        if len(others) <= OTHERS_SHOWN:
+        shown = format_html_join(", ", "{}", ((entity_link(pk),) for pk in others[:limit]))
+        if limit is None or len(others) <= limit:
             return shown
-        return format_html("{} and {} more", shown, len(others) - OTHERS_SHOWN)
+        return format_html("{} and {} more", shown, len(others) - limit)
 
     @display(description="Event")
     def event_display(self, obj: EntityChange) -> str:

@@ -94,6 +94,13 @@ class AttributeForm(forms.ModelForm):
 
 
 TOP_VALUES_SHOWN = 10
+WAITING_COUNTED = 100_000  # customers waiting for new values counted up to this ("more than 100,000")
+
+
+def customers_waiting() -> int:
+    """How many customers wait in the recomputation queue, counted up to WAITING_COUNTED + 1 (after a definition
+    change every customer waits: counting millions on each page view would cost seconds)."""
+    return StaleEntity.objects.all()[: WAITING_COUNTED + 1].count()
 
 
 def attribute_values_summary(attribute: Attribute) -> dict:
@@ -103,7 +110,7 @@ def attribute_values_summary(attribute: Attribute) -> dict:
     from segments.builder import value_suggestions
 
     counts = value_suggestions(attribute=attribute)
-    customers = customers_count_estimate()
+    customers = max(customers_count_estimate(), counts["entities_with_value"])  # (a sample's scaled count may pass it)
     T = Attribute.DataType
     if attribute.data_type in (T.DATE, T.DATETIME, T.INT, T.FLOAT):
         histogram = attribute_histogram(attribute=attribute)
@@ -144,19 +151,15 @@ class AttributeAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
     list_before_template = "cdp/admin/attributes_status.html"
     change_form_outer_after_template = "cdp/admin/attribute_values.html"
 
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
-    ) -> HttpResponse:
-        attribute = Attribute.objects.filter(pk=object_id).first()
-        extra_context = {**(extra_context or {})}
-        if attribute is not None:
-            extra_context["attribute_values"] = attribute_values_summary(attribute)
-            extra_context["attributes_waiting"] = StaleEntity.objects.count()
-        return super().change_view(request, object_id, form_url, extra_context)
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        # Drawn when the page is shown (after the permission checks), not for a POST that saves and redirects.
+        if obj is not None and not add and request.method == "GET":
+            context["attribute_values"] = attribute_values_summary(obj)
+            context["attributes_waiting"] = customers_waiting()
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
-        waiting = StaleEntity.objects.count()
-        return super().changelist_view(request, {**(extra_context or {}), "attributes_waiting": waiting})
+        return super().changelist_view(request, {**(extra_context or {}), "attributes_waiting": customers_waiting()})
 
     @display(description="Modified", ordering="modified")
     def modified_display(self, obj: Attribute) -> str:

@@ -243,11 +243,13 @@ class CustomerEntityAdmin(FeatureAccessMixin, ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        # The API's customers search: identifiers (normalised per category) and text attribute values, exact.
-        condition = Q(pk__in=customers_search(q=term).values("pk"))
+        # The API's customers search: identifiers (normalised per category) and text attribute values, exact. The
+        # ids are fetched first: `id IN (subquery) OR id = …` would be planned as a walk of the whole table.
+        term = term[:SEARCH_TERM_MAX]
+        ids = list(customers_search(q=term).order_by().values_list("pk", flat=True)[:SEARCH_MATCHES_MAX])
         if ENTITY_ID_RE.fullmatch(term):
-            condition |= Q(pk=term.lower())
-        return queryset.filter(condition), False
+            ids.append(term.lower())
+        return queryset.filter(pk__in=ids), False
 
     @display(description="Customer")
     def customer_display(self, obj: CustomerEntity) -> str:
@@ -256,7 +258,7 @@ class CustomerEntityAdmin(FeatureAccessMixin, ModelAdmin):
     @display(description="Email")
     def email_display(self, obj: CustomerEntity) -> str:
         emails = obj.attributes.get("ps_email_address") or []
-        return emails[0] + (f" (+{len(emails) - 1})" if len(emails) > 1 else "") if emails else "—"
+        return str(emails[0]) + (f" (+{len(emails) - 1})" if len(emails) > 1 else "") if emails else "—"
 
     @display(description="Events")
     def events_display(self, obj: CustomerEntity) -> str:
@@ -265,8 +267,13 @@ class CustomerEntityAdmin(FeatureAccessMixin, ModelAdmin):
     @display(description="Last seen")
     def last_seen_display(self, obj: CustomerEntity) -> str:
         seen = (obj.attributes.get("last_event_time") or [None])[0]
-        parsed = parse_datetime(seen) if isinstance(seen, str) else None
-        return precise_time(parsed) if parsed else "—"
+        try:
+            parsed = parse_datetime(seen) if isinstance(seen, str) else None
+        except ValueError:  # (a value of another shape, e.g. after a definition change)
+            parsed = None
+        if parsed is None or timezone.is_naive(parsed):
+            return str(seen) if seen is not None else "—"
+        return precise_time(parsed)
 
     @display(description="Customer entity id")
     def customer_id(self, obj: CustomerEntity) -> str:
@@ -397,6 +404,8 @@ class _Shown:
 
 
 ENTITY_ID_RE = re.compile(r"[0-9a-fA-F]{32}")
+SEARCH_TERM_MAX = 400  # as the API's customers search
+SEARCH_MATCHES_MAX = 1000
 
 
 def _list_title(entity: CustomerEntity) -> str:

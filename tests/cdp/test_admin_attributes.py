@@ -93,3 +93,19 @@ def test_an_api_event_type_with_a_line_break_is_refused(staff):
 
     with pytest.raises(ValidationError, match="control character"):
         attribute_validate(computation="count", data_type="int", event_types=["Order Completed\r\nOrder Refunded"])
+
+
+@pytest.mark.parametrize(
+    ("data_type", "stored"),
+    [("int", ["blue"]), ("float", [""]), ("int", [True]), ("datetime", ["soon"]), ("date", [None]), ("int", [None])],
+)
+def test_values_of_another_shape_never_break_the_page(staff, data_type, stored):
+    """Values stored before a data type change stay until their customers are recomputed: the chart skips them."""
+    from cdp.services.attributes import attribute_create
+
+    attribute_create(id="fav", name="Favourite", computation="last_value", data_type=data_type, path="fav")
+    CustomerEntity.objects.create(attributes={"fav": stored})
+    CustomerEntity.objects.create(attributes={"fav": [7] if data_type in ("int", "float") else ["2026-02-03"]})
+    page = staff.get("/admin/cdp/attribute/fav/change/")
+    assert page.status_code == 200
+    assert "Values across customers" in page.content.decode()

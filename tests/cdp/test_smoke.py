@@ -13,4 +13,4 @@ def test_readyz_checks_database_and_broker(client, db):
 
 def test_the_favicon_is_served(client):
     response = client.get("/favicon.ico")
-    assert response.status_code == 301 and response["Location"].endswith("cdp/favicon.svg")
+    assert response.status_code == 302 and response["Location"].endswith("cdp/favicon.svg")

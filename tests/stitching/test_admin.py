@@ -94,3 +94,19 @@ def test_refused_links_are_found_as_the_category_stores_the_value_and_merges_rea
     assert f"/admin/cdp/customerevent/{event.pk}/change/" in listed
     detail = client.get(f"/admin/stitching/entitychange/{change.pk}/change/").content.decode()
     assert "Cookie" in detail and ": k" in detail
+
+
+def test_pending_hub_reviews_come_first(client, admin_user, web_source):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    client.force_login(admin_user)
+    g = GraphBuilder(web_source)
+    e = g.entity()
+    g.event(e, identifiers=[("cookie", "old-pending"), ("user_id", "new-blocked")])
+    pending = HubReview.objects.create(identifier=Identifier.objects.get(value="old-pending"), entity_count=30)
+    HubReview.objects.filter(pk=pending.pk).update(created=timezone.now() - timedelta(days=3))
+    HubReview.objects.create(identifier=Identifier.objects.get(value="new-blocked"), entity_count=40, status="blocked")
+    page = client.get("/admin/stitching/hubreview/").content.decode()
+    assert page.index("old-pending") < page.index("new-blocked")
