@@ -223,8 +223,11 @@ class BlockedValueAdmin(ServiceSaveMixin, StitchingAdmin):
         )
 
     def response_add(self, request, obj, post_url_continue=None):
-        self.message_user(request, f"“{obj.value}” is blocked; customers it joined are re-stitched.", messages.INFO)
-        return super().response_add(request, obj, post_url_continue)
+        # One message (not Django's "was added successfully" too), and back to the list: a block is not edited.
+        self.message_user(request, f"“{obj.value}” is blocked; customers it joined are re-stitched.", messages.SUCCESS)
+        if "_addanother" in request.POST:
+            return HttpResponseRedirect(request.path)
+        return HttpResponseRedirect(reverse("admin:stitching_blockedvalue_changelist"))
 
     @action(description="Unblock selected values", permissions=["change"], icon="lock_open")
     def values_unblock(self, request: HttpRequest, queryset: QuerySet[BlockedValue]) -> HttpResponse | None:
@@ -241,6 +244,8 @@ class BlockedValueAdmin(ServiceSaveMixin, StitchingAdmin):
                 cancel_url=reverse("admin:stitching_blockedvalue_changelist"),
                 hidden=[("action", "values_unblock")] + [(ACTION_CHECKBOX_NAME, v.pk) for v in values],
             )
+        # Who unblocked what, in the admin's history (a block's own row records who added it).
+        self.log_deletions(request, queryset.filter(pk__in=[v.pk for v in values]))
         for value in values:
             config.blocked_value_remove(blocked_value=value, user=request.user)
         self.message_user(request, f"{len(values)} value(s) unblocked.", messages.SUCCESS)

@@ -174,11 +174,14 @@ class EntityChange(models.Model):
 
     class Meta:
         ordering = ["-created", "-id"]
+        # What the admin's navigation calls them (the API keeps "entity changes").
+        verbose_name = "merge history entry"
+        verbose_name_plural = "merge history"
         # "Where did customer X go?": rows where X is among the merged-away / split-off entities.
         indexes = [GinIndex(fields=["other_entity_ids"], name="entity_change_others", opclasses=["jsonb_path_ops"])]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.customer_entity_id}"
+        return f"{self.get_kind_display()}: {self.customer_entity_id}"
 
 
 class HubReview(models.Model):

@@ -30,6 +30,9 @@ def test_stitching_admin_pages_forms_and_confirmed_actions(client, admin_user, w
         assert r.status_code == 200, (url, r.status_code)
     r = client.post("/admin/stitching/blockedvalue/add/", {"category": "email", "value": " X@Y.com ", "reason": "r"})
     assert r.status_code == 302, r.content.decode()[:3000]
+    assert r["Location"] == "/admin/stitching/blockedvalue/"
+    messages = [str(m) for m in client.get(r["Location"]).context["messages"]]
+    assert messages == ["“x@y.com” is blocked; customers it joined are re-stitched."]
     assert BlockedValue.objects.get().value == "x@y.com" and BlockedValue.objects.get().created_by == admin_user
     r = client.post("/admin/stitching/blockedvalue/add/", {"category": "phone", "value": "abc", "reason": ""})
     assert r.status_code == 200 and "not a valid Phone value" in r.content.decode()
@@ -69,6 +72,9 @@ def test_stitching_admin_pages_forms_and_confirmed_actions(client, admin_user, w
         {"action": "values_unblock", "confirm": "yes", "_selected_action": [b.pk for b in BlockedValue.objects.all()]},
     )
     assert r.status_code == 302 and not BlockedValue.objects.exists()
+    from django.contrib.admin.models import DELETION, LogEntry
+
+    assert LogEntry.objects.filter(action_flag=DELETION, user=admin_user, object_repr__contains="x@y.com").exists()
     r = client.get(f"/admin/cdp/customerentity/{e.pk}/change/")
     assert r.status_code == 200
 
