@@ -120,17 +120,12 @@ def customers_search(*, q: str | None = None, attribute: Attribute | None = None
 
 def identifier_entity_ids(q: str) -> list[str]:
     """Entities holding an identifier equal to `q` as normalised by its category (any category)."""
-    from stitching.models import Identifier, StitchingCategory
-    from stitching.normalizers import normalize
+    from stitching.models import Identifier
+    from stitching.selectors import identifier_keys
 
     condition = Q(pk__in=[])
-    for category_id, normalizer in StitchingCategory.objects.values_list("pk", "normalizer"):
-        try:
-            normalised = normalize(normalizer, q)
-        except ValueError:
-            continue
-        if normalised:
-            condition |= Q(category_id=category_id, value=normalised)
+    for category_id, normalised in identifier_keys(q):
+        condition |= Q(category_id=category_id, value=normalised)
     ids = Identifier.objects.filter(condition, customer_entity__isnull=False).values_list(
         "customer_entity_id", flat=True
     )
@@ -222,3 +217,12 @@ def attribute_histogram(*, attribute: Attribute) -> dict[str, Any]:
 def _number(value) -> str:
     text = f"{value:,.2f}" if value != value.to_integral_value() else f"{value:,.0f}"
     return text
+
+
+WAITING_COUNTED = 100_000
+
+
+def customers_waiting_count() -> int:
+    """How many customers wait for new attribute values, counted up to WAITING_COUNTED + 1 (after a definition
+    change every customer waits: counting millions on each page view would cost seconds)."""
+    return StaleEntity.objects.all()[: WAITING_COUNTED + 1].count()

@@ -10,7 +10,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import ValidationError
-from django.db.models import Case, Q, QuerySet, When
+from django.db.models import Q, QuerySet
 from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -26,7 +26,6 @@ from cdp.admin.customers import entity_link, precise_time, pretty_json
 from cdp.features import Feature
 from stitching import selectors
 from stitching.models import BlockedValue, EntityChange, EventIdentifier, HubReview, StitchingCategory, StitchingRule
-from stitching.normalizers import normalize
 from stitching.services import config
 
 CATEGORY_FIELDS = ("name", "normalizer", "max_per_entity", "priority")
@@ -297,13 +296,8 @@ class RefusedLinkAdmin(StitchingAdmin):
             return queryset, False
         # As each category stores its values: "Ann@Example.com" finds the email ann@example.com.
         condition = Q(identifier__value=term)
-        for category_id, normalizer in StitchingCategory.objects.values_list("pk", "normalizer"):
-            try:
-                normalised = normalize(normalizer, term)
-            except ValueError:
-                continue
-            if normalised and normalised != term:
-                condition |= Q(identifier__category_id=category_id, identifier__value=normalised)
+        for category_id, normalised in selectors.identifier_keys(term):
+            condition |= Q(identifier__category_id=category_id, identifier__value=normalised)
         return queryset.filter(condition), False
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
@@ -352,8 +346,8 @@ class HubReviewAdmin(StitchingAdmin):
         return selectors.hub_reviews_list()
 
     def get_ordering(self, request: HttpRequest):
-        # Pending first: what waits for a decision (the change list orders by this, not by the queryset's order).
-        return (Case(When(status=HubReview.Status.PENDING, then=0), default=1).asc(), "-created", "-id")
+        # (The change list orders by this and the model's ordering, not by the queryset's order.)
+        return selectors.HUB_REVIEWS_ORDER
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
         # Nothing on the page is edited: the decision is the Approve / Block actions.

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Case, Q, QuerySet, When
 
 from cdp.models import CustomerEntity
 from stitching.models import (
@@ -41,6 +41,22 @@ def categories_list() -> QuerySet[StitchingCategory]:
 def category_normalizers() -> dict[str, str]:
     """Each stitching category's normaliser (category id -> normaliser name)."""
     return dict(StitchingCategory.objects.values_list("id", "normalizer"))
+
+
+def identifier_keys(q: str) -> list[tuple[str, str]]:
+    """(category id, value) of what `q` is in each category that can read it, as the category stores its values
+    (normalised: "Ann@Example.com " is the email ann@example.com)."""
+    from stitching.normalizers import normalize
+
+    keys = []
+    for category_id, normalizer in category_normalizers().items():
+        try:
+            normalised = normalize(normalizer, q)
+        except ValueError:
+            continue
+        if normalised:
+            keys.append((category_id, normalised))
+    return keys
 
 
 def entity_identifier_values(*, entity_id: str, category_id: str) -> list[str]:
@@ -70,9 +86,13 @@ def refused_links_list() -> QuerySet[EventIdentifier]:
     )
 
 
+# Pending reviews first (what waits for a decision), then newest first.
+HUB_REVIEWS_ORDER = (Case(When(status=HubReview.Status.PENDING, then=0), default=1).asc(), "-created", "-id")
+
+
 def hub_reviews_list() -> QuerySet[HubReview]:
     return HubReview.objects.select_related("identifier", "identifier__category", "decided_by").order_by(
-        "-created", "-id"
+        *HUB_REVIEWS_ORDER
     )
 
 

@@ -19,8 +19,8 @@ from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextareaWidget
 from cdp.admin.base import FeatureAccessMixin, ServiceSaveMixin, changed_model_fields, render_confirmation
 from cdp.admin.customers import precise_time
 from cdp.features import Feature
-from cdp.models import Attribute, StaleEntity
-from cdp.selectors import attribute_histogram, customers_count_estimate
+from cdp.models import Attribute
+from cdp.selectors import WAITING_COUNTED, attribute_histogram, customers_count_estimate, customers_waiting_count
 from cdp.services.attributes import (
     ID_MESSAGE,
     ID_RE,
@@ -36,7 +36,7 @@ UPDATABLE = tuple(name for name in FIELDS if name != "id")
 
 
 class EventTypesField(forms.CharField):
-    """Event types one per line (or separated by commas), as a person types a list into a text box."""
+    """Event types one per line, as a person types a list into a text box (a type may hold a comma)."""
 
     widget = UnfoldAdminTextareaWidget(attrs={"rows": 3})
 
@@ -45,22 +45,18 @@ class EventTypesField(forms.CharField):
 
     def to_python(self, value) -> list[str]:
         text = super().to_python(value) or ""
-        types = [part.strip() for part in re.split(r"[,\r\n]+", text)]
+        types = [part.strip() for part in re.split(r"[\r\n]+", text)]
         return list(dict.fromkeys(part for part in types if part))
 
 
 def _category_choices() -> list[tuple[str, str]]:
-    from stitching.models import StitchingCategory
+    from stitching.selectors import categories_list
 
-    return [("", "— none (not identifier values) —")] + [
-        (c.pk, f"{c.name} ({c.pk})") for c in StitchingCategory.objects.order_by("name")
-    ]
+    return [("", "— none (not identifier values) —")] + [(c.pk, f"{c.name} ({c.pk})") for c in categories_list()]
 
 
 class AttributeForm(forms.ModelForm):
-    event_types = EventTypesField(
-        required=False, help_text="One event type per line (or separated by commas). Empty: events of every type."
-    )
+    event_types = EventTypesField(required=False, help_text="One event type per line. Empty: events of every type.")
     category = forms.TypedChoiceField(
         choices=_category_choices, required=False, empty_value="", widget=UnfoldAdminSelectWidget,
         help_text="The stitching category whose identifiers an identifier-values attribute lists.",
@@ -94,13 +90,10 @@ class AttributeForm(forms.ModelForm):
 
 
 TOP_VALUES_SHOWN = 10
-WAITING_COUNTED = 100_000  # customers waiting for new values counted up to this ("more than 100,000")
 
 
-def customers_waiting() -> int:
-    """How many customers wait in the recomputation queue, counted up to WAITING_COUNTED + 1 (after a definition
-    change every customer waits: counting millions on each page view would cost seconds)."""
-    return StaleEntity.objects.all()[: WAITING_COUNTED + 1].count()
+def _waiting_context() -> dict:
+    return {"attributes_waiting": customers_waiting_count(), "attributes_waiting_counted": WAITING_COUNTED}
 
 
 def attribute_values_summary(attribute: Attribute) -> dict:
@@ -155,11 +148,11 @@ class AttributeAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
         # Drawn when the page is shown (after the permission checks), not for a POST that saves and redirects.
         if obj is not None and not add and request.method == "GET":
             context["attribute_values"] = attribute_values_summary(obj)
-            context["attributes_waiting"] = customers_waiting()
+            context.update(_waiting_context())
         return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
-        return super().changelist_view(request, {**(extra_context or {}), "attributes_waiting": customers_waiting()})
+        return super().changelist_view(request, {**(extra_context or {}), **_waiting_context()})
 
     @display(description="Modified", ordering="modified")
     def modified_display(self, obj: Attribute) -> str:

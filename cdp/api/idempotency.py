@@ -38,10 +38,10 @@ PARAMETER = OpenApiParameter(
     str,
     OpenApiParameter.HEADER,
     description=(
-        "A unique value per operation (e.g. a UUID). A retry with the same key within "
-        "CDP_IDEMPOTENCY_TTL_HOURS (24 h) gets the first response again, with `Idempotent-Replayed: true`, "
-        "and nothing is done twice; the same key with another request is a 422, a retry while the first still "
-        "runs a 409."
+        "A unique value per operation (e.g. a UUID; at most 255 printable ASCII characters, bare or in quotes). "
+        "A retry with the same key within CDP_IDEMPOTENCY_TTL_HOURS (24 by default) gets the first response "
+        "again, with `Idempotent-Replayed: true`, and nothing is done twice; the same key with another request "
+        "is a 422, a retry while the first still runs a 409."
     ),
 )
 
@@ -99,20 +99,21 @@ class IdempotentPostMixin:
             return
         key = key_of(header)
         # The parsed body (a body the view could not parse is its usual 400, before any claim).
-        fingerprint = services.fingerprint(request.method, request.path, request.META.get("QUERY_STRING", ""),
-                                           request.data)  # fmt: skip
-        outcome, found = services.claim(user_id=request.user.pk, key=key, fingerprint=fingerprint)
+        fingerprint = services.request_fingerprint(
+            method=request.method, path=request.path, query=request.META.get("QUERY_STRING", ""), data=request.data
+        )
+        outcome, found = services.idempotent_request_claim(user_id=request.user.pk, key=key, fingerprint=fingerprint)
         if outcome is services.Outcome.CLAIMED:
             self.idempotency_claim = found
             return
         if found is not None and found.fingerprint != fingerprint:
-            if outcome is services.Outcome.DONE and not services.saved_readable(found):
+            if outcome is services.Outcome.DONE and not services.idempotent_response_readable(saved=found):
                 raise KeyUnreadable()  # (the fingerprint's key changed with the encryption key)
             raise KeyReused()
         if outcome is services.Outcome.RUNNING:
             raise KeyInUse()
         try:
-            content = services.saved_content(found)
+            content = services.idempotent_response_content(saved=found)
         except SecretUnreadable:
             raise KeyUnreadable() from None
         response = HttpResponse(content, status=found.status_code)
@@ -137,8 +138,8 @@ class IdempotentPostMixin:
             if hasattr(response, "render"):
                 response.render()
             try:
-                services.response_save(
-                    claim,
+                services.idempotent_response_save(
+                    claim=claim,
                     status_code=response.status_code,
                     content_type=response.get("Content-Type", ""),
                     location=response.get("Location", ""),
@@ -157,7 +158,7 @@ class IdempotentPostMixin:
             claim, self.idempotency_claim = self.idempotency_claim, None
             if claim is not None:
                 try:
-                    services.claim_release(claim)
+                    services.idempotent_claim_release(claim=claim)
                 except Exception:  # the claim then ends with LEASE
                     logger.exception("idempotency: the claim could not be given back")
 

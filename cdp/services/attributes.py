@@ -136,10 +136,18 @@ def attribute_validate(
         raise ValidationError(errors)
 
 
-def path_problem(path: str) -> str | None:
-    """Why a dotted payload path is unusable, or None."""
+def jsonpath_problem(path: str) -> str | None:
+    """A JSONPath habit ("$.traits.email") in a dotted payload path: what to write instead, or None. ("$email"
+    alone is a key of its own, as some trackers name them.)"""
     if path.startswith("$."):
         return f"Write the path without JSONPath's '$.', e.g. {path[2:80]!r}: it is read from the payload's top."
+    return None
+
+
+def path_problem(path: str) -> str | None:
+    """Why a dotted payload path is unusable, or None."""
+    if (problem := jsonpath_problem(path)) is not None:
+        return problem
     parts = path.split(".")
     if len(parts) > MAX_PATH_DEPTH:
         return f"At most {MAX_PATH_DEPTH} levels in a path."
@@ -308,9 +316,9 @@ def _computation_of(attribute: Attribute) -> tuple:
             tuple(attribute.event_types), attribute.path)  # fmt: skip
 
 
-def entities_mark_stale(*, entity_ids: Iterable[str] | None = None) -> int:
-    """Queue customers (all, or the given ones) for recomputation; the task is enqueued after commit. Returns how
-    many were not queued yet."""
+def entities_mark_stale(*, entity_ids: Iterable[str] | None = None, enqueue: bool = True) -> int:
+    """Queue customers (all, or the given ones) for recomputation; the task is enqueued after commit unless
+    `enqueue` is False (the caller works the queue off itself). Returns how many were not queued yet."""
     with connection.cursor() as cursor:
         if entity_ids is None:
             cursor.execute(
@@ -324,7 +332,8 @@ def entities_mark_stale(*, entity_ids: Iterable[str] | None = None) -> int:
                 [sorted(set(entity_ids))],
             )
         marked = cursor.rowcount
-    transaction.on_commit(_enqueue_recompute)
+    if enqueue:
+        transaction.on_commit(_enqueue_recompute)
     return marked
 
 

@@ -43,7 +43,7 @@ class Claim:
     created: datetime
 
 
-def fingerprint(method: str, path: str, query: str, data: Any) -> str:
+def request_fingerprint(*, method: str, path: str, query: str, data: Any) -> str:
     """Keyed digest of what makes a request the same request: the method, the path (trailing slash or not), the
     query string and the parsed body in a canonical form (the same JSON with its keys in another order or other
     spacing is the same body)."""
@@ -56,7 +56,9 @@ def _ttl() -> timedelta:
     return timedelta(hours=settings.CDP_IDEMPOTENCY_TTL_HOURS)
 
 
-def claim(*, user_id: int, key: str, fingerprint: str) -> tuple[Outcome, IdempotentRequest | Claim | None]:
+def idempotent_request_claim(
+    *, user_id: int, key: str, fingerprint: str
+) -> tuple[Outcome, IdempotentRequest | Claim | None]:
     """(CLAIMED, Claim) when this request should do the work; (RUNNING, row) or (DONE, row) when another request
     with the key is running or succeeded (the caller compares the row's fingerprint)."""
     now = timezone.now()
@@ -83,7 +85,9 @@ def claim(*, user_id: int, key: str, fingerprint: str) -> tuple[Outcome, Idempot
         return Outcome.CLAIMED, Claim(row.pk, now)
 
 
-def response_save(claim: Claim, *, status_code: int, content_type: str, location: str, content: bytes) -> bool:
+def idempotent_response_save(
+    *, claim: Claim, status_code: int, content_type: str, location: str, content: bytes
+) -> bool:
     """Turn the claim into the saved response; False when the claim was taken over meanwhile (LEASE)."""
     return bool(
         IdempotentRequest.objects.filter(pk=claim.id, created=claim.created, completed__isnull=True).update(
@@ -96,19 +100,19 @@ def response_save(claim: Claim, *, status_code: int, content_type: str, location
     )
 
 
-def claim_release(claim: Claim) -> None:
+def idempotent_claim_release(*, claim: Claim) -> None:
     """Give the key back (the request did not succeed): its retry runs again."""
     IdempotentRequest.objects.filter(pk=claim.id, created=claim.created, completed__isnull=True).delete()
 
 
-def saved_content(saved: IdempotentRequest) -> bytes:
+def idempotent_response_content(*, saved: IdempotentRequest) -> bytes:
     """The saved response's body; SecretUnreadable when the secret key changed since it was saved."""
     return secret_decrypt_bytes(bytes(saved.content), purpose=PURPOSE)
 
 
-def saved_readable(saved: IdempotentRequest) -> bool:
+def idempotent_response_readable(*, saved: IdempotentRequest) -> bool:
     try:
-        saved_content(saved)
+        idempotent_response_content(saved=saved)
     except SecretUnreadable:
         return False
     return True
@@ -119,6 +123,7 @@ def idempotent_requests_purge() -> int:
     Idempotent."""
     now = timezone.now()
     deleted, _ = IdempotentRequest.objects.filter(
-        Q(completed__lt=now - _ttl()) | Q(completed__isnull=True, created__lt=now - LEASE)
+        # (created <= completed: the first condition's created bound changes nothing but lets the index serve it)
+        Q(created__lt=now - _ttl(), completed__lt=now - _ttl()) | Q(completed__isnull=True, created__lt=now - LEASE)
     ).delete()
     return deleted

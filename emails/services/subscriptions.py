@@ -1,6 +1,8 @@
 """Double opt-in subscription, confirmation and unsubscription (the public endpoints' services).
 
-Subscribe records *Email Subscription Requested* with a new `subscription_request_id`; unless the opt-in email
+Subscribe records *Email Subscription Requested* with a new `subscription_request_id` (a repeat from the same form
+within the opt-in frequency window, the consent unchanged since, is the same request: same id, no second event);
+unless the opt-in email
 was sent within the channel's frequency limit (24 h by default), the opt-in email is sent by a Celery task after
 commit, which records *Opt-in Subscription Email Sent*. Its link carries a signed, expiring token (email +
 request id); opening it records *Email Subscription Confirmed* (once per request) and sets consent.

@@ -17,6 +17,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from cdp.models import Attribute, CustomerEvent, DataSource, User
+from cdp.services.attributes import jsonpath_problem
 from stitching.models import (
     BlockedValue,
     EventIdentifier,
@@ -48,10 +49,8 @@ def path_validate(path: Any) -> str:
     path = path.strip()
     if len(path) > MAX_PATH_LENGTH:
         raise ValidationError({"path": f"The path is longer than {MAX_PATH_LENGTH} characters."})
-    if path.startswith("$."):
-        raise ValidationError(
-            {"path": f"Write the path without JSONPath's '$.', e.g. {path[2:80]!r}: it is read from the payload's top."}
-        )
+    if (problem := jsonpath_problem(path)) is not None:
+        raise ValidationError({"path": problem})
     if not PATH_RE.match(path):
         raise ValidationError(
             {

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db.models import F
 
-from stitching.models import BlockedValue, HubReview, StitchingCategory, StitchingRule
+from stitching.models import BlockedValue, EventIdentifier, HubReview, StitchingCategory, StitchingRule
 from stitching.normalizers import is_junk, normalize
 from stitching.services.partition import MAX_IDENTIFIERS, MAX_MERGES, Category
 
 # An identifier that would join more than this many customers at once is held for review instead.
 DEFAULT_HUB_LIMIT = 20
-REASON_MAX = 300  # EventIdentifier.reason
+REASON_MAX = EventIdentifier._meta.get_field("reason").max_length
 
 
 def hub_limit() -> int:

@@ -80,7 +80,7 @@ def test_a_data_type_change_that_would_break_a_segment_shows_under_the_field(sta
 
 def test_event_types_are_one_per_line_and_a_line_break_is_never_part_of_one(staff):
     response = staff.post("/admin/cdp/attribute/add/", _form(
-        id="refunds", name="Refunds", event_types="Order Refunded\r\nOrder Cancelled, Order Refunded\r\n\r\n"
+        id="refunds", name="Refunds", event_types="Order Refunded\r\nOrder Cancelled\r\n Order Refunded\r\n\r\n"
     ))  # fmt: skip
     assert response.status_code == 302, response.content.decode()[:2000]
     assert Attribute.objects.get(pk="refunds").event_types == ["Order Refunded", "Order Cancelled"]

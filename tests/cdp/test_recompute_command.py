@@ -42,11 +42,23 @@ def test_all_and_one_customer(customers):
     run("--no-progress")
     CustomerEntity.objects.update(attributes={})
     out, _ = run("--entity", customers[1].pk.upper(), "--no-progress")
-    assert "recomputed: 1 customers" in out
+    assert "recomputed: 1 customer in" in out
     assert values(customers[1])["orders"] == [2] and values(customers[0]) == {}
     out, _ = run("--all", "--no-progress")
     assert "recomputed: 3 customers" in out
     assert values(customers[0])["orders"] == [1]
+
+
+def test_all_works_the_queue_off_itself_whatever_the_broker(customers, django_capture_on_commit_callbacks):
+    """--all queues everyone without handing them to a task: in-process tasks (no broker) would recompute them at
+    commit, before the progress bar, and a broker that is down would fail the command."""
+    run("--no-progress")
+    CustomerEntity.objects.update(attributes={})
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        out, err = run("--all")
+    assert "recomputed: 3 customers" in out and "3/3" in err
+    assert not callbacks
+    assert [values(c)["orders"] for c in customers] == [[1], [2], [3]]
 
 
 def test_bad_arguments_are_named(customers):

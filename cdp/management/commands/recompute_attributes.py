@@ -38,7 +38,9 @@ class Command(BaseCommand):
                 )
         if everyone:
             with transaction.atomic():
-                entities_mark_stale()
+                # Not handed to a task: this command works the queue off itself, with its progress bar (in-process
+                # tasks without a broker would do it all at commit; a broker that is down would fail the command).
+                entities_mark_stale(enqueue=False)
         total = len(ids) if ids else StaleEntity.objects.count()
         started = time.monotonic()
         bar = tqdm(total=total, unit="customers", disable=no_progress, file=self.stderr)
@@ -49,4 +51,5 @@ class Command(BaseCommand):
                 done = attributes_recompute(progress=bar.update)
         finally:
             bar.close()
-        self.stdout.write(f"recomputed: {done:,} customers in {time.monotonic() - started:.1f} s")
+        customers = "customer" if done == 1 else "customers"
+        self.stdout.write(f"recomputed: {done:,} {customers} in {time.monotonic() - started:.1f} s")
