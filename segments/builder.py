@@ -15,7 +15,7 @@ from typing import Any
 from django.db import connection
 
 from cdp.models import Attribute
-from cdp.selectors import attribute_value_counts
+from cdp.selectors import attribute_value_counts, customers_sample
 from segments import selectors
 from segments.conditions import (
     GROUP_OPERATORS,
@@ -110,29 +110,22 @@ def _value_counts(attribute: Attribute) -> dict[str, Any]:
     """Exact attribute value counts on a small customer table; on a large one (more than 2 × SAMPLE_ROWS rows by
     the planner's estimate) counts from a repeatable block sample of about SAMPLE_ROWS customers, scaled up and
     marked approximate: a suggestion needs the common values, not every customer scanned (seconds on millions)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'customer_entities'::regclass")
-        estimate = float(cursor.fetchone()[0] or 0)
-    if estimate <= 2 * SAMPLE_ROWS:
+    sample = customers_sample(SAMPLE_ROWS)
+    if not sample.sampled:
         return {**attribute_value_counts(attribute=attribute, limit=SUGGESTIONS_SCANNED), "approximate": False}
-    percent = 100.0 * SAMPLE_ROWS / estimate
-    scale = 100.0 / percent
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT v, count(*) AS n FROM customer_entities TABLESAMPLE SYSTEM (%(percent)s) REPEATABLE (7) "
+            f"SELECT v, count(*) AS n FROM {sample.source} "
             "CROSS JOIN LATERAL jsonb_array_elements(CASE jsonb_typeof(attributes -> %(id)s) WHEN 'array' "
             "THEN attributes -> %(id)s END) v GROUP BY v ORDER BY n DESC, v LIMIT %(limit)s",
-            {"percent": percent, "id": attribute.pk, "limit": SUGGESTIONS_SCANNED},
+            {"id": attribute.pk, "limit": SUGGESTIONS_SCANNED},
         )
         values = [
-            {"value": json.loads(v) if isinstance(v, str) else v, "count": round(n * scale)}
+            {"value": json.loads(v) if isinstance(v, str) else v, "count": round(n * sample.scale)}
             for v, n in cursor.fetchall()
         ]
-        cursor.execute(
-            "SELECT count(*) FROM customer_entities TABLESAMPLE SYSTEM (%s) REPEATABLE (7) WHERE attributes ? %s",
-            [percent, attribute.pk],
-        )
-        with_value = round(cursor.fetchone()[0] * scale)
+        cursor.execute(f"SELECT count(*) FROM {sample.source} WHERE attributes ? %s", [attribute.pk])
+        with_value = round(cursor.fetchone()[0] * sample.scale)
     return {"attribute": attribute.pk, "entities_with_value": with_value, "values": values, "approximate": True}
 
 

@@ -49,6 +49,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from cdp.services.attributes import datetime_stored
 from cdp.text import storable
 
 GROUP_OPERATORS = ("and", "or")
@@ -277,12 +278,9 @@ def datetime_storage(value: str | datetime, *, path: str = "value") -> str:
     else:
         moment = value
     try:
-        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        return datetime_stored(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
     except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00: before year 1 in UTC
         raise ConditionInvalid(path, f"is out of range: {_show(value)}") from None
-    # isoformat, not strftime("%Y"): glibc writes the year 999 as "999", which compares after "2000" as text (and
-    # is no ISO date: a stored tree with 0999-01-01 could no longer be validated).
-    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def tree_attributes(tree: Any) -> set[str]:

@@ -408,23 +408,25 @@ SEARCH_TERM_MAX = 400  # as the API's customers search
 SEARCH_MATCHES_MAX = 1000
 
 
+def _name(entity: CustomerEntity) -> str:
+    """The customer's first and last name from their attributes ("" when unknown)."""
+    names = [entity.attributes.get(key, [None])[0] for key in ("first_name", "last_name")]
+    return " ".join(str(n) for n in names if n)
+
+
 def _list_title(entity: CustomerEntity) -> str:
     """The customer's name, else their first email, phone or user id (from the attributes), else the entity id."""
-    values = entity.attributes
-    name = " ".join(str(values.get(key, [None])[0]) for key in ("first_name", "last_name") if values.get(key))
-    if name:
+    if name := _name(entity):
         return name
     for key in ("ps_email_address", "ps_phone", "ps_user_id"):
-        if values.get(key):
-            return str(values[key][0])
+        if entity.attributes.get(key):
+            return str(entity.attributes[key][0])
     return entity.pk
 
 
 def _profile_title(identifiers: list[dict[str, Any]], entity: CustomerEntity) -> str:
     """The customer's name if known, else their first main identifier, else the entity id."""
-    names = [entity.attributes.get(key, [None])[0] for key in ("first_name", "last_name")]
-    name = " ".join(str(n) for n in names if n)
-    if name:
+    if name := _name(entity):
         return name
     for row in identifiers:
         if row["values"]:

@@ -217,9 +217,7 @@ def attribute_value_parse(attribute: Attribute, raw: str) -> Any:
             return date.fromisoformat(text).isoformat()
         if data_type == Attribute.DataType.DATETIME:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-            # (isoformat: strftime writes the year 999 as "999", not the stored "0999")
-            return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+            return attribute_services.datetime_stored(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
     except (ValueError, KeyError, OverflowError):
         raise ValidationError(
             {"value": f"{raw[:60]!r} is not a {attribute.get_data_type_display().lower()} ({data_type})."}

@@ -48,6 +48,13 @@ def _surrogate_text(body: dict, field: str) -> str:
     return json.dumps({**body, field: "PLACEHOLDER"}).replace("PLACEHOLDER", f"a{SURROGATE}b")
 
 
+def _denied(problems: list[str], client, method: str, url: str, body=None, *, expected=(404,)) -> None:
+    """An access check: record a problem unless `client`'s request is answered with one of `expected`."""
+    response = getattr(client, method)(url, body, format="json")
+    if response.status_code not in expected:
+        problems.append(f"{method} {url}: {response.status_code}, expected {' or '.join(map(str, expected))}")
+
+
 @pytest.fixture(autouse=True)
 def media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
@@ -436,15 +443,9 @@ def test_hostile_notes_are_400_naming_the_text(world):
     cases += [("post", f"{url}/", None, (), raw) for raw in BODIES]
     problems = _run(owner, cases, refuse=True)
     # Notes of a segment one may not see: 404; one may only view: 403.
-    cases = [("post", f"/api/segments/{world['private']}/notes/", {"text": "x"}, ()),
-             ("get", f"/api/segments/{world['private']}/notes/{note}", None, ())]  # fmt: skip
-    for method, target, body, _ in cases:
-        response = getattr(world["outsider"], method)(target, body, format="json")
-        if response.status_code != 404:
-            problems.append(f"outsider {method} {target}: {response.status_code}, expected 404")
-    response = world["viewer"].post(f"{url}/", {"text": "x"}, format="json")
-    if response.status_code != 403:
-        problems.append(f"viewer posting a note: {response.status_code}, expected 403")
+    _denied(problems, world["outsider"], "post", f"/api/segments/{world['private']}/notes/", {"text": "x"})
+    _denied(problems, world["outsider"], "get", f"/api/segments/{world['private']}/notes/{note}")
+    _denied(problems, world["viewer"], "post", f"{url}/", {"text": "x"}, expected=(403,))
     assert not problems, "\n".join(problems)
     assert _segment_state(segment) == before
 
@@ -474,13 +475,9 @@ def test_hostile_grants_are_400_naming_the_field(world):
     cases += [("post", f"{url}/", None, (), raw) for raw in BODIES]
     problems = _run(owner, cases, refuse=True)
     # Grants of a segment one may not see: 404; of one one may only view: 403.
-    response = world["outsider"].post(f"/api/segments/{world['private']}/acl/", {"user": cast["editor"].pk},
-                                      format="json")  # fmt: skip
-    if response.status_code != 404:
-        problems.append(f"outsider granting on a private segment: {response.status_code}, expected 404")
-    response = world["viewer"].post(f"{url}/", {"user": cast["editor"].pk, "permission": "edit"}, format="json")
-    if response.status_code != 403:
-        problems.append(f"viewer granting: {response.status_code}, expected 403")
+    _denied(problems, world["outsider"], "post", f"/api/segments/{world['private']}/acl/", {"user": cast["editor"].pk})
+    _denied(problems, world["viewer"], "post", f"{url}/", {"user": cast["editor"].pk, "permission": "edit"},
+            expected=(403,))  # fmt: skip
     assert not problems, "\n".join(problems)
     assert _segment_state(segment) == before
 
@@ -503,9 +500,7 @@ def test_hostile_duplicates_and_tags_are_400_naming_the_field(world):
     cases += [("post", "/api/tags/", None, (), raw) for raw in BODIES]
     problems = _run(owner, cases, refuse=True)
     # Duplicating a segment one may not see: 404.
-    response = world["outsider"].post(f"/api/segments/{world['private']}/duplicate", {}, format="json")
-    if response.status_code != 404:
-        problems.append(f"outsider duplicating a private segment: {response.status_code}, expected 404")
+    _denied(problems, world["outsider"], "post", f"/api/segments/{world['private']}/duplicate", {})
     assert not problems, "\n".join(problems)
     assert Segment.objects.count() == count
     assert list(Tag.objects.values_list("name", "color")) == [("campaign", "")]
@@ -516,18 +511,11 @@ def test_segments_one_may_not_see_or_edit_are_404_or_403(world):
     problems = []
     body = {"name": "x", "text": "x", "user": world["cast"]["editor"].pk, "permission": "view"}
     for method, sub in SEGMENT_SUBPATHS:
-        response = getattr(outsider, method)(f"/api/segments/{private}{sub}", body if method != "get" else None,
-                                             format="json")  # fmt: skip
-        if response.status_code != 404:
-            problems.append(f"outsider {method} {sub}: {response.status_code}, expected 404")
-    for method, sub in (("patch", ""), ("put", ""), ("delete", "")):  # (a size snapshot needs view access only)
-        response = getattr(viewer, method)(f"/api/segments/{segment}{sub}", {"name": "x"}, format="json")
-        if response.status_code != 403:
-            problems.append(f"viewer {method} {sub}: {response.status_code}, expected 403")
+        _denied(problems, outsider, method, f"/api/segments/{private}{sub}", body if method != "get" else None)
+    for method in ("patch", "put", "delete"):  # (a size snapshot needs view access only)
+        _denied(problems, viewer, method, f"/api/segments/{segment}", {"name": "x"}, expected=(403,))
     for method, sub in (("get", ""), ("delete", ""), ("post", "/restore")):
-        response = getattr(outsider, method)(f"/api/trash/segments/{world['trashed']}{sub}")
-        if response.status_code != 404:
-            problems.append(f"outsider trash {method} {sub}: {response.status_code}, expected 404")
+        _denied(problems, outsider, method, f"/api/trash/segments/{world['trashed']}{sub}")
     assert not problems, "\n".join(problems)
 
 
@@ -632,12 +620,8 @@ def test_hostile_export_requests_are_4xx_and_start_nothing(world):
             response = client.post("/api/segment_exports/", body, format="json")
             if response.status_code not in (403, 404):
                 problems.append(f"export of private segment {body}: {response.status_code} {response.content[:99]!r}")
-    response = world["outsider"].get(f"/api/segment_exports/{world['export']}")
-    if response.status_code not in (403, 404):
-        problems.append(f"outsider reading an export: {response.status_code}")
-    response = world["outsider"].get(f"/api/segment_exports/{world['export']}/download")
-    if response.status_code not in (403, 404):
-        problems.append(f"outsider downloading an export: {response.status_code}")
+    for sub in ("", "/download"):
+        _denied(problems, world["outsider"], "get", f"/api/segment_exports/{world['export']}{sub}", expected=(403, 404))
     assert not problems, "\n".join(problems)
     assert SegmentExport.objects.count() == count
 
@@ -665,9 +649,8 @@ def test_hostile_schedules_are_400_naming_the_field(world):
         response = client.post("/api/segment_export_schedules/", {**base, "segment": world["private"]}, format="json")
         if response.status_code not in (403, 404):
             problems.append(f"schedule of a private segment: {response.status_code} {response.content[:120]!r}")
-    response = world["outsider"].delete(f"/api/segment_export_schedules/{world['schedule']}")
-    if response.status_code not in (403, 404):
-        problems.append(f"outsider deleting a schedule: {response.status_code}")
+    _denied(problems, world["outsider"], "delete", f"/api/segment_export_schedules/{world['schedule']}",
+            expected=(403, 404))  # fmt: skip
     assert not problems, "\n".join(problems)
     assert list(ExportSchedule.objects.values()) == before
 
