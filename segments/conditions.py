@@ -49,8 +49,8 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from cdp.services.attributes import datetime_stored
 from cdp.text import storable
+from cdp.values import datetime_stored
 
 GROUP_OPERATORS = ("and", "or")
 STRING, INT, FLOAT, BOOL, DATE, DATETIME = "string", "int", "float", "bool", "date", "datetime"

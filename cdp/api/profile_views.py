@@ -24,6 +24,7 @@ from cdp.api.views import ENTITY_NOT_FOUND, FULL_STRUCTURE, CdpViewSet, Customer
 from cdp.features import Feature
 from cdp.models import Attribute, CustomerEntity
 from cdp.services import attributes as attribute_services
+from cdp.values import datetime_stored
 
 VALUE_COUNTS_DEFAULT = 20
 VALUE_COUNTS_MAX = 1000
@@ -217,7 +218,7 @@ def attribute_value_parse(attribute: Attribute, raw: str) -> Any:
             return date.fromisoformat(text).isoformat()
         if data_type == Attribute.DataType.DATETIME:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            return attribute_services.datetime_stored(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+            return datetime_stored(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
     except (ValueError, KeyError, OverflowError):
         raise ValidationError(
             {"value": f"{raw[:60]!r} is not a {attribute.get_data_type_display().lower()} ({data_type})."}

@@ -23,7 +23,6 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import psycopg
 from django.core.exceptions import ValidationError
@@ -32,6 +31,7 @@ from psycopg import sql
 
 from cdp.models import Attribute, DataSource, StaleEntity
 from cdp.services.global_settings import global_setting_get
+from cdp.values import DATETIME_FORMAT
 
 logger = logging.getLogger(__name__)
 
@@ -520,13 +520,6 @@ NUMBER_RE = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d{1,3})?\s*$"
 DATETIME_RE = r"^\s*\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)?\s*$"
 TRUE_TEXTS = ("true", "yes", "1")
 FALSE_TEXTS = ("false", "no", "0")
-DATETIME_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
-
-
-def datetime_stored(moment: datetime) -> str:
-    """An aware date-time as attribute values store it (DATETIME_FORMAT, in UTC); OverflowError before year 1 in
-    UTC. isoformat, not strftime("%Y"): glibc writes the year 999 as "999", which compares after "2000" as text."""
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _lit(value) -> str:
