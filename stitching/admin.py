@@ -23,6 +23,7 @@ from unfold.paginator import InfinitePaginator
 
 from cdp.admin.base import FeatureAccessMixin, ServiceSaveMixin, changed_model_fields, render_confirmation
 from cdp.admin.customers import entity_link, precise_time, pretty_json
+from cdp.admin.profile import cause_text
 from cdp.features import Feature
 from stitching import selectors
 from stitching.models import BlockedValue, EntityChange, EventIdentifier, HubReview, StitchingCategory, StitchingRule
@@ -471,7 +472,7 @@ class EntityChangeAdmin(FeatureAccessMixin, ModelAdmin):
     """Merge, split and erasure history. Read-only."""
 
     view_feature = Feature.CUSTOMERS_VIEW
-    list_display = ("created_display", "kind", "customer_display", "others_display", "event_display")
+    list_display = ("created_display", "kind", "customer_display", "others_display", "event_display", "cause_display")
     list_select_related = ("event", "identifier", "identifier__category")
     list_filter = ("kind",)
     search_fields = ("customer_entity_id",)
@@ -482,7 +483,7 @@ class EntityChangeAdmin(FeatureAccessMixin, ModelAdmin):
     list_per_page = 50
     fields = (
         "created_display", "kind", "customer_display", "others_all_display", "event_display", "identifier_display",
-        "detail_display",
+        "cause_display", "detail_display",
     )  # fmt: skip
     readonly_fields = fields
 
@@ -540,6 +541,10 @@ class EntityChangeAdmin(FeatureAccessMixin, ModelAdmin):
         if obj.identifier is None:
             return "—"
         return f"{obj.identifier.category.name}: {obj.identifier.value}"
+
+    @display(description="Why")
+    def cause_display(self, obj: EntityChange) -> str:
+        return cause_text(obj) or ("a new event linked them" if obj.kind == EntityChange.Kind.MERGE else "—")
 
     @display(description="Details")
     def detail_display(self, obj: EntityChange) -> str:

@@ -206,6 +206,19 @@ class HubReview(models.Model):
         return f"{self.identifier.category_id}: {self.identifier.value} ({self.get_status_display().lower()})"
 
 
+class RestitchCause(models.TextChoices):
+    """Why a component was re-stitched: recorded on the merges and splits it made (EntityChange.detail["cause"])."""
+
+    VALUE_BLOCKED = "value_blocked", "a value was blocked"
+    VALUE_UNBLOCKED = "value_unblocked", "a value was unblocked"
+    RULE_CHANGED = "rule_changed", "a stitching rule changed"
+    CATEGORY_CHANGED = "category_changed", "a stitching category changed"
+    HUB_APPROVED = "hub_approved", "a held hub was approved"
+    HUB_BLOCKED = "hub_blocked", "a held hub's value was blocked"
+    ERASURE = "erasure", "a customer was erased"
+    RESTITCH = "restitch", "a re-stitch was run"
+
+
 class RestitchRequest(models.Model):
     """A component to re-stitch after a configuration change (a blocked or unblocked value, a rule change, a hub
     decision): written in the change's transaction, so the split or join it causes is never lost to a failed
@@ -216,6 +229,7 @@ class RestitchRequest(models.Model):
     customer_entity_id = models.CharField(max_length=32, null=True, blank=True, db_collation="C")
     created = models.DateTimeField(auto_now_add=True)
     attempts = models.PositiveIntegerField(default=0, help_text="Runs that failed on it so far.")
+    cause = models.CharField(max_length=20, choices=RestitchCause.choices, blank=True, default="", db_default="")
 
     class Meta:
         db_table = "stitching_restitch_requests"

@@ -77,7 +77,7 @@ def entity_erase(*, entity: CustomerEntity, user: User | None = None) -> Erasure
 
 
 def _entity_erase_once(*, entity_id: str, user: User | None) -> ErasureReport:
-    from stitching.models import EntityChange
+    from stitching.models import EntityChange, RestitchCause
     from stitching.services.engine import entity_component_lock, restitch_request
 
     CustomerEntity.objects.select_for_update().get(pk=entity_id)
@@ -155,7 +155,7 @@ def _entity_erase_once(*, entity_id: str, user: User | None) -> ErasureReport:
         # Dropped now, not only at commit: a caller's outer transaction may erase another customer next.
         cursor.execute("DROP TABLE erase_events, erase_identifiers, erase_orphans")
     hooks.run_identifiers_erased(erased_values)
-    restitch_request(identifier_ids=shared_identifier_ids)
+    restitch_request(identifier_ids=shared_identifier_ids, cause=RestitchCause.ERASURE)
 
     report = ErasureReport(
         customer_entity_id=entity_id,

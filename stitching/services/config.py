@@ -23,6 +23,7 @@ from stitching.models import (
     EventIdentifier,
     HubReview,
     Identifier,
+    RestitchCause,
     StitchingCategory,
     StitchingRule,
 )
@@ -133,12 +134,14 @@ def value_normalize(*, category: StitchingCategory | None, value: Any) -> str:
 # --- re-stitching after commit ---------------------------------------------------------------------------------
 
 
-def _restitch_on_commit(*, identifier_ids: Iterable[int] = (), entity_ids: Iterable[str] = ()) -> None:
+def _restitch_on_commit(
+    *, identifier_ids: Iterable[int] = (), entity_ids: Iterable[str] = (), cause: RestitchCause
+) -> None:
     """Queue the affected components in this transaction (durable: a failed request or a killed worker cannot lose
     the split or join the change causes); they are re-stitched after commit (engine.restitch_request)."""
     from stitching.services.engine import restitch_request
 
-    restitch_request(identifier_ids=identifier_ids, entity_ids=entity_ids)
+    restitch_request(identifier_ids=identifier_ids, entity_ids=entity_ids, cause=cause)
 
 
 def _rule_affected_entity_ids(*, source_id: int, event_type: str) -> list[str]:
@@ -231,7 +234,7 @@ def category_update(*, category: StitchingCategory, **fields: Any) -> StitchingC
                 .filter(n__gt=category.max_per_entity)
             )
             entity_ids += [row["customer_entity_id"] for row in over]
-    _restitch_on_commit(identifier_ids=identifier_ids, entity_ids=entity_ids)
+    _restitch_on_commit(identifier_ids=identifier_ids, entity_ids=entity_ids, cause=RestitchCause.CATEGORY_CHANGED)
     return category
 
 
@@ -253,7 +256,7 @@ def category_delete(*, category: StitchingCategory) -> None:
         .distinct()
     )
     category.delete()
-    _restitch_on_commit(entity_ids=entity_ids)
+    _restitch_on_commit(entity_ids=entity_ids, cause=RestitchCause.CATEGORY_CHANGED)
 
 
 # --- rules ------------------------------------------------------------------------------------------------------
@@ -305,7 +308,8 @@ def rule_create(
     rule = StitchingRule(**clean)
     _rule_unique_check(rule)
     rule.save()
-    _restitch_on_commit(entity_ids=_rule_affected_entity_ids(source_id=rule.source_id, event_type=rule.event_type))
+    affected = _rule_affected_entity_ids(source_id=rule.source_id, event_type=rule.event_type)
+    _restitch_on_commit(entity_ids=affected, cause=RestitchCause.RULE_CHANGED)
     return rule
 
 
@@ -324,7 +328,7 @@ def rule_update(*, rule: StitchingRule, **fields: Any) -> StitchingRule:
     entity_ids = _rule_affected_entity_ids(source_id=before[0], event_type=before[1])
     if (rule.source_id, rule.event_type) != before:
         entity_ids += _rule_affected_entity_ids(source_id=rule.source_id, event_type=rule.event_type)
-    _restitch_on_commit(entity_ids=entity_ids)
+    _restitch_on_commit(entity_ids=entity_ids, cause=RestitchCause.RULE_CHANGED)
     return rule
 
 
@@ -332,7 +336,7 @@ def rule_update(*, rule: StitchingRule, **fields: Any) -> StitchingRule:
 def rule_delete(*, rule: StitchingRule) -> None:
     entity_ids = _rule_affected_entity_ids(source_id=rule.source_id, event_type=rule.event_type)
     rule.delete()
-    _restitch_on_commit(entity_ids=entity_ids)
+    _restitch_on_commit(entity_ids=entity_ids, cause=RestitchCause.RULE_CHANGED)
 
 
 # --- blocked values ---------------------------------------------------------------------------------------------
@@ -355,7 +359,8 @@ def blocked_value_add(
     blocked = BlockedValue.objects.create(
         category=category, value=normalised, reason=reason, created_by=user if user and user.pk else None
     )
-    _restitch_on_commit(identifier_ids=_matching_identifier_ids(category=category, value=normalised))
+    matching = _matching_identifier_ids(category=category, value=normalised)
+    _restitch_on_commit(identifier_ids=matching, cause=RestitchCause.VALUE_BLOCKED)
     return blocked
 
 
@@ -364,7 +369,7 @@ def blocked_value_remove(*, blocked_value: BlockedValue, user: User | None = Non
     """Unblock: events carrying the value may link again (re-stitched after commit)."""
     identifier_ids = _matching_identifier_ids(category=blocked_value.category, value=blocked_value.value)
     blocked_value.delete()
-    _restitch_on_commit(identifier_ids=identifier_ids)
+    _restitch_on_commit(identifier_ids=identifier_ids, cause=RestitchCause.VALUE_UNBLOCKED)
 
 
 # --- hub reviews ------------------------------------------------------------------------------------------------
@@ -399,5 +404,6 @@ def hub_review_decide(*, review: HubReview, approve: bool, user: User | None = N
         .values_list("entity_link__customer_entity_id", flat=True)
         .distinct()
     )
-    _restitch_on_commit(identifier_ids=[identifier.pk], entity_ids=list(entity_ids))
+    cause = RestitchCause.HUB_APPROVED if approve else RestitchCause.HUB_BLOCKED
+    _restitch_on_commit(identifier_ids=[identifier.pk], entity_ids=list(entity_ids), cause=cause)
     return review

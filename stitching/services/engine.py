@@ -35,7 +35,7 @@ from django.db.models import F
 
 from cdp.models import CustomerEntity, DataSource
 from cdp.services.attributes import MAX_DEADLOCK_RETRIES, entities_queue_sql, is_deadlock
-from stitching.models import EntityChange, EventIdentifier, RestitchRequest
+from stitching.models import EntityChange, EventIdentifier, RestitchCause, RestitchRequest
 from stitching.normalizers import MAX_IDENTIFIER_LENGTH
 from stitching.services.extraction import Extracted, StitchConfig, config_load, identifiers_extract
 from stitching.services.partition import EventNode, Link, Partition, partition_compute
@@ -108,15 +108,21 @@ def _rebuild_running() -> bool:
 
 
 def component_restitch(
-    *, identifier_ids: Iterable[int] = (), entity_ids: Iterable[str] = (), batch: int = 500
+    *,
+    identifier_ids: Iterable[int] = (),
+    entity_ids: Iterable[str] = (),
+    batch: int = 500,
+    cause: str = RestitchCause.RESTITCH,
 ) -> StitchReport:
     """Re-stitch the components holding these identifiers and entities: after blocking or unblocking a value, a
-    rule change or a hub decision. Their events' identifiers are extracted again with the current rules."""
+    rule change or a hub decision. Their events' identifiers are extracted again with the current rules. The
+    merges and splits it makes record `cause` (a RestitchCause)."""
     identifier_ids, entity_ids = sorted(set(identifier_ids)), sorted(set(entity_ids))
+    causes = dict.fromkeys([*identifier_ids, *entity_ids], cause)
     report = StitchReport()
     for start in range(0, max(len(identifier_ids), len(entity_ids)), batch):
         ids, entities = identifier_ids[start : start + batch], entity_ids[start : start + batch]
-        report.add(with_retries(lambda ids=ids, entities=entities: _restitch_once(ids, entities)))
+        report.add(with_retries(lambda ids=ids, entities=entities: _restitch_once(ids, entities, causes=causes)))
     _attributes_enqueue_on_commit(report)
     return report
 
@@ -125,11 +131,12 @@ def component_restitch(
 MAX_RESTITCH_ATTEMPTS = 5
 
 
-def restitch_request(*, identifier_ids: Iterable[int] = (), entity_ids: Iterable[str] = ()) -> None:
+def restitch_request(*, identifier_ids: Iterable[int] = (), entity_ids: Iterable[str] = (), cause: str) -> None:
     """Queue the components holding these identifiers and entities for re-stitching (RestitchRequest rows, in the
-    caller's transaction); after commit a worker works the queue off (in process without a broker)."""
-    rows = [RestitchRequest(identifier_id=i) for i in sorted(set(identifier_ids))]
-    rows += [RestitchRequest(customer_entity_id=e) for e in sorted(set(entity_ids))]
+    caller's transaction); after commit a worker works the queue off (in process without a broker). `cause` (a
+    RestitchCause) is recorded on the merges and splits the re-stitch makes."""
+    rows = [RestitchRequest(identifier_id=i, cause=cause) for i in sorted(set(identifier_ids))]
+    rows += [RestitchRequest(customer_entity_id=e, cause=cause) for e in sorted(set(entity_ids))]
     if not rows:
         return
     RestitchRequest.objects.bulk_create(rows)
@@ -191,28 +198,38 @@ def _restitch_requested_once(batch: int, claimed: list[int], *, skip: tuple[int,
         cursor.execute(
             "DELETE FROM stitching_restitch_requests WHERE id IN (SELECT id FROM stitching_restitch_requests "
             "WHERE attempts < %s AND NOT id = ANY(%s) ORDER BY attempts, id LIMIT %s FOR UPDATE SKIP LOCKED) "
-            "RETURNING id, identifier_id, customer_entity_id",
+            "RETURNING id, identifier_id, customer_entity_id, cause",
             [MAX_RESTITCH_ATTEMPTS, list(skip), batch],
         )
         rows = cursor.fetchall()
     claimed[:] = [row[0] for row in rows]
     if not rows:
         return None
+    # In claim order: when one component was queued for several reasons, the first one queued is recorded.
+    causes: dict[int | str, str] = {}
+    for _, identifier_id, _, cause in rows:
+        if identifier_id is not None:
+            causes.setdefault(identifier_id, cause)
+    entities = _entities_now({row[2] for row in rows if row[2] is not None})
+    for _, _, entity_id, cause in rows:
+        if entity_id is not None and entity_id in entities:
+            causes.setdefault(entities[entity_id], cause)
     identifier_ids = sorted({row[1] for row in rows if row[1] is not None})
-    return _restitch_once(identifier_ids, _entities_now({row[2] for row in rows if row[2] is not None}))
+    return _restitch_once(identifier_ids, sorted(set(entities.values())), causes=causes)
 
 
-def _entities_now(entity_ids: set[str]) -> list[str]:
-    """The customers these ids are now: one merged away since it was queued is the customer it was merged into
-    (its events are there; without this its re-stitch would find nothing and be lost)."""
+def _entities_now(entity_ids: set[str]) -> dict[str, str]:
+    """Each of these ids and the customer it is now: one merged away since it was queued is the customer it was
+    merged into (its events are there; without this its re-stitch would find nothing and be lost); one gone
+    otherwise (erased) is left out."""
     from stitching.selectors import entity_fate
 
-    existing = set(CustomerEntity.objects.filter(pk__in=entity_ids).values_list("pk", flat=True))
-    for missing in entity_ids - existing:
+    now = {pk: pk for pk in CustomerEntity.objects.filter(pk__in=entity_ids).values_list("pk", flat=True)}
+    for missing in entity_ids - set(now):
         fate = entity_fate(entity_id=missing)
         if fate is not None and fate.merged_into:
-            existing.add(fate.merged_into)
-    return sorted(existing)
+            now[missing] = fate.merged_into
+    return now
 
 
 def restitch(
@@ -239,7 +256,9 @@ def restitch(
             break
         last_id = rows[-1][0]
         event_ids = [r[0] for r in rows]
-        part = with_retries(lambda event_ids=event_ids: _restitch_once((), (), event_ids=event_ids))
+        part = with_retries(
+            lambda event_ids=event_ids: _restitch_once((), (), event_ids=event_ids, cause=RestitchCause.RESTITCH)
+        )
         report.add(part)
         if progress:
             progress(len(rows))
@@ -315,7 +334,11 @@ def _stitch_pending_once(limit: int) -> StitchReport:
         )
 
 
-def _restitch_once(identifier_ids, entity_ids, *, event_ids: Iterable[int] = ()) -> StitchReport:
+def _restitch_once(
+    identifier_ids, entity_ids, *, event_ids: Iterable[int] = (), causes: dict | None = None, cause: str = ""
+) -> StitchReport:
+    """Re-stitch the components of these identifiers, entities and events. `causes` maps a seed (identifier id or
+    entity id) to why it is re-stitched; `cause` is for the rest (the events')."""
     config = config_load()
     system = system_source_id()
     with connection.cursor() as cursor:
@@ -341,7 +364,14 @@ def _restitch_once(identifier_ids, entity_ids, *, event_ids: Iterable[int] = ())
                     [BLOCKED if reason else LINKED, reason or "", identifier_id],
                 )
         return _stitch(
-            cursor, config, seeds, seed_identifier_ids=identifier_ids, seed_entity_ids=entity_ids, reextract=True
+            cursor,
+            config,
+            seeds,
+            seed_identifier_ids=identifier_ids,
+            seed_entity_ids=entity_ids,
+            reextract=True,
+            causes=causes or {},
+            cause=cause,
         )
 
 
@@ -371,6 +401,8 @@ def _stitch(
     seed_entity_ids: Iterable[str],
     reextract: bool = False,
     times: dict[int, datetime] | None = None,
+    causes: dict[int | str, str] | None = None,
+    cause: str = "",
 ) -> StitchReport:
     """Extract the identifiers of `events` (id, source_id, type, payload text), lock and recompute their
     components, write the result. Runs inside the caller's transaction. With `times` (new events' event_time:
@@ -423,7 +455,15 @@ def _stitch(
         _locks_take(cursor, missing, held, wait=False)
         seed_events, seed_identifiers, seed_entities = component_events, component_identifiers, entities
 
-    report = _component_write(cursor, config, component_events, system, seed_identifier_ids=seed_identifier_ids)
+    report = _component_write(
+        cursor,
+        config,
+        component_events,
+        system,
+        seed_identifier_ids=seed_identifier_ids,
+        causes=causes or {},
+        cause=cause,
+    )
     report.add(fast)
     return report
 
@@ -723,7 +763,14 @@ def _component_discover(cursor, events: set[int], identifiers: set[int], entitie
 
 
 def _component_write(
-    cursor, config: StitchConfig, event_ids: set[int], system: int, *, seed_identifier_ids: Iterable[int]
+    cursor,
+    config: StitchConfig,
+    event_ids: set[int],
+    system: int,
+    *,
+    seed_identifier_ids: Iterable[int],
+    causes: dict[int | str, str],
+    cause: str,
 ) -> StitchReport:
     report = StitchReport(components=1)
     ids = list(event_ids)
@@ -836,7 +883,16 @@ def _component_write(
         if old_entity[event_id]:
             stale.add(old_entity[event_id])
     changes = _changes_record(
-        cursor, partition, group_entity, old_entity, identifier_category, seed_identifier_ids, now, system
+        cursor,
+        partition,
+        group_entity,
+        old_entity,
+        identifier_category,
+        seed_identifier_ids,
+        now,
+        system,
+        causes=causes,
+        cause=cause,
     )
     report.merges = sum(1 for c in changes if c == EntityChange.Kind.MERGE)
     report.splits = sum(1 for c in changes if c == EntityChange.Kind.SPLIT)
@@ -914,15 +970,56 @@ def _hub_reviews_write(cursor, partition: Partition, identifiers: list[int]) -> 
 
 
 def _changes_record(
-    cursor, partition, group_entity, old_entity, identifier_category, seed_identifier_ids, now, system
+    cursor,
+    partition,
+    group_entity,
+    old_entity,
+    identifier_category,
+    seed_identifier_ids,
+    now,
+    system,
+    *,
+    causes: dict[int | str, str],
+    cause: str,
 ) -> list[str]:
+    """Record the merges and splits of a component, each with the identifier that made it and why the component
+    was stitched (`causes` of its seeds, else `cause`)."""
+    seed_events: dict[int, set[int]] | None = None
+
+    def seed_identifier(events: set[int]) -> int | None:
+        """The first seed identifier (a value just blocked or unblocked, say) carried by one of these events."""
+        nonlocal seed_events
+        if not seed_identifier_ids:
+            return None
+        if seed_events is None:
+            seed_events = {}
+            cursor.execute(
+                "SELECT identifier_id, event_id FROM stitching_event_identifiers "
+                "WHERE identifier_id = ANY(%s) AND event_id = ANY(%s)",
+                [sorted(seed_identifier_ids), list(old_entity)],
+            )
+            for identifier_id, event_id in cursor.fetchall():
+                seed_events.setdefault(identifier_id, set()).add(event_id)
+        return next((i for i in sorted(seed_events) if seed_events[i] & events), None)
+
+    def category_of(identifier_id: int | None) -> str | None:
+        if identifier_id is None:
+            return None
+        if identifier_id not in identifier_category:  # a blocked value has no link left in the component
+            cursor.execute("SELECT category_id FROM stitching_identifiers WHERE id = %s", [identifier_id])
+            identifier_category[identifier_id] = cursor.fetchone()[0]
+        return identifier_category[identifier_id]
+
     kinds = []
-    seed = sorted(seed_identifier_ids)
     for g, members in enumerate(partition.groups):
         olds = {old_entity[e] for e in members if old_entity[e]}
         if len(olds) > 1:
-            event_id, identifier_id = partition.merges[g][-1] if partition.merges.get(g) else (members[-1], None)
+            if partition.merges.get(g):
+                event_id, identifier_id = partition.merges[g][-1]
+            else:  # no event joined two groups: a link the re-stitch restored (a value unblocked, say)
+                event_id, identifier_id = members[-1], seed_identifier(set(members))
             others = sorted(olds - {group_entity[g]})
+            why = causes.get(identifier_id) or next((causes[o] for o in sorted(olds) if o in causes), cause)
             _change_emit(
                 cursor,
                 kind=EntityChange.Kind.MERGE,
@@ -930,7 +1027,8 @@ def _changes_record(
                 others=others,
                 event_id=event_id,
                 identifier_id=identifier_id,
-                category=identifier_category.get(identifier_id),
+                category=category_of(identifier_id),
+                cause=why,
                 now=now,
                 system=system,
             )
@@ -945,7 +1043,7 @@ def _changes_record(
             continue
         main = old if old in group_entity else group_entity[groups[0]]
         others = sorted({group_entity[g] for g in groups} - {main})
-        identifier_id = seed[0] if seed else None
+        identifier_id = seed_identifier({e for e, entity in old_entity.items() if entity == old})
         _change_emit(
             cursor,
             kind=EntityChange.Kind.SPLIT,
@@ -953,7 +1051,8 @@ def _changes_record(
             others=others,
             event_id=None,
             identifier_id=identifier_id,
-            category=identifier_category.get(identifier_id) if identifier_id else None,
+            category=category_of(identifier_id),
+            cause=causes.get(identifier_id) or causes.get(old) or cause,
             now=now,
             system=system,
         )
@@ -961,15 +1060,18 @@ def _changes_record(
     return kinds
 
 
-def _change_emit(cursor, *, kind, entity_id, others, event_id, identifier_id, category, now, system) -> None:
+def _change_emit(cursor, *, kind, entity_id, others, event_id, identifier_id, category, cause, now, system) -> None:
     """Record an EntityChange and emit it as a system event attached to the entity (no identifier value: no PII)."""
+    detail = {"identifier_category": category} if category else {}
+    if cause:
+        detail["cause"] = cause
     change = EntityChange.objects.create(
         kind=kind,
         customer_entity_id=entity_id,
         other_entity_ids=others,
         event_id=event_id,
         identifier_id=identifier_id,
-        detail={"identifier_category": category} if category else {},
+        detail=detail,
     )
     if kind == EntityChange.Kind.MERGE:
         event_type = MERGED_EVENT_TYPE
@@ -978,6 +1080,8 @@ def _change_emit(cursor, *, kind, entity_id, others, event_id, identifier_id, ca
         event_type = SPLIT_EVENT_TYPE
         payload = {"entity_id": entity_id, "split_entity_ids": others}
     payload.update(event_id=event_id, identifier_category=category, change_id=change.pk)
+    if cause:
+        payload["cause"] = cause
     system = system or system_source_get().pk
     # The insert trigger gives the event its row in customer_event_entities; it is attached to the entity at once
     # (system events never enter the stitching queue).

@@ -306,6 +306,23 @@ def test_the_profile_of_a_customer_merged_away_leads_to_the_customer_it_was_merg
     assert "through a shared Cookie / anonymous ID" in response.content.decode()
 
 
+def test_the_merge_history_says_why_a_customer_was_split(
+    staff_client, web_source, admin_user, django_capture_on_commit_callbacks
+):
+    from stitching.services import config
+
+    merge = _two_customers_merged(web_source)
+    with django_capture_on_commit_callbacks(execute=True):
+        config.blocked_value_add(category=None, value="c1", reason="kiosk", user=admin_user)
+    split = EntityChange.objects.get(kind="split")
+
+    page = staff_client.get(change("customerentity", split.customer_entity_id)).content.decode()
+    assert "at a shared Cookie / anonymous ID, because a value was blocked" in page
+    changes = staff_client.get(reverse("admin:stitching_entitychange_changelist")).content.decode()
+    assert "a value was blocked" in changes and "a new event linked them" in changes
+    assert merge.detail.get("cause") is None
+
+
 def test_a_merged_profile_counts_the_customers_events_and_names_the_merge(staff_client, web_source):
     merge = _two_customers_merged(web_source)
     (gone,) = merge.other_entity_ids

@@ -6,7 +6,15 @@ from django.core.exceptions import ValidationError
 
 from cdp.models import CustomerEvent
 from cdp.services.events import event_record_build, events_ingest
-from stitching.models import BlockedValue, EventIdentifier, HubReview, StitchingCategory, StitchingRule
+from stitching.models import (
+    BlockedValue,
+    EntityChange,
+    EventIdentifier,
+    HubReview,
+    Identifier,
+    StitchingCategory,
+    StitchingRule,
+)
 from stitching.services import config, engine
 from stitching.services.defaults import segment_default_rules_ensure
 from tests.stitching import helpers
@@ -191,6 +199,32 @@ def test_blocking_the_only_link_splits_the_customer_and_unblocking_joins_it_agai
     with django_capture_on_commit_callbacks(execute=True):
         config.blocked_value_remove(blocked_value=blocked, user=admin_user)
     assert customers_count() == 1
+
+
+def test_a_split_and_a_merge_record_why_and_at_which_identifier(
+    shared_address, web_source, admin_user, django_capture_on_commit_callbacks
+):
+    email = Identifier.objects.get(category=shared_address, value="team@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        blocked = config.blocked_value_add(category=shared_address, value="team@example.com", user=admin_user)
+    split = EntityChange.objects.get(kind="split")
+    # The value blocked, though no event links it any more, and why: the history answers "why two customers?".
+    assert split.identifier_id == email.pk
+    assert split.detail == {"identifier_category": "email", "cause": "value_blocked"}
+    event = CustomerEvent.objects.get(type=engine.SPLIT_EVENT_TYPE)
+    assert event.payload["cause"] == "value_blocked" and event.payload["identifier_category"] == "email"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        config.blocked_value_remove(blocked_value=blocked, user=admin_user)
+    merge = EntityChange.objects.get(kind="merge")
+    assert merge.identifier_id == email.pk and merge.detail["cause"] == "value_unblocked"
+
+    # Without the rule reading the address, the customer splits again: a rule change, at no identifier.
+    with django_capture_on_commit_callbacks(execute=True):
+        config.rule_delete(rule=StitchingRule.objects.get(source=web_source, category=shared_address))
+    assert customers_count() == 2
+    split = EntityChange.objects.filter(kind="split").order_by("-id").first()
+    assert split.detail == {"cause": "rule_changed"} and split.identifier_id is None
 
 
 def test_a_block_with_the_longest_reason_splits_too(shared_address, admin_user, django_capture_on_commit_callbacks):
