@@ -29,7 +29,7 @@ from stitching import selectors
 from stitching.models import BlockedValue, EntityChange, EventIdentifier, HubReview, StitchingCategory, StitchingRule
 from stitching.services import config
 
-CATEGORY_FIELDS = ("name", "normalizer", "max_per_entity", "priority")
+CATEGORY_FIELDS = ("name", "normalizer", "max_per_entity", "limit_window_days", "priority")
 RULE_FIELDS = ("source", "event_type", "category", "path", "priority")
 
 
@@ -55,7 +55,8 @@ class CategoryForm(forms.ModelForm):
             if self.instance._state.adding and "id" in data:
                 config._category_id_validate(data["id"])
             config._normalizer_validate(data.get("normalizer"))
-            config._limit_validate(data.get("max_per_entity"))
+            limit = config._limit_validate(data.get("max_per_entity"))
+            config._window_validate(data.get("limit_window_days"), max_per_entity=limit)
         except ValidationError as exc:
             _form_error(self, exc)
         return data
@@ -78,7 +79,12 @@ class StitchingCategoryAdmin(ServiceSaveMixin, StitchingAdmin):
 
     @display(description="Limit per customer")
     def limit_display(self, obj: StitchingCategory) -> str:
-        return str(obj.max_per_entity) if obj.max_per_entity else "no limit"
+        if not obj.max_per_entity:
+            return "no limit"
+        if obj.limit_window_days:
+            days = "day" if obj.limit_window_days == 1 else f"{obj.limit_window_days} days"
+            return f"{obj.max_per_entity} per {days}"
+        return str(obj.max_per_entity)
 
     def service_create(self, request: HttpRequest, form: Form) -> StitchingCategory:
         return config.category_create(id=form.cleaned_data["id"], **{f: form.cleaned_data[f] for f in CATEGORY_FIELDS})

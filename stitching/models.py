@@ -24,6 +24,13 @@ class StitchingCategory(models.Model):
     max_per_entity = models.PositiveIntegerField(
         null=True, blank=True, help_text="At most this many values per customer (empty = no limit)."
     )
+    limit_window_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Count only the values a customer gained in this many days before each event, as Segment Unify's "
+        "daily, weekly or monthly limits do (e.g. 5 emails per 30 days: people change addresses over the years). "
+        "Empty: the limit counts every value ever.",
+    )
     priority = models.IntegerField(
         default=0, help_text="Higher is more trusted: when a limit forces a choice, lower-priority links are refused."
     )

@@ -21,7 +21,7 @@ class StitchingCategorySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = StitchingCategory
-        fields = ["id", "name", "normalizer", "max_per_entity", "priority", "created", "modified"]
+        fields = ["id", "name", "normalizer", "max_per_entity", "limit_window_days", "priority", "created", "modified"]
         read_only_fields = ["created", "modified"]
 
     def get_fields(self):

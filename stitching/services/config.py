@@ -36,7 +36,8 @@ MAX_EVENT_TYPE_LENGTH = 128
 # A dotted payload path: segments of letters, digits, `_`, `-`, `$`, `@`, `:` (no spaces, no empty segments).
 PATH_RE = re.compile(r"^[A-Za-z0-9_\-$@:]+(\.[A-Za-z0-9_\-$@:]+)*$")
 CATEGORY_ID_RE = re.compile(r"^[a-z0-9_\-]+$")
-CATEGORY_FIELDS = ("name", "normalizer", "max_per_entity", "priority")
+CATEGORY_FIELDS = ("name", "normalizer", "max_per_entity", "limit_window_days", "priority")
+MAX_WINDOW_DAYS = 3650
 RULE_FIELDS = ("source", "event_type", "category", "path", "priority")
 
 
@@ -90,6 +91,19 @@ def _limit_validate(max_per_entity: Any) -> int | None:
     if isinstance(max_per_entity, bool) or not isinstance(max_per_entity, int) or max_per_entity < 1:
         raise ValidationError({"max_per_entity": "The limit must be a whole number of at least 1, or empty (none)."})
     return max_per_entity
+
+
+def _window_validate(days: Any, *, max_per_entity: int | None) -> int | None:
+    if days is None or days == "":
+        return None
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_WINDOW_DAYS:
+        raise ValidationError(
+            {"limit_window_days": f"The window must be a whole number of days from 1 to {MAX_WINDOW_DAYS}, or empty "
+             "(the limit counts every value ever)."}
+        )  # fmt: skip
+    if max_per_entity is None:
+        raise ValidationError({"limit_window_days": "A window needs a limit per customer to apply to."})
+    return days
 
 
 def _priority_validate(priority: Any) -> int:
@@ -175,24 +189,33 @@ def _category_id_validate(id: object) -> str:
 
 @transaction.atomic
 def category_create(
-    *, id: str, name: str, normalizer: str = "trim", max_per_entity: int | None = None, priority: int = 0
+    *,
+    id: str,
+    name: str,
+    normalizer: str = "trim",
+    max_per_entity: int | None = None,
+    limit_window_days: int | None = None,
+    priority: int = 0,
 ) -> StitchingCategory:
     _category_id_validate(id)
     if StitchingCategory.objects.filter(pk=id).exists():
         raise ValidationError({"id": f"A stitching category {id!r} already exists."})
+    max_per_entity = _limit_validate(max_per_entity)
     return StitchingCategory.objects.create(
         id=id,
         name=_name_validate(name),
         normalizer=_normalizer_validate(normalizer),
-        max_per_entity=_limit_validate(max_per_entity),
+        max_per_entity=max_per_entity,
+        limit_window_days=_window_validate(limit_window_days, max_per_entity=max_per_entity),
         priority=_priority_validate(priority),
     )
 
 
 @transaction.atomic
 def category_update(*, category: StitchingCategory, **fields: Any) -> StitchingCategory:
-    """Change name, normaliser, limit or priority. A new limit or priority re-stitches the customers it can
-    change: those over the new limit, and those with links refused by a limit (which may now be allowed)."""
+    """Change name, normaliser, limit (and its window) or priority. A new limit, window or priority re-stitches
+    the customers it can change: those over the new limit, and those with links refused by a limit (which may now
+    be allowed)."""
     unknown = set(fields) - set(CATEGORY_FIELDS)
     if unknown:
         raise ValidationError({sorted(unknown)[0]: "This field cannot be changed."})
@@ -210,9 +233,14 @@ def category_update(*, category: StitchingCategory, **fields: Any) -> StitchingC
                 }
             )
         category.normalizer = fields["normalizer"]
-    old_limit, old_priority = category.max_per_entity, category.priority
+    old_limit, old_priority = (category.max_per_entity, category.limit_window_days), category.priority
     if "max_per_entity" in fields:
         category.max_per_entity = _limit_validate(fields["max_per_entity"])
+    if "limit_window_days" in fields:
+        days = fields["limit_window_days"]
+    else:  # a limit removed takes its window with it
+        days = category.limit_window_days if category.max_per_entity is not None else None
+    category.limit_window_days = _window_validate(days, max_per_entity=category.max_per_entity)
     if "priority" in fields:
         category.priority = _priority_validate(fields["priority"])
     category.save()
@@ -223,7 +251,7 @@ def category_update(*, category: StitchingCategory, **fields: Any) -> StitchingC
         # Priorities decide which identifier a limit drops, across categories.
         refused = EventIdentifier.objects.filter(status=EventIdentifier.Status.LIMIT)
         identifier_ids += refused.values_list("identifier_id", flat=True).distinct()
-    if category.max_per_entity != old_limit:
+    if (category.max_per_entity, category.limit_window_days) != old_limit:
         refused = EventIdentifier.objects.filter(status=EventIdentifier.Status.LIMIT, identifier__category=category)
         identifier_ids += refused.values_list("identifier_id", flat=True).distinct()
         if category.max_per_entity is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import F
@@ -100,7 +101,8 @@ def config_load() -> StitchConfig:
     """The current categories, rules, blocked values (as the identifiers they refuse) and approved hubs."""
     categories, normalizers = {}, {}
     for c in StitchingCategory.objects.all():
-        categories[c.id] = Category(priority=c.priority, max_per_entity=c.max_per_entity)
+        window = timedelta(days=c.limit_window_days) if c.limit_window_days else None
+        categories[c.id] = Category(priority=c.priority, max_per_entity=c.max_per_entity, window=window)
         normalizers[c.id] = c.normalizer
     rules: dict[int, list[Rule]] = {}
     for r in StitchingRule.objects.order_by("id"):

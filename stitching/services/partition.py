@@ -9,8 +9,10 @@ compute the same function of the same input.
 Per event, its linkable identifiers are ordered by trust: category priority desc, category id, rule priority desc,
 value. When joining would give a group more values of a category than its `max_per_entity`, the least trusted
 identifier of the event is dropped (the link is refused with status `limit`) and the join retried, as Segment
-Unify does. An identifier that joined more than `hub_limit` groups (it "would link too many customers") is a hub:
-its links are held and the component is computed again without it, until no new hub appears. Hubs an
+Unify does. A category with a `window` counts only the values the group gained within that time before the
+event (each value at the time of the first event that brought it in): Segment's weekly or monthly limits.
+An identifier that joined more than `hub_limit` groups (it "would link too many customers") is a hub: its links
+are held and the component is computed again without it, until no new hub appears. Hubs an
 administrator approved (`hub_exempt`) are never held.
 
 Hard caps per customer, whatever the categories' limits (Segment Unify's): at most `max_identifiers` identifiers
@@ -21,9 +23,10 @@ linking the next), which is what makes components too big to load or recompute.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 LINKED = "linked"
 LIMIT = "limit"
@@ -60,6 +63,7 @@ class EventNode:
 class Category:
     priority: int
     max_per_entity: int | None
+    window: timedelta | None = None  # the limit counts values gained within it before each event; None: ever
 
 
 @dataclass(slots=True)
@@ -125,10 +129,13 @@ def _pass(
     caps: tuple[int, int],
 ) -> tuple[Partition, dict[int, int]]:
     limits = {slug: c.max_per_entity for slug, c in categories.items() if c.max_per_entity is not None}
+    windows = {slug: categories[slug].window for slug in limits if categories[slug].window is not None}
     max_identifiers, max_merges = caps
     parent: list[int] = []
     members: list[list[int]] = []  # events per root
     values: list[dict[str, int]] = []  # per root: how many identifiers of each limited category
+    # per root and windowed category: when each of its identifiers joined (sorted)
+    gained: list[dict[str, list[datetime]]] = []
     sizes: list[tuple[int, int]] = []  # per root: (identifiers, merges)
     steps: list[list[tuple[int, int]]] = []
     identifier_root: dict[int, int] = {}
@@ -171,12 +178,18 @@ def _pass(
                 for g in roots:
                     for slug, n in values[g].items():
                         counts[slug] = counts.get(slug, 0) + n
+                    for slug, times in gained[g].items():
+                        # the values gained after (event time - window)
+                        counts[slug] = (
+                            counts.get(slug, 0) + len(times) - bisect_right(times, node.event_time - windows[slug])
+                        )
                 for link in new_links:
                     if link.category in limits:
                         counts[link.category] = counts.get(link.category, 0) + 1
                 for slug, n in counts.items():
                     if n > limits[slug]:
-                        over = f"the customer would have {n} {slug} values (limit {limits[slug]})"
+                        within = f" within {_days(windows[slug])}" if slug in windows else ""
+                        over = f"the customer would have {n} {slug} values{within} (limit {limits[slug]})"
                         break
             if over is None and identifiers > max_identifiers:
                 over = f"the customer would have {identifiers} identifiers (cap {max_identifiers})"
@@ -194,6 +207,7 @@ def _pass(
             parent.append(target)
             members.append([])
             values.append({})
+            gained.append({})
             sizes.append((0, 0))
             steps.append([])
         else:
@@ -217,7 +231,9 @@ def _pass(
                     steps[target].extend(steps[g])
                     for slug, n in values[g].items():
                         values[target][slug] = values[target].get(slug, 0) + n
-                    members[g], values[g], steps[g] = [], {}, []
+                    for slug, times in gained[g].items():
+                        gained[target][slug] = sorted([*gained[target].get(slug, []), *times])
+                    members[g], values[g], gained[g], steps[g] = [], {}, {}, []
                 steps[target].append((node.event_id, joined_by))
         members[target].append(node.event_id)
         new_count = 0
@@ -225,7 +241,9 @@ def _pass(
             if link.identifier_id not in identifier_root:
                 identifier_root[link.identifier_id] = target
                 new_count += 1
-                if link.category in limits:
+                if link.category in windows:  # events come in time order: appending keeps the list sorted
+                    gained[target].setdefault(link.category, []).append(node.event_time)
+                elif link.category in limits:
                     values[target][link.category] = values[target].get(link.category, 0) + 1
         if roots:
             sizes[target] = (
@@ -251,3 +269,8 @@ def _pass(
     result.identifier_group = {i: index[find(g)] for i, g in identifier_root.items()}
     result.refused = refused
     return result, merge_counts
+
+
+def _days(window: timedelta) -> str:
+    days = window / timedelta(days=1)
+    return f"{days:g} day" if days == 1 else f"{days:g} days"

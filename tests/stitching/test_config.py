@@ -29,6 +29,9 @@ def error_fields(exc: pytest.ExceptionInfo) -> dict:
 
 def test_category_create_validates_id_normalizer_and_limit():
     with pytest.raises(ValidationError) as exc:
+        config.category_create(id="work_email", name="Work email", normalizer="email", limit_window_days=7)
+    assert error_fields(exc)["limit_window_days"] == ["A window needs a limit per customer to apply to."]
+    with pytest.raises(ValidationError) as exc:
         config.category_create(id="Work-Email!", name="Work email", normalizer="email")
     assert "id" in error_fields(exc)
     with pytest.raises(ValidationError) as exc:
@@ -65,6 +68,31 @@ def test_category_limit_change_schedules_a_restitch(web_source, django_capture_o
     with django_capture_on_commit_callbacks() as callbacks:
         config.category_update(category=graph.categories["email"], name="E-mail address")
     assert callbacks == []  # a new name changes no link
+    with django_capture_on_commit_callbacks() as callbacks:
+        config.category_update(category=graph.categories["email"], limit_window_days=30)
+    assert len(callbacks) == 1  # a window loosens the limit: refused links may link now
+
+
+def test_a_window_added_to_a_limit_links_what_the_limit_refused(shop_source, django_capture_on_commit_callbacks):
+    from tests.stitching.helpers import ingest as stitch_ingest
+
+    email = StitchingCategory.objects.get(pk="email")
+    config.category_update(category=email, max_per_entity=1)
+    day = 24 * 60
+    with django_capture_on_commit_callbacks(execute=True):
+        stitch_ingest(
+            shop_source,
+            [
+                {"id": "1", "t": 0, "userId": "u1", "traits": {"email": "old@example.com"}},
+                {"id": "2", "t": 400 * day, "userId": "u1", "traits": {"email": "new@example.com"}},
+            ],
+        )
+    assert _statuses("email", "new@example.com") == {"limit"}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        config.category_update(category=email, limit_window_days=365)
+    assert _statuses("email", "new@example.com") == {"linked"}
+    assert customers_count() == 1
 
 
 @pytest.mark.parametrize(

@@ -121,6 +121,46 @@ def test_user_id_limit_drops_the_least_trusted_identifier(source):
     assert "limit 1" in refused.reason
 
 
+DAY = 24 * 60  # helpers.ingest's "t" is in minutes
+
+
+@pytest.mark.parametrize("rebuild", [False, True], ids=["incremental", "full rebuild"])
+def test_a_limit_per_time_window_counts_only_the_values_gained_within_it(source, rebuild):
+    """At most 2 emails per day (Segment Unify's windowed limits): a third address the same day is refused, a new
+    one two days later is linked; without the window it would be refused too."""
+    StitchingCategory.objects.filter(pk="email").update(max_per_entity=2, limit_window_days=1)
+    ids = ingest(
+        source,
+        [
+            {"id": "1", "t": 0, "userId": "u1", "traits": {"email": "a@example.com"}},
+            {"id": "2", "t": 10, "userId": "u1", "traits": {"email": "b@example.com"}},
+            {"id": "3", "t": 20, "userId": "u1", "traits": {"email": "c@example.com"}},
+            {"id": "4", "t": 2 * DAY, "userId": "u1", "traits": {"email": "d@example.com"}},
+            {"id": "5", "t": 2 * DAY + 5, "userId": "u1", "traits": {"email": "e@example.com"}},
+        ],
+    )
+    engine.restitch() if rebuild else engine.stitch_pending()
+    assert len({entity_of(e) for e in ids}) == 1
+    statuses = dict(
+        EventIdentifier.objects.filter(identifier__category_id="email").values_list("identifier__value", "status")
+    )
+    assert statuses == {
+        "a@example.com": "linked",
+        "b@example.com": "linked",
+        "c@example.com": "limit",
+        "d@example.com": "linked",
+        "e@example.com": "linked",  # d and e gained within the day: 2
+    }
+    refused = EventIdentifier.objects.get(identifier__value="c@example.com")
+    assert "3 email values within 1 day (limit 2)" in refused.reason
+
+    # The same events without the window: every address after the second is refused.
+    StitchingCategory.objects.filter(pk="email").update(limit_window_days=None)
+    engine.restitch()
+    refused = EventIdentifier.objects.filter(identifier__category_id="email", status="limit")
+    assert set(refused.values_list("identifier__value", flat=True)) == {f"{x}@example.com" for x in "cde"}
+
+
 @pytest.mark.parametrize("rebuild", [False, True], ids=["incremental", "full rebuild"])
 def test_a_customer_cannot_grow_past_the_hard_caps(source, settings, rebuild):
     # Six people (a cookie and an address each), chained by events that carry one person's address and the next

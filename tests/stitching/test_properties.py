@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdp.services.data_sources import data_source_create
+from stitching.models import StitchingCategory
 from stitching.services import engine
 from stitching.services.defaults import segment_default_rules_ensure
 from tests.stitching.helpers import ingest, partition
@@ -26,7 +27,7 @@ EVENT = st.fixed_dictionaries(
 
 
 def _row(n: int, spec: dict) -> dict:
-    row = {"id": f"m{n}", "t": spec["t"]}
+    row = {"id": f"m{n}", "t": spec["t"] * 720}  # half days apart: the email limit's window (1 or 3 days) matters
     if spec["userId"]:
         row["userId"] = spec["userId"]
     if spec["anonymousId"]:
@@ -70,6 +71,8 @@ def test_incremental_stitching_in_any_order_and_batches_equals_a_full_restitch(s
     hub_limit = data.draw(st.sampled_from([2, 3, 20]), label="hub limit")
     max_identifiers = data.draw(st.sampled_from([2, 4, 1000]), label="identifiers cap")
     max_merges = data.draw(st.sampled_from([1, 2, 100]), label="merges cap")
+    email_limit = data.draw(st.sampled_from([5, 2]), label="email limit")
+    email_window = data.draw(st.sampled_from([None, 1, 3]), label="email limit window (days)")
     with transaction.atomic():
         from django.conf import settings as django_settings
 
@@ -79,6 +82,9 @@ def test_incremental_stitching_in_any_order_and_batches_equals_a_full_restitch(s
         try:
             source, _ = data_source_create(slug="prop", name="Prop", type="web", with_write_key=False)
             segment_default_rules_ensure(source=source)
+            StitchingCategory.objects.filter(pk="email").update(
+                max_per_entity=email_limit, limit_window_days=email_window
+            )
             bounds = [0, *cuts, len(order)]
             for start, end in zip(bounds, bounds[1:], strict=False):
                 if start < end:

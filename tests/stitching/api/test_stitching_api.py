@@ -49,6 +49,26 @@ def test_categories_are_read_with_customers_view_and_written_with_stitching_edit
     assert editor_client.delete("/api/stitching_categories/crm_id").status_code == 204
 
 
+def test_a_category_limit_takes_a_window_of_days(graph, editor_client):
+    url = "/api/stitching_categories/email"
+    response = editor_client.patch(url, {"limit_window_days": 30}, format="json")
+    assert response.status_code == 200 and response.json()["limit_window_days"] == 30
+    assert response.json()["max_per_entity"] == 5
+
+    response = editor_client.patch(url, {"limit_window_days": 0}, format="json")
+    assert response.status_code == 400
+    assert response.json()["message"] == (
+        "limit_window_days: The window must be a whole number of days from 1 to 3650, or empty (the limit counts "
+        "every value ever)."
+    )
+    response = editor_client.patch("/api/stitching_categories/cookie", {"limit_window_days": 7}, format="json")
+    assert response.status_code == 400
+    assert response.json()["message"] == "limit_window_days: A window needs a limit per customer to apply to."
+    # Removing the limit removes its window.
+    response = editor_client.patch(url, {"max_per_entity": None}, format="json")
+    assert response.status_code == 200 and response.json()["limit_window_days"] is None
+
+
 def test_rules_crud_and_filters(graph, web_source, editor_client):
     body = {"source": web_source.pk, "category": "email", "path": "traits.email", "event_type": "identify"}
     response = editor_client.post("/api/stitching_rules", body, format="json")
