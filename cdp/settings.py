@@ -151,6 +151,8 @@ CELERY_BEAT_SCHEDULE = {
     "restitch-requested-every-minute": {"task": "stitching.tasks.restitch_requested", "schedule": 60},
     # Safety net: webhooks enqueue the apply of their accepted payloads; this catches a lost message.
     "emails-feedback-apply-every-minute": {"task": "emails.tasks.feedback_apply", "schedule": 60},
+    # Campaigns whose run died (lease expired) or whose message was lost are run again.
+    "emails-campaigns-resume-every-minute": {"task": "emails.tasks.campaigns_resume", "schedule": 60},
     # Segment sizes over time (insights): one snapshot per segment and day.
     "segments-size-snapshot-daily": {"task": "segments.tasks.segments_size_snapshot", "schedule": 24 * 3600},
     # Segment exports: resume or cleanly fail exports whose worker died; start scheduled (hourly / daily) exports.

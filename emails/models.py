@@ -250,6 +250,10 @@ class Campaign(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The run sending it holds a lease (a row, not a PostgreSQL session lock: PgBouncer in transaction mode would
+    # take a session lock and its unlock to different server connections); a run that died loses it on expiry.
+    run_token = models.UUIDField(null=True, blank=True, editable=False)
+    run_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created"]

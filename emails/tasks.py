@@ -39,6 +39,17 @@ def campaign_run(campaign_id: int) -> str:
     return run(campaign_id=campaign_id)
 
 
+@shared_task(name="emails.tasks.campaigns_resume")
+def campaigns_resume() -> int:
+    """The beat's watchdog: run again the campaigns whose run died (their lease expired) or never started."""
+    from emails.services.campaigns import campaigns_stalled
+
+    stalled = campaigns_stalled()
+    for campaign_id in stalled:
+        campaign_run.delay(campaign_id)
+    return len(stalled)
+
+
 # One waiting feedback_apply message for a stream of webhooks (see cdp.coalesce).
 FEEDBACK_QUEUED = Coalesced("emails:feedback-apply-queued")
 

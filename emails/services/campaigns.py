@@ -11,17 +11,21 @@
    channel's `send_rate_per_second`; a provider's rate-limit answer waits and retries. A row left in `sending`
    by a worker that died is never sent again (it becomes `failed` / "interrupted"): nobody gets a campaign twice.
 4. Progress (counters) is written after every batch; the report counts sent / failed / skipped by reason.
+5. One run at a time: a run holds a lease on its campaign (renewed as it sends). The beat's watchdog
+   (`emails.tasks.campaigns_resume`) runs again a campaign whose run died once its lease expired.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from emails.models import Campaign, CampaignRecipient, EmailTemplate
@@ -33,7 +37,11 @@ from emails.services.templates import template_render
 BATCH_SIZE = 100
 MAX_SEND_ATTEMPTS = 3
 MAX_RETRY_WAIT_SECONDS = 60.0
-ADVISORY_LOCK_NAMESPACE = 0x656D  # "em": campaign runs hold (namespace, campaign id)
+# A run's lease on its campaign: renewed before a send once RENEW_AFTER has passed, so it outlasts the longest
+# wait between two renewals (a provider's rate-limit answer waits at most MAX_RETRY_WAIT_SECONDS, then a send);
+# a run that died is taken over once its lease expires.
+LEASE = timedelta(minutes=5)
+RENEW_AFTER = timedelta(minutes=1)
 
 
 def recipients_members_sql(*, segment_id: int) -> tuple[str, list[Any]]:
@@ -155,23 +163,73 @@ def _finish(recipient: CampaignRecipient, status: str, reason: str = "", provide
     recipient.save(update_fields=["status", "reason", "provider_message_id", "sent_at", "attempts"])
 
 
+class LeaseLost(Exception):
+    """Another run took the campaign over: this run's lease had expired (it was stalled longer than LEASE)."""
+
+
+class _Lease:
+    """A run's hold on its campaign (Campaign.run_token / run_lease_until): taken when free or expired, renewed,
+    released at the end."""
+
+    def __init__(self, campaign_id: int) -> None:
+        self.campaign_id = campaign_id
+        self.token = uuid.uuid4()
+        self.renewed = timezone.now()
+
+    def take(self) -> bool:
+        now = timezone.now()
+        free = Q(run_lease_until__isnull=True) | Q(run_lease_until__lt=now)
+        taken = Campaign.objects.filter(free, pk=self.campaign_id).update(
+            run_token=self.token, run_lease_until=now + LEASE
+        )
+        self.renewed = now
+        return taken == 1
+
+    def keep(self) -> None:
+        """Renew when due; LeaseLost when another run holds the campaign now."""
+        now = timezone.now()
+        if now - self.renewed < RENEW_AFTER:
+            return
+        if not self._mine().update(run_lease_until=now + LEASE):
+            raise LeaseLost
+        self.renewed = now
+
+    def release(self) -> None:
+        self._mine().update(run_token=None, run_lease_until=None)
+
+    def _mine(self):
+        return Campaign.objects.filter(pk=self.campaign_id, run_token=self.token)
+
+
 def campaign_run(*, campaign_id: int, sleep=time.sleep) -> str:
-    """Prepare (if needed) and send a campaign. Idempotent; concurrent runs of one campaign do nothing."""
+    """Prepare (if needed) and send a campaign. Idempotent; concurrent runs of one campaign do nothing (the first
+    holds its lease), and a run stalled past its lease stops before its next send once another has taken over."""
     campaign = Campaign.objects.select_related("template").filter(pk=campaign_id).first()
     if campaign is None or campaign.status in (Campaign.Status.DONE, Campaign.Status.DRAFT):
         return "nothing to do"
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [ADVISORY_LOCK_NAMESPACE, campaign.pk])
-        if not cursor.fetchone()[0]:
-            return "already running"
+    lease = _Lease(campaign.pk)
+    if not lease.take():
+        return "already running"
     try:
-        return _run_locked(campaign, sleep)
+        return _run_leased(campaign, lease, sleep)
+    except LeaseLost:
+        return "stopped: another run took the campaign over"
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [ADVISORY_LOCK_NAMESPACE, campaign.pk])
+        lease.release()
 
 
-def _run_locked(campaign: Campaign, sleep) -> str:
+def campaigns_stalled() -> list[int]:
+    """Campaigns to run again: one whose run died (no live lease, not finished), or queued for longer than a lease
+    without a run starting (its message lost: the broker was down at commit, say)."""
+    now = timezone.now()
+    unfinished = (Campaign.Status.QUEUED, Campaign.Status.PREPARING, Campaign.Status.SENDING)
+    free = Q(run_lease_until__isnull=True) | Q(run_lease_until__lt=now)
+    waited = Q(started__isnull=False) | Q(created__lt=now - LEASE)
+    stalled = Campaign.objects.filter(free, waited, status__in=unfinished).order_by("pk")
+    return list(stalled.values_list("pk", flat=True))
+
+
+def _run_leased(campaign: Campaign, lease: _Lease, sleep) -> str:
     # Rows a dead worker left in `sending` may have gone out: never send them again.
     CampaignRecipient.objects.filter(campaign=campaign, status=CampaignRecipient.Status.SENDING).update(
         status=CampaignRecipient.Status.FAILED, reason="interrupted: unknown whether it was sent"
@@ -194,13 +252,17 @@ def _run_locked(campaign: Campaign, sleep) -> str:
     base_url = channel.public_base_url
     next_send = time.monotonic()
     try:
-        while batch := _claim_batch(campaign):
+        while True:
+            lease.keep()
+            batch = _claim_batch(campaign)
+            if not batch:
+                break
             for recipient in batch:
                 wait = next_send - time.monotonic()
                 if wait > 0:
                     sleep(wait)
                 next_send = max(next_send + interval, time.monotonic())
-                _send_one(campaign, recipient, provider, base_url, sleep)
+                _send_one(campaign, recipient, provider, base_url, sleep, lease)
             campaign_progress_save(campaign=campaign)
     finally:
         provider.close()
@@ -209,7 +271,7 @@ def _run_locked(campaign: Campaign, sleep) -> str:
     return f"sent {campaign.sent}, skipped {campaign.skipped}, failed {campaign.failed}"
 
 
-def _send_one(campaign: Campaign, recipient: CampaignRecipient, provider, base_url: str, sleep) -> None:
+def _send_one(campaign: Campaign, recipient: CampaignRecipient, provider, base_url: str, sleep, lease: _Lease) -> None:
     # The batch was read up to a minute ago (rate-limited sending): an erase since then took the address off the
     # row (GDPR), and it must not be mailed.
     if not CampaignRecipient.objects.filter(pk=recipient.pk, email=recipient.email).exists():
@@ -232,6 +294,7 @@ def _send_one(campaign: Campaign, recipient: CampaignRecipient, provider, base_u
         tags=[f"campaign-{campaign.pk}"], message_id=recipient.message_id,
     )  # fmt: skip
     while True:
+        lease.keep()  # after any wait: a run that stalled past its lease must not send what another now sends
         recipient.attempts += 1
         try:
             provider_id = email_send(message=message, provider=provider)

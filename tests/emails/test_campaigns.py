@@ -4,14 +4,17 @@ no one mailed twice on a retry; the segment ACL; provider rate limits; opt-in th
 from __future__ import annotations
 
 import re
+import uuid
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.utils import timezone
 
 from cdp.models import Attribute, CustomerEntity
 from cdp.services.auth import user_create
 from emails.models import Campaign, CampaignRecipient, EmailAddress
-from emails.services.campaigns import campaign_create, campaign_report, campaign_run
+from emails.services.campaigns import campaign_create, campaign_report, campaign_run, campaigns_stalled
 from emails.services.channel import channel_update
 from emails.services.state import email_block, email_consent_change
 from emails.services.templates import template_create
@@ -116,6 +119,72 @@ def test_interrupted_rows_are_not_sent_again(channel, smtp_server, audience, tem
     campaign_run(campaign_id=campaign.pk)
     assert [m["To"] for m in smtp_server.inbox.wait_for(1)] == ["eve@work.example.com"]
     assert CampaignRecipient.objects.get(campaign=campaign, email="ann@example.com").status == "failed"
+
+
+def _leased_by_another(campaign: Campaign, *, seconds: float) -> uuid.UUID:
+    token = uuid.uuid4()
+    until = timezone.now() + timedelta(seconds=seconds)
+    Campaign.objects.filter(pk=campaign.pk).update(run_token=token, run_lease_until=until)
+    return token
+
+
+def test_a_campaign_another_run_holds_is_left_to_it(channel, smtp_server, audience, template, admin_user):
+    campaign = campaign_create(name="Held", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)
+    token = _leased_by_another(campaign, seconds=60)
+
+    assert campaign_run(campaign_id=campaign.pk) == "already running"
+    assert not CampaignRecipient.objects.filter(campaign=campaign).exists() and smtp_server.inbox.messages == []
+    assert Campaign.objects.get(pk=campaign.pk).run_token == token  # not released by the run that did not hold it
+    assert campaigns_stalled() == []
+
+
+def test_a_run_that_died_is_taken_over_once_its_lease_expires(channel, smtp_server, audience, template, admin_user):
+    from emails.services.campaigns import campaign_prepare
+
+    campaign = campaign_create(name="Died", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    campaign_prepare(campaign=campaign)
+    CampaignRecipient.objects.filter(campaign=campaign, email="ann@example.com").update(status="sending")
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.SENDING, started=timezone.now())
+    _leased_by_another(campaign, seconds=-1)
+
+    assert campaigns_stalled() == [campaign.pk]  # the beat's watchdog runs it again
+    assert campaign_run(campaign_id=campaign.pk).startswith("sent 1")
+    assert [m["To"] for m in smtp_server.inbox.wait_for(1)] == ["eve@work.example.com"]
+    assert CampaignRecipient.objects.get(campaign=campaign, email="ann@example.com").status == "failed"
+    done = Campaign.objects.get(pk=campaign.pk)
+    assert (done.status, done.run_token, done.run_lease_until) == ("done", None, None)
+    assert campaigns_stalled() == []
+
+
+def test_a_run_stalled_past_its_lease_stops_before_its_next_send(
+    channel, smtp_server, audience, template, admin_user, monkeypatch
+):
+    from emails.services import campaigns
+
+    monkeypatch.setattr(campaigns, "RENEW_AFTER", timedelta(0))  # renew before every send
+    channel_update(send_rate_per_second=1)  # the run waits between its two sends
+    campaign = campaign_create(name="Stall", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)
+    taken: list[uuid.UUID] = []
+
+    def stalled(seconds: float) -> None:
+        # The run stalls past its lease (a long GC pause, a frozen VM) and another run takes the campaign over.
+        if not taken:
+            taken.append(_leased_by_another(campaign, seconds=300))
+
+    assert campaign_run(campaign_id=campaign.pk, sleep=stalled) == "stopped: another run took the campaign over"
+    assert len(smtp_server.inbox.wait_for(1)) == 1
+    assert Campaign.objects.get(pk=campaign.pk).run_token == taken[0]
+
+
+def test_queued_campaigns_whose_run_never_started_are_run_again(audience, template, admin_user):
+    queued = campaign_create(name="Lost", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    recent = campaign_create(name="Recent", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    Campaign.objects.filter(pk__in=[queued.pk, recent.pk]).update(status=Campaign.Status.QUEUED)
+    Campaign.objects.filter(pk=queued.pk).update(created=timezone.now() - timedelta(minutes=10))
+
+    assert campaigns_stalled() == [queued.pk]  # the recent one's message is still on its way
 
 
 def test_address_blocked_after_preparation_is_skipped(channel, smtp_server, audience, template, admin_user):
