@@ -4,6 +4,7 @@ change affects); access comes from role features (customers_view to look, stitch
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django import forms
@@ -23,11 +24,11 @@ from unfold.paginator import InfinitePaginator
 
 from cdp.admin.base import FeatureAccessMixin, ServiceSaveMixin, changed_model_fields, render_confirmation
 from cdp.admin.customers import entity_link, precise_time, pretty_json
-from cdp.admin.profile import cause_text
 from cdp.features import Feature
 from stitching import selectors
 from stitching.models import BlockedValue, EntityChange, EventIdentifier, HubReview, StitchingCategory, StitchingRule
 from stitching.services import config
+from stitching.services.partition import days_text
 
 CATEGORY_FIELDS = ("name", "normalizer", "max_per_entity", "limit_window_days", "priority")
 RULE_FIELDS = ("source", "event_type", "category", "path", "priority")
@@ -56,6 +57,8 @@ class CategoryForm(forms.ModelForm):
                 config._category_id_validate(data["id"])
             config._normalizer_validate(data.get("normalizer"))
             limit = config._limit_validate(data.get("max_per_entity"))
+            if limit is None and "limit_window_days" not in self.changed_data:
+                data["limit_window_days"] = None  # as the service does: a limit removed takes its window with it
             config._window_validate(data.get("limit_window_days"), max_per_entity=limit)
         except ValidationError as exc:
             _form_error(self, exc)
@@ -82,8 +85,7 @@ class StitchingCategoryAdmin(ServiceSaveMixin, StitchingAdmin):
         if not obj.max_per_entity:
             return "no limit"
         if obj.limit_window_days:
-            days = "day" if obj.limit_window_days == 1 else f"{obj.limit_window_days} days"
-            return f"{obj.max_per_entity} per {days}"
+            return f"{obj.max_per_entity} per {days_text(timedelta(days=obj.limit_window_days))}"
         return str(obj.max_per_entity)
 
     def service_create(self, request: HttpRequest, form: Form) -> StitchingCategory:
@@ -550,7 +552,7 @@ class EntityChangeAdmin(FeatureAccessMixin, ModelAdmin):
 
     @display(description="Why")
     def cause_display(self, obj: EntityChange) -> str:
-        return cause_text(obj) or ("a new event linked them" if obj.kind == EntityChange.Kind.MERGE else "—")
+        return obj.cause_label or ("a new event linked them" if obj.kind == EntityChange.Kind.MERGE else "—")
 
     @display(description="Details")
     def detail_display(self, obj: EntityChange) -> str:

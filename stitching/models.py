@@ -161,6 +161,19 @@ class EventIdentifier(models.Model):
         return f"event {self.event_id} → identifier {self.identifier_id} ({self.status})"
 
 
+class RestitchCause(models.TextChoices):
+    """Why a component was re-stitched: recorded on the merges and splits it made (EntityChange.detail["cause"])."""
+
+    VALUE_BLOCKED = "value_blocked", "a value was blocked"
+    VALUE_UNBLOCKED = "value_unblocked", "a value was unblocked"
+    RULE_CHANGED = "rule_changed", "a stitching rule changed"
+    CATEGORY_CHANGED = "category_changed", "a stitching category changed"
+    HUB_APPROVED = "hub_approved", "a held hub was approved"
+    HUB_BLOCKED = "hub_blocked", "a held hub's value was blocked"
+    ERASURE = "erasure", "a customer was erased"
+    RESTITCH = "restitch", "a re-stitch was run"
+
+
 class EntityChange(models.Model):
     """History of customer entities: merges, splits and erasures (when, which event, which identifier)."""
 
@@ -190,6 +203,12 @@ class EntityChange(models.Model):
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.customer_entity_id}"
 
+    @property
+    def cause_label(self) -> str:
+        """Why it happened, in words ("a value was blocked"); empty for a merge an incoming event made."""
+        cause = (self.detail or {}).get("cause")
+        return str(RestitchCause(cause).label) if cause in RestitchCause.values else ""
+
 
 class HubReview(models.Model):
     """An identifier that would suddenly join many customers: held until an administrator decides."""
@@ -211,19 +230,6 @@ class HubReview(models.Model):
 
     def __str__(self) -> str:
         return f"{self.identifier.category_id}: {self.identifier.value} ({self.get_status_display().lower()})"
-
-
-class RestitchCause(models.TextChoices):
-    """Why a component was re-stitched: recorded on the merges and splits it made (EntityChange.detail["cause"])."""
-
-    VALUE_BLOCKED = "value_blocked", "a value was blocked"
-    VALUE_UNBLOCKED = "value_unblocked", "a value was unblocked"
-    RULE_CHANGED = "rule_changed", "a stitching rule changed"
-    CATEGORY_CHANGED = "category_changed", "a stitching category changed"
-    HUB_APPROVED = "hub_approved", "a held hub was approved"
-    HUB_BLOCKED = "hub_blocked", "a held hub's value was blocked"
-    ERASURE = "erasure", "a customer was erased"
-    RESTITCH = "restitch", "a re-stitch was run"
 
 
 class RestitchRequest(models.Model):

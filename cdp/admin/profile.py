@@ -147,18 +147,10 @@ def timeline(entity: CustomerEntity) -> list[CustomerEvent]:
     return events
 
 
-def cause_text(change: EntityChange) -> str:
-    """Why the merge or split happened, in words ("a value was blocked"); empty for a merge an incoming event made."""
-    from stitching.models import RestitchCause
-
-    cause = (change.detail or {}).get("cause")
-    return str(RestitchCause(cause).label) if cause in RestitchCause.values else ""
-
-
 def history(entity: CustomerEntity, category_names: dict[str, str]) -> list[EntityChange]:
     """The latest merges and splits the customer took part in, each with `others` (the other customers involved,
     seen from this one: a customer it was split off from is the row's own entity) and `category_name` (the
-    stitching category of the identifier that merged or split them) and `cause_text` (why, in words)."""
+    stitching category of the identifier that merged or split them)."""
     from stitching.selectors import entity_changes_list
 
     changes = list(entity_changes_list(entity_id=entity.pk)[:HISTORY_ROWS])
@@ -167,7 +159,6 @@ def history(entity: CustomerEntity, category_names: dict[str, str]) -> list[Enti
         change.others = [pk for pk in dict.fromkeys(involved) if pk != entity.pk]
         category = (change.detail or {}).get("identifier_category")
         change.category_name = category_names.get(category, category) if category else ""
-        change.cause_text = cause_text(change)
     return changes
 
 

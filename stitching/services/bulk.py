@@ -5,8 +5,9 @@ identifiers are extracted in SQL (every rule in one parallel pass, with the SQL 
 junk test) into an UNLOGGED scratch table; the (event, identifier) pairs are read into numpy arrays with a
 SHA-256 key per value, which tells the identifiers apart (_extract); scipy's
 `connected_components` finds the raw components, and a component that cannot trigger a limit, a cap or a hub
-(each limited category within its limit, and at most `config.simple_max` identifiers, which bounds the merges
-any identifier or customer can make) *is* its partition. The rare others go through `partition_compute` like
+(each limited category within its limit, counting every value ever: a limit with a window counts fewer; and at
+most `config.simple_max` identifiers, which bounds the merges any identifier or customer can make) *is* its
+partition. The rare others go through `partition_compute` like
 incremental stitching does.
 Which customer each group becomes is planned in numpy too; customers, assignments, the attribute queue and the
 identifiers' owners go in by binary COPY of those arrays. While the union-find and the plan are computed, the

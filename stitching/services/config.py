@@ -247,13 +247,14 @@ def category_update(*, category: StitchingCategory, **fields: Any) -> StitchingC
 
     identifier_ids: list[int] = []
     entity_ids: list[str] = []
-    if category.priority != old_priority:
-        # Priorities decide which identifier a limit drops, across categories.
+    limit_changed = (category.max_per_entity, category.limit_window_days) != old_limit
+    if category.priority != old_priority or limit_changed:
+        # Priorities decide which identifier a limit drops, across categories; and a limit drops the event's least
+        # trusted identifier, often of another category (a cookie for an email limit): every refusal a limit made
+        # may come out otherwise now.
         refused = EventIdentifier.objects.filter(status=EventIdentifier.Status.LIMIT)
         identifier_ids += refused.values_list("identifier_id", flat=True).distinct()
-    if (category.max_per_entity, category.limit_window_days) != old_limit:
-        refused = EventIdentifier.objects.filter(status=EventIdentifier.Status.LIMIT, identifier__category=category)
-        identifier_ids += refused.values_list("identifier_id", flat=True).distinct()
+    if limit_changed:
         if category.max_per_entity is not None:
             over = (
                 Identifier.objects.filter(category=category, customer_entity__isnull=False)

@@ -122,7 +122,9 @@ def component_restitch(
     report = StitchReport()
     for start in range(0, max(len(identifier_ids), len(entity_ids)), batch):
         ids, entities = identifier_ids[start : start + batch], entity_ids[start : start + batch]
-        report.add(with_retries(lambda ids=ids, entities=entities: _restitch_once(ids, entities, causes=causes)))
+        report.add(
+            with_retries(lambda ids=ids, entities=entities: _restitch_once(ids, entities, causes=causes, cause=cause))
+        )
     _attributes_enqueue_on_commit(report)
     return report
 
@@ -205,7 +207,9 @@ def _restitch_requested_once(batch: int, claimed: list[int], *, skip: tuple[int,
     claimed[:] = [row[0] for row in rows]
     if not rows:
         return None
-    # In claim order: when one component was queued for several reasons, the first one queued is recorded.
+    # In queue order (RETURNING does not keep the claim's): when one component was queued for several reasons,
+    # the first one queued is recorded.
+    rows.sort(key=lambda row: row[0])
     causes: dict[int | str, str] = {}
     for _, identifier_id, _, cause in rows:
         if identifier_id is not None:
@@ -215,7 +219,10 @@ def _restitch_requested_once(batch: int, claimed: list[int], *, skip: tuple[int,
         if entity_id is not None and entity_id in entities:
             causes.setdefault(entities[entity_id], cause)
     identifier_ids = sorted({row[1] for row in rows if row[1] is not None})
-    return _restitch_once(identifier_ids, sorted(set(entities.values())), causes=causes)
+    # What no seed explains (a merge through another identifier, say) gets the claim's cause when it has one.
+    claimed_causes = {row[3] for row in rows}
+    common = claimed_causes.pop() if len(claimed_causes) == 1 else ""
+    return _restitch_once(identifier_ids, sorted(set(entities.values())), causes=causes, cause=common)
 
 
 def _entities_now(entity_ids: set[str]) -> dict[str, str]:
@@ -484,7 +491,7 @@ def _attach_simple(
     decision of `partition_compute` on E's raw component: E has no refused (limit / held) link on its events or
     identifiers (so its raw component is exactly its events), and with the group's new identifiers E stays within
     every category limit and at `config.simple_max` identifiers at most (so no count can exceed a limit or a
-    cap at any point of the canonical-order pass, and no identifier can make `hub_limit` merges: each merge needs
+    cap at any point of the canonical-order pass (a limit with a window counts fewer values, never more), and no identifier can make `hub_limit` merges: each merge needs
     a group started by an identifier of its own). Then the partition of E's component plus the group is one
     group, every link linked, and E keeps its id: exactly what the full computation gives. A group with no
     earlier identifier is a new customer under the same limit and hub test. Everything else (merges, refused
@@ -1019,7 +1026,11 @@ def _changes_record(
             else:  # no event joined two groups: a link the re-stitch restored (a value unblocked, say)
                 event_id, identifier_id = members[-1], seed_identifier(set(members))
             others = sorted(olds - {group_entity[g]})
-            why = causes.get(identifier_id) or next((causes[o] for o in sorted(olds) if o in causes), cause)
+            why = (
+                causes.get(identifier_id)
+                or causes.get(seed_identifier(set(members)))
+                or next((causes[o] for o in sorted(olds) if o in causes), cause)
+            )
             _change_emit(
                 cursor,
                 kind=EntityChange.Kind.MERGE,

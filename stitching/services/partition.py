@@ -10,7 +10,8 @@ Per event, its linkable identifiers are ordered by trust: category priority desc
 value. When joining would give a group more values of a category than its `max_per_entity`, the least trusted
 identifier of the event is dropped (the link is refused with status `limit`) and the join retried, as Segment
 Unify does. A category with a `window` counts only the values the group gained within that time before the
-event (each value at the time of the first event that brought it in): Segment's weekly or monthly limits.
+event (each value at the time of the first event that brought it in; one gained exactly a window earlier no longer
+counts): Segment's weekly or monthly limits.
 An identifier that joined more than `hub_limit` groups (it "would link too many customers") is a hub: its links
 are held and the component is computed again without it, until no new hub appears. Hubs an
 administrator approved (`hub_exempt`) are never held.
@@ -133,7 +134,7 @@ def _pass(
     max_identifiers, max_merges = caps
     parent: list[int] = []
     members: list[list[int]] = []  # events per root
-    values: list[dict[str, int]] = []  # per root: how many identifiers of each limited category
+    values: list[dict[str, int]] = []  # per root: how many identifiers of each limited category without a window
     # per root and windowed category: when each of its identifiers joined (sorted)
     gained: list[dict[str, list[datetime]]] = []
     sizes: list[tuple[int, int]] = []  # per root: (identifiers, merges)
@@ -188,7 +189,7 @@ def _pass(
                         counts[link.category] = counts.get(link.category, 0) + 1
                 for slug, n in counts.items():
                     if n > limits[slug]:
-                        within = f" within {_days(windows[slug])}" if slug in windows else ""
+                        within = f" within {days_text(windows[slug])}" if slug in windows else ""
                         over = f"the customer would have {n} {slug} values{within} (limit {limits[slug]})"
                         break
             if over is None and identifiers > max_identifiers:
@@ -232,7 +233,9 @@ def _pass(
                     for slug, n in values[g].items():
                         values[target][slug] = values[target].get(slug, 0) + n
                     for slug, times in gained[g].items():
-                        gained[target][slug] = sorted([*gained[target].get(slug, []), *times])
+                        merged = gained[target].setdefault(slug, [])
+                        merged.extend(times)
+                        merged.sort()  # two sorted runs: Timsort merges them in linear time
                     members[g], values[g], gained[g], steps[g] = [], {}, {}, []
                 steps[target].append((node.event_id, joined_by))
         members[target].append(node.event_id)
@@ -271,6 +274,7 @@ def _pass(
     return result, merge_counts
 
 
-def _days(window: timedelta) -> str:
+def days_text(window: timedelta) -> str:
+    """ "1 day", "30 days"."""
     days = window / timedelta(days=1)
     return f"{days:g} day" if days == 1 else f"{days:g} days"

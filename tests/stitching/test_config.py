@@ -255,6 +255,58 @@ def test_a_split_and_a_merge_record_why_and_at_which_identifier(
     assert split.detail == {"cause": "rule_changed"} and split.identifier_id is None
 
 
+def test_a_merge_through_another_identifier_still_says_why(web_source, admin_user, django_capture_on_commit_callbacks):
+    from stitching.services import engine
+
+    graph = GraphBuilder(web_source)
+    email, cookie = graph.categories["email"], graph.categories["cookie"]
+    config.rule_create(source=web_source, category=email, path="traits.email")
+    config.rule_create(source=web_source, category=cookie, path="anonymousId")
+    blocked = config.blocked_value_add(category=email, value="x@example.com", user=admin_user)
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest(
+            web_source,
+            ("identify", {"anonymousId": "c1"}),
+            ("identify", {"anonymousId": "c2"}),
+            ("identify", {"anonymousId": "c1", "traits": {"email": "x@example.com"}}),
+            ("identify", {"anonymousId": "c2", "traits": {"email": "x@example.com"}}),
+        )
+        engine.stitch_pending()
+    assert customers_count() == 2
+
+    with django_capture_on_commit_callbacks(execute=True):
+        config.blocked_value_remove(blocked_value=blocked, user=admin_user)
+    assert customers_count() == 1
+    # Whichever identifier the partition names as the join (a cookie here), the cause is the unblock.
+    assert EntityChange.objects.get(kind="merge").detail["cause"] == "value_unblocked"
+
+
+def test_a_looser_limit_links_what_it_refused_in_another_category(shop_source, django_capture_on_commit_callbacks):
+    from stitching.services import engine
+    from tests.stitching.helpers import ingest as stitch_ingest
+    from tests.stitching.helpers import partition
+
+    email = StitchingCategory.objects.get(pk="email")
+    config.category_update(category=email, max_per_entity=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        stitch_ingest(
+            shop_source,
+            [
+                {"id": "1", "t": 0, "anonymousId": "c1", "traits": {"email": "a@example.com"}},
+                {"id": "2", "t": 2 * 24 * 60, "anonymousId": "c1", "traits": {"email": "b@example.com"}},
+            ],
+        )
+    # The email limit refused the event's cookie (less trusted than its address): two customers.
+    assert _statuses("cookie", "c1") == {"linked", "limit"} and customers_count() == 2
+
+    with django_capture_on_commit_callbacks(execute=True):
+        config.category_update(category=email, limit_window_days=1)
+    assert customers_count() == 1 and _statuses("cookie", "c1") == {"linked"}
+    incremental = partition()
+    engine.restitch()
+    assert partition() == incremental
+
+
 def test_a_block_with_the_longest_reason_splits_too(shared_address, admin_user, django_capture_on_commit_callbacks):
     reason = "r" * 300  # the refusal's reason is "blocked value: " + this, cut to the column's 300 characters
     with django_capture_on_commit_callbacks(execute=True):

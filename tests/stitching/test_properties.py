@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from cdp.services.data_sources import data_source_create
 from stitching.models import StitchingCategory
-from stitching.services import engine
+from stitching.services import config, engine
 from stitching.services.defaults import segment_default_rules_ensure
 from tests.stitching.helpers import ingest, partition
 
@@ -104,6 +104,16 @@ def test_incremental_stitching_in_any_order_and_batches_equals_a_full_restitch(s
             ingest(source, rows)
             engine.restitch()
             assert partition(by="key") == incremental
+            # A changed limit or window, re-stitched where it can matter, gives what a full rebuild gives.
+            new_limit = data.draw(st.sampled_from([1, 2, 5, None]), label="new email limit")
+            new_window = data.draw(st.sampled_from([None, 1, 3]), label="new window (days)") if new_limit else None
+            email = StitchingCategory.objects.get(pk="email")
+            config.category_update(category=email, max_per_entity=new_limit, limit_window_days=new_window)
+            engine.restitch_requested()
+            changed, changed_links = partition(by="key"), _link_statuses()
+            engine.restitch()
+            assert partition(by="key") == changed
+            assert _link_statuses() == changed_links
         finally:
             del django_settings.STITCHING_HUB_LIMIT
             del django_settings.STITCHING_MAX_IDENTIFIERS
