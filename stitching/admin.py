@@ -26,7 +26,15 @@ from cdp.admin.base import FeatureAccessMixin, ServiceSaveMixin, changed_model_f
 from cdp.admin.customers import entity_link, precise_time, pretty_json
 from cdp.features import Feature
 from stitching import selectors
-from stitching.models import BlockedValue, EntityChange, EventIdentifier, HubReview, StitchingCategory, StitchingRule
+from stitching.models import (
+    BlockedValue,
+    EntityChange,
+    EventIdentifier,
+    HubReview,
+    RefusedLink,
+    StitchingCategory,
+    StitchingRule,
+)
 from stitching.services import config
 from stitching.services.partition import days_text
 
@@ -282,7 +290,7 @@ class IdentifierCategoryFilter(admin.SimpleListFilter):
         return queryset.filter(identifier__category_id=self.value()) if self.value() else queryset
 
 
-@admin.register(EventIdentifier)
+@admin.register(RefusedLink)
 class RefusedLinkAdmin(StitchingAdmin):
     """Identifiers events carried that were not allowed to link, with the reason. Read-only."""
 
@@ -370,7 +378,7 @@ class HubReviewAdmin(StitchingAdmin):
     @display(description="Held events")
     def held_links(self, obj: HubReview) -> str:
         query = {"q": obj.identifier.value, "category": obj.identifier.category_id, "status": "held"}
-        url = reverse("admin:stitching_eventidentifier_changelist") + "?" + urlencode(query)
+        url = reverse("admin:stitching_refusedlink_changelist") + "?" + urlencode(query)
         return format_html('<a class="text-primary-600" href="{}">The events whose links it holds →</a>', url)
 
     @display(description="Decided")

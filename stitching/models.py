@@ -161,6 +161,15 @@ class EventIdentifier(models.Model):
         return f"event {self.event_id} → identifier {self.identifier_id} ({self.status})"
 
 
+class RefusedLink(EventIdentifier):
+    """What the admin's *Refused links* page lists: the identity graph's edges that were not allowed to link."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "refused link"
+        verbose_name_plural = "refused links"
+
+
 class RestitchCause(models.TextChoices):
     """Why a component was re-stitched: recorded on the merges and splits it made (EntityChange.detail["cause"])."""
 

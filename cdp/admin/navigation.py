@@ -41,7 +41,7 @@ GROUPS: list[tuple[str, list[tuple[str, str, str]]]] = [
             ("stitching.stitchingcategory", "Stitching categories", "category"),
             ("stitching.stitchingrule", "Stitching rules", "rule"),
             ("stitching.blockedvalue", "Blocked values", "block"),
-            ("stitching.eventidentifier", "Refused links", "link_off"),
+            ("stitching.refusedlink", "Refused links", "link_off"),
             ("stitching.hubreview", "Hub reviews", "hub"),
             ("stitching.entitychange", "Merge history", "merge"),
         ],

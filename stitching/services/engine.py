@@ -490,13 +490,13 @@ def _attach_simple(
     existed before are all owned by one entity E (or there are none), and when adding it provably changes no
     decision of `partition_compute` on E's raw component: E has no refused (limit / held) link on its events or
     identifiers (so its raw component is exactly its events), and with the group's new identifiers E stays within
-    every category limit and at `config.simple_max` identifiers at most (so no count can exceed a limit or a
-    cap at any point of the canonical-order pass (a limit with a window counts fewer values, never more), and no identifier can make `hub_limit` merges: each merge needs
-    a group started by an identifier of its own). Then the partition of E's component plus the group is one
-    group, every link linked, and E keeps its id: exactly what the full computation gives. A group with no
-    earlier identifier is a new customer under the same limit and hub test. Everything else (merges, refused
-    links, held or limited identifiers) is returned for the exact path. Holds the identifiers' locks; takes E's
-    lock without waiting."""
+    every category limit and at `config.simple_max` identifiers at most (so no count can exceed a limit or a cap at
+    any point of the canonical-order pass, a limit with a window counting fewer values, never more; and no
+    identifier can make `hub_limit` merges: each merge needs a group started by an identifier of its own). Then the
+    partition of E's component plus the group is one group, every link linked, and E keeps its id: exactly what the
+    full computation gives. A group with no earlier identifier is a new customer under the same limit and hub test.
+    Everything else (merges, refused links, held or limited identifiers) is returned for the exact path. Holds the
+    identifiers' locks; takes E's lock without waiting."""
     linkable: dict[int, list[tuple[int, str]]] = {}
     for event_id, xs in extracted.items():
         seen: dict[int, str] = {}

@@ -16,7 +16,7 @@ def test_stitching_admin_pages_forms_and_confirmed_actions(client, admin_user, w
     e = g.entity()
     g.event(e, identifiers=[("cookie", "k")], refused=[("email", "null", "blocked", "junk", None)])
     review = HubReview.objects.create(identifier=Identifier.objects.get(value="k"), entity_count=9)
-    for url in ["stitchingcategory", "stitchingrule", "blockedvalue", "eventidentifier", "hubreview", "entitychange"]:
+    for url in ["stitchingcategory", "stitchingrule", "blockedvalue", "refusedlink", "hubreview", "entitychange"]:
         r = client.get(f"/admin/stitching/{url}/")
         assert r.status_code == 200, (url, r.status_code)
     for url in [
@@ -59,7 +59,7 @@ def test_stitching_admin_pages_forms_and_confirmed_actions(client, admin_user, w
     assert review.status == "blocked"
     page = client.get(f"/admin/stitching/hubreview/{review.pk}/change/").content.decode()
     assert "cookie: k (blocked the value)" in page  # named by its identifier, not an internal id
-    assert "/admin/stitching/eventidentifier/?q=k" in page  # the held events
+    assert "/admin/stitching/refusedlink/?q=k" in page  # the held events
     assert 'name="_save"' not in page  # nothing to save: the decision is an action
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \w+", page)  # decided, to the second with the zone
     r = client.post(
@@ -88,7 +88,7 @@ def test_refused_links_are_found_as_the_category_stores_the_value_and_merges_rea
     g = GraphBuilder(web_source)
     e = g.entity()
     event = g.event(e, identifiers=[("cookie", "k")], refused=[("email", "test@test.com", "blocked", "shared", None)])
-    found = client.get("/admin/stitching/eventidentifier/", {"q": " Test@TEST.com "}).content.decode()
+    found = client.get("/admin/stitching/refusedlink/", {"q": " Test@TEST.com "}).content.decode()
     assert f"/admin/cdp/customerevent/{event.pk}/change/" in found
     others = [f"{n:032x}" for n in range(1, 8)]
     change = EntityChange.objects.create(
