@@ -56,6 +56,12 @@ def ann(transactional_db, default_attributes) -> CustomerEntity:
     EntityChange.objects.create(
         kind="merge", customer_entity_id=ann.pk, other_entity_ids=["0f" * 16], detail={"identifier": "email"}
     )
+    EntityChange.objects.create(
+        kind="split",
+        customer_entity_id=ann.pk,
+        other_entity_ids=["1e" * 16],
+        detail={"identifier_category": "email", "cause": "value_blocked"},
+    )
     return ann
 
 
@@ -91,6 +97,7 @@ def test_profile_shows_attributes_timeline_and_identity_graph(page: Page, ann):
     expect(graph.locator("path[data-status=blocked]")).to_have_count(1)
     # Merge history.
     expect(page.locator("#profile-changes")).to_contain_text("Merged")
+    expect(page.locator("#profile-changes")).to_contain_text("at a shared Email, because a value was blocked")
     screenshot(page, "customer-profile")
 
     # Why are the first cookie and the phone one customer?
