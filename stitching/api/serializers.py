@@ -1,5 +1,6 @@
 """Serializers of the stitching API. Writes only shape input; validation that matters lives in the services."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cdp.api.fields import ExpandableRelatedField
@@ -11,6 +12,7 @@ from stitching.models import (
     EventIdentifier,
     HubReview,
     Identifier,
+    RestitchCause,
     StitchingCategory,
     StitchingRule,
 )
@@ -117,9 +119,20 @@ class HubReviewDecisionSerializer(serializers.Serializer):
 
 
 class EntityChangeSerializer(serializers.ModelSerializer):
+    cause = serializers.SerializerMethodField(
+        help_text="Why the re-stitch that made this merge or split ran (also `detail.cause`); null for a merge an "
+        "incoming event made (`event` names it) and for an erasure."
+    )
+
     class Meta:
         model = EntityChange
-        fields = ["id", "kind", "customer_entity_id", "other_entity_ids", "event", "identifier", "detail", "created"]
+        fields = [
+            "id", "kind", "customer_entity_id", "other_entity_ids", "event", "identifier", "cause", "detail", "created",
+        ]  # fmt: skip
+
+    @extend_schema_field(serializers.ChoiceField(choices=RestitchCause.choices, allow_null=True))
+    def get_cause(self, obj: EntityChange) -> str | None:
+        return (obj.detail or {}).get("cause")
 
 
 class GraphNodeSerializer(serializers.Serializer):

@@ -214,8 +214,11 @@ def test_changes_and_erase(graph, analyst_client, admin_client):
     entity = graph.entity(ps_email_address=["ann@example.com"])
     graph.event(entity, identifiers=[("email", "ann@example.com")])
     EntityChange.objects.create(kind="merge", customer_entity_id=entity.pk, other_entity_ids=["f" * 32], detail={})
+    EntityChange.objects.create(
+        kind="split", customer_entity_id=entity.pk, other_entity_ids=["e" * 32], detail={"cause": "rule_changed"}
+    )
     changes = analyst_client.get(f"/api/customer_entities/{entity.pk}/changes").json()
-    assert [row["kind"] for row in changes["results"]] == ["merge"]
+    assert [(row["kind"], row["cause"]) for row in changes["results"]] == [("split", "rule_changed"), ("merge", None)]
 
     url = f"/api/customer_entities/{entity.pk}/erase"
     response = analyst_client.post(url)
@@ -223,12 +226,12 @@ def test_changes_and_erase(graph, analyst_client, admin_client):
     response = admin_client.post(url)
     assert response.status_code == 200
     assert response.json() == {
-        "customer_entity_id": entity.pk, "events": 1, "identifiers": 1, "event_links": 1, "history_rows_scrubbed": 1,
+        "customer_entity_id": entity.pk, "events": 1, "identifiers": 1, "event_links": 1, "history_rows_scrubbed": 2,
     }  # fmt: skip
     assert not CustomerEntity.objects.filter(pk=entity.pk).exists() and not CustomerEvent.objects.exists()
     assert admin_client.post(url).status_code == 404
     kinds = [row["kind"] for row in analyst_client.get(f"/api/customer_entities/{entity.pk}/changes").json()["results"]]
-    assert kinds == ["erase", "merge"]
+    assert kinds == ["erase", "split", "merge"]
 
 
 def test_erasing_a_merged_away_id_names_the_customer_to_erase_and_a_second_erasure_says_it_was_done(
