@@ -23,6 +23,7 @@ from stitching.models import (
     EventIdentifier,
     HubReview,
     Identifier,
+    RefusedLink,
     StitchingCategory,
     StitchingRule,
 )
@@ -76,11 +77,11 @@ def blocked_values_list() -> QuerySet[BlockedValue]:
     return BlockedValue.objects.select_related("category", "created_by").order_by("-created", "-id")
 
 
-def refused_links_list() -> QuerySet[EventIdentifier]:
-    """Links the engine refused or held (blocked value, per-customer limit, hub review), newest first.
-    Served by the partial index on status != linked."""
+def refused_links_list() -> QuerySet[RefusedLink]:
+    """Links the engine refused or held (blocked value, per-customer limit, hub review), newest first (as the
+    admin's RefusedLink proxy). Served by the partial index on status != linked."""
     return (
-        EventIdentifier.objects.exclude(status=EventIdentifier.Status.LINKED)
+        RefusedLink.objects.exclude(status=EventIdentifier.Status.LINKED)
         .select_related("identifier", "identifier__category", "event", "event__source", "event__entity_link", "rule")
         .order_by("-id")
     )

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from stitching.models import BlockedValue, HubReview, Identifier
+from stitching.models import BlockedValue, EventIdentifier, HubReview, Identifier
 from tests.stitching.graph_builder import GraphBuilder
 
 pytestmark = pytest.mark.django_db
@@ -90,6 +90,10 @@ def test_refused_links_are_found_as_the_category_stores_the_value_and_merges_rea
     event = g.event(e, identifiers=[("cookie", "k")], refused=[("email", "test@test.com", "blocked", "shared", None)])
     found = client.get("/admin/stitching/refusedlink/", {"q": " Test@TEST.com "}).content.decode()
     assert f"/admin/cdp/customerevent/{event.pk}/change/" in found
+    # Each refused link opens (its page titled as the list is).
+    (link,) = EventIdentifier.objects.filter(status="blocked")
+    detail = client.get(f"/admin/stitching/refusedlink/{link.pk}/change/")
+    assert detail.status_code == 200 and "Refused links" in detail.content.decode()
     others = [f"{n:032x}" for n in range(1, 8)]
     change = EntityChange.objects.create(
         kind="merge", customer_entity_id=e.pk, other_entity_ids=others, event=event,
