@@ -254,6 +254,12 @@ class Campaign(models.Model):
     # take a session lock and its unlock to different server connections); a run that died loses it on expiry.
     run_token = models.UUIDField(null=True, blank=True, editable=False)
     run_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    prepared = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When its recipients were prepared (the audience is fixed)."
+    )
+    run_failures = models.PositiveSmallIntegerField(
+        default=0, editable=False, help_text="Runs that ended in an unexpected error."
+    )
 
     class Meta:
         ordering = ["-created"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from cdp.models import CustomerEvent
 from emails.models import Campaign, CampaignRecipient, EmailAddress, EmailTemplate
@@ -56,3 +57,15 @@ def campaign_recipients(*, campaign: Campaign, status: str | None = None) -> Que
     if status:
         qs = qs.filter(status=status)
     return qs.order_by("id")
+
+
+def campaigns_stalled() -> list[int]:
+    """Campaigns to run again: one whose run died (unfinished, its lease expired), or queued for longer than a lease
+    without a run starting (its message lost: the broker was down at commit, say)."""
+    from emails.services.campaigns import LEASE, UNFINISHED
+
+    now = timezone.now()
+    free = Q(run_lease_until__isnull=True) | Q(run_lease_until__lt=now)
+    waited = Q(started__isnull=False) | Q(created__lt=now - LEASE)
+    stalled = Campaign.objects.filter(free, waited, status__in=UNFINISHED).order_by("pk")
+    return list(stalled.values_list("pk", flat=True))

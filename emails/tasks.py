@@ -42,12 +42,12 @@ def campaign_run(campaign_id: int) -> str:
 @shared_task(name="emails.tasks.campaigns_resume")
 def campaigns_resume() -> int:
     """The beat's watchdog: run again the campaigns whose run died (their lease expired) or never started."""
-    from emails.services.campaigns import campaigns_stalled
+    from emails.services.campaigns import campaigns_resume as resume
 
-    stalled = campaigns_stalled()
-    for campaign_id in stalled:
+    reserved = resume()
+    for campaign_id in reserved:
         campaign_run.delay(campaign_id)
-    return len(stalled)
+    return len(reserved)
 
 
 # One waiting feedback_apply message for a stream of webhooks (see cdp.coalesce).

@@ -17,15 +17,17 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from emails.models import Campaign, CampaignRecipient, EmailTemplate
@@ -33,6 +35,8 @@ from emails.providers import OutgoingEmail, ProviderError, provider_for
 from emails.services.channel import channel_get
 from emails.services.sending import RecipientBlocked, email_send
 from emails.services.templates import template_render
+
+logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 100
 MAX_SEND_ATTEMPTS = 3
@@ -42,6 +46,12 @@ MAX_RETRY_WAIT_SECONDS = 60.0
 # a run that died is taken over once its lease expires.
 LEASE = timedelta(minutes=5)
 RENEW_AFTER = timedelta(minutes=1)
+# Preparing is one INSERT ... SELECT over the segment (seconds for 100k members): while it runs the lease cannot be
+# renewed, so it is taken for this long (a run that dies while preparing is taken over after it).
+PREPARE_LEASE = timedelta(hours=1)
+# A run that ends in an unexpected error (not a refused segment or a provider's answer) is raised and run again by
+# the watchdog; this many in a row fail the campaign with the last error.
+MAX_RUN_FAILURES = 3
 
 
 def recipients_members_sql(*, segment_id: int) -> tuple[str, list[Any]]:
@@ -167,9 +177,12 @@ class LeaseLost(Exception):
     """Another run took the campaign over: this run's lease had expired (it was stalled longer than LEASE)."""
 
 
+UNFINISHED = (Campaign.Status.QUEUED, Campaign.Status.PREPARING, Campaign.Status.SENDING)
+
+
 class _Lease:
-    """A run's hold on its campaign (Campaign.run_token / run_lease_until): taken when free or expired, renewed,
-    released at the end."""
+    """A run's hold on its campaign (Campaign.run_token / run_lease_until): taken when free, expired or only
+    reserved by the watchdog (no token), renewed, released at the end."""
 
     def __init__(self, campaign_id: int) -> None:
         self.campaign_id = campaign_id
@@ -178,70 +191,90 @@ class _Lease:
 
     def take(self) -> bool:
         now = timezone.now()
-        free = Q(run_lease_until__isnull=True) | Q(run_lease_until__lt=now)
-        taken = Campaign.objects.filter(free, pk=self.campaign_id).update(
+        free = Q(run_token__isnull=True) | Q(run_lease_until__isnull=True) | Q(run_lease_until__lt=now)
+        taken = Campaign.objects.filter(free, pk=self.campaign_id, status__in=UNFINISHED).update(
             run_token=self.token, run_lease_until=now + LEASE
         )
         self.renewed = now
         return taken == 1
 
-    def keep(self) -> None:
-        """Renew when due; LeaseLost when another run holds the campaign now."""
+    def keep(self, *, force: bool = False, duration: timedelta = LEASE) -> None:
+        """Renew when due (or `force`d) for `duration`; LeaseLost when another run holds the campaign now."""
         now = timezone.now()
-        if now - self.renewed < RENEW_AFTER:
+        if not force and now - self.renewed < RENEW_AFTER:
             return
-        if not self._mine().update(run_lease_until=now + LEASE):
+        if not self._mine().update(run_lease_until=now + duration):
             raise LeaseLost
         self.renewed = now
 
     def release(self) -> None:
         self._mine().update(run_token=None, run_lease_until=None)
 
-    def _mine(self):
+    def _mine(self) -> QuerySet[Campaign]:
         return Campaign.objects.filter(pk=self.campaign_id, run_token=self.token)
 
 
-def campaign_run(*, campaign_id: int, sleep=time.sleep) -> str:
-    """Prepare (if needed) and send a campaign. Idempotent; concurrent runs of one campaign do nothing (the first
-    holds its lease), and a run stalled past its lease stops before its next send once another has taken over."""
-    campaign = Campaign.objects.select_related("template").filter(pk=campaign_id).first()
-    if campaign is None or campaign.status in (Campaign.Status.DONE, Campaign.Status.DRAFT):
-        return "nothing to do"
-    lease = _Lease(campaign.pk)
+def campaign_run(*, campaign_id: int, sleep: Callable[[float], None] = time.sleep) -> str:
+    """Prepare (once) and send a campaign. Idempotent; concurrent runs of one campaign do nothing (the first
+    holds its lease), and a run stalled past its lease stops before its next send once another has taken over. A
+    run that ends in an unexpected error is counted and raised (the watchdog runs the campaign again); the
+    MAX_RUN_FAILURES-th fails the campaign with the error."""
+    lease = _Lease(campaign_id)
     if not lease.take():
-        return "already running"
+        finished = not Campaign.objects.filter(pk=campaign_id, status__in=UNFINISHED).exists()
+        return "nothing to do" if finished else "already running"
     try:
+        # Read under the lease: a run that finished just before sees the campaign done.
+        campaign = Campaign.objects.select_related("template").get(pk=campaign_id)
         return _run_leased(campaign, lease, sleep)
     except LeaseLost:
         return "stopped: another run took the campaign over"
+    except Exception as exc:
+        Campaign.objects.filter(pk=campaign_id).update(run_failures=F("run_failures") + 1)
+        runs = Campaign.objects.values_list("run_failures", flat=True).get(pk=campaign_id)
+        if runs < MAX_RUN_FAILURES:
+            raise
+        logger.exception("campaign %s: run %s failed, the campaign is failed", campaign_id, runs)
+        return _fail(Campaign(pk=campaign_id), f"{runs} runs failed, the last one with {type(exc).__name__}: {exc}")
     finally:
         lease.release()
 
 
-def campaigns_stalled() -> list[int]:
-    """Campaigns to run again: one whose run died (no live lease, not finished), or queued for longer than a lease
-    without a run starting (its message lost: the broker was down at commit, say)."""
-    now = timezone.now()
-    unfinished = (Campaign.Status.QUEUED, Campaign.Status.PREPARING, Campaign.Status.SENDING)
-    free = Q(run_lease_until__isnull=True) | Q(run_lease_until__lt=now)
-    waited = Q(started__isnull=False) | Q(created__lt=now - LEASE)
-    stalled = Campaign.objects.filter(free, waited, status__in=unfinished).order_by("pk")
-    return list(stalled.values_list("pk", flat=True))
+def campaigns_resume() -> list[int]:
+    """The watchdog's pass: reserve and return the campaigns to run again (emails.selectors.campaigns_stalled).
+    The reservation (a lease without a run's token) keeps the next passes from queueing them again for LEASE while
+    their message waits for a worker; the run takes it over."""
+    from emails.selectors import campaigns_stalled
+
+    reserved = []
+    for campaign_id in campaigns_stalled():
+        now = timezone.now()
+        free = Q(run_lease_until__isnull=True) | Q(run_lease_until__lt=now)
+        if Campaign.objects.filter(free, pk=campaign_id).update(run_token=None, run_lease_until=now + LEASE):
+            reserved.append(campaign_id)
+    return reserved
 
 
-def _run_leased(campaign: Campaign, lease: _Lease, sleep) -> str:
+def _run_leased(campaign: Campaign, lease: _Lease, sleep: Callable[[float], None]) -> str:
+    if campaign.status not in UNFINISHED:
+        return "nothing to do"
     # Rows a dead worker left in `sending` may have gone out: never send them again.
     CampaignRecipient.objects.filter(campaign=campaign, status=CampaignRecipient.Status.SENDING).update(
         status=CampaignRecipient.Status.FAILED, reason="interrupted: unknown whether it was sent"
     )
-    if campaign.started is None:
-        campaign.started = timezone.now()
-    campaign.status = Campaign.Status.PREPARING
-    campaign.save(update_fields=["status", "started"])
-    try:
-        campaign_prepare(campaign=campaign)
-    except ValidationError as exc:
-        return _fail(campaign, "; ".join(exc.messages))
+    if campaign.prepared is None:
+        Campaign.objects.filter(pk=campaign.pk).update(
+            status=Campaign.Status.PREPARING, started=campaign.started or timezone.now()
+        )
+        # One statement that cannot renew the lease: a longer one while it runs. The audience is fixed here: a
+        # later run (after a crash) sends to these rows without preparing again.
+        lease.keep(force=True, duration=PREPARE_LEASE)
+        try:
+            campaign_prepare(campaign=campaign)
+        except ValidationError as exc:
+            return _fail(campaign, "; ".join(exc.messages))
+        Campaign.objects.filter(pk=campaign.pk).update(prepared=timezone.now())
+        lease.keep(force=True)
     channel = channel_get()
     try:
         provider = provider_for(channel)
@@ -251,27 +284,50 @@ def _run_leased(campaign: Campaign, lease: _Lease, sleep) -> str:
     interval = 1.0 / max(1, channel.send_rate_per_second)
     base_url = channel.public_base_url
     next_send = time.monotonic()
+    untried: list[int] = []
     try:
         while True:
             lease.keep()
             batch = _claim_batch(campaign)
             if not batch:
                 break
+            untried = [recipient.pk for recipient in batch]
             for recipient in batch:
                 wait = next_send - time.monotonic()
                 if wait > 0:
                     sleep(wait)
                 next_send = max(next_send + interval, time.monotonic())
-                _send_one(campaign, recipient, provider, base_url, sleep, lease)
+                untried.remove(recipient.pk)
+                attempts = recipient.attempts  # counted just before each hand-over to the provider
+                try:
+                    _send_one(campaign, recipient, provider, base_url, sleep, lease)
+                except BaseException:
+                    if recipient.attempts == attempts:  # failed before the provider had it: not sent
+                        untried.append(recipient.pk)
+                    raise
             campaign_progress_save(campaign=campaign)
+    except BaseException:
+        # Claimed rows this run did not hand to the provider were not sent: pending again for the next run (one
+        # the provider had stays `sending`: unknown whether it went out).
+        CampaignRecipient.objects.filter(pk__in=untried, status=CampaignRecipient.Status.SENDING).update(
+            status=CampaignRecipient.Status.PENDING
+        )
+        raise
     finally:
         provider.close()
     campaign_progress_save(campaign=campaign)
-    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.DONE, finished=timezone.now())
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.DONE, finished=timezone.now(), run_failures=0)
     return f"sent {campaign.sent}, skipped {campaign.skipped}, failed {campaign.failed}"
 
 
-def _send_one(campaign: Campaign, recipient: CampaignRecipient, provider, base_url: str, sleep, lease: _Lease) -> None:
+def _send_one(
+    campaign: Campaign,
+    recipient: CampaignRecipient,
+    provider,
+    base_url: str,
+    sleep: Callable[[float], None],
+    lease: _Lease,
+) -> None:
     # The batch was read up to a minute ago (rate-limited sending): an erase since then took the address off the
     # row (GDPR), and it must not be mailed.
     if not CampaignRecipient.objects.filter(pk=recipient.pk, email=recipient.email).exists():

@@ -14,7 +14,8 @@ from django.utils import timezone
 from cdp.models import Attribute, CustomerEntity
 from cdp.services.auth import user_create
 from emails.models import Campaign, CampaignRecipient, EmailAddress
-from emails.services.campaigns import campaign_create, campaign_report, campaign_run, campaigns_stalled
+from emails.selectors import campaigns_stalled
+from emails.services.campaigns import campaign_create, campaign_report, campaign_run
 from emails.services.channel import channel_update
 from emails.services.state import email_block, email_consent_change
 from emails.services.templates import template_create
@@ -148,8 +149,11 @@ def test_a_run_that_died_is_taken_over_once_its_lease_expires(channel, smtp_serv
     Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.SENDING, started=timezone.now())
     _leased_by_another(campaign, seconds=-1)
 
+    prepared = timezone.now() - timedelta(minutes=7)
+    Campaign.objects.filter(pk=campaign.pk).update(prepared=prepared)
     assert campaigns_stalled() == [campaign.pk]  # the beat's watchdog runs it again
     assert campaign_run(campaign_id=campaign.pk).startswith("sent 1")
+    assert Campaign.objects.get(pk=campaign.pk).prepared == prepared  # the audience stays the one prepared
     assert [m["To"] for m in smtp_server.inbox.wait_for(1)] == ["eve@work.example.com"]
     assert CampaignRecipient.objects.get(campaign=campaign, email="ann@example.com").status == "failed"
     done = Campaign.objects.get(pk=campaign.pk)
@@ -178,13 +182,53 @@ def test_a_run_stalled_past_its_lease_stops_before_its_next_send(
     assert Campaign.objects.get(pk=campaign.pk).run_token == taken[0]
 
 
-def test_queued_campaigns_whose_run_never_started_are_run_again(audience, template, admin_user):
+def test_queued_campaigns_whose_run_never_started_are_run_again_once(audience, template, admin_user, monkeypatch):
+    from emails import tasks
+
     queued = campaign_create(name="Lost", template=template, segment_id=audience.pk, user=admin_user, start=False)
     recent = campaign_create(name="Recent", template=template, segment_id=audience.pk, user=admin_user, start=False)
     Campaign.objects.filter(pk__in=[queued.pk, recent.pk]).update(status=Campaign.Status.QUEUED)
     Campaign.objects.filter(pk=queued.pk).update(created=timezone.now() - timedelta(minutes=10))
-
     assert campaigns_stalled() == [queued.pk]  # the recent one's message is still on its way
+
+    enqueued: list[int] = []
+    monkeypatch.setattr(tasks.campaign_run, "delay", enqueued.append)
+    assert tasks.campaigns_resume() == 1 and enqueued == [queued.pk]
+    # While its message waits for a worker, the next passes do not queue it again.
+    assert tasks.campaigns_resume() == 0 and enqueued == [queued.pk]
+
+
+def test_a_run_that_finished_meanwhile_leaves_nothing_to_do(channel, smtp_server, audience, template, admin_user):
+    campaign = campaign_create(name="Done", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.DONE)
+    assert campaign_run(campaign_id=campaign.pk) == "nothing to do"
+    assert not CampaignRecipient.objects.filter(campaign=campaign).exists()
+
+
+def test_a_run_that_keeps_failing_fails_the_campaign_and_loses_no_recipient(
+    channel, smtp_server, audience, template, admin_user, monkeypatch
+):
+    from emails.services import campaigns
+
+    campaign = campaign_create(name="Bug", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("template engine broke")
+
+    monkeypatch.setattr(campaigns, "template_render", broken)
+    for _ in range(campaigns.MAX_RUN_FAILURES - 1):
+        with pytest.raises(RuntimeError):  # raised: the worker logs it, the watchdog runs the campaign again
+            campaign_run(campaign_id=campaign.pk)
+        # It failed before the provider had any address: nothing was sent, everyone waits for the next run.
+        statuses = set(CampaignRecipient.objects.filter(campaign=campaign).values_list("status", flat=True))
+        assert statuses == {"pending", "skipped"} and Campaign.objects.get(pk=campaign.pk).status == "sending"
+    result = campaign_run(campaign_id=campaign.pk)
+
+    assert result == "failed: 3 runs failed, the last one with RuntimeError: template engine broke"
+    failed = Campaign.objects.get(pk=campaign.pk)
+    assert (failed.status, failed.run_token) == ("failed", None)
+    assert smtp_server.inbox.messages == [] and campaigns_stalled() == []
 
 
 def test_address_blocked_after_preparation_is_skipped(channel, smtp_server, audience, template, admin_user):
