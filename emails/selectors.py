@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from cdp.models import CustomerEvent
 from emails.models import Campaign, CampaignRecipient, EmailAddress, EmailTemplate
@@ -64,8 +64,7 @@ def campaigns_stalled() -> list[int]:
     without a run starting (its message lost: the broker was down at commit, say)."""
     from emails.services.campaigns import LEASE, UNFINISHED
 
-    now = timezone.now()
-    free = Q(run_lease_until__isnull=True) | Q(run_lease_until__lt=now)
-    waited = Q(started__isnull=False) | Q(created__lt=now - LEASE)
+    free = Q(run_lease_until__isnull=True) | Q(run_lease_until__lt=Now())
+    waited = Q(started__isnull=False) | Q(created__lt=Now() - LEASE)
     stalled = Campaign.objects.filter(free, waited, status__in=UNFINISHED).order_by("pk")
     return list(stalled.values_list("pk", flat=True))

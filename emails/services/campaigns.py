@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Count, F, Q, QuerySet
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from emails.models import Campaign, CampaignRecipient, EmailTemplate
@@ -182,30 +183,29 @@ UNFINISHED = (Campaign.Status.QUEUED, Campaign.Status.PREPARING, Campaign.Status
 
 class _Lease:
     """A run's hold on its campaign (Campaign.run_token / run_lease_until): taken when free, expired or only
-    reserved by the watchdog (no token), renewed, released at the end."""
+    reserved by the watchdog (no token), renewed, released at the end. Expiry is in the database's time, so the
+    workers' clocks need not agree."""
 
     def __init__(self, campaign_id: int) -> None:
         self.campaign_id = campaign_id
         self.token = uuid.uuid4()
-        self.renewed = timezone.now()
+        self.renewed = time.monotonic()
 
     def take(self) -> bool:
-        now = timezone.now()
-        free = Q(run_token__isnull=True) | Q(run_lease_until__isnull=True) | Q(run_lease_until__lt=now)
+        free = Q(run_token__isnull=True) | Q(run_lease_until__isnull=True) | Q(run_lease_until__lt=Now())
         taken = Campaign.objects.filter(free, pk=self.campaign_id, status__in=UNFINISHED).update(
-            run_token=self.token, run_lease_until=now + LEASE
+            run_token=self.token, run_lease_until=Now() + LEASE
         )
-        self.renewed = now
+        self.renewed = time.monotonic()
         return taken == 1
 
     def keep(self, *, force: bool = False, duration: timedelta = LEASE) -> None:
         """Renew when due (or `force`d) for `duration`; LeaseLost when another run holds the campaign now."""
-        now = timezone.now()
-        if not force and now - self.renewed < RENEW_AFTER:
+        if not force and time.monotonic() - self.renewed < RENEW_AFTER.total_seconds():
             return
-        if not self._mine().update(run_lease_until=now + duration):
+        if not self._mine().update(run_lease_until=Now() + duration):
             raise LeaseLost
-        self.renewed = now
+        self.renewed = time.monotonic()
 
     def release(self) -> None:
         self._mine().update(run_token=None, run_lease_until=None)
@@ -248,9 +248,8 @@ def campaigns_resume() -> list[int]:
 
     reserved = []
     for campaign_id in campaigns_stalled():
-        now = timezone.now()
-        free = Q(run_lease_until__isnull=True) | Q(run_lease_until__lt=now)
-        if Campaign.objects.filter(free, pk=campaign_id).update(run_token=None, run_lease_until=now + LEASE):
+        free = Q(run_lease_until__isnull=True) | Q(run_lease_until__lt=Now())
+        if Campaign.objects.filter(free, pk=campaign_id).update(run_token=None, run_lease_until=Now() + LEASE):
             reserved.append(campaign_id)
     return reserved
 
