@@ -330,3 +330,43 @@ def test_a_retried_campaign_create_with_its_key_sends_once(
     assert Campaign.objects.filter(name="Spring").count() == 1
     assert len(smtp_server.inbox.wait_for(2)) == 2  # ann and eve's work address, once each
     assert CampaignRecipient.objects.filter(campaign_id=first.json()["id"], status="sent").count() == 2
+
+
+def test_two_workers_racing_on_one_campaign_send_each_email_once(
+    transactional_db, channel, smtp_server, audience, template, admin_user
+):
+    """Two runs at once on their own database connections (two workers given the same campaign): one holds the
+    lease and sends, the other leaves it; each address gets the campaign once."""
+    import threading
+
+    from django.db import connection
+
+    # Committed here, the fixture's consent events were stitched and the customers' attributes computed from
+    # their events, which carry no "vip": the segment's members get it back.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE customer_entities SET attributes = attributes || jsonb_build_object('vip', jsonb_build_array("
+            "id NOT LIKE 'f6%%'))"
+        )
+    channel_update(send_rate_per_second=5)  # the first run is still sending when the second one starts
+    campaign = campaign_create(name="Race", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)
+    start = threading.Barrier(2)
+    results: list[str] = []
+
+    def worker() -> None:
+        try:
+            start.wait()
+            results.append(campaign_run(campaign_id=campaign.pk))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sorted(results)[0] == "already running" and sorted(results)[1].startswith("sent 2")
+    assert sorted(m["To"] for m in smtp_server.inbox.wait_for(2)) == ["ann@example.com", "eve@work.example.com"]
+    assert Campaign.objects.get(pk=campaign.pk).status == "done"
