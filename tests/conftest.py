@@ -130,3 +130,12 @@ def default_attributes(db):
 
     migration = importlib.import_module("cdp.migrations.0003_default_attributes")
     migration.attributes_create(apps, None)
+
+
+@pytest.fixture
+def default_categories(db):
+    """The default stitching categories (email, phone, cookie, user id), for a test that runs after a
+    `transactional_db` test flushed the data migrations' rows."""
+    from stitching.services.defaults import default_categories_ensure
+
+    return default_categories_ensure()

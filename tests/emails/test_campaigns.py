@@ -333,7 +333,7 @@ def test_a_retried_campaign_create_with_its_key_sends_once(
 
 
 def test_two_workers_racing_on_one_campaign_send_each_email_once(
-    transactional_db, channel, smtp_server, audience, template, admin_user
+    transactional_db, default_categories, channel, smtp_server, audience, template, admin_user
 ):
     """Two runs at once on their own database connections (two workers given the same campaign): one holds the
     lease and sends, the other leaves it; each address gets the campaign once."""
