@@ -32,6 +32,7 @@ from stitching.models import (
     EventIdentifier,
     HubReview,
     RefusedLink,
+    RestitchCause,
     StitchingCategory,
     StitchingRule,
 )
@@ -481,6 +482,20 @@ def _decision_question(approve: bool, count: int) -> str:
 
 
 OTHERS_SHOWN = 3  # other customers listed on a merge or split; the rest counted
+NEW_EVENT = "event"  # the "why" of a merge an incoming event made (no recorded cause)
+
+
+class ChangeCauseFilter(admin.SimpleListFilter):
+    title = "why"
+    parameter_name = "cause"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(NEW_EVENT, "a new event linked them"), *RestitchCause.choices]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == NEW_EVENT:
+            return queryset.filter(kind=EntityChange.Kind.MERGE).exclude(detail__has_key="cause")
+        return queryset.filter(detail__cause=self.value()) if self.value() else queryset
 
 
 @admin.register(EntityChange)
@@ -490,7 +505,7 @@ class EntityChangeAdmin(FeatureAccessMixin, ModelAdmin):
     view_feature = Feature.CUSTOMERS_VIEW
     list_display = ("created_display", "kind", "customer_display", "others_display", "event_display", "cause_display")
     list_select_related = ("event", "identifier", "identifier__category")
-    list_filter = ("kind",)
+    list_filter = ("kind", ChangeCauseFilter)
     search_fields = ("customer_entity_id",)
     search_help_text = "An exact customer entity id: the changes it took part in (merged into, split off, erased)."
     paginator = InfinitePaginator

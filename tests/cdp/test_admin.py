@@ -321,6 +321,12 @@ def test_the_merge_history_says_why_a_customer_was_split(
     changes = staff_client.get(reverse("admin:stitching_entitychange_changelist")).content.decode()
     assert "a value was blocked" in changes and "a new event linked them" in changes
     assert merge.detail.get("cause") is None
+    # Filtered by why.
+    url = reverse("admin:stitching_entitychange_changelist")
+    blocked = staff_client.get(url, {"cause": "value_blocked"}).context["cl"].result_list
+    assert [c.pk for c in blocked] == [split.pk]
+    by_event = staff_client.get(url, {"cause": "event"}).context["cl"].result_list
+    assert [c.pk for c in by_event] == [merge.pk]
 
 
 def test_a_merged_profile_counts_the_customers_events_and_names_the_merge(staff_client, web_source):
