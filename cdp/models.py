@@ -164,9 +164,13 @@ class StaleEntity(models.Model):
     that was merged away or erased meanwhile is simply skipped."""
 
     entity_id = models.CharField(primary_key=True, max_length=32, db_collation="C")
+    # When it was first queued (a customer queued again keeps its time): how long the oldest has waited tells
+    # whether the workers keep up. A database default, so every writer's INSERT and COPY (entity_id) sets it.
+    queued = models.DateTimeField(db_default=Now())
 
     class Meta:
         db_table = "customer_entities_stale"
+        indexes = [models.Index(fields=["queued"], name="customer_entities_stale_queued")]
 
     def __str__(self) -> str:
         return self.entity_id

@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import connection
@@ -239,6 +240,11 @@ def _number(value) -> str:
 
 
 WAITING_COUNTED = 100_000
+
+
+def customers_waiting_since() -> datetime | None:
+    """When the customer waiting longest for new attribute values was queued (None: nobody waits)."""
+    return StaleEntity.objects.aggregate(oldest=Min("queued"))["oldest"]
 
 
 def customers_waiting_count() -> int:

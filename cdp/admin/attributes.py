@@ -20,7 +20,13 @@ from cdp.admin.base import FeatureAccessMixin, ServiceSaveMixin, changed_model_f
 from cdp.admin.customers import precise_time
 from cdp.features import Feature
 from cdp.models import Attribute
-from cdp.selectors import WAITING_COUNTED, attribute_histogram, customers_count_estimate, customers_waiting_count
+from cdp.selectors import (
+    WAITING_COUNTED,
+    attribute_histogram,
+    customers_count_estimate,
+    customers_waiting_count,
+    customers_waiting_since,
+)
 from cdp.services.attributes import (
     ID_MESSAGE,
     ID_RE,
@@ -93,7 +99,12 @@ TOP_VALUES_SHOWN = 10
 
 
 def _waiting_context() -> dict:
-    return {"attributes_waiting": customers_waiting_count(), "attributes_waiting_counted": WAITING_COUNTED}
+    waiting = customers_waiting_count()
+    return {
+        "attributes_waiting": waiting,
+        "attributes_waiting_counted": WAITING_COUNTED,
+        "attributes_waiting_since": customers_waiting_since() if waiting else None,
+    }
 
 
 def attribute_values_summary(attribute: Attribute) -> dict:

@@ -1,9 +1,12 @@
 """manage.py recompute_attributes, and the attribute list's "up to date" status in the admin."""
 
+import re
+from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from cdp.models import Attribute, CustomerEntity, StaleEntity
 from cdp.services import attributes as svc
@@ -72,6 +75,10 @@ def test_the_admin_says_whether_values_are_up_to_date(customers, admin_user, cli
     client.force_login(admin_user)
     page = client.get("/admin/cdp/attribute/").content.decode()
     assert "Recomputing:" in page and "3 customers" in page
+    # How long the oldest has waited: whether the workers keep up.
+    StaleEntity.objects.filter(pk=customers[0].pk).update(queued=timezone.now() - timedelta(minutes=10))
+    page = client.get("/admin/cdp/attribute/").content.decode()
+    assert re.search(r"the\s+longest for <span[^>]*>10(\xa0|&nbsp;| )minutes</span>", page), page[:3000]
     run("--no-progress")
     page = client.get("/admin/cdp/attribute/").content.decode()
     assert "Every customer&#x27;s values are up to date." in page or "Every customer's values are up to date." in page
