@@ -187,6 +187,7 @@ class Attribute(models.Model):
         BOOL = "bool", "Yes / no"
         DATE = "date", "Date"
         DATETIME = "datetime", "Date and time"
+        COMPOUND = "compound", "Compound (several fields)"
 
     class Computation(models.TextChoices):
         IDENTIFIER_VALUES = "identifier_values", "Identifier values of a stitching category"
@@ -213,6 +214,12 @@ class Attribute(models.Model):
         models.CharField(max_length=128), default=list, blank=True, help_text="Only events of these types (empty: all)."
     )
     path = models.CharField(max_length=255, blank=True, help_text="Dotted payload path, e.g. properties.revenue")
+    fields = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='A compound attribute\'s fields, read from the same event: [{"id": "total", "name": "Total", '
+        '"data_type": "float", "path": "properties.revenue"}, ...]. Its values are objects of them.',
+    )
     created = models.DateTimeField(auto_now_add=True)
     modified = models.DateTimeField(auto_now=True)
 

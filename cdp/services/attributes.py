@@ -23,6 +23,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from django.core.exceptions import ValidationError
@@ -63,6 +64,9 @@ ALLOWED_TYPES: dict[str, set[str]] = {
     C.LAST_VALUE: set(T.values),
     C.UNIQUE_VALUES: set(T.values),
 }
+# A compound attribute's fields: at most this many, each of a scalar data type.
+MAX_FIELDS = 20
+FIELD_TYPES = [t for t in T.values if t != T.COMPOUND]
 DEFAULT_TYPES: dict[str, str] = {
     C.COUNT: T.INT,
     C.FIRST_EVENT_TIME: T.DATETIME,
@@ -74,7 +78,7 @@ DEFAULT_TYPES: dict[str, str] = {
 }
 PATHLESS = {C.IDENTIFIER_VALUES, C.COUNT, C.FIRST_EVENT_TIME, C.LAST_EVENT_TIME}
 # Fields whose change changes values (name, description and unit do not).
-COMPUTATION_FIELDS = ("data_type", "computation", "category", "sources", "event_types", "path")
+COMPUTATION_FIELDS = ("data_type", "computation", "category", "sources", "event_types", "path", "fields")
 
 
 # --- definitions ---------------------------------------------------------------------------------------------
@@ -88,6 +92,7 @@ def attribute_validate(
     path: str = "",
     event_types: Sequence[str] = (),
     sources: Sequence[DataSource] = (),
+    fields: Any = (),
 ) -> None:
     """Raise ValidationError ({field: message}) unless the declared computation makes sense."""
     errors: dict[str, str] = {}
@@ -107,7 +112,14 @@ def attribute_validate(
             f"A {computation} attribute ({C(computation).label.lower()}) has the data type "
             f"{' or '.join(named(code) for code in sorted(allowed))}, not {named(data_type)}."
         )
-    if computation in PATHLESS:
+    if data_type == T.COMPOUND:
+        if path:
+            errors["path"] = "A compound attribute reads its fields' paths; leave its own path empty."
+        if (problem := fields_problem(fields)) is not None:
+            errors["fields"] = problem
+    elif fields:
+        errors["fields"] = "Only a compound attribute has fields."
+    elif computation in PATHLESS:
         if path:
             errors["path"] = f"A {computation} attribute does not read a payload path; leave it empty."
     elif not path:
@@ -135,6 +147,48 @@ def attribute_validate(
             break
     if errors:
         raise ValidationError(errors)
+
+
+def fields_problem(fields: Any) -> str | None:
+    """Why a compound attribute's fields are unusable, or None. Fields: a list of {"id", "name" (optional),
+    "data_type", "path"}."""
+    if not isinstance(fields, list) or not fields:
+        return 'A compound attribute needs a list of fields, e.g. [{"id": "total", "data_type": "float", "path": ' \
+            '"properties.revenue"}].'  # fmt: skip
+    if len(fields) > MAX_FIELDS:
+        return f"At most {MAX_FIELDS} fields."
+    seen = set()
+    for n, item in enumerate(fields, 1):
+        if not isinstance(item, dict):
+            return f"Field {n} is not an object with id, data_type and path."
+        unknown = set(item) - {"id", "name", "data_type", "path"}
+        if unknown:
+            return f"Field {n} has unknown keys: {', '.join(sorted(map(str, unknown)))}."
+        field_id = item.get("id")
+        if not isinstance(field_id, str) or not ID_RE.match(field_id):
+            return f"Field {n}'s id: {ID_MESSAGE}"
+        if field_id in seen:
+            return f"Two fields have the id {field_id!r}."
+        seen.add(field_id)
+        if not isinstance(item.get("name", ""), str) or len(item.get("name", "")) > 200:
+            return f"Field {field_id!r}'s name is a text of at most 200 characters."
+        if item.get("data_type") not in FIELD_TYPES:
+            return f"Field {field_id!r}'s data_type is one of: {', '.join(FIELD_TYPES)}."
+        path = item.get("path")
+        if not isinstance(path, str) or not path.strip():
+            return f"Field {field_id!r} needs the payload path of its value, e.g. properties.revenue."
+        if (problem := path_problem(path.strip())) is not None:
+            return f"Field {field_id!r}: {problem}"
+    return None
+
+
+def fields_clean(fields: list[dict]) -> list[dict]:
+    """Valid fields (see fields_problem) as stored: every key present, paths trimmed, names defaulting to the id."""
+    return [
+        {"id": f["id"], "name": (f.get("name") or "").strip() or f["id"], "data_type": f["data_type"],
+         "path": f["path"].strip()}
+        for f in fields
+    ]  # fmt: skip
 
 
 def jsonpath_problem(path: str) -> str | None:
@@ -179,6 +233,7 @@ def attribute_create(
     path: str = "",
     event_types: Sequence[str] = (),
     sources: Iterable[DataSource] = (),
+    fields: Any = (),
 ) -> Attribute:
     """Create a definition and queue every customer for recomputation (the task runs after commit).
 
@@ -195,13 +250,14 @@ def attribute_create(
         raise ValidationError({"name": "A name is required."})
     path = (path or "").strip()
     event_types = [t.strip() for t in event_types]
+    fields = list(fields) if isinstance(fields, list | tuple) else fields
     attribute_validate(
         computation=computation, data_type=data_type, category=category, path=path, event_types=event_types,
-        sources=sources,
+        sources=sources, fields=fields,
     )  # fmt: skip
     attribute = Attribute.objects.create(
         id=id, name=name.strip(), description=description, data_type=data_type, unit=unit, computation=computation,
-        category=category, path=path, event_types=event_types,
+        category=category, path=path, event_types=event_types, fields=fields_clean(fields) if fields else [],
     )  # fmt: skip
     attribute.sources.set(sources)
     entities_mark_stale()
@@ -227,8 +283,9 @@ def attribute_update(*, attribute: Attribute, **fields) -> Attribute:
         setattr(attribute, key, value)
     attribute_validate(
         computation=attribute.computation, data_type=attribute.data_type, category=attribute.category,
-        path=attribute.path, event_types=attribute.event_types, sources=sources,
+        path=attribute.path, event_types=attribute.event_types, sources=sources, fields=attribute.fields,
     )  # fmt: skip
+    attribute.fields = fields_clean(attribute.fields) if attribute.fields else []
     if attribute.data_type != data_type:
         attribute_data_type_check(attribute=attribute, data_type=attribute.data_type)
     attribute.save()
@@ -314,7 +371,7 @@ def attribute_data_type_check(*, attribute: Attribute, data_type: str) -> None:
 def _computation_of(attribute: Attribute) -> tuple:
     sources = tuple(sorted(attribute.sources.values_list("pk", flat=True))) if attribute.pk else ()
     return (attribute.data_type, attribute.computation, attribute.category, sources,
-            tuple(attribute.event_types), attribute.path)  # fmt: skip
+            tuple(attribute.event_types), attribute.path, repr(attribute.fields))  # fmt: skip
 
 
 def entities_mark_stale(*, entity_ids: Iterable[str] | None = None, enqueue: bool = True) -> int:
@@ -656,7 +713,16 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
             time = f"ev.{name}" if data_type == T.DATETIME else f"(ev.{name} AT TIME ZONE 'UTC')::date"
             parts.finals.append((attribute.id, *_single(time, data_type)))
             continue
-        value = parts.typed(attribute.path, data_type, attribute.event_types)
+        if data_type == T.COMPOUND:
+            # Per event, an object of its fields' typed values (fields without a value left out; no object when
+            # none has one).
+            members = ", ".join(
+                f"{_lit(f['id'])}, {parts.typed(f['path'], f['data_type'], attribute.event_types, as_json=True)}"
+                for f in attribute.fields
+            )
+            value = f"NULLIF(jsonb_strip_nulls(jsonb_build_object({members})), '{{}}'::jsonb)"
+        else:
+            value = parts.typed(attribute.path, data_type, attribute.event_types)
         present = f"{flag} AND {value} IS NOT NULL" if flag else f"{value} IS NOT NULL"
         if computation in (C.FIRST_VALUE, C.LAST_VALUE):
             # Events arrive newest first (see `events`): element 1 is the last value, the final one the first.
@@ -664,11 +730,18 @@ def compile_attributes(attributes: Sequence[Attribute], *, all_entities: bool = 
             parts.event_aggs.append(f"array_agg({value}) FILTER (WHERE {present}) AS {name}")
             index = "1" if computation == C.LAST_VALUE else f"array_upper(ev.{name}, 1)"
             element = f"ev.{name}[{index}]"
-            parts.finals.append((attribute.id, *_single(element, data_type)))
+            if data_type == T.COMPOUND:
+                parts.finals.append((attribute.id, "[", f"({element})::text", "]"))
+            else:
+                parts.finals.append((attribute.id, *_single(element, data_type)))
         elif computation == C.UNIQUE_VALUES:
             # A jsonb object keyed by the value's text de-duplicates without a per-customer sort; its values in key
             # order (jsonb's: shorter keys first, then bytewise) are the stored list, at most UNIQUE_VALUES_MAX.
-            as_json = parts.typed(attribute.path, data_type, attribute.event_types, as_json=True)
+            as_json = (
+                value
+                if data_type == T.COMPOUND
+                else parts.typed(attribute.path, data_type, attribute.event_types, as_json=True)
+            )
             parts.event_aggs.append(
                 f"jsonb_object_agg({as_json} #>> '{{}}', {as_json}) FILTER (WHERE {present}) AS {name}"
             )
