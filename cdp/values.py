@@ -13,3 +13,13 @@ def datetime_stored(moment: datetime) -> str:
     """An aware date-time as attribute values store it (DATETIME_FORMAT, in UTC); OverflowError before year 1 in
     UTC. isoformat, not strftime("%Y"): glibc writes the year 999 as "999", which compares after "2000" as text."""
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def compound_text(value: dict, names: dict[str, str] | None = None) -> str:
+    """A compound attribute's value (an object of its fields) in one line: "Order: A1 · total: 120.5"."""
+    names = names or {}
+    return " · ".join(f"{names.get(key, key)}: {_scalar_text(item)}" for key, item in value.items())
+
+
+def _scalar_text(value) -> str:
+    return "yes" if value is True else "no" if value is False else str(value)

@@ -27,6 +27,7 @@ from unfold.decorators import action
 from cdp.admin.base import user_has_feature
 from cdp.features import Feature
 from cdp.models import Attribute
+from cdp.values import compound_text
 from segments import builder, charts, selectors, services
 from segments.conditions import ConditionInvalid
 
@@ -246,7 +247,9 @@ def _top_values_chart(segment, attribute: Attribute, total: int) -> dict[str, An
 def _label(value: Any, data_type: str) -> str:
     if data_type == "bool" and isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, dict | list):
+    if isinstance(value, dict):  # a compound attribute's object
+        return compound_text(value)
+    if isinstance(value, list):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
 

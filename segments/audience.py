@@ -210,6 +210,8 @@ def audience_membership(*, attribute: str, value: str, segment: str) -> tuple[in
     definition = definitions.get(attribute)
     if definition is None:
         raise BadRequest(f"unknown attribute {attribute[:64]!r}")
+    if definition[0] == "compound":
+        raise BadRequest(f"attribute {attribute!r} is compound (objects of fields): look customers up by an identifier")
     lookup_value = _typed_value(value, *definition)
     compiled = _compiled_segment(segment_id)
     if compiled[0] == "missing":

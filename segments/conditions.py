@@ -54,6 +54,7 @@ from cdp.values import datetime_stored
 
 GROUP_OPERATORS = ("and", "or")
 STRING, INT, FLOAT, BOOL, DATE, DATETIME = "string", "int", "float", "bool", "date", "datetime"
+COMPOUND = "compound"  # values are objects of fields: a condition tests whether there is one
 
 _SET = ("is_set", "is_not_set")
 _COMPARE = ("equals", "not_equals", "lt", "lte", "gt", "gte", "between")
@@ -64,6 +65,7 @@ OPERATORS: dict[str, tuple[str, ...]] = {
     DATE: (*_COMPARE, "before", "after", "within_last_days", *_SET),
     DATETIME: (*_COMPARE, "before", "after", "within_last_days", *_SET),
     BOOL: ("is_true", "is_false", *_SET),
+    COMPOUND: _SET,
 }
 NO_VALUE = {"is_set", "is_not_set", "is_true", "is_false"}
 # What each operator's `value` is (for builders: which input to show) and how a marketer reads it.

@@ -36,8 +36,12 @@ from cdp.services.attributes import (
     attribute_update,
     attribute_validate,
 )
+from cdp.values import compound_text
 
-FIELDS = ("id", "name", "description", "data_type", "unit", "computation", "category", "sources", "event_types", "path")
+FIELDS = (
+    "id", "name", "description", "data_type", "unit", "computation", "category", "sources", "event_types", "path",
+    "fields",
+)  # fmt: skip
 UPDATABLE = tuple(name for name in FIELDS if name != "id")
 
 
@@ -85,6 +89,7 @@ class AttributeForm(forms.ModelForm):
                     path=(data.get("path") or "").strip(),
                     event_types=data.get("event_types") or [],
                     sources=list(data.get("sources") or []),
+                    fields=data.get("fields") or [],
                 )
                 if not self.instance.pk and "id" in data and not ID_RE.match(data["id"] or ""):
                     raise ValidationError({"id": ID_MESSAGE})
@@ -137,7 +142,10 @@ def attribute_values_summary(attribute: Attribute) -> dict:
 
 
 def _value_label(value) -> str:
-    text = "true" if value is True else "false" if value is False else str(value)
+    if isinstance(value, dict):  # a compound attribute's object
+        text = compound_text(value)
+    else:
+        text = "true" if value is True else "false" if value is False else str(value)
     return text if len(text) <= 80 else text[:79] + "…"
 
 
@@ -176,12 +184,15 @@ class AttributeAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
         data = {name: form.cleaned_data[name] for name in FIELDS if name in form.cleaned_data}
         data["event_types"] = data.get("event_types") or []
         data["sources"] = list(data.get("sources") or [])
+        data["fields"] = data.get("fields") or []
         return attribute_create(**data)
 
     def service_update(self, request: HttpRequest, obj: Attribute, form: Form) -> None:
         fields = changed_model_fields(form, UPDATABLE)
         if "sources" in fields:
             fields["sources"] = list(fields["sources"])
+        if "fields" in fields:
+            fields["fields"] = fields["fields"] or []
         attribute_update(attribute=Attribute.objects.get(pk=obj.pk), **fields)
         from segments.builder import value_suggestions_forget
 

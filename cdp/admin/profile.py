@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from cdp.models import Attribute, CustomerEntity, CustomerEvent
+from cdp.values import compound_text
 
 if TYPE_CHECKING:
     from stitching.models import EntityChange
@@ -84,6 +85,17 @@ def _value_format(value: Any, data_type: str) -> str:
     return str(value)
 
 
+def compound_format(value: Any, fields: list[dict]) -> str:
+    """A compound value (an object of its fields) in one line, each field named and formatted by its type."""
+    if not isinstance(value, dict):
+        return value_format(value, "string")
+    types = {f["id"]: f["data_type"] for f in fields}
+    names = {f["id"]: f.get("name") or f["id"] for f in fields}
+    # In the definition's field order (jsonb keeps an object's keys shortest first), then any other key.
+    keys = [k for k in types if k in value] + [k for k in value if k not in types]
+    return compound_text({k: value_format(value[k], types.get(k, "string")) for k in keys}, names)
+
+
 def attribute_groups(entity: CustomerEntity) -> list[AttributeGroup]:
     """Attributes with a value, grouped; values of attributes without a definition (yet) go to Other."""
     stored: dict[str, Any] = entity.attributes or {}
@@ -102,7 +114,10 @@ def attribute_groups(entity: CustomerEntity) -> list[AttributeGroup]:
                 id=attribute_id,
                 name=definition.name if definition else attribute_id,
                 description=definition.description if definition else "",
-                values=[value_format(v, data_type) for v in values],
+                values=[
+                    compound_format(v, definition.fields) if data_type == "compound" else value_format(v, data_type)
+                    for v in values
+                ],
                 unit="" if definition is None or definition.unit.upper() in {"EVENTS"} else definition.unit,
             )
         )

@@ -26,7 +26,7 @@ class AttributeSerializer(serializers.ModelSerializer):
         model = Attribute
         fields = [
             "id", "name", "description", "data_type", "unit", "computation", "category", "sources", "event_types",
-            "path", "created", "modified",
+            "path", "fields", "created", "modified",
         ]  # fmt: skip
         read_only_fields = ["created", "modified"]
         extra_kwargs = {
@@ -35,6 +35,11 @@ class AttributeSerializer(serializers.ModelSerializer):
                 "help_text": "Default: int for a count, datetime for event times, float for numbers, else string.",
             },
             "computation": {"required": True},
+            "fields": {
+                "required": False,
+                "help_text": 'A compound attribute\'s fields (first / last / unique values only), each {"id", "name", '
+                '"data_type" (a scalar type), "path"}; its values are objects of them. Empty for other types.',
+            },
         }
 
     def validate_id(self, value: str) -> str:

@@ -204,6 +204,11 @@ def attribute_value_parse(attribute: Attribute, raw: str) -> Any:
     """A query-string value as the JSON value stored for the attribute's data type (ValidationError if it is
     not one)."""
     data_type, text = attribute.data_type, raw.strip()
+    if data_type == Attribute.DataType.COMPOUND:
+        raise ValidationError(
+            {"attribute": f"{attribute.pk} is a compound attribute (objects of fields): search by a text, number, "
+             "yes / no or date attribute instead."}
+        )  # fmt: skip
     try:
         if data_type == Attribute.DataType.INT:
             return int(text)

@@ -87,3 +87,64 @@ def test_only_a_compound_attribute_has_fields(no_definitions):
     with pytest.raises(ValidationError) as exc:
         svc.attribute_create(id="x", name="X", computation="last_value", path="x", fields=ORDER_FIELDS)
     assert exc.value.message_dict["fields"] == ["Only a compound attribute has fields."]
+
+
+def test_compound_attributes_in_the_api_admin_profile_search_and_wbs(orders, admin_client, admin_user, client):
+    from segments.services import segment_create
+
+    body = admin_client.get("/api/attributes/last_order").json()
+    assert body["data_type"] == "compound" and [f["id"] for f in body["fields"]] == ["order_id", "total", "paid"]
+    assert body["fields"][1]["name"] == "total"  # a name defaults to the id
+    response = admin_client.post(
+        "/api/attributes", {"id": "first_visit", "name": "First visit", "computation": "first_value",
+                            "data_type": "compound", "fields": [{"id": "url", "data_type": "string"}]},
+        format="json",
+    )  # fmt: skip
+    assert response.status_code == 400 and "needs the payload path" in response.json()["message"]
+
+    # The profile names each field and formats it by its type; the attribute's page lists the values.
+    client.force_login(admin_user)
+    page = client.get(f"/admin/cdp/customerentity/{orders.pk}/change/").content.decode()
+    assert "Order: A1 · total: 120.50" in page
+    page = client.get("/admin/cdp/attribute/all_orders/change/")
+    assert page.status_code == 200 and "total: 80 · order_id: A2" in page.content.decode()
+
+    # A compound attribute is no search key, nor a /wbs lookup key: 400s that say why.
+    response = admin_client.get("/api/customers/search", {"attribute": "last_order", "value": "A1"})
+    assert response.status_code == 400 and "compound" in response.json()["message"]
+    segment = segment_create(
+        owner=admin_user, name="Has ordered", conditions={"attribute": "last_order", "operator": "is_set"}
+    )
+    response = admin_client.get("/wbs", {"attribute": "last_order", "value": "A1", "segment": segment.pk})
+    assert response.status_code == 400 and "compound" in response.json()["message"]
+
+
+def test_segments_test_whether_a_customer_has_a_compound_value(orders, admin_user):
+    from segments.selectors import segment_members_count
+    from segments.services import segment_create
+
+    CustomerEntity.objects.create()  # no order
+    has = segment_create(owner=admin_user, name="Ordered", conditions={"attribute": "last_order", "operator": "is_set"})
+    hasnt = segment_create(
+        owner=admin_user, name="Never", conditions={"attribute": "last_order", "operator": "is_not_set"}
+    )
+    assert segment_members_count(segment=has) == 1 and segment_members_count(segment=hasnt) == 1
+    with pytest.raises(ValidationError):
+        segment_create(
+            owner=admin_user, name="Bad", conditions={"attribute": "last_order", "operator": "equals", "value": "A1"}
+        )
+
+
+def test_an_administrator_defines_a_compound_attribute_in_the_admin(no_definitions, admin_user, client):
+    client.force_login(admin_user)
+    assert client.get("/admin/cdp/attribute/add/").status_code == 200
+    form = {"id": "last_cart", "name": "Last cart", "data_type": "compound", "computation": "last_value",
+            "event_types": "cart_updated", "path": "", "category": "", "unit": "", "description": ""}  # fmt: skip
+    response = client.post("/admin/cdp/attribute/add/", {**form, "fields": "[]"})
+    assert response.status_code == 200 and "needs a list of fields" in response.content.decode()
+    fields = '[{"id": "items", "data_type": "int", "path": "properties.items"}]'
+    response = client.post("/admin/cdp/attribute/add/", {**form, "fields": fields})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert Attribute.objects.get(pk="last_cart").fields == [
+        {"id": "items", "name": "items", "data_type": "int", "path": "properties.items"}
+    ]
