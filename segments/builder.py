@@ -61,11 +61,13 @@ def builder_config() -> dict[str, Any]:
     """The attribute definitions and the operators of every data type, as the builder script reads them."""
     attributes = [
         {"id": pk, "name": name, "type": data_type, "unit": unit, "description": description}
-        for pk, name, data_type, unit, description in Attribute.objects.order_by("name", "id").values_list(
-            "id", "name", "data_type", "unit", "description"
+        | ({"fields": [{"id": f["id"], "name": f.get("name") or f["id"], "type": f["data_type"]} for f in fields]}
+           if data_type == "compound" else {})
+        for pk, name, data_type, unit, description, fields in Attribute.objects.order_by("name", "id").values_list(
+            "id", "name", "data_type", "unit", "description", "fields"
         )
         if data_type in OPERATORS
-    ]
+    ]  # fmt: skip
     return {
         "attributes": attributes,
         "operators": {data_type: list(ops) for data_type, ops in OPERATORS.items()},
@@ -163,9 +165,13 @@ def tree_describe(tree: Any, *, names: dict[str, str] | None = None, types: dict
     """The tree in words, e.g. 'Consent is true AND Age is at least 18 AND NOT (Gender equals "male")' — what a
     marketer reads instead of the JSON (names / types default to the attribute definitions)."""
     if names is None or types is None:
-        rows = Attribute.objects.values_list("id", "name", "data_type")
-        names = {pk: name for pk, name, _ in rows}
-        types = {pk: data_type for pk, _, data_type in rows}
+        rows = Attribute.objects.values_list("id", "name", "data_type", "fields")
+        names = {pk: name for pk, name, _, _ in rows}
+        types = {pk: data_type for pk, _, data_type, _ in rows}
+        for pk, _, _, fields in rows:  # a compound attribute's fields, as conditions name them
+            for field in fields or []:
+                names[f"{pk}.{field['id']}"] = field.get("name") or field["id"]
+                types[f"{pk}.{field['id']}"] = field["data_type"]
     return _describe(tree, names, types, top=True)
 
 
@@ -183,10 +189,13 @@ def _describe(node: Any, names: dict[str, str], types: dict[str, str], *, top: b
                 text = f"({text})"
     else:
         attribute = node.get("attribute")
-        data_type = types.get(attribute, "string")
+        field = node.get("field")
+        key = attribute if field is None else f"{attribute}.{field}"
+        data_type = types.get(key, "string")
         operator = node.get("operator")
         label = operator_labels(data_type).get(operator, str(operator).replace("_", " "))
-        text = f"{names.get(attribute, attribute)} {label}"
+        name = names.get(attribute, attribute)
+        text = f"{name} {label}" if field is None else f"{name}'s {names.get(key, field)} {label}"
         if operator not in NO_VALUE and "value" in node:
             text += f" {_describe_value(operator, node['value'], data_type)}"
     if node.get("negate"):

@@ -94,7 +94,7 @@ MAX_NODES = 500
 MAX_IN_VALUES = 1000
 MAX_TEXT = 1000
 MAX_DAYS = 36600
-_NODE_KEYS = {"operator", "children", "negate", "attribute", "value", "type", "id"}
+_NODE_KEYS = {"operator", "children", "negate", "attribute", "field", "value", "type", "id"}
 
 # The seed's exclusion-marketing case (consenting adults, not male, who have not bought yet): the example in the
 # API schema, the tests' and the benchmark's segment.
@@ -167,17 +167,34 @@ def _node(node: Any, *, attributes: Mapping[str, str], path: str, depth: int, co
     if not isinstance(attribute, str) or attribute not in attributes:
         raise ConditionInvalid(f"{path}.attribute", f"unknown attribute {_show(attribute)}")
     data_type = attributes[attribute]
+    field = node.get("field")
+    subject = f"{data_type} attribute {attribute!r}"
+    if field is not None:
+        # A compound attribute's field: its type is in `attributes` as "<attribute>.<field>".
+        if data_type != COMPOUND:
+            raise ConditionInvalid(
+                f"{path}.field", f"only a compound attribute has fields; {attribute!r} is {data_type}"
+            )
+        if not isinstance(field, str) or f"{attribute}.{field}" not in attributes:
+            fields = [key.split(".", 1)[1] for key in attributes if key.startswith(f"{attribute}.")]
+            raise ConditionInvalid(
+                f"{path}.field", f"{attribute!r} has no field {_show(field)}; one of: {', '.join(fields)}"
+            )
+        data_type = attributes[f"{attribute}.{field}"]
+        subject = f"{data_type} field {field!r} of {attribute!r}"
     allowed = OPERATORS.get(data_type)
     if allowed is None:
         raise ConditionInvalid(f"{path}.attribute", f"attribute {attribute!r} has an unsupported type {data_type!r}")
     operator = node.get("operator")
     if operator not in allowed:
+        hint = "; or name one of its fields (field)" if data_type == COMPOUND else ""
         raise ConditionInvalid(
             f"{path}.operator",
-            f"{_show(operator)} is not an operator for {data_type} attribute {attribute!r}; "
-            f"one of: {', '.join(allowed)}",
+            f"{_show(operator)} is not an operator for {subject}; one of: {', '.join(allowed)}{hint}",
         )
     result: dict[str, Any] = {"attribute": attribute, "operator": operator, "negate": negate}
+    if field is not None:
+        result["field"] = field
     value_path = f"{path}.value"
     raw = node.get("value")
     if operator in NO_VALUE:
@@ -330,30 +347,31 @@ def _regex_literal(text: str) -> str:
 _JSONPATH_OPS = {"not_equals": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">=", "before": "<", "after": ">"}
 
 
-def _filter(operator: str, value: Any, data_type: str, now: datetime) -> str:
-    """The jsonpath filter one value `@` must pass."""
+def _filter(operator: str, value: Any, data_type: str, now: datetime, at: str = "@") -> str:
+    """The jsonpath filter one value (`at`: `@`, or a compound value's field `@."total"`) must pass."""
     if operator == "not_equals":
         # jsonpath compares null with anything (null != "x" is true); a null is no value of the attribute's type.
-        return f"@ != null && @ != {_jp(value)}"
+        return f"{at} != null && {at} != {_jp(value)}"
     if operator in _JSONPATH_OPS:
-        return f"@ {_JSONPATH_OPS[operator]} {_jp(value)}"
+        return f"{at} {_JSONPATH_OPS[operator]} {_jp(value)}"
     if operator == "between":
-        return f"@ >= {_jp(value[0])} && @ <= {_jp(value[1])}"
+        return f"{at} >= {_jp(value[0])} && {at} <= {_jp(value[1])}"
     if operator == "within_last_days":
         low, high = _bounds_within(data_type, value, now)
-        return f"@ >= {_jp(low)} && @ <= {_jp(high)}"
+        return f"{at} >= {_jp(low)} && {at} <= {_jp(high)}"
     if operator == "starts_with":
-        return f"@ starts with {_jp(value)}"
+        return f"{at} starts with {_jp(value)}"
     if operator == "contains":
-        return f"@ like_regex {_jp(_regex_literal(value))}"
+        return f"{at} like_regex {_jp(_regex_literal(value))}"
     if operator == "ends_with":
-        return f"@ like_regex {_jp(_regex_literal(value) + '$')}"
+        return f"{at} like_regex {_jp(_regex_literal(value) + '$')}"
     raise AssertionError(operator)
 
 
 def _condition_sql(node: dict, data_type: str, now: datetime, params: list, column: str) -> str:
     attribute, operator, value = node["attribute"], node["operator"], node.get("value")
     key = json.dumps(attribute)
+    field = node.get("field")
     if operator in ("equals", "is_true", "is_false") or operator == "in":
         if operator == "is_true":
             values = [True]
@@ -365,14 +383,16 @@ def _condition_sql(node: dict, data_type: str, now: datetime, params: list, colu
             values = [value]
         parts = []
         for v in values:
-            params.append(json.dumps({attribute: [v]}))
+            # (A compound value's field: the object containing it, which the GIN index answers too.)
+            params.append(json.dumps({attribute: [v if field is None else {field: v}]}))
             parts.append(f"{column} @> %s::jsonb")
         return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+    accessor = "" if field is None else f".{json.dumps(field)}"
     if operator in ("is_set", "is_not_set"):
-        params.append(f"$.{key}[*]")
+        params.append(f"$.{key}[*]{accessor}")
         sql = f"{column} @? %s::jsonpath"
         return sql if operator == "is_set" else f"NOT {sql}"
-    params.append(f"$.{key}[*] ? ({_filter(operator, value, data_type, now)})")
+    params.append(f"$.{key}[*] ? ({_filter(operator, value, data_type, now, at='@' + accessor)})")
     return f"{column} @? %s::jsonpath"
 
 
@@ -386,6 +406,12 @@ def tree_compile(
     return sql, params
 
 
+def _data_type(node: dict, attributes: Mapping[str, str]) -> str:
+    """A condition's data type: its attribute's, or its compound attribute's field's."""
+    field = node.get("field")
+    return attributes[node["attribute"] if field is None else f"{node['attribute']}.{field}"]
+
+
 def _compile(node: dict, attributes: Mapping[str, str], now: datetime, params: list, column: str) -> str:
     if "children" in node:
         parts = [_compile(child, attributes, now, params, column) for child in node["children"]]
@@ -396,7 +422,7 @@ def _compile(node: dict, attributes: Mapping[str, str], now: datetime, params: l
         else:
             sql = "(" + f" {node['operator'].upper()} ".join(parts) + ")"
     else:
-        sql = _condition_sql(node, attributes[node["attribute"]], now, params, column)
+        sql = _condition_sql(node, _data_type(node, attributes), now, params, column)
     return f"NOT ({sql})" if node.get("negate") else sql
 
 
@@ -462,11 +488,15 @@ def _evaluate(node: dict, entity: Mapping[str, Any], attributes: Mapping[str, st
     else:
         operator = node["operator"]
         raw = entity.get(node["attribute"])
+        if node.get("field") is not None:  # a compound value's field: its values are the objects' fields
+            field = node["field"]
+            objects = raw if isinstance(raw, list) else []
+            raw = [v[field] for v in objects if isinstance(v, dict) and v.get(field) is not None]
         if operator in ("is_set", "is_not_set"):
             has = isinstance(raw, list) and len(raw) > 0
             result = has if operator == "is_set" else not has
         else:
-            data_type = attributes[node["attribute"]]
+            data_type = _data_type(node, attributes)
             value = node.get("value")
             result = any(_matches(operator, v, value, data_type, now) for v in _typed(raw, data_type))
     return not result if node.get("negate") else result

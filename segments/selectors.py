@@ -122,8 +122,14 @@ def segment_get_visible(*, user, segment_id: Any, edit: bool = False, trashed: b
 
 
 def attribute_types() -> dict[str, str]:
-    """{attribute id: data type} of every attribute definition."""
-    return dict(Attribute.objects.values_list("id", "data_type"))
+    """{attribute id: data type} of every attribute definition, and {"<id>.<field>": data type} of each compound
+    attribute's fields (conditions may name one)."""
+    types = {}
+    for attribute_id, data_type, fields in Attribute.objects.values_list("id", "data_type", "fields"):
+        types[attribute_id] = data_type
+        for field in fields or []:
+            types[f"{attribute_id}.{field['id']}"] = field["data_type"]
+    return types
 
 
 def segment_condition_sql(
@@ -251,10 +257,12 @@ def segment_size_history(*, segment: Segment, days: int = 90, today: date | None
     ]
 
 
-def segments_using_attribute(*, attribute_id: str, data_type: str | None = None) -> list[Segment]:
+def segments_using_attribute(
+    *, attribute_id: str, data_type: str | None = None, fields: list[dict] | None = None
+) -> list[Segment]:
     """The segments whose conditions refer to the attribute, by name, trashed ones too (a restored segment must
-    still work). With `data_type`: only those that type would break (their conditions no longer validate; int to
-    float keeps `gte 18` valid, string to int does not)."""
+    still work). With `data_type` (and a compound attribute's new `fields`): only those that it would break (their
+    conditions no longer validate; int to float keeps `gte 18` valid, string to int does not, nor a field removed)."""
     # Any node at any depth naming the attribute; segments are few, and a definition changes rarely.
     refers = RawSQL(  # noqa: S611 (the id is a bound parameter)
         "jsonb_path_exists(segments_segment.conditions, '$.**.attribute ? (@ == $id)', "
@@ -265,7 +273,10 @@ def segments_using_attribute(*, attribute_id: str, data_type: str | None = None)
     segments = list(Segment.objects.filter(refers).order_by("name", "id"))
     if data_type is None:
         return segments
-    types = {**attribute_types(), attribute_id: data_type}
+    types = {key: value for key, value in attribute_types().items() if not key.startswith(f"{attribute_id}.")}
+    types[attribute_id] = data_type
+    if fields is not None:
+        types.update({f"{attribute_id}.{field['id']}": field["data_type"] for field in fields})
     broken = []
     for segment in segments:
         try:

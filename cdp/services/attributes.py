@@ -278,7 +278,7 @@ def attribute_update(*, attribute: Attribute, **fields) -> Attribute:
         fields["event_types"] = [t.strip() if isinstance(t, str) else t for t in fields["event_types"]]
     if "name" in fields and not (fields["name"] or "").strip():
         raise ValidationError({"name": "A name is required."})
-    data_type = attribute.data_type
+    data_type, old_fields = attribute.data_type, attribute.fields
     for key, value in fields.items():
         setattr(attribute, key, value)
     attribute_validate(
@@ -286,8 +286,8 @@ def attribute_update(*, attribute: Attribute, **fields) -> Attribute:
         path=attribute.path, event_types=attribute.event_types, sources=sources, fields=attribute.fields,
     )  # fmt: skip
     attribute.fields = fields_clean(attribute.fields) if attribute.fields else []
-    if attribute.data_type != data_type:
-        attribute_data_type_check(attribute=attribute, data_type=attribute.data_type)
+    if attribute.data_type != data_type or attribute.fields != old_fields:
+        attribute_data_type_check(attribute=attribute, data_type=attribute.data_type, fields=attribute.fields)
     attribute.save()
     attribute.sources.set(sources)
     if _computation_of(attribute) != before:
@@ -318,7 +318,9 @@ def attribute_delete(*, attribute: Attribute) -> None:
 DEPENDENTS_NAMED = 5
 
 
-def attribute_dependents(*, attribute: Attribute, data_type: str | None = None) -> list[str]:
+def attribute_dependents(
+    *, attribute: Attribute, data_type: str | None = None, fields: list[dict] | None = None
+) -> list[str]:
     """What uses the attribute, one phrase per kind (e.g. `2 segments (“Adults”, “Teens” in the trash)`); empty
     when nothing does. Trashed segments count: restoring one must not bring back a segment that cannot be evaluated.
 
@@ -331,7 +333,7 @@ def attribute_dependents(*, attribute: Attribute, data_type: str | None = None) 
 
     segments = [
         f"“{segment.name}”" + (" in the trash" if segment.is_trashed else "")
-        for segment in segments_using_attribute(attribute_id=attribute.pk, data_type=data_type)
+        for segment in segments_using_attribute(attribute_id=attribute.pk, data_type=data_type, fields=fields)
     ]
     found = [_dependents_named("segment", segments)]
     if data_type is None:
@@ -355,10 +357,11 @@ def _and(phrases: Sequence[str]) -> str:
     return phrases[0] if len(phrases) == 1 else f"{', '.join(phrases[:-1])} and {phrases[-1]}"
 
 
-def attribute_data_type_check(*, attribute: Attribute, data_type: str) -> None:
-    """Raise ValidationError ({"data_type": message}) when changing the attribute to `data_type` would leave
-    segments that cannot be evaluated (their conditions were written for the current type)."""
-    broken = attribute_dependents(attribute=attribute, data_type=data_type)
+def attribute_data_type_check(*, attribute: Attribute, data_type: str, fields: list[dict] | None = None) -> None:
+    """Raise ValidationError ({"data_type": message}) when changing the attribute to `data_type` (a compound one's
+    to these `fields`) would leave segments that cannot be evaluated (their conditions were written for the current
+    type or fields)."""
+    broken = attribute_dependents(attribute=attribute, data_type=data_type, fields=fields)
     if broken:
         raise ValidationError(
             {

@@ -260,3 +260,45 @@ def test_insights_page_draws_its_charts(page: Page, live_server, people, markete
     box = insights.locator("#insights-size svg").bounding_box()
     assert box and box["width"] > 300 and box["height"] > 80
     screenshot(page, "segment-insights")
+
+
+def test_a_condition_on_a_compound_attributes_field(page: Page, live_server, people, marketer):
+    """Customers whose last order was over 100: the builder offers a compound attribute's fields, each with the
+    operators and input of its type, counts live and saves the field."""
+    Attribute.objects.update_or_create(
+        id="last_order",
+        defaults={"name": "Last order", "data_type": "compound", "computation": "last_value", "event_types": ["order"],
+                  "fields": [{"id": "order_id", "name": "Order", "data_type": "string", "path": "order_id"},
+                             {"id": "total", "name": "Total", "data_type": "float", "path": "revenue"}]},
+    )  # fmt: skip
+    totals = {"alice": 120.5, "bob": 80, "carol": 300}
+    for name, total in totals.items():
+        entity = people[name]
+        entity.attributes["last_order"] = [{"order_id": f"{name}-1", "total": total}]
+        entity.save(update_fields=["attributes"])
+    admin_login(page, username="marketer", password=PASSWORD)
+    page.goto("/admin/segments/segment/add/")
+    page.fill("#id_name", "Big last orders")
+    builder = page.locator("[data-segment-builder]")
+    count = builder.locator("[data-count-value]")
+    builder.locator('[data-path="conditions"] > .seg-group-actions [data-action=add-condition]').click()
+    pick_attribute(page, 0, "last", "last_order")
+    # The whole attribute: whether there is one.
+    expect(condition(page, 0).locator("[data-role=operator]")).to_have_value("is_set")
+    expect(count).to_have_text(count_text(len(totals)))
+    # One of its fields: a number's operators and input.
+    condition(page, 0).locator("[data-role=field]").select_option("total")
+    condition(page, 0).locator("[data-role=operator]").select_option("gt")
+    expect(condition(page, 0).locator("[data-role=value]")).to_have_attribute("type", "number")
+    condition(page, 0).locator("[data-role=value]").fill("100")
+    expect(count).to_have_text(count_text(2))  # alice and carol
+    screenshot(page, "segment-builder-compound-field")
+
+    page.locator("button[name=_continue]").click()
+    page.wait_for_url("**/admin/segments/segment/*/change/")
+    segment = Segment.objects.get(name="Big last orders")
+    assert segment.conditions["children"] == [
+        {"attribute": "last_order", "field": "total", "operator": "gt", "value": 100, "negate": False}
+    ]
+    expect(condition(page, 0).locator("[data-role=field]")).to_have_value("total")
+    expect(page.locator("[data-count-value]")).to_have_text(count_text(2))

@@ -148,3 +148,76 @@ def test_an_administrator_defines_a_compound_attribute_in_the_admin(no_definitio
     assert Attribute.objects.get(pk="last_cart").fields == [
         {"id": "items", "name": "items", "data_type": "int", "path": "properties.items"}
     ]
+
+
+@pytest.mark.parametrize(
+    ("condition", "members"),
+    [
+        ({"field": "total", "operator": "gt", "value": 100}, {"ann"}),
+        ({"field": "total", "operator": "equals", "value": 80}, {"ann", "bob"}),
+        ({"field": "order_id", "operator": "in", "value": ["A1", "B9"]}, {"ann"}),
+        ({"field": "order_id", "operator": "starts_with", "value": "B"}, {"bob"}),
+        ({"field": "total", "operator": "not_equals", "value": 80}, {"ann"}),
+        ({"field": "total", "operator": "is_set"}, {"ann", "bob"}),
+        ({"field": "order_id", "operator": "is_not_set"}, {"cid"}),
+        ({"field": "total", "operator": "lt", "value": 100, "negate": True}, {"cid"}),
+        ({"field": "total", "operator": "gte", "value": 100, "negate": True}, {"bob", "cid"}),
+    ],
+)
+def test_conditions_on_a_compound_attributes_field(no_definitions, web_source, condition, members):
+    """SQL and the Python reference agree, each value an object: "any order over 100"."""
+    from segments.conditions import tree_evaluate, tree_validate
+    from segments.selectors import attribute_types, conditions_members_count
+
+    svc.attribute_create(
+        id="orders", name="Orders", computation="unique_values", data_type="compound", fields=ORDER_FIELDS[:2]
+    )
+    stored = {
+        "ann": [{"order_id": "A1", "total": 120.5}, {"order_id": "A2", "total": 80}],
+        "bob": [{"total": 80}, {"order_id": "B7", "total": "80"}],  # (a text where a number belongs never matches)
+        "cid": None,
+    }
+    for name, orders in stored.items():
+        CustomerEntity.objects.create(id=name.ljust(32, "0"), attributes={"orders": orders} if orders else {})
+    tree = tree_validate({"attribute": "orders", **condition}, attributes=attribute_types())
+    expected = {n for n, orders in stored.items() if tree_evaluate(tree, {"orders": orders} if orders else {},
+                                                                     attributes=attribute_types())}  # fmt: skip
+    assert expected == members
+    assert conditions_members_count(conditions={"attribute": "orders", **condition}) == len(members)
+
+
+def test_a_field_condition_names_a_field_the_attribute_has(orders):
+    from segments.conditions import ConditionInvalid, tree_validate
+    from segments.selectors import attribute_types
+
+    with pytest.raises(ConditionInvalid, match="has no field 'price'; one of: order_id, total, paid"):
+        tree_validate({"attribute": "last_order", "field": "price", "operator": "is_set"}, attributes=attribute_types())
+    with pytest.raises(ConditionInvalid, match="'gt' is not an operator for string field 'order_id'"):
+        tree_validate(
+            {"attribute": "last_order", "field": "order_id", "operator": "gt", "value": 1}, attributes=attribute_types()
+        )
+    with pytest.raises(ConditionInvalid, match="or name one of its fields"):
+        tree_validate({"attribute": "last_order", "operator": "equals", "value": "A1"}, attributes=attribute_types())
+
+
+def test_a_field_condition_reads_as_words(orders):
+    from segments.builder import tree_describe
+
+    tree = {"attribute": "last_order", "field": "total", "operator": "gt", "value": 100}
+    assert tree_describe(tree) == "Last order's total is greater than 100"
+
+
+def test_a_field_a_segment_uses_cannot_be_removed(orders, admin_user):
+    from cdp.models import Attribute
+    from segments.services import segment_create
+
+    segment_create(
+        owner=admin_user, name="Big spenders",
+        conditions={"attribute": "last_order", "field": "total", "operator": "gt", "value": 100},
+    )  # fmt: skip
+    attribute = Attribute.objects.get(pk="last_order")
+    with pytest.raises(ValidationError, match="Big spenders"):
+        svc.attribute_update(attribute=attribute, fields=[f for f in ORDER_FIELDS if f["id"] != "total"])
+    # Another field may go.
+    svc.attribute_update(attribute=attribute, fields=[f for f in ORDER_FIELDS if f["id"] != "paid"])
+    assert [f["id"] for f in Attribute.objects.get(pk="last_order").fields] == ["order_id", "total"]

@@ -91,6 +91,7 @@
                     children: node.children.map(this.serialise, this) };
         } else {
             out = { attribute: node.attribute || "", operator: node.operator || "" };
+            if (node.field) out.field = node.field;
             if (this.config.config.no_value.indexOf(node.operator) < 0 && node.value !== undefined) {
                 out.value = node.value;
             }
@@ -275,7 +276,12 @@
     Builder.prototype.renderCondition = function (node, parent, path) {
         var self = this;
         var attribute = this.attributes[node.attribute];
-        var type = attribute ? attribute.type : null;
+        // A compound attribute's condition may name one of its fields: then the field's type decides the operators.
+        var field = attribute && node.field ? (attribute.fields || []).filter(function (f) {
+            return f.id === node.field; })[0] : null;
+        var subject = field ? { id: attribute.id, name: attribute.name, type: field.type, unit: "", field: field.id }
+                            : attribute;
+        var type = subject ? subject.type : null;
         var operators = type ? this.config.config.operators[type] : [];
         var labels = type ? this.config.config.operator_labels[type] : {};
         var operator = el("select", { "class": "seg-operator", "data-role": "operator", "aria-label": "Operator",
@@ -298,12 +304,30 @@
             el("div", { "class": "seg-condition-row" }, [
                 this.notButton(node),
                 this.attributePicker(node),
+                attribute && attribute.type === "compound" ? this.fieldPicker(node, attribute) : null,
                 operator,
-                el("div", { "class": "seg-value" }, this.valueInputs(node, attribute)),
+                el("div", { "class": "seg-value" }, this.valueInputs(node, subject)),
                 this.removeButton(parent, node, "condition")
             ]),
             el("div", { "class": "seg-node-error", "data-node-error": true, hidden: true })
         ]);
+    };
+
+    Builder.prototype.fieldPicker = function (node, attribute) {
+        var self = this;
+        var select = el("select", { "class": "seg-field", "data-role": "field", "aria-label": "Field",
+                                    onchange: function () {
+            if (select.value) node.field = select.value; else delete node.field;
+            var field = (attribute.fields || []).filter(function (f) { return f.id === select.value; })[0];
+            node.operator = self.config.config.operators[field ? field.type : attribute.type][0];
+            delete node.value;
+            self.rerender();
+        } });
+        select.appendChild(el("option", { value: "", text: "any value", selected: !node.field }));
+        (attribute.fields || []).forEach(function (f) {
+            select.appendChild(el("option", { value: f.id, text: f.name, selected: f.id === node.field }));
+        });
+        return select;
     };
 
     Builder.prototype.valueKind = function (op) {
@@ -325,8 +349,9 @@
         var active = -1;
         var items = [];
         function choose(a) {
-            var sameType = attribute && attribute.type === a.type;
+            var sameType = attribute && attribute.type === a.type && a.type !== "compound";
             node.attribute = a.id;
+            delete node.field;
             var ops = self.config.config.operators[a.type];
             if (!sameType || ops.indexOf(node.operator) < 0) {
                 node.operator = ops[0];
@@ -444,7 +469,9 @@
         if (type === "datetime") attrs.step = "1";
         if (extra && extra.placeholder) attrs.placeholder = extra.placeholder;
         var input = el("input", attrs);
-        input.addEventListener("focus", function () { self.suggest(attribute.id, datalist); }, { once: true });
+        if (!attribute.field) {  // (a compound attribute's suggestions are whole objects, not a field's values)
+            input.addEventListener("focus", function () { self.suggest(attribute.id, datalist); }, { once: true });
+        }
         if (onValue) {
             input.addEventListener("input", function () { onValue(parse(input.value, type)); self.changed(); });
         }
