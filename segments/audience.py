@@ -110,7 +110,9 @@ def _compiled_segment(segment_id: int) -> tuple:
     if row is None:
         entry: tuple = ("missing",)
     else:
-        types = {key: value[0] for key, value in _attribute_definitions().items()}
+        from segments.selectors import attribute_types
+
+        types = attribute_types()  # (with compound attributes' fields; compiled once per segment and CACHE_SECONDS)
         try:
             where, params = tree_compile(tree_validate(row, attributes=types), attributes=types)
             entry = ("ok", where, params)

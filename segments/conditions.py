@@ -143,7 +143,7 @@ def _node(node: Any, *, attributes: Mapping[str, str], path: str, depth: int, co
     if not isinstance(negate, bool):
         raise ConditionInvalid(f"{path}.negate", "must be true or false")
     if "children" in node:
-        if "attribute" in node:
+        if "attribute" in node or "field" in node:
             raise ConditionInvalid(path, "a node is either a group (children) or a condition (attribute), not both")
         if depth >= MAX_DEPTH:
             raise ConditionInvalid(path, f"groups nest at most {MAX_DEPTH} levels deep")
@@ -389,7 +389,8 @@ def _condition_sql(node: dict, data_type: str, now: datetime, params: list, colu
         return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
     accessor = "" if field is None else f".{json.dumps(field)}"
     if operator in ("is_set", "is_not_set"):
-        params.append(f"$.{key}[*]{accessor}")
+        # (A field holding null is no value, as the reference evaluator reads it.)
+        params.append(f"$.{key}[*]{accessor}" + (" ? (@ != null)" if field is not None else ""))
         sql = f"{column} @? %s::jsonpath"
         return sql if operator == "is_set" else f"NOT {sql}"
     params.append(f"$.{key}[*] ? ({_filter(operator, value, data_type, now, at='@' + accessor)})")

@@ -35,6 +35,7 @@ from cdp.services.attributes import (
     attribute_delete,
     attribute_update,
     attribute_validate,
+    fields_clean,
 )
 from cdp.values import compound_text
 
@@ -95,6 +96,10 @@ class AttributeForm(forms.ModelForm):
                     raise ValidationError({"id": ID_MESSAGE})
                 if self.instance.pk and data.get("data_type") != self.instance.data_type:
                     attribute_data_type_check(attribute=self.instance, data_type=data["data_type"])
+                elif self.instance.pk and data.get("data_type") == Attribute.DataType.COMPOUND:
+                    fields = fields_clean(data.get("fields") or [])
+                    if fields != self.instance.fields:
+                        attribute_data_type_check(attribute=self.instance, data_type=data["data_type"], fields=fields)
             except ValidationError as exc:
                 raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from None
         return data

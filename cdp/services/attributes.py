@@ -47,7 +47,7 @@ BATCH_SIZE = 10_000
 UNIQUE_VALUES_MAX = 200
 MAX_PATH_DEPTH = 10
 
-ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")  # (\Z: "$" would let a trailing line break through)
 ID_MESSAGE = "Use lower-case letters, digits and _, starting with a letter (max 64)."
 
 # Which data types each computation may produce.
@@ -279,6 +279,8 @@ def attribute_update(*, attribute: Attribute, **fields) -> Attribute:
     if "name" in fields and not (fields["name"] or "").strip():
         raise ValidationError({"name": "A name is required."})
     data_type, old_fields = attribute.data_type, attribute.fields
+    if fields.get("data_type", T.COMPOUND) != T.COMPOUND and "fields" not in fields:
+        fields["fields"] = []  # a compound attribute that becomes another type leaves its fields
     for key, value in fields.items():
         setattr(attribute, key, value)
     attribute_validate(
@@ -362,6 +364,13 @@ def attribute_data_type_check(*, attribute: Attribute, data_type: str, fields: l
     to these `fields`) would leave segments that cannot be evaluated (their conditions were written for the current
     type or fields)."""
     broken = attribute_dependents(attribute=attribute, data_type=data_type, fields=fields)
+    if broken and data_type == T.COMPOUND and Attribute.objects.filter(pk=attribute.pk, data_type=T.COMPOUND).exists():
+        raise ValidationError(
+            {
+                "fields": f"The conditions of {_and(broken)} use fields of “{attribute.name}” these fields leave out. "
+                "Keep them, or change the conditions first."
+            }
+        )
     if broken:
         raise ValidationError(
             {
@@ -373,8 +382,10 @@ def attribute_data_type_check(*, attribute: Attribute, data_type: str, fields: l
 
 def _computation_of(attribute: Attribute) -> tuple:
     sources = tuple(sorted(attribute.sources.values_list("pk", flat=True))) if attribute.pk else ()
+    # (A compound attribute's field names and order change no value.)
+    fields = tuple(sorted((f["id"], f["data_type"], f["path"]) for f in attribute.fields or []))
     return (attribute.data_type, attribute.computation, attribute.category, sources,
-            tuple(attribute.event_types), attribute.path, repr(attribute.fields))  # fmt: skip
+            tuple(attribute.event_types), attribute.path, fields)  # fmt: skip
 
 
 def entities_mark_stale(*, entity_ids: Iterable[str] | None = None, enqueue: bool = True) -> int:

@@ -221,3 +221,49 @@ def test_a_field_a_segment_uses_cannot_be_removed(orders, admin_user):
     # Another field may go.
     svc.attribute_update(attribute=attribute, fields=[f for f in ORDER_FIELDS if f["id"] != "paid"])
     assert [f["id"] for f in Attribute.objects.get(pk="last_order").fields] == ["order_id", "total"]
+
+
+def test_review_fixes_wbs_admin_ids_nulls_groups_and_type_changes(orders, admin_user, client):
+    from segments.audience import audience_cache_forget
+    from segments.conditions import ConditionInvalid, tree_evaluate, tree_validate
+    from segments.selectors import attribute_types, conditions_members_count
+    from segments.services import segment_create
+
+    # /wbs evaluates a segment with a field condition (looked up by another attribute).
+    svc.attribute_create(id="ps_cookie", name="Cookie", computation="identifier_values", category="cookie")
+    CustomerEntity.objects.filter(pk=orders.pk).update(attributes={**values(orders), "ps_cookie": ["c-1"]})
+    big = segment_create(
+        owner=admin_user, name="Big spenders",
+        conditions={"attribute": "last_order", "field": "total", "operator": "gt", "value": 100},
+    )  # fmt: skip
+    audience_cache_forget()  # (definitions are cached per process)
+    response = client.get("/wbs", {"attribute": "ps_cookie", "value": "c-1", "segment": big.pk})
+    assert response.status_code == 200, response.content
+
+    # Removing a field that segment uses is refused at the field, not a 500.
+    client.force_login(admin_user)
+    form = {"id": "last_order", "name": "Last order", "data_type": "compound", "computation": "last_value",
+            "event_types": "order", "path": "", "category": "", "unit": "", "description": "",
+            "fields": '[{"id": "order_id", "data_type": "string", "path": "properties.order_id"}]'}  # fmt: skip
+    response = client.post("/admin/cdp/attribute/last_order/change/", form)
+    assert response.status_code == 200 and "Big spenders" in response.content.decode()
+
+    # A field id ending in a line break is no id.
+    with pytest.raises(ValidationError):
+        svc.attribute_create(id="x", name="X", computation="last_value", data_type="compound",
+                             fields=[{"id": "total\n", "data_type": "float", "path": "x"}])  # fmt: skip
+
+    # A field holding null is no value, in SQL as in the reference.
+    CustomerEntity.objects.create(id="n".ljust(32, "0"), attributes={"last_order": [{"total": None}]})
+    condition = {"attribute": "last_order", "field": "total", "operator": "is_set"}
+    tree = tree_validate(condition, attributes=attribute_types())
+    assert not tree_evaluate(tree, {"last_order": [{"total": None}]}, attributes=attribute_types())
+    assert conditions_members_count(conditions=condition) == 1  # the customer with the 120.5 order only
+    with pytest.raises(ConditionInvalid, match="either a group"):
+        tree_validate({"operator": "and", "children": [], "field": "total"}, attributes=attribute_types())
+
+
+def test_a_compound_attribute_becoming_another_type_leaves_its_fields(orders):
+    attribute = Attribute.objects.get(pk="all_orders")
+    svc.attribute_update(attribute=attribute, data_type="string", path="properties.order_id")
+    assert Attribute.objects.get(pk="all_orders").fields == []

@@ -349,9 +349,10 @@
         var active = -1;
         var items = [];
         function choose(a) {
-            var sameType = attribute && attribute.type === a.type && a.type !== "compound";
+            var same = attribute && attribute.id === a.id;
+            var sameType = same || (attribute && attribute.type === a.type && a.type !== "compound");
             node.attribute = a.id;
-            delete node.field;
+            if (!same) delete node.field;
             var ops = self.config.config.operators[a.type];
             if (!sameType || ops.indexOf(node.operator) < 0) {
                 node.operator = ops[0];
