@@ -15,10 +15,13 @@ def datetime_stored(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-def compound_text(value: dict, names: dict[str, str] | None = None) -> str:
-    """A compound attribute's value (an object of its fields) in one line: "Order: A1 · total: 120.5"."""
-    names = names or {}
-    return " · ".join(f"{names.get(key, key)}: {_scalar_text(item)}" for key, item in value.items())
+def compound_text(value: dict, fields: list[dict] | None = None) -> str:
+    """A compound attribute's value (an object of its fields) in one line, in the definition's field order and
+    with the fields' names: "Order: A1 · Total: 120.5"."""
+    names = {f["id"]: f.get("name") or f["id"] for f in fields or []}
+    # (jsonb keeps an object's keys shortest first: the definition's order, then any other key.)
+    keys = [k for k in names if k in value] + [k for k in value if k not in names]
+    return " · ".join(f"{names.get(key, key)}: {_scalar_text(value[key])}" for key in keys)
 
 
 def _scalar_text(value) -> str:

@@ -235,7 +235,7 @@ class SegmentBuilderAdminMixin:
 
 def _top_values_chart(segment, attribute: Attribute, total: int) -> dict[str, Any]:
     counts = selectors.segment_attribute_value_counts(segment=segment, attribute=attribute, limit=INSIGHT_TOP_VALUES)
-    rows = [{"label": _label(row["value"], attribute.data_type), "count": row["count"]} for row in counts["values"]]
+    rows = [{"label": _label(row["value"], attribute), "count": row["count"]} for row in counts["values"]]
     return {
         "attribute": attribute,
         "with_value": counts["entities_with_value"],
@@ -244,11 +244,11 @@ def _top_values_chart(segment, attribute: Attribute, total: int) -> dict[str, An
     }
 
 
-def _label(value: Any, data_type: str) -> str:
-    if data_type == "bool" and isinstance(value, bool):
+def _label(value: Any, attribute: Attribute) -> str:
+    if attribute.data_type == "bool" and isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, dict):  # a compound attribute's object
-        return compound_text(value)
+        return compound_text(value, attribute.fields)
     if isinstance(value, list):
         return json.dumps(value, ensure_ascii=False)
     return str(value)

@@ -131,7 +131,9 @@ def attribute_values_summary(attribute: Attribute) -> dict:
         kind, rows, approximate = histogram["kind"], histogram["bars"], histogram["approximate"]
     else:
         kind, approximate = "top", counts["approximate"]
-        rows = [{"label": _value_label(row["value"]), "count": row["count"]} for row in counts["values"]]
+        rows = [
+            {"label": _value_label(row["value"], attribute.fields), "count": row["count"]} for row in counts["values"]
+        ]
         rows = rows[:TOP_VALUES_SHOWN]
     top = max((row["count"] for row in rows), default=0) or 1
     return {
@@ -146,9 +148,9 @@ def attribute_values_summary(attribute: Attribute) -> dict:
     }
 
 
-def _value_label(value) -> str:
+def _value_label(value, fields: list[dict]) -> str:
     if isinstance(value, dict):  # a compound attribute's object
-        text = compound_text(value)
+        text = compound_text(value, fields)
     else:
         text = "true" if value is True else "false" if value is False else str(value)
     return text if len(text) <= 80 else text[:79] + "…"

@@ -90,10 +90,7 @@ def compound_format(value: Any, fields: list[dict]) -> str:
     if not isinstance(value, dict):
         return value_format(value, "string")
     types = {f["id"]: f["data_type"] for f in fields}
-    names = {f["id"]: f.get("name") or f["id"] for f in fields}
-    # In the definition's field order (jsonb keeps an object's keys shortest first), then any other key.
-    keys = [k for k in types if k in value] + [k for k in value if k not in types]
-    return compound_text({k: value_format(value[k], types.get(k, "string")) for k in keys}, names)
+    return compound_text({k: value_format(v, types.get(k, "string")) for k, v in value.items()}, fields)
 
 
 def attribute_groups(entity: CustomerEntity) -> list[AttributeGroup]:
