@@ -235,6 +235,9 @@ class Campaign(models.Model):
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
 
+    # The statuses a run still has work in.
+    UNFINISHED = (Status.QUEUED, Status.PREPARING, Status.SENDING)
+
     name = models.CharField(max_length=200)
     template = models.ForeignKey(EmailTemplate, on_delete=models.PROTECT, related_name="campaigns")
     segment_id = models.PositiveIntegerField(null=True, blank=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Now
 
@@ -59,12 +61,14 @@ def campaign_recipients(*, campaign: Campaign, status: str | None = None) -> Que
     return qs.order_by("id")
 
 
-def campaigns_stalled() -> list[int]:
-    """Campaigns to run again: one whose run died (unfinished, its lease expired), or queued for longer than a lease
-    without a run starting (its message lost: the broker was down at commit, say)."""
-    from emails.services.campaigns import LEASE, UNFINISHED
+def lease_free() -> Q:
+    """Campaigns no run holds: no lease, or an expired one (in the database's time)."""
+    return Q(run_lease_until__isnull=True) | Q(run_lease_until__lt=Now())
 
-    free = Q(run_lease_until__isnull=True) | Q(run_lease_until__lt=Now())
-    waited = Q(started__isnull=False) | Q(created__lt=Now() - LEASE)
-    stalled = Campaign.objects.filter(free, waited, status__in=UNFINISHED).order_by("pk")
+
+def campaigns_stalled(*, lease: timedelta) -> list[int]:
+    """Campaigns to run again: one whose run died (unfinished, its lease expired), or queued for longer than a
+    `lease` without a run starting (its message lost: the broker was down at commit, say)."""
+    waited = Q(started__isnull=False) | Q(created__lt=Now() - lease)
+    stalled = Campaign.objects.filter(lease_free(), waited, status__in=Campaign.UNFINISHED).order_by("pk")
     return list(stalled.values_list("pk", flat=True))

@@ -165,13 +165,9 @@ def tree_describe(tree: Any, *, names: dict[str, str] | None = None, types: dict
     """The tree in words, e.g. 'Consent is true AND Age is at least 18 AND NOT (Gender equals "male")' — what a
     marketer reads instead of the JSON (names / types default to the attribute definitions)."""
     if names is None or types is None:
-        rows = Attribute.objects.values_list("id", "name", "data_type", "fields")
-        names = {pk: name for pk, name, _, _ in rows}
-        types = {pk: data_type for pk, _, data_type, _ in rows}
-        for pk, _, _, fields in rows:  # a compound attribute's fields, as conditions name them
-            for field in fields or []:
-                names[f"{pk}.{field['id']}"] = field.get("name") or field["id"]
-                types[f"{pk}.{field['id']}"] = field["data_type"]
+        keys = selectors.attribute_keys()  # (with compound attributes' fields, as conditions name them)
+        names = {key: name for key, name, _ in keys}
+        types = {key: data_type for key, _, data_type in keys}
     return _describe(tree, names, types, top=True)
 
 

@@ -121,15 +121,19 @@ def segment_get_visible(*, user, segment_id: Any, edit: bool = False, trashed: b
 # --- members ---------------------------------------------------------------------------------------------------
 
 
+def attribute_keys() -> list[tuple[str, str, str]]:
+    """(key, name, data type) of every attribute definition, and of each compound attribute's fields keyed
+    "<id>.<field>", as conditions name them."""
+    rows = []
+    for attribute_id, name, data_type, fields in Attribute.objects.values_list("id", "name", "data_type", "fields"):
+        rows.append((attribute_id, name, data_type))
+        rows += [(f"{attribute_id}.{f['id']}", f.get("name") or f["id"], f["data_type"]) for f in fields or []]
+    return rows
+
+
 def attribute_types() -> dict[str, str]:
-    """{attribute id: data type} of every attribute definition, and {"<id>.<field>": data type} of each compound
-    attribute's fields (conditions may name one)."""
-    types = {}
-    for attribute_id, data_type, fields in Attribute.objects.values_list("id", "data_type", "fields"):
-        types[attribute_id] = data_type
-        for field in fields or []:
-            types[f"{attribute_id}.{field['id']}"] = field["data_type"]
-    return types
+    """{key: data type} of attribute_keys(): what conditions are validated and compiled against."""
+    return {key: data_type for key, _, data_type in attribute_keys()}
 
 
 def segment_condition_sql(

@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from emails.models import Campaign, CampaignRecipient, EmailTemplate
 from emails.providers import OutgoingEmail, ProviderError, provider_for
+from emails.selectors import campaigns_stalled, lease_free
 from emails.services.channel import channel_get
 from emails.services.sending import RecipientBlocked, email_send
 from emails.services.templates import template_render
@@ -178,9 +179,6 @@ class LeaseLost(Exception):
     """Another run took the campaign over: this run's lease had expired (it was stalled longer than LEASE)."""
 
 
-UNFINISHED = (Campaign.Status.QUEUED, Campaign.Status.PREPARING, Campaign.Status.SENDING)
-
-
 class _Lease:
     """A run's hold on its campaign (Campaign.run_token / run_lease_until): taken when free, expired or only
     reserved by the watchdog (no token), renewed, released at the end. Expiry is in the database's time, so the
@@ -192,8 +190,8 @@ class _Lease:
         self.renewed = time.monotonic()
 
     def take(self) -> bool:
-        free = Q(run_token__isnull=True) | Q(run_lease_until__isnull=True) | Q(run_lease_until__lt=Now())
-        taken = Campaign.objects.filter(free, pk=self.campaign_id, status__in=UNFINISHED).update(
+        free = lease_free() | Q(run_token__isnull=True)  # (no token: only reserved by the watchdog)
+        taken = Campaign.objects.filter(free, pk=self.campaign_id, status__in=Campaign.UNFINISHED).update(
             run_token=self.token, run_lease_until=Now() + LEASE
         )
         self.renewed = time.monotonic()
@@ -221,7 +219,7 @@ def campaign_run(*, campaign_id: int, sleep: Callable[[float], None] = time.slee
     MAX_RUN_FAILURES-th fails the campaign with the error."""
     lease = _Lease(campaign_id)
     if not lease.take():
-        finished = not Campaign.objects.filter(pk=campaign_id, status__in=UNFINISHED).exists()
+        finished = not Campaign.objects.filter(pk=campaign_id, status__in=Campaign.UNFINISHED).exists()
         return "nothing to do" if finished else "already running"
     try:
         # Read under the lease: a run that finished just before sees the campaign done.
@@ -244,18 +242,15 @@ def campaigns_resume() -> list[int]:
     """The watchdog's pass: reserve and return the campaigns to run again (emails.selectors.campaigns_stalled).
     The reservation (a lease without a run's token) keeps the next passes from queueing them again for LEASE while
     their message waits for a worker; the run takes it over."""
-    from emails.selectors import campaigns_stalled
-
     reserved = []
-    for campaign_id in campaigns_stalled():
-        free = Q(run_lease_until__isnull=True) | Q(run_lease_until__lt=Now())
-        if Campaign.objects.filter(free, pk=campaign_id).update(run_token=None, run_lease_until=Now() + LEASE):
+    for campaign_id in campaigns_stalled(lease=LEASE):
+        if Campaign.objects.filter(lease_free(), pk=campaign_id).update(run_token=None, run_lease_until=Now() + LEASE):
             reserved.append(campaign_id)
     return reserved
 
 
 def _run_leased(campaign: Campaign, lease: _Lease, sleep: Callable[[float], None]) -> str:
-    if campaign.status not in UNFINISHED:
+    if campaign.status not in Campaign.UNFINISHED:
         return "nothing to do"
     # Rows a dead worker left in `sending` may have gone out: never send them again.
     CampaignRecipient.objects.filter(campaign=campaign, status=CampaignRecipient.Status.SENDING).update(

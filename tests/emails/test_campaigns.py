@@ -15,7 +15,7 @@ from cdp.models import Attribute, CustomerEntity
 from cdp.services.auth import user_create
 from emails.models import Campaign, CampaignRecipient, EmailAddress
 from emails.selectors import campaigns_stalled
-from emails.services.campaigns import campaign_create, campaign_report, campaign_run
+from emails.services.campaigns import LEASE, campaign_create, campaign_report, campaign_run
 from emails.services.channel import channel_update
 from emails.services.state import email_block, email_consent_change
 from emails.services.templates import template_create
@@ -137,7 +137,7 @@ def test_a_campaign_another_run_holds_is_left_to_it(channel, smtp_server, audien
     assert campaign_run(campaign_id=campaign.pk) == "already running"
     assert not CampaignRecipient.objects.filter(campaign=campaign).exists() and smtp_server.inbox.messages == []
     assert Campaign.objects.get(pk=campaign.pk).run_token == token  # not released by the run that did not hold it
-    assert campaigns_stalled() == []
+    assert campaigns_stalled(lease=LEASE) == []
 
 
 def test_a_run_that_died_is_taken_over_once_its_lease_expires(channel, smtp_server, audience, template, admin_user):
@@ -151,14 +151,14 @@ def test_a_run_that_died_is_taken_over_once_its_lease_expires(channel, smtp_serv
 
     prepared = timezone.now() - timedelta(minutes=7)
     Campaign.objects.filter(pk=campaign.pk).update(prepared=prepared)
-    assert campaigns_stalled() == [campaign.pk]  # the beat's watchdog runs it again
+    assert campaigns_stalled(lease=LEASE) == [campaign.pk]  # the beat's watchdog runs it again
     assert campaign_run(campaign_id=campaign.pk).startswith("sent 1")
     assert Campaign.objects.get(pk=campaign.pk).prepared == prepared  # the audience stays the one prepared
     assert [m["To"] for m in smtp_server.inbox.wait_for(1)] == ["eve@work.example.com"]
     assert CampaignRecipient.objects.get(campaign=campaign, email="ann@example.com").status == "failed"
     done = Campaign.objects.get(pk=campaign.pk)
     assert (done.status, done.run_token, done.run_lease_until) == ("done", None, None)
-    assert campaigns_stalled() == []
+    assert campaigns_stalled(lease=LEASE) == []
 
 
 def test_a_run_stalled_past_its_lease_stops_before_its_next_send(
@@ -189,7 +189,7 @@ def test_queued_campaigns_whose_run_never_started_are_run_again_once(audience, t
     recent = campaign_create(name="Recent", template=template, segment_id=audience.pk, user=admin_user, start=False)
     Campaign.objects.filter(pk__in=[queued.pk, recent.pk]).update(status=Campaign.Status.QUEUED)
     Campaign.objects.filter(pk=queued.pk).update(created=timezone.now() - timedelta(minutes=10))
-    assert campaigns_stalled() == [queued.pk]  # the recent one's message is still on its way
+    assert campaigns_stalled(lease=LEASE) == [queued.pk]  # the recent one's message is still on its way
 
     enqueued: list[int] = []
     monkeypatch.setattr(tasks.campaign_run, "delay", enqueued.append)
@@ -228,7 +228,7 @@ def test_a_run_that_keeps_failing_fails_the_campaign_and_loses_no_recipient(
     assert result == "failed: 3 runs failed, the last one with RuntimeError: template engine broke"
     failed = Campaign.objects.get(pk=campaign.pk)
     assert (failed.status, failed.run_token) == ("failed", None)
-    assert smtp_server.inbox.messages == [] and campaigns_stalled() == []
+    assert smtp_server.inbox.messages == [] and campaigns_stalled(lease=LEASE) == []
 
 
 def test_address_blocked_after_preparation_is_skipped(channel, smtp_server, audience, template, admin_user):
