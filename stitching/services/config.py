@@ -75,6 +75,11 @@ def event_type_validate(event_type: Any) -> str:
         raise ValidationError({"event_type": f"The event type is longer than {MAX_EVENT_TYPE_LENGTH} characters."})
     if "\x00" in event_type:
         raise ValidationError({"event_type": "The event type contains a NUL character."})
+    if any(ord(c) < 32 or ord(c) == 127 for c in event_type):
+        raise ValidationError(
+            {"event_type": f"The event type {event_type!r} contains a control character (a line break?): no event has "
+             "that type."}
+        )  # fmt: skip
     return event_type
 
 

@@ -1009,6 +1009,18 @@ def _changes_record(
                 seed_events.setdefault(identifier_id, set()).add(event_id)
         return next((i for i in sorted(seed_events) if seed_events[i] & events), None)
 
+    def joining_identifier(event_id: int, joined_by: int) -> int:
+        """The identifier to name for a merge made by `event_id`: a seed it carries (the hub just approved, the
+        value just unblocked, the link a looser limit lets through) explains the merge better than the identifier of
+        the group it happened to absorb."""
+        seed_identifier(set())  # (loads seed_events)
+        return next((i for i in sorted(seed_events or ()) if event_id in seed_events[i]), joined_by)
+
+    def refused_identifier(events: set[int]) -> int | None:
+        """An identifier the new partition refuses on one of these events (a limit tightened, say): what a split
+        without a seed happened at."""
+        return min((i for e, i in partition.refused if e in events), default=None)
+
     def category_of(identifier_id: int | None) -> str | None:
         if identifier_id is None:
             return None
@@ -1022,7 +1034,8 @@ def _changes_record(
         olds = {old_entity[e] for e in members if old_entity[e]}
         if len(olds) > 1:
             if partition.merges.get(g):
-                event_id, identifier_id = partition.merges[g][-1]
+                event_id, joined_by = partition.merges[g][-1]
+                identifier_id = joining_identifier(event_id, joined_by)
             else:  # no event joined two groups: a link the re-stitch restored (a value unblocked, say)
                 event_id, identifier_id = members[-1], seed_identifier(set(members))
             others = sorted(olds - {group_entity[g]})
@@ -1054,7 +1067,8 @@ def _changes_record(
             continue
         main = old if old in group_entity else group_entity[groups[0]]
         others = sorted({group_entity[g] for g in groups} - {main})
-        identifier_id = seed_identifier({e for e, entity in old_entity.items() if entity == old})
+        events = {e for e, entity in old_entity.items() if entity == old}
+        identifier_id = seed_identifier(events) or refused_identifier(events)
         _change_emit(
             cursor,
             kind=EntityChange.Kind.SPLIT,

@@ -62,7 +62,19 @@ def test_erasure_is_recorded_without_personal_data(two_customers, admin_user):
     EntityChange.objects.create(
         kind="merge", customer_entity_id=ann.pk, other_entity_ids=[], detail={"value": "ann@example.com"}
     )
+    blocked = EntityChange.objects.create(
+        kind="split",
+        customer_entity_id=ann.pk,
+        other_entity_ids=[],
+        detail={"identifier_category": "email", "cause": "value_blocked", "value": "ann@example.com"},
+    )
     entity_erase(entity=ann, user=admin_user)
+
+    # Why and through which kind of identifier stay (no personal data): the history does not turn into ordinary
+    # merges.
+    blocked.refresh_from_db()
+    assert blocked.detail == {"identifier_category": "email", "cause": "value_blocked"}
+    assert blocked.cause_label == "a value was blocked"
 
     history = list(EntityChange.objects.filter(customer_entity_id=ann.pk).values("kind", "detail", "identifier_id"))
     assert history[0] == {

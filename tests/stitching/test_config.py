@@ -277,8 +277,46 @@ def test_a_merge_through_another_identifier_still_says_why(web_source, admin_use
     with django_capture_on_commit_callbacks(execute=True):
         config.blocked_value_remove(blocked_value=blocked, user=admin_user)
     assert customers_count() == 1
-    # Whichever identifier the partition names as the join (a cookie here), the cause is the unblock.
-    assert EntityChange.objects.get(kind="merge").detail["cause"] == "value_unblocked"
+    # The merging event carries the unblocked address: the merge names it (not the other customer's cookie,
+    # which the partition absorbed), and why.
+    merge = EntityChange.objects.get(kind="merge")
+    assert merge.detail == {"identifier_category": "email", "cause": "value_unblocked"}
+    assert merge.identifier.value == "x@example.com"
+
+
+def test_an_approved_hub_is_what_the_merge_names(web_source, admin_user, settings, django_capture_on_commit_callbacks):
+    settings.STITCHING_HUB_LIMIT = 2
+    segment_default_rules_ensure(source=web_source)
+    helpers.ingest(web_source, _kiosk_rows("p", 3, 0))
+    engine.stitch_pending()
+    with django_capture_on_commit_callbacks(execute=True):
+        config.hub_review_decide(review=HubReview.objects.get(), approve=True, user=admin_user)
+    assert len(helpers.partition()) == 1
+    merge = EntityChange.objects.get(kind="merge")
+    # Each merging event carries a customer's address and the kiosk: the kiosk is what they share.
+    assert merge.identifier.value == "kiosk"
+    assert merge.detail == {"identifier_category": "cookie", "cause": "hub_approved"}
+
+
+def test_a_tighter_limit_splits_at_the_identifier_it_refuses(shop_source, django_capture_on_commit_callbacks):
+    from tests.stitching.helpers import ingest as stitch_ingest
+
+    with django_capture_on_commit_callbacks(execute=True):
+        stitch_ingest(
+            shop_source,
+            [
+                {"id": "1", "t": 0, "anonymousId": "c1", "traits": {"email": "a@example.com"}},
+                {"id": "2", "t": 1, "anonymousId": "c1", "traits": {"email": "b@example.com"}},
+            ],
+        )
+    assert customers_count() == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        config.category_update(category=StitchingCategory.objects.get(pk="email"), max_per_entity=1)
+    assert customers_count() == 2
+    split = EntityChange.objects.get(kind="split")
+    # The limit drops the second event's cookie (less trusted than its address): the split is at the cookie.
+    assert split.identifier.value == "c1"
+    assert split.detail == {"identifier_category": "cookie", "cause": "category_changed"}
 
 
 def test_a_looser_limit_links_what_it_refused_in_another_category(shop_source, django_capture_on_commit_callbacks):
@@ -302,6 +340,9 @@ def test_a_looser_limit_links_what_it_refused_in_another_category(shop_source, d
     with django_capture_on_commit_callbacks(execute=True):
         config.category_update(category=email, limit_window_days=1)
     assert customers_count() == 1 and _statuses("cookie", "c1") == {"linked"}
+    # The merge names the cookie the limit had refused (what joins them now), not the address it absorbed.
+    merge = EntityChange.objects.get(kind="merge")
+    assert merge.identifier.value == "c1" and merge.detail["cause"] == "category_changed"
     incremental = partition()
     engine.restitch()
     assert partition() == incremental

@@ -80,6 +80,9 @@ def test_rules_crud_and_filters(graph, web_source, editor_client):
     assert response.status_code == 400 and response.json()["message"].startswith("path:")
     response = editor_client.post("/api/stitching_rules", {**body, "category": "fax"}, format="json")
     assert response.status_code == 400 and "category" in response.json()["message"]
+    for event_type in ("a\nb", "x\u0001y"):  # no event has such a type (attributes refuse them too)
+        response = editor_client.post("/api/stitching_rules", {**body, "event_type": event_type}, format="json")
+        assert response.status_code == 400 and "control character" in response.json()["message"]
 
     assert editor_client.get("/api/stitching_rules?source=web&category=email").json()["count"] == 1
     assert editor_client.get("/api/stitching_rules?category=phone").json()["count"] == 0
