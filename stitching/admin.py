@@ -64,7 +64,8 @@ class CategoryForm(forms.ModelForm):
         try:
             if self.instance._state.adding and "id" in data:
                 config._category_id_validate(data["id"])
-            config._normalizer_validate(data.get("normalizer"))
+            if "normalizer" in data:  # (else the field has said what is wrong with it)
+                config._normalizer_validate(data["normalizer"])
             limit = config._limit_validate(data.get("max_per_entity"))
             if limit is None and "limit_window_days" not in self.changed_data:
                 data["limit_window_days"] = None  # as the service does: a limit removed takes its window with it

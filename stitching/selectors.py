@@ -318,6 +318,19 @@ def identifier_find(*, category_id: str, value: Any, end: str) -> Identifier:
     return identifier
 
 
+def _unlinked_reason(identifier: Identifier) -> str:
+    """Why an identifier belongs to no customer, from the statuses of its links ("the Cookie 'x' is blocked")."""
+    statuses = set(EventIdentifier.objects.filter(identifier=identifier).values_list("status", flat=True))
+    S = EventIdentifier.Status
+    why = (
+        "is blocked" if S.BLOCKED in statuses
+        else "is held for review (it would join many customers)" if S.HELD in statuses
+        else "was refused by a limit on every event that carried it" if S.LIMIT in statuses
+        else "is linked to no customer"
+    )  # fmt: skip
+    return f"the {identifier.category.name} {identifier.value!r} {why}, so it belongs to no customer."
+
+
 def _neighbours(kind: str, ids: list[int]) -> list[tuple[int, int]]:
     """(from id, to id) pairs over linked edges, in a stable order."""
     if kind == "identifier":
@@ -399,6 +412,9 @@ def identity_path(
     same_entity = start.customer_entity_id is not None and start.customer_entity_id == goal.customer_entity_id
     if start.pk != goal.pk and not same_entity:
         # Linked identifiers always share the entity: the cheap check answers most "no" questions at once.
+        for identifier in (start, goal):
+            if identifier.customer_entity_id is None:
+                raise PathNotFound(f"They are not one customer: {_unlinked_reason(identifier)}")
         raise PathNotFound("They are not one customer: the two identifiers belong to different customers.")
     chain = _shortest_chain(("identifier", start.pk), ("identifier", goal.pk), max_nodes=max_nodes, max_depth=max_depth)
 

@@ -70,6 +70,15 @@ def test_a_category_id_the_service_refuses_is_an_error_on_the_form(staff):
     assert "lower-case letters" in response.content.decode()
 
 
+def test_an_unknown_normaliser_is_one_message(staff):
+    data = {"id": "fax", "name": "Fax", "normalizer": "nope", "max_per_entity": "", "priority": 0}
+    response = staff.post("/admin/stitching/stitchingcategory/add/", data)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["normalizer"] == [
+        "Select a valid choice. nope is not one of the available choices."
+    ]
+
+
 @pytest.mark.parametrize(
     "data_type, raw, zone",
     [

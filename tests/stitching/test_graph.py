@@ -96,7 +96,7 @@ def test_path_takes_a_shortcut_when_one_event_links_both(customer):
 def test_path_ignores_refused_links(customer, web_source):
     graph, ann, _, _ = customer
     # team@ is held on an event of ann's and belongs to nobody: no path through it even if shared.
-    with pytest.raises(PathNotFound, match="different customers"):
+    with pytest.raises(PathNotFound, match="'team@example.com' is blocked, so it belongs to no customer"):
         identity_path("email", "team@example.com", "cookie", "c1")
     assert EventIdentifier.objects.filter(status="blocked").count() == 1
 
