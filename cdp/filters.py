@@ -1,8 +1,12 @@
 """FilterSets shared by the API, the admin and (later) exports, so they filter the same way."""
 
+import re
+from datetime import datetime, time, timedelta
+
 import django_filters
 from django import forms
 from django.db.models import Q
+from django.utils import timezone
 
 from cdp.models import ApiToken, CustomerEntity, CustomerEvent, DataSource, User
 
@@ -41,13 +45,36 @@ class SourceFilter(django_filters.CharFilter):
         return qs.filter(condition)
 
 
+DATE_ONLY_RE = re.compile(r"\s*\d{4}-\d{2}-\d{2}\s*\Z")
+
+
+class TimeUpperBoundFilter(django_filters.IsoDateTimeFilter):
+    """An exclusive upper bound (from <= t < to: consecutive windows neither overlap nor leave a gap), except that a
+    date alone (2026-08-28) takes in that whole day, as the admin's date range does."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("lookup_expr", "lt")
+        kwargs.setdefault(
+            "help_text", "Before this time (ISO 8601); a date alone (YYYY-MM-DD) takes in that whole day."
+        )
+        super().__init__(*args, **kwargs)
+
+    def filter(self, qs, value):
+        if value is not None:
+            name = next(key for key, f in self.parent.filters.items() if f is self)
+            if DATE_ONLY_RE.match(str(self.parent.data.get(name, ""))):
+                day = value.date() + timedelta(days=1)  # (value: midnight of that date, where it was read)
+                value = timezone.make_aware(datetime.combine(day, time.min), value.tzinfo)
+        return super().filter(qs, value)
+
+
 class CustomerEventFilter(django_filters.FilterSet):
     source = SourceFilter(field_name="source", help_text="Data source id or slug (comma-separated for several).")
     type = django_filters.BaseInFilter(field_name="type", help_text="Event type (comma-separated for several).")
     event_time_from = django_filters.IsoDateTimeFilter(field_name="event_time", lookup_expr="gte")
-    event_time_to = django_filters.IsoDateTimeFilter(field_name="event_time", lookup_expr="lt")
+    event_time_to = TimeUpperBoundFilter(field_name="event_time")
     created_from = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="gte")
-    created_to = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="lt")
+    created_to = TimeUpperBoundFilter(field_name="created")
     customer_entity = django_filters.CharFilter(field_name="entity_link__customer_entity_id")
     stitched = StrictBooleanFilter(
         field_name="entity_link__customer_entity",
@@ -64,7 +91,7 @@ class CustomerEventFilter(django_filters.FilterSet):
 
 class CustomerEntityFilter(django_filters.FilterSet):
     modified_from = django_filters.IsoDateTimeFilter(field_name="modified", lookup_expr="gte")
-    modified_to = django_filters.IsoDateTimeFilter(field_name="modified", lookup_expr="lt")
+    modified_to = TimeUpperBoundFilter(field_name="modified")
 
     class Meta:
         model = CustomerEntity

@@ -249,6 +249,13 @@ def test_customer_events_newest_first_and_filtered(analyst_client, jana, django_
         f"/api/customer_entities/{jana.pk}/events?event_time_to=2025-03-01T00:00:00Z&load_full_structure=1"
     )
     assert [e["source"]["slug"] for e in response.json()["results"]] == ["crm"]
+    # A date alone takes in that whole day (the CRM event is at noon), as the admin's date range does.
+    response = analyst_client.get(
+        f"/api/customer_entities/{jana.pk}/events?event_time_to=2025-02-28&load_full_structure=1"
+    )
+    assert [e["source"]["slug"] for e in response.json()["results"]] == ["crm"]
+    response = analyst_client.get(f"/api/customer_entities/{jana.pk}/events?event_time_to=2025-02-28T12:00:00Z")
+    assert response.json()["results"] == []  # a time is an exclusive bound
 
 
 def test_customer_events_bad_filter_is_a_400(analyst_client, jana):
