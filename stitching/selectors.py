@@ -120,6 +120,9 @@ class EntityFate:
 
     merged_into: str | None = None
     erased: str | None = None
+    # Customers split off `merged_into` (or a customer on the way) after the merge, that exist now: the merged id's
+    # events may be in any of them too.
+    split_into: tuple[str, ...] = ()
 
 
 def entity_fate(*, entity_id: str) -> EntityFate | None:
@@ -127,6 +130,7 @@ def entity_fate(*, entity_id: str) -> EntityFate | None:
     merges (at most MERGE_CHAIN_MAX) to the customer that exists now, or to an erasure. None when the history does
     not say (an id that never existed, or one a full rebuild replaced: a rebuild records no history)."""
     current, seen = entity_id, {entity_id}
+    merged_at = None
     for _ in range(MERGE_CHAIN_MAX):
         # The GIN index on other_entity_ids answers the containment. The newest record decides: an id merged away,
         # split off again later and then erased was erased.
@@ -149,11 +153,24 @@ def entity_fate(*, entity_id: str) -> EntityFate | None:
         survivor = merge[0]
         if survivor in seen:
             return None
+        merged_at = merged_at or merge[1]
         if CustomerEntity.objects.filter(pk=survivor).exists():
-            return EntityFate(merged_into=survivor)
+            return EntityFate(merged_into=survivor, split_into=_split_off(seen | {survivor}, since=merged_at))
         seen.add(survivor)
         current = survivor
     return None
+
+
+def _split_off(entity_ids: set[str], *, since: datetime) -> tuple[str, ...]:
+    """The customers that exist now and were split off these ones from `since` on, sorted."""
+    others: set[str] = set()
+    splits = EntityChange.objects.filter(
+        kind=EntityChange.Kind.SPLIT, customer_entity_id__in=entity_ids, created__gte=since
+    ).values_list("other_entity_ids", flat=True)
+    for ids in splits:
+        others.update(ids)
+    others -= entity_ids
+    return tuple(sorted(CustomerEntity.objects.filter(pk__in=others).values_list("pk", flat=True)))
 
 
 # --- identity graph ---------------------------------------------------------------------------------------------

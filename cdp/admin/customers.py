@@ -380,6 +380,13 @@ def _entity_gone(request: HttpRequest, entity_id: str) -> HttpResponse | None:
     fate = entity_fate(entity_id=entity_id)
     if fate is None:
         return None
+    if fate.merged_into is not None and fate.split_into:
+        messages.info(
+            request,
+            f"Customer {entity_id} was merged into this customer, which was split later: its events may be here or "
+            f"in customer {', '.join(fate.split_into)}.",
+        )
+        return HttpResponseRedirect(reverse("admin:cdp_customerentity_change", args=[fate.merged_into]))
     if fate.merged_into is not None:
         messages.info(request, f"Customer {entity_id} was merged into this customer.")
         return HttpResponseRedirect(reverse("admin:cdp_customerentity_change", args=[fate.merged_into]))

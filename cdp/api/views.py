@@ -331,7 +331,8 @@ def events_bulk_create(body: Any) -> tuple[dict, int]:
 
 ENTITY_NOT_FOUND = OpenApiResponse(
     description='{"status": "error", "message": "..."}; for an id merged into another customer also '
-    '"merged_into": "<the customer it belongs to now>", for an erased one "erased": true.'
+    '"merged_into": "<the customer it belongs to now>" (and "split_into": [...], the customers split off that one '
+    'since), for an erased one "erased": true.'
 )
 
 
@@ -352,6 +353,12 @@ def entity_not_found(entity_id: str) -> NotFound:
     fate = entity_fate(entity_id=entity_id)
     if fate is None:
         return NotFound("Customer entity not found.")
+    if fate.merged_into is not None and fate.split_into:
+        message = (
+            f"Customer entity {entity_id} was merged into {fate.merged_into}, which was split later: its events "
+            f"are now in {fate.merged_into} or {', '.join(fate.split_into)}."
+        )
+        return NotFoundWithFields(message, merged_into=fate.merged_into, split_into=list(fate.split_into))
     if fate.merged_into is not None:
         message = f"Customer entity {entity_id} was merged into {fate.merged_into}."
         return NotFoundWithFields(message, merged_into=fate.merged_into)

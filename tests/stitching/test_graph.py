@@ -1,8 +1,11 @@
 """The identity graph of a customer and the shortest chain explaining why two identifiers are one customer."""
 
+from datetime import timedelta
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.db.models import F
 
 from cdp.models import CustomerEntity
 from stitching.models import EntityChange, EventIdentifier
@@ -152,6 +155,28 @@ def test_a_merged_away_id_leads_through_a_chain_of_merges_to_the_customer_that_e
     assert entity_fate(entity_id=A) == EntityFate(merged_into=C)
     assert entity_fate(entity_id=B) == EntityFate(merged_into=C)
     assert entity_fate(entity_id="e" * 32) is None
+
+
+def test_a_merged_away_id_whose_customer_was_split_later_names_the_split_off_customers(db, analyst_client):
+    CustomerEntity.objects.create(id=C)
+    CustomerEntity.objects.create(id=D)
+    _merge(B, A)
+    _merge(C, B)
+    # C split later: D split off (and a customer split off and since gone is not named).
+    EntityChange.objects.create(kind="split", customer_entity_id=C, other_entity_ids=[D, "e" * 32])
+
+    assert entity_fate(entity_id=A) == EntityFate(merged_into=C, split_into=(D,))
+    response = analyst_client.get(f"/api/customer_entities/{A}")
+    assert response.status_code == 404
+    assert response.json() == {
+        "status": "error",
+        "message": f"Customer entity {A} was merged into {C}, which was split later: its events are now in {C} or {D}.",
+        "merged_into": C,
+        "split_into": [D],
+    }
+    # A split before the merge says nothing about where the merged id's events went.
+    EntityChange.objects.filter(kind="split").update(created=F("created") - timedelta(days=1))
+    assert entity_fate(entity_id=A) == EntityFate(merged_into=C)
 
 
 def test_an_erased_id_and_one_merged_into_an_erased_customer_lead_to_the_erasure(db):
