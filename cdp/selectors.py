@@ -64,13 +64,19 @@ def entity_events_list(*, entity_id: str) -> QuerySet[CustomerEvent]:
 
 
 def entity_event_counts(*, entity_id: str) -> dict[str, Any]:
-    """A customer's events counted per source and type (one query), with per-source, per-type and total sums."""
+    """A customer's events counted per source and type (one query), with per-source, per-type and total sums. The
+    system events stitching records on the customer (merges, splits) are bookkeeping, not activity: they are
+    counted apart (`system_events`), so `total` is what the profile and the events-count attribute say."""
+    from stitching.services.engine import SYSTEM_SOURCE_SLUG  # lazy: stitching builds on cdp
+
     rows = list(
         CustomerEvent.objects.filter(entity_link__customer_entity_id=entity_id)
         .values("source_id", "source__slug", "type")
         .annotate(count=Count("id"), first_event_time=Min("event_time"), last_event_time=Max("event_time"))
         .order_by("source__slug", "type")
     )
+    system_events = sum(row["count"] for row in rows if row["source__slug"] == SYSTEM_SOURCE_SLUG)
+    rows = [row for row in rows if row["source__slug"] != SYSTEM_SOURCE_SLUG]
     by_source: dict[int, dict[str, Any]] = {}
     by_type: dict[str, int] = {}
     for row in rows:
@@ -81,6 +87,7 @@ def entity_event_counts(*, entity_id: str) -> dict[str, Any]:
         by_type[row["type"]] = by_type.get(row["type"], 0) + row["count"]
     return {
         "total": sum(row["count"] for row in rows),
+        "system_events": system_events,
         "by_source": sorted(by_source.values(), key=lambda s: (-s["count"], s["slug"])),
         "by_type": [{"type": t, "count": c} for t, c in sorted(by_type.items(), key=lambda item: (-item[1], item[0]))],
         "by_source_and_type": [

@@ -216,8 +216,16 @@ def identity_graph(entity_id: str, *, limit: int = GRAPH_DEFAULT_EVENTS) -> dict
 
     At most `limit` events: first the event that first brought each identifier (so every identifier shows how it
     arrived), then the newest events. `truncated` is true when events or identifiers were left out."""
+    from stitching.services.engine import system_source_id
+
     limit = max(1, min(limit, GRAPH_MAX_EVENTS))
-    event_count = _rows("SELECT count(*) FROM customer_event_entities WHERE customer_entity_id = %s", [entity_id])[0][0]
+    # The system events (merges, splits) carry no identifier and are not the customer's activity: left out.
+    system = system_source_id()
+    event_count = _rows(
+        "SELECT count(*) FROM customer_event_entities a JOIN customer_events e ON e.id = a.event_id "
+        "WHERE a.customer_entity_id = %s AND e.source_id <> %s",
+        [entity_id, system],
+    )[0][0]
     # The first event that brought each identifier (earliest event time, then lowest id: deterministic).
     firsts = _rows(
         """
@@ -240,8 +248,8 @@ def identity_graph(entity_id: str, *, limit: int = GRAPH_DEFAULT_EVENTS) -> dict
     if len(chosen) < limit:
         newest = _rows(
             "SELECT e.id FROM customer_event_entities a JOIN customer_events e ON e.id = a.event_id "
-            "WHERE a.customer_entity_id = %s ORDER BY e.event_time DESC, e.id DESC LIMIT %s",
-            [entity_id, limit],
+            "WHERE a.customer_entity_id = %s AND e.source_id <> %s ORDER BY e.event_time DESC, e.id DESC LIMIT %s",
+            [entity_id, system, limit],
         )
         for (event_id,) in newest:
             if len(chosen) >= limit:

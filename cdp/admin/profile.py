@@ -193,20 +193,10 @@ def profile_context(entity: CustomerEntity) -> dict[str, Any]:
         "profile_timeline_limit": TIMELINE_EVENTS,
         "profile_graph": graph,
         "profile_changes": history(entity, {c["id"]: c["name"] for c in graph["categories"]}),
-        "profile_event_count": _event_count(entity, counts["events"]),
+        "profile_event_count": counts["events"],  # (the graph's count leaves the system events out)
         "profile_last_event": _event_time(entity, "-event_time"),
         "profile_first_seen": _event_time(entity, "event_time"),
     }
-
-
-def _event_count(entity: CustomerEntity, with_system: int) -> int:
-    """The customer's events without the system events (merges, splits), as the events-count attribute counts."""
-    from stitching.services.engine import SYSTEM_SOURCE_SLUG
-
-    system_events = CustomerEvent.objects.filter(
-        entity_link__customer_entity_id=entity.pk, source__slug=SYSTEM_SOURCE_SLUG
-    )
-    return with_system - system_events.count()
 
 
 def _event_time(entity: CustomerEntity, order: str) -> datetime | None:

@@ -114,7 +114,10 @@ class _SourceTypeCount(serializers.Serializer):
 
 class EventCountsSerializer(serializers.Serializer):
     customer_entity = serializers.CharField()
-    total = serializers.IntegerField()
+    total = serializers.IntegerField(help_text="The customer's events, without the system events.")
+    system_events = serializers.IntegerField(
+        help_text="Merges and splits stitching recorded on the customer (system events), not counted in the rest."
+    )
     by_source = _SourceCount(many=True)
     by_type = _TypeCount(many=True)
     by_source_and_type = _SourceTypeCount(many=True)

@@ -275,6 +275,28 @@ def test_customer_event_counts_per_source_and_type(analyst_client, jana, django_
     assert [(s["slug"], s["count"]) for s in body["by_source"]] == [("web", 5), ("crm", 1)]
     assert body["by_type"][0] == {"type": "Order Completed", "count": 2}
     assert {(r["slug"], r["type"], r["count"]) for r in body["by_source_and_type"]} >= {("crm", "contact_created", 1)}
+    assert body["system_events"] == 0
+
+
+def test_a_merge_is_not_counted_or_drawn_as_the_customers_activity(analyst_client, shop_source, default_attributes):
+    from stitching.services import engine
+    from tests.stitching.helpers import ingest
+
+    ingest(shop_source, [{"id": "1", "t": 0, "anonymousId": "c1"}, {"id": "2", "t": 1, "userId": "u1"}])
+    engine.stitch_pending()
+    ingest(shop_source, [{"id": "3", "t": 2, "anonymousId": "c1", "userId": "u1"}])
+    engine.stitch_pending()
+    attributes_recompute()
+    customer = CustomerEntity.objects.get()
+    assert customer.attributes["events_count"] == [3]
+
+    body = analyst_client.get(f"/api/customer_entities/{customer.pk}/event_counts").json()
+    # The merge's system event is counted apart: the total is what the profile and events_count say.
+    assert (body["total"], body["system_events"]) == (3, 1)
+    assert [s["slug"] for s in body["by_source"]] == ["shop"]
+    graph = analyst_client.get(f"/api/customer_entities/{customer.pk}/stitching_graph").json()
+    assert graph["counts"]["events"] == 3
+    assert sum(node["kind"] == "event" for node in graph["nodes"]) == 3
 
 
 # --- search --------------------------------------------------------------------------------------------------
