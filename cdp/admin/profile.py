@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 TIMELINE_EVENTS = 50
 GRAPH_EVENTS = 150
 HISTORY_ROWS = 20
-IDENTIFIERS_SHOWN = 20
+IDENTIFIERS_SHOWN = 5  # per category in the header ("+N more" after them)
 HEADER_CATEGORIES = (("user_id", "User id"), ("email", "Email"), ("phone", "Phone"))
 REVENUE_WORDS = re.compile(r"revenue|order|price|spent|spend|purchase|value", re.IGNORECASE)
 CURRENCIES = {"EUR", "USD", "GBP", "CZK", "PLN", "CHF", "SEK", "NOK", "DKK", "HUF", "JPY", "CAD", "AUD"}
@@ -133,10 +133,13 @@ def header_identifiers(entity: CustomerEntity) -> list[dict[str, Any]]:
     by_category: dict[str, dict[str, Any]] = {}
     for identifier in identifiers:
         row = by_category.setdefault(
-            identifier.category_id, {"category": identifier.category_id, "name": identifier.category.name, "values": []}
+            identifier.category_id,
+            {"category": identifier.category_id, "name": identifier.category.name, "values": [], "more": 0},
         )
         if len(row["values"]) < IDENTIFIERS_SHOWN:
             row["values"].append(identifier.value)
+        else:
+            row["more"] += 1  # (of the first 200 identifiers: the chip says "+N more", the Identifiers card has all)
     main = [by_category.pop(cid) for cid, _ in HEADER_CATEGORIES if cid in by_category]
     return main + list(by_category.values())
 

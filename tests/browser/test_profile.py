@@ -6,7 +6,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from cdp.models import CustomerEntity
+from cdp.models import CustomerEntity, DataSource
 from cdp.services.auth import user_create
 from cdp.services.data_sources import data_source_create
 from stitching.models import EntityChange
@@ -126,3 +126,44 @@ def test_erase_customer_after_confirmation(page: Page, ann):
     assert not CustomerEntity.objects.filter(pk=ann.pk).exists()
     erase = EntityChange.objects.get(kind="erase")
     assert erase.detail["events"] == 7 and "ann@example.com" not in str(erase.detail)
+
+
+def test_the_graph_of_many_cookies_keeps_its_labels_and_its_width(page: Page, ann):
+    """A shared tablet: 24 cookies seen with one address. They take several lanes over the events that brought
+    them instead of one row four times the axis, and the row labels stay in view however the graph scrolls."""
+    graph = GraphBuilder(DataSource.objects.get(slug="web"))
+    for n in range(24):
+        graph.event(ann, identifiers=[("cookie", f"tablet-cookie-{n:02d}"), ("email", "ann@example.com")], type="page")
+    user_create(username="narrow", password=PASSWORD, is_superuser=True)
+    page.set_viewport_size({"width": 1024, "height": 900})
+    admin_login(page, username="narrow", password=PASSWORD)
+    page.goto(f"/admin/cdp/customerentity/{ann.pk}/change/")
+    svg = page.locator("#identity-graph svg")
+    expect(svg.locator("[data-kind=identifier]")).to_have_count(30)
+
+    cookie_rows = page.evaluate(
+        """() => new Set([...document.querySelectorAll('#identity-graph [data-kind=identifier] rect')]
+            .filter((r) => r.getAttribute('stroke') === '#d97706').map((r) => r.getAttribute('y'))).size"""
+    )
+    assert cookie_rows > 1
+    # The header shows a few cookies and says how many more.
+    expect(page.locator(".cp-chip", has_text="more")).to_have_text("+21 more")
+    width = float(svg.get_attribute("width"))
+    assert width < 2 * page.evaluate("document.querySelector('.cp-graph-wrap').clientWidth")
+
+    def labels_in_view() -> bool:
+        return page.evaluate(
+            """() => {
+                const wrap = document.querySelector('.cp-graph-wrap').getBoundingClientRect();
+                const labels = [...document.querySelectorAll('#identity-graph .cp-graph-labels text')];
+                return labels.length === 4 && labels.every((t) => t.getBoundingClientRect().left >= wrap.left);
+            }"""
+        )
+
+    page.wait_for_function("document.querySelector('.cp-graph-wrap').scrollLeft > 0")  # opened on the newest
+    assert labels_in_view()
+    page.evaluate("document.querySelector('.cp-graph-wrap').scrollLeft = 0")
+    page.wait_for_timeout(100)
+    assert labels_in_view()
+    page.locator("#identity-graph").scroll_into_view_if_needed()
+    screenshot(page, "customer-profile-many-cookies")

@@ -11,6 +11,9 @@
   const EVENT_COLORS = ["#64748b", "#0ea5e9", "#f59e0b", "#10b981", "#8b5cf6", "#ef4444", "#14b8a6", "#f97316"];
   const ROW_GAP = 58;
   const PILL_H = 24;
+  const LANE_GAP = PILL_H + 8;
+  const LANES_MAX = 4;
+  const LANE_SLACK = 40; // px right of where an identifier belongs before it takes another lane
 
   function hash(text) {
     let h = 0;
@@ -65,39 +68,68 @@
 
     const left = 60;
     const step = events.length > 1 ? Math.max(36, (width - 2 * left) / (events.length - 1)) : 0;
-    const eventY = 40 + above.length * ROW_GAP + 20;
-    const pos = {};
-    events.forEach((event, i) => {
-      pos[event.id] = { x: events.length > 1 ? left + i * step : width / 2, y: eventY };
-    });
-    const rowY = {};
-    above.forEach((c, i) => (rowY[c] = 34 + i * ROW_GAP));
-    below.forEach((c, i) => (rowY[c] = eventY + 72 + i * ROW_GAP));
+    const eventX = events.map((event, i) => (events.length > 1 ? left + i * step : width / 2));
 
     const neighbours = {};
     for (const edge of data.edges) {
       (neighbours[edge.source] = neighbours[edge.source] || []).push(edge.target);
       (neighbours[edge.target] = neighbours[edge.target] || []).push(edge.source);
     }
+    const xOf = Object.fromEntries(events.map((event, i) => [event.id, eventX[i]]));
+    // Each category's identifiers over the events that brought them, in lanes: one that would land far right of
+    // its events (many cookies over a few events) opens another lane, up to LANES_MAX.
     let right = left + Math.max(0, events.length - 1) * step + left;
+    const lanes = {};
     for (const category of rows) {
       const row = identifiers.filter((n) => n.category === category);
       for (const node of row) {
-        const xs = (neighbours[node.id] || []).map((id) => pos[id]).filter(Boolean).map((p) => p.x);
+        const xs = (neighbours[node.id] || []).map((id) => xOf[id]).filter((x) => x !== undefined);
         node._want = xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : left;
         node._w = Math.min(230, 30 + node.value.length * 7);
       }
       row.sort((a, b) => a._want - b._want || a.identifier_id - b.identifier_id);
-      let edge = 8;
+      const edges = [];
       for (const node of row) {
-        const x = Math.max(node._want - node._w / 2, edge);
-        pos[node.id] = { x: x + node._w / 2, y: rowY[category], w: node._w };
-        edge = x + node._w + 10;
+        const wanted = Math.max(node._want - node._w / 2, 8);
+        let lane = -1;
+        let x = Infinity;
+        edges.forEach((edge, i) => {
+          const at = Math.max(wanted, edge);
+          if (at < x) { lane = i; x = at; }
+        });
+        if ((lane < 0 || x - wanted > LANE_SLACK) && edges.length < LANES_MAX) {
+          edges.push(8);
+          lane = edges.length - 1;
+          x = wanted;
+        }
+        node._lane = lane;
+        node._x = x;
+        edges[lane] = x + node._w + 10;
       }
-      right = Math.max(right, edge + 20);
+      lanes[category] = edges.length;
+      right = Math.max(right, ...edges.map((edge) => edge + 20));
     }
-    const height = eventY + 72 + below.length * ROW_GAP + (below.length ? 0 : 10);
-    return { events, identifiers, rows, pos, eventY, width: Math.max(width, right), height, neighbours };
+
+    // Rows top to bottom: the categories above the time axis, the axis, the others.
+    const rowY = {};
+    let y = 34;
+    for (const category of above) {
+      rowY[category] = y;
+      y += ROW_GAP + (lanes[category] - 1) * LANE_GAP;
+    }
+    const eventY = y + 26;
+    y = eventY + 72;
+    for (const category of below) {
+      rowY[category] = y;
+      y += ROW_GAP + (lanes[category] - 1) * LANE_GAP;
+    }
+    const pos = {};
+    events.forEach((event, i) => (pos[event.id] = { x: eventX[i], y: eventY }));
+    for (const node of identifiers) {
+      pos[node.id] = { x: node._x + node._w / 2, y: rowY[node.category] + node._lane * LANE_GAP, w: node._w };
+    }
+    const height = y + (below.length ? 0 : 10);
+    return { events, identifiers, rows, rowY, pos, eventY, width: Math.max(width, right), height, neighbours };
   }
 
   function draw(container, data, detail) {
@@ -108,12 +140,7 @@
     const g = layout(data, available);
     const svg = el("svg", { width: g.width, height: g.height, role: "img", "aria-label": "Identity graph" }, container);
 
-    // Category row labels and the time axis.
-    for (const category of g.rows) {
-      const y = g.pos[g.identifiers.find((n) => n.category === category).id].y;
-      const label = el("text", { x: 8, y: y - PILL_H / 2 - 6, fill: categoryColor(category, order), "font-weight": 600 }, svg);
-      label.textContent = names[category] || category;
-    }
+    // The time axis; the category row labels are drawn last (over everything) and follow the scroll (see init).
     el("line", { x1: 20, x2: g.width - 20, y1: g.eventY, y2: g.eventY, stroke: "#cbd5e1", "stroke-dasharray": "2 4" }, svg);
     const spacing = g.events.length > 1 ? g.pos[g.events[1].id].x - g.pos[g.events[0].id].x : 999;
     if (spacing >= 70) {
@@ -178,6 +205,18 @@
       el("title", {}, group).textContent = `${names[node.category] || node.category}: ${node.value}`;
       nodeEls[node.id] = group;
     }
+
+    const labels = el("g", { class: "cp-graph-labels" }, svg);
+    for (const category of g.rows) {
+      const y = g.rowY[category] - PILL_H / 2 - 6;
+      const text = el("text", { x: 8, y, fill: categoryColor(category, order), "font-weight": 600 }, labels);
+      text.textContent = names[category] || category;
+      // A backing as wide as the text, so a label over a pill or an edge stays legible.
+      const box = text.getBBox();
+      const back = el("rect", { x: box.x - 4, y: box.y - 1, width: box.width + 8, height: box.height + 2, rx: 3, class: "cp-label-back" }, null);
+      labels.insertBefore(back, text);
+    }
+    labelsFollow(container.parentElement, labels);
 
     function describe(node) {
       if (node.kind === "event") {
@@ -244,6 +283,10 @@
     }
   }
 
+  function labelsFollow(scroller, labels) {
+    labels.setAttribute("transform", `translate(${scroller.scrollLeft},0)`);
+  }
+
   function init() {
     const container = document.getElementById("identity-graph");
     const source = document.getElementById("identity-graph-data");
@@ -256,8 +299,13 @@
       return;
     }
     draw(container, data, detail);
-    // A graph wider than the page opens on its right end: the newest events, what a marketer looks at first.
+    // A graph wider than the page opens on its right end: the newest events, what a marketer looks at first (the
+    // row labels stay at the left edge of what is shown).
     container.parentElement.scrollLeft = container.parentElement.scrollWidth;
+    container.parentElement.addEventListener("scroll", () => {
+      const labels = container.querySelector(".cp-graph-labels");
+      if (labels) labelsFollow(container.parentElement, labels);
+    }, { passive: true });
     // Redrawn when the width changes only: a height change (a full-page screenshot, a mobile toolbar) would
     // otherwise throw away the identifiers the user picked.
     let timer = null;
