@@ -380,6 +380,30 @@ def _email_events(person: DemoPerson, writer: _EventWriter, rng: random.Random) 
                 writer.add(type="email_clicked", at=at, payload={**base, "url": "https://shop.example.com/sale"})
 
 
+def _consents_record(*, customers: int, seed: int, now: datetime) -> None:
+    """The subscribed customers' newsletter consent (a tenth unsubscribed again later), through the email channel's
+    service, so its address state agrees with the events and the demo's newsletter segment has an audience. Safe to
+    run again (each event has its key)."""
+    from emails.services.state import email_consent_change  # lazy: emails builds on cdp
+
+    for person in demo_people(count=customers, seed=seed):
+        if not person.subscribed:
+            continue
+        rng = random.Random(f"{seed}-consent-{person.number}")
+        # Before the campaigns they received (all within DEMO_DAYS).
+        at = now - timedelta(seconds=rng.randint(DEMO_DAYS * 86400, (DEMO_DAYS + 60) * 86400))
+        email_consent_change(
+            email=person.email, consent=True, type="subscription_confirmed", event_time=at,
+            key=f"demo-consent-{person.number}", source="the shop's newsletter form",
+        )  # fmt: skip
+        if rng.random() < 0.1:
+            at = now - timedelta(seconds=rng.randint(3600, DEMO_DAYS * 86400 // 2))
+            email_consent_change(
+                email=person.email, consent=False, type="unsubscribe", event_time=at,
+                key=f"demo-unsubscribe-{person.number}", source="the unsubscribe link",
+            )  # fmt: skip
+
+
 def demo_event_records(
     *, sources: dict[str, DataSource], now: datetime, customers: int = DEMO_CUSTOMERS, seed: int = DEMO_SEED
 ) -> list[EventRecord]:
@@ -474,6 +498,7 @@ def demo_data_load(
         summary.events_duplicate += len(batch) - created
         if progress:
             progress(len(batch))
+    _consents_record(customers=customers, seed=seed, now=now)
     # Stitch now rather than wait for a worker: the demo is small, and there may be no broker.
     while engine.stitch_pending().remaining:
         pass

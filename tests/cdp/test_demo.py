@@ -123,4 +123,12 @@ def test_demo_has_segments_with_members_and_a_csv_destination(db):
     assert set(segments) == {"Big spenders", "Lapsed buyers", "Leads without an order", "Newsletter audience"}
     assert all(s.owner.username == "marketer" for s in segments.values())
     assert segment_members_count(segment=segments["Big spenders"]) > 0
+    # The subscribed customers gave their consent through the email channel (a few unsubscribed again): the
+    # newsletter segment has an audience, and the channel's address state agrees with the attribute.
+    from emails.models import EmailAddress
+
+    audience = segment_members_count(segment=segments["Newsletter audience"])
+    consenting = EmailAddress.objects.filter(consent=True).count()
+    assert 0 < audience == consenting < 40
+    assert EmailAddress.objects.filter(consent=False).exists()
     assert ExportDestination.objects.filter(name="CSV download", kind="csv").count() == 1

@@ -64,8 +64,12 @@ class Command(BaseCommand):
         finally:
             for bar in bars:
                 bar.close()
+        from cdp.models import CustomerEntity
+
+        profiles = CustomerEntity.objects.count()
         self.stdout.write(
-            f"Demo data: {summary.customers} customers, {summary.events_created} new events "
+            f"Demo data: {summary.customers} people, seen as {profiles} customer profiles (visitors who never "
+            f"signed in stay anonymous profiles), {summary.events_created} new events "
             f"({summary.events_duplicate} already loaded), {summary.sources_created} new data sources, "
             f"{summary.roles_created} new roles, {summary.users_created} new users, "
             f"{summary.segments_created} new segments."
