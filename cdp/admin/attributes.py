@@ -162,6 +162,7 @@ class AttributeAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
     edit_feature = Feature.ATTRIBUTES_EDIT
 
     form = AttributeForm
+    fields = FIELDS  # (the id first on the change page too, where it is read-only)
     list_display = ("name", "id", "data_type", "computation", "path", "unit", "modified_display")
     list_filter = ("data_type", "computation")
     search_fields = ("id", "name", "path")

@@ -106,10 +106,11 @@ def attribute_validate(
     if data_type not in allowed:
 
         def named(code: str) -> str:
-            return f"{code} ({T(code).label.lower()})"
+            label = T(code).label.lower()
+            return label if label.startswith(code) else f"{code} ({label})"
 
         errors["data_type"] = (
-            f"A {computation} attribute ({C(computation).label.lower()}) has the data type "
+            f"An attribute computing {C(computation).label.lower()} ({computation}) has the data type "
             f"{' or '.join(named(code) for code in sorted(allowed))}, not {named(data_type)}."
         )
     if data_type == T.COMPOUND:
@@ -166,14 +167,14 @@ def fields_problem(fields: Any) -> str | None:
             return f"Field {n} has unknown keys: {', '.join(sorted(map(str, unknown)))}."
         field_id = item.get("id")
         if not isinstance(field_id, str) or not ID_RE.match(field_id):
-            return f"Field {n}'s id: {ID_MESSAGE}"
+            return f"The id of field {n}: {ID_MESSAGE}"
         if field_id in seen:
             return f"Two fields have the id {field_id!r}."
         seen.add(field_id)
         if not isinstance(item.get("name", ""), str) or len(item.get("name", "")) > 200:
-            return f"Field {field_id!r}'s name is a text of at most 200 characters."
+            return f"The name of field {field_id!r} is a text of at most 200 characters."
         if item.get("data_type") not in FIELD_TYPES:
-            return f"Field {field_id!r}'s data_type is one of: {', '.join(FIELD_TYPES)}."
+            return f"The data_type of field {field_id!r} is one of: {', '.join(FIELD_TYPES)}."
         path = item.get("path")
         if not isinstance(path, str) or not path.strip():
             return f"Field {field_id!r} needs the payload path of its value, e.g. properties.revenue."

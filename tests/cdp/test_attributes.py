@@ -285,7 +285,7 @@ def test_a_batch_locked_by_another_worker_is_skipped_not_waited_for(no_default_a
         ({"computation": "sum", "data_type": "float"}, "path", "needs the payload path"),
         ({"computation": "count", "data_type": "int", "path": "a.b"}, "path", "does not read a payload path"),
         ({"computation": "count", "data_type": "string"}, "data_type", "has the data type int"),
-        ({"computation": "last_event_time", "data_type": "int"}, "data_type", "date (date) or datetime (date and"),
+        ({"computation": "last_event_time", "data_type": "int"}, "data_type", "date or datetime (date and time), not"),
         ({"computation": "sum", "data_type": "bool", "path": "x"}, "data_type", "float (decimal number) or int"),
         ({"computation": "identifier_values"}, "category", "need a stitching category"),
         ({"computation": "identifier_values", "category": "nope_nope"}, "category", "Unknown stitching category"),

@@ -66,7 +66,11 @@ def test_compound_values_are_objects_of_the_fields_typed_values(orders):
     [
         ({"fields": []}, "fields", "needs a list of fields"),
         ({"fields": [{"id": "Total", "data_type": "float", "path": "x"}]}, "fields", "Use lower-case letters"),
-        ({"fields": [{"id": "t", "data_type": "compound", "path": "x"}]}, "fields", "data_type is one of"),
+        (
+            {"fields": [{"id": "t", "data_type": "compound", "path": "x"}]},
+            "fields",
+            "The data_type of field 't' is one of",
+        ),
         ({"fields": [{"id": "t", "data_type": "float", "path": "$.x"}]}, "fields", "JSONPath"),
         ({"fields": [{"id": "t", "data_type": "float", "path": "x"}] * 2}, "fields", "Two fields have the id"),
         ({"fields": [{"id": "t", "data_type": "float", "path": "x", "sql": 1}]}, "fields", "unknown keys: sql"),
