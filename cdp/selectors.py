@@ -226,17 +226,34 @@ def attribute_histogram(*, attribute: Attribute) -> dict[str, Any]:
             bars = [{"label": month, "count": round(n * scale)} for month, n in reversed(cursor.fetchall())]
             kind = "month"
         else:
+            # Equal ranges from the smallest value to the largest, each labelled by its bounds, the empty ones too
+            # (the shape of the distribution); whole numbers in ranges of whole numbers ("0 – 9", "10 – 19").
+            whole = attribute.data_type == Attribute.DataType.INT
             cursor.execute(
                 f"WITH x AS (SELECT v::numeric AS x FROM ({values}) z WHERE jsonb_typeof(v) = 'number'), "
-                "b AS (SELECT min(x) lo, max(x) hi FROM x) "
-                "SELECT CASE WHEN b.hi = b.lo THEN 1 ELSE least(width_bucket(x.x, b.lo, b.hi, %(buckets)s), "
-                "%(buckets)s) END AS k, min(x.x), max(x.x), count(*) FROM x, b GROUP BY 1 ORDER BY 1",
-                {"id": attribute.pk, "buckets": HISTOGRAM_BUCKETS},
+                "b AS (SELECT min(x) lo, max(x) hi FROM x), "
+                "w AS (SELECT lo, CASE WHEN %(whole)s THEN ceil((hi - lo + 1) / %(buckets)s) "
+                "ELSE (hi - lo) / %(buckets)s END AS w FROM b) "
+                "SELECT CASE WHEN w.w = 0 THEN 0 ELSE least(floor((x.x - w.lo) / w.w), %(buckets)s - 1) END AS k, "
+                "count(*), w.lo, w.w FROM x, w GROUP BY 1, 3, 4 ORDER BY 1",
+                {"id": attribute.pk, "buckets": HISTOGRAM_BUCKETS, "whole": whole},
             )
-            bars = [
-                {"label": _number(lo) if lo == hi else f"{_number(lo)} – {_number(hi)}", "count": round(n * scale)}
-                for _, lo, hi, n in cursor.fetchall()
-            ]
+            rows = cursor.fetchall()
+            bars = []
+            if rows:
+                lo, width = rows[0][2], rows[0][3]
+                counts = {int(k): n for k, n, _, _ in rows}
+                last = int(rows[-1][0])
+                for k in range(last + 1):
+                    start = lo + k * width
+                    if width == 0:
+                        label = _number(lo)
+                    elif whole:
+                        end = start + width - 1
+                        label = _number(start) if end == start else f"{_number(start)} – {_number(end)}"
+                    else:
+                        label = f"{_number(start)} – {_number(start + width)}"
+                    bars.append({"label": label, "count": round(counts.get(k, 0) * scale)})
             kind = "range"
     return {"kind": kind, "bars": bars, "approximate": sample.sampled}
 

@@ -84,7 +84,10 @@ def test_times_are_drawn_per_month_and_numbers_in_ranges(page: Page, activity):
     page.goto("/admin/cdp/attribute/spent/change/")
     expect(page.locator("#attribute-values-kind")).to_contain_text("ranges (EUR)")
     rows = page.locator("#attribute-values .attribute-value-row")
-    expect(rows).to_have_count(2)
-    expect(rows.nth(0)).to_contain_text("0 – 5")
-    expect(rows.nth(1)).to_contain_text("100")
+    # Ten equal ranges labelled by their bounds, the empty ones too: 0 and 5 in the first, 100 in the last.
+    expect(rows).to_have_count(10)
+    expect(rows.nth(0)).to_contain_text("0 – 10")
+    expect(rows.nth(0)).to_contain_text("2")
+    expect(rows.nth(1)).to_contain_text("10 – 20")
+    expect(rows.nth(9)).to_contain_text("90 – 100")
     screenshot(page, "attribute-values-ranges")

@@ -109,3 +109,19 @@ def test_values_of_another_shape_never_break_the_page(staff, data_type, stored):
     page = staff.get("/admin/cdp/attribute/fav/change/")
     assert page.status_code == 200
     assert "Values across customers" in page.content.decode()
+
+
+def test_whole_numbers_are_drawn_in_ranges_of_whole_numbers(db):
+    from cdp.selectors import attribute_histogram
+
+    orders = Attribute.objects.create(id="orders", name="Orders", computation="count", data_type="int")
+    CustomerEntity.objects.bulk_create(CustomerEntity(attributes={"orders": [n]}) for n in (0, 0, 1, 3, 25))
+    bars = attribute_histogram(attribute=orders)["bars"]
+    assert [bar["label"] for bar in bars] == ["0 – 2", "3 – 5", "6 – 8", "9 – 11", "12 – 14", "15 – 17", "18 – 20",
+                                               "21 – 23", "24 – 26"]  # fmt: skip
+    assert [bar["count"] for bar in bars] == [3, 1, 0, 0, 0, 0, 0, 0, 1]
+    # Few values: one bar each.
+    CustomerEntity.objects.filter(attributes__orders=[25]).delete()
+    assert [(b["label"], b["count"]) for b in attribute_histogram(attribute=orders)["bars"]] == [
+        ("0", 2), ("1", 1), ("2", 0), ("3", 1)
+    ]  # fmt: skip
