@@ -31,8 +31,28 @@ class StrictBooleanFilter(django_filters.BooleanFilter):
     field_class = StrictBooleanField
 
 
+class SourceListField(forms.CharField):
+    """Data sources by id or slug, comma-separated; one that does not exist is an error naming it (a typo would
+    otherwise read as "no events")."""
+
+    def clean(self, value):
+        value = super().clean(value)
+        values = [v.strip() for v in str(value or "").split(",") if v.strip()]
+        if not values:
+            return value
+        ids = [int(v) for v in values if v.isdecimal() and len(v) < 19]
+        known = DataSource.objects.filter(Q(slug__in=values) | Q(pk__in=ids)).values_list("slug", "pk")
+        found = {slug for slug, _ in known} | {str(pk) for _, pk in known}
+        unknown = [v for v in values if v not in found and v.lstrip("0") not in found]
+        if unknown:
+            raise forms.ValidationError(f"No data source {', '.join(repr(v[:64]) for v in unknown[:5])}.")
+        return value
+
+
 class SourceFilter(django_filters.CharFilter):
     """A data source by id or slug."""
+
+    field_class = SourceListField
 
     def filter(self, qs, value):
         if value in (None, ""):

@@ -296,7 +296,8 @@ class IdentifierCategoryFilter(admin.SimpleListFilter):
 class RefusedLinkAdmin(StitchingAdmin):
     """Identifiers events carried that were not allowed to link, with the reason. Read-only."""
 
-    list_display = ("event_time_display", "identifier_display", "status", "reason", "customer_display", "event_link")
+    # Newest refusals first (a re-stitch refuses links of old events: the event's time is a column, not the order).
+    list_display = ("identifier_display", "status", "reason", "event_time_display", "customer_display", "event_link")
     list_filter = (RefusedStatusFilter, IdentifierCategoryFilter)
     paginator = InfinitePaginator
     show_full_result_count = False
@@ -326,7 +327,7 @@ class RefusedLinkAdmin(StitchingAdmin):
         return False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
-        return super().changelist_view(request, {**(extra_context or {}), "title": "Refused links"})
+        return super().changelist_view(request, {**(extra_context or {}), "title": "Refused links, newest first"})
 
     @display(description="Event time")
     def event_time_display(self, obj: EventIdentifier) -> str:
@@ -392,6 +393,15 @@ class HubReviewAdmin(StitchingAdmin):
 
     def has_decide_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return super().has_change_permission(request, obj)
+
+    def has_decide_pending_permission(self, request: HttpRequest, object_id: Any = None) -> bool:
+        """The Approve / Block buttons of one review: only while it is pending (a decided one says how it was
+        decided; blocking again is unblocking the value and deciding anew)."""
+        if not self.has_decide_permission(request):
+            return False
+        if object_id is None or not str(object_id).isdigit():
+            return True
+        return HubReview.objects.filter(pk=object_id, status=HubReview.Status.PENDING).exists()
 
     @display(description="Identifier")
     def identifier_display(self, obj: HubReview) -> str:
@@ -464,11 +474,11 @@ class HubReviewAdmin(StitchingAdmin):
             self.message_user(request, f"Decided: {done}. The customers are re-stitched.", messages.SUCCESS)
         return HttpResponseRedirect(change_url)
 
-    @action(description="Approve: let it link", url_path="approve", permissions=["decide"], icon="link")
+    @action(description="Approve: let it link", url_path="approve", permissions=["decide_pending"], icon="link")
     def review_approve(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return self._confirm_one(request, object_id, True)
 
-    @action(description="Block the value", url_path="block", permissions=["decide"], icon="block")
+    @action(description="Block the value", url_path="block", permissions=["decide_pending"], icon="block")
     def review_block(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return self._confirm_one(request, object_id, False)
 

@@ -49,8 +49,8 @@ class AttributeSerializer(serializers.ModelSerializer):
 
     def get_fields(self):
         fields = super().get_fields()
-        if self.instance is not None:
-            fields["id"].read_only = True
+        if self.instance is not None:  # may be sent again as it is; another id is refused (validate_id)
+            fields["id"].required = False
         return fields
 
 

@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import ProtectedError, QuerySet
+from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -40,6 +41,16 @@ class CdpViewSet(IdempotentPostMixin, viewsets.GenericViewSet):
         context = super().get_serializer_context()
         context["full_structure"] = wants_full_structure(self.request) if self.request else False
         return context
+
+    def get_object(self):
+        """The object, or a 404 naming what was looked for ("No attribute 'x'.") rather than Django's "No
+        Attribute matches the given query."."""
+        try:
+            return super().get_object()
+        except Http404:
+            lookup = self.kwargs.get(self.lookup_url_kwarg or self.lookup_field, "")
+            name = self.get_queryset().model._meta.verbose_name
+            raise NotFound(f"No {name} {str(lookup)[:80]!r}.") from None
 
 
 @extend_schema(tags=["Authentication"])

@@ -51,6 +51,8 @@ def test_stitching_admin_pages_forms_and_confirmed_actions(client, admin_user, w
         {"name": "Email", "normalizer": "email", "max_per_entity": 3, "priority": 80},
     )
     assert r.status_code == 302, r.content.decode()[:2000]
+    page = client.get(f"/admin/stitching/hubreview/{review.pk}/change/").content.decode()
+    assert f"/hubreview/{review.pk}/approve/" in page and f"/hubreview/{review.pk}/block/" in page  # pending
     r = client.get(f"/admin/stitching/hubreview/{review.pk}/block/")
     assert r.status_code == 200 and "will be blocked" in r.content.decode()
     r = client.post(f"/admin/stitching/hubreview/{review.pk}/block/", {"confirm": "yes"}, follow=True)
@@ -61,6 +63,7 @@ def test_stitching_admin_pages_forms_and_confirmed_actions(client, admin_user, w
     assert "cookie: k (blocked the value)" in page  # named by its identifier, not an internal id
     assert "/admin/stitching/refusedlink/?q=k" in page  # the held events
     assert 'name="_save"' not in page  # nothing to save: the decision is an action
+    assert f"/hubreview/{review.pk}/approve/" not in page  # decided: no buttons left to decide with
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \w+", page)  # decided, to the second with the zone
     r = client.post(
         "/admin/stitching/blockedvalue/",

@@ -122,10 +122,13 @@ def test_unknown_type_and_source_ids_are_4xx_or_empty(admin_client, world):
              for query in [*EVENT_FILTERS, "category=" + LONG, "category=,,", "event_type=" + LONG]]  # fmt: skip
     problems = _run(admin_client, cases)
     assert not problems, "\n".join(problems)
+    # A data source that does not exist is named (a typo would otherwise read as "no events").
     response = admin_client.get(f"{events}?source={HUGE}")
-    assert response.status_code == 200 and response.json()["results"] == []
+    assert response.status_code == 400 and "No data source" in response.json()["message"]
     response = admin_client.get(f"/api/stitching_rules/?source={BIGINT_PAST}")
-    assert response.status_code == 200 and response.json()["results"] == []
+    assert response.status_code == 400 and "No data source" in response.json()["message"]
+    response = admin_client.get(f"{events}?source=web,nope")
+    assert response.status_code == 400 and response.json()["message"] == "source: No data source 'nope'."
 
 
 NUL_QUERIES = ["q=a%00b", "limit=1%00", "source=%00", "event_time_from=2025%00", "from_value=%00", "%00=1"]

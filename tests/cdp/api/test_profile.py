@@ -148,11 +148,23 @@ def test_attribute_create_bad_input_is_a_400_naming_the_field(admin_client, body
     assert not Attribute.objects.filter(pk="x").exists()
 
 
+def test_an_unknown_attribute_is_a_404_naming_it(admin_client):
+    response = admin_client.get("/api/attributes/nope")
+    assert response.status_code == 404 and response.json()["message"] == "No attribute 'nope'."
+
+
 def test_attribute_id_cannot_change(admin_client):
     response = admin_client.patch("/api/attributes/events_count", {"id": "other"}, format="json")
 
-    assert response.status_code == 200  # read-only on update: ignored
+    # Refused, not silently ignored: a client renaming it would think it had.
+    assert response.status_code == 400
+    assert response.json()["message"] == "id: The id of an attribute cannot be changed."
     assert Attribute.objects.filter(pk="events_count").exists()
+    # The same id sent back with the rest (a client echoing what it read) is fine.
+    response = admin_client.patch(
+        "/api/attributes/events_count", {"id": "events_count", "unit": "events"}, format="json"
+    )
+    assert response.status_code == 200 and response.json()["unit"] == "events"
 
 
 # --- customer detail and attributes ---------------------------------------------------------------------------
