@@ -64,6 +64,9 @@ class CategoryForm(forms.ModelForm):
         try:
             if self.instance._state.adding and "id" in data:
                 config._category_id_validate(data["id"])
+            if "name" in data:
+                category_id = data.get("id") if self.instance._state.adding else self.instance.pk
+                config._name_validate(data["name"], category_id=category_id)
             if "normalizer" in data:  # (else the field has said what is wrong with it)
                 config._normalizer_validate(data["normalizer"])
             limit = config._limit_validate(data.get("max_per_entity"))

@@ -38,6 +38,19 @@ class AttributeRow:
     values: list[str]
     unit: str = ""
 
+    @property
+    def shown(self) -> list[tuple[str, str]]:
+        """Each value with its unit, in the singular after a 1 ("1 order", "2 orders")."""
+        return [(value, unit_for(value, self.unit)) for value in self.values]
+
+
+def unit_for(value: str, unit: str) -> str:
+    """A plural unit in English words (orders, views) in the singular after exactly 1; currencies and symbols as
+    they are."""
+    if value == "1" and unit.islower() and unit.isalpha() and unit.endswith("s") and not unit.endswith("ss"):
+        return unit[:-1]
+    return unit
+
 
 @dataclass
 class AttributeGroup:

@@ -117,11 +117,16 @@ def _priority_validate(priority: Any) -> int:
     return priority
 
 
-def _name_validate(name: Any) -> str:
+def _name_validate(name: Any, *, category_id: str | None = None) -> str:
+    """A category's name: required, and no other category's (the profile, the graph and the merge history name
+    identifiers by it: two "Email" categories could not be told apart)."""
     if not isinstance(name, str) or not name.strip():
         raise ValidationError({"name": "A name is required."})
     if len(name.strip()) > 200:
         raise ValidationError({"name": "The name is longer than 200 characters."})
+    other = StitchingCategory.objects.filter(name__iexact=name.strip()).exclude(pk=category_id).first()
+    if other is not None:
+        raise ValidationError({"name": f"The category {other.pk!r} is named {other.name!r} already."})
     return name.strip()
 
 
@@ -208,7 +213,7 @@ def category_create(
     max_per_entity = _limit_validate(max_per_entity)
     return StitchingCategory.objects.create(
         id=id,
-        name=_name_validate(name),
+        name=_name_validate(name, category_id=id),
         normalizer=_normalizer_validate(normalizer),
         max_per_entity=max_per_entity,
         limit_window_days=_window_validate(limit_window_days, max_per_entity=max_per_entity),
@@ -226,7 +231,7 @@ def category_update(*, category: StitchingCategory, **fields: Any) -> StitchingC
         raise ValidationError({sorted(unknown)[0]: "This field cannot be changed."})
     category = StitchingCategory.objects.select_for_update().get(pk=category.pk)
     if "name" in fields:
-        category.name = _name_validate(fields["name"])
+        category.name = _name_validate(fields["name"], category_id=category.pk)
     if "normalizer" in fields and fields["normalizer"] != category.normalizer:
         _normalizer_validate(fields["normalizer"])
         # Stored identifiers hold normalised values: another normaliser would need every event re-read.

@@ -585,3 +585,10 @@ def test_the_customer_list_names_customers_and_finds_them_by_email_or_name(staff
     assert change("customerentity", anonymous.pk) in other and "Ann Novak" not in other
     nobody = staff_client.get(changelist("customerentity"), {"q": "nobody@example.com"}).content.decode()
     assert change("customerentity", ann.pk) not in nobody
+
+
+def test_a_unit_is_singular_after_one():
+    from cdp.admin.profile import unit_for
+
+    assert [unit_for(v, "orders") for v in ("1", "2", "0", "1.00")] == ["order", "orders", "orders", "orders"]
+    assert unit_for("1", "EUR") == "EUR" and unit_for("1", "kg") == "kg" and unit_for("1", "pass") == "pass"

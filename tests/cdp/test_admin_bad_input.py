@@ -103,3 +103,12 @@ def test_the_profile_shows_an_attribute_value_at_the_edge_of_the_range_as_stored
 
     assert response.status_code == 200
     assert "Edge value" in response.content.decode()
+
+
+def test_two_categories_cannot_have_one_name(staff, default_categories):
+    data = {"id": "work_email", "name": " email ", "normalizer": "email", "max_per_entity": "", "priority": 0}
+    response = staff.post("/admin/stitching/stitchingcategory/add/", data)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["name"] == ["The category 'email' is named 'Email' already."]
+    response = staff.post("/admin/stitching/stitchingcategory/add/", {**data, "name": "Work email"})
+    assert response.status_code == 302
