@@ -111,20 +111,41 @@ SEARCH_IDENTIFIER_MATCHES = 1000
 def customers_search(*, q: str | None = None, attribute: Attribute | None = None, value: Any = None) -> QuerySet:
     """Customers with an identifier or a text attribute value equal to `q` (each category's normaliser applied
     to `q` first) and, given both, with `value` among the values of `attribute` (a typed JSON value): a filter
-    added narrows the result, as a client expects. Neither given: none. Exact matches only: they use the
-    identifier unique index and the GIN index on attributes."""
+    added narrows the result, as a client expects. Neither given: none.
+
+    Text values match as typed or as a name is written ("sofia" finds Sofia, "SOFIA" too), and several words
+    (at most SEARCH_WORDS_MAX) find the customers with each of them as a value ("sofia pokorny": a first and a
+    last name). Exact values only: every match is answered by the identifier unique index or the GIN index on
+    attributes, never by a scan."""
     if not q and attribute is None:
         return entities_list().none()
     qs = entities_list()
     if attribute is not None:
         qs = qs.filter(attributes__contains={attribute.pk: [value]})
     if q:
-        condition = Q(pk__in=identifier_entity_ids(q))
-        text = q.strip()
-        for attribute_id in Attribute.objects.filter(data_type=Attribute.DataType.STRING).values_list("pk", flat=True):
-            condition |= Q(attributes__contains={attribute_id: [text]})
+        text = " ".join(q.split())
+        text_ids = list(Attribute.objects.filter(data_type=Attribute.DataType.STRING).values_list("pk", flat=True))
+        condition = Q(pk__in=identifier_entity_ids(q)) | _text_values(text, text_ids)
+        words = text.split(" ")
+        if 1 < len(words) <= SEARCH_WORDS_MAX and text_ids:
+            every_word = Q()
+            for word in words:
+                every_word &= _text_values(word, text_ids)
+            condition |= every_word
         qs = qs.filter(condition)
     return qs
+
+
+SEARCH_WORDS_MAX = 4
+
+
+def _text_values(text: str, attribute_ids: list[str]) -> Q:
+    """Customers with `text` as a value of one of these text attributes, as typed or in a name's usual cases."""
+    condition = Q(pk__in=[])
+    for variant in dict.fromkeys([text, text.lower(), text.capitalize(), text.title(), text.upper()]):
+        for attribute_id in attribute_ids:
+            condition |= Q(attributes__contains={attribute_id: [variant]})
+    return condition
 
 
 def identifier_entity_ids(q: str) -> list[str]:

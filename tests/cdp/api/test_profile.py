@@ -347,6 +347,21 @@ def test_search_by_an_exact_attribute_value(analyst_client, jana, petr, attribut
     assert [r["id"] for r in response.json()["results"]] == [{"jana": jana, "petr": petr}[who].pk]
 
 
+def test_search_finds_a_name_in_any_case_and_by_several_words(analyst_client, jana, petr):
+    sofia = CustomerEntity.objects.create(attributes={"first_name": ["Sofia"], "last_name": ["Pokorny"]})
+    CustomerEntity.objects.create(attributes={"first_name": ["Sofia"], "last_name": ["Novak"]})
+
+    def found(q: str) -> set[str]:
+        response = analyst_client.get("/api/customers/search", {"q": q})
+        assert response.status_code == 200
+        return {r["id"] for r in response.json()["results"]}
+
+    assert found("petr") == found("PETR") == {petr.pk}
+    assert len(found("sofia")) == 2
+    assert found("sofia  pokorny") == found("Pokorny Sofia") == {sofia.pk}  # each word a value
+    assert found("sofia pokorny novak") == set()
+
+
 def test_search_by_q_and_an_attribute_narrows_the_result(analyst_client, jana, petr):
     both = {"q": "jana@example.com", "attribute": "orders_count", "value": "2"}
     assert [r["id"] for r in analyst_client.get("/api/customers/search", both).json()["results"]] == [jana.pk]
