@@ -83,6 +83,41 @@ class StitchingCategoryAdmin(ServiceSaveMixin, StitchingAdmin):
     form = CategoryForm
     list_display = ("id", "name", "normalizer", "limit_display", "priority")
     search_fields = ("id", "name")
+    actions = ("categories_delete",)
+
+    @action(
+        description="Delete selected categories (their identifiers go; re-stitches their customers)",
+        permissions=["change"],
+        icon="delete",
+    )
+    def categories_delete(self, request: HttpRequest, queryset: QuerySet[StitchingCategory]) -> HttpResponse | None:
+        categories = list(queryset)
+        if request.POST.get("confirm") != "yes":
+            return render_confirmation(
+                request,
+                self,
+                title="Delete stitching categories?",
+                question=f"{len(categories)} categor{'y' if len(categories) == 1 else 'ies'} and their identifiers "
+                "will be deleted; the customers they joined are re-stitched, which can split them. A category that "
+                "rules or attributes use is kept, saying which.",
+                details=[f"{c.name} ({c.pk})" for c in categories],
+                confirm_label="Delete categories",
+                cancel_url=reverse("admin:stitching_stitchingcategory_changelist"),
+                hidden=[("action", "categories_delete")] + [(ACTION_CHECKBOX_NAME, c.pk) for c in categories],
+            )
+        deleted = 0
+        for category in categories:
+            try:
+                config.category_delete(category=category)
+                deleted += 1
+            except ValidationError as exc:
+                self.message_user(request, f"{category.name}: {' '.join(exc.messages)}", messages.WARNING)
+        if deleted:
+            self.message_user(
+                request, f"{deleted} categor{'y' if deleted == 1 else 'ies'} deleted; their customers are re-stitched.",
+                messages.SUCCESS,
+            )  # fmt: skip
+        return None
 
     def get_fields(self, request: HttpRequest, obj: StitchingCategory | None = None):
         return ("id", *CATEGORY_FIELDS) if obj is None else CATEGORY_FIELDS

@@ -123,3 +123,22 @@ def test_pending_hub_reviews_come_first(client, admin_user, web_source):
     HubReview.objects.create(identifier=Identifier.objects.get(value="new-blocked"), entity_count=40, status="blocked")
     page = client.get("/admin/stitching/hubreview/").content.decode()
     assert page.index("old-pending") < page.index("new-blocked")
+
+
+def test_categories_are_deleted_by_an_action_that_keeps_one_in_use(client, admin_user, web_source, default_categories):
+    from stitching.models import StitchingCategory
+    from stitching.services import config
+
+    client.force_login(admin_user)
+    StitchingCategory.objects.create(id="fax", name="Fax", normalizer="trim")
+    config.rule_create(source=web_source, category=StitchingCategory.objects.get(pk="email"), path="traits.email")
+    selected = {"action": "categories_delete", "_selected_action": ["fax", "email"]}
+    r = client.post("/admin/stitching/stitchingcategory/", selected)
+    assert r.status_code == 200 and "Delete categories" in r.content.decode()  # asks first
+    assert StitchingCategory.objects.filter(pk="fax").exists()
+
+    r = client.post("/admin/stitching/stitchingcategory/", {**selected, "confirm": "yes"}, follow=True)
+    page = r.content.decode()
+    assert "1 category deleted" in page and "used by stitching rules" in page
+    assert not StitchingCategory.objects.filter(pk="fax").exists()
+    assert StitchingCategory.objects.filter(pk="email").exists()
