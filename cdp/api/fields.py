@@ -1,5 +1,6 @@
 """`load_full_structure=1`: related objects are ids by default and whole objects on request."""
 
+import re
 from collections.abc import Mapping
 
 from drf_spectacular.types import OpenApiTypes
@@ -8,6 +9,7 @@ from rest_framework import serializers
 from rest_framework.relations import MANY_RELATION_KWARGS
 
 FULL_STRUCTURE_PARAM = "load_full_structure"
+SLUG_RE = re.compile(r"[-a-zA-Z0-9_]{1,64}\Z")
 
 
 def wants_full_structure(request) -> bool:
@@ -62,4 +64,16 @@ class IdListField(serializers.ManyRelatedField):
     def to_internal_value(self, data):
         if isinstance(data, Mapping):
             self.fail("not_a_list", input_type=type(data).__name__)
+        return super().to_internal_value(data)
+
+
+class SourceRelatedField(ExpandableRelatedField):
+    """A data source, written by id or by slug ("web"), as the events API and the filters take it."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and SLUG_RE.match(data.strip()) and not data.strip().isdecimal():
+            source = self.get_queryset().filter(slug=data.strip()).first()
+            if source is None:
+                raise serializers.ValidationError(f"No data source {data.strip()[:64]!r}.")
+            return source
         return super().to_internal_value(data)

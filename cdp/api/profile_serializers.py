@@ -4,7 +4,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from cdp.api.fields import ExpandableRelatedField
+from cdp.api.fields import SourceRelatedField
 from cdp.api.serializers import CustomerEntitySerializer, DataSourceBriefSerializer
 from cdp.models import Attribute, CustomerEntity, DataSource
 from cdp.selectors import entity_attributes_stale
@@ -14,9 +14,9 @@ class AttributeSerializer(serializers.ModelSerializer):
     """Validation of the computation is the service's (attribute_create / attribute_update)."""
 
     id = serializers.CharField(max_length=64, help_text="Permanent, e.g. total_order_value (a-z, 0-9, _).")
-    sources = ExpandableRelatedField(
+    sources = SourceRelatedField(
         many=True, queryset=DataSource.objects.all(), full_serializer=DataSourceBriefSerializer, required=False,
-        help_text="Only events of these data sources (ids; empty: all).",
+        help_text="Only events of these data sources (ids or slugs; empty: all).",
     )  # fmt: skip
     event_types = serializers.ListField(
         child=serializers.CharField(max_length=128), required=False, help_text="Only these event types (empty: all)."

@@ -3,7 +3,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from cdp.api.fields import ExpandableRelatedField
+from cdp.api.fields import ExpandableRelatedField, SourceRelatedField
 from cdp.api.serializers import DataSourceBriefSerializer, UserBriefSerializer
 from cdp.models import DataSource
 from stitching.models import (
@@ -40,7 +40,10 @@ class StitchingCategoryBriefSerializer(serializers.ModelSerializer):
 
 
 class StitchingRuleSerializer(serializers.ModelSerializer):
-    source = ExpandableRelatedField(queryset=DataSource.objects.all(), full_serializer=DataSourceBriefSerializer)
+    source = SourceRelatedField(
+        queryset=DataSource.objects.all(), full_serializer=DataSourceBriefSerializer,
+        help_text="Data source id or slug; the whole object when load_full_structure=1.",
+    )  # fmt: skip
     category = ExpandableRelatedField(
         queryset=StitchingCategory.objects.all(), full_serializer=StitchingCategoryBriefSerializer
     )

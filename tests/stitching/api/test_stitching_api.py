@@ -85,6 +85,13 @@ def test_rules_crud_and_filters(graph, web_source, editor_client):
         assert response.status_code == 400 and "control character" in response.json()["message"]
 
     assert editor_client.get("/api/stitching_rules?source=web&category=email").json()["count"] == 1
+    # The source by its slug too, as the events API and the filters take it; an unknown one is named.
+    response = editor_client.post(
+        "/api/stitching_rules", {**body, "source": "web", "path": "traits.mail"}, format="json"
+    )
+    assert response.status_code == 201 and response.json()["source"] == web_source.pk
+    response = editor_client.post("/api/stitching_rules", {**body, "source": "nope"}, format="json")
+    assert response.status_code == 400 and response.json()["message"] == "source: No data source 'nope'."
     assert editor_client.get("/api/stitching_rules?category=phone").json()["count"] == 0
     full = editor_client.get(f"/api/stitching_rules/{rule_id}?load_full_structure=1").json()
     assert full["source"]["slug"] == "web" and full["category"]["normalizer"] == "email"
