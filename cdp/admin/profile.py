@@ -208,6 +208,7 @@ def profile_context(entity: CustomerEntity) -> dict[str, Any]:
         "latest_events": events,
         "profile_timeline_limit": TIMELINE_EVENTS,
         "profile_graph": graph,
+        "profile_refused_only": any(edge["status"] != "linked" for edge in graph["edges"]),
         "profile_changes": history(entity, {c["id"]: c["name"] for c in graph["categories"]}),
         "profile_event_count": counts["events"],  # (the graph's count leaves the system events out)
         "profile_last_event": _event_time(entity, "-event_time"),

@@ -592,3 +592,14 @@ def test_a_unit_is_singular_after_one():
 
     assert [unit_for(v, "orders") for v in ("1", "2", "0", "1.00")] == ["order", "orders", "orders", "orders"]
     assert unit_for("1", "EUR") == "EUR" and unit_for("1", "kg") == "kg" and unit_for("1", "pass") == "pass"
+
+
+@pytest.mark.django_db
+def test_a_profile_whose_identifiers_were_all_refused_says_so(staff_client, web_source):
+    from tests.stitching.graph_builder import GraphBuilder
+
+    graph = GraphBuilder(web_source)
+    customer = graph.entity()
+    graph.event(customer, identifiers=[], refused=[("email", "team@example.com", "blocked", "blocked value", None)])
+    page = staff_client.get(reverse("admin:cdp_customerentity_change", args=[customer.pk])).content.decode()
+    assert "No identifiers linked: the ones its events carried were refused" in page
