@@ -30,6 +30,7 @@ from cdp.selectors import (
 from cdp.services.attributes import (
     ID_MESSAGE,
     ID_RE,
+    PATHLESS,
     attribute_create,
     attribute_data_type_check,
     attribute_delete,
@@ -80,6 +81,17 @@ class AttributeForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
+        # What the page hides for this computation and data type (AttributeAdmin.conditional_fields) is not sent
+        # on: a category typed before switching away from identifier values would be an error on a hidden field.
+        computation, data_type = data.get("computation"), data.get("data_type")
+        if computation != Attribute.Computation.IDENTIFIER_VALUES:
+            data["category"] = ""
+        else:
+            data["event_types"], data["sources"] = [], []
+        if data_type != Attribute.DataType.COMPOUND:
+            data["fields"] = []
+        if computation in PATHLESS or data_type == Attribute.DataType.COMPOUND:
+            data["path"] = ""
         # The service's own checks, so its errors appear under the fields instead of after the form validated.
         if not self.errors:
             try:
@@ -163,6 +175,15 @@ class AttributeAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
 
     form = AttributeForm
     fields = FIELDS  # (the id first on the change page too, where it is read-only)
+    # Only the fields that apply to the chosen computation and data type (Unfold's Alpine.js conditions).
+    conditional_fields = {
+        "category": f"computation == '{Attribute.Computation.IDENTIFIER_VALUES}'",
+        "fields": f"data_type == '{Attribute.DataType.COMPOUND}'",
+        "path": f"!{sorted(str(c) for c in PATHLESS)}.includes(computation) && data_type != "
+        f"'{Attribute.DataType.COMPOUND}'",
+        "event_types": f"computation != '{Attribute.Computation.IDENTIFIER_VALUES}'",
+        "sources": f"computation != '{Attribute.Computation.IDENTIFIER_VALUES}'",
+    }
     list_display = ("name", "id", "data_type", "computation", "path", "unit", "modified_display")
     list_filter = ("data_type", "computation")
     search_fields = ("id", "name", "path")

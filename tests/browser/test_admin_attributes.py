@@ -6,7 +6,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from cdp.models import CustomerEntity, StaleEntity
+from cdp.models import Attribute, CustomerEntity, StaleEntity
 from cdp.services import attributes as svc
 from cdp.services.auth import user_create
 from tests.browser.conftest import admin_login, screenshot
@@ -91,3 +91,39 @@ def test_times_are_drawn_per_month_and_numbers_in_ranges(page: Page, activity):
     expect(rows.nth(1)).to_contain_text("10 – 20")
     expect(rows.nth(9)).to_contain_text("90 – 100")
     screenshot(page, "attribute-values-ranges")
+
+
+def test_the_form_shows_the_fields_that_apply_to_the_computation(page: Page, transactional_db, default_categories):
+    user_create(username="definer", password=PASSWORD, is_superuser=True)
+    admin_login(page, username="definer", password=PASSWORD)
+    page.goto("/admin/cdp/attribute/add/")
+
+    def shown() -> set[str]:
+        return {name for name in ("category", "path", "event_types", "sources", "fields")
+                if page.locator(f"#id_{name}, #id_{name}_from").first.is_visible()}  # fmt: skip
+
+    page.select_option("#id_computation", "count")
+    page.select_option("#id_data_type", "int")
+    expect(page.locator("#id_path")).to_be_hidden()
+    assert shown() == {"event_types", "sources"}
+    page.select_option("#id_computation", "identifier_values")
+    page.select_option("#id_data_type", "string")
+    expect(page.locator("#id_category")).to_be_visible()
+    assert shown() == {"category"}
+    # A category picked, then another computation: the hidden category is not sent on (no error on it).
+    page.select_option("#id_category", "email")
+    page.select_option("#id_computation", "last_value")
+    expect(page.locator("#id_path")).to_be_visible()
+    assert shown() == {"path", "event_types", "sources"}
+    page.select_option("#id_data_type", "compound")
+    expect(page.locator("#id_fields")).to_be_visible()
+    assert shown() == {"event_types", "sources", "fields"}
+    page.select_option("#id_data_type", "string")
+    page.fill("#id_id", "last_plan")
+    page.fill("#id_name", "Last plan")
+    page.fill("#id_path", "properties.plan")
+    page.locator("button[name=_save]").click()
+    expect(page.get_by_text("was added successfully")).to_be_visible()
+    saved = Attribute.objects.get(pk="last_plan")
+    assert (saved.computation, saved.category, saved.path) == ("last_value", "", "properties.plan")
+    screenshot(page, "attribute-form-conditional")
