@@ -43,6 +43,14 @@ def _first_message(detail: Any, path: str = "") -> str:
     return f"{path}: {detail}" if path else str(detail)
 
 
+def _as_lists(detail: Any) -> Any:
+    """`errors` as serializers give them, {"field": ["message", ...]}: a message raised as one string for a field
+    (a service's ValidationError({"field": "message"})) becomes a list of one, so a client reads one shape."""
+    if isinstance(detail, dict):
+        return {key: [value] if isinstance(value, str) else value for key, value in detail.items()}
+    return detail
+
+
 UNIQUE_VIOLATION = "23505"  # SQLSTATE
 
 
@@ -69,7 +77,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         return None
     detail = response.data
     if isinstance(exc, exceptions.ValidationError):
-        response.data = error_body(_first_message(detail), detail)
+        response.data = error_body(_first_message(detail), _as_lists(detail))
     elif isinstance(detail, dict) and "detail" in detail:
         response.data = error_body(str(detail["detail"]), **getattr(exc, "body_fields", {}))
     else:

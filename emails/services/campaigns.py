@@ -278,6 +278,7 @@ def _run_leased(campaign: Campaign, lease: _Lease, sleep: Callable[[float], None
     interval = 1.0 / max(1, channel.send_rate_per_second)
     base_url = channel.public_base_url
     next_send = time.monotonic()
+    sent_before = False
     untried: list[int] = []
     try:
         while True:
@@ -287,9 +288,9 @@ def _run_leased(campaign: Campaign, lease: _Lease, sleep: Callable[[float], None
                 break
             untried = [recipient.pk for recipient in batch]
             for recipient in batch:
-                wait = next_send - time.monotonic()
-                if wait > 0:
-                    sleep(wait)
+                if sent_before:  # (with 0 when a send took longer than the interval: between every two sends)
+                    sleep(max(0.0, next_send - time.monotonic()))
+                sent_before = True
                 next_send = max(next_send + interval, time.monotonic())
                 untried.remove(recipient.pk)
                 attempts = recipient.attempts  # counted just before each hand-over to the provider
