@@ -65,7 +65,7 @@ class SourceFilter(django_filters.CharFilter):
         return qs.filter(condition)
 
 
-DATE_ONLY_RE = re.compile(r"\s*\d{4}-\d{2}-\d{2}\s*\Z")
+DATE_ONLY_RE = re.compile(r"\s*\d{4}-?\d{2}-?\d{2}\s*\Z")  # (2026-08-28 or 20260828)
 
 
 class TimeUpperBoundFilter(django_filters.IsoDateTimeFilter):
@@ -83,7 +83,10 @@ class TimeUpperBoundFilter(django_filters.IsoDateTimeFilter):
         if value is not None:
             name = next(key for key, f in self.parent.filters.items() if f is self)
             if DATE_ONLY_RE.match(str(self.parent.data.get(name, ""))):
-                day = value.date() + timedelta(days=1)  # (value: midnight of that date, where it was read)
+                try:
+                    day = value.date() + timedelta(days=1)  # (value: midnight of that date, where it was read)
+                except OverflowError:  # 9999-12-31: every event is before the end of that day
+                    return qs
                 value = timezone.make_aware(datetime.combine(day, time.min), value.tzinfo)
         return super().filter(qs, value)
 

@@ -345,8 +345,10 @@ def identifier_find(*, category_id: str, value: Any, end: str) -> Identifier:
 
 def _unlinked_reason(identifier: Identifier) -> str:
     """Why an identifier belongs to no customer, from the statuses of its links ("the Cookie 'x' is blocked")."""
-    statuses = set(EventIdentifier.objects.filter(identifier=identifier).values_list("status", flat=True))
     S = EventIdentifier.Status
+    # (A hub's links can be millions, every one refused: a thousand of them tell why.)
+    links = EventIdentifier.objects.filter(identifier=identifier).order_by()
+    statuses = set(links.values_list("status", flat=True)[:1000])
     why = (
         "is blocked" if S.BLOCKED in statuses
         else "is held for review (it would join many customers)" if S.HELD in statuses

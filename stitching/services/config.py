@@ -281,8 +281,12 @@ def category_update(*, category: StitchingCategory, **fields: Any) -> StitchingC
 def category_delete(*, category: StitchingCategory) -> None:
     """Delete a category no rule and no attribute uses; its identifiers go, and the customers they joined are
     re-stitched."""
-    if StitchingRule.objects.filter(category=category).exists():
-        raise ValidationError({"id": "The category is used by stitching rules; delete or change them first."})
+    rules = [str(rule) for rule in StitchingRule.objects.filter(category=category).select_related("source")[:6]]
+    if rules:
+        named = "; ".join(rules[:5]) + ("; …" if len(rules) > 5 else "")
+        raise ValidationError(
+            {"id": f"The category is used by the stitching rules {named}; delete or change them first."}
+        )
     # An identifier-values attribute of a deleted category could no longer be saved (its category is unknown).
     attributes = list(Attribute.objects.filter(category=category.pk).order_by("id").values_list("id", flat=True))
     if attributes:

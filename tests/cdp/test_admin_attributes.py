@@ -2,6 +2,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from cdp.models import Attribute, CustomerEntity, StaleEntity
+from cdp.services import attributes as svc
 from segments.services import segment_create
 
 pytestmark = pytest.mark.django_db
@@ -118,10 +119,44 @@ def test_whole_numbers_are_drawn_in_ranges_of_whole_numbers(db):
     CustomerEntity.objects.bulk_create(CustomerEntity(attributes={"orders": [n]}) for n in (0, 0, 1, 3, 25))
     bars = attribute_histogram(attribute=orders)["bars"]
     assert [bar["label"] for bar in bars] == ["0 – 2", "3 – 5", "6 – 8", "9 – 11", "12 – 14", "15 – 17", "18 – 20",
-                                               "21 – 23", "24 – 26"]  # fmt: skip
+                                               "21 – 23", "24 – 25"]  # fmt: skip
     assert [bar["count"] for bar in bars] == [3, 1, 0, 0, 0, 0, 0, 0, 1]
     # Few values: one bar each.
     CustomerEntity.objects.filter(attributes__orders=[25]).delete()
     assert [(b["label"], b["count"]) for b in attribute_histogram(attribute=orders)["bars"]] == [
         ("0", 2), ("1", 1), ("2", 0), ("3", 1)
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        # identifier values of the email category -> the last value of a payload path
+        (dict(computation="identifier_values", data_type="string", category="email"),
+         dict(computation="last_value", data_type="string", path="traits.plan", category="email")),
+        # the last value of a path for some event types -> identifier values (path and types still posted)
+        (dict(computation="last_value", data_type="string", path="traits.plan", event_types=["identify"]),
+         dict(computation="identifier_values", data_type="string", category="email", path="traits.plan",
+              event_types="identify")),
+        # the last value of a path -> a count (the path still posted)
+        (dict(computation="last_value", data_type="string", path="traits.plan"),
+         dict(computation="count", data_type="int", path="traits.plan", event_types="")),
+    ],
+)  # fmt: skip
+def test_switching_the_computation_on_the_change_page_drops_what_the_page_hides(
+    staff, default_categories, before, after
+):
+    """The page hides the fields that do not apply to the new computation, but they are posted as they were: the
+    definition saved has none of them, instead of an error on a hidden field."""
+    svc.attribute_create(id="plan", name="Plan", **before)
+    form = _form(id="plan", name="Plan", **{"event_types": "", "path": "", "category": "", **after})
+    response = staff.post("/admin/cdp/attribute/plan/change/", form)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    saved = Attribute.objects.get(pk="plan")
+    assert saved.computation == after["computation"]
+    expected = {
+        "identifier_values": ("email", "", []),
+        "last_value": ("", "traits.plan", []),
+        "count": ("", "", []),
+    }[after["computation"]]
+    assert (saved.category, saved.path, saved.event_types) == expected

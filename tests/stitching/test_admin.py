@@ -139,6 +139,6 @@ def test_categories_are_deleted_by_an_action_that_keeps_one_in_use(client, admin
 
     r = client.post("/admin/stitching/stitchingcategory/", {**selected, "confirm": "yes"}, follow=True)
     page = r.content.decode()
-    assert "1 category deleted" in page and "used by stitching rules" in page
+    assert "1 category deleted" in page and "used by the stitching rules web/*: traits.email → email" in page
     assert not StitchingCategory.objects.filter(pk="fax").exists()
     assert StitchingCategory.objects.filter(pk="email").exists()

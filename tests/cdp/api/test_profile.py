@@ -268,6 +268,10 @@ def test_customer_events_newest_first_and_filtered(analyst_client, jana, django_
     assert [e["source"]["slug"] for e in response.json()["results"]] == ["crm"]
     response = analyst_client.get(f"/api/customer_entities/{jana.pk}/events?event_time_to=2025-02-28T12:00:00Z")
     assert response.json()["results"] == []  # a time is an exclusive bound
+    response = analyst_client.get(f"/api/customer_entities/{jana.pk}/events?event_time_to=20250228")
+    assert len(response.json()["results"]) == 1  # the basic date format too
+    response = analyst_client.get(f"/api/customer_entities/{jana.pk}/events?event_time_to=9999-12-31")
+    assert response.status_code == 200 and len(response.json()["results"]) == 6  # (no day after it: no bound)
 
 
 def test_customer_events_bad_filter_is_a_400(analyst_client, jana):
