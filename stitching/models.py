@@ -5,6 +5,7 @@ merges and splits."""
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
+from django.db.models.functions import Lower
 
 from cdp.models import CustomerEntity, CustomerEvent, DataSource
 
@@ -40,6 +41,10 @@ class StitchingCategory(models.Model):
     class Meta:
         ordering = ["-priority", "id"]
         verbose_name_plural = "stitching categories"
+        constraints = [
+            # Identifiers are named by their category's name (profile, graph, merge history): one name, one category.
+            models.UniqueConstraint(Lower("name"), name="stitching_category_name_unique"),
+        ]
 
     def __str__(self) -> str:
         return self.name
