@@ -22,7 +22,13 @@ from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 from unfold.paginator import InfinitePaginator
 
-from cdp.admin.base import FeatureAccessMixin, ServiceSaveMixin, changed_model_fields, render_confirmation
+from cdp.admin.base import (
+    FeatureAccessMixin,
+    ServiceSaveMixin,
+    changed_model_fields,
+    delete_each,
+    render_confirmation,
+)
 from cdp.admin.customers import entity_link, precise_time, pretty_json
 from cdp.features import Feature
 from stitching import selectors
@@ -105,13 +111,9 @@ class StitchingCategoryAdmin(ServiceSaveMixin, StitchingAdmin):
                 cancel_url=reverse("admin:stitching_stitchingcategory_changelist"),
                 hidden=[("action", "categories_delete")] + [(ACTION_CHECKBOX_NAME, c.pk) for c in categories],
             )
-        deleted = 0
-        for category in categories:
-            try:
-                config.category_delete(category=category)
-                deleted += 1
-            except ValidationError as exc:
-                self.message_user(request, f"{category.name}: {' '.join(exc.messages)}", messages.WARNING)
+        deleted = delete_each(
+            self, request, categories, lambda c: config.category_delete(category=c), name=lambda c: c.name
+        )
         if deleted:
             self.message_user(
                 request, f"{deleted} categor{'y' if deleted == 1 else 'ies'} deleted; their customers are re-stitched.",

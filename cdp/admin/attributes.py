@@ -16,7 +16,13 @@ from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextareaWidget
 
-from cdp.admin.base import FeatureAccessMixin, ServiceSaveMixin, changed_model_fields, render_confirmation
+from cdp.admin.base import (
+    FeatureAccessMixin,
+    ServiceSaveMixin,
+    changed_model_fields,
+    delete_each,
+    render_confirmation,
+)
 from cdp.admin.customers import precise_time
 from cdp.features import Feature
 from cdp.models import Attribute
@@ -260,14 +266,10 @@ class AttributeAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
                 cancel_url=reverse("admin:cdp_attribute_changelist"),
                 hidden=[("action", "attributes_delete")] + [(ACTION_CHECKBOX_NAME, a.pk) for a in attributes],
             )
-        deleted = 0
-        for attribute in attributes:
-            try:
-                attribute_delete(attribute=attribute)
-            except ValidationError as exc:  # still in use: the message names what uses it
-                self.message_user(request, " ".join(exc.messages), messages.ERROR)
-            else:
-                deleted += 1
+        # (One still in use stays: the message names what uses it.)
+        deleted = delete_each(
+            self, request, attributes, lambda a: attribute_delete(attribute=a), name=lambda a: f"“{a.name}”"
+        )
         if deleted:
             self.message_user(request, f"{deleted} attribute(s) deleted.", messages.SUCCESS)
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -129,6 +130,23 @@ def render_secret_once(
     # The page holds a secret: never cache it, not even in the browser's back/forward cache.
     response["Cache-Control"] = "no-store"
     return response
+
+
+def delete_each(
+    model_admin: DjangoModelAdmin, request: HttpRequest, objects: list, delete: Callable[[Any], None],
+    name: Callable[[Any], str],
+) -> int:  # fmt: skip
+    """Delete each of `objects` through its service (`delete`); one the service refuses (still in use) stays, and
+    its message, headed by `name(obj)`, tells the user why. Returns how many were deleted."""
+    deleted = 0
+    for obj in objects:
+        try:
+            delete(obj)
+        except ValidationError as exc:
+            model_admin.message_user(request, f"{name(obj)}: {' '.join(exc.messages)}", messages.WARNING)
+        else:
+            deleted += 1
+    return deleted
 
 
 def render_confirmation(
