@@ -170,15 +170,42 @@ def timeline(entity: CustomerEntity) -> list[CustomerEvent]:
     system_labels = {MERGED_EVENT_TYPE: "Customers merged", SPLIT_EVENT_TYPE: "Customer split"}
     for event in events:
         event.payload_text = json.dumps(event.payload, indent=2, sort_keys=True, ensure_ascii=False)
-        # The platform's own records of merges and splits read as what happened, not as an event type.
-        event.label = system_labels.get(event.type, event.type) if event.source.slug == SYSTEM_SOURCE_SLUG else ""
+        # The platform's own records of merges and splits read as what happened, not as an event type; so do the
+        # Segment spec's calls (page, screen, identify, ...), next to the named track events ("Order Completed").
+        if event.source.slug == SYSTEM_SOURCE_SLUG:
+            event.label = system_labels.get(event.type, event.type)
+        else:
+            event.label = segment_call_label(event.type, event.payload)
     return events
+
+
+SEGMENT_CALLS = {"page": "Page viewed", "screen": "Screen viewed", "identify": "Identified", "group": "Joined a group",
+                 "alias": "Alias added"}  # fmt: skip
+
+
+def segment_call_label(type_: str, payload: Any) -> str:
+    """A Segment spec call in words, with the page's path or the screen's name when the payload has it ("Page
+    viewed · /sale"); "" for any other event type (shown as it is)."""
+    label = SEGMENT_CALLS.get(type_, "")
+    if not label or not isinstance(payload, dict):
+        return label
+    properties = payload.get("properties") if isinstance(payload.get("properties"), dict) else {}
+    page = (payload.get("context") or {}).get("page") if isinstance(payload.get("context"), dict) else None
+    detail = (
+        properties.get("path") or (page.get("path") if isinstance(page, dict) else None)
+        if type_ == "page"
+        else payload.get("name") or properties.get("name")
+        if type_ == "screen"
+        else None
+    )
+    return f"{label} · {str(detail)[:80]}" if isinstance(detail, str | int) and detail != "" else label
 
 
 def history(entity: CustomerEntity, category_names: dict[str, str]) -> list[EntityChange]:
     """The latest merges and splits the customer took part in, each with `others` (the other customers involved,
     seen from this one: a customer it was split off from is the row's own entity) and `category_name` (the
     stitching category of the identifier that merged or split them)."""
+    from cdp.admin.customers import _list_title  # (customers.py draws the profile with this module)
     from stitching.selectors import entity_changes_list
 
     changes = list(entity_changes_list(entity_id=entity.pk)[:HISTORY_ROWS])
@@ -187,6 +214,12 @@ def history(entity: CustomerEntity, category_names: dict[str, str]) -> list[Enti
         change.others = [pk for pk in dict.fromkeys(involved) if pk != entity.pk]
         category = (change.detail or {}).get("identifier_category")
         change.category_name = category_names.get(category, category) if category else ""
+    # The other customers that still exist by their names (a split-off customer, say), linked; the ones merged
+    # away by their ids. One query for the whole history.
+    others = {pk for change in changes for pk in change.others}
+    titles = {e.pk: _list_title(e) for e in CustomerEntity.objects.filter(pk__in=others).only("id", "attributes")}
+    for change in changes:
+        change.others_shown = [{"id": pk, "title": titles.get(pk), "exists": pk in titles} for pk in change.others]
     return changes
 
 

@@ -86,7 +86,7 @@ def test_profile_shows_attributes_timeline_and_identity_graph(page: Page, ann):
     # Timeline: newest first, payload expandable.
     items = page.locator("#profile-timeline .cp-event")
     expect(items).to_have_count(7)
-    expect(items.first.locator(".cp-event-type")).to_have_text("page")
+    expect(items.first.locator(".cp-event-type")).to_have_text("Page viewed · /sale")
     items.nth(1).locator("summary").click()
     expect(items.nth(1).locator(".cp-payload")).to_contain_text('"revenue": 64.5')
     # The identity graph picture: 7 events, 6 identifiers, one refused (dashed) link.

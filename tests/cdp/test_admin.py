@@ -603,3 +603,27 @@ def test_a_profile_whose_identifiers_were_all_refused_says_so(staff_client, web_
     graph.event(customer, identifiers=[], refused=[("email", "team@example.com", "blocked", "blocked value", None)])
     page = staff_client.get(reverse("admin:cdp_customerentity_change", args=[customer.pk])).content.decode()
     assert "No identifiers linked: the ones its events carried were refused" in page
+
+
+@pytest.mark.django_db
+def test_the_merge_history_names_the_other_customers_that_exist(staff_client):
+    ann = CustomerEntity.objects.create(attributes={"first_name": ["Ann"]})
+    bob = CustomerEntity.objects.create(attributes={"first_name": ["Bob"], "last_name": ["Novak"]})
+    gone = "0f" * 16
+    EntityChange.objects.create(kind="split", customer_entity_id=ann.pk, other_entity_ids=[bob.pk])
+    EntityChange.objects.create(kind="merge", customer_entity_id=ann.pk, other_entity_ids=[gone])
+    page = staff_client.get(reverse("admin:cdp_customerentity_change", args=[ann.pk])).content.decode()
+    bob_url = reverse("admin:cdp_customerentity_change", args=[bob.pk])
+    assert f'href="{bob_url}" title="{bob.pk}">Bob Novak</a>' in page  # by name, the id on hover
+    assert f">{gone}</a>" in page  # merged away: its id, linked to what became of it
+
+
+def test_segment_calls_read_as_words_on_the_timeline():
+    from cdp.admin.profile import segment_call_label
+
+    assert segment_call_label("page", {"properties": {"path": "/sale"}}) == "Page viewed · /sale"
+    assert segment_call_label("page", {"context": {"page": {"path": "/"}}}) == "Page viewed · /"
+    assert segment_call_label("screen", {"name": "Cart"}) == "Screen viewed · Cart"
+    assert segment_call_label("identify", {"traits": {}}) == "Identified"
+    assert segment_call_label("page", {"properties": ["odd"]}) == "Page viewed"
+    assert segment_call_label("Order Completed", {}) == ""  # a named event stays as it is
