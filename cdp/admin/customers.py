@@ -307,6 +307,8 @@ class CustomerEntityAdmin(FeatureAccessMixin, ModelAdmin):
             title = _profile_title(extra_context["profile_identifiers"], entity)
             extra_context.update(
                 title=title,
+                # The avatar's letter: the first letter or digit of the title (a phone number's, not its "+").
+                profile_initial=next((c for c in title if c.isalnum()), "?").upper(),
                 # The header's path and the window title name the customer, not its id (which the header's
                 # capitalisation made "4B0c…").
                 original=_Shown(entity, title),
