@@ -434,14 +434,16 @@ class HubReviewAdmin(StitchingAdmin):
     def has_decide_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return super().has_change_permission(request, obj)
 
-    def has_decide_pending_permission(self, request: HttpRequest, object_id: Any = None) -> bool:
-        """The Approve / Block buttons of one review: only while it is pending (a decided one says how it was
-        decided; blocking again is unblocking the value and deciding anew)."""
-        if not self.has_decide_permission(request):
-            return False
-        if object_id is None or not str(object_id).isdigit():
-            return True
-        return HubReview.objects.filter(pk=object_id, status=HubReview.Status.PENDING).exists()
+    def get_actions_detail(self, request: HttpRequest, object_id: Any) -> list:
+        """The Approve / Block buttons of one review only while it is pending (a decided one says how it was
+        decided). Their URLs stay: a page left open meanwhile gets "already decided", not a 403."""
+        actions = super().get_actions_detail(request, object_id)
+        if (
+            str(object_id).isdigit()
+            and not HubReview.objects.filter(pk=object_id, status=HubReview.Status.PENDING).exists()
+        ):
+            return []
+        return actions
 
     @display(description="Identifier")
     def identifier_display(self, obj: HubReview) -> str:
@@ -514,11 +516,11 @@ class HubReviewAdmin(StitchingAdmin):
             self.message_user(request, f"Decided: {done}. The customers are re-stitched.", messages.SUCCESS)
         return HttpResponseRedirect(change_url)
 
-    @action(description="Approve: let it link", url_path="approve", permissions=["decide_pending"], icon="link")
+    @action(description="Approve: let it link", url_path="approve", permissions=["decide"], icon="link")
     def review_approve(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return self._confirm_one(request, object_id, True)
 
-    @action(description="Block the value", url_path="block", permissions=["decide_pending"], icon="block")
+    @action(description="Block the value", url_path="block", permissions=["decide"], icon="block")
     def review_block(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return self._confirm_one(request, object_id, False)
 

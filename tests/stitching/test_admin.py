@@ -64,6 +64,9 @@ def test_stitching_admin_pages_forms_and_confirmed_actions(client, admin_user, w
     assert "/admin/stitching/refusedlink/?q=k" in page  # the held events
     assert 'name="_save"' not in page  # nothing to save: the decision is an action
     assert f"/hubreview/{review.pk}/approve/" not in page  # decided: no buttons left to decide with
+    # A page left open meanwhile: its button says it was decided (not a 403).
+    r = client.post(f"/admin/stitching/hubreview/{review.pk}/approve/", {"confirm": "yes"}, follow=True)
+    assert r.status_code == 200 and "already decided" in r.content.decode()
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \w+", page)  # decided, to the second with the zone
     r = client.post(
         "/admin/stitching/blockedvalue/",
