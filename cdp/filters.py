@@ -7,6 +7,7 @@ import django_filters
 from django import forms
 from django.db.models import Q
 from django.utils import timezone
+from django_filters.fields import IsoDateTimeField
 
 from cdp.models import ApiToken, CustomerEntity, CustomerEvent, DataSource, User
 
@@ -32,21 +33,21 @@ class StrictBooleanFilter(django_filters.BooleanFilter):
 
 
 class SourceListField(forms.CharField):
-    """Data sources by id or slug, comma-separated; one that does not exist is an error naming it (a typo would
-    otherwise read as "no events")."""
+    """Data sources by id or slug, comma-separated, cleaned to their ids; one that does not exist is an error naming
+    it (a typo would otherwise read as "no events")."""
 
-    def clean(self, value):
-        value = super().clean(value)
-        values = [v.strip() for v in str(value or "").split(",") if v.strip()]
+    def clean(self, value) -> list[int] | None:
+        values = [v.strip() for v in str(super().clean(value) or "").split(",") if v.strip()]
         if not values:
-            return value
+            return None
+        # (isdecimal: isdigit() lets "²" through, which int() refuses; 19 digits and more are past bigint.)
         ids = [int(v) for v in values if v.isdecimal() and len(v) < 19]
-        known = DataSource.objects.filter(Q(slug__in=values) | Q(pk__in=ids)).values_list("slug", "pk")
+        known = list(DataSource.objects.filter(Q(slug__in=values) | Q(pk__in=ids)).values_list("slug", "pk"))
         found = {slug for slug, _ in known} | {str(pk) for _, pk in known}
         unknown = [v for v in values if v not in found and v.lstrip("0") not in found]
         if unknown:
             raise forms.ValidationError(f"No data source {', '.join(repr(v[:64]) for v in unknown[:5])}.")
-        return value
+        return [pk for _, pk in known]
 
 
 class SourceFilter(django_filters.CharFilter):
@@ -55,22 +56,32 @@ class SourceFilter(django_filters.CharFilter):
     field_class = SourceListField
 
     def filter(self, qs, value):
-        if value in (None, ""):
-            return qs
-        values = [v.strip() for v in str(value).split(",") if v.strip()]
-        condition = Q(**{f"{self.field_name}__slug__in": values})
-        ids = [int(v) for v in values if v.isdecimal()]  # isdigit() lets "²" through, which int() refuses
-        if ids:
-            condition |= Q(**{f"{self.field_name}_id__in": ids})
-        return qs.filter(condition)
+        return qs if not value else qs.filter(**{f"{self.field_name}_id__in": value})
 
 
 DATE_ONLY_RE = re.compile(r"\s*\d{4}-?\d{2}-?\d{2}\s*\Z")  # (2026-08-28 or 20260828)
 
 
+class UpperBoundField(IsoDateTimeField):
+    """An ISO 8601 time; a date alone (2026-08-28) is the midnight after that day, so an exclusive bound takes in the
+    whole day, as the admin's date range does (none for 9999-12-31: every event is before the end of that day)."""
+
+    def to_python(self, value):
+        parsed = super().to_python(value)
+        if parsed is None or not DATE_ONLY_RE.match(str(value)):
+            return parsed
+        try:
+            day = parsed.date() + timedelta(days=1)  # (parsed: midnight of that date, where it was read)
+        except OverflowError:
+            return None
+        return timezone.make_aware(datetime.combine(day, time.min), parsed.tzinfo)
+
+
 class TimeUpperBoundFilter(django_filters.IsoDateTimeFilter):
-    """An exclusive upper bound (from <= t < to: consecutive windows neither overlap nor leave a gap), except that a
-    date alone (2026-08-28) takes in that whole day, as the admin's date range does."""
+    """An exclusive upper bound (from <= t < to: consecutive windows neither overlap nor leave a gap); a date alone
+    takes in that whole day (UpperBoundField)."""
+
+    field_class = UpperBoundField
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("lookup_expr", "lt")
@@ -78,17 +89,6 @@ class TimeUpperBoundFilter(django_filters.IsoDateTimeFilter):
             "help_text", "Before this time (ISO 8601); a date alone (YYYY-MM-DD) takes in that whole day."
         )
         super().__init__(*args, **kwargs)
-
-    def filter(self, qs, value):
-        if value is not None:
-            name = next(key for key, f in self.parent.filters.items() if f is self)
-            if DATE_ONLY_RE.match(str(self.parent.data.get(name, ""))):
-                try:
-                    day = value.date() + timedelta(days=1)  # (value: midnight of that date, where it was read)
-                except OverflowError:  # 9999-12-31: every event is before the end of that day
-                    return qs
-                value = timezone.make_aware(datetime.combine(day, time.min), value.tzinfo)
-        return super().filter(qs, value)
 
 
 class CustomerEventFilter(django_filters.FilterSet):

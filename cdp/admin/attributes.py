@@ -227,26 +227,14 @@ class AttributeAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
     def service_update(self, request: HttpRequest, obj: Attribute, form: Form) -> None:
         fields = changed_model_fields(form, UPDATABLE)
         # What the form cleared because the page hides it for the new computation or data type (AttributeForm.clean)
-        # was posted unchanged, so it is not among the changed data: sent on too, else the service would check the
-        # new computation against the old category or path.
-        original = Attribute.objects.get(pk=obj.pk)
-        stored = {
-            "category": original.category or "", "path": original.path or "",
-            "event_types": list(original.event_types or []), "sources": list(original.sources.all()),
-            "fields": list(original.fields or []),
-        }  # fmt: skip
-        for name in CONDITIONAL:
-            if name in fields or name not in form.cleaned_data:
-                continue
-            value = form.cleaned_data[name]
-            value = list(value or []) if isinstance(stored[name], list) else (value or "")
-            if value != stored[name]:
-                fields[name] = value
+        # was posted unchanged, so it is not among the changed data: the conditional fields go as the form cleaned
+        # them (the service changes nothing, and recomputes nobody, for values as stored).
+        fields.update({name: form.cleaned_data[name] for name in CONDITIONAL if name in form.cleaned_data})
         if "sources" in fields:
             fields["sources"] = list(fields["sources"])
         if "fields" in fields:
             fields["fields"] = fields["fields"] or []
-        attribute_update(attribute=original, **fields)
+        attribute_update(attribute=Attribute.objects.get(pk=obj.pk), **fields)
         from segments.builder import value_suggestions_forget
 
         value_suggestions_forget()  # (this process's cached counts are of the old definition)

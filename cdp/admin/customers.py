@@ -22,7 +22,7 @@ from unfold.paginator import InfinitePaginator
 from unfold.utils import parse_datetime_str
 
 from cdp.admin.base import FeatureAccessMixin, render_confirmation, user_has_feature
-from cdp.admin.profile import header_identifiers, profile_context
+from cdp.admin.profile import customer_name, customer_title, header_identifiers, profile_context
 from cdp.features import Feature
 from cdp.models import CustomerEntity, CustomerEvent, CustomerEventEntity, DataSource
 from cdp.selectors import customers_search, entities_list, events_list
@@ -253,7 +253,7 @@ class CustomerEntityAdmin(FeatureAccessMixin, ModelAdmin):
 
     @display(description="Customer")
     def customer_display(self, obj: CustomerEntity) -> str:
-        return _list_title(obj)
+        return customer_title(obj)
 
     @display(description="Email")
     def email_display(self, obj: CustomerEntity) -> str:
@@ -417,25 +417,9 @@ SEARCH_TERM_MAX = 400  # as the API's customers search
 SEARCH_MATCHES_MAX = 1000
 
 
-def _name(entity: CustomerEntity) -> str:
-    """The customer's first and last name from their attributes ("" when unknown)."""
-    names = [entity.attributes.get(key, [None])[0] for key in ("first_name", "last_name")]
-    return " ".join(str(n) for n in names if n)
-
-
-def _list_title(entity: CustomerEntity) -> str:
-    """The customer's name, else their first email, phone or user id (from the attributes), else the entity id."""
-    if name := _name(entity):
-        return name
-    for key in ("ps_email_address", "ps_phone", "ps_user_id"):
-        if entity.attributes.get(key):
-            return str(entity.attributes[key][0])
-    return entity.pk
-
-
 def _profile_title(identifiers: list[dict[str, Any]], entity: CustomerEntity) -> str:
     """The customer's name if known, else their first main identifier, else the entity id."""
-    if name := _name(entity):
+    if name := customer_name(entity):
         return name
     for row in identifiers:
         if row["values"]:

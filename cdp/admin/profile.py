@@ -134,6 +134,22 @@ def attribute_groups(entity: CustomerEntity) -> list[AttributeGroup]:
     return [group for group in groups.values() if group.rows]
 
 
+def customer_name(entity: CustomerEntity) -> str:
+    """The customer's first and last name from their attributes ("" when unknown)."""
+    names = [entity.attributes.get(key, [None])[0] for key in ("first_name", "last_name")]
+    return " ".join(str(n) for n in names if n)
+
+
+def customer_title(entity: CustomerEntity) -> str:
+    """The customer's name, else their first email, phone or user id (from the attributes), else the entity id."""
+    if name := customer_name(entity):
+        return name
+    for key in ("ps_email_address", "ps_phone", "ps_user_id"):
+        if entity.attributes.get(key):
+            return str(entity.attributes[key][0])
+    return entity.pk
+
+
 def header_identifiers(entity: CustomerEntity) -> list[dict[str, Any]]:
     """The customer's identifiers of the main categories (user id, email, phone), first seen first."""
     from stitching.models import Identifier
@@ -190,14 +206,14 @@ def segment_call_label(type_: str, payload: Any) -> str:
     if not label or not isinstance(payload, dict):
         return label
     properties = payload.get("properties") if isinstance(payload.get("properties"), dict) else {}
-    page = (payload.get("context") or {}).get("page") if isinstance(payload.get("context"), dict) else None
-    detail = (
-        properties.get("path") or (page.get("path") if isinstance(page, dict) else None)
-        if type_ == "page"
-        else payload.get("name") or properties.get("name")
-        if type_ == "screen"
-        else None
-    )
+    context = payload.get("context") if isinstance(payload.get("context"), dict) else {}
+    page = context.get("page") if isinstance(context.get("page"), dict) else {}
+    if type_ == "page":
+        detail = properties.get("path") or page.get("path")
+    elif type_ == "screen":
+        detail = payload.get("name") or properties.get("name")
+    else:
+        detail = None
     return f"{label} · {str(detail)[:80]}" if isinstance(detail, str | int) and detail != "" else label
 
 
@@ -205,7 +221,6 @@ def history(entity: CustomerEntity, category_names: dict[str, str]) -> list[Enti
     """The latest merges and splits the customer took part in, each with `others` (the other customers involved,
     seen from this one: a customer it was split off from is the row's own entity) and `category_name` (the
     stitching category of the identifier that merged or split them)."""
-    from cdp.admin.customers import _list_title  # (customers.py draws the profile with this module)
     from stitching.selectors import entity_changes_list
 
     changes = list(entity_changes_list(entity_id=entity.pk)[:HISTORY_ROWS])
@@ -217,7 +232,7 @@ def history(entity: CustomerEntity, category_names: dict[str, str]) -> list[Enti
     # The other customers that still exist by their names (a split-off customer, say), linked; the ones merged
     # away by their ids. One query for the whole history.
     others = {pk for change in changes for pk in change.others}
-    titles = {e.pk: _list_title(e) for e in CustomerEntity.objects.filter(pk__in=others).only("id", "attributes")}
+    titles = {e.pk: customer_title(e) for e in CustomerEntity.objects.filter(pk__in=others).only("id", "attributes")}
     for change in changes:
         change.others_shown = [{"id": pk, "title": titles.get(pk), "exists": pk in titles} for pk in change.others]
     return changes

@@ -991,30 +991,31 @@ def _changes_record(
 ) -> list[str]:
     """Record the merges and splits of a component, each with the identifier that made it and why the component
     was stitched (`causes` of its seeds, else `cause`)."""
-    seed_events: dict[int, set[int]] | None = None
+    loaded: dict[int, set[int]] = {}
 
-    def seed_identifier(events: set[int]) -> int | None:
-        """The first seed identifier (a value just blocked or unblocked, say) carried by one of these events."""
-        nonlocal seed_events
-        if not seed_identifier_ids:
-            return None
-        if seed_events is None:
-            seed_events = {}
+    def seed_events() -> dict[int, set[int]]:
+        """The component's events carrying each seed identifier (a value just blocked or unblocked, say), read once
+        when first needed."""
+        if seed_identifier_ids and not loaded:
             cursor.execute(
                 "SELECT identifier_id, event_id FROM stitching_event_identifiers "
                 "WHERE identifier_id = ANY(%s) AND event_id = ANY(%s)",
                 [sorted(seed_identifier_ids), list(old_entity)],
             )
             for identifier_id, event_id in cursor.fetchall():
-                seed_events.setdefault(identifier_id, set()).add(event_id)
-        return next((i for i in sorted(seed_events) if seed_events[i] & events), None)
+                loaded.setdefault(identifier_id, set()).add(event_id)
+        return loaded
+
+    def seed_identifier(events: set[int]) -> int | None:
+        """The first seed identifier carried by one of these events."""
+        carried = seed_events()
+        return next((i for i in sorted(carried) if carried[i] & events), None)
 
     def joining_identifier(event_id: int, joined_by: int) -> int:
         """The identifier to name for a merge made by `event_id`: a seed it carries (the hub just approved, the
         value just unblocked, the link a looser limit lets through) explains the merge better than the identifier of
         the group it happened to absorb."""
-        seed_identifier(set())  # (loads seed_events)
-        return next((i for i in sorted(seed_events or ()) if event_id in seed_events[i]), joined_by)
+        return seed_identifier({event_id}) or joined_by
 
     def refused_identifier(events: set[int]) -> int | None:
         """An identifier the new partition refuses on one of these events (a limit tightened, say): what a split

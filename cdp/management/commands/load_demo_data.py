@@ -64,9 +64,9 @@ class Command(BaseCommand):
         finally:
             for bar in bars:
                 bar.close()
-        from cdp.models import CustomerEntity
+        from cdp.selectors import customers_count_estimate
 
-        profiles = CustomerEntity.objects.count()
+        profiles = customers_count_estimate()  # (exact for a demo's few hundred)
         self.stdout.write(
             f"Demo data: {summary.customers} people, seen as {profiles} customer profiles (visitors who never "
             f"signed in stay anonymous profiles), {summary.events_created} new events "
