@@ -196,9 +196,13 @@ class SegmentBuilderAdminMixin:
         """Size over time, top values of chosen attributes among the members, share with email consent."""
         segment = selectors.segment_get_visible(user=request.user, segment_id=object_id, trashed=None)
         definitions = {a.pk: a for a in Attribute.objects.order_by("name", "id")}
+        # The members' values (emails, names ...) are customer data: shown with customers_view only, as in the API.
+        values_allowed = user_has_feature(request, Feature.CUSTOMERS_VIEW)
         chosen = [a for a in request.GET.getlist("attributes") if a in definitions][:INSIGHT_ATTRIBUTES_MAX]
         if not chosen:
             chosen = default_insight_attributes(segment.conditions, definitions)
+        if not values_allowed:
+            chosen = []
         context: dict[str, Any] = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -207,6 +211,7 @@ class SegmentBuilderAdminMixin:
             "segment": segment,
             "change_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[segment.pk]),
             "attribute_choices": [(a.pk, a.name, a.pk in chosen) for a in definitions.values()],
+            "values_allowed": values_allowed,
         }
         try:
             count = selectors.segment_members_count(segment=segment)

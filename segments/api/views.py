@@ -50,6 +50,12 @@ def _save(function: Callable[..., Any], **kwargs) -> Any:
         raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}) from None
 
 
+def _require_feature(request, feature: str, *, needed_for: str = "this request") -> None:
+    """A second feature an action needs on top of the one HasFeature checked (403 naming it)."""
+    if not request.user.has_feature(feature):
+        raise PermissionDenied(f"Your role does not have the feature '{feature}' needed for {needed_for}.")
+
+
 class SegmentScopedMixin:
     """Views under /api/segments/{segment_pk}/...: the segment, with the ACL applied (404 / 403)."""
 
@@ -69,7 +75,11 @@ class SegmentViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixi
     filterset_class = SegmentFilter
     read_feature = Feature.SEGMENTS_VIEW
     write_feature = Feature.SEGMENTS_EDIT
-    feature_by_action = {"customers": Feature.CUSTOMERS_VIEW, "preview_count": Feature.SEGMENTS_VIEW}
+    feature_by_action = {
+        "customers": Feature.CUSTOMERS_VIEW,
+        "attribute_value_counts": Feature.CUSTOMERS_VIEW,
+        "preview_count": Feature.SEGMENTS_VIEW,
+    }
 
     def get_queryset(self):
         return selectors.segments_visible(user=self.request.user)
@@ -121,8 +131,7 @@ class SegmentViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixi
     def customers(self, request, pk=None):
         """The segment's customers with their attribute values, most recently changed first (needs the
         customers_view feature as well)."""
-        if not request.user.has_feature(Feature.SEGMENTS_VIEW):
-            raise PermissionDenied(f"Your role does not have the feature '{Feature.SEGMENTS_VIEW}'.")
+        _require_feature(request, Feature.SEGMENTS_VIEW)
         segment = self.get_object()
         queryset = _evaluate(selectors.segment_members, segment=segment)
         page = _evaluate(self.paginate_queryset, queryset=queryset)
@@ -156,6 +165,8 @@ class SegmentViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixi
         limit = _int_param(request, "limit", VALUE_COUNTS_DEFAULT, VALUE_COUNTS_MAX) or VALUE_COUNTS_DEFAULT
         days = _int_param(request, "days", 90, 3660) or 90
         names = [n.strip() for n in (request.query_params.get("attributes") or "").split(",") if n.strip()]
+        if names:  # the members' values (emails, names ...) are customer data, as in the attribute value counts API
+            _require_feature(request, Feature.CUSTOMERS_VIEW, needed_for="the top values of attributes")
         if len(names) > INSIGHT_ATTRIBUTES_MAX:
             raise ValidationError({"attributes": f"At most {INSIGHT_ATTRIBUTES_MAX} attributes."})
         attributes = {a.pk: a for a in Attribute.objects.filter(pk__in=names)}
@@ -200,7 +211,9 @@ class SegmentViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixi
     )
     @action(detail=True, methods=["get"], url_path="attribute_value_counts", filter_backends=[], pagination_class=None)
     def attribute_value_counts(self, request, pk=None):
-        """The most frequent values of one attribute among the segment's members."""
+        """The most frequent values of one attribute among the segment's members (customer data: needs the
+        customers_view feature as well, as the attribute value counts API does)."""
+        _require_feature(request, Feature.SEGMENTS_VIEW)
         segment = self.get_object()
         limit = _int_param(request, "limit", VALUE_COUNTS_DEFAULT, VALUE_COUNTS_MAX)
         if limit == 0:

@@ -12,7 +12,7 @@ from segments import charts
 from segments.admin_builder import default_insight_attributes, node_errors
 from segments.builder import builder_config, value_suggestions_forget
 from segments.conditions import OPERATOR_LABELS, OPERATOR_VALUES, OPERATORS
-from segments.services import segment_create, segment_size_record
+from segments.services import segment_create, segment_grant_set, segment_size_record
 from tests.segments.conftest import EXCLUSION_TREE
 
 pytestmark = pytest.mark.django_db
@@ -165,6 +165,20 @@ def test_insights_page_draws_its_charts(client, staff_cast, exclusion_segment):
     assert "1 of 2 (50.0%)" in page
     chosen = client.get(f"/admin/segments/segment/{exclusion_segment.pk}/insights/", {"attributes": ["gender"]})
     assert chosen.content.decode().count('class="seg-chart seg-bars"') == 1
+
+
+def test_insights_show_members_values_only_with_customers_view(client, staff_cast, exclusion_segment):
+    """A role without customers_view saw the top email addresses of the members on the insights page."""
+    segment_grant_set(segment=exclusion_segment, user=staff_cast["role_member"], permission="view")
+    client.force_login(staff_cast["role_member"])  # segments_view + segments_edit, no customers_view
+    response = client.get(
+        f"/admin/segments/segment/{exclusion_segment.pk}/insights/", {"attributes": ["ps_email_address", "gender"]}
+    )
+    page = response.content.decode()
+    assert response.status_code == 200 and 'id="insights-count">2<' in page
+    assert 'class="seg-chart seg-bars"' not in page and "alice@example.com" not in page
+    assert 'id="insights-top-values-denied"' in page and "customers_view" in page
+    assert 'class="seg-chart seg-share"' in page  # the aggregate consent share stays
 
 
 def test_insights_respect_the_acl(client, staff_cast, exclusion_segment):

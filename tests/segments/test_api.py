@@ -201,6 +201,22 @@ def test_insights_and_value_counts(owner_client, exclusion_segment):
     assert owner_client.post(f"{url}/size_snapshot").status_code == 201
 
 
+def test_members_values_need_customers_view(exclusion_segment, cast):
+    """A role with the segments features but not customers_view saw the members' emails through the top values
+    (the attribute value counts API and the member list need customers_view)."""
+    segment_grant_set(segment=exclusion_segment, role=cast["role_member"].role, permission="edit")
+    member = client_for(cast["role_member"])  # segments_view + segments_edit, no customers_view
+    url = f"/api/segments/{exclusion_segment.pk}"
+    counts = member.get(f"{url}/attribute_value_counts?attribute=ps_email_address")
+    assert counts.status_code == 403 and "customers_view" in counts.json()["message"]
+    insights = member.get(f"{url}/insights?attributes=ps_email_address")
+    assert insights.status_code == 403 and "customers_view" in insights.json()["message"]
+    assert "alice@example.com" not in insights.content.decode()
+    # The aggregates stay: size, history, consent share.
+    body = member.get(f"{url}/insights").json()
+    assert body["customers_count"] == 2 and body["top_values"] == [] and body["email_consent"]["with_consent"] == 1
+
+
 def test_insights_omit_email_consent_without_the_attribute(owner_client, exclusion_segment):
     from cdp.models import Attribute
 
