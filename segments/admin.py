@@ -274,21 +274,23 @@ class SegmentAdmin(
     def _editable(self, request: HttpRequest, queryset: QuerySet[Segment]) -> list[Segment]:
         return list(selectors.segments_editable(user=request.user, trashed=None).filter(pk__in=queryset.values("pk")))
 
-    @action(description="Move selected segments to the trash")
+    # The list actions need segments_edit (has_change_permission without a segment), as their API endpoints do: a
+    # viewer could duplicate segments and then trash and restore the copies they owned.
+    @action(description="Move selected segments to the trash", permissions=["change"])
     def trash_segments(self, request: HttpRequest, queryset: QuerySet[Segment]) -> None:
         segments = [s for s in self._editable(request, queryset) if s.trashed_at is None]
         for segment in segments:
             services.segment_trash(segment=segment)
         self.message_user(request, f"{len(segments)} segment(s) moved to the trash.", messages.SUCCESS)
 
-    @action(description="Restore selected segments from the trash")
+    @action(description="Restore selected segments from the trash", permissions=["change"])
     def restore_segments(self, request: HttpRequest, queryset: QuerySet[Segment]) -> None:
         segments = [s for s in self._editable(request, queryset) if s.trashed_at is not None]
         for segment in segments:
             services.segment_restore(segment=segment)
         self.message_user(request, f"{len(segments)} segment(s) restored.", messages.SUCCESS)
 
-    @action(description="Duplicate selected segments")
+    @action(description="Duplicate selected segments", permissions=["change"])
     def duplicate_segments(self, request: HttpRequest, queryset: QuerySet[Segment]) -> None:
         copies = [services.segment_duplicate(segment=s, owner=request.user) for s in queryset]
         self.message_user(request, f"{len(copies)} segment(s) duplicated.", messages.SUCCESS)

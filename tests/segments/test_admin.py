@@ -94,6 +94,26 @@ def test_a_viewer_sees_but_cannot_change(client, staff_cast, exclusion_segment):
     assert exclusion_segment.name == "Exclusion"
 
 
+def test_the_list_actions_need_segments_edit(client, staff_cast, exclusion_segment, viewer_role):
+    """A role with segments_view only was offered Duplicate (and Trash / Restore) in the list and duplicating made
+    it a segment it owned, which it could then trash."""
+    from cdp.services.auth import user_create
+
+    reader = user_create(username="reader", password="Reader-password-1!", role=viewer_role)
+    segment_grant_set(segment=exclusion_segment, user=reader, permission="view")
+    login(client, reader)
+    page = client.get("/admin/segments/segment/").content.decode()
+    assert "Exclusion" in page and "duplicate_segments" not in page and "trash_segments" not in page
+    for action in ("duplicate_segments", "trash_segments"):
+        client.post("/admin/segments/segment/", {"action": action, "_selected_action": [exclusion_segment.pk]})
+    assert list(Segment.objects.values_list("name", "trashed_at")) == [("Exclusion", None)]
+    login(client, staff_cast["owner"])
+    assert "duplicate_segments" in client.get("/admin/segments/segment/").content.decode()
+    selected = {"_selected_action": [exclusion_segment.pk]}
+    client.post("/admin/segments/segment/", {"action": "duplicate_segments", **selected})
+    assert Segment.objects.filter(name="Copy of Exclusion", owner=staff_cast["owner"]).exists()
+
+
 def test_tag_pages(client, staff_cast, exclusion_segment):
     login(client, staff_cast["owner"])
     assert "campaign" in client.get("/admin/segments/tag/").content.decode()
