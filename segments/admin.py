@@ -305,7 +305,7 @@ class TagAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
     fields = ("name", "color")
 
     def get_queryset(self, request):
-        return selectors.tags_list()
+        return selectors.tags_list(user=request.user)
 
     @display(description="Colour")
     def swatch(self, obj: Tag) -> str:

@@ -290,10 +290,15 @@ def segments_using_attribute(
     return broken
 
 
-def tags_list() -> QuerySet[Tag]:
+def tags_list(*, user=None) -> QuerySet[Tag]:
+    """Every tag, with `segments_count`: its live segments, those `user` may see when given (a count of segments
+    they may not see would tell them those exist)."""
     from django.db.models import Count
 
-    return Tag.objects.annotate(segments_count=Count("segments", filter=Q(segments__trashed_at__isnull=True)))
+    live = Q(segments__trashed_at__isnull=True)
+    if user is not None and not user_is_segments_admin(user):
+        live &= Q(segments__in=_acl(Segment.objects.all(), user, edit=False).values("pk"))
+    return Tag.objects.annotate(segments_count=Count("segments", filter=live))
 
 
 __all__ = [

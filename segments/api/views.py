@@ -359,7 +359,7 @@ class TagViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, m
     write_feature = Feature.SEGMENTS_EDIT
 
     def get_queryset(self):
-        return selectors.tags_list()
+        return selectors.tags_list(user=self.request.user)
 
     def perform_create(self, serializer):
         serializer.instance = _save(services.tag_create, **serializer.validated_data)

@@ -120,6 +120,15 @@ def test_tags_api(owner_client, exclusion_segment, viewer_role):
     assert owner_client.delete(f"/api/tags/{tag_id}").status_code == 204
 
 
+def test_tag_counts_only_the_segments_you_may_see(exclusion_segment, cast):
+    """An outsider's tag list said 'campaign: 1 segment' about a segment they may not see."""
+    counts = client_for(cast["outsider"]).get("/api/tags").json()["results"]
+    assert [(t["name"], t["segments_count"]) for t in counts] == [("campaign", 0)]
+    segment_grant_set(segment=exclusion_segment, role=cast["outsider"].role, permission="view")
+    assert client_for(cast["outsider"]).get("/api/tags").json()["results"][0]["segments_count"] == 1
+    assert client_for(cast["admin"]).get("/api/tags").json()["results"][0]["segments_count"] == 1
+
+
 def test_acl_matrix(exclusion_segment, cast):
     segment_grant_set(segment=exclusion_segment, user=cast["viewer"], permission=SegmentGrant.Permission.VIEW)
     segment_grant_set(segment=exclusion_segment, user=cast["editor"], permission=SegmentGrant.Permission.EDIT)
