@@ -233,6 +233,28 @@ def test_groups_or_and_not_and_a_bad_save_points_at_the_node(page: Page, live_se
     screenshot(page, "segment-builder-invalid-save")
 
 
+def test_a_between_with_only_its_upper_bound_keeps_it_in_place(page: Page, live_server, people, marketer):
+    """The 'To' of an 'is between' typed before its 'From' jumped into the 'From' box at the next redraw (NOT,
+    + Condition): the value stored was [high] alone."""
+    admin_login(page, username="marketer", password=PASSWORD)
+    page.goto("/admin/segments/segment/add/")
+    builder = page.locator("[data-segment-builder]")
+    builder.locator('[data-path="conditions"] > .seg-group-actions [data-action=add-condition]').click()
+    pick_attribute(page, 0, "age", "age")
+    condition(page, 0).locator("[data-role=operator]").select_option("between")
+    condition(page, 0).locator("[data-role=value-high]").fill("40")
+    condition(page, 0).locator("[data-action=negate]").click()
+    builder.locator('[data-path="conditions"] > .seg-group-actions [data-action=add-condition]').click()
+    expect(condition(page, 0).locator("[data-role=value-low]")).to_have_value("")
+    expect(condition(page, 0).locator("[data-role=value-high]")).to_have_value("40")
+    condition(page, 0).locator("[data-role=value-low]").fill("18")
+    condition(page, 1).locator("[data-action=remove]").click()
+    # NOT (18 <= age <= 40): erin (16), fay (52), ivan (45)
+    expect(builder.locator("[data-count-value]")).to_have_text(count_text(3))
+    expect(condition(page, 0).locator("[data-role=value-low]")).to_have_value("18")
+    expect(condition(page, 0).locator("[data-role=value-high]")).to_have_value("40")
+
+
 def test_insights_page_draws_its_charts(page: Page, live_server, people, marketer):
     segment = segment_create(owner=marketer, name="Exclusion", conditions=EXCLUSION_TREE, tags=[])
     segment_size_record(segment=segment, size=3)

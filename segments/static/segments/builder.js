@@ -494,13 +494,18 @@
             return [days, el("span", { "class": "seg-unit", text: "days" })];
         }
         if (kind === "range") {
-            var pair = Array.isArray(node.value) ? node.value.slice(0, 2) : [undefined, undefined];
+            // The bounds as typed are kept on the node (serialise() leaves them out): with one bound missing the
+            // value is [that bound], which a redraw (NOT, + Condition) would otherwise put in the "From" box.
+            var typed = node.rangeTyped;
+            var pair = typed && typed.value === node.value ? typed.pair
+                : Array.isArray(node.value) ? node.value.slice(0, 2) : [undefined, undefined];
             var update = function (index) {
                 return function (v) {
                     pair[index] = v;
                     // a missing bound is left out, so the validator says "'between' needs two values"
                     var given = pair.filter(function (x) { return x !== undefined; });
                     node.value = given.length ? given : undefined;
+                    node.rangeTyped = { pair: pair, value: node.value };
                 };
             };
             return [].concat(
