@@ -12,9 +12,11 @@ Answers (SPEC §4):
 - over the per-IP limit (global setting `public_rate_limit_per_minute`, Redis counters): 429;
 - the database unavailable: 503 "Service unavailable." (logged).
 
-The value is read as the attribute's data type; identifier attributes (ps_email_address ...) are normalised like
-their stitching category (an email in any case finds the customer). When several customers have the value (a
-non-identifier attribute), a member among them wins.
+`attribute` is a stitching identifier attribute (computation identifier_values: ps_email_address, ps_user_id ...),
+as the seed defines it; any other attribute is a 400. A public lookup by a value many customers share (`consent`
+= true, a revenue) would hand anyone a member's id, and the configured returned attributes, without knowing who
+they ask about. The value is normalised like the identifier's stitching category (an email in any case finds the
+customer); if a value is still shared (a shared device's cookie), a member among its customers wins.
 
 Speed: it is called on every page view. It takes the public fast lane (cdp.fastlane: answered at the WSGI entry,
 without Django's request handler and middleware), and its one query is a prepared statement with a generic plan
@@ -55,8 +57,8 @@ MAX_VALUE_LENGTH = 1000
 RETURNED_ATTRIBUTES_SETTING = "audience_api_returned_attributes"
 
 _lock = threading.Lock()
-# (expires, {attribute id: (data_type, normalizer or None)})
-_attributes: tuple[float, dict[str, tuple[str, str | None]]] = (0.0, {})
+# (expires, {attribute id: (data_type, normalizer or None, is a stitching identifier)})
+_attributes: tuple[float, dict[str, tuple[str, str | None, bool]]] = (0.0, {})
 # segment id -> (expires, ("ok", where, params) | ("missing",) | ("invalid", message))
 _segments: dict[int, tuple[float, tuple]] = {}
 
@@ -76,7 +78,7 @@ def audience_cache_forget(*, segment_id: int | None = None) -> None:
             _segments.pop(segment_id, None)
 
 
-def _attribute_definitions() -> dict[str, tuple[str, str | None]]:
+def _attribute_definitions() -> dict[str, tuple[str, str | None, bool]]:
     global _attributes
     now = time.monotonic()
     expires, definitions = _attributes
@@ -90,10 +92,9 @@ def _attribute_definitions() -> dict[str, tuple[str, str | None]]:
     for attribute_id, data_type, computation, category in Attribute.objects.values_list(
         "id", "data_type", "computation", "category"
     ):
-        normalizer = None
-        if computation == Attribute.Computation.IDENTIFIER_VALUES:
-            normalizer = normalizers.get(category)
-        definitions[attribute_id] = (data_type, normalizer)
+        identifier = computation == Attribute.Computation.IDENTIFIER_VALUES
+        normalizer = normalizers.get(category) if identifier else None
+        definitions[attribute_id] = (data_type, normalizer, identifier)
     with _lock:
         _attributes = (now + CACHE_SECONDS, definitions)
     return definitions
@@ -212,9 +213,15 @@ def audience_membership(*, attribute: str, value: str, segment: str) -> tuple[in
     definition = definitions.get(attribute)
     if definition is None:
         raise BadRequest(f"unknown attribute {attribute[:64]!r}")
-    if definition[0] == "compound":
+    data_type, normalizer, identifier = definition
+    if data_type == "compound":
         raise BadRequest(f"attribute {attribute!r} is compound (objects of fields): look customers up by an identifier")
-    lookup_value = _typed_value(value, *definition)
+    if not identifier:
+        raise BadRequest(
+            f"attribute {attribute!r} is not a stitching identifier: look customers up by an identifier attribute "
+            "(such as ps_email_address)"
+        )
+    lookup_value = _typed_value(value, data_type, normalizer)
     compiled = _compiled_segment(segment_id)
     if compiled[0] == "missing":
         raise BadRequest(f"unknown segment {segment_id}")

@@ -82,11 +82,18 @@ def test_identifier_values_are_normalised_like_stitching(web, exclusion_segment,
     assert response.status_code == 200
 
 
-def test_values_are_read_as_the_attribute_type(web, exclusion_segment, customers):
-    assert wbs(web, attribute="age", value="30", segment=exclusion_segment.pk).status_code == 200
-    assert wbs(web, attribute="age", value="41", segment=exclusion_segment.pk).json()["message"] == "customer not found"
-    response = wbs(web, attribute="age", value="thirty", segment=exclusion_segment.pk)
-    assert response.status_code == 400 and "not a valid int" in response.json()["message"]
+@pytest.mark.parametrize(("attribute", "value"), [("age", "30"), ("consent", "true"), ("gender", "female")])
+def test_only_stitching_identifiers_look_customers_up(web, exclusion_segment, customers, attribute, value):
+    """Any attribute was a lookup key: `consent=true` handed anyone a member's id (and the configured returned
+    attributes) without knowing who they asked about. The seed: the attribute "used for profile stitching"."""
+    response = wbs(web, attribute=attribute, value=value, segment=exclusion_segment.pk)
+    assert response.status_code == 400
+    assert response.json() == {
+        "status": "error",
+        "message": f"attribute {attribute!r} is not a stitching identifier: look customers up by an identifier "
+        "attribute (such as ps_email_address)",
+    }
+    assert "returned_attributes" not in response.json()
 
 
 @pytest.mark.parametrize(
