@@ -53,13 +53,14 @@ def _audience() -> dict[str, Any]:
             "operationId": "audience_lookup",
             "summary": "Is the visitor with this attribute value in the segment?",
             "description": (
-                "Public (no authentication), rate limited per IP. The value is read as the attribute's data type; "
-                "identifier attributes (ps_email_address ...) are normalised like their stitching category."
+                "Public (no authentication), rate limited per IP. The attribute is a stitching identifier "
+                "(ps_email_address, ps_user_id ...; any other is a 400); the value is normalised like its stitching "
+                "category."
             ),
             "tags": ["audience"],
             "security": [],
             "parameters": [
-                parameter("attribute", "Attribute id, e.g. ps_email_address."),
+                parameter("attribute", "Identifier attribute id, e.g. ps_email_address."),
                 parameter("value", "The visitor's value of that attribute."),
                 parameter("segment", "Segment id."),
             ],
