@@ -228,6 +228,31 @@ def segment_attribute_value_counts(*, segment: Segment, attribute: Attribute, li
     }
 
 
+def segments_overlap(*, segment: Segment, other: Segment) -> dict[str, Any]:
+    """How many customers are in each of two segments and in both (an analyst comparing audiences): one scan,
+    both conditions compiled with the same `now`."""
+    attributes = attribute_types()
+    now = datetime.now().astimezone()
+    a_sql, a_params = segment_condition_sql(segment=segment, attributes=attributes, now=now)
+    b_sql, b_params = segment_condition_sql(segment=other, attributes=attributes, now=now)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FILTER (WHERE {a_sql}), count(*) FILTER (WHERE {b_sql}), "
+            f"count(*) FILTER (WHERE ({a_sql}) AND ({b_sql})) FROM customer_entities e WHERE ({a_sql}) OR ({b_sql})",
+            [*a_params, *b_params, *a_params, *b_params, *a_params, *b_params],
+        )
+        in_segment, in_other, both = cursor.fetchone()
+    return {
+        "segment": segment.pk,
+        "other": other.pk,
+        "segment_count": in_segment,
+        "other_count": in_other,
+        "both": both,
+        "only_segment": in_segment - both,
+        "only_other": in_other - both,
+    }
+
+
 def segment_email_consent_share(*, segment: Segment) -> dict[str, Any] | None:
     """How many members have email consent (the bool attribute email_consent_attribute() is true); None when that
     attribute does not exist (no email channel yet)."""
@@ -318,6 +343,7 @@ __all__ = [
     "segment_members_sql",
     "segment_size_history",
     "segments_editable",
+    "segments_overlap",
     "segments_using_attribute",
     "segments_visible",
     "tags_list",

@@ -156,3 +156,13 @@ class OperatorsSerializer(serializers.Serializer):
     date = OperatorSerializer(many=True)
     datetime = OperatorSerializer(many=True)
     bool = OperatorSerializer(many=True)
+
+
+class SegmentOverlapSerializer(serializers.Serializer):
+    segment = serializers.IntegerField()
+    other = serializers.IntegerField(help_text="The segment compared with (?with=).")
+    segment_count = serializers.IntegerField(help_text="Customers in the segment.")
+    other_count = serializers.IntegerField(help_text="Customers in the other segment.")
+    both = serializers.IntegerField(help_text="Customers in both.")
+    only_segment = serializers.IntegerField(help_text="In the segment, not in the other.")
+    only_other = serializers.IntegerField(help_text="In the other segment, not in this one.")

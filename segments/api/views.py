@@ -191,6 +191,24 @@ class SegmentViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixi
             body["email_consent"] = consent
         return Response(body)
 
+    @extend_schema(
+        parameters=[OpenApiParameter("with", int, required=True, description="The id of the segment to compare with.")],
+        responses={200: s.SegmentOverlapSerializer},
+    )
+    @action(detail=True, methods=["get"], url_path="overlap", filter_backends=[], pagination_class=None)
+    def overlap(self, request, pk=None):
+        """Compare two segments: customers in each, in both, and in only one of them (counts only). The other
+        segment must be one you may see too (else a 404, as for this one)."""
+        segment = self.get_object()
+        raw = request.query_params.get("with")
+        if raw is None or not raw.strip():
+            raise ValidationError({"with": "Give the id of the segment to compare with (?with=<id>)."})
+        text = raw.strip()
+        if not text.isascii() or not text.isdigit() or len(text) > 18:
+            raise ValidationError({"with": f"must be a segment id (a whole number), got {raw[:40]!r}"})
+        other = selectors.segment_get_visible(user=request.user, segment_id=int(text))
+        return Response(_evaluate(selectors.segments_overlap, segment=segment, other=other))
+
     @extend_schema(request=None, responses={201: s.SizeSnapshotSerializer})
     @action(detail=True, methods=["post"], url_path="size_snapshot")
     def size_snapshot(self, request, pk=None):

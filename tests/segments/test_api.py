@@ -226,6 +226,29 @@ def test_members_values_need_customers_view(exclusion_segment, cast):
     assert body["customers_count"] == 2 and body["top_values"] == [] and body["email_consent"]["with_consent"] == 1
 
 
+def test_compare_two_segments(owner_client, exclusion_segment, cast):
+    """An analyst compares audiences: in each, in both, in only one (counts only; both segments under the ACL)."""
+    from segments.services import segment_create
+
+    adults = segment_create(
+        owner=cast["owner"], name="Adults", conditions={"attribute": "age", "operator": "gte", "value": 18}
+    )  # alice, bob, carol, dave; the exclusion segment: alice, carol
+    response = owner_client.get(f"/api/segments/{exclusion_segment.pk}/overlap", {"with": adults.pk})
+    assert response.status_code == 200
+    assert response.json() == {
+        "segment": exclusion_segment.pk, "other": adults.pk, "segment_count": 2, "other_count": 4, "both": 2,
+        "only_segment": 0, "only_other": 2,
+    }  # fmt: skip
+    for bad in ("", "abc", "1.5", "9" * 30):
+        response = owner_client.get(f"/api/segments/{exclusion_segment.pk}/overlap", {"with": bad})
+        assert response.status_code == 400 and response.json()["message"].startswith("with:"), bad
+    # The other segment must be visible too: not visible and not existing look the same.
+    private = segment_create(owner=cast["outsider"], name="Private")
+    hidden = owner_client.get(f"/api/segments/{exclusion_segment.pk}/overlap", {"with": private.pk})
+    missing = owner_client.get(f"/api/segments/{exclusion_segment.pk}/overlap", {"with": private.pk + 1000})
+    assert hidden.status_code == missing.status_code == 404 and hidden.json() == missing.json()
+
+
 def test_insights_omit_email_consent_without_the_attribute(owner_client, exclusion_segment):
     from cdp.models import Attribute
 
