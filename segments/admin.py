@@ -53,6 +53,9 @@ class SegmentForm(forms.ModelForm):
         initial=dict,
     )
     tags = forms.ModelMultipleChoiceField(queryset=Tag.objects.all(), required=False)
+    description = forms.CharField(
+        required=False, max_length=services.DESCRIPTION_MAX, strip=False, widget=forms.Textarea(attrs={"rows": 3})
+    )
 
     class Meta:
         model = Segment

@@ -45,6 +45,21 @@ def _name_clean(name: Any) -> str:
     return name.strip()
 
 
+DESCRIPTION_MAX = 5000
+
+
+def _description_clean(description: Any) -> str:
+    if description is None:
+        return ""
+    if not isinstance(description, str):
+        raise ValidationError({"description": "A description is text."})
+    if len(description) > DESCRIPTION_MAX:
+        raise ValidationError(
+            {"description": f"At most {DESCRIPTION_MAX:,} characters (this one has {len(description):,})."}
+        )
+    return description
+
+
 def tags_resolve(*, names: Iterable[str]) -> list[Tag]:
     """Tags by name, created when missing (names are trimmed; case is kept, matching ignores it)."""
     tags: list[Tag] = []
@@ -75,7 +90,10 @@ def segment_create(
     tags: Sequence[str] = (),
 ) -> Segment:
     segment = Segment.objects.create(
-        owner=owner, name=_name_clean(name), description=description or "", conditions=conditions_clean(conditions)
+        owner=owner,
+        name=_name_clean(name),
+        description=_description_clean(description),
+        conditions=conditions_clean(conditions),
     )
     if tags:
         segment.tags.set(tags_resolve(names=tags))
@@ -96,7 +114,7 @@ def segment_update(
     if name is not None:
         segment.name = _name_clean(name)
     if description is not None:
-        segment.description = description
+        segment.description = _description_clean(description)
     if conditions is not None:
         segment.conditions = conditions_clean(conditions)
     if owner is not None:

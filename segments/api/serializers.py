@@ -55,6 +55,26 @@ class SegmentSerializer(serializers.ModelSerializer):
             return UserBriefSerializer(segment.owner).data
         return segment.owner_id
 
+    def validate(self, attrs):
+        """`owner` is read-only: a request changing it is refused rather than answered 200 with the owner kept.
+        Sending the current owner back (a fetched segment sent again; yourself on create) is fine."""
+        if "owner" in self.initial_data:
+            sent = self.initial_data["owner"]
+            if isinstance(sent, dict):
+                sent = sent.get("id")
+            request = self.context.get("request")
+            current = (
+                self.instance.owner_id
+                if self.instance is not None
+                else getattr(request, "user", None) and request.user.pk
+            )
+            if sent is not None and str(sent) != str(current):
+                raise serializers.ValidationError(
+                    {"owner": "The owner cannot be changed: a segment belongs to whoever created it. Share it with "
+                     "other users or roles through its grants instead."}
+                )  # fmt: skip
+        return attrs
+
     def get_can_edit(self, segment: Segment) -> bool:
         from segments.selectors import segment_can_edit
 

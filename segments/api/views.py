@@ -163,7 +163,9 @@ class SegmentViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixi
         with email consent (when the email_consent attribute exists)."""
         segment = self.get_object()
         limit = _int_param(request, "limit", VALUE_COUNTS_DEFAULT, VALUE_COUNTS_MAX) or VALUE_COUNTS_DEFAULT
-        days = _int_param(request, "days", 90, 3660) or 90
+        days = _int_param(request, "days", 90, 3660)
+        if days == 0:
+            raise ValidationError({"days": "must be at least 1 (the size history's number of days)"})
         names = [n.strip() for n in (request.query_params.get("attributes") or "").split(",") if n.strip()]
         if names:  # the members' values (emails, names ...) are customer data, as in the attribute value counts API
             _require_feature(request, Feature.CUSTOMERS_VIEW, needed_for="the top values of attributes")

@@ -61,6 +61,14 @@ def test_a_bad_tree_shows_the_node_under_the_field(client, staff_cast, example_a
     assert not Segment.objects.exists()
 
 
+def test_a_too_long_description_is_a_form_error(client, staff_cast, example_attributes):
+    login(client, staff_cast["owner"])
+    response = client.post("/admin/segments/segment/add/", _form(description="x" * 5001))
+    assert response.status_code == 200
+    assert "Ensure this value has at most 5000 characters" in response.content.decode()
+    assert not Segment.objects.exists()
+
+
 def test_list_shows_only_visible_segments_and_the_trash_filter(client, staff_cast, exclusion_segment):
     login(client, staff_cast["outsider"])
     assert "Exclusion" not in client.get("/admin/segments/segment/").content.decode()

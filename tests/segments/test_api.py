@@ -249,6 +249,31 @@ def test_compare_two_segments(owner_client, exclusion_segment, cast):
     assert hidden.status_code == missing.status_code == 404 and hidden.json() == missing.json()
 
 
+def test_bad_fields_are_refused_rather_than_ignored(owner_client, exclusion_segment, cast):
+    """A description without bounds, an owner change answered 200 with the owner kept, `days=0` read as 90: each a
+    400 naming the field now."""
+    url = f"/api/segments/{exclusion_segment.pk}"
+    long = owner_client.patch(url, {"description": "x" * 5001}, format="json")
+    assert long.status_code == 400 and long.json()["message"].startswith("description: At most 5,000 characters")
+    assert owner_client.patch(url, {"description": "x" * 5000}, format="json").status_code == 200
+    created = owner_client.post("/api/segments", {"name": "Long", "description": "y" * 6000}, format="json")
+    assert created.status_code == 400 and not Segment.objects.filter(name="Long").exists()
+
+    moved = owner_client.patch(url, {"owner": cast["outsider"].pk}, format="json")
+    assert moved.status_code == 400 and moved.json()["message"].startswith("owner: The owner cannot be changed")
+    exclusion_segment.refresh_from_db()
+    assert exclusion_segment.owner_id == cast["owner"].pk
+    # The segment as fetched, sent back: its own owner is no change.
+    fetched = owner_client.get(url).json()
+    again = owner_client.put(url, {k: fetched[k] for k in ("name", "description", "owner", "conditions", "tags")},
+                             format="json")  # fmt: skip
+    assert again.status_code == 200, again.json()
+
+    days = owner_client.get(f"{url}/insights?days=0")
+    assert days.status_code == 400 and days.json()["message"].startswith("days: must be at least 1")
+    assert owner_client.get(f"{url}/insights?days=1").status_code == 200
+
+
 def test_insights_omit_email_consent_without_the_attribute(owner_client, exclusion_segment):
     from cdp.models import Attribute
 

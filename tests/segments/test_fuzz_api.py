@@ -348,12 +348,16 @@ def test_hostile_segment_payloads_are_400_naming_the_field(world):
     assert list(Segment.objects.filter(name="Fuzz")) == []
 
 
-def test_read_only_and_unknown_segment_fields_are_ignored_not_errors(world):
+def test_read_only_and_unknown_segment_fields_are_ignored_but_an_owner_change_is_refused(world):
     owner, segment = world["owner"], world["segment"]
-    for field, value in [("id", HUGE), ("owner", HUGE), ("owner", "x"), ("can_edit", {}), ("trashed_at", "x"),
-                         ("created", LONG), ("nope", 1), ("id", -1)]:  # fmt: skip
+    for field, value in [("id", HUGE), ("can_edit", {}), ("trashed_at", "x"), ("created", LONG), ("nope", 1),
+                         ("id", -1)]:  # fmt: skip
         response = owner.patch(f"/api/segments/{segment}", {field: value}, format="json")
         assert response.status_code == 200, (field, response.content[:200])
+    # An owner change is refused rather than ignored (a client moving a segment to a colleague would be told 200).
+    for value in (HUGE, "x", {"id": "x"}):
+        response = owner.patch(f"/api/segments/{segment}", {"owner": value}, format="json")
+        assert response.status_code == 400 and response.json()["message"].startswith("owner: "), value
     assert Segment.objects.get(pk=segment).owner == world["cast"]["owner"]
 
 
