@@ -182,6 +182,26 @@ def test_a_run_stalled_past_its_lease_stops_before_its_next_send(
     assert Campaign.objects.get(pk=campaign.pk).run_token == taken[0]
 
 
+def test_progress_shows_the_sends_of_a_batch_still_sending(
+    channel, smtp_server, audience, template, admin_user, monkeypatch
+):
+    from emails.services import campaigns
+
+    # A slow channel: the first 100-recipient batch takes 100 s at 1 email/s; the progress bar must move meanwhile.
+    monkeypatch.setattr(campaigns, "PROGRESS_EVERY", timedelta(0))
+    channel_update(send_rate_per_second=1)
+    campaign = campaign_create(name="Slow", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)
+    seen: list[tuple[int, int, int]] = []
+
+    def wait(seconds: float) -> None:  # between the two sends, while the batch is still sending
+        seen.append(Campaign.objects.values_list("sent", "skipped", "total").get(pk=campaign.pk))
+
+    campaign_run(campaign_id=campaign.pk, sleep=wait)
+    assert seen == [(1, 4, 6)]
+    assert Campaign.objects.get(pk=campaign.pk).percent == 100
+
+
 def test_queued_campaigns_whose_run_never_started_are_run_again_once(audience, template, admin_user, monkeypatch):
     from emails import tasks
 
