@@ -20,11 +20,11 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
-from cdp.admin.base import FeatureAccessMixin, render_secret_once, user_has_feature
+from cdp.admin.base import FeatureAccessMixin, render_confirmation, render_secret_once, user_has_feature
 from cdp.features import Feature
 from emails import selectors
 from emails.models import Campaign, EmailAddress, EmailChannel, EmailTemplate, FeedbackInbox, FeedbackRejection, Job
-from emails.services.campaigns import campaign_create, campaign_report
+from emails.services.campaigns import campaign_create, campaign_pause, campaign_report, campaign_resume
 from emails.services.channel import EDITABLE_FIELDS, channel_get, channel_update, webhook_secret_rotate
 from emails.services.imports import import_job_create
 from emails.services.state import EVENT_NAMES, EmailInvalid, email_block, email_normalize, email_unblock
@@ -458,6 +458,7 @@ class CampaignAdmin(FeatureAccessMixin, ModelAdmin):
     readonly_fields = ("name", "template", "segment_id", "status", "progress_display", "report_display", "message",
                        "created", "started", "finished")  # fmt: skip
     fields = readonly_fields
+    actions_detail = ("pause_campaign", "resume_campaign")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         from segments.selectors import segments_visible
@@ -467,6 +468,56 @@ class CampaignAdmin(FeatureAccessMixin, ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_send_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return user_has_feature(request, self.edit_feature)
+
+    def get_actions_detail(self, request: HttpRequest, object_id: Any) -> list:
+        """Pause while the campaign is unfinished, Resume while it is paused (the URLs stay: a page left open
+        meanwhile gets a message saying why nothing happened)."""
+        status = (
+            Campaign.objects.filter(pk=object_id).values_list("status", flat=True).first()
+            if str(object_id).isdigit()
+            else None
+        )
+        wanted = {"pause_campaign"} if status in Campaign.UNFINISHED else set()
+        wanted |= {"resume_campaign"} if status == Campaign.Status.PAUSED else set()
+        return [a for a in super().get_actions_detail(request, object_id) if a.method.__name__ in wanted]
+
+    def _campaign_decide(self, request: HttpRequest, object_id: str, *, pause: bool) -> HttpResponse:
+        campaign = self.get_queryset(request).filter(pk=object_id).first() if str(object_id).isdigit() else None
+        if campaign is None:
+            self.message_user(request, "No such campaign.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:emails_campaign_changelist"))
+        change_url = reverse("admin:emails_campaign_change", args=[campaign.pk])
+        verb = "Pause" if pause else "Resume"
+        if request.method != "POST" or request.POST.get("confirm") != "yes":
+            question = (
+                "Sending stops within a second; the recipients not mailed yet wait until you resume it."
+                if pause
+                else "Sending goes on to the recipients not mailed yet (the audience prepared before the pause)."
+            )
+            return render_confirmation(
+                request, self, title=f"{verb} the campaign “{campaign.name}”?", question=question,
+                details=[f"{campaign.sent} sent, {campaign.skipped} skipped, {campaign.failed} failed of "
+                         f"{campaign.total}."],
+                confirm_label=verb, cancel_url=change_url,
+            )  # fmt: skip
+        try:
+            (campaign_pause if pause else campaign_resume)(campaign=campaign)
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), messages.WARNING)
+        else:
+            self.message_user(request, f"Campaign “{campaign.name}” {'paused' if pause else 'resumed'}.")
+        return HttpResponseRedirect(change_url)
+
+    @action(description="Pause", url_path="pause", permissions=["send"], icon="pause")
+    def pause_campaign(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._campaign_decide(request, object_id, pause=True)
+
+    @action(description="Resume", url_path="resume", permissions=["send"], icon="play_arrow")
+    def resume_campaign(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._campaign_decide(request, object_id, pause=False)
 
     @display(description="Progress")
     def progress_display(self, obj: Campaign) -> str:

@@ -232,10 +232,11 @@ class Campaign(models.Model):
         QUEUED = "queued", "Queued"
         PREPARING = "preparing", "Preparing recipients"
         SENDING = "sending", "Sending"
+        PAUSED = "paused", "Paused"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
 
-    # The statuses a run still has work in.
+    # The statuses a run still has work in (a paused campaign waits for a marketer to resume it).
     UNFINISHED = (Status.QUEUED, Status.PREPARING, Status.SENDING)
 
     name = models.CharField(max_length=200)

@@ -202,6 +202,21 @@ class CampaignViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMix
             name=data["name"], template=data["template"], segment_id=data["segment_id"], user=self.request.user
         )
 
+    @extend_schema(tags=["Email Activations"], request=None, responses={200: s.CampaignSerializer})
+    @action(detail=True, methods=["post"], url_path="pause")
+    def pause(self, request, pk=None):
+        """Stop sending: the run stops before its next send; the recipients not mailed yet wait for `resume`.
+        400 when the campaign is not queued, preparing or sending."""
+        campaign = campaign_services.campaign_pause(campaign=self.get_object())
+        return Response(s.CampaignSerializer(campaign, context=self.get_serializer_context()).data)
+
+    @extend_schema(tags=["Email Activations"], request=None, responses={200: s.CampaignSerializer})
+    @action(detail=True, methods=["post"], url_path="resume")
+    def resume(self, request, pk=None):
+        """Go on sending a paused campaign to the recipients it had not mailed yet. 400 when it is not paused."""
+        campaign = campaign_services.campaign_resume(campaign=self.get_object())
+        return Response(s.CampaignSerializer(campaign, context=self.get_serializer_context()).data)
+
     @extend_schema(tags=["Email Activations"], responses={200: s.CampaignReportSerializer})
     @action(detail=True, methods=["get"], url_path="report")
     def report(self, request, pk=None):

@@ -13,6 +13,9 @@
 4. Progress (counters) is written after every batch; the report counts sent / failed / skipped by reason.
 5. One run at a time: a run holds a lease on its campaign (renewed as it sends). The beat's watchdog
    (`emails.tasks.campaigns_resume`) runs again a campaign whose run died once its lease expired.
+6. A marketer can pause an unfinished campaign (`campaign_pause`): its run stops before its next send (within
+   a second), the rows it had not sent stay pending, and the watchdog leaves it alone; `campaign_resume` queues it
+   again and it goes on with those rows (the audience prepared before the pause).
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ MAX_RUN_FAILURES = 3
 # The counters (what the admin's progress bar and the API's `percent` show) are written after every batch and, within
 # a batch (100 sends take 10 s at 10 emails/s, 100 s at 1/s), at most this often.
 PROGRESS_EVERY = timedelta(seconds=2)
+# How often a sending run looks whether the campaign was paused (one indexed read).
+PAUSE_CHECK_EVERY = timedelta(seconds=1)
 
 
 def recipients_members_sql(*, segment_id: int) -> tuple[str, list[Any]]:
@@ -87,6 +92,36 @@ def campaign_create(*, name: str, template: EmailTemplate, segment_id: int, user
     )  # fmt: skip
     if start:
         campaign_enqueue(campaign=campaign)
+    return campaign
+
+
+@transaction.atomic
+def campaign_pause(*, campaign: Campaign) -> Campaign:
+    """Stop sending a queued, preparing or sending campaign: its run stops before its next send and the recipients
+    not mailed yet stay pending until `campaign_resume`. ValidationError when the campaign is not unfinished."""
+    if not Campaign.objects.filter(pk=campaign.pk, status__in=Campaign.UNFINISHED).update(
+        status=Campaign.Status.PAUSED
+    ):
+        campaign.refresh_from_db(fields=["status"])
+        raise ValidationError({"status": f"The campaign is {campaign.get_status_display().lower()}: only a queued, "
+                                         "preparing or sending campaign can be paused."})  # fmt: skip
+    campaign.refresh_from_db()
+    return campaign
+
+
+@transaction.atomic
+def campaign_resume(*, campaign: Campaign) -> Campaign:
+    """Queue a paused campaign again (after commit): it sends to the recipients it had not mailed yet."""
+    from emails.tasks import campaign_run as task
+
+    if not Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.PAUSED).update(
+        status=Campaign.Status.QUEUED, run_failures=0
+    ):
+        campaign.refresh_from_db(fields=["status"])
+        raise ValidationError({"status": f"The campaign is {campaign.get_status_display().lower()}: only a paused "
+                                         "campaign can be resumed."})  # fmt: skip
+    transaction.on_commit(lambda: task.delay(campaign.pk))
+    campaign.refresh_from_db()
     return campaign
 
 
@@ -182,6 +217,16 @@ class LeaseLost(Exception):
     """Another run took the campaign over: this run's lease had expired (it was stalled longer than LEASE)."""
 
 
+class CampaignPaused(Exception):
+    """A marketer paused the campaign (campaign_pause): the run stops before its next send."""
+
+
+def _still_unfinished(campaign: Campaign) -> None:
+    """CampaignPaused unless the campaign is still to be sent (not paused meanwhile)."""
+    if not Campaign.objects.filter(pk=campaign.pk, status__in=Campaign.UNFINISHED).exists():
+        raise CampaignPaused
+
+
 class _Lease:
     """A run's hold on its campaign (Campaign.run_token / run_lease_until): taken when free, expired or only
     reserved by the watchdog (no token), renewed, released at the end. Expiry is in the database's time, so the
@@ -222,14 +267,19 @@ def campaign_run(*, campaign_id: int, sleep: Callable[[float], None] = time.slee
     MAX_RUN_FAILURES-th fails the campaign with the error."""
     lease = _Lease(campaign_id)
     if not lease.take():
-        finished = not Campaign.objects.filter(pk=campaign_id, status__in=Campaign.UNFINISHED).exists()
-        return "nothing to do" if finished else "already running"
+        status = Campaign.objects.filter(pk=campaign_id).values_list("status", flat=True).first()
+        if status == Campaign.Status.PAUSED:
+            return "paused"
+        return "already running" if status in Campaign.UNFINISHED else "nothing to do"
     try:
         # Read under the lease: a run that finished just before sees the campaign done.
         campaign = Campaign.objects.select_related("template").get(pk=campaign_id)
         return _run_leased(campaign, lease, sleep)
     except LeaseLost:
         return "stopped: another run took the campaign over"
+    except CampaignPaused:
+        campaign_progress_save(campaign=Campaign(pk=campaign_id))
+        return "paused"
     except Exception as exc:
         Campaign.objects.filter(pk=campaign_id).update(run_failures=F("run_failures") + 1)
         runs = Campaign.objects.values_list("run_failures", flat=True).get(pk=campaign_id)
@@ -260,9 +310,10 @@ def _run_leased(campaign: Campaign, lease: _Lease, sleep: Callable[[float], None
         status=CampaignRecipient.Status.FAILED, reason="interrupted: unknown whether it was sent"
     )
     if campaign.prepared is None:
-        Campaign.objects.filter(pk=campaign.pk).update(
+        if not Campaign.objects.filter(pk=campaign.pk, status__in=Campaign.UNFINISHED).update(
             status=Campaign.Status.PREPARING, started=campaign.started or timezone.now()
-        )
+        ):
+            raise CampaignPaused
         # One statement that cannot renew the lease: a longer one while it runs. The audience is fixed here: a
         # later run (after a crash) sends to these rows without preparing again.
         lease.keep(force=True, duration=PREPARE_LEASE)
@@ -272,20 +323,26 @@ def _run_leased(campaign: Campaign, lease: _Lease, sleep: Callable[[float], None
             return _fail(campaign, "; ".join(exc.messages))
         Campaign.objects.filter(pk=campaign.pk).update(prepared=timezone.now())
         lease.keep(force=True)
+    # (Conditional: a campaign paused while it was being prepared stays paused.)
+    if not Campaign.objects.filter(pk=campaign.pk, status__in=Campaign.UNFINISHED).update(
+        status=Campaign.Status.SENDING
+    ):
+        raise CampaignPaused
     channel = channel_get()
     try:
         provider = provider_for(channel)
     except ProviderError as exc:
         return _fail(campaign, f"the email channel cannot send: {exc}")
-    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.SENDING)
     interval = 1.0 / max(1, channel.send_rate_per_second)
     base_url = channel.public_base_url
-    next_send = progress_saved = time.monotonic()
+    next_send = progress_saved = pause_checked = time.monotonic()
     sent_before = False
     untried: list[int] = []
     try:
         while True:
             lease.keep()
+            _still_unfinished(campaign)
+            pause_checked = time.monotonic()
             batch = _claim_batch(campaign)
             if not batch:
                 break
@@ -295,6 +352,9 @@ def _run_leased(campaign: Campaign, lease: _Lease, sleep: Callable[[float], None
                     sleep(max(0.0, next_send - time.monotonic()))
                 sent_before = True
                 next_send = max(next_send + interval, time.monotonic())
+                if time.monotonic() - pause_checked >= PAUSE_CHECK_EVERY.total_seconds():
+                    _still_unfinished(campaign)
+                    pause_checked = time.monotonic()
                 untried.remove(recipient.pk)
                 attempts = recipient.attempts  # counted just before each hand-over to the provider
                 try:
@@ -318,7 +378,10 @@ def _run_leased(campaign: Campaign, lease: _Lease, sleep: Callable[[float], None
     finally:
         provider.close()
     campaign_progress_save(campaign=campaign)
-    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.DONE, finished=timezone.now(), run_failures=0)
+    # (Paused after its last send: it stays paused, and resuming it finds nothing left and finishes it.)
+    Campaign.objects.filter(pk=campaign.pk, status__in=Campaign.UNFINISHED).update(
+        status=Campaign.Status.DONE, finished=timezone.now(), run_failures=0
+    )
     return f"sent {campaign.sent}, skipped {campaign.skipped}, failed {campaign.failed}"
 
 

@@ -77,3 +77,31 @@ def test_import_upload_starts_a_job(staff, django_capture_on_commit_callbacks):
     assert job.status == "done" and job.result["loaded"] == 1 and job.result["errors"] == 1
     page = staff.get(f"/admin/emails/job/{job.pk}/change/")
     assert b"line 3" in page.content and b"2 / 2 rows" in page.content
+
+
+def test_campaign_page_pauses_and_resumes_with_a_confirmation(staff, admin_user):
+    from cdp.models import Attribute
+    from emails.models import Campaign
+    from segments.services import segment_create
+
+    Attribute.objects.create(id="vip", name="VIP", data_type="bool", computation="last_value", path="vip")
+    segment = segment_create(owner=admin_user, name="All", conditions={"attribute": "vip", "operator": "is_set"})
+    template = template_create(name="T", subject="S", text_body="Hi {{ email }}")
+    campaign = Campaign.objects.create(name="Spring", template=template, segment_id=segment.pk,
+                                       status=Campaign.Status.SENDING)  # fmt: skip
+    url = f"/admin/emails/campaign/{campaign.pk}/change/"
+    page = staff.get(url).content.decode()
+    assert f"/campaign/{campaign.pk}/pause/" in page and f"/campaign/{campaign.pk}/resume/" not in page
+
+    confirm = staff.get(f"/admin/emails/campaign/{campaign.pk}/pause/")
+    assert b"Pause the campaign" in confirm.content
+    assert Campaign.objects.get(pk=campaign.pk).status == "sending"  # (a GET only asks)
+    done = staff.post(f"/admin/emails/campaign/{campaign.pk}/pause/", {"confirm": "yes"}, follow=True)
+    assert "Campaign “Spring” paused." in done.content.decode()
+    assert Campaign.objects.get(pk=campaign.pk).status == "paused"
+    page = staff.get(url).content.decode()
+    assert f"/campaign/{campaign.pk}/resume/" in page and f"/campaign/{campaign.pk}/pause/" not in page
+
+    # A page left open: pausing a paused campaign says why nothing happened.
+    again = staff.post(f"/admin/emails/campaign/{campaign.pk}/pause/", {"confirm": "yes"}, follow=True)
+    assert "only a queued, preparing or sending campaign can be paused" in again.content.decode()

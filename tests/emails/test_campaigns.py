@@ -9,6 +9,7 @@ from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from cdp.models import Attribute, CustomerEntity
@@ -200,6 +201,85 @@ def test_progress_shows_the_sends_of_a_batch_still_sending(
     campaign_run(campaign_id=campaign.pk, sleep=wait)
     assert seen == [(1, 4, 6)]
     assert Campaign.objects.get(pk=campaign.pk).percent == 100
+
+
+def test_a_paused_campaign_stops_before_its_next_send_and_resumes_with_the_rest(
+    channel, smtp_server, audience, template, admin_user, monkeypatch, django_capture_on_commit_callbacks
+):
+    from emails.services import campaigns
+
+    monkeypatch.setattr(campaigns, "PAUSE_CHECK_EVERY", timedelta(0))
+    channel_update(send_rate_per_second=1)  # the run waits between its two sends: the marketer pauses then
+    campaign = campaign_create(name="Pause", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)
+
+    def marketer_pauses(seconds: float) -> None:
+        campaigns.campaign_pause(campaign=campaign)
+
+    assert campaign_run(campaign_id=campaign.pk, sleep=marketer_pauses) == "paused"
+    assert [m["To"] for m in smtp_server.inbox.wait_for(1)] == ["ann@example.com"]
+    paused = Campaign.objects.get(pk=campaign.pk)
+    assert (paused.status, paused.sent, paused.run_token) == ("paused", 1, None)
+    assert CampaignRecipient.objects.get(campaign=campaign, email="eve@work.example.com").status == "pending"
+    # Nothing sends it meanwhile: neither a duplicated task nor the watchdog.
+    assert campaign_run(campaign_id=campaign.pk) == "paused"
+    assert campaigns_stalled(lease=LEASE) == []
+    with pytest.raises(ValidationError, match="only a queued, preparing or sending campaign can be paused"):
+        campaigns.campaign_pause(campaign=campaign)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        campaigns.campaign_resume(campaign=campaign)
+    assert sorted(m["To"] for m in smtp_server.inbox.wait_for(2)) == ["ann@example.com", "eve@work.example.com"]
+    done = Campaign.objects.get(pk=campaign.pk)
+    assert (done.status, done.sent, done.skipped, done.total) == ("done", 2, 4, 6)
+    with pytest.raises(ValidationError, match="only a paused campaign can be resumed"):
+        campaigns.campaign_resume(campaign=campaign)
+
+
+def test_a_campaign_paused_while_it_is_prepared_stays_paused(channel, smtp_server, audience, template, admin_user,
+                                                            monkeypatch):  # fmt: skip
+    from emails.services import campaigns
+
+    campaign = campaign_create(name="Early", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)
+    prepare = campaigns.campaign_prepare
+
+    def prepare_then_pause(*, campaign: Campaign) -> int:
+        inserted = prepare(campaign=campaign)
+        campaigns.campaign_pause(campaign=campaign)  # the marketer clicks Pause while the audience is prepared
+        return inserted
+
+    monkeypatch.setattr(campaigns, "campaign_prepare", prepare_then_pause)
+    assert campaign_run(campaign_id=campaign.pk) == "paused"
+    assert smtp_server.inbox.messages == []
+    assert Campaign.objects.get(pk=campaign.pk).status == "paused"
+    assert CampaignRecipient.objects.filter(campaign=campaign, status="pending").count() == 2
+
+
+def test_pause_and_resume_through_the_api(channel, smtp_server, audience, template, admin_user, admin_client,
+                                          django_capture_on_commit_callbacks):  # fmt: skip
+    from cdp.features import Feature
+    from cdp.services.auth import role_create
+    from tests.conftest import client_for
+
+    campaign = campaign_create(name="API", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)
+    viewer = client_for(user_create(username="viewer", password="Viewer-password-1!",
+                                    role=role_create(name="Viewer", features=[Feature.EMAILS_VIEW])))  # fmt: skip
+    assert viewer.post(f"/api/email_campaigns/{campaign.pk}/pause").status_code == 403
+
+    paused = admin_client.post(f"/api/email_campaigns/{campaign.pk}/pause")
+    assert paused.status_code == 200 and paused.json()["status"] == "paused"
+    again = admin_client.post(f"/api/email_campaigns/{campaign.pk}/pause")
+    assert again.status_code == 400
+    assert again.json()["message"] == ("status: The campaign is paused: only a queued, preparing or sending campaign "
+                                       "can be paused.")  # fmt: skip
+    assert admin_client.post("/api/email_campaigns/999999/resume").status_code == 404
+    with django_capture_on_commit_callbacks(execute=True):
+        resumed = admin_client.post(f"/api/email_campaigns/{campaign.pk}/resume")
+    assert resumed.status_code == 200 and resumed.json()["status"] == "queued"
+    assert Campaign.objects.get(pk=campaign.pk).status == "done"
+    assert len(smtp_server.inbox.wait_for(2)) == 2
 
 
 def test_queued_campaigns_whose_run_never_started_are_run_again_once(audience, template, admin_user, monkeypatch):
