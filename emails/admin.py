@@ -19,6 +19,12 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
+from unfold.widgets import (
+    UnfoldAdminFileFieldWidget,
+    UnfoldAdminSelectWidget,
+    UnfoldAdminTextareaWidget,
+    UnfoldAdminTextInputWidget,
+)
 
 from cdp.admin.base import FeatureAccessMixin, render_confirmation, render_secret_once, user_has_feature
 from cdp.features import Feature
@@ -198,7 +204,9 @@ class EmailTemplateAdmin(FeatureAccessMixin, ModelAdmin):
 
 class ReasonForm(forms.Form):
     reason = forms.CharField(
-        max_length=2000, widget=forms.Textarea(attrs={"rows": 3}), help_text="Recorded with the event and your name."
+        max_length=2000,
+        widget=UnfoldAdminTextareaWidget(attrs={"rows": 3}),
+        help_text="Recorded with the event and your name.",
     )
 
     def clean_reason(self) -> str:
@@ -380,9 +388,10 @@ class FeedbackInboxAdmin(FeatureAccessMixin, ModelAdmin):
 
 
 class ImportUploadForm(forms.Form):
-    kind = forms.ChoiceField(choices=Job.Kind.choices, label="What the file holds")
-    file = forms.FileField(help_text="CSV with a header. Contact list: email, consent, subscription_source?, "
-                           "timestamp?. Block list: email, reason?.")  # fmt: skip
+    # (Unfold's widgets: Django's bare ones render unstyled, a text box without a border.)
+    kind = forms.ChoiceField(choices=Job.Kind.choices, label="What the file holds", widget=UnfoldAdminSelectWidget)
+    file = forms.FileField(widget=UnfoldAdminFileFieldWidget, help_text="CSV with a header. Contact list: email, "
+                           "consent, subscription_source?, timestamp?. Block list: email, reason?.")  # fmt: skip
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
@@ -437,9 +446,10 @@ class ImportJobAdmin(FeatureAccessMixin, ModelAdmin):
 
 
 class CampaignForm(forms.Form):
-    name = forms.CharField(max_length=200)
-    template = forms.ModelChoiceField(queryset=EmailTemplate.objects.all())
-    segment = forms.TypedChoiceField(coerce=int, help_text="Only members with consent and not blocked get it.")
+    name = forms.CharField(max_length=200, widget=UnfoldAdminTextInputWidget)
+    template = forms.ModelChoiceField(queryset=EmailTemplate.objects.all(), widget=UnfoldAdminSelectWidget)
+    segment = forms.TypedChoiceField(coerce=int, widget=UnfoldAdminSelectWidget,
+                                     help_text="Only members with consent and not blocked get it.")  # fmt: skip
 
     def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -452,19 +462,36 @@ class CampaignForm(forms.Form):
 class CampaignAdmin(FeatureAccessMixin, ModelAdmin):
     view_feature = Feature.EMAILS_VIEW
     edit_feature = Feature.EMAILS_SEND
-    list_display = ("name", "template", "segment_id", "status", "progress_display", "sent", "skipped", "failed",
+    list_display = ("name", "template", "segment_display", "status", "progress_display", "sent", "skipped", "failed",
                     "created")  # fmt: skip
     list_filter = ("status",)
-    readonly_fields = ("name", "template", "segment_id", "status", "progress_display", "report_display", "message",
-                       "created", "started", "finished")  # fmt: skip
+    readonly_fields = ("name", "template", "segment_display", "status", "progress_display", "report_display",
+                       "message", "created", "started", "finished")  # fmt: skip
     fields = readonly_fields
     actions_detail = ("pause_campaign", "resume_campaign")
+    change_form_template = "emails/admin/campaign_change_form.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
+        from segments.models import Segment
         from segments.selectors import segments_visible
 
         visible = segments_visible(user=request.user, trashed=None).values("pk")
-        return super().get_queryset(request).select_related("template").filter(segment_id__in=visible)
+        segment_name = Segment.objects.filter(pk=models.OuterRef("segment_id")).values("name")[:1]
+        return (
+            super().get_queryset(request).select_related("template").filter(segment_id__in=visible)
+            .annotate(segment_name=models.Subquery(segment_name))
+        )  # fmt: skip
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        live = (
+            str(object_id).isdigit() and Campaign.objects.filter(pk=object_id, status__in=Campaign.UNFINISHED).exists()
+        )
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "campaign_live": live})
+
+    @display(description="Segment")
+    def segment_display(self, obj: Campaign) -> str:
+        url = reverse("admin:segments_segment_change", args=[obj.segment_id])
+        return format_html('<a class="text-primary-600" href="{}">{}</a>', url, obj.segment_name or obj.segment_id)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

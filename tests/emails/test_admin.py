@@ -92,6 +92,8 @@ def test_campaign_page_pauses_and_resumes_with_a_confirmation(staff, admin_user)
     url = f"/admin/emails/campaign/{campaign.pk}/change/"
     page = staff.get(url).content.decode()
     assert f"/campaign/{campaign.pk}/pause/" in page and f"/campaign/{campaign.pk}/resume/" not in page
+    assert f'href="/admin/segments/segment/{segment.pk}/change/">All</a>' in page  # the segment by name
+    assert "data-campaign-live" in page  # reloads to show its progress while it sends
 
     confirm = staff.get(f"/admin/emails/campaign/{campaign.pk}/pause/")
     assert b"Pause the campaign" in confirm.content
@@ -101,7 +103,16 @@ def test_campaign_page_pauses_and_resumes_with_a_confirmation(staff, admin_user)
     assert Campaign.objects.get(pk=campaign.pk).status == "paused"
     page = staff.get(url).content.decode()
     assert f"/campaign/{campaign.pk}/resume/" in page and f"/campaign/{campaign.pk}/pause/" not in page
+    assert "data-campaign-live" not in page
 
     # A page left open: pausing a paused campaign says why nothing happened.
     again = staff.post(f"/admin/emails/campaign/{campaign.pk}/pause/", {"confirm": "yes"}, follow=True)
     assert "only a queued, preparing or sending campaign can be paused" in again.content.decode()
+
+
+def test_campaign_and_import_forms_use_the_admin_s_styled_widgets(staff):
+    # Django's bare widgets render without a border in the Business Explorer: the Name box was invisible.
+    campaign_form = staff.get("/admin/emails/campaign/add/").context["form"]
+    import_form = staff.get("/admin/emails/job/add/").context["form"]
+    for field in (*campaign_form, *import_form):
+        assert "border" in str(field), field.name
