@@ -561,10 +561,14 @@ class CampaignAdmin(FeatureAccessMixin, ModelAdmin):
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
         form = CampaignForm(request.POST or None, user=request.user)
         if request.method == "POST" and form.is_valid():
-            campaign = campaign_create(name=form.cleaned_data["name"], template=form.cleaned_data["template"],
-                                       segment_id=form.cleaned_data["segment"], user=request.user)  # fmt: skip
-            messages.success(request, f"Campaign “{campaign.name}” started.")
-            return HttpResponseRedirect(reverse("admin:emails_campaign_change", args=[campaign.pk]))
+            try:
+                campaign = campaign_create(name=form.cleaned_data["name"], template=form.cleaned_data["template"],
+                                           segment_id=form.cleaned_data["segment"], user=request.user)  # fmt: skip
+            except ValidationError as exc:
+                form.add_error(None, " ".join(exc.messages))
+            else:
+                messages.success(request, f"Campaign “{campaign.name}” started.")
+                return HttpResponseRedirect(reverse("admin:emails_campaign_change", args=[campaign.pk]))
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
                    "title": "Send a template to a segment"}  # fmt: skip
         return TemplateResponse(request, "emails/admin/upload.html", context)

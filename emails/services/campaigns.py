@@ -85,6 +85,9 @@ def campaign_create(*, name: str, template: EmailTemplate, segment_id: int, user
     segment = segment_get_visible(user=user, segment_id=segment_id)  # Http404 when the ACL hides it
     if not (name or "").strip():
         raise ValidationError({"name": "A name is required."})
+    problem = unsubscribe_link_problem(channel_get())
+    if start and problem:
+        raise ValidationError({"channel": problem})
     campaign = Campaign.objects.create(
         name=name.strip()[:200], template=template, segment_id=segment.pk,
         status=Campaign.Status.QUEUED if start else Campaign.Status.DRAFT,
@@ -183,6 +186,15 @@ def campaign_progress_save(*, campaign: Campaign) -> None:
     Campaign.objects.filter(pk=campaign.pk).update(
         sent=campaign.sent, failed=campaign.failed, skipped=campaign.skipped, total=campaign.total
     )
+
+
+def unsubscribe_link_problem(channel: Any) -> str | None:
+    """Why the campaign emails' unsubscribe links would not work, or None. They are absolute URLs built from the
+    channel's public base URL (or its own unsubscribe page): without either they would be relative, dead links."""
+    if channel.public_base_url or channel.unsubscribe_page_url:
+        return None
+    return ("the email channel has no public base URL (or unsubscribe page URL), so the unsubscribe link in every "
+            "email would not work: set it in the email channel's settings first.")  # fmt: skip
 
 
 def unsubscribe_url(*, base_url: str, email: str, campaign: Campaign, subject: str, message_id: str) -> str:
@@ -329,6 +341,9 @@ def _run_leased(campaign: Campaign, lease: _Lease, sleep: Callable[[float], None
     ):
         raise CampaignPaused
     channel = channel_get()
+    problem = unsubscribe_link_problem(channel)  # (the channel may have changed since the campaign was created)
+    if problem:
+        return _fail(campaign, problem)
     try:
         provider = provider_for(channel)
     except ProviderError as exc:

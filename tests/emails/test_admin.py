@@ -116,3 +116,20 @@ def test_campaign_and_import_forms_use_the_admin_s_styled_widgets(staff):
     import_form = staff.get("/admin/emails/job/add/").context["form"]
     for field in (*campaign_form, *import_form):
         assert "border" in str(field), field.name
+
+
+def test_new_campaign_form_says_why_it_cannot_start(staff, admin_user, channel):
+    from cdp.models import Attribute
+    from emails.models import Campaign
+    from emails.services.channel import channel_update
+    from segments.services import segment_create
+
+    Attribute.objects.create(id="vip", name="VIP", data_type="bool", computation="last_value", path="vip")
+    segment = segment_create(owner=admin_user, name="All", conditions={"attribute": "vip", "operator": "is_set"})
+    template = template_create(name="T", subject="S", text_body="Hi {{ email }}")
+    channel_update(public_base_url="")
+    response = staff.post("/admin/emails/campaign/add/", {"name": "Spring", "template": template.pk,
+                                                          "segment": segment.pk})  # fmt: skip
+    assert response.status_code == 200
+    assert "the email channel has no public base URL" in response.content.decode()
+    assert not Campaign.objects.exists()

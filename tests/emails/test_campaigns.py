@@ -282,6 +282,30 @@ def test_pause_and_resume_through_the_api(channel, smtp_server, audience, templa
     assert len(smtp_server.inbox.wait_for(2)) == 2
 
 
+def test_no_campaign_goes_out_with_dead_relative_unsubscribe_links(
+    channel, smtp_server, audience, template, admin_user, admin_client
+):
+    # Without a public base URL the links would be "/email/unsubscribe.html?..." in every email.
+    queued = campaign_create(name="Before", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    Campaign.objects.filter(pk=queued.pk).update(status=Campaign.Status.QUEUED)
+    channel_update(public_base_url="")
+
+    refused = admin_client.post("/api/email_campaigns", {"name": "Spring", "template": template.pk,
+                                                         "segment_id": audience.pk}, format="json")  # fmt: skip
+    assert refused.status_code == 400
+    assert refused.json()["message"].startswith("channel: the email channel has no public base URL")
+    assert not Campaign.objects.filter(name="Spring").exists()
+    # A campaign created before the setting was cleared fails with the reason instead of sending.
+    assert campaign_run(campaign_id=queued.pk).startswith("failed: the email channel has no public base URL")
+    assert Campaign.objects.get(pk=queued.pk).status == "failed" and smtp_server.inbox.messages == []
+
+    # Its own unsubscribe page is enough: the links point there.
+    channel_update(unsubscribe_page_url="https://shop.example.com/unsubscribe")
+    created = admin_client.post("/api/email_campaigns", {"name": "Own page", "template": template.pk,
+                                                         "segment_id": audience.pk}, format="json")  # fmt: skip
+    assert created.status_code == 201, created.content
+
+
 def test_queued_campaigns_whose_run_never_started_are_run_again_once(audience, template, admin_user, monkeypatch):
     from emails import tasks
 
