@@ -20,12 +20,14 @@ import functools
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from cdp.http import declared_length
@@ -34,6 +36,8 @@ from emails.services.channel import channel_cached, channel_get, webhook_secret_
 from emails.services.feedback import FeedbackInvalid, feedback_process, feedback_reject
 from emails.services.subscriptions import (
     PublicRequestError,
+    one_click_load,
+    one_click_unsubscribe,
     subscription_confirm,
     subscription_request,
     unsubscribe,
@@ -161,6 +165,25 @@ def unsubscribe_view(request: HttpRequest) -> HttpResponse:
     if unsubscribe(data=data):
         return _answer(200, "ok", "Email address unsubscribed")
     return HttpResponse(status=304)
+
+
+@_public("emails", methods=("GET", "POST"), cors=False)
+def one_click_view(request: HttpRequest) -> HttpResponse:
+    """RFC 8058 one-click unsubscribe: a POST (body `List-Unsubscribe=One-Click`) unsubscribes and answers 200, also
+    when the address was unsubscribed already (the mailbox provider only needs to know it is done); a GET never
+    unsubscribes (link scanners follow links) and redirects to the unsubscribe page, prefilled."""
+    token = request.GET.get("token", "")[:2000]
+    if request.method == "POST":
+        _read_body(request, limit=MAX_FORM_BYTES)
+        one_click_unsubscribe(token=token)
+        return _answer(200, "ok", "Email address unsubscribed")
+    page = channel_get().unsubscribe_page_url or reverse("emails:unsubscribe-page")
+    try:
+        click = one_click_load(token=token)
+    except PublicRequestError:
+        return HttpResponseRedirect(page)
+    query = urlencode({"email": click.email, "campaign_id": click.campaign_id, "message_id": click.message_id})
+    return HttpResponseRedirect(f"{page}{'&' if '?' in page else '?'}{query}")
 
 
 @_public("emails", methods=("GET",), cors=False)

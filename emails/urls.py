@@ -9,6 +9,7 @@ app_name = "emails"
 urlpatterns = [
     path("emails/subscribe", views.subscribe_view, name="subscribe"),
     path("emails/unsubscribe", views.unsubscribe_view, name="unsubscribe"),
+    path("emails/unsubscribe/one-click", views.one_click_view, name="one-click"),
     path("emails/confirm", views.confirm_view, name="confirm"),
     path("emails/feedback", views.feedback_view, name="feedback"),
     path("emails/feedback/<str:provider>", views.feedback_view, name="feedback-provider"),

@@ -56,7 +56,7 @@ class EmailProvider:
             body=message.text or "",
             from_email=self.from_header,
             to=[message.to],
-            headers=message.headers,
+            headers=dict(message.headers),  # (a copy: the SMTP provider adds the Message-ID to the mail's headers)
             connection=connection,
         )
         if message.html:

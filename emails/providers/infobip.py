@@ -38,9 +38,10 @@ class InfobipProvider(EmailProvider):
             fields.append(("html", (None, message.html)))
         if message.message_id:
             fields.append(("callbackData", (None, message.message_id)))
-        for name, value in message.headers.items():
-            if name.lower() == "list-unsubscribe":
-                fields.append(("headers", (None, json.dumps({"List-Unsubscribe": value}))))
+        unsubscribe = {name: value for name, value in message.headers.items()
+                       if name.lower() in {"list-unsubscribe", "list-unsubscribe-post"}}  # fmt: skip
+        if unsubscribe:
+            fields.append(("headers", (None, json.dumps(unsubscribe))))
         try:
             response = self.session.post(self.url, files=fields, timeout=TIMEOUT_SECONDS)
         except requests.RequestException as exc:

@@ -39,6 +39,7 @@ from emails.providers import OutgoingEmail, ProviderError, provider_for
 from emails.selectors import campaigns_stalled, lease_free
 from emails.services.channel import channel_get
 from emails.services.sending import RecipientBlocked, email_send
+from emails.services.subscriptions import one_click_url
 from emails.services.templates import template_render
 
 logger = logging.getLogger(__name__)
@@ -424,9 +425,13 @@ def _send_one(
     text = rendered.text
     if link not in text and not (rendered.html and "unsubscribe_url" in template.html_body):
         text = (text + "\n\n" if text else "") + f"Unsubscribe: {link}"
+    headers = {"List-Unsubscribe": f"<{link}>", "X-Campaign-Id": str(campaign.pk)}
+    if base_url:  # RFC 8058 one-click (our endpoint: it needs the public base URL); the body keeps the page's link
+        one_click = one_click_url(base_url=base_url, email=recipient.email, campaign_id=campaign.pk,
+                                  message_id=recipient.message_id)  # fmt: skip
+        headers.update({"List-Unsubscribe": f"<{one_click}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"})
     message = OutgoingEmail(
-        to=recipient.email, subject=rendered.subject, text=text, html=rendered.html,
-        headers={"List-Unsubscribe": f"<{link}>", "X-Campaign-Id": str(campaign.pk)},
+        to=recipient.email, subject=rendered.subject, text=text, html=rendered.html, headers=headers,
         tags=[f"campaign-{campaign.pk}"], message_id=recipient.message_id,
     )  # fmt: skip
     while True:

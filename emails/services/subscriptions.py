@@ -37,6 +37,7 @@ from emails.services.state import (
 )
 
 TOKEN_SALT = "emails.opt-in"  # noqa: S105 - a signing salt, not a secret
+ONE_CLICK_SALT = "emails.one-click"
 MAX_TEXT = 1000
 
 
@@ -238,3 +239,44 @@ def unsubscribe(*, data: Any) -> bool:
             email=email, consent=False, type="unsubscribe", payload=payload,
             source=payload.get("unsubscribe_source") or "unsubscribe",
         )  # fmt: skip
+
+
+# --- one-click unsubscribe (RFC 8058) ---------------------------------------------------------------------------
+# A campaign email's List-Unsubscribe header carries a signed URL, with `List-Unsubscribe-Post:
+# List-Unsubscribe=One-Click`: the mailbox provider (Gmail, Yahoo: required of bulk senders) POSTs to it when the
+# recipient clicks its Unsubscribe button. The token names the address, the campaign and the message and does not
+# expire (an old email's link must still work); only a POST unsubscribes — a GET (a person, a link scanner) is sent
+# to the unsubscribe page.
+
+
+@dataclass
+class OneClick:
+    email: str
+    campaign_id: int
+    message_id: str
+
+
+def one_click_url(*, base_url: str, email: str, campaign_id: int, message_id: str) -> str:
+    token = signing.dumps({"e": email, "c": campaign_id, "m": message_id}, salt=ONE_CLICK_SALT, compress=True)
+    return f"{base_url.rstrip('/')}{reverse('emails:one-click')}?{urlencode({'token': token})}"
+
+
+def one_click_load(*, token: str) -> OneClick:
+    """The signed token's address, campaign and message; PublicRequestError 400 when it is not one of ours."""
+    try:
+        data = signing.loads(token, salt=ONE_CLICK_SALT)
+        return OneClick(email_normalize(data["e"]), int(data["c"]), str(data["m"]))
+    except (signing.BadSignature, KeyError, TypeError, ValueError):
+        raise PublicRequestError(400, "TokenInvalid", "This unsubscribe link is not valid.") from None
+
+
+def one_click_unsubscribe(*, token: str) -> bool:
+    """The List-Unsubscribe POST: the address stops receiving campaigns (an *Email Unsubscribed* event naming the
+    campaign and message). True when it was unsubscribed now, False when it already was not subscribed."""
+    from emails.models import Campaign
+
+    click = one_click_load(token=token)
+    name = Campaign.objects.filter(pk=click.campaign_id).values_list("name", flat=True).first()
+    campaign = {"id": str(click.campaign_id), "name": name or f"campaign {click.campaign_id}"}
+    return unsubscribe(data={"email": click.email, "campaign": campaign, "message_id": click.message_id,
+                             "unsubscribe_source": "one-click (List-Unsubscribe)"})  # fmt: skip

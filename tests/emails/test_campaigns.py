@@ -82,7 +82,9 @@ def test_campaign_mails_only_consenting_unblocked_members(
     # The unsubscribe link carries email, campaign id and name, subject and message id, and works.
     message = smtp_server.inbox.to("ann@example.com")[0]
     link = re.search(r"Unsubscribe: (\S+)", body_text(message)).group(1)
-    assert str(message["List-Unsubscribe"]).strip() == f"<{link}>"
+    assert " ".join(str(message["List-Unsubscribe"]).split()).startswith(
+        "<http://shop.example.com/emails/unsubscribe/one-click?token="
+    )  # one-click (test_one_click_unsubscribe_from_the_mailbox); the body links to the page
     url = urlsplit(link)
     query = {k: v[0] for k, v in parse_qs(url.query).items()}
     recipient = CampaignRecipient.objects.get(campaign=campaign, email="ann@example.com")
@@ -96,6 +98,44 @@ def test_campaign_mails_only_consenting_unblocked_members(
     }, format="json")  # fmt: skip
     assert response.status_code == 200
     assert EmailAddress.objects.get(email="ann@example.com").consent is False
+
+
+def test_one_click_unsubscribe_from_the_mailbox(channel, smtp_server, audience, template, admin_user, public_client):
+    """RFC 8058 (Gmail / Yahoo bulk-sender rules): the mailbox's Unsubscribe button POSTs to List-Unsubscribe."""
+    from cdp.models import CustomerEvent
+
+    campaign = campaign_create(name="Spring", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)
+    campaign_run(campaign_id=campaign.pk)
+    message = smtp_server.inbox.wait_for(2) and smtp_server.inbox.to("ann@example.com")[0]
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = urlsplit(" ".join(str(message["List-Unsubscribe"]).split()).strip("<>"))
+    one_click = f"{url.path}?{url.query}"
+    recipient = CampaignRecipient.objects.get(campaign=campaign, email="ann@example.com")
+
+    # A GET (a person, a link scanner) never unsubscribes: it goes to the unsubscribe page, prefilled.
+    page = public_client.get(one_click)
+    assert page.status_code == 302
+    assert page["Location"] == (f"/email/unsubscribe.html?email=ann%40example.com&campaign_id={campaign.pk}"
+                                f"&message_id={recipient.message_id}")  # fmt: skip
+    assert EmailAddress.objects.get(email="ann@example.com").consent is True
+
+    # The mailbox's POST unsubscribes; a repeat answers 200 too and records nothing more.
+    for _ in range(2):
+        done = public_client.post(one_click, "List-Unsubscribe=One-Click",
+                                  content_type="application/x-www-form-urlencoded")  # fmt: skip
+        assert done.status_code == 200, done.content
+    assert EmailAddress.objects.get(email="ann@example.com").consent is False
+    [event] = CustomerEvent.objects.filter(type="unsubscribe", payload__email="ann@example.com")
+    assert event.payload["campaign"] == {"id": str(campaign.pk), "name": "Spring"}
+    assert event.payload["message_id"] == recipient.message_id
+    assert event.payload["unsubscribe_source"] == "one-click (List-Unsubscribe)"
+
+    # A forged or damaged token unsubscribes nobody.
+    forged = public_client.post(f"{url.path}?token=eyJlIjoiZXZlQHdvcmsuZXhhbXBsZS5jb20ifQ:1x:abc")
+    assert forged.status_code == 400 and forged.json()["status"] == "TokenInvalid"
+    assert public_client.get(f"{url.path}?token=x")["Location"] == "/email/unsubscribe.html"
+    assert EmailAddress.objects.get(email="eve@work.example.com").consent is True
 
 
 def test_retry_sends_nobody_twice(channel, smtp_server, audience, template, admin_user):

@@ -3,6 +3,8 @@ speaking their send APIs); blocked addresses never receive mail; credentials are
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from emails.models import EmailChannel
@@ -14,8 +16,12 @@ from tests.emails.servers import body_text
 
 pytestmark = pytest.mark.django_db
 
+UNSUBSCRIBE = {
+    "List-Unsubscribe": "<https://shop.example.com/u>",
+    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+}
 MESSAGE = OutgoingEmail(to="ann@example.com", subject="Hello", text="Plain body", html="<p>HTML body</p>",
-                        headers={"List-Unsubscribe": "<https://shop.example.com/u>"}, message_id="m-1")  # fmt: skip
+                        headers=UNSUBSCRIBE, message_id="m-1")  # fmt: skip
 
 
 def test_registry_has_every_provider_kind():
@@ -27,6 +33,7 @@ def test_smtp_send(channel, smtp_server):
     [received] = smtp_server.inbox.wait_for(1)
     assert received["Subject"] == "Hello"
     assert received["List-Unsubscribe"] == "<https://shop.example.com/u>"
+    assert received["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert "Plain body" in body_text(received)
     assert received["Message-ID"] == provider_id
 
@@ -39,6 +46,7 @@ def test_brevo_send_through_anymail(channel, provider_api):
     assert call.json["to"] == [{"email": "ann@example.com"}]
     assert call.json["sender"] == {"email": "news@shop.example.com", "name": "Shop"}
     assert call.json["subject"] == "Hello" and call.json["htmlContent"] == "<p>HTML body</p>"
+    assert {k: v for k, v in call.json["headers"].items() if k.startswith("List-")} == UNSUBSCRIBE
     assert provider_id.startswith("<1.brevo@")
 
 
@@ -63,6 +71,7 @@ def test_infobip_send(channel, provider_api):
     assert call.form["subject"] == ["Hello"]
     assert call.form["html"] == ["<p>HTML body</p>"]
     assert call.form["callbackData"] == ["m-1"]
+    assert [json.loads(h) for h in call.form["headers"]] == [UNSUBSCRIBE]  # one-click unsubscribe (RFC 8058)
     assert provider_id == "ib-1"
     provider_api.fail_next = [503]
     with pytest.raises(ProviderError) as failed:
