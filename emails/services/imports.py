@@ -23,6 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cdp.services.events import EventRejected, event_time_parse
+from cdp.text import storable
 from emails.models import Job
 from emails.services.state import EmailInvalid, email_block_change, email_consent_change, email_normalize
 
@@ -83,8 +84,10 @@ def _text(row: dict[str, str], name: str) -> str | None:
     value = (row.get(name) or "").strip()
     if not value:
         return None
-    if len(value) > MAX_TEXT or "\x00" in value:
-        raise ValueError(f"{name} must be at most {MAX_TEXT} characters of text")
+    if len(value) > MAX_TEXT:
+        raise ValueError(f"{name} is longer than {MAX_TEXT} characters")
+    if not storable(value):
+        raise ValueError(f"{name} contains a NUL character or a lone surrogate, which cannot be stored")
     return value
 
 
@@ -103,13 +106,18 @@ def _contact(line: int, row: dict[str, str], report: ImportReport) -> None:
         raise ValueError(f"consent must be true or false, got {raw[:30]!r}" if raw else "consent is required")
     source = _text(row, "subscription_source")
     stamp = (row.get("timestamp") or "").strip()
-    when: datetime | None = event_time_parse(stamp) if stamp else None
-    created = email_consent_change(
-        email=email, consent=consent, type="subscription_imported",
-        payload={"subscription_source": source}, event_time=when,
-        key=_key("contact", email, consent, source, when.isoformat() if when else ""),
-        source=source or "contact list import",
-    )  # fmt: skip
+    try:
+        when: datetime | None = event_time_parse(stamp) if stamp else None
+        created = email_consent_change(
+            email=email, consent=consent, type="subscription_imported",
+            payload={"subscription_source": source}, event_time=when,
+            key=_key("contact", email, consent, source, when.isoformat() if when else ""),
+            source=source or "contact list import",
+        )  # fmt: skip
+    except EventRejected as exc:  # (events name the time event_time; the analyst's file calls it timestamp)
+        message = str(exc)
+        raise ValueError(f"timestamp{message.removeprefix('event_time')}" if message.startswith("event_time")
+                         else message) from None  # fmt: skip
     report.loaded += created
     report.duplicates += not created
 
@@ -144,7 +152,8 @@ def import_run(
                 raise ValueError(row["__error__"])
             load(line, row, report)
         except EmailInvalid:
-            report.error(line, f"email {(row.get('email') or '')[:80]!r} is not a valid address")
+            given = (row.get("email") or "").strip()
+            report.error(line, f"email {given[:80]!r} is not a valid address" if given else "email is required")
         except (ValueError, EventRejected) as exc:
             report.error(line, str(exc))
         if progress is not None and report.total % progress_every == 0:

@@ -44,7 +44,7 @@ def test_contact_import_loads_good_rows_and_reports_bad_ones(tmp_path):
     assert "7 rows: 3 loaded, 0 already loaded, 4 bad" in out
     assert f"{path}:4: email 'not-an-email' is not a valid address" in err
     assert f"{path}:5: consent must be true or false, got 'maybe'" in err
-    assert f"{path}:7: event_time 'not-a-date' is not an ISO 8601 date-time" in err
+    assert f"{path}:7: timestamp 'not-a-date' is not an ISO 8601 date-time" in err  # the file's column name
     assert f"{path}:8: expected 4 values, found 2" in err
     ann = CustomerEvent.objects.get(type="subscription_imported", payload__email="ann@example.com")
     assert ann.event_time == datetime(2024, 3, 1, 10, tzinfo=UTC)
@@ -60,6 +60,17 @@ def test_contact_import_loads_good_rows_and_reports_bad_ones(tmp_path):
     out, _, _ = run("import_email_contacts", path)
     assert "3 already loaded" in out
     assert CustomerEvent.objects.filter(type="subscription_imported").count() == 3
+
+
+def test_bad_contact_rows_are_reported_in_the_file_s_words(tmp_path):
+    path = tmp_path / "contacts.csv"
+    path.write_text("email,consent,subscription_source,timestamp\n,true,,\nann@example.com,true,,99999999999\n"
+                    "bob@example.com,true,a\x00b,\ncid@example.com,true,,\n")  # fmt: skip
+    out, err, code = run("import_email_contacts", path)
+    assert code == 1 and "4 rows: 1 loaded, 0 already loaded, 3 bad" in out
+    assert f"{path}:2: email is required" in err
+    assert f"{path}:3: timestamp 5138-11-16T09:46:39+00:00 is more than a day in the future" in err
+    assert f"{path}:4: subscription_source contains a NUL character or a lone surrogate, which cannot be stored" in err
 
 
 def test_block_list_import(tmp_path):
