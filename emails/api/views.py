@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
 from cdp.api.views import CdpViewSet
@@ -108,7 +107,12 @@ def _address_or_404(email: str) -> EmailAddress:
         normalized = email_normalize(email)
     except EmailInvalid:
         raise ValidationError({"email": "Email address is invalid"}) from None
-    return get_object_or_404(EmailAddress, email=normalized)
+    address = EmailAddress.objects.filter(email=normalized).first()
+    if address is None:
+        raise NotFound(
+            f"{normalized} is not a known address: no subscription, import, block or provider event recorded its state."
+        )
+    return address
 
 
 @extend_schema(tags=["Emails"])

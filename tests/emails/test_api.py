@@ -120,4 +120,7 @@ def test_list_addresses_filters(marketer_client, channel, admin_user):
     assert [r["email"] for r in marketer_client.get("/api/emails?blocked=true").json()["results"]] == ["b@example.com"]
     assert [r["email"] for r in marketer_client.get("/api/emails?consent=true").json()["results"]] == ["a@example.com"]
     assert marketer_client.get("/api/emails?consent=maybe").status_code == 400
-    assert marketer_client.get("/api/emails/nobody@example.com").status_code == 404
+    unknown = marketer_client.get("/api/emails/Nobody@Example.com")
+    assert unknown.status_code == 404
+    assert unknown.json()["message"] == ("nobody@example.com is not a known address: no subscription, import, block "
+                                         "or provider event recorded its state.")  # fmt: skip
