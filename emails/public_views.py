@@ -36,6 +36,7 @@ from emails.services.channel import channel_cached, channel_get, webhook_secret_
 from emails.services.feedback import FeedbackInvalid, feedback_process, feedback_reject
 from emails.services.subscriptions import (
     PublicRequestError,
+    one_click_campaign_name,
     one_click_load,
     one_click_unsubscribe,
     subscription_confirm,
@@ -182,7 +183,8 @@ def one_click_view(request: HttpRequest) -> HttpResponse:
         click = one_click_load(token=token)
     except PublicRequestError:
         return HttpResponseRedirect(page)
-    query = urlencode({"email": click.email, "campaign_id": click.campaign_id, "message_id": click.message_id})
+    query = urlencode({"email": click.email, "campaign_id": click.campaign_id,
+                       "campaign_name": one_click_campaign_name(click), "message_id": click.message_id})  # fmt: skip
     return HttpResponseRedirect(f"{page}{'&' if '?' in page else '?'}{query}")
 
 

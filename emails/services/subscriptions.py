@@ -270,13 +270,17 @@ def one_click_load(*, token: str) -> OneClick:
         raise PublicRequestError(400, "TokenInvalid", "This unsubscribe link is not valid.") from None
 
 
+def one_click_campaign_name(click: OneClick) -> str:
+    from emails.models import Campaign
+
+    name = Campaign.objects.filter(pk=click.campaign_id).values_list("name", flat=True).first()
+    return name or f"campaign {click.campaign_id}"
+
+
 def one_click_unsubscribe(*, token: str) -> bool:
     """The List-Unsubscribe POST: the address stops receiving campaigns (an *Email Unsubscribed* event naming the
     campaign and message). True when it was unsubscribed now, False when it already was not subscribed."""
-    from emails.models import Campaign
-
     click = one_click_load(token=token)
-    name = Campaign.objects.filter(pk=click.campaign_id).values_list("name", flat=True).first()
-    campaign = {"id": str(click.campaign_id), "name": name or f"campaign {click.campaign_id}"}
+    campaign = {"id": str(click.campaign_id), "name": one_click_campaign_name(click)}
     return unsubscribe(data={"email": click.email, "campaign": campaign, "message_id": click.message_id,
                              "unsubscribe_source": "one-click (List-Unsubscribe)"})  # fmt: skip

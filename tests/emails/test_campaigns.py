@@ -117,7 +117,7 @@ def test_one_click_unsubscribe_from_the_mailbox(channel, smtp_server, audience, 
     page = public_client.get(one_click)
     assert page.status_code == 302
     assert page["Location"] == (f"/email/unsubscribe.html?email=ann%40example.com&campaign_id={campaign.pk}"
-                                f"&message_id={recipient.message_id}")  # fmt: skip
+                                f"&campaign_name=Spring&message_id={recipient.message_id}")  # fmt: skip
     assert EmailAddress.objects.get(email="ann@example.com").consent is True
 
     # The mailbox's POST unsubscribes; a repeat answers 200 too and records nothing more.
