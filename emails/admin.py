@@ -528,7 +528,7 @@ class CampaignAdmin(FeatureAccessMixin, ModelAdmin):
                 request, self, title=f"{verb} the campaign “{campaign.name}”?", question=question,
                 details=[f"{campaign.sent} sent, {campaign.skipped} skipped, {campaign.failed} failed of "
                          f"{campaign.total}."],
-                confirm_label=verb, cancel_url=change_url,
+                confirm_label=verb, cancel_url=change_url, danger=False,
             )  # fmt: skip
         try:
             (campaign_pause if pause else campaign_resume)(campaign=campaign)
