@@ -256,6 +256,14 @@ class EmailAddressAdmin(FeatureAccessMixin, ModelAdmin):
     fields = readonly_fields
     actions = ("block_selected",)
     actions_detail = ("block_address", "unblock_address")
+    actions_list = ("download_suppression_list",)
+
+    @action(description="Download suppression list (CSV)", url_path="suppression-list", icon="download")
+    def download_suppression_list(self, request: HttpRequest) -> HttpResponse:
+        """Blocked and unsubscribed addresses, `email,reason` (loads as a block list here or elsewhere)."""
+        from emails.api.views import suppression_list_response
+
+        return suppression_list_response()
 
     def has_block_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return user_has_feature(request, Feature.EMAILS_BLOCK)

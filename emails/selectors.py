@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterator
 from datetime import timedelta
 
 from django.db.models import Q, QuerySet
@@ -26,6 +29,27 @@ def addresses_list(*, blocked: bool | None = None, consent: str | None = None, q
     if q:
         qs = qs.filter(email__icontains=q.strip().lower())
     return qs.order_by("-modified", "id")
+
+
+def suppression_list() -> QuerySet[EmailAddress]:
+    """The addresses no campaign mails: blocked, or unsubscribed (consent false); by address."""
+    return EmailAddress.objects.filter(Q(blocked=True) | Q(consent=False)).order_by("email")
+
+
+def suppression_list_csv() -> Iterator[str]:
+    """The suppression list as CSV lines `email,reason` — the block list import's columns, so the file loads as a
+    block list here or into another sender. The reason says why: `blocked: <reason>` or `unsubscribed`."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["email", "reason"])
+    rows = suppression_list().values_list("email", "blocked", "blocked_reason")
+    for email, blocked, blocked_reason in rows.iterator(chunk_size=5000):
+        writer.writerow([email, f"blocked: {blocked_reason}".strip().rstrip(":") if blocked else "unsubscribed"])
+        if buffer.tell() > 64 * 1024:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
 
 
 def address_events(*, email: str, limit: int = 200) -> list[CustomerEvent]:

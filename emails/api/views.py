@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
@@ -22,6 +24,13 @@ from emails.services.sending import email_send
 from emails.services.state import EmailInvalid, address_state, email_block, email_normalize, email_unblock
 
 BLOCKING_TAG = "Email Blocking/Unblocking"
+
+
+def suppression_list_response() -> StreamingHttpResponse:
+    """The suppression list CSV download (the API and the admin's button)."""
+    response = StreamingHttpResponse(selectors.suppression_list_csv(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="suppression-list.csv"'
+    return response
 
 
 @extend_schema(tags=["Channels"])
@@ -146,6 +155,13 @@ class EmailAddressViewSet(CdpViewSet, mixins.ListModelMixin):
     )
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    @action(detail=False, methods=["get"], url_path="suppression_list", pagination_class=None, filter_backends=[])
+    def suppression_list(self, request):
+        """The addresses no campaign mails (blocked or unsubscribed) as a CSV file `email,reason`, streamed: the
+        block list import's columns, so it loads as a block list here or into another sender."""
+        return suppression_list_response()
 
     @extend_schema(responses={200: s.EmailAddressDetailSerializer})
     def retrieve(self, request, email=None):

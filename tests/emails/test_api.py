@@ -124,3 +124,35 @@ def test_list_addresses_filters(marketer_client, channel, admin_user):
     assert unknown.status_code == 404
     assert unknown.json()["message"] == ("nobody@example.com is not a known address: no subscription, import, block "
                                          "or provider event recorded its state.")  # fmt: skip
+
+
+def test_suppression_list_downloads_as_a_block_list(marketer_client, analyst_client, admin_client, admin_user):
+    from emails.services.imports import import_run
+    from emails.services.state import email_block, email_consent_change
+    from emails.services.subscriptions import subscription_request
+
+    email_consent_change(email="ann@example.com", consent=True, type="subscription_imported")  # mailable
+    email_consent_change(email="bob@example.com", consent=False, type="unsubscribe")
+    email_block(email="cid@example.com", reason="spam trap, reported", user=admin_user)
+    subscription_request(data={"email": "dan@example.com"})  # asked, not confirmed: neither mailable nor suppressed
+
+    response = marketer_client.get("/api/emails/suppression_list")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    assert response["Content-Disposition"] == 'attachment; filename="suppression-list.csv"'
+    text = b"".join(response.streaming_content).decode()
+    assert text == 'email,reason\nbob@example.com,unsubscribed\ncid@example.com,"blocked: spam trap, reported"\n'
+    assert analyst_client.get("/api/emails/suppression_list").status_code == 403
+
+    # The admin's button on Email addresses gives the same file.
+    admin_user.is_staff = True
+    admin_user.save()
+    admin_client.force_login(admin_user)
+    page = admin_client.get("/admin/emails/emailaddress/")
+    assert b"/admin/emails/emailaddress/suppression-list/" in page.content
+    download = admin_client.get("/admin/emails/emailaddress/suppression-list/")
+    assert b"".join(download.streaming_content).decode() == text
+
+    # It loads as a block list (here, or into another sender).
+    report = import_run(kind="blocklist_import", text=text)
+    assert (report.total, report.loaded, report.error_count) == (2, 2, 0)
+    assert EmailAddress.objects.get(email="bob@example.com").blocked is True
