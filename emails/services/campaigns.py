@@ -236,8 +236,11 @@ class CampaignPaused(Exception):
 
 def _still_unfinished(campaign: Campaign) -> None:
     """CampaignPaused unless the campaign is still to be sent (not paused meanwhile)."""
-    if not Campaign.objects.filter(pk=campaign.pk, status__in=Campaign.UNFINISHED).exists():
+    status = Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True).first()
+    if status not in Campaign.UNFINISHED:
         raise CampaignPaused
+    if status == Campaign.Status.QUEUED:  # paused and resumed before this run noticed: it goes on sending
+        Campaign.objects.filter(pk=campaign.pk, status=status).update(status=Campaign.Status.SENDING)
 
 
 class _Lease:

@@ -276,6 +276,33 @@ def test_a_paused_campaign_stops_before_its_next_send_and_resumes_with_the_rest(
         campaigns.campaign_resume(campaign=campaign)
 
 
+def test_a_campaign_paused_and_resumed_before_its_run_noticed_goes_on_sending(
+    channel, smtp_server, audience, template, admin_user, monkeypatch
+):
+    from emails.services import campaigns
+
+    monkeypatch.setattr(campaigns, "PAUSE_CHECK_EVERY", timedelta(0))
+    channel_update(send_rate_per_second=1)
+    member("g7", "gus@example.com")
+    email_consent_change(email="gus@example.com", consent=True, type="subscription_imported")
+    campaign = campaign_create(name="Blink", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)
+    seen: list[str] = []
+
+    def pause_and_resume(seconds: float) -> None:
+        if not seen:  # between the first two sends: Pause, then Resume, within a second
+            campaigns.campaign_pause(campaign=campaign)
+            seen.append(campaign_run(campaign_id=campaign.pk))  # a task meeting the running run's lease
+            Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)  # campaign_resume's write
+        else:  # the running run went on, and says so
+            seen.append(Campaign.objects.values_list("status", flat=True).get(pk=campaign.pk))
+
+    assert campaign_run(campaign_id=campaign.pk, sleep=pause_and_resume).startswith("sent 3")
+    assert seen == ["paused", "sending"]
+    assert len(smtp_server.inbox.wait_for(3)) == 3
+    assert Campaign.objects.get(pk=campaign.pk).status == "done"
+
+
 def test_a_campaign_paused_while_it_is_prepared_stays_paused(channel, smtp_server, audience, template, admin_user,
                                                             monkeypatch):  # fmt: skip
     from emails.services import campaigns
