@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,9 @@ TEMPLATE_FIELDS = ("name", "subject", "html_body", "text_body")
 def _validate(template: EmailTemplate) -> None:
     if not template.html_body.strip() and not template.text_body.strip():
         raise ValidationError({"html_body": "A template needs an HTML or a text body (or both)."})
+    if any(c in (template.subject or "") for c in "\r\n"):
+        # (An email header is one line: every send of it would fail, and "\r\nBcc: ..." is a header injection.)
+        raise ValidationError({"subject": "The subject must be one line: it holds a line break."})
     template.full_clean()
 
 
@@ -66,7 +70,8 @@ def template_render(template: EmailTemplate, values: dict[str, Any]) -> Preview:
     used = {m.group(1) for field in (template.subject, template.html_body, template.text_body)
             for m in PLACEHOLDER.finditer(field)}  # fmt: skip
     return Preview(
-        subject=render_text(template.subject, values),
+        # One line whatever the values hold (a campaign name with a line break): an email header cannot hold two.
+        subject=re.sub(r"\s*[\r\n]+\s*", " ", render_text(template.subject, values)),
         html=render_html(template.html_body, values),
         text=render_text(template.text_body, values),
         unknown_placeholders=sorted(used - set(values)),

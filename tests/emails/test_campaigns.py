@@ -138,6 +138,16 @@ def test_one_click_unsubscribe_from_the_mailbox(channel, smtp_server, audience, 
     assert EmailAddress.objects.get(email="eve@work.example.com").consent is True
 
 
+def test_a_campaign_name_with_a_line_break_still_gives_a_one_line_subject(channel, smtp_server, audience, admin_user):
+    template = template_create(name="Named", subject="{{ campaign_name }} for {{ email }}", text_body="Hi")
+    campaign = campaign_create(name="Spring\r\nsale", template=template, segment_id=audience.pk, user=admin_user,
+                               start=False)  # fmt: skip
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)
+    assert campaign_run(campaign_id=campaign.pk).startswith("sent 2")
+    subjects = sorted(str(m["Subject"]) for m in smtp_server.inbox.wait_for(2))
+    assert subjects == ["Spring sale for ann@example.com", "Spring sale for eve@work.example.com"]
+
+
 def test_retry_sends_nobody_twice(channel, smtp_server, audience, template, admin_user):
     campaign = campaign_create(name="Once", template=template, segment_id=audience.pk, user=admin_user, start=False)
     Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)

@@ -85,7 +85,9 @@ TEMPLATE_BAD = [
     (field, value)
     for field in ("name", "subject", "html_body", "text_body")
     for value in (None, {}, [], ["x"], True, "a\x00b", LONG if field in ("name", "subject") else None)
-] + [("name", ""), ("subject", ""), ("name", "Sale")]  # fmt: skip
+] + [("name", ""), ("subject", ""), ("name", "Sale")] + [  # fmt: skip
+    ("subject", "Sale\r\nBcc: everyone@example.com"), ("subject", "two\nlines"),  # an email header is one line
+]  # fmt: skip
 BROKEN_SYNTAX = ["{{", "}}", "{{ email", "{% if x %}", "{{ unknown_thing }}", "{{{{ email }}}}", "{{ 1 }}",
                  "{# #}", "${email}", "{{ email|safe }}", "%(email)s", "{0}", "{{" * 10_000]  # fmt: skip
 
