@@ -12,12 +12,17 @@ from emails.models import EmailChannel
 
 class ProviderError(Exception):
     """Sending failed. `permanent`: retrying the same message cannot help (bad address, bad credentials);
-    otherwise retry later, after `retry_after` seconds when the provider said so (rate limit)."""
+    otherwise retry later, after `retry_after` seconds when the provider said so (rate limit). `channel`: the
+    provider refused the channel itself (credentials, sender, account), so no address can be sent to until someone
+    fixes the channel's settings — a campaign stops instead of failing every recipient."""
 
-    def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool, retry_after: float | None = None, channel: bool = False
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
+        self.channel = channel
 
 
 @dataclass

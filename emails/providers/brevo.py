@@ -42,7 +42,9 @@ class BrevoProvider(EmailProvider):
                 except ValueError:
                     retry_after = None
             transient = status is None or status == 429 or status >= 500
-            raise ProviderError(f"Brevo API error {status}", permanent=not transient, retry_after=retry_after) from None
+            # 401 / 403: the API key or the account, not this recipient.
+            raise ProviderError(f"Brevo API error {status}", permanent=not transient, retry_after=retry_after,
+                                channel=status in (401, 403)) from None  # fmt: skip
         except AnymailError as exc:
             raise ProviderError(f"Brevo: {exc}", permanent=False) from None
         status = mail.anymail_status

@@ -54,7 +54,8 @@ class InfobipProvider(EmailProvider):
                 retry_after=float(retry) if retry and retry.isdigit() else None,
             )
         if response.status_code >= 400:
-            raise ProviderError(f"Infobip API error {response.status_code}: {response.text[:200]}", permanent=True)
+            raise ProviderError(f"Infobip API error {response.status_code}: {response.text[:200]}", permanent=True,
+                                channel=response.status_code in (401, 403))  # fmt: skip
         try:
             messages = response.json()["messages"]
             return str(messages[0]["messageId"])

@@ -42,7 +42,11 @@ class SmtpProvider(EmailProvider):
             raise ProviderError(f"recipient refused: {exc.recipients}", permanent=True) from None
         except smtplib.SMTPAuthenticationError as exc:
             self.close()
-            raise ProviderError(f"SMTP authentication failed: {exc.smtp_code}", permanent=True) from None
+            raise ProviderError(f"SMTP authentication failed: {exc.smtp_code}", permanent=True, channel=True) from None
+        except smtplib.SMTPSenderRefused as exc:
+            self.close()
+            raise ProviderError(f"the SMTP server refused the sender {exc.sender}: {exc.smtp_code}",
+                                permanent=True, channel=True) from None  # fmt: skip
         except smtplib.SMTPResponseException as exc:
             self.close()
             raise ProviderError(f"SMTP error {exc.smtp_code}", permanent=exc.smtp_code >= 500) from None

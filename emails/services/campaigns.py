@@ -15,7 +15,9 @@
    (`emails.tasks.campaigns_resume`) runs again a campaign whose run died once its lease expired.
 6. A marketer can pause an unfinished campaign (`campaign_pause`): its run stops before its next send (within
    a second), the rows it had not sent stay pending, and the watchdog leaves it alone; `campaign_resume` queues it
-   again and it goes on with those rows (the audience prepared before the pause).
+   again and it goes on with those rows (the audience prepared before the pause). A provider refusing the channel
+   itself (bad credentials, a refused sender: ProviderError.channel) pauses the campaign the same way, with the
+   reason, instead of failing every recipient one by one.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def campaign_resume(*, campaign: Campaign) -> Campaign:
     from emails.tasks import campaign_run as task
 
     if not Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.PAUSED).update(
-        status=Campaign.Status.QUEUED, run_failures=0
+        status=Campaign.Status.QUEUED, run_failures=0, message=""
     ):
         campaign.refresh_from_db(fields=["status"])
         raise ValidationError({"status": f"The campaign is {campaign.get_status_display().lower()}: only a paused "
@@ -234,6 +236,11 @@ class CampaignPaused(Exception):
     """A marketer paused the campaign (campaign_pause): the run stops before its next send."""
 
 
+class ChannelRefused(Exception):
+    """The provider refused the channel itself (ProviderError.channel: credentials, sender, account): the run
+    stops and pauses the campaign with the reason, the recipients not sent wait; resumed once the channel is fixed."""
+
+
 def _still_unfinished(campaign: Campaign) -> None:
     """CampaignPaused unless the campaign is still to be sent (not paused meanwhile)."""
     status = Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True).first()
@@ -296,6 +303,14 @@ def campaign_run(*, campaign_id: int, sleep: Callable[[float], None] = time.slee
     except CampaignPaused:
         campaign_progress_save(campaign=Campaign(pk=campaign_id))
         return "paused"
+    except ChannelRefused as exc:
+        campaign_progress_save(campaign=Campaign(pk=campaign_id))
+        message = (f"Paused: the email provider refused the channel ({exc}). Fix the email channel's settings, "
+                   "then resume the campaign.")  # fmt: skip
+        Campaign.objects.filter(pk=campaign_id, status__in=Campaign.UNFINISHED).update(
+            status=Campaign.Status.PAUSED, message=message
+        )
+        return f"paused: {exc}"
     except Exception as exc:
         Campaign.objects.filter(pk=campaign_id).update(run_failures=F("run_failures") + 1)
         runs = Campaign.objects.values_list("run_failures", flat=True).get(pk=campaign_id)
@@ -446,6 +461,9 @@ def _send_one(
             _finish(recipient, CampaignRecipient.Status.SKIPPED, "blocked")
             return
         except ProviderError as exc:
+            if exc.channel:  # nobody can be sent to: not this recipient's failure, it was not sent
+                recipient.attempts -= 1
+                raise ChannelRefused(str(exc)) from None
             if exc.permanent or recipient.attempts >= MAX_SEND_ATTEMPTS:
                 _finish(recipient, CampaignRecipient.Status.FAILED, str(exc))
                 return

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
 @dataclass
@@ -45,13 +46,29 @@ def free_port() -> int:
 
 
 class SmtpServer:
-    def __init__(self) -> None:
+    """`require_auth=(user, password)`: AUTH is required (no TLS on loopback) and only that login accepted."""
+
+    def __init__(self, *, require_auth: tuple[str, str] | None = None) -> None:
         self.inbox = SmtpInbox()
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=free_port())
+        auth = {}
+        if require_auth is not None:
+            expected = (require_auth[0].encode(), require_auth[1].encode())
+
+            def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult:
+                return AuthResult(success=(auth_data.login, auth_data.password) == expected, handled=False)
+
+            auth = {"auth_required": True, "auth_require_tls": False, "authenticator": authenticator}
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=free_port(), **auth)
 
     def start(self) -> SmtpServer:
         self.controller.start()
         return self
+
+    def __enter__(self) -> SmtpServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     @property
     def port(self) -> int:

@@ -460,6 +460,46 @@ def test_provider_rate_limit_is_waited_out(channel, provider_api, audience, temp
     assert len(waits) >= 2
 
 
+@pytest.mark.parametrize("provider", ["brevo", "infobip"])
+def test_a_refused_api_key_pauses_the_campaign_instead_of_failing_everyone(
+    channel, provider_api, audience, template, admin_user, provider, django_capture_on_commit_callbacks
+):
+    base = f"{provider_api.url}/v3/" if provider == "brevo" else provider_api.url
+    channel_update(provider=provider, api_base_url=base, credentials="a-revoked-api-key-0000", send_rate_per_second=50)
+    campaign = campaign_create(name="Key", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)
+
+    assert campaign_run(campaign_id=campaign.pk, sleep=lambda s: None).startswith("paused: ")
+    paused = Campaign.objects.get(pk=campaign.pk)
+    assert paused.status == "paused" and paused.message.startswith("Paused: the email provider refused the channel (")
+    assert "Fix the email channel's settings, then resume the campaign." in paused.message
+    assert len(provider_api.calls) == 1  # it stopped at the first refusal
+    report = campaign_report(campaign=paused)
+    assert (report["pending"], report["failed"], report["sent"]) == (2, 0, 0)  # nobody lost
+
+    channel_update(credentials="test-api-key-123456")  # the marketer fixes the key and resumes
+    with django_capture_on_commit_callbacks(execute=True):
+        from emails.services.campaigns import campaign_resume
+
+        campaign_resume(campaign=paused)
+    done = Campaign.objects.get(pk=campaign.pk)
+    assert (done.status, done.sent, done.failed, done.message) == ("done", 2, 0, "")
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # (loopback: no TLS to require)
+def test_a_refused_smtp_login_pauses_the_campaign(channel, audience, template, admin_user):
+    from tests.emails.servers import SmtpServer
+
+    with SmtpServer(require_auth=("news", "right-password")) as server:
+        channel_update(smtp_port=server.port, smtp_username="news", credentials="wrong-password")
+        campaign = campaign_create(name="Login", template=template, segment_id=audience.pk, user=admin_user,
+                                   start=False)  # fmt: skip
+        Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)
+        assert campaign_run(campaign_id=campaign.pk) == "paused: SMTP authentication failed: 535"
+    report = campaign_report(campaign=Campaign.objects.get(pk=campaign.pk))
+    assert (report["pending"], report["failed"]) == (2, 0)
+
+
 def test_campaign_api_respects_segment_acl(
     channel, smtp_server, audience, template, admin_user, admin_client, django_capture_on_commit_callbacks
 ):
