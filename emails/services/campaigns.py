@@ -307,9 +307,10 @@ def campaign_run(*, campaign_id: int, sleep: Callable[[float], None] = time.slee
         campaign_progress_save(campaign=Campaign(pk=campaign_id))
         message = (f"Paused: the email provider refused the channel ({exc}). Fix the email channel's settings, "
                    "then resume the campaign.")  # fmt: skip
-        Campaign.objects.filter(pk=campaign_id, status__in=Campaign.UNFINISHED).update(
+        if Campaign.objects.filter(pk=campaign_id, status__in=Campaign.UNFINISHED).update(
             status=Campaign.Status.PAUSED, message=message
-        )
+        ):
+            campaign_notify(campaign_id=campaign_id, title="Campaign “{name}” paused", message=message, error=True)
         return f"paused: {exc}"
     except Exception as exc:
         Campaign.objects.filter(pk=campaign_id).update(run_failures=F("run_failures") + 1)
@@ -413,10 +414,12 @@ def _run_leased(campaign: Campaign, lease: _Lease, sleep: Callable[[float], None
         provider.close()
     campaign_progress_save(campaign=campaign)
     # (Paused after its last send: it stays paused, and resuming it finds nothing left and finishes it.)
-    Campaign.objects.filter(pk=campaign.pk, status__in=Campaign.UNFINISHED).update(
+    summary = f"sent {campaign.sent}, skipped {campaign.skipped}, failed {campaign.failed}"
+    if Campaign.objects.filter(pk=campaign.pk, status__in=Campaign.UNFINISHED).update(
         status=Campaign.Status.DONE, finished=timezone.now(), run_failures=0
-    )
-    return f"sent {campaign.sent}, skipped {campaign.skipped}, failed {campaign.failed}"
+    ):
+        campaign_notify(campaign_id=campaign.pk, title="Campaign “{name}” sent", message=f"{summary.capitalize()}.")
+    return summary
 
 
 def _send_one(
@@ -474,7 +477,31 @@ def _send_one(
 
 
 def _fail(campaign: Campaign, message: str) -> str:
-    Campaign.objects.filter(pk=campaign.pk).update(
-        status=Campaign.Status.FAILED, message=message[:2000], finished=timezone.now()
-    )
+    if (
+        Campaign.objects.filter(pk=campaign.pk)
+        .exclude(status=Campaign.Status.FAILED)
+        .update(status=Campaign.Status.FAILED, message=message[:2000], finished=timezone.now())
+    ):
+        campaign_notify(campaign_id=campaign.pk, title="Campaign “{name}” failed", message=message, error=True)
     return f"failed: {message}"
+
+
+def campaign_notify(*, campaign_id: int, title: str, message: str, error: bool = False) -> None:
+    """Tell the user who started the campaign how it ended (admin Notifications, GET /api/notifications/)."""
+    from django.urls import NoReverseMatch, reverse
+
+    from notifications.models import Notification
+    from notifications.services import notification_create
+
+    campaign = Campaign.objects.select_related("created_by").filter(pk=campaign_id).first()
+    if campaign is None or campaign.created_by is None:
+        return
+    try:
+        link = reverse("admin:emails_campaign_change", args=[campaign.pk])
+    except NoReverseMatch:
+        link = ""
+    notification_create(
+        user=campaign.created_by, title=title.format(name=campaign.name), message=message, link=link,
+        level=Notification.Level.ERROR if error else Notification.Level.SUCCESS,
+        object_type="email_campaign", object_id=str(campaign.pk),
+    )  # fmt: skip

@@ -20,6 +20,7 @@ from emails.services.campaigns import LEASE, campaign_create, campaign_report, c
 from emails.services.channel import channel_update
 from emails.services.state import email_block, email_consent_change
 from emails.services.templates import template_create
+from notifications.models import Notification
 from segments.services import segment_create
 from stitching.models import Identifier
 from tests.emails.servers import body_text
@@ -146,6 +147,26 @@ def test_a_campaign_name_with_a_line_break_still_gives_a_one_line_subject(channe
     assert campaign_run(campaign_id=campaign.pk).startswith("sent 2")
     subjects = sorted(str(m["Subject"]) for m in smtp_server.inbox.wait_for(2))
     assert subjects == ["Spring sale for ann@example.com", "Spring sale for eve@work.example.com"]
+
+
+def test_the_marketer_is_notified_when_a_campaign_is_sent_or_fails(channel, smtp_server, audience, template,
+                                                                   admin_user):  # fmt: skip
+    sent = campaign_create(name="Done", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    Campaign.objects.filter(pk=sent.pk).update(status=Campaign.Status.QUEUED)
+    campaign_run(campaign_id=sent.pk)
+    assert campaign_run(campaign_id=sent.pk) == "nothing to do"  # (a duplicated task notifies nobody again)
+    channel_update(sender_email="")
+    failed = campaign_create(name="Broken", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    Campaign.objects.filter(pk=failed.pk).update(status=Campaign.Status.QUEUED)
+    campaign_run(campaign_id=failed.pk)
+
+    notices = Notification.objects.filter(user=admin_user).order_by("id")
+    assert [(n.title, n.level, n.message, n.link) for n in notices] == [
+        ("Campaign “Done” sent", "success", "Sent 2, skipped 4, failed 0.",
+         f"/admin/emails/campaign/{sent.pk}/change/"),
+        ("Campaign “Broken” failed", "error", "the email channel cannot send: the email channel has no sender address "
+         "configured", f"/admin/emails/campaign/{failed.pk}/change/"),
+    ]  # fmt: skip
 
 
 def test_retry_sends_nobody_twice(channel, smtp_server, audience, template, admin_user):
@@ -472,6 +493,8 @@ def test_a_refused_api_key_pauses_the_campaign_instead_of_failing_everyone(
     assert campaign_run(campaign_id=campaign.pk, sleep=lambda s: None).startswith("paused: ")
     paused = Campaign.objects.get(pk=campaign.pk)
     assert paused.status == "paused" and paused.message.startswith("Paused: the email provider refused the channel (")
+    [notice] = Notification.objects.filter(user=admin_user)  # the marketer who started it is told
+    assert (notice.title, notice.level, notice.message) == ("Campaign “Key” paused", "error", paused.message)
     assert "Fix the email channel's settings, then resume the campaign." in paused.message
     assert len(provider_api.calls) == 1  # it stopped at the first refusal
     report = campaign_report(campaign=paused)
