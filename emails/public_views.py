@@ -9,7 +9,8 @@
   503 `ServiceUnavailable` when the database is down.
 - CORS: origins in the `public_cors_origins` global setting get Access-Control-Allow-Origin (subscribe and
   unsubscribe; OPTIONS preflights answered). No cookies are used, so no CSRF token is needed.
-- Rate limited per client IP (scope "emails"; webhooks have their own scope "emails_feedback").
+- Rate limited per client IP (scope "emails"; webhooks have their own scope "emails_feedback", one-click
+  unsubscribes "emails_one_click").
 """
 
 from __future__ import annotations
@@ -168,7 +169,9 @@ def unsubscribe_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse(status=304)
 
 
-@_public("emails", methods=("GET", "POST"), cors=False)
+# (Its own rate-limit counter: mailbox providers POST these from a few addresses of theirs, which must not share the
+# subscribe forms' count; the tokens are signed, so a flood of forged ones costs a signature check each.)
+@_public("emails_one_click", methods=("GET", "POST"), cors=False)
 def one_click_view(request: HttpRequest) -> HttpResponse:
     """RFC 8058 one-click unsubscribe: a POST (body `List-Unsubscribe=One-Click`) unsubscribes and answers 200, also
     when the address was unsubscribed already (the mailbox provider only needs to know it is done); a GET never

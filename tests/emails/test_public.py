@@ -258,6 +258,22 @@ def test_rate_limited(public_client, channel):
     assert codes == [400, 400, 429]
 
 
+def test_one_click_unsubscribes_have_their_own_rate_limit_counter(public_client, channel):
+    from cdp.services.global_settings import global_setting_set, global_settings_cache_clear
+
+    global_setting_set(key="public_rate_limit_per_minute", value=1, user=None)
+    global_settings_cache_clear()
+    ip = f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}.{secrets.randbelow(250)}"  # a fresh counter
+    try:
+        # A mailbox provider's address, whose subscribe-form count is spent, still gets its one-click POSTs through.
+        codes = [_subscribe(public_client, {"email": "nope"}, REMOTE_ADDR=ip).status_code for _ in range(2)]
+        codes += [public_client.post("/emails/unsubscribe/one-click?token=x", REMOTE_ADDR=ip).status_code
+                  for _ in range(2)]  # fmt: skip
+    finally:
+        global_settings_cache_clear()
+    assert codes == [400, 429, 400, 429]
+
+
 def test_default_pages_are_prefilled(public_client):
     page = public_client.get(
         "/email/unsubscribe.html?email=a%40b.com&campaign_id=c-1&campaign_name=Sale&subject=Hi&message_id=m-9"
