@@ -22,7 +22,14 @@ router.register("events", views.CustomerEventViewSet, basename="event")
 router.register("customer_entities", profile_views.CustomerProfileViewSet, basename="customer-entity")
 router.register("attributes", profile_views.AttributeViewSet, basename="attribute")
 
-auth = views.AuthViewSet.as_view
+
+def auth(actions: dict[str, str]):
+    """The AuthViewSet view for `actions`, with the options their `@action` sets (its `permission_classes`). A
+    router passes them on; `as_view` alone does not, and `users/me` answered 200 (an empty user) with no token."""
+    options = getattr(views.AuthViewSet, next(iter(actions.values()))).kwargs
+    return views.AuthViewSet.as_view(actions, **options)
+
+
 urlpatterns = [
     path("users/login", auth({"post": "login"}), name="login"),
     path("users/logout", auth({"post": "logout", "delete": "logout"}), name="logout"),

@@ -69,6 +69,14 @@ def test_no_token_is_401():
     assert response.json()["status"] == "error"
 
 
+@pytest.mark.parametrize(("method", "path"), [("get", "/api/users/me"), ("delete", "/api/users/logout")])
+def test_me_and_logout_without_a_token_are_401(method, path):
+    # A client checking its token with /users/me must not read an empty user as "valid".
+    response = getattr(APIClient(), method)(path)
+    assert response.status_code == 401
+    assert response.json()["status"] == "error"
+
+
 def test_last_used_is_recorded(analyst_client, analyst):
     analyst_client.get("/api/users/me")
     assert ApiToken.objects.get(user=analyst).last_used is not None
