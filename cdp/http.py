@@ -1,4 +1,6 @@
-"""Reading a public request's headers as our own code needs them, whoever serves it (Django or the fast lane)."""
+"""Reading a request's headers and body as our own code needs them, whoever serves it (Django or the fast lane)."""
+
+import zlib
 
 
 def declared_length(value: object) -> int | None:
@@ -9,3 +11,33 @@ def declared_length(value: object) -> int | None:
     except ValueError:
         return None
     return declared if declared >= 0 else None
+
+
+GZIP_ENCODINGS = frozenset({"gzip", "x-gzip"})
+ACCEPTED_ENCODINGS = frozenset({"", "identity"}) | GZIP_ENCODINGS
+
+
+class BodyInvalid(ValueError):
+    """A request body that cannot be read: the message says why."""
+
+
+class BodyTooLarge(BodyInvalid):
+    """A body over the size limit (a 413)."""
+
+
+def gunzip_limited(data: bytes, *, limit: int) -> bytes:
+    """Decompress gzip (several members allowed), refusing to produce more than `limit` bytes, so a small
+    compressed body cannot expand into gigabytes."""
+    out = bytearray()
+    while data:
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += decompressor.decompress(data, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise BodyInvalid(f"body is not valid gzip: {exc}") from None
+        if len(out) > limit:
+            raise BodyTooLarge(f"body is over {limit // 1024} KB after decompression")
+        if not decompressor.eof:
+            raise BodyInvalid("body is not valid gzip: the compressed data is truncated")
+        data = decompressor.unused_data.lstrip(b"\x00")  # padding between members is allowed
+    return bytes(out)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -35,7 +34,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from cdp.api.errors import error_body
-from cdp.http import declared_length
+from cdp.http import BodyInvalid, BodyTooLarge, declared_length, gunzip_limited
 from cdp.ratelimit import rate_limited
 from cdp.segment_api.services import (
     MAX_BATCH_BYTES,
@@ -77,20 +76,13 @@ def _error(status: int, message: str, code: str, **extra: Any) -> JsonResponse:
 
 
 def _gunzip(data: bytes, *, limit: int) -> bytes:
-    """Decompress gzip (several members allowed), refusing to produce more than `limit` bytes."""
-    out = bytearray()
-    while data:
-        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            out += decompressor.decompress(data, limit + 1 - len(out))
-        except zlib.error as exc:
-            raise RequestProblem(400, f"body is not valid gzip: {exc}") from None
-        if len(out) > limit:
-            raise RequestProblem(413, f"body is over {limit // 1024} KB after decompression", "payload_too_large")
-        if not decompressor.eof:
-            raise RequestProblem(400, "body is not valid gzip: the compressed data is truncated")
-        data = decompressor.unused_data.lstrip(b"\x00")  # padding between members is allowed
-    return bytes(out)
+    """Decompress gzip, refusing to produce more than `limit` bytes."""
+    try:
+        return gunzip_limited(data, limit=limit)
+    except BodyTooLarge as exc:
+        raise RequestProblem(413, str(exc), "payload_too_large") from None
+    except BodyInvalid as exc:
+        raise RequestProblem(400, str(exc)) from None
 
 
 def _json_body(request: HttpRequest, *, limit: int) -> dict[str, Any]:

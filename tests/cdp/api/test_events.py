@@ -194,8 +194,44 @@ def test_unknown_api_path_is_json_404(analyst_client):
     assert response.json()["status"] == "error"
 
 
-def test_gzip_request_body_is_not_required_for_the_api_but_json_is(analyst_client, web_source):
+def test_a_gzip_body_is_read_like_the_segment_endpoints_do(analyst_client, web_source):
+    body = gzip.compress(b'[{"source_id": "web", "type": "purchase", "event_time": "2025-03-01T10:00:00Z"}]')
     response = analyst_client.generic(
-        "POST", "/api/events/", gzip.compress(b"[]"), content_type="application/json", HTTP_CONTENT_ENCODING="gzip"
+        "POST", "/api/events/", body, content_type="application/json", HTTP_CONTENT_ENCODING="gzip"
     )
-    assert response.status_code == 400
+    assert response.status_code == 200, response.json()
+    assert len(response.json()["accepted"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding", "status", "fragment"),
+    [
+        (b"[]", "br", 415, "Content-Encoding 'br' is not supported"),
+        (b"[not gzip]", "gzip", 400, "not valid gzip"),
+        (gzip.compress(b"[]")[:-6], "gzip", 400, "truncated"),
+    ],
+)
+def test_a_body_in_another_encoding_is_a_4xx_naming_it(analyst_client, web_source, body, encoding, status, fragment):
+    response = analyst_client.generic(
+        "POST", "/api/events/", body, content_type="application/json", HTTP_CONTENT_ENCODING=encoding
+    )
+    assert response.status_code == status
+    assert fragment in response.json()["message"]
+
+
+def test_a_body_over_the_size_limit_is_a_413_even_compressed(analyst_client, web_source, settings):
+    # DRF reads its parsers' stream past Django's DATA_UPLOAD_MAX_MEMORY_SIZE: the limit is the parser's to keep.
+    settings.CDP_MAX_REQUEST_BYTES = 4096
+    events = [event(message_id=str(i), payload={"note": "x" * 400}) for i in range(20)]
+    response = analyst_client.post("/api/events/", events, format="json")
+    assert response.status_code == 413
+    assert response.json() == {"status": "error", "message": response.json()["message"]}
+    assert "4 KB limit" in response.json()["message"]
+
+    bomb = gzip.compress(b"[" + b" " * 100_000 + b"]")  # small compressed, far over the limit expanded
+    response = analyst_client.generic(
+        "POST", "/api/events/", bomb, content_type="application/json", HTTP_CONTENT_ENCODING="gzip"
+    )
+    assert response.status_code == 413
+    assert "decompressed" in response.json()["message"]
+    assert not CustomerEvent.objects.exists()
