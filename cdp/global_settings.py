@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import available_timezones
 
+from cdp.models import Attribute
 from cdp.text import storable
 
 
@@ -34,6 +35,16 @@ def _check_identifier_list(value: Any) -> Any:
     if not all(storable(item) for item in value):
         raise SettingInvalid("must not contain NUL characters or lone surrogates")
     return [item.strip() for item in value]
+
+
+def _check_attribute_ids(value: Any) -> Any:
+    """Ids of attributes that exist: a misspelt id would make the Audience API answer null for it forever, and an
+    attribute this setting names cannot be deleted, so the two stay consistent."""
+    value = list(dict.fromkeys(_check_identifier_list(value)))
+    unknown = sorted(set(value) - set(Attribute.objects.filter(pk__in=value).values_list("pk", flat=True)))
+    if unknown:
+        raise SettingInvalid(f"names no attribute with the id {', '.join(repr(item) for item in unknown)}")
+    return value
 
 
 def _check_timezone(value: Any) -> Any:
@@ -67,7 +78,7 @@ DEFINITIONS: dict[str, SettingDefinition] = {
             "array[string]",
             [],
             "Attribute ids the public Audience API (/wbs) may return besides customer_entity_id and modified.",
-            _check_identifier_list,
+            _check_attribute_ids,
         ),
         SettingDefinition(
             "display_timezone",

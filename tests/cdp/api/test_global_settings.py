@@ -31,6 +31,7 @@ def test_a_change_is_validated_stored_and_audited(admin_client, admin_user):
         ("public_rate_limit_per_minute", -5, "between 0 and"),
         ("display_timezone", "Mars/Base", "IANA time zone"),
         ("public_cors_origins", ["shop.example.com"], "not an origin"),
+        ("audience_api_returned_attributes", ["ps_email_address", "ps_emial"], "no attribute with the id 'ps_emial'"),
     ],
 )
 def test_invalid_values_are_refused_with_the_reason(admin_client, key, value, fragment):
