@@ -1,3 +1,6 @@
+from datetime import datetime
+
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -62,6 +65,12 @@ class ApiTokenSerializer(serializers.ModelSerializer):
 
     def get_prefix(self, token: ApiToken) -> str:
         return f"{token.key_prefix}…"
+
+    def validate_expires(self, value: datetime | None) -> datetime | None:
+        """A token that is dead when it is handed out is a mistake (a date in the wrong year or zone), not a wish."""
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError(f"{value.isoformat()} is in the past: give a time in the future.")
+        return value
 
 
 class ApiTokenCreatedSerializer(ApiTokenSerializer):

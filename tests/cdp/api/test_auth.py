@@ -92,6 +92,15 @@ def test_token_created_through_the_api_is_shown_once(analyst_client):
     assert any(row["prefix"] == key[:10] + "…" for row in listed)
 
 
+def test_a_token_that_would_be_expired_when_created_is_a_400(analyst_client):
+    response = analyst_client.post("/api/tokens/", {"name": "ci", "expires": "2020-01-01T00:00:00Z"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("expires: 2020-01-01T00:00:00+00:00 is in the past")
+    assert not ApiToken.objects.filter(name="ci").exists()
+    later = (timezone.now() + timedelta(days=30)).isoformat()
+    assert analyst_client.post("/api/tokens/", {"name": "ci", "expires": later}, format="json").status_code == 201
+
+
 def test_revoking_a_token_through_the_api(analyst_client):
     created = analyst_client.post("/api/tokens/", {"name": "temp"}, format="json").json()
     assert analyst_client.delete(f"/api/tokens/{created['id']}/").status_code == 204
