@@ -9,7 +9,6 @@ import math
 from datetime import UTC, date, datetime
 from typing import Any
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins
 from rest_framework.decorators import action
@@ -75,8 +74,7 @@ class AttributeViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMi
         limit = _int_param(request, "limit", VALUE_COUNTS_DEFAULT, VALUE_COUNTS_MAX)
         if limit == 0:
             raise ValidationError({"limit": "must be at least 1"})
-        attribute = get_object_or_404(Attribute, pk=pk)
-        return Response(selectors.attribute_value_counts(attribute=attribute, limit=limit))
+        return Response(selectors.attribute_value_counts(attribute=self.get_object(), limit=limit))
 
 
 @extend_schema_view(

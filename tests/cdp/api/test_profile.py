@@ -419,4 +419,6 @@ def test_attribute_value_counts_of_numbers_and_bad_limits(analyst_client, jana, 
     for limit in ("0", "x", "100000"):
         response = analyst_client.get(f"/api/attributes/orders_count/value_counts?limit={limit}")
         assert response.status_code == 400, limit
-    assert analyst_client.get("/api/attributes/nope/value_counts").status_code == 404
+    response = analyst_client.get("/api/attributes/nope/value_counts")
+    assert response.status_code == 404
+    assert response.json() == {"status": "error", "message": "No attribute 'nope'."}
