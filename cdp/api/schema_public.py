@@ -134,7 +134,12 @@ def _segment_operation(name: str, *, short: str | None = None) -> dict[str, Any]
             "properties": {"type": "object", "additionalProperties": True},
             "traits": {"type": "object", "additionalProperties": True},
             "context": {"type": "object", "additionalProperties": True},
-            "timestamp": {"type": "string", "format": "date-time"},
+            "timestamp": {"type": "string", "format": "date-time", "description": "When it happened (the event time)."},
+            "sentAt": {
+                "type": "string",
+                "format": "date-time",
+                "description": "The device's clock when sending: a clock over a minute off has its times corrected.",
+            },
             "messageId": {"type": "string", "description": "Idempotency: a message stored twice is stored once."},
         },
         "additionalProperties": True,

@@ -8,6 +8,9 @@ Mapping (one Segment message = one row in `customer_events`, through the shared 
   the shared content hash, so an identical re-send is still stored once.
 - `event_time`: `timestamp`, else `originalTimestamp`, else the time the server received the request (UTC).
   A present but unparseable or absurd timestamp rejects the message rather than silently using another time.
+  A device clock that is off is corrected as Segment does, `receivedAt - (sentAt - timestamp)`, when the
+  message's `sentAt` (else the batch's) is more than CLOCK_SKEW_TOLERANCE from the server's clock: a phone set
+  two days ahead sends events that happened now, not ones from the future.
 - `type`: the `event` name for `track` messages (e.g. "Order Completed"); the message type (`identify`,
   `page`, `screen`, `alias`, `group`) for the others. A track event literally named "identify" is
   therefore stored with type "identify"; `payload.type` still says "track".
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -45,6 +48,9 @@ from cdp.services.events import (
 MESSAGE_TYPES = ("track", "identify", "page", "screen", "alias", "group")
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
+# A device whose clock (its sentAt) is further than this from ours gets its times corrected, as Segment does; within
+# it, the time sent is kept exactly, so a retried message without a messageId hashes the same and is stored once.
+CLOCK_SKEW_TOLERANCE = timedelta(minutes=1)
 # events_ingest takes bounded lists; a 500 KB batch of tiny messages can hold more than that.
 INGEST_CHUNK = 5000
 
@@ -80,25 +86,53 @@ def _check_id(message: dict[str, Any], name: str) -> bool:
     return True
 
 
-def _event_time(message: dict[str, Any], *, received_at: datetime) -> datetime:
+def _sent_at(value: object) -> datetime | None:
+    """The client's clock when it sent the request (Segment's `sentAt`, ISO 8601), None when absent or unreadable:
+    a transport field, so a bad one is ignored rather than rejecting the message."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    return parsed if parsed.year < datetime.max.year else None  # (the calendar's last year is no clock's)
+
+
+def _event_time(message: dict[str, Any], *, received_at: datetime, sent_at: datetime | None) -> datetime:
+    skew = received_at - sent_at if sent_at is not None else timedelta(0)
+    corrected = abs(skew) > CLOCK_SKEW_TOLERANCE
     for name in ("timestamp", "originalTimestamp"):
         value = message.get(name)
         if value is None or value == "":
             continue
         try:
-            return event_time_parse(value, now=received_at)
+            if not corrected:
+                return event_time_parse(value, now=received_at)
+            # Read by the device's own clock (a day ahead of its own sentAt is still absurd), then moved onto ours.
+            device_time = event_time_parse(value, now=sent_at)
+            try:
+                return event_time_parse(device_time + skew, now=received_at)
+            except OverflowError:
+                raise EventRejected(f"event_time {str(value)[:60]!r} is out of range given sentAt") from None
         except EventRejected as exc:
             raise EventRejected(str(exc).replace("event_time", name, 1)) from None
     return received_at
 
 
 def segment_message_record(
-    *, source_id: int, message: object, message_type: str | None = None, received_at: datetime
+    *,
+    source_id: int,
+    message: object,
+    message_type: str | None = None,
+    received_at: datetime,
+    batch_sent_at: object = None,
 ) -> EventRecord:
     """Validate one Segment message and build its event record (see the module docstring for the mapping).
 
     `message_type` is the endpoint's type for /v1/track etc. (it overrides the message's own); None in a batch,
-    where each message says its type. Raises EventRejected (MessageTooLarge for size) with the reason.
+    where each message says its type. `batch_sent_at`: the batch's `sentAt`, for messages without their own.
+    Raises EventRejected (MessageTooLarge for size) with the reason.
     """
     if not isinstance(message, dict):
         raise EventRejected("message must be a JSON object")
@@ -147,7 +181,9 @@ def segment_message_record(
         return event_record_build(
             source_id=source_id,
             type=event_type,
-            event_time=_event_time(payload, received_at=received_at),
+            event_time=_event_time(
+                payload, received_at=received_at, sent_at=_sent_at(payload.get("sentAt", batch_sent_at))
+            ),
             payload=payload,
             message_id=message_id,
             now=received_at,
@@ -204,7 +240,11 @@ def segment_stitching_rules_ensure(*, source_id: int) -> None:
 
 @transaction.atomic
 def segment_batch_ingest(
-    *, source_id: int, messages: Sequence[object], received_at: datetime | None = None
+    *,
+    source_id: int,
+    messages: Sequence[object],
+    received_at: datetime | None = None,
+    batch_sent_at: object = None,
 ) -> BatchIngestResult:
     """Validate and store a batch: good messages are stored (once), bad ones listed with index and reason."""
     segment_stitching_rules_ensure(source_id=source_id)
@@ -213,7 +253,11 @@ def segment_batch_ingest(
     records: list[EventRecord] = []
     for index, message in enumerate(messages):
         try:
-            records.append(segment_message_record(source_id=source_id, message=message, received_at=received_at))
+            records.append(
+                segment_message_record(
+                    source_id=source_id, message=message, received_at=received_at, batch_sent_at=batch_sent_at
+                )
+            )
         except EventRejected as exc:
             result.rejected.append({"index": index, "reason": str(exc)})
     for start in range(0, len(records), INGEST_CHUNK):

@@ -200,7 +200,9 @@ def batch(request: HttpRequest) -> HttpResponse:
         messages = segment_batch_messages(body)
     except BatchInvalid as exc:
         raise RequestProblem(400, str(exc)) from None
-    result = segment_batch_ingest(source_id=source_id, messages=messages, received_at=received_at)
+    result = segment_batch_ingest(
+        source_id=source_id, messages=messages, received_at=received_at, batch_sent_at=body.get("sentAt")
+    )
     counts = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected}
     if result.rejected and not result.accepted and not result.duplicates:
         first = result.rejected[0]

@@ -1,6 +1,6 @@
 """cdp.segment_api.services: Segment messages mapped to customer event records."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -40,6 +40,37 @@ def test_event_time_is_timestamp_then_original_timestamp_then_receive_time():
     assert record({"type": "page", "userId": "u", "timestamp": 1717243200}).event_time == NOW
     assert record({"type": "page", "userId": "u", "originalTimestamp": "2024-06-01T12:00:00Z"}).event_time == NOW
     assert record({"type": "page", "userId": "u"}).event_time == NOW
+
+
+def test_a_device_clock_that_is_off_is_corrected_by_its_sent_at_as_segment_does():
+    # A phone set two days ahead: the event happened 5 s before it was sent, which the server received at NOW.
+    ahead = {"type": "track", "event": "E", "userId": "u", "timestamp": "2024-06-03T11:59:55Z"}
+    assert record({**ahead, "sentAt": "2024-06-03T12:00:00Z"}).event_time == NOW - timedelta(seconds=5)
+    # Without sentAt nothing says the clock is off: two days ahead is refused, as before.
+    with pytest.raises(EventRejected, match="timestamp .* more than a day in the future"):
+        record(ahead)
+    # A clock an hour behind, with the batch's sentAt (analytics-python sends it there, not in each message).
+    behind = {"type": "page", "userId": "u", "originalTimestamp": "2024-06-01T10:59:00Z"}
+    built = segment_message_record(source_id=7, message=behind, received_at=NOW, batch_sent_at="2024-06-01T11:00:00Z")
+    assert built.event_time == NOW - timedelta(minutes=1)
+
+
+def test_a_clock_within_the_tolerance_keeps_the_time_sent_exactly():
+    # Network latency is no skew: the time stays the client's to the microsecond (and a retry hashes the same).
+    message = {"type": "page", "userId": "u", "timestamp": "2024-05-01T10:00:00.123Z", "sentAt": "2024-06-01T11:59:30Z"}
+    assert record(message).event_time == datetime(2024, 5, 1, 10, 0, 0, 123000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("sent_at", ["soon", 1717243200, "9999-12-31T00:00:00Z", None])
+def test_an_unreadable_sent_at_is_ignored(sent_at):
+    message = {"type": "page", "userId": "u", "timestamp": "2024-05-01T10:00:00Z", "sentAt": sent_at}
+    assert record(message).event_time == datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+
+
+def test_a_time_absurd_by_the_device_clock_is_still_refused():
+    message = {"type": "page", "userId": "u", "timestamp": "2024-06-10T00:00:00Z", "sentAt": "2024-06-03T12:00:00Z"}
+    with pytest.raises(EventRejected, match="timestamp"):
+        record(message)
 
 
 def test_a_bad_timestamp_is_not_replaced_by_the_fallback():

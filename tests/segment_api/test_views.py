@@ -59,6 +59,20 @@ def test_track_stores_the_event_under_its_event_name(segment_client, auth, web_s
     assert event.payload["properties"] == {"revenue": 42}
 
 
+def test_a_batch_from_a_device_two_days_ahead_is_stored_at_the_corrected_times(segment_client, auth):
+    # Segment's clock-skew correction, receivedAt - (sentAt - timestamp), with the batch-level sentAt.
+    ahead = datetime.now(UTC) + timedelta(days=2)
+    body = {"batch": [track(1, timestamp=(ahead - timedelta(minutes=3)).isoformat())], "sentAt": ahead.isoformat()}
+
+    response = post_json(segment_client, "/v1/batch", body, **auth)
+
+    assert response.status_code == 200, response.content
+    assert response.json()["accepted"] == 1
+    stored = CustomerEvent.objects.get().event_time
+    expected = datetime.now(UTC) - timedelta(minutes=3)
+    assert abs(stored - expected) < timedelta(seconds=5)
+
+
 @pytest.mark.parametrize(
     ("path", "stored_type", "body"),
     [
