@@ -18,10 +18,13 @@ import re
 
 from django.http import HttpResponse
 from drf_spectacular import openapi
+from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import status
 from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.permissions import IsAuthenticated
 
+from cdp.api.permissions import HasFeature
 from cdp.services import idempotency as services
 from cdp.services.secrets import SecretUnreadable
 
@@ -163,11 +166,62 @@ class IdempotentPostMixin:
                     logger.exception("idempotency: the claim could not be given back")
 
 
+ERROR_SCHEMA = {
+    "type": "object",
+    "description": "Every error answer: `message` says what was wrong; `errors` lists the messages per field of bad "
+    "input (`message` is the first of them, prefixed by its field). Some 404s add fields, see the operation.",
+    "properties": {
+        "status": {"type": "string", "enum": ["error"]},
+        "message": {"type": "string"},
+        "errors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+    },
+    "required": ["status", "message"],
+}
+ERROR_ANSWERS = {
+    "400": "Bad input: a parameter or a field of the body (named in `message` and `errors`).",
+    "401": "No token, or an invalid, expired or revoked one.",
+    "403": "The user's role lacks the feature this operation needs (named in `message`).",
+    "404": "No such object.",
+    "413": "The body is over CDP_MAX_REQUEST_BYTES (also once a gzip body is decompressed).",
+    "415": "The body is not JSON, or its Content-Encoding is not gzip.",
+}
+
+
 class AutoSchema(openapi.AutoSchema):
-    """drf-spectacular's, documenting the header on the POST operations that take it."""
+    """drf-spectacular's, documenting the Idempotency-Key header on the POST operations that take it, and the error
+    answers every operation can give, with their one JSON shape (a client's generated code reads them too)."""
 
     def get_override_parameters(self):
         parameters = super().get_override_parameters()
         if self.method == "POST" and isinstance(self.view, IdempotentPostMixin):
             parameters = [*parameters, PARAMETER]
         return parameters
+
+    def get_operation(self, path, path_regex, path_prefix, method, registry):
+        operation = super().get_operation(path, path_regex, path_prefix, method, registry)
+        if operation is None:
+            return None
+        component = ResolvedComponent(name="Error", type=ResolvedComponent.SCHEMA, object="Error", schema=ERROR_SCHEMA)
+        registry.register_on_missing(component)
+        has_body = "requestBody" in operation
+        has_query = any(parameter.get("in") == "query" for parameter in operation.get("parameters", []))
+        codes = ["400"] if has_body or has_query else []
+        if has_body:
+            codes += ["413", "415"]
+        permissions = self.view.get_permissions()
+        if any(isinstance(permission, IsAuthenticated) for permission in permissions):
+            codes.append("401")
+        features = [getattr(self.view, name, None) for name in ("read_feature", "write_feature", "feature_by_action")]
+        if any(isinstance(permission, HasFeature) for permission in permissions) and any(features):
+            codes.append("403")
+        if "{" in path:
+            codes.append("404")
+        content = {"application/json": {"schema": component.ref}}
+        responses = operation.setdefault("responses", {})
+        for code in codes:
+            responses.setdefault(code, {"description": ERROR_ANSWERS[code]})
+        for code, answer in responses.items():
+            if code.startswith("4"):  # the ones an operation declares itself have the one shape too
+                answer.setdefault("content", content)
+        operation["responses"] = dict(sorted(responses.items()))
+        return operation

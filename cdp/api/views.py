@@ -57,7 +57,11 @@ class CdpViewSet(IdempotentPostMixin, viewsets.GenericViewSet):
 class AuthViewSet(viewsets.ViewSet):
     permission_classes = [AllowAny]
 
-    @extend_schema(request=s.LoginSerializer, responses={200: s.LoginResponseSerializer}, auth=[])
+    @extend_schema(
+        request=s.LoginSerializer,
+        responses={200: s.LoginResponseSerializer, 401: OpenApiResponse(description="Wrong username or password.")},
+        auth=[],
+    )
     @action(detail=False, methods=["post"], url_path="login")
     def login(self, request):
         """Exchange a username and password for an API token (a new token per login)."""

@@ -29,6 +29,33 @@ def test_openapi_schema_lists_every_endpoint(client):
     assert "ApiToken" in schema["components"]["securitySchemes"]
 
 
+def test_error_answers_are_documented_with_the_shape_they_have(client, outsider_client, analyst_client):
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+    error = "#/components/schemas/Error"
+    events = schema["paths"]["/api/events/"]
+    assert {"400", "401", "403"} <= set(events["get"]["responses"])
+    assert {"400", "401", "403", "413", "415"} <= set(events["post"]["responses"])
+    assert schema["paths"]["/api/users/login"]["post"]["responses"]["401"]["content"]["application/json"]["schema"] == {
+        "$ref": error
+    }
+    assert "404" in schema["paths"]["/api/tokens/{id}/"]["get"]["responses"]
+    assert "403" not in schema["paths"]["/api/users/me"]["get"]["responses"]  # no feature needed: never a 403
+    for path, operations in schema["paths"].items():
+        if not path.startswith("/api/"):
+            continue
+        for method, operation in operations.items():
+            for code, answer in operation["responses"].items():
+                if code in {"401", "403", "413", "415"}:
+                    assert answer["content"]["application/json"]["schema"] == {"$ref": error}, (method, path, code)
+
+    # What the API sends has the documented required fields.
+    required = set(schema["components"]["schemas"]["Error"]["required"])
+    assert required <= set(client.get("/api/events/").json())  # 401
+    assert required <= set(outsider_client.get("/api/events/").json())  # 403
+    assert required <= set(analyst_client.get("/api/events/?limit=x").json())  # 400
+    assert required <= set(analyst_client.get("/api/tokens/999999/").json())  # 404
+
+
 def test_swagger_ui_is_served(client):
     response = client.get("/api/docs/")
     assert response.status_code == 200
