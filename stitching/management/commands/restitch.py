@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from cdp.models import CustomerEntity, CustomerEvent, DataSource
+from stitching.selectors import entity_fate
 from stitching.services import engine
 
 
@@ -27,8 +28,10 @@ class Command(BaseCommand):
             data_source = DataSource.objects.filter(slug=source).first()
             if data_source is None:
                 raise CommandError(f"no data source with slug {source!r}")
-        if entity and not CustomerEntity.objects.filter(pk=entity).exists():
-            raise CommandError(f"no customer entity {entity!r}")
+        if entity:
+            entity = entity.strip().lower()  # ids are stored lower-case; the API takes any case too
+            if not CustomerEntity.objects.filter(pk=entity).exists():
+                raise CommandError(_entity_missing(entity))
         total = None
         if data_source is not None:
             total = CustomerEvent.objects.filter(source=data_source).count()
@@ -42,3 +45,18 @@ class Command(BaseCommand):
             f"{report.entities_deleted} removed, {report.merges} merges, {report.splits} splits, "
             f"{report.refused} links refused"
         )
+
+
+def _entity_missing(entity_id: str) -> str:
+    """Why there is nothing to re-stitch for an id, naming the customer to re-stitch instead when the history knows
+    one (an id kept from an export was merged into another customer since)."""
+    fate = entity_fate(entity_id=entity_id)
+    if fate is None:
+        return f"no customer entity {entity_id!r}"
+    if fate.merged_into is not None:
+        also = f" (or {', '.join(fate.split_into)}, split off it since)" if fate.split_into else ""
+        return (
+            f"customer entity {entity_id!r} was merged into {fate.merged_into}: re-stitch --entity "
+            f"{fate.merged_into}{also}"
+        )
+    return f"customer entity {entity_id!r} was erased"
