@@ -10,6 +10,7 @@ from django.utils import timezone
 from django_filters.fields import IsoDateTimeField
 
 from cdp.models import ApiToken, CustomerEntity, CustomerEvent, DataSource, User
+from cdp.services.events import idempotency_key_of
 
 
 class StrictBooleanField(forms.Field):
@@ -105,11 +106,16 @@ class CustomerEventFilter(django_filters.FilterSet):
         exclude=True,
         help_text="true: only stitched events.",
     )
-    message_id = django_filters.CharFilter(field_name="idempotency_key")
+    message_id = django_filters.CharFilter(
+        method="filter_message_id", help_text="The message id the event was sent with (exact)."
+    )
 
     class Meta:
         model = CustomerEvent
         fields: list[str] = []
+
+    def filter_message_id(self, queryset, name, value):
+        return queryset.filter(idempotency_key=idempotency_key_of(value.strip()))
 
 
 class CustomerEntityFilter(django_filters.FilterSet):

@@ -8,6 +8,7 @@ from cdp.api.fields import ExpandableRelatedField
 from cdp.features import Feature
 from cdp.global_settings import DEFINITIONS
 from cdp.models import ApiToken, CustomerEntity, CustomerEvent, DataSource, GlobalSettingChange, Role, User
+from cdp.services.events import message_id_of
 
 
 class RoleSerializer(serializers.ModelSerializer):
@@ -122,11 +123,18 @@ class CustomerEventSerializer(serializers.ModelSerializer):
     customer_entity = ExpandableRelatedField(
         source="entity_link.customer_entity", read_only=True, full_serializer=CustomerEntitySerializer
     )
-    message_id = serializers.CharField(source="idempotency_key", read_only=True)
+    message_id = serializers.SerializerMethodField(
+        help_text="The message id the event was sent with; null when none was (it is then deduplicated on its content)."
+    )
 
     class Meta:
         model = CustomerEvent
         fields = ["id", "source", "type", "event_time", "payload", "created", "message_id", "customer_entity"]
+
+    def get_message_id(self, event: CustomerEvent) -> str | None:
+        # The stored key is internal: a content hash ("h:…") when no message id was sent, escaped ("m:h:…") when the
+        # message id itself starts like one. The client sees what it sent.
+        return message_id_of(event.idempotency_key)
 
 
 class EventInputSerializer(serializers.Serializer):

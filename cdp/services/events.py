@@ -25,6 +25,7 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 EARLIEST_EVENT_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 FUTURE_TOLERANCE = timedelta(days=1)
 HASH_KEY_PREFIX = "h:"
+ESCAPED_KEY_PREFIX = "m:"  # before a client's message id that starts like a generated key
 
 
 class EventRejected(ValueError):
@@ -138,9 +139,23 @@ def event_record_build(
             raise EventRejected(f"message_id must be 1 to {MAX_MESSAGE_ID_LENGTH} characters")
         if not utf8(key):
             raise EventRejected("message_id contains characters that are not valid UTF-8")
-        if key.startswith(HASH_KEY_PREFIX):
-            key = "m:" + key  # never collide with a generated key
+        key = idempotency_key_of(key)
     return EventRecord(source_id, type, when, payload_json, key)
+
+
+def idempotency_key_of(message_id: str) -> str:
+    """The stored idempotency key of a client's message id: a message id that starts like a generated content-hash
+    key is escaped, so it never collides with one."""
+    return ESCAPED_KEY_PREFIX + message_id if message_id.startswith(HASH_KEY_PREFIX) else message_id
+
+
+def message_id_of(idempotency_key: str) -> str | None:
+    """The message id the client sent, from the stored key; None when it sent none (the key is a content hash)."""
+    if idempotency_key.startswith(HASH_KEY_PREFIX):
+        return None
+    if idempotency_key.startswith(ESCAPED_KEY_PREFIX + HASH_KEY_PREFIX):
+        return idempotency_key[len(ESCAPED_KEY_PREFIX) :]
+    return idempotency_key
 
 
 _INSERT_SQL = """

@@ -154,6 +154,22 @@ def test_event_list_is_newest_first_paginated_and_filterable(analyst_client, web
     assert [row["payload"]["d"] for row in window["results"]] == [11, 10]
 
 
+def test_message_id_is_what_the_client_sent_and_finds_the_event(analyst_client, web_source):
+    batch = [event(message_id="order-1"), event(message_id="h:looks-generated"), event(type="no-id")]
+    analyst_client.post("/api/events/", batch, format="json")
+
+    rows = analyst_client.get("/api/events/?limit=10").json()["results"]
+    # Not the internal keys ("h:<content hash>" when none was sent, "m:h:…" escaped).
+    assert sorted((row["type"], row["message_id"] or "") for row in rows) == [
+        ("no-id", ""),
+        ("purchase", "h:looks-generated"),
+        ("purchase", "order-1"),
+    ]
+    for message_id in ("h:looks-generated", "order-1"):
+        found = analyst_client.get("/api/events/", {"message_id": message_id}).json()["results"]
+        assert [row["message_id"] for row in found] == [message_id]
+
+
 def test_event_detail_embeds_source_with_load_full_structure(analyst_client, web_source):
     event_id = analyst_client.post("/api/events/", [event()], format="json").json()["accepted"][0]["id"]
     plain = analyst_client.get(f"/api/events/{event_id}/").json()
