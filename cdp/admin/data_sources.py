@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.forms import Form
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from unfold.admin import ModelAdmin
@@ -21,7 +22,12 @@ from cdp.admin.base import (
 from cdp.features import Feature
 from cdp.models import DataSource
 from cdp.selectors import data_sources_list
-from cdp.services.data_sources import data_source_create, data_source_rotate_write_key, data_source_update
+from cdp.services.data_sources import (
+    data_source_create,
+    data_source_rotate_write_key,
+    data_source_slug_problem,
+    data_source_update,
+)
 
 EDITABLE_FIELDS = ("name", "slug", "type", "description")
 
@@ -36,6 +42,13 @@ class DataSourceForm(forms.ModelForm):
             "slug": "Stable identifier used by the API and by `manage.py load_events --source`.",
             "type": "What kind of system sends these events.",
         }
+
+    def clean_slug(self) -> str:
+        slug = self.cleaned_data["slug"]
+        problem = data_source_slug_problem(source=self.instance if self.instance.pk else None, slug=slug)
+        if problem:
+            raise forms.ValidationError(problem)
+        return slug
 
 
 @admin.register(DataSource)
@@ -115,7 +128,11 @@ class DataSourceAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
                 confirm_label="Rotate write key",
                 cancel_url=change_url,
             )
-        key = data_source_rotate_write_key(source=source)
+        try:
+            key = data_source_rotate_write_key(source=source)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return HttpResponseRedirect(change_url)
         self.log_change(request, source, [{"changed": {"fields": ["write key"]}}])
         messages.success(request, f"The write key of “{source.name}” was rotated.")
         return render_secret_once(

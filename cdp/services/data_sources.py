@@ -1,18 +1,51 @@
 """Data sources and their write keys."""
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from cdp.models import DataSource
 from cdp.services.secrets import secret_digest, secret_display_prefix, secret_generate
 
 WRITE_KEY_PREFIX = "wk"
+# The source of the system's own events (merges and splits, emitted by identity stitching), created on first use.
+# Reserved: a client's source under this slug would take them in, and events sent to it would pass for the system's.
+SYSTEM_SOURCE_SLUG = "cdp"
+SYSTEM_SOURCE_TAKES_NO_EVENTS = (
+    f"the data source {SYSTEM_SOURCE_SLUG!r} holds the merges and splits identity stitching records; it takes no "
+    "events from clients: send them to another source"
+)
+
+
+def data_source_is_system(source: DataSource) -> bool:
+    return source.slug == SYSTEM_SOURCE_SLUG
+
+
+def data_source_slug_problem(*, source: DataSource | None, slug: str) -> str | None:
+    """Why a client's source (`source`, None for a new one) cannot have `slug`, None when it can: the system
+    source's slug is neither taken nor given up."""
+    current = source.slug if source is not None else None
+    if slug == current or SYSTEM_SOURCE_SLUG not in (slug, current):
+        return None
+    if current == SYSTEM_SOURCE_SLUG:
+        return f"The system source's slug {SYSTEM_SOURCE_SLUG!r} does not change: stitching finds it by it."
+    return f"The slug {SYSTEM_SOURCE_SLUG!r} is reserved for the system source (the merges and splits of stitching)."
 
 
 @transaction.atomic
 def data_source_create(
-    *, slug: str, name: str, type: str = DataSource.Type.OTHER, description: str = "", with_write_key: bool = True
+    *,
+    slug: str,
+    name: str,
+    type: str = DataSource.Type.OTHER,
+    description: str = "",
+    with_write_key: bool = True,
+    system: bool = False,
 ) -> tuple[DataSource, str | None]:
-    """Create a source; returns it with its plain write key (shown once) when one was asked for."""
+    """Create a source; returns it with its plain write key (shown once) when one was asked for. `system`: the
+    system source (stitching's), the only one that may take the reserved slug."""
+    problem = None if system else data_source_slug_problem(source=None, slug=slug)
+    if problem:
+        raise ValidationError({"slug": problem})
     source = DataSource(slug=slug, name=name, type=type, description=description)
     source.full_clean()
     source.save()
@@ -22,6 +55,9 @@ def data_source_create(
 
 @transaction.atomic
 def data_source_update(*, source: DataSource, **fields) -> DataSource:
+    problem = data_source_slug_problem(source=source, slug=fields.get("slug", source.slug))
+    if problem:
+        raise ValidationError({"slug": problem})
     for name, value in fields.items():
         setattr(source, name, value)
     source.full_clean()
@@ -31,6 +67,8 @@ def data_source_update(*, source: DataSource, **fields) -> DataSource:
 
 def data_source_rotate_write_key(*, source: DataSource) -> str:
     """Give the source a new write key (the old one stops working); returns the plain key."""
+    if data_source_is_system(source):
+        raise ValidationError({"id": f"The system source {SYSTEM_SOURCE_SLUG!r} takes no events: it has no write key."})
     key = secret_generate(WRITE_KEY_PREFIX)
     source.write_key_hash = secret_digest(key)
     source.write_key_prefix = secret_display_prefix(key)

@@ -34,6 +34,7 @@ from django.db import OperationalError, connection, transaction
 from django.db.models import F
 
 from cdp.models import CustomerEntity, DataSource
+from cdp.services import data_sources
 from cdp.services.attributes import MAX_DEADLOCK_RETRIES, entities_queue_sql, is_deadlock
 from stitching.models import EntityChange, EventIdentifier, RestitchCause, RestitchRequest
 from stitching.normalizers import MAX_IDENTIFIER_LENGTH
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 LOCK_NAMESPACE = 0x5717  # advisory lock class id of stitching locks
 GLOBAL_LOCK_KEY = 0
 MAX_ATTEMPTS = 200
-SYSTEM_SOURCE_SLUG = "cdp"
+SYSTEM_SOURCE_SLUG = data_sources.SYSTEM_SOURCE_SLUG
 MERGED_EVENT_TYPE = "customer_entities_merged"
 SPLIT_EVENT_TYPE = "customer_entity_split"
 BLOCKED = EventIdentifier.Status.BLOCKED.value
@@ -280,19 +281,18 @@ def system_source_id() -> int:
 
 def system_source_get() -> DataSource:
     """The "cdp" data source of system events (merges, splits); created on first use, never stitched."""
-    from cdp.services.data_sources import data_source_create
-
     source = DataSource.objects.filter(slug=SYSTEM_SOURCE_SLUG).first()
     if source is None:
         with transaction.atomic():
             source = DataSource.objects.select_for_update().filter(slug=SYSTEM_SOURCE_SLUG).first()
             if source is None:
-                source, _ = data_source_create(
+                source, _ = data_sources.data_source_create(
                     slug=SYSTEM_SOURCE_SLUG,
                     name="CDP system events",
                     type=DataSource.Type.OTHER,
                     description="Merges and splits of customer entities, emitted by identity stitching.",
                     with_write_key=False,
+                    system=True,
                 )
     return source
 

@@ -143,6 +143,15 @@ def test_data_source_form_rejects_a_taken_identifier(staff_client, web_source):
 
 
 @pytest.mark.django_db
+def test_data_source_form_refuses_the_system_sources_identifier(staff_client):
+    response = staff_client.post(add("datasource"), {"name": "Our CDP", "slug": "cdp", "type": "other"})
+
+    assert response.status_code == 200
+    assert "reserved for the system source" in response.content.decode()
+    assert not DataSource.objects.filter(slug="cdp").exists()
+
+
+@pytest.mark.django_db
 def test_editing_a_data_source_keeps_its_write_key(staff_client, web_source):
     response = staff_client.post(
         change("datasource", web_source.pk), {"name": "Shop website", "slug": "web", "type": "web", "description": ""}

@@ -14,6 +14,7 @@ from django.core.management import CommandError, call_command
 
 from cdp.models import CustomerEvent
 from cdp.services.data_sources import data_source_create
+from stitching.services.engine import system_source_get
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,6 +105,16 @@ def test_unknown_source_is_named(source, tmp_path):
 
     assert "unknown data source 'web-shop'" in str(error)
     assert "crm-export" in str(error)
+
+
+def test_the_system_source_takes_no_file(source, tmp_path):
+    system_source_get()
+    path = write_jsonl(tmp_path / "events.jsonl", [good(1)])
+
+    _, _, error = run(str(path), "--source", "cdp")
+
+    assert "takes no events from clients" in str(error)
+    assert not CustomerEvent.objects.exists()
 
 
 def test_missing_file_and_unreadable_format_are_errors(source, tmp_path):

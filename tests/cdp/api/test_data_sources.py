@@ -1,7 +1,8 @@
 import pytest
 
-from cdp.models import DataSource
+from cdp.models import CustomerEvent, DataSource
 from cdp.services.data_sources import data_source_by_write_key
+from stitching.services import engine
 
 pytestmark = pytest.mark.django_db
 
@@ -46,3 +47,27 @@ def test_viewer_cannot_edit(analyst_client, web_source):
     response = analyst_client.patch(f"/api/data_sources/{web_source.id}/", {"name": "x"}, format="json")
     assert response.status_code == 403
     assert "data_sources_edit" in response.json()["message"]
+
+
+def test_the_system_source_is_reserved_and_takes_no_events(admin_client, web_source):
+    """The "cdp" source holds stitching's merges and splits: a client's source under its slug would take them in, and
+    events sent to it would pass for the system's (one became a customer of its own)."""
+    response = admin_client.post("/api/data_sources/", {"slug": "cdp", "name": "Our CDP"}, format="json")
+    assert response.status_code == 400
+    assert "reserved for the system source" in response.json()["errors"]["slug"][0]
+    response = admin_client.patch(f"/api/data_sources/{web_source.id}/", {"slug": "cdp"}, format="json")
+    assert response.status_code == 400
+
+    system = engine.system_source_get()
+    assert admin_client.patch(f"/api/data_sources/{system.id}/", {"slug": "ours"}, format="json").status_code == 400
+    response = admin_client.post(f"/api/data_sources/{system.id}/rotate_write_key")
+    assert response.status_code == 400
+    assert "takes no events" in response.json()["message"]
+
+    event = {"type": "customer_entities_merged", "event_time": "2025-01-01T00:00:00Z", "payload": {}}
+    batch = [{**event, "source_id": "cdp"}, {**event, "source_id": system.id}, {**event, "source_id": "web"}]
+    response = admin_client.post("/api/events/", batch, format="json")
+    assert response.status_code == 200
+    assert [item["index"] for item in response.json()["rejected"]] == [0, 1]
+    assert "takes no events from clients" in response.json()["rejected"][0]["reason"]
+    assert not CustomerEvent.objects.filter(source=system).exists()
