@@ -7,6 +7,7 @@ One validation path for every way events arrive: the bulk API, the Segment-compa
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,8 +51,18 @@ class IngestOutcome:
     created: bool  # False: a duplicate of an event stored before
 
 
+_UTC_SUFFIX = re.compile(r"(?:(?<=\d)z| ?(?:UTC|GMT))$")
+
+
+def _utc_suffix_normalise(text: str) -> str:
+    """`text` with a UTC marker Python's ISO parser does not read written as "Z": RFC 3339's lower-case "z", and the
+    " UTC" of BigQuery's and other databases' CSV exports ("2026-01-01 10:00:00 UTC")."""
+    return _UTC_SUFFIX.sub("Z", text)
+
+
 def event_time_parse(value: object, *, now: datetime | None = None) -> datetime:
-    """ISO 8601 string (naive means UTC) or Unix time in seconds or milliseconds, as an aware UTC datetime."""
+    """ISO 8601 string (naive means UTC; a "z" or " UTC" suffix is UTC too) or Unix time in seconds or milliseconds,
+    as an aware UTC datetime."""
     # An ISO string is by far the most common input, so it is tested first; the order of the other checks
     # keeps the original meaning (an empty string, None or a bool is "required").
     if isinstance(value, str) and value != "":
@@ -61,7 +72,10 @@ def event_time_parse(value: object, *, now: datetime | None = None) -> datetime:
         except ValueError:
             if text.isascii() and text.lstrip("-").replace(".", "", 1).isdigit():  # ("²" is a digit to isdigit)
                 return event_time_parse(float(text), now=now)
-            raise EventRejected(f"event_time {value[:60]!r} is not an ISO 8601 date-time") from None
+            try:
+                parsed = datetime.fromisoformat(_utc_suffix_normalise(text))
+            except ValueError:
+                raise EventRejected(f"event_time {value[:60]!r} is not an ISO 8601 date-time") from None
         tzinfo = parsed.tzinfo
         if tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)

@@ -132,6 +132,19 @@ def test_unix_times_and_naive_times_are_utc(analyst_client, web_source):
     }
 
 
+def test_utc_written_as_a_database_export_or_rfc_3339_writes_it_is_utc(analyst_client, web_source):
+    # BigQuery's CSV exports write "2025-03-01 10:00:00 UTC"; RFC 3339 allows a lower-case "z".
+    batch = [
+        event(event_time="2025-03-01 10:00:00 UTC", type="a"),
+        event(event_time="2025-03-01T10:00:00.5z", type="b"),
+        event(event_time="2025-03-01 10:00:00 CET", type="c"),
+    ]
+    body = analyst_client.post("/api/events/", batch, format="json").json()
+    assert body["rejected"] == [{"index": 2, "reason": "event_time '2025-03-01 10:00:00 CET' is not an ISO 8601 date-time"}]
+    times = {e.type: e.event_time.isoformat() for e in CustomerEvent.objects.all()}
+    assert times == {"a": "2025-03-01T10:00:00+00:00", "b": "2025-03-01T10:00:00.500000+00:00"}
+
+
 def test_source_can_be_given_by_id(analyst_client, web_source):
     body = analyst_client.post("/api/events/", [event(source_id=web_source.id)], format="json").json()
     assert len(body["accepted"]) == 1
