@@ -140,7 +140,8 @@ def test_utc_written_as_a_database_export_or_rfc_3339_writes_it_is_utc(analyst_c
         event(event_time="2025-03-01 10:00:00 CET", type="c"),
     ]
     body = analyst_client.post("/api/events/", batch, format="json").json()
-    assert body["rejected"] == [{"index": 2, "reason": "event_time '2025-03-01 10:00:00 CET' is not an ISO 8601 date-time"}]
+    reason = "event_time '2025-03-01 10:00:00 CET' is not an ISO 8601 date-time"
+    assert body["rejected"] == [{"index": 2, "reason": reason}]
     times = {e.type: e.event_time.isoformat() for e in CustomerEvent.objects.all()}
     assert times == {"a": "2025-03-01T10:00:00+00:00", "b": "2025-03-01T10:00:00.500000+00:00"}
 
