@@ -140,7 +140,7 @@ class CustomerProfileViewSet(CustomerEntityViewSet):
         filters=True,
     )
     @action(
-        detail=True, methods=["get"], url_path="events", filterset_class=filters.CustomerEventFilter
+        detail=True, methods=["get"], url_path="events", filterset_class=filters.EntityEventFilter
     )  # fmt: skip
     def events(self, request, pk=None):
         """The customer's events, newest first, filtered by type, source and time (limit / offset; `count` is

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
 
 from cdp.models import Attribute, CustomerEntity
 from cdp.services.attributes import attributes_recompute, entities_mark_stale
@@ -279,6 +280,13 @@ def test_customer_events_bad_filter_is_a_400(analyst_client, jana):
 
     assert response.status_code == 400
     assert "event_time_from" in response.json()["message"]
+
+
+def test_customer_events_do_not_offer_the_filters_that_make_no_sense_for_one_customer(client):
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+    names = {p["name"] for p in schema["paths"]["/api/customer_entities/{id}/events/"]["get"]["parameters"]}
+    assert {"type", "source", "event_time_from", "message_id"} <= names
+    assert not names & {"customer_entity", "stitched"}
 
 
 def test_customer_event_counts_per_source_and_type(analyst_client, jana, django_assert_max_num_queries):
