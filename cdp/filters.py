@@ -5,8 +5,10 @@ from datetime import datetime, time, timedelta
 
 import django_filters
 from django import forms
+from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django_filters.fields import IsoDateTimeField
 
 from cdp.models import ApiToken, CustomerEntity, CustomerEvent, DataSource, User
@@ -128,6 +130,34 @@ class EntityEventFilter(CustomerEventFilter):
 class CustomerEntityFilter(django_filters.FilterSet):
     modified_from = django_filters.IsoDateTimeFilter(field_name="modified", lookup_expr="gte")
     modified_to = TimeUpperBoundFilter(field_name="modified")
+    ordering = django_filters.ChoiceFilter(
+        choices=[("-modified", "newest change first (the default)"), ("modified", "oldest change first")],
+        method="filter_ordering",
+        help_text="modified: oldest change first (by modified, then id), for an incremental sync with `after`.",
+    )
+    after = django_filters.CharFilter(
+        method="filter_after",
+        help_text="With ordering=modified: only the customers after this one, given as '<modified>,<id>' of the last "
+        "customer read (keyset paging). A sync that reads page after page this way (offset 0) misses no customer "
+        "changed meanwhile: with offsets, one that moves shifts every later page by one and another is never read.",
+    )
+
+    def filter_ordering(self, queryset, name, value):
+        return queryset.order_by(value, value.replace("modified", "id"))
+
+    def filter_after(self, queryset, name, value):
+        if self.form.cleaned_data.get("ordering") != "modified":
+            raise ValidationError({"after": "after needs ordering=modified."})
+        modified_text, _, entity_id = value.partition(",")
+        # A "+00:00" not escaped in the URL arrives as " 00:00".
+        modified = parse_datetime(re.sub(r" (\d\d:?\d\d)$", r"+\1", modified_text.strip()))
+        entity_id = entity_id.strip().lower()
+        if modified is None or timezone.is_naive(modified) or not re.fullmatch(r"[0-9a-f]{32}", entity_id):
+            raise ValidationError(
+                {"after": "Give '<modified>,<id>' of the last customer read, e.g. '2026-01-01T10:00:00.123456Z,"
+                 "0840bad62e8649b087e7a2cfb63fc426'."}
+            )  # fmt: skip
+        return queryset.filter(modified__gte=modified).filter(Q(modified__gt=modified) | Q(id__gt=entity_id))
 
     class Meta:
         model = CustomerEntity

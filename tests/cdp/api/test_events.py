@@ -1,8 +1,10 @@
 import gzip
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from cdp.models import CustomerEntity, CustomerEvent
 
@@ -216,6 +218,44 @@ def test_customer_entities_list_and_detail(analyst_client):
     assert analyst_client.get(f"/api/customer_entities/{entity.id}/").json()["id"] == entity.id
     assert analyst_client.get(f"/api/customer_entities/{'0' * 32}/").status_code == 404
     assert analyst_client.get("/api/customer_entities/not-an-id/").status_code == 404
+
+
+def test_customers_can_be_synced_page_after_page_without_missing_one_changed_meanwhile(analyst_client):
+    start = timezone.now() - timedelta(hours=1)
+    entities = [CustomerEntity.objects.create() for _ in range(5)]
+    for n, entity in enumerate(entities):  # two share a time, as a recompute batch leaves them: the id orders them
+        CustomerEntity.objects.filter(pk=entity.pk).update(modified=start + timedelta(minutes=min(n, 3)))
+    expected = entities[:3] + sorted(entities[3:], key=lambda e: e.pk)
+
+    def page(after: str | None) -> list[dict]:
+        query = {"ordering": "modified", "limit": 2, **({"after": after} if after else {})}
+        response = analyst_client.get("/api/customer_entities/", query)
+        assert response.status_code == 200, response.json()
+        return response.json()["results"]
+
+    first = page(None)
+    # Meanwhile the first customer changes: it moves to the end and is read again; no other is skipped.
+    CustomerEntity.objects.filter(pk=entities[0].pk).update(modified=timezone.now())
+    seen, rows = [row["id"] for row in first], first
+    while rows:
+        rows = page(f"{rows[-1]['modified']},{rows[-1]['id']}")
+        seen += [row["id"] for row in rows]
+    assert seen == [e.pk for e in expected] + [entities[0].pk]
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        ({"ordering": "created"}, "ordering: Select a valid choice"),
+        ({"after": f"2026-01-01T00:00:00Z,{'0' * 32}"}, "after: after needs ordering=modified"),
+        ({"ordering": "modified", "after": "yesterday"}, "after: Give '<modified>,<id>'"),
+        ({"ordering": "modified", "after": "2026-01-01T00:00:00Z,xyz"}, "after: Give '<modified>,<id>'"),
+    ],
+)
+def test_bad_sync_parameters_are_a_400_naming_them(analyst_client, query, fragment):
+    response = analyst_client.get("/api/customer_entities/", query)
+    assert response.status_code == 400
+    assert response.json()["message"].startswith(fragment)
 
 
 def test_unknown_api_path_is_json_404(analyst_client):
