@@ -54,11 +54,16 @@ def _check_timezone(value: Any) -> Any:
 
 
 def _check_origins(value: Any) -> Any:
-    value = _check_identifier_list(value)
-    for origin in value:
+    """Origins as browsers send them in the Origin header, which the public endpoints compare exactly: lower-case
+    (a scheme and a host name are case-insensitive), without the slash an address copied from the address bar
+    ends with."""
+    origins = []
+    for origin in _check_identifier_list(value):
+        origin = origin.lower().removesuffix("/")
         if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
             raise SettingInvalid(f"{origin!r} is not an origin like 'https://shop.example.com'")
-    return value
+        origins.append(origin)
+    return list(dict.fromkeys(origins))
 
 
 @dataclass(frozen=True)

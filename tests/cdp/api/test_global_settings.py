@@ -50,3 +50,10 @@ def test_unknown_setting_is_404_listing_known_ones(admin_client):
 def test_missing_value_is_400(admin_client):
     response = admin_client.patch("/api/global_settings/display_timezone", {}, format="json")
     assert response.status_code == 400
+
+
+def test_origins_are_stored_as_browsers_send_them(admin_client):
+    value = ["https://Shop.Example.com/", "https://shop.example.com", "http://localhost:3000"]
+    response = admin_client.patch("/api/global_settings/public_cors_origins", {"value": value}, format="json")
+    assert response.status_code == 200
+    assert response.json()["value"] == ["https://shop.example.com", "http://localhost:3000"]
