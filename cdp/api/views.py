@@ -59,7 +59,11 @@ class AuthViewSet(viewsets.ViewSet):
 
     @extend_schema(
         request=s.LoginSerializer,
-        responses={200: s.LoginResponseSerializer, 401: OpenApiResponse(description="Wrong username or password.")},
+        responses={
+            200: s.LoginResponseSerializer,
+            401: OpenApiResponse(description="Wrong username or password."),
+            429: OpenApiResponse(description="Too many failed logins for the user name: wait `Retry-After` seconds."),
+        },
         auth=[],
     )
     @action(detail=False, methods=["post"], url_path="login")
@@ -67,7 +71,12 @@ class AuthViewSet(viewsets.ViewSet):
         """Exchange a username and password for an API token (a new token per login)."""
         data = s.LoginSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        result = auth_services.user_login(**data.validated_data)
+        try:
+            result = auth_services.user_login(**data.validated_data)
+        except auth_services.LoginThrottled as exc:
+            response = Response(error_body(str(exc)), status=status.HTTP_429_TOO_MANY_REQUESTS)
+            response["Retry-After"] = str(exc.retry_after)
+            return response
         if result is None:
             return Response(error_body("Wrong username or password."), status=status.HTTP_401_UNAUTHORIZED)
         user, _, key = result

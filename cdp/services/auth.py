@@ -1,9 +1,11 @@
 """Users, roles and API tokens."""
 
+import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import authenticate
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
@@ -110,10 +112,38 @@ def token_authenticate(*, key: str) -> ApiToken | None:
     return token
 
 
+# Failed logins per user name within the window: past the limit the name is refused for the rest of the window, so a
+# password cannot be guessed at the API's speed (Django checks every guess; nothing counted them).
+LOGIN_FAILURES_MAX = 10
+LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
+
+
+class LoginThrottled(Exception):
+    """Too many failed logins for a user name: `retry_after` seconds until the window ends."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"Too many failed logins for this user name; try again in {retry_after // 60 + 1} minutes.")
+        self.retry_after = retry_after
+
+
+def _login_failures_key(username: str) -> str:
+    # Under the rate limiter's prefix (reset with it); a digest: a cache key holds no user name.
+    return f"ratelimit:login:{secret_digest(username.strip().lower())}"
+
+
 def user_login(*, username: str, password: str, token_name: str = "login") -> tuple[User, ApiToken, str] | None:  # noqa: S107
+    """A new token for the user, or None for a wrong user name or password. Raises LoginThrottled after
+    LOGIN_FAILURES_MAX failures for the name in LOGIN_FAILURE_WINDOW (the right password too: it is not tried)."""
+    failures_key = _login_failures_key(username)
+    failures = cache.get(failures_key)
+    if failures is not None and failures[0] >= LOGIN_FAILURES_MAX:
+        raise LoginThrottled(max(int(failures[1] - time.time()), 1))
     user = authenticate(username=username, password=password)
     if user is None or not user.is_active:
+        count, ends = failures or (0, time.time() + LOGIN_FAILURE_WINDOW.total_seconds())
+        cache.set(failures_key, (count + 1, ends), timeout=max(int(ends - time.time()), 1))
         return None
+    cache.delete(failures_key)
     token, key = token_create(user=user, name=token_name)
     return user, token, key
 

@@ -5,7 +5,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from cdp.models import ApiToken
-from cdp.services.auth import token_create
+from cdp.services.auth import LOGIN_FAILURES_MAX, token_create
 from cdp.services.secrets import secret_digest
 
 pytestmark = pytest.mark.django_db
@@ -34,6 +34,32 @@ def test_wrong_password_is_401_with_a_message(analyst):
     response = APIClient().post("/api/users/login", {"username": "analyst", "password": "nope"}, format="json")
     assert response.status_code == 401
     assert response.json() == {"status": "error", "message": "Wrong username or password."}
+
+
+def test_repeated_failed_logins_are_throttled_per_user_name(analyst):
+    client = APIClient()
+    login = {"username": "analyst", "password": "guess"}
+    for _ in range(LOGIN_FAILURES_MAX):
+        assert client.post("/api/users/login", login, format="json").status_code == 401
+
+    # Now even the right password is not tried until the window ends; another name is not affected.
+    right = {"username": "Analyst", "password": "Analyst-password!"}
+    response = client.post("/api/users/login", right, format="json")
+    assert response.status_code == 429
+    assert 0 < int(response["Retry-After"]) <= 15 * 60
+    assert response.json() == {"status": "error", "message": response.json()["message"]}
+    assert "Too many failed logins" in response.json()["message"]
+    assert client.post("/api/users/login", {"username": "other", "password": "x"}, format="json").status_code == 401
+
+
+def test_a_successful_login_clears_the_failures(analyst):
+    client = APIClient()
+    for _ in range(LOGIN_FAILURES_MAX - 1):
+        client.post("/api/users/login", {"username": "analyst", "password": "guess"}, format="json")
+    right = {"username": "analyst", "password": "Analyst-password!"}
+    assert client.post("/api/users/login", right, format="json").status_code == 200
+    assert client.post("/api/users/login", {"username": "analyst", "password": "x"}, format="json").status_code == 401
+    assert client.post("/api/users/login", right, format="json").status_code == 200
 
 
 def test_login_without_fields_names_them():
