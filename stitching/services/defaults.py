@@ -34,6 +34,10 @@ SEGMENT_RULES: list[tuple[str, str, int]] = [
     ("context.traits.email", "email", 5),
     ("traits.phone", "phone", 10),
     ("context.traits.phone", "phone", 5),
+    # An alias message joins its previousId to its userId (Segment's "merge two identities"). The previous id is
+    # most often the visitor's anonymousId (analytics.js's default), so it is read as a cookie: it then matches
+    # the events that anonymous visitor sent. Only alias messages carry it.
+    ("previousId", "cookie", 5),
 ]
 
 
@@ -66,8 +70,9 @@ def rules_ensure(*, source: DataSource, rules: list[tuple[str, str, int]], event
 
 def segment_default_rules_ensure(*, source: DataSource) -> int:
     """Segment's identifiers for a source, unless it already has stitching rules (an administrator's choice
-    wins): userId → user_id, anonymousId → cookie, (context.)traits.email → email, (context.)traits.phone →
-    phone. Called when a source first receives Segment (/v1) traffic; returns how many rules were created."""
+    wins): userId → user_id, anonymousId and an alias's previousId → cookie, (context.)traits.email → email,
+    (context.)traits.phone → phone. Called when a source first receives Segment (/v1) traffic; returns how many
+    rules were created."""
     if StitchingRule.objects.filter(source=source).exists():
         return 0
     return rules_ensure(source=source, rules=SEGMENT_RULES)

@@ -413,3 +413,22 @@ def test_get_is_a_405(segment_client):
     assert response.status_code == 405
     assert response["Allow"] == "POST, OPTIONS"
     assert "use POST" in response.json()["message"]
+
+
+def test_an_alias_joins_the_anonymous_visitor_to_the_user(segment_client, auth, web_source):
+    from stitching.services import engine
+
+    post_json(segment_client, "/v1/page", {"anonymousId": "anon-7", "name": "Home", "messageId": "p-1"}, **auth)
+    post_json(segment_client, "/v1/identify", {"userId": "u-7", "traits": {"plan": "pro"}, "messageId": "i-1"}, **auth)
+    engine.stitch_pending()
+    entities = dict(CustomerEvent.objects.values_list("idempotency_key", "entity_link__customer_entity_id"))
+    assert entities["p-1"] != entities["i-1"]
+
+    response = post_json(
+        segment_client, "/v1/alias", {"userId": "u-7", "previousId": "anon-7", "messageId": "a-1"}, **auth
+    )
+
+    assert response.status_code == 200
+    engine.stitch_pending()
+    entities = dict(CustomerEvent.objects.values_list("idempotency_key", "entity_link__customer_entity_id"))
+    assert entities["p-1"] == entities["i-1"] == entities["a-1"]
