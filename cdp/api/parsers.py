@@ -39,7 +39,7 @@ def request_body_read(stream, meta) -> bytes:
     if encoding not in ACCEPTED_ENCODINGS:
         raise EncodingNotSupported(f"Content-Encoding {encoding[:40]!r} is not supported: send gzip or no encoding.")
     declared = declared_length(meta.get("CONTENT_LENGTH"))
-    too_large = f"The request body is over the {limit // 1024} KB limit; send fewer events per request."
+    too_large = f"The request body is over the {limit // 1024} KB limit: send less per request (fewer events)."
     if declared is not None and declared > limit:
         raise PayloadTooLarge(too_large)
     data = stream.read(limit + 1)
@@ -50,8 +50,8 @@ def request_body_read(stream, meta) -> bytes:
             data = gunzip_limited(data, limit=limit)
         except BodyTooLarge:
             raise PayloadTooLarge(
-                f"The request body is over the {limit // 1024} KB limit once decompressed; send fewer events per "
-                "request."
+                f"The request body is over the {limit // 1024} KB limit once decompressed: send less per request "
+                "(fewer events)."
             ) from None
         except BodyInvalid as exc:
             raise ParseError(f"The request {exc}.") from None
