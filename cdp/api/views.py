@@ -121,6 +121,8 @@ class UserViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, 
 
     def perform_update(self, serializer):
         data = dict(serializer.validated_data)
+        if serializer.instance == self.request.user and data.get("is_active") is False:
+            raise ValidationError({"is_active": "You cannot deactivate yourself."})
         password = data.pop("password", None)
         try:
             serializer.instance = auth_services.user_update(user=serializer.instance, password=password, **data)

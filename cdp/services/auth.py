@@ -167,6 +167,7 @@ def user_update(*, user: User, password: str | None = None, **fields) -> User:
     unknown = set(fields) - _USER_FIELDS
     if unknown:
         raise ValidationError({name: "This field cannot be changed here." for name in unknown})
+    was_active = user.is_active
     for name, value in fields.items():
         setattr(user, name, value)
     if password:
@@ -176,6 +177,9 @@ def user_update(*, user: User, password: str | None = None, **fields) -> User:
         user.set_password(password)
     user.full_clean()
     user.save()
+    if was_active and not user.is_active:
+        # As user_deactivate does: tokens revoked now stay revoked if the user is made active again later.
+        ApiToken.objects.filter(user=user, revoked__isnull=True).update(revoked=timezone.now())
     return user
 
 

@@ -1,6 +1,8 @@
 import pytest
+from rest_framework.test import APIClient
 
-from cdp.models import User
+from cdp.models import ApiToken, User
+from cdp.services.auth import token_create
 
 pytestmark = pytest.mark.django_db
 
@@ -62,3 +64,23 @@ def test_role_in_use_cannot_be_deleted(admin_client, analyst):
     response = admin_client.delete(f"/api/user_roles/{analyst.role_id}/")
     assert response.status_code == 400
     assert "assigned" in response.json()["message"]
+
+
+def test_deactivating_through_an_update_revokes_the_tokens_as_deleting_does(admin_client, analyst):
+    _, key = token_create(user=analyst, name="crm sync")
+
+    response = admin_client.patch(f"/api/users/{analyst.pk}/", {"is_active": False}, format="json")
+    assert response.status_code == 200
+    # Made active again (a mistake undone, someone back), the old token must not come back to life with them.
+    assert admin_client.patch(f"/api/users/{analyst.pk}/", {"is_active": True}, format="json").status_code == 200
+
+    assert APIClient().get("/api/users/me", HTTP_X_ACCESS_TOKEN=key).status_code == 401
+    assert ApiToken.objects.get(user=analyst).revoked is not None
+
+
+def test_an_administrator_cannot_deactivate_themselves_by_an_update_either(admin_client, admin_user):
+    response = admin_client.patch(f"/api/users/{admin_user.pk}/", {"is_active": False}, format="json")
+    assert response.status_code == 400
+    assert response.json()["message"] == "is_active: You cannot deactivate yourself."
+    admin_user.refresh_from_db()
+    assert admin_user.is_active
