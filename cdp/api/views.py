@@ -17,6 +17,7 @@ from cdp.api import serializers as s
 from cdp.api.errors import NotFoundWithFields, error_body
 from cdp.api.fields import FULL_STRUCTURE_PARAM, wants_full_structure
 from cdp.api.idempotency import IdempotentPostMixin
+from cdp.api.pagination import LimitOffsetPagination
 from cdp.api.permissions import HasFeature
 from cdp.features import Feature
 from cdp.global_settings import DEFINITIONS, SettingInvalid
@@ -291,15 +292,14 @@ class GlobalSettingViewSet(CdpViewSet):
 
     update = partial_update
 
+    # The collection's pagination (the viewset has none: its list is the few settings), so the schema documents the
+    # paginated answer the action gives rather than a bare array.
     @extend_schema(responses={200: s.GlobalSettingChangeSerializer(many=True)})
-    @action(detail=False, methods=["get"], url_path="changes", pagination_class=None)
+    @action(detail=False, methods=["get"], url_path="changes", pagination_class=LimitOffsetPagination)
     def changes(self, request):
         """The audit log of setting changes, newest first (limit/offset)."""
-        from cdp.api.pagination import LimitOffsetPagination
-
-        paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(selectors.global_setting_changes_list(), request, view=self)
-        return paginator.get_paginated_response(s.GlobalSettingChangeSerializer(page, many=True).data)
+        page = self.paginate_queryset(selectors.global_setting_changes_list())
+        return self.get_paginated_response(s.GlobalSettingChangeSerializer(page, many=True).data)
 
 
 @extend_schema_view(

@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from cdp.models import GlobalSettingChange
 
@@ -57,3 +58,14 @@ def test_origins_are_stored_as_browsers_send_them(admin_client):
     response = admin_client.patch("/api/global_settings/public_cors_origins", {"value": value}, format="json")
     assert response.status_code == 200
     assert response.json()["value"] == ["https://shop.example.com", "http://localhost:3000"]
+
+
+def test_the_change_log_is_paginated_as_its_schema_says(admin_client, client):
+    for limit in (10, 20, 30):
+        admin_client.patch("/api/global_settings/public_rate_limit_per_minute", {"value": limit}, format="json")
+    body = admin_client.get("/api/global_settings/changes?limit=2").json()
+    assert (body["count"], len(body["results"])) == (3, 2)
+    assert [row["new_value"] for row in body["results"]] == [30, 20]
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+    answer = schema["paths"]["/api/global_settings/changes/"]["get"]["responses"]["200"]["content"]
+    assert answer["application/json"]["schema"] == {"$ref": "#/components/schemas/PaginatedGlobalSettingChangeList"}
