@@ -43,3 +43,13 @@ def test_a_merged_away_entity_names_the_customer_to_restitch_instead(shop_source
         run("--entity", "0" * 32)
     with pytest.raises(CommandError, match="no data source with slug 'nope'"):
         run("--source", "nope")
+
+
+def test_a_full_rebuild_shows_its_total_in_the_progress_bar(shop_source):
+    ingest(shop_source, [{"id": "1", "userId": "u-1"}, {"id": "2", "anonymousId": "c-1"}, {"id": "3", "userId": "u-1"}])
+    engine.stitch_pending()
+    err = StringIO()
+
+    call_command("restitch", stdout=StringIO(), stderr=err)
+
+    assert "3/3" in err.getvalue()  # every event but the system's, so the bar ends at 100 %

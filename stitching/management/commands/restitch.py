@@ -32,9 +32,12 @@ class Command(BaseCommand):
             entity = entity.strip().lower()  # ids are stored lower-case; the API takes any case too
             if not CustomerEntity.objects.filter(pk=entity).exists():
                 raise CommandError(_entity_missing(entity))
-        total = None
+        # What the bar counts: the source's events, or for a full rebuild every event but the system's (merges and
+        # splits are not stitched); without it the bar of the longest run showed no total and no time left.
         if data_source is not None:
             total = CustomerEvent.objects.filter(source=data_source).count()
+        else:
+            total = CustomerEvent.objects.exclude(source__slug=engine.SYSTEM_SOURCE_SLUG).count()
         bar = tqdm(total=total, unit="events", disable=no_progress or entity is not None, file=self.stderr)
         try:
             report = engine.restitch(source=data_source, entity_id=entity, progress=bar.update)
