@@ -154,6 +154,8 @@ class RuleForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         try:
+            if data.get("source") is not None:
+                config.rule_source_validate(data["source"])
             if "path" in data:
                 data["path"] = config.path_validate(data["path"])
             if "event_type" in data:

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from cdp.models import Attribute, CustomerEvent, DataSource, User
 from cdp.services.attributes import jsonpath_problem
+from cdp.services.data_sources import data_source_is_system
 from stitching.models import (
     BlockedValue,
     EventIdentifier,
@@ -305,12 +306,23 @@ def category_delete(*, category: StitchingCategory) -> None:
 # --- rules ------------------------------------------------------------------------------------------------------
 
 
+def rule_source_validate(source: object) -> DataSource:
+    """A data source whose events stitching reads: not the system source, whose merges and splits are never
+    stitched (a rule on it would read nothing, and look as if it did)."""
+    if not isinstance(source, DataSource):
+        raise ValidationError({"source": "A data source is required."})
+    if data_source_is_system(source):
+        raise ValidationError(
+            {"source": f"The system source {source.slug!r} holds merges and splits, which are never stitched: a "
+             "rule on it would read nothing. Choose the source the events come from."}
+        )  # fmt: skip
+    return source
+
+
 def _rule_fields_validate(fields: dict[str, Any]) -> dict[str, Any]:
     clean: dict[str, Any] = {}
     if "source" in fields:
-        if not isinstance(fields["source"], DataSource):
-            raise ValidationError({"source": "A data source is required."})
-        clean["source"] = fields["source"]
+        clean["source"] = rule_source_validate(fields["source"])
     if "category" in fields:
         if not isinstance(fields["category"], StitchingCategory):
             raise ValidationError({"category": "A stitching category is required."})

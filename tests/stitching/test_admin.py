@@ -5,6 +5,7 @@ import re
 import pytest
 
 from stitching.models import BlockedValue, EventIdentifier, HubReview, Identifier
+from stitching.services import engine
 from tests.stitching.graph_builder import GraphBuilder
 
 pytestmark = pytest.mark.django_db
@@ -41,6 +42,12 @@ def test_stitching_admin_pages_forms_and_confirmed_actions(client, admin_user, w
         {"source": web_source.pk, "event_type": "*", "category": "email", "path": "a..b", "priority": 0},
     )
     assert r.status_code == 200 and "dotted payload path" in r.content.decode()
+    system = engine.system_source_get()
+    r = client.post(
+        "/admin/stitching/stitchingrule/add/",
+        {"source": system.pk, "event_type": "*", "category": "email", "path": "traits.email", "priority": 0},
+    )
+    assert r.status_code == 200 and "never stitched" in r.content.decode()
     r = client.post(
         "/admin/stitching/stitchingrule/add/",
         {"source": web_source.pk, "event_type": "*", "category": "email", "path": "traits.email", "priority": 0},

@@ -101,6 +101,19 @@ def test_rules_crud_and_filters(graph, web_source, editor_client):
     assert editor_client.delete(f"/api/stitching_rules/{rule_id}").status_code == 204
 
 
+def test_a_rule_on_the_system_source_is_refused_as_it_would_read_nothing(web_source, editor_client):
+    system = engine.system_source_get()
+    body = {"source": "cdp", "category": "email", "path": "traits.email"}
+
+    response = editor_client.post("/api/stitching_rules", body, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("source: The system source 'cdp' holds merges and splits")
+    created = editor_client.post("/api/stitching_rules", {**body, "source": "web"}, format="json").json()
+    response = editor_client.patch(f"/api/stitching_rules/{created['id']}", {"source": system.pk}, format="json")
+    assert response.status_code == 400
+
+
 def test_blocked_values_are_normalised_and_record_the_acting_user(graph, editor_client):
     response = editor_client.post(
         "/api/stitching_blocked_values", {"category": "email", "value": " Team@Example.com", "reason": "shared"},
