@@ -226,8 +226,8 @@ class DataSourceViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
 
     def perform_destroy(self, instance):
         try:
-            instance.delete()
-        except ProtectedError:
+            source_services.data_source_delete(source=instance)
+        except ProtectedError:  # an event stored since the check
             raise ValidationError({"id": "The data source has events; it cannot be deleted."}) from None
 
     @extend_schema(request=None, responses={200: s.WriteKeySerializer})

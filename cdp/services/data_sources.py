@@ -3,7 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from cdp.models import DataSource
+from cdp.models import Attribute, CustomerEvent, DataSource
 from cdp.services.secrets import secret_digest, secret_display_prefix, secret_generate
 
 WRITE_KEY_PREFIX = "wk"
@@ -63,6 +63,33 @@ def data_source_update(*, source: DataSource, **fields) -> DataSource:
     source.full_clean()
     source.save()
     return source
+
+
+def data_source_delete_problem(*, source: DataSource) -> str | None:
+    """Why the source cannot be deleted, None when it can. Its events would lose their source (the database refuses
+    that too), and an attribute reading only its events would silently read every source's instead: the
+    many-to-many row goes with the source, and an empty `sources` means all."""
+    if data_source_is_system(source):
+        return "It is the system source: stitching records merges and splits in it."
+    if CustomerEvent.objects.filter(source=source).exists():
+        return "The data source has events; it cannot be deleted."
+    attributes = sorted(Attribute.objects.filter(sources=source).values_list("pk", flat=True))
+    if attributes:
+        return (
+            f"The attribute(s) {', '.join(attributes)} read only this source's events: without it they would read "
+            "every source's. Change their sources first."
+        )
+    return None
+
+
+@transaction.atomic
+def data_source_delete(*, source: DataSource) -> None:
+    """Delete a source nothing depends on; its stitching rules go with it (they have no events to read). Raises
+    ValidationError saying what depends on it."""
+    problem = data_source_delete_problem(source=source)
+    if problem:
+        raise ValidationError({"id": problem})
+    source.delete()
 
 
 def data_source_rotate_write_key(*, source: DataSource) -> str:

@@ -1,7 +1,8 @@
 import pytest
 
-from cdp.models import CustomerEvent, DataSource
-from cdp.services.data_sources import data_source_by_write_key
+from cdp.models import Attribute, CustomerEvent, DataSource
+from cdp.services.attributes import attribute_create
+from cdp.services.data_sources import data_source_by_write_key, data_source_create
 from stitching.services import engine
 
 pytestmark = pytest.mark.django_db
@@ -71,3 +72,17 @@ def test_the_system_source_is_reserved_and_takes_no_events(admin_client, web_sou
     assert [item["index"] for item in response.json()["rejected"]] == [0, 1]
     assert "takes no events from clients" in response.json()["rejected"][0]["reason"]
     assert not CustomerEvent.objects.filter(source=system).exists()
+
+
+def test_a_source_an_attribute_reads_only_is_not_deleted_as_the_attribute_would_read_every_source(admin_client):
+    source, _ = data_source_create(slug="kiosk", name="Kiosk")
+    attribute_create(id="kiosk_visits", name="Kiosk visits", data_type="int", computation="count", sources=[source])
+    data_source_create(slug="spare", name="Spare")
+
+    response = admin_client.delete(f"/api/data_sources/{source.id}/")
+
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("id: The attribute(s) kiosk_visits read only this source's events")
+    assert list(Attribute.objects.get(pk="kiosk_visits").sources.all()) == [source]
+    spare = DataSource.objects.get(slug="spare")
+    assert admin_client.delete(f"/api/data_sources/{spare.id}/").status_code == 204
