@@ -99,7 +99,12 @@ def _sent_at(value: object) -> datetime | None:
     return parsed if parsed.year < datetime.max.year else None  # (the calendar's last year is no clock's)
 
 
-def _event_time(message: dict[str, Any], *, received_at: datetime, sent_at: datetime | None) -> datetime:
+def _event_time(
+    message: dict[str, Any], *, received_at: datetime, sent_at: datetime | None
+) -> tuple[datetime, datetime]:
+    """(the event's time, the time as the device sent it). They differ when the device's clock was corrected: a
+    re-send is corrected by a slightly different amount, so the content hash of a message without messageId reads
+    the time as sent (else a retry would be stored twice)."""
     skew = received_at - sent_at if sent_at is not None else timedelta(0)
     corrected = abs(skew) > CLOCK_SKEW_TOLERANCE
     for name in ("timestamp", "originalTimestamp"):
@@ -108,16 +113,17 @@ def _event_time(message: dict[str, Any], *, received_at: datetime, sent_at: date
             continue
         try:
             if not corrected:
-                return event_time_parse(value, now=received_at)
+                when = event_time_parse(value, now=received_at)
+                return when, when
             # Read by the device's own clock (a day ahead of its own sentAt is still absurd), then moved onto ours.
             device_time = event_time_parse(value, now=sent_at)
             try:
-                return event_time_parse(device_time + skew, now=received_at)
+                return event_time_parse(device_time + skew, now=received_at), device_time
             except OverflowError:
                 raise EventRejected(f"event_time {str(value)[:60]!r} is out of range given sentAt") from None
         except EventRejected as exc:
             raise EventRejected(str(exc).replace("event_time", name, 1)) from None
-    return received_at
+    return received_at, received_at
 
 
 def segment_message_record(
@@ -178,15 +184,17 @@ def segment_message_record(
             raise EventRejected(f"messageId must be 1 to {MAX_MESSAGE_ID_LENGTH} characters")
 
     try:
+        when, as_sent = _event_time(
+            payload, received_at=received_at, sent_at=_sent_at(payload.get("sentAt", batch_sent_at))
+        )
         return event_record_build(
             source_id=source_id,
             type=event_type,
-            event_time=_event_time(
-                payload, received_at=received_at, sent_at=_sent_at(payload.get("sentAt", batch_sent_at))
-            ),
+            event_time=when,
             payload=payload,
             message_id=message_id,
             now=received_at,
+            hash_time=as_sent,
         )
     except EventRejected as exc:
         # The shared validator speaks our API's field names; say them in Segment's words.

@@ -130,8 +130,11 @@ def event_record_build(
     payload: object,
     message_id: object = None,
     now: datetime | None = None,
+    hash_time: datetime | None = None,
 ) -> EventRecord:
-    """Validate one event. Raises EventRejected with the reason."""
+    """Validate one event. Raises EventRejected with the reason. Without a message id the key is a hash of the
+    type, the time (`hash_time` when given: the time as a device sent it, before its clock was corrected) and the
+    payload."""
     if not isinstance(type, str) or not type.strip():
         raise EventRejected("type is required and must be a non-empty string")
     type = type.strip()
@@ -144,7 +147,8 @@ def event_record_build(
     when = event_time_parse(event_time, now=now)
     payload_json = payload_serialize(payload)
     if message_id is None or message_id == "":
-        digest = hashlib.sha256(f"{type}\x1f{when.isoformat()}\x1f{payload_json}".encode()).hexdigest()
+        hashed = when if hash_time is None else hash_time
+        digest = hashlib.sha256(f"{type}\x1f{hashed.isoformat()}\x1f{payload_json}".encode()).hexdigest()
         key = HASH_KEY_PREFIX + digest[:40]
     else:
         if isinstance(message_id, bool) or not isinstance(message_id, str | int):

@@ -55,6 +55,17 @@ def test_a_device_clock_that_is_off_is_corrected_by_its_sent_at_as_segment_does(
     assert built.event_time == NOW - timedelta(minutes=1)
 
 
+def test_a_corrected_message_without_message_id_hashes_the_same_when_sent_again():
+    """The correction depends on when the server received the message: a re-send (a few seconds later) moves the
+    time by a different amount, so the content hash reads the time as sent; else the retry would be stored twice."""
+    message = {"type": "track", "event": "E", "userId": "u", "timestamp": "2024-06-03T11:59:55Z",
+               "sentAt": "2024-06-03T12:00:00Z"}  # fmt: skip
+    first = segment_message_record(source_id=7, message=message, received_at=NOW)
+    retried = segment_message_record(source_id=7, message=message, received_at=NOW + timedelta(seconds=3))
+    assert first.event_time != retried.event_time
+    assert first.idempotency_key == retried.idempotency_key
+
+
 def test_a_clock_within_the_tolerance_keeps_the_time_sent_exactly():
     # Network latency is no skew: the time stays the client's to the microsecond (and a retry hashes the same).
     message = {"type": "page", "userId": "u", "timestamp": "2024-05-01T10:00:00.123Z", "sentAt": "2024-06-01T11:59:30Z"}
