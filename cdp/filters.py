@@ -152,7 +152,7 @@ class CustomerEntityFilter(django_filters.FilterSet):
         # A "+00:00" not escaped in the URL arrives as " 00:00".
         modified = parse_datetime(re.sub(r" (\d\d:?\d\d)$", r"+\1", modified_text.strip()))
         entity_id = entity_id.strip().lower()
-        if modified is None or timezone.is_naive(modified) or not re.fullmatch(r"[0-9a-f]{32}", entity_id):
+        if modified is None or timezone.is_naive(modified) or not re.fullmatch(r"[0-9a-z_-]{1,32}", entity_id):
             raise ValidationError(
                 {"after": "Give '<modified>,<id>' of the last customer read, e.g. '2026-01-01T10:00:00.123456Z,"
                  "0840bad62e8649b087e7a2cfb63fc426'."}
