@@ -142,6 +142,9 @@ def event_record_build(
         raise EventRejected(f"type is longer than {MAX_TYPE_LENGTH} characters")
     if "\x00" in type:
         raise EventRejected("type contains a NUL character")
+    if any(ord(c) < 32 or ord(c) == 127 for c in type):
+        # A type is a name that stitching rules, attributes and segments give; they refuse control characters.
+        raise EventRejected(f"type {type[:40]!r} contains a control character (a line break, a tab ...)")
     if not utf8(type):
         raise EventRejected("type contains characters that are not valid UTF-8")
     when = event_time_parse(event_time, now=now)

@@ -85,19 +85,22 @@ def test_jsonl_events_are_stored_with_exact_values(source, tmp_path):
             "messageId": "order-1",  # the Segment spelling is accepted
             "payload": {"amount": 12.5, "note": 'back\\slash "quoted" tab\there', "name": "Žluťoučký kůň"},
         },
-        {"type": "odd\ttype\\with\nescapes", "event_time": 1714557600, "payload": {}},
+        {"type": 'odd type\\with "escapes"', "event_time": 1714557600, "payload": {}},
         {"type": "no_payload", "event_time": "2024-05-01 10:00:00"},
+        {"type": "tab\tand\nline break", "event_time": 1714557600},  # a type is a name: refused
     ]
     report, rejected = load(jsonl(tmp_path / "e.jsonl", rows), source)
 
-    assert rejected == []
-    assert (report.read, report.inserted, report.duplicates, report.rejected) == (3, 3, 0, 0)
+    assert [(line, reason) for line, reason in rejected] == [
+        (4, "type 'tab\\tand\\nline break' contains a control character (a line break, a tab ...)")
+    ]
+    assert (report.read, report.inserted, report.duplicates, report.rejected) == (4, 3, 0, 1)
     first, second, third = CustomerEvent.objects.filter(source=source).order_by("id")
     assert first.type == "purchase"
     assert first.event_time == datetime(2024, 1, 2, 1, 4, 5, 123456, tzinfo=UTC)
     assert first.payload == rows[0]["payload"]
     assert first.idempotency_key == "order-1"
-    assert second.type == "odd\ttype\\with\nescapes"
+    assert second.type == 'odd type\\with "escapes"'
     assert second.event_time == datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
     assert third.payload == {}
     assert third.event_time == datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -225,7 +228,7 @@ def test_csv_extra_columns_go_into_the_payload(source, tmp_path):
         "\ufefftype,event_time,message_id,payload,email,plan\n"
         'signup,2024-05-01T10:00:00Z,s1,"{""utm"": {""source"": ""ads""}}",a@example.com,pro\n'
         "signup,2024-05-01T11:00:00Z,s2,,b@example.com,\n"
-        '"multi\nline",2024-05-01T12:00:00Z,s3,,,\n',
+        'signup,2024-05-01T12:00:00Z,s3,,,"multi\nline"\n',
         encoding="utf-8",
     )
     report, rejected = load(path, source)
@@ -235,14 +238,14 @@ def test_csv_extra_columns_go_into_the_payload(source, tmp_path):
     events = {e.idempotency_key: e for e in CustomerEvent.objects.filter(source=source)}
     assert events["s1"].payload == {"utm": {"source": "ads"}, "email": "a@example.com", "plan": "pro"}
     assert events["s2"].payload == {"email": "b@example.com"}  # empty cells are left out
-    assert events["s3"].type == "multi\nline"
+    assert events["s3"].payload == {"plan": "multi\nline"}
 
 
 def test_csv_bad_rows_are_reported_with_their_starting_line(source, tmp_path):
     path = tmp_path / "e.csv"
     path.write_bytes(
         b"type,event_time,payload,email\n"
-        b'"a\nb",2024-05-01T00:00:00Z,,x@example.com\n'  # lines 2-3, good
+        b'ab,2024-05-01T00:00:00Z,,"x@example.com\nsecond line"\n'  # lines 2-3, good
         b'click,2024-05-01T00:00:00Z,"{""email"": ""y""}",y@example.com\n'  # 4: clash
         b"click,2024-05-01T00:00:00Z,[1],\n"  # 5: payload not an object
         b"click,2024-05-01T00:00:00Z,{bad,\n"  # 6: payload not JSON

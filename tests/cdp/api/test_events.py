@@ -69,6 +69,7 @@ def test_bad_events_are_reported_and_good_ones_kept(analyst_client, web_source):
         event(event_time="2999-01-01T00:00:00Z"),
         event(message_id="x" * 500),
         event(source_id=None),
+        event(type="Order\nCompleted"),
     ]
     response = analyst_client.post("/api/events/", batch, format="json")
     assert response.status_code == 200
@@ -85,6 +86,7 @@ def test_bad_events_are_reported_and_good_ones_kept(analyst_client, web_source):
         7: "event_time 2999-01-01T00:00:00+00:00 is more than a day in the future",
         8: "message_id must be 1 to 120 characters",
         9: "source_id is required",
+        10: "type 'Order\\nCompleted' contains a control character (a line break, a tab ...)",
     }
     assert CustomerEvent.objects.count() == 1
 
@@ -249,7 +251,7 @@ def test_customers_can_be_synced_page_after_page_without_missing_one_changed_mea
         ({"ordering": "created"}, "ordering: Select a valid choice"),
         ({"after": f"2026-01-01T00:00:00Z,{'0' * 32}"}, "after: after needs ordering=modified"),
         ({"ordering": "modified", "after": "yesterday"}, "after: Give '<modified>,<id>'"),
-        ({"ordering": "modified", "after": "2026-01-01T00:00:00Z,xyz"}, "after: Give '<modified>,<id>'"),
+        ({"ordering": "modified", "after": "2026-01-01T00:00:00Z,not an id!"}, "after: Give '<modified>,<id>'"),
     ],
 )
 def test_bad_sync_parameters_are_a_400_naming_them(analyst_client, query, fragment):
