@@ -168,6 +168,9 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# Passwords are checked behind the failed-login throttle (the admin's login and the API's alike).
+AUTHENTICATION_BACKENDS = ["cdp.services.auth.ThrottledModelBackend"]
+
 # Security headers: on by default when not in DEBUG; TLS termination is usually at the proxy.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("TRUST_X_FORWARDED_PROTO", False) else None
 # Client IP for rate limits: the first X-Forwarded-For entry only behind a proxy that sets it (else REMOTE_ADDR).

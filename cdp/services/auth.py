@@ -5,8 +5,9 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import authenticate
+from django.contrib.auth.backends import ModelBackend
 from django.core.cache import cache
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -131,19 +132,52 @@ def _login_failures_key(username: str) -> str:
     return f"ratelimit:login:{secret_digest(username.strip().lower())}"
 
 
+def login_throttled_for(username: str) -> int:
+    """Seconds until `username` may try a password again (0: now): LOGIN_FAILURES_MAX failures in the window."""
+    failures = cache.get(_login_failures_key(username))
+    if failures is None or failures[0] < LOGIN_FAILURES_MAX:
+        return 0
+    return max(int(failures[1] - time.time()), 1)
+
+
+def login_failure_record(username: str) -> None:
+    key = _login_failures_key(username)
+    count, ends = cache.get(key) or (0, time.time() + LOGIN_FAILURE_WINDOW.total_seconds())
+    cache.set(key, (count + 1, ends), timeout=max(int(ends - time.time()), 1))
+
+
+def login_failures_clear(username: str) -> None:
+    cache.delete(_login_failures_key(username))
+
+
+class ThrottledModelBackend(ModelBackend):
+    """Django's user name and password check, with the failed-login throttle in front: the admin's login and the
+    API's (user_login) count failures per user name alike, and past the limit the password is not tried."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        name = username if username is not None else kwargs.get(User.USERNAME_FIELD)
+        if not isinstance(name, str):
+            return super().authenticate(request, username=username, password=password, **kwargs)
+        if login_throttled_for(name):
+            raise PermissionDenied("too many failed logins")  # authenticate() then answers None at once
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is None:
+            login_failure_record(name)
+        else:
+            login_failures_clear(name)
+        return user
+
+
 def user_login(*, username: str, password: str, token_name: str = "login") -> tuple[User, ApiToken, str] | None:  # noqa: S107
     """A new token for the user, or None for a wrong user name or password. Raises LoginThrottled after
-    LOGIN_FAILURES_MAX failures for the name in LOGIN_FAILURE_WINDOW (the right password too: it is not tried)."""
-    failures_key = _login_failures_key(username)
-    failures = cache.get(failures_key)
-    if failures is not None and failures[0] >= LOGIN_FAILURES_MAX:
-        raise LoginThrottled(max(int(failures[1] - time.time()), 1))
+    LOGIN_FAILURES_MAX failures for the name in LOGIN_FAILURE_WINDOW (the right password too: it is not tried;
+    ThrottledModelBackend counts them, for the admin's login as well)."""
+    wait = login_throttled_for(username)
+    if wait:
+        raise LoginThrottled(wait)
     user = authenticate(username=username, password=password)
     if user is None or not user.is_active:
-        count, ends = failures or (0, time.time() + LOGIN_FAILURE_WINDOW.total_seconds())
-        cache.set(failures_key, (count + 1, ends), timeout=max(int(ends - time.time()), 1))
         return None
-    cache.delete(failures_key)
     token, key = token_create(user=user, name=token_name)
     return user, token, key
 

@@ -52,6 +52,24 @@ def test_repeated_failed_logins_are_throttled_per_user_name(analyst):
     assert client.post("/api/users/login", {"username": "other", "password": "x"}, format="json").status_code == 401
 
 
+def test_the_admin_login_shares_the_throttle(analyst, client):
+    """The admin's login form counts failures per user name as the API does: password guessing through the
+    admin page stops at the same limit, and past it the right password is not tried there either."""
+    analyst.is_staff = True
+    analyst.save(update_fields=["is_staff"])
+    for _ in range(LOGIN_FAILURES_MAX):
+        page = client.post("/admin/login/", {"username": "analyst", "password": "guess"})
+        assert page.status_code == 200 and "_auth_user_id" not in client.session
+    right = client.post("/admin/login/", {"username": "analyst", "password": "Analyst-password!"})
+    assert right.status_code == 200 and "_auth_user_id" not in client.session
+    assert (
+        APIClient()
+        .post("/api/users/login", {"username": "analyst", "password": "Analyst-password!"}, format="json")
+        .status_code
+        == 429
+    )
+
+
 def test_a_successful_login_clears_the_failures(analyst):
     client = APIClient()
     for _ in range(LOGIN_FAILURES_MAX - 1):
