@@ -58,8 +58,16 @@ class ImportReport:
 
 
 def csv_rows(text: str, *, required: tuple[str, ...], known: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, row) of a CSV text with a header. Raises ImportFileInvalid for a bad header."""
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    """(line number, row) of a CSV text with a header. Raises ImportFileInvalid for a bad header.
+
+    The delimiter is a comma, or a semicolon when the header line has semicolons and no comma (what a spreadsheet
+    saves as CSV where the comma is the decimal separator), or a tab likewise."""
+    text = text.lstrip("\ufeff")
+    first_line = text.split("\n", 1)[0]
+    delimiter = ","
+    if "," not in first_line:
+        delimiter = ";" if ";" in first_line else "\t" if "\t" in first_line else ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     try:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:

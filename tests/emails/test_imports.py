@@ -84,6 +84,23 @@ def test_block_list_import(tmp_path):
     assert event.payload["reason"] == "spam trap"
 
 
+def test_a_spreadsheet_s_semicolon_csv_is_read_too(tmp_path):
+    """Excel in locales whose decimal separator is a comma saves CSV with semicolons (and a BOM)."""
+    path = tmp_path / "contacts.csv"
+    path.write_text(
+        "\ufeffEmail;Consent;subscription_source\nann@example.com;true;shop, checkout\nbob@example.com;false;\n"
+    )
+    out, err, code = run("import_email_contacts", path)
+    assert code == 0 and "2 rows: 2 loaded" in out, err
+    assert EmailAddress.objects.get(email="ann@example.com").consent is True
+    event = CustomerEvent.objects.get(type="subscription_imported", payload__email="ann@example.com")
+    assert event.payload["subscription_source"] == "shop, checkout"
+    tabbed = tmp_path / "blocked.tsv"
+    tabbed.write_text("email\treason\nspam@example.com\tspam trap\n")
+    out, err, code = run("import_email_blocklist", tabbed)
+    assert code == 0 and EmailAddress.objects.get(email="spam@example.com").blocked_reason == "spam trap"
+
+
 def test_bad_file_is_a_command_error(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("mail,consent\na@b.com,true\n")
