@@ -112,6 +112,8 @@ def segment_get_visible(*, user, segment_id: Any, edit: bool = False, trashed: b
         raise Http404("Segment not found.") from None
     segment = segments_visible(user=user, trashed=trashed).filter(pk=pk).first()
     if segment is None:
+        if trashed is False and segments_visible(user=user, trashed=True).filter(pk=pk).exists():
+            raise Http404("The segment is in the trash: restore it first.")  # (only to those who may see it)
         raise Http404("Segment not found.")
     if edit and not segment_can_edit(user=user, segment=segment):
         raise PermissionDenied("You may view this segment but not edit it.")

@@ -534,7 +534,18 @@ def test_campaign_api_respects_segment_acl(
     other = client_for(user_create(username="sender", password="Sender-password-1!", role=role))
     hidden = other.post("/api/email_campaigns", {"name": "x", "template": template.pk, "segment_id": audience.pk},
                         format="json")  # fmt: skip
-    assert hidden.status_code == 404
+    assert hidden.status_code == 404 and hidden.json()["message"] == "Segment not found."
+    # A segment in the trash is named so to those who may see it (and stays 'not found' to the others).
+    from segments.services import segment_restore, segment_trash
+
+    segment_trash(segment=audience)
+    trashed = admin_client.post("/api/email_campaigns", {"name": "x", "template": template.pk,
+                                                         "segment_id": audience.pk}, format="json")  # fmt: skip
+    assert trashed.status_code == 404 and trashed.json()["message"] == "The segment is in the trash: restore it first."
+    still_hidden = other.post("/api/email_campaigns", {"name": "x", "template": template.pk,
+                                                       "segment_id": audience.pk}, format="json")  # fmt: skip
+    assert still_hidden.json()["message"] == "Segment not found."
+    segment_restore(segment=audience)
     with django_capture_on_commit_callbacks(execute=True):
         created = admin_client.post("/api/email_campaigns", {"name": "Spring", "template": template.pk,
                                                              "segment_id": audience.pk}, format="json")  # fmt: skip
