@@ -23,6 +23,7 @@ from cdp.features import Feature
 from cdp.models import DataSource
 from cdp.selectors import data_sources_list
 from cdp.services.data_sources import (
+    SYSTEM_SOURCE_SLUG,
     data_source_create,
     data_source_rotate_write_key,
     data_source_slug_problem,
@@ -78,6 +79,13 @@ class DataSourceAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
 
     def get_queryset(self, request: HttpRequest):
         return data_sources_list()
+
+    def get_actions_detail(self, request: HttpRequest, object_id) -> list:
+        """No "Rotate write key" on the system source: it takes no events, so it has no key."""
+        actions = super().get_actions_detail(request, object_id)
+        if str(object_id).isdigit() and DataSource.objects.filter(pk=object_id, slug=SYSTEM_SOURCE_SLUG).exists():
+            return []
+        return actions
 
     def get_fieldsets(self, request: HttpRequest, obj: DataSource | None = None):
         return self.add_fieldsets if obj is None else self.fieldsets

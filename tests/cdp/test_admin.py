@@ -152,6 +152,15 @@ def test_data_source_form_refuses_the_system_sources_identifier(staff_client):
 
 
 @pytest.mark.django_db
+def test_the_system_source_offers_no_write_key_rotation(staff_client, web_source):
+    from stitching.services.engine import system_source_get
+
+    system = system_source_get()
+    assert "rotate-write-key" not in staff_client.get(change("datasource", system.pk)).content.decode()
+    assert "rotate-write-key" in staff_client.get(change("datasource", web_source.pk)).content.decode()
+
+
+@pytest.mark.django_db
 def test_editing_a_data_source_keeps_its_write_key(staff_client, web_source):
     response = staff_client.post(
         change("datasource", web_source.pk), {"name": "Shop website", "slug": "web", "type": "web", "description": ""}
