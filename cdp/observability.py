@@ -7,6 +7,7 @@ import uuid
 
 from django.db import connection
 from django.http import JsonResponse
+from django.utils.log import log_response
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -34,10 +35,31 @@ class RequestIdMiddleware:
         token = request_id_var.set(request_id)
         try:
             response = self.get_response(request)
+            if response.status_code >= 500 and not getattr(response, "_has_been_logged", False):
+                # Django's handler logs a server error it did not raise (a 503 from /readyz) after the middleware
+                # returned, when the request id is gone: log it here, with the id, and mark it logged.
+                log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)
         finally:
             request_id_var.reset(token)
         response["X-Request-ID"] = request_id
         return response
+
+
+class HealthCheckMiddleware:
+    """`/healthz` and `/readyz` answer before the `ALLOWED_HOSTS` check (and the rest of the middleware): load
+    balancers and orchestrators probe a host by its own address (`Host: 10.0.3.7:8000`), which is not one of the
+    site's names, so the probes were a 400 and every host looked dead. They build no URL from the host and reveal
+    nothing, so any host may ask."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path_info == "/healthz":
+            return healthz(request)
+        if request.path_info == "/readyz":
+            return readyz(request)
+        return self.get_response(request)
 
 
 def healthz(request):

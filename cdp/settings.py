@@ -50,6 +50,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "cdp.observability.RequestIdMiddleware",
+    "cdp.observability.HealthCheckMiddleware",
     "cdp.middleware.PublicFastLaneMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

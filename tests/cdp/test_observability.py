@@ -42,3 +42,50 @@ def test_readyz_reports_a_broken_broker_as_503(client):
         app.conf.broker_url = previous
     assert response.status_code == 503
     assert response.json()["checks"]["broker"].startswith("error")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_health_checks_answer_a_probe_by_the_hosts_own_address(client, path):
+    """Load balancers and Kubernetes probe a host by its IP address, which is not in ALLOWED_HOSTS: the health
+    checks still answer (other paths stay a 400)."""
+    with override_settings(ALLOWED_HOSTS=["cdp.example.com"]):
+        probe = client.get(path, HTTP_HOST="10.0.3.7:8000")
+        other = client.get("/api/events", HTTP_HOST="10.0.3.7:8000")
+
+    assert probe.status_code == 200, probe.content
+    assert probe.json()["status"] == "ok"
+    assert len(probe["X-Request-ID"]) == 32
+    assert other.status_code == 400
+
+
+class _RequestIds(logging.Handler):
+    """Records the request id each line is written with (the filter runs when the line is emitted)."""
+
+    def __init__(self):
+        super().__init__(level=logging.ERROR)
+        self.addFilter(RequestIdFilter())
+        self.ids: list[str] = []
+
+    def emit(self, record):
+        self.ids.append(record.request_id)
+
+
+@pytest.mark.django_db
+def test_a_503_from_readyz_is_logged_once_with_its_request_id(client):
+    """The handler logged a 5xx the view returned after the middleware was done, with the request id "-"."""
+    from cdp.celery import app
+
+    handler = _RequestIds()
+    logging.getLogger("django.request").addHandler(handler)
+    previous = app.conf.broker_url
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    try:
+        with override_settings(CELERY_BROKER_URL="redis://127.0.0.1:1/0"):
+            response = client.get("/readyz", HTTP_X_REQUEST_ID="probe-42")
+    finally:
+        app.conf.broker_url = previous
+        logging.getLogger("django.request").removeHandler(handler)
+
+    assert response.status_code == 503
+    assert handler.ids == ["probe-42"]
