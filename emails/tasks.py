@@ -5,15 +5,17 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
+from cdp.celery import PersonalDataTask
 from cdp.coalesce import Coalesced
 from emails.providers import ProviderError
 
 MAX_RETRIES = 5
 
 
-@shared_task(name="emails.tasks.opt_in_email_send", bind=True, max_retries=MAX_RETRIES)
+@shared_task(name="emails.tasks.opt_in_email_send", bind=True, max_retries=MAX_RETRIES, base=PersonalDataTask)
 def opt_in_email_send(self, email: str, request_id: str, base_url: str = "") -> str:
-    """Send one opt-in email (at most one per address per frequency window; see the service)."""
+    """Send one opt-in email (at most one per address per frequency window; see the service). The address is
+    logged as '<redacted>' (PersonalDataTask)."""
     from emails.services.subscriptions import opt_in_email_send as send
 
     try:

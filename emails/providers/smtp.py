@@ -39,7 +39,10 @@ class SmtpProvider(EmailProvider):
             mail.send()
         except smtplib.SMTPRecipientsRefused as exc:
             self.close()
-            raise ProviderError(f"recipient refused: {exc.recipients}", permanent=True) from None
+            # (exc.recipients maps each address to the server's answer, which repeats it: codes only, no address
+            # in a message that is logged)
+            codes = sorted({str(code) for code, _ in exc.recipients.values()})
+            raise ProviderError(f"recipient refused: SMTP {', '.join(codes)}", permanent=True) from None
         except smtplib.SMTPAuthenticationError as exc:
             self.close()
             raise ProviderError(f"SMTP authentication failed: {exc.smtp_code}", permanent=True, channel=True) from None

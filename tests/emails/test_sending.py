@@ -97,3 +97,27 @@ def test_credentials_are_encrypted_at_rest(channel):
     assert "super-secret" not in stored.credentials_encrypted
     assert stored.credentials_hint == "••••y-42"
     assert channel_secret(stored) == "super-secret-api-key-42"
+
+
+class _RefusingInbox:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd's hook
+        return f"550 5.1.1 <{address}>: Recipient address rejected"
+
+
+def test_a_refused_recipient_is_a_permanent_error_without_the_address(channel):
+    """The message held smtplib's {address: (code, answer)}: the address went into the opt-in task's logged result
+    (and the answer repeated it). Now the SMTP code only."""
+    from aiosmtpd.controller import Controller
+
+    from tests.emails.servers import free_port
+
+    controller = Controller(_RefusingInbox(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        channel_update(smtp_port=controller.port)
+        with pytest.raises(ProviderError) as refused:
+            email_send(message=MESSAGE)
+    finally:
+        controller.stop()
+    assert refused.value.permanent is True
+    assert str(refused.value) == "recipient refused: SMTP 550"
