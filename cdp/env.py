@@ -1,6 +1,7 @@
 """Typed reading of settings from environment variables, with a clear error for a bad value."""
 
 import os
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -44,3 +45,17 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_url(name: str, default: str = "", *, schemes: set[str], example: str) -> str:
+    """A URL whose scheme is one of `schemes` (one ending in "+" takes any scheme it starts: "db+"); empty stays
+    empty. The message names the variable and the scheme found, never the whole value (it may hold a password)."""
+    value = env_str(name, default)
+    if not value:
+        return value
+    scheme = urlsplit(value).scheme.lower() if "://" in value else ""
+    if not any(scheme.startswith(s) and scheme != s if s.endswith("+") else scheme == s for s in schemes):
+        found = f"{scheme}://" if scheme else "no scheme"
+        allowed = ", ".join(f"{s}<driver>://" if s.endswith("+") else f"{s}://" for s in sorted(schemes))
+        raise ImproperlyConfigured(f"{name} must be a URL starting with {allowed} (e.g. {example}); it has {found}.")
+    return value

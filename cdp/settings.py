@@ -9,7 +9,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.templatetags.static import static
 
-from cdp.env import env_bool, env_int, env_list, env_str
+from cdp.env import env_bool, env_int, env_list, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -95,7 +95,9 @@ if not _database_url:
         raise ImproperlyConfigured("DATABASE_URL is not set, e.g. postgres://user:password@host:5432/cdp.")
     _database_url = "postgres://postgres@127.0.0.1:5432/cdp"
 try:
-    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+    DATABASES = {
+        "default": dj_database_url.parse(_database_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0))
+    }
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
@@ -123,11 +125,14 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / ".data" / "static"
-MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / ".data" / "media")))
+# A relative MEDIA_ROOT is taken from the checkout (as the default is), not from each process's working directory.
+MEDIA_ROOT = BASE_DIR / env_str("MEDIA_ROOT", str(BASE_DIR / ".data" / "media"))
 
 # Redis: the Celery broker and the shared cache (rate limits). Without it tasks run in-process.
-REDIS_URL = env_str("REDIS_URL")
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+# A bad URL is refused at start-up: otherwise the first task sent, or the first rate-limited request, was a 500.
+REDIS_URL = env_url("REDIS_URL", schemes={"redis", "rediss"}, example="redis://redis.internal:6379/0")
+_BROKERS = {"redis", "rediss", "redis+socket", "sentinel", "amqp", "amqps", "pyamqp", "sqs"}
+CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", REDIS_URL, schemes=_BROKERS, example="redis://redis.internal:6379/1")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
@@ -140,7 +145,15 @@ CELERY_TIMEZONE = "UTC"
 # Workers log through LOGGING below (JSON lines with LOG_FORMAT=json), not Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Task results (for callers that wait on one, e.g. tests): in Redis when it is there, kept a day.
-CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL) or None
+CELERY_RESULT_BACKEND = (
+    env_url(
+        "CELERY_RESULT_BACKEND",
+        REDIS_URL,
+        schemes={"redis", "rediss", "redis+socket", "sentinel", "rpc", "db+"},
+        example="redis://redis.internal:6379/2",
+    )
+    or None
+)
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BEAT_SCHEDULE = {
     "tokens-purge-daily": {"task": "cdp.tasks.tokens_purge", "schedule": 24 * 3600},

@@ -51,6 +51,11 @@ BAD_SETTINGS = [
     ({"CDP_MAX_EVENTS_PER_REQUEST": "0"}, "CDP_MAX_EVENTS_PER_REQUEST=0 is below the minimum 1"),
     ({"DB_CONN_MAX_AGE": "forever"}, "DB_CONN_MAX_AGE='forever' is not an integer"),
     ({"SECURE_COOKIES": "sure"}, "SECURE_COOKIES='sure' is not a boolean"),
+    ({"DB_CONN_MAX_AGE": "-5"}, "DB_CONN_MAX_AGE=-5 is below the minimum 0"),
+    ({"REDIS_URL": "redis.internal:6379"}, "REDIS_URL must be a URL starting with redis://, rediss://"),
+    ({"REDIS_URL": "http://user:pw@redis.internal"}, "REDIS_URL must be a URL starting with redis://"),
+    ({"CELERY_BROKER_URL": "broker.internal"}, "CELERY_BROKER_URL must be a URL starting with amqp://"),
+    ({"CELERY_RESULT_BACKEND": "results"}, "CELERY_RESULT_BACKEND must be a URL starting with db+<driver>://"),
 ]
 
 
@@ -71,3 +76,36 @@ def test_secret_key_may_be_missing_in_debug_mode_only():
     result = django_setup(SECRET_KEY=None, DEBUG="1")
 
     assert result.returncode == 0, result.stderr
+
+
+def test_a_bad_url_is_named_without_its_password():
+    """REDIS_URL=garbage started: the first task sent, or the first rate-limited request, was a 500."""
+    result = django_setup(REDIS_URL="http://cdp:hunter2-secret@redis.internal:6379/0")
+
+    assert result.returncode != 0
+    assert "REDIS_URL" in result.stderr and "it has http://" in result.stderr
+    assert "hunter2" not in result.stderr
+
+
+def test_good_broker_and_result_urls_are_taken():
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.CELERY_BROKER_URL, s.CELERY_RESULT_BACKEND)"
+    )
+    env = {"PATH": os.environ.get("PATH", ""), "DJANGO_SETTINGS_MODULE": "cdp.settings", **GOOD_ENV}
+    env.update(REDIS_URL="rediss://redis.internal:6380/0", CELERY_BROKER_URL="amqp://cdp:pw@mq.internal//",
+               CELERY_RESULT_BACKEND="db+postgresql://cdp:pw@db.internal/cdp")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=env, capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["amqp://cdp:pw@mq.internal//", "db+postgresql://cdp:pw@db.internal/cdp"]
+
+
+def test_a_relative_media_root_is_taken_from_the_checkout_not_the_working_directory():
+    code = "import django; django.setup(); from django.conf import settings as s; print(s.MEDIA_ROOT)"
+    env = {"PATH": os.environ.get("PATH", ""), "DJANGO_SETTINGS_MODULE": "cdp.settings", "MEDIA_ROOT": "files/media",
+           "PYTHONPATH": str(BASE_DIR), **GOOD_ENV}  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], cwd="/", env=env, capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(BASE_DIR / "files" / "media")
