@@ -47,8 +47,13 @@ def _check_attribute_ids(value: Any) -> Any:
     return value
 
 
+# Files of the host's zoneinfo directory that are not IANA zone names: "localtime" is the server's own zone (another
+# host may have none, and every admin page failed there), "posixrules" and "Factory" are placeholders.
+NOT_ZONES = {"localtime", "posixrules", "Factory"}
+
+
 def _check_timezone(value: Any) -> Any:
-    if not isinstance(value, str) or value not in available_timezones() | {"UTC"}:
+    if not isinstance(value, str) or value in NOT_ZONES or value not in available_timezones() | {"UTC"}:
         raise SettingInvalid("must be an IANA time zone name such as 'Europe/Prague'")
     return value
 

@@ -1,13 +1,27 @@
 """Show the Business Explorer in the administrator's chosen time zone (data stays UTC; the API answers UTC); the
 public fast lane; query parameters with a NUL character refused."""
 
-from zoneinfo import ZoneInfo
+import logging
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.http import JsonResponse
 from django.utils import timezone
 
 from cdp.api.errors import error_body
 from cdp.services.global_settings import global_setting_cached
+
+logger = logging.getLogger(__name__)
+
+
+def display_zone() -> ZoneInfo:
+    """The display time zone, or UTC when this host cannot load it (a zone its time zone database lacks): every
+    admin page failed then, the global settings page where it is changed too."""
+    name = global_setting_cached("display_timezone")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        logger.warning("display_timezone %r is not in this host's time zone database: showing UTC", name)
+        return ZoneInfo("UTC")
 
 
 class DisplayTimezoneMiddleware:
@@ -17,7 +31,7 @@ class DisplayTimezoneMiddleware:
     def __call__(self, request):
         if not request.path.startswith("/admin/"):
             return self.get_response(request)
-        timezone.activate(ZoneInfo(global_setting_cached("display_timezone")))
+        timezone.activate(display_zone())
         try:
             return self.get_response(request)
         finally:
