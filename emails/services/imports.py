@@ -203,6 +203,15 @@ def import_job_run(*, job_id: int) -> str:
     except ImportFileInvalid as exc:
         Job.objects.filter(pk=job_id).update(status=Job.Status.FAILED, message=str(exc), finished=timezone.now())
         return f"failed: {exc}"
+    except Exception as exc:
+        # Anything else (a lost database connection, a bug) left the job "running" for ever, its failure only in the
+        # worker's log; the job says so now, and the error goes on to be logged with its traceback.
+        message = (
+            f"failed unexpectedly ({type(exc).__name__}) after {job.processed} row(s); the worker's log has the "
+            "details. Rows already imported stay imported: upload the file again to finish it."
+        )
+        Job.objects.filter(pk=job_id).update(status=Job.Status.FAILED, message=message, finished=timezone.now())
+        raise
     result = report.as_dict()
     message = f"{report.loaded} loaded, {report.duplicates} already loaded, {report.error_count} bad row(s)"
     Job.objects.filter(pk=job_id).update(

@@ -118,3 +118,19 @@ def test_upload_job_runs_with_progress_and_result(django_capture_on_commit_callb
     assert job.processed == job.total == 7 and job.percent == 100
     assert job.result["loaded"] == 3 and job.result["errors"] == 4
     assert job.result["bad_rows"][0] == {"line": 4, "error": "email 'not-an-email' is not a valid address"}
+
+
+def test_a_job_that_fails_unexpectedly_says_so_instead_of_running_for_ever():
+    """An error other than a bad file (here: a job of a kind this version does not know, as after a downgrade)
+    left the job 'running' for ever, the failure only in the worker's log."""
+    from emails.services.imports import import_job_run
+
+    job = Job.objects.create(kind="retired_import", file_name="old.csv", content="email\nann@example.com\n", total=1)
+
+    with pytest.raises(KeyError):
+        import_job_run(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED
+    assert job.finished is not None
+    assert job.message.startswith("failed unexpectedly (KeyError) after 0 row(s); the worker's log has the details.")
