@@ -89,3 +89,14 @@ def test_a_503_from_readyz_is_logged_once_with_its_request_id(client):
 
     assert response.status_code == 503
     assert handler.ids == ["probe-42"]
+
+
+@pytest.mark.django_db
+def test_with_ssl_redirect_on_health_checks_still_answer_plain_http(client):
+    """SECURE_SSL_REDIRECT=1 sends plain HTTP to HTTPS; a load balancer's HTTP probe must not get a redirect."""
+    with override_settings(SECURE_SSL_REDIRECT=True):
+        probe = client.get("/healthz")
+        api = client.get("/api/events")
+
+    assert probe.status_code == 200
+    assert api.status_code == 301 and api["Location"].startswith("https://")

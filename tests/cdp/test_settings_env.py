@@ -52,6 +52,8 @@ BAD_SETTINGS = [
     ({"DB_CONN_MAX_AGE": "forever"}, "DB_CONN_MAX_AGE='forever' is not an integer"),
     ({"SECURE_COOKIES": "sure"}, "SECURE_COOKIES='sure' is not a boolean"),
     ({"DB_CONN_MAX_AGE": "-5"}, "DB_CONN_MAX_AGE=-5 is below the minimum 0"),
+    ({"SECURE_HSTS_SECONDS": "a year"}, "SECURE_HSTS_SECONDS='a year' is not an integer"),
+    ({"SECURE_SSL_REDIRECT": "always"}, "SECURE_SSL_REDIRECT='always' is not a boolean"),
     ({"REDIS_URL": "redis.internal:6379"}, "REDIS_URL must be a URL starting with redis://, rediss://"),
     ({"REDIS_URL": "http://user:pw@redis.internal"}, "REDIS_URL must be a URL starting with redis://"),
     ({"CELERY_BROKER_URL": "broker.internal"}, "CELERY_BROKER_URL must be a URL starting with amqp://"),
