@@ -1,6 +1,9 @@
 """Celery application. Tasks run in-process (eager) when no broker is configured."""
 
+import logging
 import os
+import time
+from collections.abc import Callable
 
 from celery import Celery, Task
 
@@ -27,3 +30,34 @@ class PersonalDataTask(Task):
         if kwargs:
             options.setdefault("kwargsrepr", repr({name: "<redacted>" for name in kwargs}))
         return super().apply_async(args, kwargs, **options)
+
+
+logger = logging.getLogger(__name__)
+# After a failed send, this process does not try the broker again for this long: during an outage every request
+# would otherwise pay the connection attempts again.
+BROKER_BACKOFF_SECONDS = 10.0
+_broker_down_until = 0.0
+
+
+def enqueue_with_safety_net(send: Callable[[], object], *, what: str) -> bool:
+    """Send a task message whose work a beat task also picks up (the safety nets in CELERY_BEAT_SCHEDULE); False
+    when the broker is unavailable: logged, not raised. It runs after a commit, inside the request that stored the
+    work (events, webhook payloads): a Redis outage made each such request wait ~20 s for the result store's
+    reconnects and then answer 500 although its data was stored, so clients retried and the web workers all hung.
+    The work stays durable in PostgreSQL; the beat's next run after the broker is back does it."""
+    global _broker_down_until
+    if time.monotonic() < _broker_down_until:
+        return False
+    try:
+        send()
+    except Exception:  # noqa: BLE001 - kombu / redis / the result store's RuntimeError: the broker is not there
+        _broker_down_until = time.monotonic() + BROKER_BACKOFF_SECONDS
+        logger.warning("%s: the broker is unavailable; the beat's safety net will do it", what, exc_info=True)
+        return False
+    return True
+
+
+def broker_backoff_reset() -> None:
+    """Forget an earlier failure (tests)."""
+    global _broker_down_until
+    _broker_down_until = 0.0

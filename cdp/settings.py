@@ -155,6 +155,11 @@ CELERY_RESULT_BACKEND = (
     or None
 )
 CELERY_RESULT_EXPIRES = 24 * 3600
+# Sending a task subscribes to its result in Redis; with Redis down that retried 20 times, a second apart, inside the
+# web request that sent it. Two quick retries (a blip), then the send fails and the caller's safety net takes over.
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+    "retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
+}
 CELERY_BEAT_SCHEDULE = {
     "tokens-purge-daily": {"task": "cdp.tasks.tokens_purge", "schedule": 24 * 3600},
     "idempotent-requests-purge-hourly": {"task": "cdp.tasks.idempotent_requests_purge", "schedule": 3600},

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from celery import shared_task
 
+from cdp.celery import enqueue_with_safety_net
 from cdp.services import attributes as attribute_services
 from cdp.services import auth, idempotency
 
@@ -54,6 +55,6 @@ def attributes_recompute_enqueue() -> None:
     from django.conf import settings
 
     if settings.CELERY_BROKER_URL:
-        attributes_recompute.delay()
+        enqueue_with_safety_net(attributes_recompute.delay, what="recomputing attributes")
     else:
         attribute_services.attributes_recompute()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
-from cdp.celery import PersonalDataTask
+from cdp.celery import PersonalDataTask, enqueue_with_safety_net
 from cdp.coalesce import Coalesced
 from emails.providers import ProviderError
 
@@ -71,7 +71,7 @@ def feedback_apply() -> int:
 def feedback_apply_enqueue() -> None:
     """After a webhook's payload committed: a worker applies it within moments; without a broker, here."""
     if settings.CELERY_BROKER_URL:
-        FEEDBACK_QUEUED.request(feedback_apply.delay)
+        enqueue_with_safety_net(lambda: FEEDBACK_QUEUED.request(feedback_apply.delay), what="applying webhooks")
     else:
         from emails.services.feedback import feedback_apply as apply
 

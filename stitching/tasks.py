@@ -3,6 +3,7 @@
 from celery import shared_task
 from django.conf import settings
 
+from cdp.celery import enqueue_with_safety_net
 from cdp.coalesce import Coalesced
 from stitching.services import engine
 
@@ -35,7 +36,7 @@ def stitch_pending_enqueue(count: int) -> None:
     if not settings.CDP_STITCH_AFTER_INGEST:
         return
     if settings.CELERY_BROKER_URL:
-        QUEUED.request(stitch_pending.delay)
+        enqueue_with_safety_net(lambda: QUEUED.request(stitch_pending.delay), what="stitching new events")
         return
     while engine.stitch_pending(limit=BATCH).remaining:
         pass
@@ -52,6 +53,6 @@ def restitch_requested_enqueue() -> None:
     """After a configuration change committed: a worker re-stitches what it queued (in process without a broker,
     as before the queue existed: the change's request waits for the split or join)."""
     if settings.CELERY_BROKER_URL:
-        restitch_requested.delay()
+        enqueue_with_safety_net(restitch_requested.delay, what="re-stitching after a configuration change")
         return
     engine.restitch_requested()

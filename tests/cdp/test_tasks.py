@@ -87,3 +87,53 @@ def test_ping_is_answered_by_a_second_worker_when_the_first_was_killed(celery_wo
     assert celery_worker_process.result_wait(ping.delay(), timeout=30) == "pong"
     assert second.alive
     assert not celery_worker_process.first.alive
+
+
+BROKER_DOWN_SCRIPT = """
+import json, os, time
+import django
+django.setup()
+from django.test import Client
+
+client, answers = Client(), []
+for i in range(3):
+    started = time.monotonic()
+    response = client.post(
+        "/api/events", [{"source_id": "web", "type": "purchase", "event_time": "2026-11-01T10:00:00Z",
+                         "payload": {"order": i}, "message_id": f"redis-down-{i}"}],
+        content_type="application/json", HTTP_AUTHORIZATION="Token " + os.environ["TEST_TOKEN"],
+    )
+    answers.append([response.status_code, round(time.monotonic() - started, 2)])
+print(json.dumps(answers))
+"""
+
+
+def test_events_are_taken_quickly_while_redis_is_down(transactional_db, admin_user, web_source):
+    """With Redis unreachable, POST /api/events stored the events, then waited ~20 s for the Celery result store's
+    reconnects and answered 500: clients retried, and every web worker hung for the outage. Now the events are
+    taken at once (the beat's safety net stitches them when the broker is back) and the outage is logged."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from cdp.models import CustomerEvent
+    from tests.emails.servers import free_port
+    from tests.workers import BASE_DIR, database_url_for_tests
+
+    _, key = token_create(user=admin_user, name="test")
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    env = {**os.environ, "DATABASE_URL": database_url_for_tests(), "REDIS_URL": closed, "CELERY_BROKER_URL": closed,
+           "CELERY_RESULT_BACKEND": closed, "ALLOWED_HOSTS": "testserver", "TEST_TOKEN": key, "LOG_FORMAT": "json",
+           "DJANGO_SETTINGS_MODULE": "cdp.settings"}  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", BROKER_DOWN_SCRIPT], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120
+    )
+
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [status for status, _ in answers] == [200, 200, 200], result.stderr
+    assert answers[0][1] < 5, answers  # a few quick connection attempts, not 20 seconds
+    assert all(seconds < 1 for _, seconds in answers[1:]), answers  # then no attempt for a while
+    assert CustomerEvent.objects.filter(source=web_source).count() == 3
+    assert "stitching new events: the broker is unavailable; the beat's safety net will do it" in result.stderr
