@@ -105,6 +105,11 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         "DATABASE_URL must point to PostgreSQL (postgres://...): it is the only supported database."
     )
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# An unreachable database host (not a refused port: packets dropped) held each request in connect() for the kernel's
+# ~2 minutes, past gunicorn's timeout, and /readyz never answered. `?connect_timeout=` in DATABASE_URL wins.
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+    "connect_timeout", env_int("DB_CONNECT_TIMEOUT", 5, minimum=1, maximum=300)
+)
 
 AUTH_USER_MODEL = "cdp.User"
 # Unfold's login form posts no "next": without this a direct /admin/login/ lands on /accounts/profile/ (404).
@@ -183,7 +188,14 @@ CELERY_BEAT_SCHEDULE = {
 CDP_EXPORT_STALE_AFTER_S = env_int("CDP_EXPORT_STALE_AFTER_S", 600, minimum=30)
 
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # Rate limits and task coalescing fail open without Redis: an unreachable host must fail fast too.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

@@ -1,5 +1,6 @@
 """Settings from environment variables: a bad value stops the process with a message naming the variable."""
 
+import ast
 import os
 import subprocess
 import sys
@@ -52,6 +53,7 @@ BAD_SETTINGS = [
     ({"DB_CONN_MAX_AGE": "forever"}, "DB_CONN_MAX_AGE='forever' is not an integer"),
     ({"SECURE_COOKIES": "sure"}, "SECURE_COOKIES='sure' is not a boolean"),
     ({"DB_CONN_MAX_AGE": "-5"}, "DB_CONN_MAX_AGE=-5 is below the minimum 0"),
+    ({"DB_CONNECT_TIMEOUT": "0"}, "DB_CONNECT_TIMEOUT=0 is below the minimum 1"),
     ({"SECURE_HSTS_SECONDS": "a year"}, "SECURE_HSTS_SECONDS='a year' is not an integer"),
     ({"SECURE_SSL_REDIRECT": "always"}, "SECURE_SSL_REDIRECT='always' is not a boolean"),
     ({"REDIS_URL": "redis.internal:6379"}, "REDIS_URL must be a URL starting with redis://, rediss://"),
@@ -111,3 +113,23 @@ def test_a_relative_media_root_is_taken_from_the_checkout_not_the_working_direct
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(BASE_DIR / "files" / "media")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, "5"),
+        ({"DB_CONNECT_TIMEOUT": "12"}, "12"),
+        ({"DATABASE_URL": "postgres://cdp:secret@db.internal:5432/cdp?connect_timeout=30"}, "30"),
+    ],
+)
+def test_database_connections_give_up_after_a_connect_timeout(overrides, expected):
+    """Without one, a database host that drops packets held every request (and /readyz) in connect() for minutes."""
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; print(s.DATABASES['default']['OPTIONS'])"
+    )
+    env = {"PATH": os.environ.get("PATH", ""), "DJANGO_SETTINGS_MODULE": "cdp.settings", **GOOD_ENV, **overrides}
+    result = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=env, capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+    assert str(ast.literal_eval(result.stdout.strip())["connect_timeout"]) == expected
