@@ -100,3 +100,44 @@ def test_with_ssl_redirect_on_health_checks_still_answer_plain_http(client):
 
     assert probe.status_code == 200
     assert api.status_code == 301 and api["Location"].startswith("https://")
+
+
+def test_gunicorn_logs_json_lines_without_an_access_log():
+    """gunicorn's own lines (start-up, worker boots, WORKER TIMEOUT) were plain text among the app's JSON lines; the
+    checkout's gunicorn.conf.py gives them the app's format, and keeps gunicorn's access log off (paths with query
+    strings may carry personal data)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    from tests.emails.servers import free_port
+
+    base_dir = Path(__file__).resolve().parents[2]
+    port = free_port()
+    env = {**os.environ, "LOG_FORMAT": "json", "DEBUG": "0", "ALLOWED_HOSTS": "127.0.0.1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "cdp.wsgi", "-w", "1", "-b", f"127.0.0.1:{port}"],
+        cwd=base_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz?email=ann@example.com", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        output = process.communicate(timeout=30)[0].decode()
+
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert any("Booting worker" in line for line in lines), output
+    assert all(line.startswith("{") for line in lines), output
+    assert {json.loads(line)["logger"] for line in lines} <= {"gunicorn.error", "django.request"}, output
+    assert "ann@example.com" not in output
