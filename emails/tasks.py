@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from django.conf import settings
 
@@ -10,6 +12,7 @@ from cdp.coalesce import Coalesced
 from emails.providers import ProviderError
 
 MAX_RETRIES = 5
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="emails.tasks.opt_in_email_send", bind=True, max_retries=MAX_RETRIES, base=PersonalDataTask)
@@ -22,6 +25,9 @@ def opt_in_email_send(self, email: str, request_id: str, base_url: str = "") -> 
         return send(email=email, request_id=request_id, base_url=base_url)
     except ProviderError as exc:
         if exc.permanent or self.request.called_directly:
+            # A warning, not only the task's INFO "succeeded" line: no subscriber gets a confirmation link until the
+            # channel is fixed (a missing sender address, bad credentials).
+            logger.warning("opt-in email for request %s not sent: %s", request_id, exc)
             return f"failed: {exc}"
         countdown = exc.retry_after or min(600, 10 * 2**self.request.retries)
         raise self.retry(countdown=countdown, exc=exc) from None

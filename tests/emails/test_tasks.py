@@ -52,3 +52,24 @@ def test_the_opt_in_task_logs_no_email_address_even_on_retry(json_worker_logs, c
     assert "retry" in log.lower()
     assert "ann.private" not in log
     assert all(line["data"]["args"].startswith("('<redacted>', ") for line in received), received
+
+
+@pytest.mark.django_db
+def test_an_opt_in_email_the_channel_cannot_send_is_a_warning(
+    public_client, caplog, django_capture_on_commit_callbacks
+):
+    """A permanent failure (no sender address) was only the task's INFO 'succeeded' line: nobody noticed that no
+    subscriber got a confirmation link. It is a warning now, naming the request (not the address)."""
+    import logging
+
+    channel_update(provider="smtp", sender_email="", smtp_host="127.0.0.1", smtp_port=free_port())
+
+    with caplog.at_level(logging.WARNING, logger="emails.tasks"), django_capture_on_commit_callbacks(execute=True):
+        response = public_client.post("/emails/subscribe", {"email": "ann.private@example.com"}, format="json")
+
+    assert response.status_code == 200
+    [record] = [r for r in caplog.records if r.name == "emails.tasks"]
+    request_id = response.json()["subscription_request_id"]
+    assert record.getMessage() == (
+        f"opt-in email for request {request_id} not sent: the email channel has no sender address configured"
+    )
