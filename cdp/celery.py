@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from celery import Celery, Task
+from celery.signals import before_task_publish, task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings")
 
@@ -61,3 +62,38 @@ def broker_backoff_reset() -> None:
     """Forget an earlier failure (tests)."""
     global _broker_down_until
     _broker_down_until = 0.0
+
+
+# Request ids in task logs: a task sent while a request is served carries the request's id (a message header), and
+# the worker's log lines inside the task show it (else the task's own id), so a request's background work can be
+# found by the id the client saw in X-Request-ID.
+REQUEST_ID_HEADER = "cdp_request_id"
+_task_request_ids: dict[str, object] = {}
+
+
+@before_task_publish.connect
+def _request_id_to_message(headers=None, **kwargs) -> None:
+    from cdp.observability import current_request_id
+
+    request_id = current_request_id()
+    if headers is not None and request_id != "-":
+        headers.setdefault(REQUEST_ID_HEADER, request_id)
+
+
+@task_prerun.connect
+def _request_id_in_task(task_id=None, task=None, **kwargs) -> None:
+    from cdp.observability import request_id_var
+
+    current = request_id_var.get()
+    sent_by = getattr(task.request, REQUEST_ID_HEADER, None) if task is not None else None
+    # (in-process, eager tasks keep the request's id: they run inside it)
+    _task_request_ids[task_id] = request_id_var.set(sent_by or (current if current != "-" else task_id))
+
+
+@task_postrun.connect
+def _request_id_after_task(task_id=None, **kwargs) -> None:
+    from cdp.observability import request_id_var
+
+    token = _task_request_ids.pop(task_id, None)
+    if token is not None:
+        request_id_var.reset(token)

@@ -73,3 +73,26 @@ def test_an_opt_in_email_the_channel_cannot_send_is_a_warning(
     assert record.getMessage() == (
         f"opt-in email for request {request_id} not sent: the email channel has no sender address configured"
     )
+
+
+@pytest.mark.worker
+def test_a_tasks_log_lines_carry_the_request_id_of_the_request_that_sent_it(
+    json_worker_logs, celery_worker_process, public_client
+):
+    """Worker log lines all had request_id "-": a client's X-Request-ID led to the web's lines only, not to what
+    its request started in the background."""
+    channel_update(provider="smtp", sender_email="", smtp_host="127.0.0.1", smtp_port=free_port())
+
+    response = public_client.post(
+        "/emails/subscribe", {"email": "ann.private@example.com"}, format="json", HTTP_X_REQUEST_ID="client-req-77"
+    )
+    assert response.status_code == 200
+
+    worker = celery_worker_process.first
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        warnings = [line for line in _lines(worker.log()) if line["logger"] == "emails.tasks"]
+        if warnings:
+            break
+        time.sleep(0.2)
+    assert [line["request_id"] for line in warnings] == ["client-req-77"], worker.log()
