@@ -25,6 +25,18 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Common mix-ups, which gunicorn (it runs no system checks) served anyway: a URL in ALLOWED_HOSTS made every request a
+# 400, a bare host name in CSRF_TRUSTED_ORIGINS every admin form a 403.
+for _host in ALLOWED_HOSTS:
+    if "://" in _host or "/" in _host:
+        raise ImproperlyConfigured(
+            f"ALLOWED_HOSTS={_host!r} must be a host name, e.g. cdp.example.com (no scheme, no path)."
+        )
+for _origin in CSRF_TRUSTED_ORIGINS:
+    if not _origin.startswith(("http://", "https://")) or _origin.count("/") != 2:
+        raise ImproperlyConfigured(
+            f"CSRF_TRUSTED_ORIGINS={_origin!r} must be an origin: scheme and host, e.g. https://cdp.example.com."
+        )
 
 INSTALLED_APPS = [
     "unfold",

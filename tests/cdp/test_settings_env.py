@@ -53,6 +53,12 @@ BAD_SETTINGS = [
     ({"DB_CONN_MAX_AGE": "forever"}, "DB_CONN_MAX_AGE='forever' is not an integer"),
     ({"SECURE_COOKIES": "sure"}, "SECURE_COOKIES='sure' is not a boolean"),
     ({"DB_CONN_MAX_AGE": "-5"}, "DB_CONN_MAX_AGE=-5 is below the minimum 0"),
+    ({"ALLOWED_HOSTS": "https://cdp.example.com"}, "ALLOWED_HOSTS='https://cdp.example.com' must be a host name"),
+    ({"CSRF_TRUSTED_ORIGINS": "cdp.example.com"}, "CSRF_TRUSTED_ORIGINS='cdp.example.com' must be an origin"),
+    (
+        {"CSRF_TRUSTED_ORIGINS": "https://cdp.example.com/admin/"},
+        "CSRF_TRUSTED_ORIGINS='https://cdp.example.com/admin/'",
+    ),
     ({"DB_CONNECT_TIMEOUT": "0"}, "DB_CONNECT_TIMEOUT=0 is below the minimum 1"),
     ({"SECURE_HSTS_SECONDS": "a year"}, "SECURE_HSTS_SECONDS='a year' is not an integer"),
     ({"SECURE_SSL_REDIRECT": "always"}, "SECURE_SSL_REDIRECT='always' is not a boolean"),
