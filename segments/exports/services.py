@@ -575,6 +575,27 @@ def schedule_set(
     return schedule
 
 
+NEXT_TRY = {ExportSchedule.Frequency.HOURLY: "in an hour", ExportSchedule.Frequency.DAILY: "in a day"}
+
+
+def schedule_failure_notify(*, schedule: ExportSchedule, error: ValidationError) -> None:
+    if schedule.created_by is None:
+        return
+    try:
+        link = reverse("admin:segments_exportschedule_change", args=[schedule.pk])
+    except NoReverseMatch:
+        link = ""
+    reasons = "; ".join(
+        f"{field}: {' '.join(messages)}" for field, messages in error.message_dict.items()
+    ) if hasattr(error, "error_dict") else " ".join(error.messages)  # fmt: skip
+    notification_create(
+        user=schedule.created_by,
+        title=f"Scheduled export of “{schedule.segment.name}” to {schedule.destination.name} not started",
+        message=f"{reasons} It is tried again {NEXT_TRY[schedule.frequency]}.",
+        level=Notification.Level.ERROR, link=link, object_type="export_schedule", object_id=str(schedule.pk),
+    )  # fmt: skip
+
+
 def schedules_run_due(*, now=None) -> int:
     """Start the exports whose schedule is due (a schedule never runs twice at once). Returns how many started."""
     now = now or timezone.now()
@@ -605,7 +626,13 @@ def schedules_run_due(*, now=None) -> int:
                         schedule=schedule,
                     )
             except ValidationError as exc:
+                # Was a warning in the worker's log every 5 minutes, nothing the schedule's owner could see (a
+                # destination whose key became unreadable, a changed config): now tried again next period, and
+                # the owner is told each time.
                 logger.warning("scheduled export %s not started: %s", schedule.pk, exc)
+                schedule.last_run_at = now
+                schedule.save(update_fields=["last_run_at"])
+                schedule_failure_notify(schedule=schedule, error=exc)
                 continue
             schedule.last_run_at = now
             schedule.save(update_fields=["last_run_at"])

@@ -266,6 +266,29 @@ def test_schedules_start_exports_when_due_and_only_then(vip, marketer, on_commit
     assert services.schedules_run_due(now=now + timedelta(days=3)) == 0
 
 
+def test_a_scheduled_export_that_cannot_start_tells_its_owner_once_per_period(vip, marketer, on_commit):
+    """A destination that became invalid (a changed config, a key that cannot be decrypted any more) only logged a
+    warning in the worker every 5 minutes: the schedule's owner never learned that no export ran."""
+    destination = csv_destination()
+    schedule = services.schedule_set(segment=vip, destination=destination, frequency="hourly", user=marketer)
+    ExportDestination.objects.filter(pk=destination.pk).update(config={"file_name": "../../x"})
+    now = timezone.now()
+
+    assert services.schedules_run_due(now=now) == 0
+    assert services.schedules_run_due(now=now + timedelta(minutes=5)) == 0  # the beat's next tick: not again
+
+    [notice] = Notification.objects.filter(user=marketer, object_type="export_schedule")
+    assert notice.level == Notification.Level.ERROR
+    assert notice.title == f"Scheduled export of “{vip.name}” to {destination.name} not started"
+    assert notice.message.startswith("destination: invalid configuration:") and "file_name" in notice.message
+    assert notice.message.endswith(" It is tried again in an hour.")
+    assert notice.link == f"/admin/segments/exportschedule/{schedule.pk}/change/"
+    assert not SegmentExport.objects.exists()
+
+    assert services.schedules_run_due(now=now + timedelta(minutes=61)) == 0  # the next period: tried, told again
+    assert Notification.objects.filter(object_type="export_schedule").count() == 2
+
+
 def test_schedule_frequency_is_checked(vip):
     with pytest.raises(ValidationError):
         services.schedule_set(segment=vip, destination=csv_destination(), frequency="weekly")
