@@ -67,10 +67,24 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
+# Set once this process saw every migration applied (the schema does not go back): later probes skip the check.
+_schema_current = False
+
+
+def migrations_unapplied() -> int:
+    """How many of this code's migrations the database has not applied (the migration graph, one query)."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    return len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+
+
 def readyz(request):
-    """Ready for traffic: the database answers and, when configured, the Celery broker does."""
+    """Ready for traffic: the database answers and has this code's migrations, and the Celery broker (when
+    configured) answers."""
     from django.conf import settings
 
+    global _schema_current
     checks: dict[str, str] = {}
     healthy = True
     try:
@@ -80,6 +94,21 @@ def readyz(request):
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         healthy = False
         checks["database"] = f"error: {type(exc).__name__}"
+    else:
+        # New code on a database not migrated yet (a deploy that skipped `migrate`, or ran it after starting the
+        # web) answered 500s wherever a new column was read, while /readyz said ready.
+        try:
+            unapplied = 0 if _schema_current else migrations_unapplied()
+        except Exception as exc:  # noqa: BLE001
+            healthy = False
+            checks["migrations"] = f"error: {type(exc).__name__}"
+        else:
+            _schema_current = unapplied == 0
+            if unapplied:
+                healthy = False
+                checks["migrations"] = f"error: {unapplied} not applied (run manage.py migrate)"
+            else:
+                checks["migrations"] = "ok"
     if settings.CELERY_BROKER_URL:
         try:
             from cdp.celery import app

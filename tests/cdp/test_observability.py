@@ -141,3 +141,34 @@ def test_gunicorn_logs_json_lines_without_an_access_log():
     assert all(line.startswith("{") for line in lines), output
     assert {json.loads(line)["logger"] for line in lines} <= {"gunicorn.error", "django.request"}, output
     assert "ann@example.com" not in output
+
+
+@pytest.mark.django_db
+def test_readyz_is_not_ready_until_the_migrations_are_applied(client, monkeypatch):
+    """New code on a database not migrated yet answered 500s wherever a new column was read, while /readyz said
+    ready: a load balancer sent it traffic."""
+    from django.db import connection
+
+    from cdp import observability
+
+    monkeypatch.setattr(observability, "_schema_current", False)
+    with connection.cursor() as cursor:  # as if the newest migration of an app had not run (rolled back after)
+        cursor.execute(
+            "DELETE FROM django_migrations WHERE id = (SELECT max(id) FROM django_migrations WHERE app = 'cdp')"
+        )
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["migrations"] == "error: 1 not applied (run manage.py migrate)"
+    assert response.json()["checks"]["database"] == "ok"
+
+
+@pytest.mark.django_db
+def test_readyz_reports_the_migrations_once_applied(client, monkeypatch):
+    from cdp import observability
+
+    monkeypatch.setattr(observability, "_schema_current", False)
+    response = client.get("/readyz")
+
+    assert response.json()["checks"]["migrations"] == "ok"
+    assert observability._schema_current is True
