@@ -5,7 +5,8 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError, IntegrityError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
+from django.utils.html import escape
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -85,9 +86,36 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     return response
 
 
+# The Business Explorer's pages get HTML error pages (a marketer's browser showed the raw JSON); API clients JSON.
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title} | CDP Business Explorer</title></head>
+<body style="font-family: system-ui, sans-serif; margin: 4rem auto; max-width: 36rem; color: #1f2937">
+<h1 style="font-size: 1.5rem">{title}</h1><p>{text}</p><p><a href="/admin/">Back to the Business Explorer</a></p>
+</body></html>"""
+
+
+def _wants_page(request) -> bool:
+    return request.path.startswith("/admin/")
+
+
 def handler404(request, exception=None):
+    if _wants_page(request):
+        page = _PAGE.format(title="Page not found", text="There is no page at this address.")
+        return HttpResponse(page, status=status.HTTP_404_NOT_FOUND)
     return JsonResponse(error_body("Not found."), status=status.HTTP_404_NOT_FOUND)
 
 
 def handler500(request):
-    return JsonResponse(error_body("Internal server error."), status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+    """The request id (also in the X-Request-ID header and on the server's log lines of this error) is shown, so a
+    user's report leads to the traceback."""
+    from cdp.observability import current_request_id
+
+    reference = current_request_id()
+    if _wants_page(request):
+        text = f"Something went wrong on our side. If it keeps happening, report it with this reference: {reference}"
+        page = _PAGE.format(title="Server error", text=escape(text))
+        return HttpResponse(page, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+    return JsonResponse(
+        error_body(f"Internal server error (reference {reference})."),
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )

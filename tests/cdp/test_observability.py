@@ -172,3 +172,45 @@ def test_readyz_reports_the_migrations_once_applied(client, monkeypatch):
 
     assert response.json()["checks"]["migrations"] == "ok"
     assert observability._schema_current is True
+
+
+def _request_with_id(path: str, request_id: str):
+    from django.test import RequestFactory
+
+    from cdp.observability import request_id_var
+
+    return RequestFactory().get(path), request_id_var.set(request_id)
+
+
+@pytest.mark.parametrize(("path", "kind"), [("/api/events", "application/json"), ("/admin/cdp/user/", "text/html")])
+def test_a_server_error_shows_the_request_id_to_quote(path, kind):
+    """The 500 said only 'Internal server error.' (raw JSON in the admin's browser tab): a user's report could not
+    be matched with the traceback in the log. It now names the request id, as an HTML page in the admin."""
+    from cdp.api.errors import handler500
+    from cdp.observability import request_id_var
+
+    request, token = _request_with_id(path, "6f1c0e2a9b")
+    try:
+        response = handler500(request)
+    finally:
+        request_id_var.reset(token)
+
+    assert response.status_code == 500
+    assert response["Content-Type"].startswith(kind)
+    assert "6f1c0e2a9b" in response.content.decode()
+    if kind == "application/json":
+        assert json.loads(response.content) == {
+            "status": "error",
+            "message": "Internal server error (reference 6f1c0e2a9b).",
+        }
+
+
+@pytest.mark.django_db
+def test_an_unknown_admin_address_is_an_html_page_and_an_api_one_json(client, admin_user):
+    client.force_login(admin_user)
+    page = client.get("/admin/no/such/page/")
+    api = client.get("/api/no-such-endpoint")
+
+    assert page.status_code == 404 and page["Content-Type"].startswith("text/html")
+    assert "Page not found" in page.content.decode()
+    assert api.status_code == 404 and api.json() == {"status": "error", "message": "Not found."}
