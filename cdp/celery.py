@@ -47,6 +47,9 @@ def enqueue_with_safety_net(send: Callable[[], object], *, what: str) -> bool:
     reconnects and then answer 500 although its data was stored, so clients retried and the web workers all hung.
     The work stays durable in PostgreSQL; the beat's next run after the broker is back does it."""
     global _broker_down_until
+    if app.conf.task_always_eager:
+        send()  # no broker in between: the task runs here, and its own errors are not an outage
+        return True
     if time.monotonic() < _broker_down_until:
         return False
     try:

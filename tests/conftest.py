@@ -4,6 +4,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from cdp.celery import app as celery_app
+from cdp.celery import broker_backoff_reset
 from cdp.features import Feature
 from cdp.ratelimit import rate_limits_reset
 from cdp.services.auth import role_create, token_create, user_create
@@ -28,6 +29,7 @@ def _rate_limits_fresh():
     """Public endpoints count requests per client IP (Redis and per-process batches): every test starts at zero,
     whatever the tests before it sent from 127.0.0.1 in the same minute."""
     rate_limits_reset()
+    broker_backoff_reset()  # a broker failure an earlier test provoked must not hold back this one's task messages
     stitching_queued.forget()  # a run queued (and never run) by an earlier test must not hold back this one's
     feedback_queued.forget()
     yield
