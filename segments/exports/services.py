@@ -331,13 +331,18 @@ def _finish(export_id: int, *, status: str, message: str = "", **fields: Any) ->
     return export
 
 
+def _admin_link(view: str, pk: int) -> str:
+    """The admin page of an object, for a notification ("" where the admin is not mounted)."""
+    try:
+        return reverse(view, args=[pk])
+    except NoReverseMatch:
+        return ""
+
+
 def export_notify(*, export: SegmentExport) -> None:
     if export.started_by is None:
         return
-    try:
-        link = reverse("admin:segments_segmentexport_change", args=[export.pk])
-    except NoReverseMatch:
-        link = ""
+    link = _admin_link("admin:segments_segmentexport_change", export.pk)
     if export.status == SegmentExport.Status.FINISHED:
         title = f"Export of “{export.segment_name}” to {export.destination_name} finished"
         message = f"{export.sent} sent, {export.skipped} skipped, {export.failed} failed."
@@ -581,10 +586,7 @@ NEXT_TRY = {ExportSchedule.Frequency.HOURLY: "in an hour", ExportSchedule.Freque
 def schedule_failure_notify(*, schedule: ExportSchedule, error: ValidationError) -> None:
     if schedule.created_by is None:
         return
-    try:
-        link = reverse("admin:segments_exportschedule_change", args=[schedule.pk])
-    except NoReverseMatch:
-        link = ""
+    link = _admin_link("admin:segments_exportschedule_change", schedule.pk)
     reasons = "; ".join(
         f"{field}: {' '.join(messages)}" for field, messages in error.message_dict.items()
     ) if hasattr(error, "error_dict") else " ".join(error.messages)  # fmt: skip
