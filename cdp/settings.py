@@ -190,6 +190,8 @@ CELERY_BEAT_SCHEDULE = {
     "emails-feedback-apply-every-minute": {"task": "emails.tasks.feedback_apply", "schedule": 60},
     # Campaigns whose run died (lease expired) or whose message was lost are run again.
     "emails-campaigns-resume-every-minute": {"task": "emails.tasks.campaigns_resume", "schedule": 60},
+    # Imports whose worker died (silent for 10 minutes) or whose message was lost are run again (idempotent).
+    "emails-imports-resume-every-minute": {"task": "emails.tasks.import_jobs_resume", "schedule": 60},
     # Segment sizes over time (insights): one snapshot per segment and day.
     "segments-size-snapshot-daily": {"task": "segments.tasks.segments_size_snapshot", "schedule": 24 * 3600},
     # Segment exports: resume or cleanly fail exports whose worker died; start scheduled (hourly / daily) exports.

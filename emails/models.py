@@ -211,6 +211,10 @@ class Job(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The run's last sign of life (its claim, then each progress report) and how many runs it took: the watchdog
+    # (import_jobs_resume) runs again a job whose worker died or whose task message was lost.
+    heartbeat = models.DateTimeField(null=True, blank=True, editable=False)
+    attempts = models.PositiveSmallIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["-created"]

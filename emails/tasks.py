@@ -40,6 +40,17 @@ def import_run(job_id: int) -> str:
     return import_job_run(job_id=job_id)
 
 
+@shared_task(name="emails.tasks.import_jobs_resume")
+def import_jobs_resume() -> int:
+    """The beat's watchdog for imports: run again the jobs whose worker died or whose task message was lost."""
+    from emails.services.imports import import_jobs_resume as resume
+
+    job_ids = resume()
+    for job_id in job_ids:
+        import_run.delay(job_id)
+    return len(job_ids)
+
+
 @shared_task(name="emails.tasks.campaign_run", acks_late=True)
 def campaign_run(campaign_id: int) -> str:
     from emails.services.campaigns import campaign_run as run

@@ -16,10 +16,11 @@ import hashlib
 import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from cdp.services.events import EventRejected, event_time_parse
@@ -190,13 +191,15 @@ def import_job_create(*, kind: str, file_name: str, text: str, user: Any = None)
 
 def import_job_run(*, job_id: int) -> str:
     """Run a queued job (a duplicated task finds it claimed and does nothing)."""
-    claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(status=Job.Status.RUNNING)
+    claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
+        status=Job.Status.RUNNING, heartbeat=timezone.now(), attempts=F("attempts") + 1
+    )
     if not claimed:
         return "not queued"
     job = Job.objects.get(pk=job_id)
 
     def progress(done: int) -> None:
-        Job.objects.filter(pk=job_id).update(processed=done)
+        Job.objects.filter(pk=job_id).update(processed=done, heartbeat=timezone.now())
 
     try:
         report = import_run(kind=job.kind, text=job.content, progress=progress)
@@ -221,4 +224,37 @@ def import_job_run(*, job_id: int) -> str:
     return message
 
 
-__all__ = ["ImportFileInvalid", "ImportReport", "import_run", "import_job_create", "import_job_run"]
+# A running job silent for this long lost its worker (killed, restarted); one queued this long lost its task message.
+IMPORT_STALE_AFTER = timedelta(minutes=10)
+IMPORT_ATTEMPTS_MAX = 3
+
+
+def import_jobs_resume(*, now: datetime | None = None) -> list[int]:
+    """The watchdog: the ids of the jobs to run again (each its task enqueued by the caller). A running job whose
+    run has been silent for IMPORT_STALE_AFTER is queued again (imports are idempotent: rows already imported load
+    nothing twice) until IMPORT_ATTEMPTS_MAX runs, then failed with the reason; a job queued that long is run (a
+    duplicated task finds it claimed)."""
+    now = now or timezone.now()
+    stale = now - IMPORT_STALE_AFTER
+    running = Job.objects.filter(status=Job.Status.RUNNING, heartbeat__lt=stale)
+    running.filter(attempts__gte=IMPORT_ATTEMPTS_MAX).update(
+        status=Job.Status.FAILED, finished=now,
+        message=f"the worker stopped (killed or restarted) {IMPORT_ATTEMPTS_MAX} times while importing this file. "
+        "Rows already imported stay imported: upload the file again to finish it.",
+    )  # fmt: skip
+    running.filter(attempts__lt=IMPORT_ATTEMPTS_MAX).update(status=Job.Status.QUEUED)
+    return list(
+        Job.objects.filter(status=Job.Status.QUEUED)
+        .filter(Q(heartbeat__lt=stale) | Q(heartbeat__isnull=True, created__lt=stale))
+        .values_list("pk", flat=True)
+    )
+
+
+__all__ = [
+    "ImportFileInvalid",
+    "ImportReport",
+    "import_run",
+    "import_job_create",
+    "import_job_run",
+    "import_jobs_resume",
+]

@@ -134,3 +134,32 @@ def test_a_job_that_fails_unexpectedly_says_so_instead_of_running_for_ever():
     assert job.status == Job.Status.FAILED
     assert job.finished is not None
     assert job.message.startswith("failed unexpectedly (KeyError) after 0 row(s); the worker's log has the details.")
+
+
+def test_the_watchdog_runs_again_a_job_whose_worker_died_or_whose_message_was_lost():
+    """A worker killed mid-import left the job 'running' for ever (and a lost task message, 'queued'); imports are
+    idempotent, so the beat's watchdog runs such a job again, until a third run died too."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from emails.tasks import import_jobs_resume
+
+    long_ago = timezone.now() - timedelta(minutes=30)
+    died = Job.objects.create(kind=Job.Kind.CONTACTS_IMPORT, file_name="a.csv", content=CONTACTS, total=7,
+                              status=Job.Status.RUNNING, heartbeat=long_ago, attempts=1, processed=2)  # fmt: skip
+    lost = Job.objects.create(kind=Job.Kind.BLOCKLIST_IMPORT, file_name="b.csv", content="email\nx@example.com\n")
+    Job.objects.filter(pk=lost.pk).update(created=long_ago)
+    hopeless = Job.objects.create(kind=Job.Kind.CONTACTS_IMPORT, file_name="c.csv", content=CONTACTS, total=7,
+                                  status=Job.Status.RUNNING, heartbeat=long_ago, attempts=3)  # fmt: skip
+    alive = Job.objects.create(kind=Job.Kind.CONTACTS_IMPORT, file_name="d.csv", content=CONTACTS, total=7,
+                               status=Job.Status.RUNNING, heartbeat=timezone.now(), attempts=1)  # fmt: skip
+
+    assert import_jobs_resume() == 2  # (tasks run in-process here)
+
+    died.refresh_from_db(), lost.refresh_from_db(), hopeless.refresh_from_db(), alive.refresh_from_db()
+    assert died.status == Job.Status.DONE and died.attempts == 2 and died.result["loaded"] == 3
+    assert lost.status == Job.Status.DONE and EmailAddress.objects.get(email="x@example.com").blocked
+    assert hopeless.status == Job.Status.FAILED and "stopped (killed or restarted) 3 times" in hopeless.message
+    assert alive.status == Job.Status.RUNNING
+    assert import_jobs_resume() == 0
