@@ -23,6 +23,17 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class DemoteToWarning(logging.Filter):
+    """A record logged at ERROR with a traceback that is no server fault (a request for a host name this site does
+    not serve: internet scanners send them all day) becomes one WARNING line, so ERROR stays worth paging on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
 class RequestIdMiddleware:
     """Takes a sane X-Request-ID from the proxy or makes one; logs and the response carry it."""
 

@@ -319,7 +319,10 @@ if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "cdp.observability.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "cdp.observability.RequestIdFilter"},
+        "demote_to_warning": {"()": "cdp.observability.DemoteToWarning"},
+    },
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -336,5 +339,7 @@ LOGGING = {
         # Request logs carry the path with its query string, which may hold PII: keep them at WARNING.
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "WARNING"},
+        # A Host header this site does not serve (scanners): one WARNING line, not an ERROR with a traceback.
+        "django.security.DisallowedHost": {"filters": ["demote_to_warning"]},
     },
 }

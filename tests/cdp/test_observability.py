@@ -214,3 +214,26 @@ def test_an_unknown_admin_address_is_an_html_page_and_an_api_one_json(client, ad
     assert page.status_code == 404 and page["Content-Type"].startswith("text/html")
     assert "Page not found" in page.content.decode()
     assert api.status_code == 404 and api.json() == {"status": "error", "message": "Not found."}
+
+
+@pytest.mark.django_db
+def test_a_host_this_site_does_not_serve_is_one_warning_line(client):
+    """Internet scanners send other host names all day: Django logs each at ERROR with a traceback, which buried
+    the errors worth paging on. It is one WARNING line now (the answer is still a 400)."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    logger = logging.getLogger("django.security.DisallowedHost")
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        response = client.get("/admin/", HTTP_HOST="scanner.example.net")
+    finally:
+        logger.removeHandler(handler)
+
+    assert response.status_code == 400
+    assert [(r.levelname, r.exc_info) for r in records] == [("WARNING", None)]
+    assert "scanner.example.net" in records[0].getMessage()
