@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 from django.forms import Form
@@ -200,6 +202,10 @@ class RoleAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
 
 
 class ApiTokenCreateForm(forms.ModelForm):
+    # Each add page's own id: the page that shows the new key answers the POST, so a reload sends the form again,
+    # and without this a second token would be made (and the first left working, its key never seen again).
+    form_id = forms.CharField(widget=forms.HiddenInput, required=False, initial=lambda: secrets.token_hex(16))
+
     class Meta:
         model = ApiToken
         fields = ("user", "name", "expires")
@@ -251,7 +257,7 @@ class ApiTokenAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
 
     def get_fields(self, request: HttpRequest, obj: ApiToken | None = None):
         if obj is None:
-            return ("user", "name", "expires")
+            return ("user", "name", "expires", "form_id")
         return ("key_display", "name", "user", "created", "last_used", "expires", "revoked")
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiToken | None = None):
@@ -275,9 +281,26 @@ class ApiTokenAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
             return "Expired"
         return "Active"
 
+    @staticmethod
+    def _form_sent_key(form_id: str) -> str:
+        return f"admin:token-form-sent:{form_id[:64]}"
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
+        form_id = request.POST.get("form_id", "") if request.method == "POST" else ""
+        if form_id and cache.get(self._form_sent_key(form_id)):
+            messages.warning(
+                request,
+                "This form was already sent (the page was reloaded): its token was made and its key shown once. "
+                "No second token was made. If the key was not copied, revoke that token and create another.",
+            )
+            return HttpResponseRedirect(reverse("admin:cdp_apitoken_changelist"))
+        return super().add_view(request, form_url, extra_context)
+
     def service_create(self, request: HttpRequest, form: Form) -> ApiToken:
         data = form.cleaned_data
         token, key = token_create(user=data["user"], name=data.get("name", ""), expires=data.get("expires"))
+        if data.get("form_id"):
+            cache.set(self._form_sent_key(data["form_id"]), token.pk, timeout=24 * 3600)
         token.plain_key = key
         return token
 

@@ -1,6 +1,7 @@
 """The Business Explorer (Django admin): pages render, secrets are shown once, writes go through services,
 the events list never counts the table, and role features decide who sees what."""
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -447,6 +448,22 @@ def test_creating_a_token_shows_the_key_once(staff_client, analyst):
     page = staff_client.get(changelist("apitoken")).content.decode()
     assert f"{token.key_prefix}…" in page
     assert key not in page and token.key_hash not in page
+
+
+@pytest.mark.django_db
+def test_reloading_the_new_token_page_makes_no_second_token(staff_client, analyst):
+    """The page showing the key answers the POST: a reload sends the form again. Each add page carries its own id,
+    and a form already sent makes nothing and says why."""
+    page = staff_client.get(add("apitoken")).content.decode()
+    form_id = re.search(r'name="form_id" value="([0-9a-f]{32})"', page).group(1)
+    data = {"user": analyst.pk, "name": "CRM sync", "expires_0": "", "expires_1": "", "form_id": form_id}
+    assert staff_client.post(add("apitoken"), data).status_code == 200
+    again = staff_client.post(add("apitoken"), data, follow=True)
+    assert "This form was already sent" in again.content.decode()
+    assert ApiToken.objects.filter(name="CRM sync").count() == 1
+    # A fresh add page is a new form.
+    other = re.search(r'name="form_id" value="([0-9a-f]{32})"', staff_client.get(add("apitoken")).content.decode())
+    assert other.group(1) != form_id
 
 
 @pytest.mark.django_db
