@@ -7,6 +7,7 @@ writes through segments.services.
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 
 def empty_tree() -> dict:
@@ -23,6 +24,14 @@ class Tag(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # Tags are matched ignoring case ("VIP" is "vip"): two requests creating both at once make one.
+            models.UniqueConstraint(
+                Lower("name"),
+                name="segments_tag_name_ci_unique",
+                violation_error_message="A tag with this name (in any case) already exists.",
+            )  # fmt: skip
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from cdp.models import Role, User
@@ -73,8 +73,7 @@ def tags_resolve(*, names: Iterable[str]) -> list[Tag]:
         if name.lower() in seen:
             continue
         seen.add(name.lower())
-        tag = Tag.objects.filter(name__iexact=name).first() or Tag.objects.create(name=name)
-        tags.append(tag)
+        tags.append(_tag_get_or_create(name))
     if len(tags) > MAX_TAGS:
         raise ValidationError({"tags": f"At most {MAX_TAGS} tags per segment."})
     return tags
@@ -239,18 +238,39 @@ def _tag_fields(name: Any, color: Any, *, instance: Tag | None = None) -> tuple[
     return name, color
 
 
+def _tag_get_or_create(name: str) -> Tag:
+    """The tag of this name in any case, made when there is none (another request making it at the same moment
+    wins: the unique index ignores case)."""
+    tag = Tag.objects.filter(name__iexact=name).first()
+    if tag is not None:
+        return tag
+    try:
+        with transaction.atomic():
+            return Tag.objects.create(name=name)
+    except IntegrityError:
+        return Tag.objects.get(name__iexact=name)
+
+
+def _tag_save(tag: Tag) -> Tag:
+    try:
+        with transaction.atomic():
+            tag.save()
+    except IntegrityError:  # made meanwhile by another request, in some case
+        raise ValidationError({"name": f"A tag named {tag.name!r} already exists."}) from None
+    return tag
+
+
 @transaction.atomic
 def tag_create(*, name: str, color: str = "") -> Tag:
     name, color = _tag_fields(name, color)
-    return Tag.objects.create(name=name, color=color)
+    return _tag_save(Tag(name=name, color=color))
 
 
 @transaction.atomic
 def tag_update(*, tag: Tag, name: str | None = None, color: str | None = None) -> Tag:
     tag.name, tag.color = _tag_fields(tag.name if name is None else name, tag.color if color is None else color,
                                       instance=tag)  # fmt: skip
-    tag.save()
-    return tag
+    return _tag_save(tag)
 
 
 @transaction.atomic

@@ -120,6 +120,22 @@ def test_tags_api(owner_client, exclusion_segment, viewer_role):
     assert owner_client.delete(f"/api/tags/{tag_id}").status_code == 204
 
 
+def test_tag_names_are_unique_ignoring_case_in_the_database_too(owner_client):
+    """The services matched tags ignoring case, but two requests at once could make "VIP" and "vip": a unique
+    index on the lower-case name makes that impossible, and the services take the other request's tag."""
+    from django.db import IntegrityError, transaction
+
+    from segments.models import Tag
+    from segments.services import tags_resolve
+
+    vip = Tag.objects.create(name="VIP")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Tag.objects.create(name="vip")
+    assert tags_resolve(names=["vIp", "New"]) == [vip, Tag.objects.get(name="New")]
+    created = owner_client.post("/api/segments", {"name": "S", "tags": ["vip"]}, format="json")
+    assert created.status_code == 201 and created.json()["tags"] == ["VIP"]
+
+
 def test_tag_counts_only_the_segments_you_may_see(exclusion_segment, cast):
     """An outsider's tag list said 'campaign: 1 segment' about a segment they may not see."""
     counts = client_for(cast["outsider"]).get("/api/tags").json()["results"]
