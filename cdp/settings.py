@@ -238,6 +238,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = CDP_MAX_REQUEST_BYTES
 # first response, nothing done twice); the hourly purge deletes older ones. At most a week: answers may hold personal
 # data (encrypted), which an erasure cannot find by customer.
 CDP_IDEMPOTENCY_TTL_HOURS = env_int("CDP_IDEMPOTENCY_TTL_HOURS", 24, minimum=1, maximum=168)
+# How long a token made by POST /api/users/login works (0: until revoked). Tokens made on purpose (/api/tokens/, the
+# admin) take their own `expires`.
+CDP_LOGIN_TOKEN_TTL_HOURS = env_int("CDP_LOGIN_TOKEN_TTL_HOURS", 720, minimum=0, maximum=24 * 366)
 # Stitch new events right after they are stored (a Celery task, or in-process without a broker).
 CDP_STITCH_AFTER_INGEST = env_bool("CDP_STITCH_AFTER_INGEST", True)
 # Identity stitching: an identifier that would join this many customers at once is held for review, and phone

@@ -49,6 +49,9 @@ class LoginSerializer(serializers.Serializer):
 
 class LoginResponseSerializer(serializers.Serializer):
     token = serializers.CharField(help_text="Shown once. Send it as `Authorization: Token <token>`.")
+    expires = serializers.DateTimeField(
+        allow_null=True, help_text="When the token stops working (CDP_LOGIN_TOKEN_TTL_HOURS after the login)."
+    )
     user = UserSerializer()
 
 

@@ -80,8 +80,14 @@ class AuthViewSet(viewsets.ViewSet):
             return response
         if result is None:
             return Response(error_body("Wrong username or password."), status=status.HTTP_401_UNAUTHORIZED)
-        user, _, key = result
-        return Response({"token": key, "user": s.UserSerializer(user, context={"request": request}).data})
+        user, token, key = result
+        return Response(
+            {
+                "token": key,
+                "expires": token.expires.isoformat() if token.expires else None,
+                "user": s.UserSerializer(user, context={"request": request}).data,
+            }
+        )
 
     @extend_schema(request=None, responses={204: None})
     @action(detail=False, methods=["post", "delete"], url_path="logout", permission_classes=[IsAuthenticated])

@@ -178,7 +178,11 @@ def user_login(*, username: str, password: str, token_name: str = "login") -> tu
     user = authenticate(username=username, password=password)
     if user is None or not user.is_active:
         return None
-    token, key = token_create(user=user, name=token_name)
+    # A login's token lasts CDP_LOGIN_TOKEN_TTL_HOURS: a session left behind on some laptop stops working.
+    ttl = settings.CDP_LOGIN_TOKEN_TTL_HOURS
+    token, key = token_create(
+        user=user, name=token_name, expires=timezone.now() + timedelta(hours=ttl) if ttl else None
+    )
     return user, token, key
 
 

@@ -23,6 +23,20 @@ def test_login_returns_a_token_that_authenticates(analyst):
     assert client.get("/api/users/me").json()["username"] == "analyst"
 
 
+def test_a_login_token_expires_after_the_configured_time(analyst, settings):
+    """A login's token used to work until revoked (a session left on some laptop for ever); now for
+    CDP_LOGIN_TOKEN_TTL_HOURS (30 days by default, 0: until revoked), and the answer says until when."""
+    login = {"username": "analyst", "password": "Analyst-password!"}
+    before = timezone.now()
+    body = APIClient().post("/api/users/login", login, format="json").json()
+    token = ApiToken.objects.get(key_hash=secret_digest(body["token"]))
+    assert timedelta(days=30) <= token.expires - before < timedelta(days=30, minutes=1)
+    assert body["expires"] == token.expires.isoformat()
+    settings.CDP_LOGIN_TOKEN_TTL_HOURS = 0
+    body = APIClient().post("/api/users/login", login, format="json").json()
+    assert body["expires"] is None and ApiToken.objects.get(key_hash=secret_digest(body["token"])).expires is None
+
+
 def test_token_is_stored_only_as_a_digest(analyst):
     _, key = token_create(user=analyst, name="crm")
     stored = ApiToken.objects.get(name="crm")
