@@ -3,7 +3,9 @@ in the checkout, as docs/operations.md runs it; `-c` names another file). Only l
 (start-up, worker boots and exits, `WORKER TIMEOUT`) in the app's format, so with LOG_FORMAT=json every line of
 the web process is one JSON object, as the log shipper expects. Command-line options still set everything else.
 The access log stays off (gunicorn's default; `--access-logfile` has no effect with this file): request paths may
-carry personal data in query strings."""
+carry personal data in query strings. gunicorn's control socket is off: by default every gunicorn of a user shares
+one (~/.gunicorn/gunicorn.ctl), so a second instance on the host (a staging copy, a benchmark) took it over from the
+first; `--control-socket PATH` turns it on for an instance that needs it."""
 
 import os
 import sys
@@ -36,3 +38,6 @@ logconfig_dict = {
         "gunicorn.access": {"level": "WARNING", "handlers": ["console"], "propagate": False},
     },
 }
+
+# One shared socket per user by default (see above); nothing here uses gunicorn's runtime control.
+control_socket_disable = True
