@@ -21,6 +21,7 @@ from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
 from cdp.api.pagination import _int_param
+from cdp.api.permissions import feature_require
 from cdp.api.views import FULL_STRUCTURE, CdpViewSet
 from cdp.features import Feature
 from cdp.models import Attribute
@@ -48,12 +49,6 @@ def _save(function: Callable[..., Any], **kwargs) -> Any:
         return function(**kwargs)
     except DjangoValidationError as exc:
         raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}) from None
-
-
-def _require_feature(request, feature: str, *, needed_for: str = "this request") -> None:
-    """A second feature an action needs on top of the one HasFeature checked (403 naming it)."""
-    if not request.user.has_feature(feature):
-        raise PermissionDenied(f"Your role does not have the feature '{feature}' needed for {needed_for}.")
 
 
 class SegmentScopedMixin:
@@ -131,7 +126,7 @@ class SegmentViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixi
     def customers(self, request, pk=None):
         """The segment's customers with their attribute values, most recently changed first (needs the
         customers_view feature as well)."""
-        _require_feature(request, Feature.SEGMENTS_VIEW)
+        feature_require(request, Feature.SEGMENTS_VIEW)
         segment = self.get_object()
         queryset = _evaluate(selectors.segment_members, segment=segment)
         page = _evaluate(self.paginate_queryset, queryset=queryset)
@@ -168,7 +163,7 @@ class SegmentViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixi
             raise ValidationError({"days": "must be at least 1 (the size history's number of days)"})
         names = [n.strip() for n in (request.query_params.get("attributes") or "").split(",") if n.strip()]
         if names:  # the members' values (emails, names ...) are customer data, as in the attribute value counts API
-            _require_feature(request, Feature.CUSTOMERS_VIEW, needed_for="the top values of attributes")
+            feature_require(request, Feature.CUSTOMERS_VIEW, needed_for="the top values of attributes")
         if len(names) > INSIGHT_ATTRIBUTES_MAX:
             raise ValidationError({"attributes": f"At most {INSIGHT_ATTRIBUTES_MAX} attributes."})
         attributes = {a.pk: a for a in Attribute.objects.filter(pk__in=names)}
@@ -233,7 +228,7 @@ class SegmentViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixi
     def attribute_value_counts(self, request, pk=None):
         """The most frequent values of one attribute among the segment's members (customer data: needs the
         customers_view feature as well, as the attribute value counts API does)."""
-        _require_feature(request, Feature.SEGMENTS_VIEW)
+        feature_require(request, Feature.SEGMENTS_VIEW)
         segment = self.get_object()
         limit = _int_param(request, "limit", VALUE_COUNTS_DEFAULT, VALUE_COUNTS_MAX)
         if limit == 0:
