@@ -51,6 +51,8 @@ class IngestOutcome:
     created: bool  # False: a duplicate of an event stored before
 
 
+# A type is a name that stitching rules, attributes and segments give; they refuse control characters.
+_CONTROL_CHARACTER = re.compile(r"[\x01-\x1f\x7f]")
 _UTC_SUFFIX = re.compile(r"(?:(?<=\d)z| ?(?:UTC|GMT))$")
 
 
@@ -142,8 +144,7 @@ def event_record_build(
         raise EventRejected(f"type is longer than {MAX_TYPE_LENGTH} characters")
     if "\x00" in type:
         raise EventRejected("type contains a NUL character")
-    if any(ord(c) < 32 or ord(c) == 127 for c in type):
-        # A type is a name that stitching rules, attributes and segments give; they refuse control characters.
+    if _CONTROL_CHARACTER.search(type):
         raise EventRejected(f"type {type[:40]!r} contains a control character (a line break, a tab ...)")
     if not utf8(type):
         raise EventRejected("type contains characters that are not valid UTF-8")
