@@ -3,6 +3,7 @@
 Production-safe defaults: DEBUG is off, SECRET_KEY and DATABASE_URL must be given unless DEBUG is on.
 """
 
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -106,9 +107,15 @@ if not _database_url:
     if not DEBUG:
         raise ImproperlyConfigured("DATABASE_URL is not set, e.g. postgres://user:password@host:5432/cdp.")
     _database_url = "postgres://postgres@127.0.0.1:5432/cdp"
+# `manage.py runserver` (the demo's server) answers each request on a new thread, so a connection kept for reuse
+# is never reused: it stays open until the thread's objects are collected, and a while of clicking through the admin
+# used up PostgreSQL's connection slots. Django's docs say not to keep connections there; an explicit value still wins.
+_CONN_MAX_AGE_DEFAULT = 0 if sys.argv[1:2] == ["runserver"] else 60
 try:
     DATABASES = {
-        "default": dj_database_url.parse(_database_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0))
+        "default": dj_database_url.parse(
+            _database_url, conn_max_age=env_int("DB_CONN_MAX_AGE", _CONN_MAX_AGE_DEFAULT, minimum=0)
+        )
     }
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
