@@ -892,6 +892,7 @@ def _component_write(
     changes = _changes_record(
         cursor,
         partition,
+        nodes,
         group_entity,
         old_entity,
         identifier_category,
@@ -979,6 +980,7 @@ def _hub_reviews_write(cursor, partition: Partition, identifiers: list[int]) -> 
 def _changes_record(
     cursor,
     partition,
+    nodes,
     group_entity,
     old_entity,
     identifier_category,
@@ -1017,6 +1019,27 @@ def _changes_record(
         the group it happened to absorb."""
         return seed_identifier({event_id}) or joined_by
 
+    def rejoining_step(members: list[int]) -> tuple[int, int | None]:
+        """The (event, identifier) that makes customers one again when no event joined two groups of the new
+        partition (a link the re-stitch restored: a value unblocked, a looser limit): in canonical
+        order, the first event linking an identifier that an event of another of those customers brought (one
+        carrying a seed, the value just unblocked, if any does). The merge history links that event, so it must
+        be one that carries the identifier, not just the customer's latest."""
+        seeds = seed_events()
+        owner: dict[int, str] = {}
+        found = None
+        for event_id in members:
+            old = old_entity[event_id]
+            for link in nodes[event_id].links if old else ():
+                if (event_id, link.identifier_id) in partition.refused:
+                    continue
+                first = owner.setdefault(link.identifier_id, old)
+                if first != old:
+                    if link.identifier_id in seeds:
+                        return event_id, link.identifier_id
+                    found = found or (event_id, link.identifier_id)
+        return found or (members[-1], seed_identifier(set(members)))
+
     def refused_identifier(events: set[int]) -> int | None:
         """An identifier the new partition refuses on one of these events (a limit tightened, say): what a split
         without a seed happened at."""
@@ -1038,7 +1061,7 @@ def _changes_record(
                 event_id, joined_by = partition.merges[g][-1]
                 identifier_id = joining_identifier(event_id, joined_by)
             else:  # no event joined two groups: a link the re-stitch restored (a value unblocked, say)
-                event_id, identifier_id = members[-1], seed_identifier(set(members))
+                event_id, identifier_id = rejoining_step(members)
             others = sorted(olds - {group_entity[g]})
             why = (
                 causes.get(identifier_id)

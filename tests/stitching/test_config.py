@@ -284,6 +284,38 @@ def test_a_merge_through_another_identifier_still_says_why(web_source, admin_use
     assert merge.identifier.value == "x@example.com"
 
 
+def test_a_merge_a_restitch_restores_names_the_event_that_links_again(
+    web_source, admin_user, django_capture_on_commit_callbacks
+):
+    """Two visitors, each a page view after signing in with a shared address: blocked, then unblocked. The merge
+    names the second visitor's sign-in (which carries the address), not the customer's last page view (which does
+    not): the profile's "Event #... through a shared Email" must lead to an event that has it."""
+    graph = GraphBuilder(web_source)
+    email, cookie = graph.categories["email"], graph.categories["cookie"]
+    config.rule_create(source=web_source, category=email, path="traits.email")
+    config.rule_create(source=web_source, category=cookie, path="anonymousId")
+    blocked = config.blocked_value_add(category=email, value="office@example.com", user=admin_user)
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest(
+            web_source,
+            ("identify", {"anonymousId": "c1", "traits": {"email": "office@example.com"}}),
+            ("page", {"anonymousId": "c1"}),
+            ("identify", {"anonymousId": "c2", "traits": {"email": "office@example.com"}}),
+            ("page", {"anonymousId": "c2"}),
+        )
+        engine.stitch_pending()
+    assert customers_count() == 2
+
+    with django_capture_on_commit_callbacks(execute=True):
+        config.blocked_value_remove(blocked_value=blocked, user=admin_user)
+    assert customers_count() == 1
+    merge = EntityChange.objects.get(kind="merge")
+    second_sign_in = CustomerEvent.objects.get(payload__anonymousId="c2", type="identify")
+    assert merge.event_id == second_sign_in.pk
+    assert merge.identifier.value == "office@example.com"
+    assert EventIdentifier.objects.filter(event_id=merge.event_id, identifier_id=merge.identifier_id).exists()
+
+
 def test_an_approved_hub_is_what_the_merge_names(web_source, admin_user, settings, django_capture_on_commit_callbacks):
     settings.STITCHING_HUB_LIMIT = 2
     segment_default_rules_ensure(source=web_source)
