@@ -653,6 +653,19 @@ def test_the_merge_history_names_the_other_customers_that_exist(staff_client):
     assert f">{gone}</a>" in page  # merged away: its id, linked to what became of it
 
 
+@pytest.mark.django_db
+def test_the_header_path_shows_a_profile_named_by_its_email_as_written(staff_client, web_source):
+    from tests.stitching.graph_builder import GraphBuilder
+
+    graph = GraphBuilder(web_source)
+    zoe = graph.entity(ps_email_address=["zoe@example.com"])
+    graph.event(zoe, identifiers=[("email", "zoe@example.com")])
+    page = staff_client.get(reverse("admin:cdp_customerentity_change", args=[zoe.pk])).content.decode()
+    assert "zoe@example.com" in page
+    assert "Zoe@example.com" not in page  # (the header's path capitalised it)
+    assert "Customer profiles" in page  # the model's label still is
+
+
 def test_segment_calls_read_as_words_on_the_timeline():
     from cdp.admin.profile import segment_call_label
 
