@@ -11,7 +11,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -357,10 +357,7 @@ class RefusedLinkAdmin(StitchingAdmin):
         if not term:
             return queryset, False
         # As each category stores its values: "Ann@Example.com" finds the email ann@example.com.
-        condition = Q(identifier__value=term)
-        for category_id, normalised in selectors.identifier_keys(term):
-            condition |= Q(identifier__category_id=category_id, identifier__value=normalised)
-        return queryset.filter(condition), False
+        return queryset.filter(selectors.identifier_value_condition(term)), False
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return False

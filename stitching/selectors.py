@@ -87,6 +87,16 @@ def refused_links_list() -> QuerySet[RefusedLink]:
     )
 
 
+def identifier_value_condition(term: str, *, prefix: str = "identifier__") -> Q:
+    """Rows whose identifier is `term` as stored or as any category normalises it ("Ann@Example.com " finds the
+    email ann@example.com, "777 123 456" the phone +420777123456): the refused links' search in the admin and their
+    `value` filter in the API."""
+    condition = Q(**{f"{prefix}value": term})
+    for category_id, normalised in identifier_keys(term):
+        condition |= Q(**{f"{prefix}category_id": category_id, f"{prefix}value": normalised})
+    return condition
+
+
 # Pending reviews first (what waits for a decision), then newest first.
 HUB_REVIEWS_ORDER = (Case(When(status=HubReview.Status.PENDING, then=0), default=1).asc(), "-created", "-id")
 

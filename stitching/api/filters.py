@@ -4,6 +4,7 @@ import django_filters
 
 from cdp.filters import SourceFilter
 from stitching.models import BlockedValue, EventIdentifier, HubReview, StitchingRule
+from stitching.selectors import identifier_value_condition
 
 
 class StitchingRuleFilter(django_filters.FilterSet):
@@ -31,10 +32,19 @@ class RefusedLinkFilter(django_filters.FilterSet):
     )
     category = django_filters.CharFilter(field_name="identifier__category_id", help_text="Category id.")
     customer_entity = django_filters.CharFilter(field_name="event__entity_link__customer_entity_id")
+    value = django_filters.CharFilter(
+        method="filter_value",
+        help_text="An identifier value, as stored or as any category normalises it (an email in any case, a phone "
+        "number as written), as the admin's search.",
+    )
 
     class Meta:
         model = EventIdentifier
         fields: list[str] = []
+
+    def filter_value(self, queryset, name, value):
+        term = value.strip()
+        return queryset.filter(identifier_value_condition(term)) if term else queryset
 
 
 class HubReviewFilter(django_filters.FilterSet):

@@ -154,6 +154,24 @@ def test_refused_links_list_reasons_and_filter_by_status(graph, analyst_client):
     assert analyst_client.get("/api/stitching_refused_links?status=linked").status_code == 400
 
 
+def test_refused_links_filter_by_an_identifier_value_as_each_category_normalises_it(graph, analyst_client):
+    """`?value=` was not a filter: it was ignored and the answer listed every refused link, as if all were of it."""
+    entity = graph.entity()
+    graph.event(
+        entity,
+        identifiers=[("user_id", "u1")],
+        refused=[
+            ("email", "team@example.com", "limit", "the customer would have 2 user_id values (limit 1)", None),
+            ("phone", "+420777123456", "limit", "the customer would have 2 user_id values (limit 1)", None),
+        ],
+    )
+    rows = analyst_client.get("/api/stitching_refused_links?value= Team@Example.com").json()["results"]
+    assert [row["identifier"]["value"] for row in rows] == ["team@example.com"]
+    rows = analyst_client.get("/api/stitching_refused_links?value=777 123 456").json()["results"]
+    assert [row["identifier"]["value"] for row in rows] == ["+420777123456"]
+    assert analyst_client.get("/api/stitching_refused_links?value=nobody@example.com").json()["results"] == []
+
+
 def test_hub_review_decide(graph, editor_client, analyst_client):
     graph.event(graph.entity(), identifiers=[("cookie", "kiosk")])
     review = HubReview.objects.create(identifier=Identifier.objects.get(value="kiosk"), entity_count=25)
