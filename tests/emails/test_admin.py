@@ -133,3 +133,32 @@ def test_new_campaign_form_says_why_it_cannot_start(staff, admin_user, channel):
     assert response.status_code == 200
     assert "the email channel has no public base URL" in response.content.decode()
     assert not Campaign.objects.exists()
+
+
+def test_the_profile_shows_a_block_reason_only_to_those_who_may_see_the_email_channel(web_source, admin_user):
+    """A role with customers_view alone saw the channel's block reason (free text: a bounce message, a complaint)
+    on the profile, which the email addresses' own pages keep for emails_view."""
+    from django.urls import reverse
+
+    from cdp.features import Feature
+    from cdp.services.auth import role_create, user_create
+    from emails.services.state import email_block
+    from tests.stitching.graph_builder import GraphBuilder
+
+    graph = GraphBuilder(web_source)
+    ann = graph.entity(ps_email_address=["ann@example.com"])
+    graph.event(ann, identifiers=[("email", "ann@example.com")])
+    email_block(email="ann@example.com", reason="complained about the weekly offers", user=admin_user)
+    url = reverse("admin:cdp_customerentity_change", args=[ann.pk])
+
+    def page_for(*features) -> str:
+        role = role_create(name="+".join(features), features=list(features))
+        client = Client()
+        client.force_login(user_create(username="+".join(features), password=None, role=role))
+        return client.get(url).content.decode()
+
+    viewer = page_for(Feature.CUSTOMERS_VIEW)
+    assert "ann@example.com" in viewer and "blocked" in viewer
+    assert "complained about the weekly offers" not in viewer
+    assert "complained about the weekly offers" in page_for(Feature.CUSTOMERS_VIEW, Feature.EMAILS_VIEW)
+    assert "complained about the weekly offers" in page_for(Feature.CUSTOMERS_VIEW, Feature.EMAILS_BLOCK)
