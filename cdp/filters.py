@@ -62,10 +62,46 @@ class SourceFilter(django_filters.CharFilter):
         return qs if not value else qs.filter(**{f"{self.field_name}_id__in": value})
 
 
+class EventTypeListField(forms.CharField):
+    """Event types, comma-separated, with the spaces around each dropped (a type has none: ingestion refuses them),
+    as the data sources' list reads them: `page, identify` is two types, not `page` and ` identify` (no event)."""
+
+    def clean(self, value) -> list[str] | None:
+        return [v.strip() for v in str(super().clean(value) or "").split(",") if v.strip()] or None
+
+
+class EventTypeFilter(django_filters.CharFilter):
+    field_class = EventTypeListField
+
+    def filter(self, qs, value):
+        return qs if not value else qs.filter(**{f"{self.field_name}__in": value})
+
+
 DATE_ONLY_RE = re.compile(r"\s*\d{4}-?\d{2}-?\d{2}\s*\Z")  # (2026-08-28 or 20260828)
+# A time of day, then a space where the offset's "+" was: "10:05:00 01:00" (not "2026-08-28 10:05", a date and time).
+UNESCAPED_PLUS_RE = re.compile(r"(\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?) (\d\d(?::?\d\d)?)\Z")
 
 
-class UpperBoundField(IsoDateTimeField):
+class TimeField(IsoDateTimeField):
+    """An ISO 8601 time; a "+01:00" not escaped in the URL (it arrives as " 01:00") is read as the offset it was."""
+
+    def to_python(self, value):
+        if isinstance(value, str):
+            value = UNESCAPED_PLUS_RE.sub(r"\1+\2", value.strip())
+        return super().to_python(value)
+
+
+class TimeLowerBoundFilter(django_filters.IsoDateTimeFilter):
+    """An inclusive lower bound (ISO 8601)."""
+
+    field_class = TimeField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("lookup_expr", "gte")
+        super().__init__(*args, **kwargs)
+
+
+class UpperBoundField(TimeField):
     """An ISO 8601 time; a date alone (2026-08-28) is the midnight after that day, so an exclusive bound takes in the
     whole day, as the admin's date range does (none for 9999-12-31: every event is before the end of that day)."""
 
@@ -96,10 +132,10 @@ class TimeUpperBoundFilter(django_filters.IsoDateTimeFilter):
 
 class CustomerEventFilter(django_filters.FilterSet):
     source = SourceFilter(field_name="source", help_text="Data source id or slug (comma-separated for several).")
-    type = django_filters.BaseInFilter(field_name="type", help_text="Event type (comma-separated for several).")
-    event_time_from = django_filters.IsoDateTimeFilter(field_name="event_time", lookup_expr="gte")
+    type = EventTypeFilter(field_name="type", help_text="Event type (comma-separated for several).")
+    event_time_from = TimeLowerBoundFilter(field_name="event_time")
     event_time_to = TimeUpperBoundFilter(field_name="event_time")
-    created_from = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="gte")
+    created_from = TimeLowerBoundFilter(field_name="created")
     created_to = TimeUpperBoundFilter(field_name="created")
     customer_entity = django_filters.CharFilter(field_name="entity_link__customer_entity_id")
     stitched = StrictBooleanFilter(
@@ -128,7 +164,7 @@ class EntityEventFilter(CustomerEventFilter):
 
 
 class CustomerEntityFilter(django_filters.FilterSet):
-    modified_from = django_filters.IsoDateTimeFilter(field_name="modified", lookup_expr="gte")
+    modified_from = TimeLowerBoundFilter(field_name="modified")
     modified_to = TimeUpperBoundFilter(field_name="modified")
     ordering = django_filters.ChoiceFilter(
         choices=[("-modified", "newest change first (the default)"), ("modified", "oldest change first")],

@@ -275,6 +275,23 @@ def test_customer_events_newest_first_and_filtered(analyst_client, jana, django_
     assert response.status_code == 200 and len(response.json()["results"]) == 6  # (no day after it: no bound)
 
 
+def test_customer_events_read_types_and_times_as_a_client_writes_them(analyst_client, jana):
+    """`type=page, identify` (a space after the comma) dropped the identify events without a word, and a time
+    with its "+00:00" not escaped in the URL (it arrives as " 00:00") was "Enter a valid date/time."."""
+    url = f"/api/customer_entities/{jana.pk}/events"
+    types = [e["type"] for e in analyst_client.get(f"{url}?type=page, identify ").json()["results"]]
+    assert sorted(types) == ["identify", "page", "page"]
+    assert len(analyst_client.get(f"{url}?type=,").json()["results"]) == 6  # no type named: no filter
+
+    moment = analyst_client.get(f"{url}?type=identify").json()["results"][0]["event_time"]
+    unescaped = moment.replace("Z", " 00:00")
+    response = analyst_client.get(f"{url}?type=identify&event_time_from={unescaped}")
+    assert response.status_code == 200, response.json()
+    assert [e["event_time"] for e in response.json()["results"]] == [moment]
+    response = analyst_client.get(f"{url}?type=identify&event_time_to={unescaped}")
+    assert response.status_code == 200 and response.json()["results"] == []
+
+
 def test_customer_events_bad_filter_is_a_400(analyst_client, jana):
     response = analyst_client.get(f"/api/customer_entities/{jana.pk}/events?event_time_from=yesterday")
 
