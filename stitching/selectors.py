@@ -87,6 +87,16 @@ def refused_links_list() -> QuerySet[RefusedLink]:
     )
 
 
+def event_identifiers(*, event_id: int) -> QuerySet[EventIdentifier]:
+    """The identifiers one event carried, with whether each was allowed to link and why not (the event's page: what
+    a refused link or a held hub review leads to). Most trusted category first."""
+    return (
+        EventIdentifier.objects.filter(event_id=event_id)
+        .select_related("identifier", "identifier__category", "rule")
+        .order_by("-identifier__category__priority", "identifier__category_id", "identifier__value")
+    )
+
+
 def identifier_value_condition(term: str, *, prefix: str = "identifier__") -> Q:
     """Rows whose identifier is `term` as stored or as any category normalises it ("Ann@Example.com " finds the
     email ann@example.com, "777 123 456" the phone +420777123456): the refused links' search in the admin and their

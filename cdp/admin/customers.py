@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import RangeDateTimeFilter, RelatedDropdownFilter, TextFilter
 from unfold.decorators import action, display
@@ -157,6 +157,7 @@ class CustomerEventAdmin(FeatureAccessMixin, ModelAdmin):
         "customer_entity_display",
         "received_display",
         "idempotency_key",
+        "identifiers_display",
         "payload_display",
     )
     readonly_fields = fields
@@ -200,6 +201,43 @@ class CustomerEventAdmin(FeatureAccessMixin, ModelAdmin):
     @display(description="Customer")
     def customer_entity_display(self, obj: CustomerEvent) -> str:
         return entity_link(obj.customer_entity_id)
+
+    @display(description="Identifiers")
+    def identifiers_display(self, obj: CustomerEvent) -> str:
+        """What stitching read from the event and what became of each identifier: where a refused link or a held
+        hub review's "events it holds" lead, the marketer sees which value was refused, why, and who holds it."""
+        from stitching.selectors import event_identifiers
+
+        cell = "padding: 6px 16px 6px 0; vertical-align: top; border-top: 1px solid rgba(127, 127, 127, 0.2);"
+        rows = format_html_join(
+            "",
+            '<tr><td style="{0}">{1}</td><td style="{0}; overflow-wrap: anywhere">{2}</td><td style="{0}">{3}{4}</td>'
+            '<td style="{0}">{5}</td><td style="{0}">{6}</td></tr>',
+            (
+                (
+                    cell,
+                    link.identifier.category.name,
+                    link.identifier.value,
+                    link.get_status_display(),
+                    format_html('<br><small style="opacity: 0.7">{}</small>', link.reason) if link.reason else "",
+                    link.rule.path if link.rule else "—",
+                    entity_link(link.identifier.customer_entity_id),
+                )
+                for link in event_identifiers(event_id=obj.pk)[:200]
+            ),
+        )
+        if not rows:
+            return "None: no stitching rule read an identifier from this event."
+        head = format_html_join(
+            "",
+            '<th style="text-align: left; padding: 0 16px 6px 0">{}</th>',
+            ((name,) for name in ("Category", "Value", "Status", "Read from", "Customer holding it")),
+        )
+        return format_html(
+            '<table style="border-collapse: collapse; width: 100%"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+            head,
+            rows,
+        )
 
     @display(description="Payload")
     def payload_display(self, obj: CustomerEvent) -> str:

@@ -666,6 +666,31 @@ def test_the_header_path_shows_a_profile_named_by_its_email_as_written(staff_cli
     assert "Customer profiles" in page  # the model's label still is
 
 
+@pytest.mark.django_db
+def test_an_event_page_lists_the_identifiers_it_carried_why_one_was_refused_and_who_holds_it(staff_client, web_source):
+    """A refused link or a held hub review leads to its events: their page showed the payload only, so which value
+    was refused, why, and whose it is had to be pieced together from other screens."""
+    from tests.stitching.graph_builder import GraphBuilder
+
+    graph = GraphBuilder(web_source)
+    ann, filip = graph.entity(), graph.entity()
+    graph.event(filip, identifiers=[("email", "test@test.com")])
+    sign_in = graph.event(
+        ann,
+        identifiers=[("user_id", "u-183")],
+        refused=[("email", "test@test.com", "limit", "the customer would have 2 user_id values (limit 1)", filip)],
+    )
+    page = staff_client.get(reverse("admin:cdp_customerevent_change", args=[sign_in.pk])).content.decode()
+    assert "u-183" in page and "Linked" in page
+    assert "test@test.com" in page and "Refused: per-customer limit" in page
+    assert "the customer would have 2 user_id values (limit 1)" in page
+    assert reverse("admin:cdp_customerentity_change", args=[filip.pk]) in page  # who holds the refused address
+
+    bare = graph.event(ann)
+    page = staff_client.get(reverse("admin:cdp_customerevent_change", args=[bare.pk])).content.decode()
+    assert "no stitching rule read an identifier from this event" in page
+
+
 def test_segment_calls_read_as_words_on_the_timeline():
     from cdp.admin.profile import segment_call_label
 
