@@ -121,6 +121,43 @@ def test_schedules_api(exporter, vip):
     assert client.get("/api/segment_export_schedules/").json()["results"][0]["frequency"] == "daily"
 
 
+def test_creating_a_schedule_again_changes_its_frequency(exporter, vip):
+    """ "Create again to change the frequency": the serializer's unique-together check answered 400 "The fields
+    segment, destination must make a unique set." instead."""
+    client = client_for(exporter)
+    destination = csv_destination()
+    body = {"segment": vip.pk, "destination": destination.pk, "frequency": "daily"}
+    first = client.post("/api/segment_export_schedules/", body, format="json")
+
+    again = client.post("/api/segment_export_schedules/", {**body, "frequency": "hourly"}, format="json")
+
+    assert again.status_code == 201, again.json()
+    assert again.json()["id"] == first.json()["id"]
+    assert [s["frequency"] for s in client.get("/api/segment_export_schedules/").json()["results"]] == ["hourly"]
+
+
+def test_a_schedule_of_a_hidden_segment_answers_as_one_of_a_missing_segment(exporter, vip):
+    """A segment the user may not see is a 404 like an id that does not exist (it was a 400 "Invalid pk ... does
+    not exist" for the one and a 404 for the other: segment ids could be probed)."""
+    stranger = user_create(
+        username="stranger", password="Stranger-password!", role=role_create(name="S", features=[Feature.EXPORTS_RUN])
+    )
+    destination = csv_destination()
+    client = client_for(stranger)
+
+    hidden = client.post(
+        "/api/segment_export_schedules/", {"segment": vip.pk, "destination": destination.pk, "frequency": "daily"},
+        format="json",
+    )  # fmt: skip
+    missing = client.post(
+        "/api/segment_export_schedules/", {"segment": 999999, "destination": destination.pk, "frequency": "daily"},
+        format="json",
+    )  # fmt: skip
+
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.json() == missing.json()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_run_export_command_exports_and_reports(exporter, capsys, settings, tmp_path):
     attributes_define()

@@ -78,9 +78,15 @@ class SegmentExportCreateSerializer(serializers.Serializer):
 
 
 class ExportScheduleSerializer(serializers.ModelSerializer):
-    serializer_related_field = IdRelatedField  # `segment`, `destination`: 1.5 is refused, not read as the id 1
+    serializer_related_field = IdRelatedField  # `destination`: 1.5 is refused, not read as the id 1
+    # The view looks the segment up under the ACL: one the user may not see is a 404 like one that does not exist
+    # (a related field would answer "does not exist" for the one and let the other through: ids could be probed).
+    segment = serializers.IntegerField(source="segment_id", help_text="Segment id (you must be able to see it).")
 
     class Meta:
         model = ExportSchedule
         fields = ["id", "segment", "destination", "frequency", "enabled", "last_run_at", "created"]
         read_only_fields = ["id", "last_run_at", "created"]
+        # One schedule per segment and destination: creating it again changes it (`schedule_set`), so no
+        # unique-together check here (it refused that with a 400, and told anyone a hidden segment's schedule exists).
+        validators: list = []

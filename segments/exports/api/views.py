@@ -131,7 +131,7 @@ class ExportScheduleViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveMo
 
     def perform_create(self, serializer):
         data = serializer.validated_data
-        segment = segment_get_visible(user=self.request.user, segment_id=data["segment"].pk)
+        segment = segment_get_visible(user=self.request.user, segment_id=data["segment_id"])
         serializer.instance = services.schedule_set(
             segment=segment,
             destination=data["destination"],
