@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -336,6 +337,8 @@ class CustomerEntityAdmin(FeatureAccessMixin, ModelAdmin):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
     ) -> HttpResponse:
+        if not self.has_view_permission(request):  # before the merge history below says where an id went
+            raise PermissionDenied
         entity = CustomerEntity.objects.filter(pk=str(object_id).lower()).first()
         if entity is None and (gone := _entity_gone(request, str(object_id).lower())) is not None:
             return gone

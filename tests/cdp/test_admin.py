@@ -325,6 +325,21 @@ def test_the_profile_of_a_customer_merged_away_leads_to_the_customer_it_was_merg
     assert "through a shared Cookie / anonymous ID" in response.content.decode()
 
 
+def test_where_a_merged_customer_went_is_not_told_to_a_role_without_customers_view(client, web_source):
+    """The page of a merged-away id redirected to the customer it was merged into (naming it) before checking the
+    role: a staff user without customers_view learnt the merge history."""
+    merge = _two_customers_merged(web_source)
+    (gone,) = merge.other_entity_ids
+    staff = user_create(username="staffer", password="Staffer-password-1!")
+    staff.is_staff = True
+    staff.save()
+    client.force_login(staff)
+
+    response = client.get(change("customerentity", gone))
+
+    assert response.status_code == 403
+
+
 def test_the_merge_history_says_why_a_customer_was_split(
     staff_client, web_source, admin_user, django_capture_on_commit_callbacks
 ):

@@ -474,3 +474,102 @@ def test_segment_insights_top_values_need_customers_view(cast):
     response = client.get(url + "?attributes=vip")
     assert response.status_code == 403
     assert F.CUSTOMERS_VIEW in response.json()["message"]
+
+
+# --- CSRF ------------------------------------------------------------------------------------------------------
+
+
+def test_a_signed_in_browser_session_calls_the_api_only_with_the_csrf_token(cast):
+    """The API also takes the admin's session cookie (the Business Explorer's pages call it): another site's form
+    posting to /api/ with that cookie is refused without the CSRF token."""
+    from django.middleware.csrf import _get_new_csrf_string, _mask_cipher_secret
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(cast["owner"])
+    body = {"name": "From elsewhere", "conditions": {"operator": "and", "children": []}}
+
+    forged = browser.post("/api/segments", body, content_type="application/json")
+    assert forged.status_code == 403
+    assert "CSRF" in forged.json()["message"]
+
+    secret = _get_new_csrf_string()
+    browser.cookies["csrftoken"] = secret
+    allowed = browser.post(
+        "/api/segments", body, content_type="application/json", HTTP_X_CSRFTOKEN=_mask_cipher_secret(secret)
+    )
+    assert allowed.status_code == 201, allowed.content[:300]
+
+
+def test_admin_writes_need_the_csrf_token(cast):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(cast["owner"])
+    cast["owner"].is_staff = True
+    cast["owner"].save()
+
+    response = browser.post(f"/admin/segments/segment/{cast['ids']['segment']}/delete/", {"post": "yes"})
+
+    assert response.status_code == 403
+
+
+# --- the admin -------------------------------------------------------------------------------------------------
+
+# Admin pages every staff user may open, whatever their role: nothing on them comes from a feature.
+ADMIN_OPEN_TO_STAFF = {
+    "/admin/": "the index (lists only the models the role may see)",
+    "/admin/search/": "searches only the models the role may see",
+    "/admin/password_change/": "their own password",
+    "/admin/password_change/done/": "their own password",
+    "/admin/jsi18n/": "JavaScript translations",
+    "/admin/notifications/notification/": "their own notifications",
+}
+
+
+def test_every_admin_page_refuses_a_staff_user_without_a_role(client):
+    """Each admin URL (change lists, add pages, unfold actions, custom views) GET as a staff user whose role is
+    empty: a refusal (403, 404, or a redirect away), except ADMIN_OPEN_TO_STAFF. The suppression list download,
+    the import upload and the campaign form answered 200 (they named no permission / replaced add_view)."""
+    staff = user_create(username="staffer", password="Some-password-123!")
+    staff.is_staff = True
+    staff.save()
+    client.force_login(staff)
+    opened = []
+    for route, _ in _walk(get_resolver().url_patterns):
+        if not route.startswith("admin/"):
+            continue
+        url = "/" + re.sub(r"\{(\w+)\}", "1", route)
+        response = client.get(url)
+        if response.status_code not in (302, 403, 404, 405) and url not in ADMIN_OPEN_TO_STAFF:
+            opened.append((url, response.status_code))
+        if response.status_code == 302:
+            assert not response["Location"].startswith(url.rstrip("/")) or "/change/" in response["Location"], url
+    assert not opened, opened
+
+
+def test_admin_upload_and_campaign_pages_need_the_features_to_post(cast, client):
+    """POSTs to the import upload and the campaign form were run for any staff user (add_view replaced without its
+    permission check): a role without emails_block imported a contact list (consent for any address)."""
+    from emails.models import Campaign, Job
+
+    role = role_create(name="Emails view", features=[F.EMAILS_VIEW, F.SEGMENTS_VIEW])
+    viewer = cast["viewer"]
+    viewer.role = role
+    viewer.is_staff = True
+    viewer.save()
+    client.force_login(viewer)
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("contacts.csv", b"email,consent\nvictim@example.com,true\n", content_type="text/csv")
+
+    imported = client.post("/admin/emails/job/add/", {"kind": "contacts_import", "file": upload})
+    sent = client.post(
+        "/admin/emails/campaign/add/",
+        {"name": "Spam", "template": cast["ids"]["template"], "segment": cast["ids"]["segment"]},
+    )
+    download = client.get("/admin/emails/emailaddress/suppression-list/")
+
+    assert imported.status_code == 403 and not Job.objects.exists()
+    assert sent.status_code == 403 and Campaign.objects.count() == 1
+    assert download.status_code == 200  # emails_view may download it
