@@ -296,6 +296,12 @@ class ApiTokenAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
             return HttpResponseRedirect(reverse("admin:cdp_apitoken_changelist"))
         return super().add_view(request, form_url, extra_context)
 
+    def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs: Any):
+        if db_field.name == "user" and not request.user.is_superuser:
+            # A token acting as a superuser would give a user administrator what no role gives (user_may_manage).
+            kwargs["queryset"] = User.objects.filter(is_superuser=False)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     def service_create(self, request: HttpRequest, form: Form) -> ApiToken:
         data = form.cleaned_data
         token, key = token_create(user=data["user"], name=data.get("name", ""), expires=data.get("expires"))

@@ -9,7 +9,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ParseError, PermissionDenied, ValidationError
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import SAFE_METHODS, AllowAny, IsAuthenticated
 from rest_framework.response import Response
 
 from cdp import filters, selectors
@@ -104,6 +104,9 @@ class AuthViewSet(viewsets.ViewSet):
         return Response(s.UserSerializer(request.user, context={"request": request}).data)
 
 
+SUPERUSER_ONLY = "Only a superuser may change a superuser or create a token acting as one."
+
+
 @extend_schema_view(
     list=extend_schema(parameters=[FULL_STRUCTURE]), retrieve=extend_schema(parameters=[FULL_STRUCTURE])
 )
@@ -125,6 +128,14 @@ class UserViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, 
             serializer.instance = auth_services.user_create(**data)
         except DjangoValidationError as exc:
             raise ValidationError(_validation_detail(exc, "password")) from None
+
+    def get_object(self):
+        user = super().get_object()
+        if self.request.method not in SAFE_METHODS and not auth_services.user_may_manage(
+            actor=self.request.user, user=user
+        ):
+            raise PermissionDenied(SUPERUSER_ONLY)
+        return user
 
     def perform_update(self, serializer):
         data = dict(serializer.validated_data)
@@ -192,6 +203,8 @@ class ApiTokenViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMix
         owner = serializer.validated_data.get("user", request.user)
         if owner != request.user and not request.user.has_feature(Feature.USERS_ADMIN):
             raise PermissionDenied(f"Creating tokens for other users needs the feature '{Feature.USERS_ADMIN}'.")
+        if not auth_services.user_may_manage(actor=request.user, user=owner):
+            raise PermissionDenied(SUPERUSER_ONLY)
         token, key = auth_services.token_create(
             user=owner, name=serializer.validated_data.get("name", ""), expires=serializer.validated_data.get("expires")
         )

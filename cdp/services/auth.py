@@ -45,6 +45,13 @@ def role_update(*, role: Role, **fields) -> Role:
     return role
 
 
+def user_may_manage(*, actor: User, user: User) -> bool:
+    """Whether `actor` (who has users_admin) may change `user`, deactivate them or make a token acting as them. Only
+    a superuser does that to a superuser: users_admin would otherwise take a superuser's account (set its password,
+    or make a token that acts as it) and with it what no role gives."""
+    return not user.is_superuser or actor.is_superuser
+
+
 @transaction.atomic
 def user_create(
     *,

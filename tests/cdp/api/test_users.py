@@ -84,3 +84,47 @@ def test_an_administrator_cannot_deactivate_themselves_by_an_update_either(admin
     assert response.json()["message"] == "is_active: You cannot deactivate yourself."
     admin_user.refresh_from_db()
     assert admin_user.is_active
+
+
+@pytest.fixture
+def user_administrator(db):
+    from cdp.features import Feature
+    from cdp.services.auth import role_create, user_create
+
+    role = role_create(name="User admins", features=[Feature.USERS_ADMIN])
+    return user_create(username="useradmin", password="Us3r-admin-pass!", role=role)
+
+
+def test_a_user_administrator_cannot_take_over_a_superuser(user_administrator, admin_user, analyst):
+    """The admin refused it ("only a superuser may change a superuser"), the API did not: a users_admin role set a
+    superuser's password, deactivated them, or made a token acting as them (and so had what no role gives)."""
+    from tests.conftest import client_for
+
+    client = client_for(user_administrator)
+
+    password = client.patch(f"/api/users/{admin_user.pk}", {"password": "Taken-over-pass-1"}, format="json")
+    deactivate = client.delete(f"/api/users/{admin_user.pk}")
+    token = client.post("/api/tokens/", {"user": admin_user.pk, "name": "backdoor"}, format="json")
+
+    assert password.status_code == deactivate.status_code == token.status_code == 403
+    assert "superuser" in token.json()["message"]
+    admin_user.refresh_from_db()
+    assert admin_user.check_password("Adm1n-password!") and admin_user.is_active
+    assert not ApiToken.objects.filter(user=admin_user, name="backdoor").exists()
+    # Other users stay theirs to manage; superusers still manage superusers.
+    assert client.patch(f"/api/users/{analyst.pk}", {"first_name": "Ann"}, format="json").status_code == 200
+    assert client.post("/api/tokens/", {"user": analyst.pk}, format="json").status_code == 201
+    assert client.get(f"/api/users/{admin_user.pk}").status_code == 200
+    other = User.objects.create(username="root2", is_superuser=True)
+    assert client_for(admin_user).post("/api/tokens/", {"user": other.pk}, format="json").status_code == 201
+
+
+def test_the_admin_token_form_offers_no_superuser_to_a_user_administrator(user_administrator, admin_user, client):
+    client.force_login(user_administrator)
+
+    page = client.get("/admin/cdp/apitoken/add/")
+    posted = client.post("/admin/cdp/apitoken/add/", {"user": admin_user.pk, "name": "backdoor"})
+
+    assert page.status_code == 200
+    assert f'value="{admin_user.pk}"' not in page.content.decode()
+    assert posted.status_code == 200 and not ApiToken.objects.filter(name="backdoor").exists()  # the form's error
