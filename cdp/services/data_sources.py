@@ -16,6 +16,26 @@ SYSTEM_SOURCE_TAKES_NO_EVENTS = (
 )
 
 
+# Sources only the CDP writes events to (slug -> why clients may not): the system source, and those other apps
+# reserve (the email channel's consent and block records). Events sent to them by API clients, write keys or event
+# files would pass for the CDP's own records.
+_CLIENT_EVENTS_REFUSED: dict[str, str] = {SYSTEM_SOURCE_SLUG: SYSTEM_SOURCE_TAKES_NO_EVENTS}
+
+
+def data_source_reserve(*, slug: str, reason: str) -> None:
+    """An app's source takes no client events (`reason` says why and where to go instead). Call from ready()."""
+    _CLIENT_EVENTS_REFUSED[slug] = reason
+
+
+def data_source_client_events_refusal(slug: str) -> str | None:
+    """Why clients may not send events to the source with this slug; None when they may."""
+    return _CLIENT_EVENTS_REFUSED.get(slug)
+
+
+def data_sources_reserved() -> list[str]:
+    return list(_CLIENT_EVENTS_REFUSED)
+
+
 def data_source_is_system(source: DataSource) -> bool:
     return source.slug == SYSTEM_SOURCE_SLUG
 
@@ -96,6 +116,8 @@ def data_source_rotate_write_key(*, source: DataSource) -> str:
     """Give the source a new write key (the old one stops working); returns the plain key."""
     if data_source_is_system(source):
         raise ValidationError({"id": f"The system source {SYSTEM_SOURCE_SLUG!r} takes no events: it has no write key."})
+    if refusal := data_source_client_events_refusal(source.slug):
+        raise ValidationError({"id": f"{refusal[0].upper()}{refusal[1:]}; it has no write key."})
     key = secret_generate(WRITE_KEY_PREFIX)
     source.write_key_hash = secret_digest(key)
     source.write_key_prefix = secret_display_prefix(key)

@@ -42,7 +42,7 @@ from django.db import connection as django_connection
 from django.db.models import Q
 
 from cdp.models import DataSource
-from cdp.services.data_sources import SYSTEM_SOURCE_TAKES_NO_EVENTS, data_source_is_system
+from cdp.services.data_sources import data_source_client_events_refusal
 from cdp.services.events import EventRejected, event_record_build, events_ingested_notify
 
 FORMATS = ("csv", "jsonl")
@@ -134,8 +134,8 @@ def data_source_for_load(ref: str) -> DataSource:
     source = DataSource.objects.filter(slug=ref).first()
     matches = [source] if source else list(DataSource.objects.filter(Q(name__iexact=ref))[:2])
     if len(matches) == 1:
-        if data_source_is_system(matches[0]):
-            raise EventFileError(SYSTEM_SOURCE_TAKES_NO_EVENTS)
+        if refusal := data_source_client_events_refusal(matches[0].slug):
+            raise EventFileError(refusal)
         return matches[0]
     if len(matches) > 1:
         raise EventFileError(f"several data sources are named {ref!r}; give the slug instead")

@@ -17,7 +17,7 @@ import orjson
 from django.conf import settings
 from django.db import connection, transaction
 
-from cdp.services.data_sources import SYSTEM_SOURCE_SLUG, SYSTEM_SOURCE_TAKES_NO_EVENTS
+from cdp.services.data_sources import data_source_client_events_refusal, data_sources_reserved
 from cdp.text import storable, utf8
 
 MAX_TYPE_LENGTH = 128
@@ -258,7 +258,7 @@ def _source_ids(events: Sequence[object]) -> dict[str, int]:
     # with it the batch's good events; such an event is rejected alone as an unknown source.
     longest = DataSource._meta.get_field("slug").max_length
     slugs = [ref for ref in refs if len(ref) <= longest and storable(ref)]
-    known = dict(DataSource.objects.filter(slug__in=[*slugs, SYSTEM_SOURCE_SLUG]).values_list("slug", "id"))
+    known = dict(DataSource.objects.filter(slug__in=[*slugs, *data_sources_reserved()]).values_list("slug", "id"))
     ids = {int(ref) for ref in refs if ref.isascii() and ref.isdigit() and len(ref) <= 18}
     for pk in DataSource.objects.filter(pk__in=ids).values_list("id", flat=True):
         known.setdefault(str(pk), pk)
@@ -269,7 +269,10 @@ def events_create_bulk(*, events: Sequence[object]) -> BulkResult:
     """The REST bulk create: each raw event (`source_id` id or slug, `type`, `event_time`, `payload`,
     `message_id`) validated on its own; the good ones stored idempotently, the bad ones reported."""
     sources = _source_ids(events)
-    system_source = sources.get(SYSTEM_SOURCE_SLUG)
+    # Sources only the CDP writes to (the system's, the email channel's): id -> why an event is refused.
+    refused = {
+        sources[slug]: data_source_client_events_refusal(slug) for slug in data_sources_reserved() if slug in sources
+    }
     records: list[EventRecord] = []
     indexes: list[int] = []
     rejected: list[dict] = []
@@ -283,8 +286,8 @@ def events_create_bulk(*, events: Sequence[object]) -> BulkResult:
             source_id = sources.get(str(ref))
             if source_id is None:
                 raise EventRejected(f"unknown data source {str(ref)[:64]!r}")
-            if source_id == system_source:
-                raise EventRejected(SYSTEM_SOURCE_TAKES_NO_EVENTS)
+            if source_id in refused:
+                raise EventRejected(refused[source_id])
             records.append(
                 event_record_build(
                     source_id=source_id,

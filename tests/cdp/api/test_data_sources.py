@@ -74,6 +74,30 @@ def test_the_system_source_is_reserved_and_takes_no_events(admin_client, web_sou
     assert not CustomerEvent.objects.filter(source=system).exists()
 
 
+def test_the_email_channel_source_takes_no_client_events(admin_client, web_source):
+    """An API client (events_create) posted a "subscription_confirmed" {"consent": true} to the source "emails":
+    the email_consent attribute segments and exports use said yes while the address had never consented, and the
+    address's consent record showed the forgery. The channel's events come from its own endpoints only."""
+    from emails.services.setup import emails_setup_ensure
+
+    emails = emails_setup_ensure()
+    forged = {
+        "type": "subscription_confirmed", "event_time": "2025-01-01T00:00:00Z",
+        "payload": {"email": "victim@example.com", "consent": True},
+    }  # fmt: skip
+    batch = [{**forged, "source_id": "emails"}, {**forged, "source_id": emails.id}, {**forged, "source_id": "web"}]
+
+    response = admin_client.post("/api/events/", batch, format="json")
+    rotate = admin_client.post(f"/api/data_sources/{emails.id}/rotate_write_key")
+
+    assert response.status_code == 200
+    assert [item["index"] for item in response.json()["rejected"]] == [0, 1]
+    assert "consent and block records" in response.json()["rejected"][0]["reason"]
+    assert not CustomerEvent.objects.filter(source=emails).exists()
+    assert CustomerEvent.objects.filter(source=web_source).count() == 1  # the good part of the batch
+    assert rotate.status_code == 400 and "no write key" in rotate.json()["message"]
+
+
 def test_a_source_an_attribute_reads_only_is_not_deleted_as_the_attribute_would_read_every_source(admin_client):
     source, _ = data_source_create(slug="kiosk", name="Kiosk")
     attribute_create(id="kiosk_visits", name="Kiosk visits", data_type="int", computation="count", sources=[source])
