@@ -171,6 +171,8 @@ class LoadContext:
     - `members_sql`: `(sql, params)` selecting the member entity ids (column `id`) ordered by id, when the
       members come from the database (lets the CSV loader COPY them); None for a plain iterable.
     - `state`: what an earlier, interrupted run of this export checkpointed (e.g. the created customer list id).
+    - `previous`: what the last finished export of the same segment to the same destination reported (its
+      `details`, e.g. the Pinterest audience it created); empty for the first one.
     - `log(message)`: the export's log; `sending` / `checkpoint`: see the module docstring.
     - `sleep`: used between retries; tests pass a recorder so they stay fast.
     """
@@ -182,6 +184,7 @@ class LoadContext:
     # Or, better for COPY (no self-join): the members' condition as SQL over `customer_entities e`.
     members_condition: tuple[str, list[Any]] | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    previous: dict[str, Any] = field(default_factory=dict)
     export_id: Any = None
     log: Callable[[str], None] = lambda message: None
     sending: Callable[[str], None] = lambda last_entity_id: None

@@ -2,7 +2,11 @@
 
 - `audience_id` empty: a customer list named `audience_name` is created from the first batch
   (`POST /v5/ad_accounts/{ad_account_id}/customer_lists`), later batches are added to it (`PATCH ... ADD`), and an
-  audience of type CUSTOMER_LIST is created on it at the end (`POST .../audiences`).
+  audience of type CUSTOMER_LIST is created on it at the end (`POST .../audiences`). Only once per segment: the
+  next export of the same segment to the destination (`context.previous`, same ad account) *replaces* the members
+  of the audience the last one created, as `replace` below, rather than creating another audience of the same
+  name each time (a daily schedule made one a day, and the campaigns aimed at the first never saw a new member).
+  If that audience was deleted at Pinterest meanwhile, a new one is created.
 - `audience_id` set, `audience_operation`:
   - `add` / `remove`: the batches are added to / removed from the audience's customer list (`PATCH` with
     `operation_type` ADD / REMOVE; the list id is read from `GET .../audiences/{audience_id}`).
@@ -24,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from loaders.base import ConfigError, ConfigField, Customer, LoadContext, Loader, LoadResult
+from loaders.base import ConfigError, ConfigField, Customer, LoadContext, Loader, LoaderError, LoadResult
 from loaders.hashing import ALGORITHMS, HASHERS, HEX, HEX_LENGTHS
 from loaders.http import HttpClient
 
@@ -142,6 +146,13 @@ class PinterestLoader(Loader):
         result = LoadResult()
         state = dict(context.state)
         operation = self.config["audience_operation"] if self.config["audience_id"] else "create"
+        audience_id: str = self.config["audience_id"] or ""
+        reused = ""
+        if operation == "create":
+            reused = state.get("reused_audience_id") or self._previous_audience(context)
+            if reused:
+                operation, audience_id = "replace", reused
+                state["reused_audience_id"] = reused
         list_id: str | None = state.get("customer_list_id")
         if list_id is None and operation in {"add", "remove"}:
             audience = client.request("GET", self._url(f"/audiences/{self.config['audience_id']}")).json() or {}
@@ -154,7 +165,7 @@ class PinterestLoader(Loader):
             context.sending(last_id)
             if records:
                 if list_id is None:
-                    list_id = self._list_create(client, records, context)
+                    list_id = self._list_create(client, records, context, replace=operation == "replace")
                     state["customer_list_id"] = list_id
                 else:
                     patch = "REMOVE" if operation == "remove" else "ADD"
@@ -168,8 +179,22 @@ class PinterestLoader(Loader):
             context.checkpoint(
                 last_entity_id=last_id, sent=result.sent, skipped=result.skipped, failed=result.failed, state=state
             )
-        result.details = {"identifiers": identifiers, "operation": operation}
+        result.details = {
+            "identifiers": identifiers,
+            "operation": operation,
+            "ad_account_id": self.config["ad_account_id"],
+        }
         if list_id is None:
+            if operation == "replace":
+                # Pinterest cannot hold an empty customer list: the audience keeps its old members. A "finished"
+                # export would let the campaign go on targeting people who all left the segment.
+                raise LoaderError(
+                    f"No member of the segment has an identifier ({self.config['identifier_attribute']}), and "
+                    f"Pinterest cannot point an audience at an empty customer list: audience {audience_id} still "
+                    "has its previous members. Pause the campaigns that use it, or export again when the segment "
+                    "has members.",
+                    permanent=True,
+                )
             context.log("No customer had an identifier: nothing was sent to Pinterest.")
             return result
         result.details["customer_list_id"] = list_id
@@ -179,21 +204,39 @@ class PinterestLoader(Loader):
             result.details["audience_id"] = audience_id
             context.log(f"Created Pinterest audience {audience_id} on customer list {list_id}.")
         elif operation == "replace":
-            client.request(
-                "PATCH",
-                self._url(f"/audiences/{self.config['audience_id']}"),
-                json={"rule": {"customer_list_id": list_id}, "operation_type": "UPDATE"},
-            )
-            result.details["audience_id"] = self.config["audience_id"]
-            context.log(f"Audience {self.config['audience_id']} now uses the new customer list {list_id}.")
+            try:
+                client.request(
+                    "PATCH",
+                    self._url(f"/audiences/{audience_id}"),
+                    json={"rule": {"customer_list_id": list_id}, "operation_type": "UPDATE"},
+                )
+            except LoaderError as exc:
+                if not (reused and exc.status == 404):
+                    raise
+                context.log(f"Audience {audience_id} no longer exists at Pinterest: creating a new one.")
+                audience_id = state.get("audience_id") or self._audience_create(client, list_id)
+                state["audience_id"] = audience_id
+                context.log(f"Created Pinterest audience {audience_id} on customer list {list_id}.")
+            else:
+                context.log(f"Audience {audience_id} now uses the new customer list {list_id}.")
+            result.details["audience_id"] = audience_id
         context.checkpoint(
             last_entity_id=None, sent=result.sent, skipped=result.skipped, failed=result.failed, state=state
         )
         return result
 
-    def _list_create(self, client: HttpClient, records: list[str], context: LoadContext) -> str:
+    def _previous_audience(self, context: LoadContext) -> str:
+        """The audience the last export of this segment to this destination created or updated, if it was made
+        in this ad account (another account's audience cannot be updated)."""
+        previous = context.previous or {}
+        audience_id = str(previous.get("audience_id") or "")
+        if audience_id and str(previous.get("ad_account_id") or "") == self.config["ad_account_id"]:
+            return audience_id
+        return ""
+
+    def _list_create(self, client: HttpClient, records: list[str], context: LoadContext, *, replace: bool) -> str:
         name = self.config["audience_name"] or f"CDP audience {self.config['audience_id']}"
-        if self.config["audience_operation"] == "replace":
+        if replace:
             name = f"{name} ({datetime.now(UTC):%Y-%m-%d %H:%M} replace)"
         created = client.request(
             "POST",

@@ -431,6 +431,13 @@ def _export_run_claimed(export: SegmentExport, *, sleep: Callable[[float], None]
             fields["checkpoint_state"] = state
         SegmentExport.objects.filter(pk=export_id).update(**fields)
 
+    previous = (
+        SegmentExport.objects.filter(segment=segment, destination=destination, status=SegmentExport.Status.FINISHED)
+        .exclude(pk=export_id)
+        .order_by("-finished_at", "-pk")
+        .values_list("details", flat=True)
+        .first()
+    )
     members_sql = segment_members_sql(segment=segment) if loader.produces_file else None
     members_condition = segment_condition_sql(segment=segment) if loader.produces_file else None
     context = LoadContext(
@@ -440,6 +447,7 @@ def _export_run_claimed(export: SegmentExport, *, sleep: Callable[[float], None]
         members_sql=members_sql,
         members_condition=members_condition,
         state=state,
+        previous=previous or {},
         export_id=export_id,
         log=lambda message: export_log(export_id=export_id, message=loader.scrub(message)),
         sending=sending,

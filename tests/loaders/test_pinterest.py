@@ -135,3 +135,48 @@ def test_invalid_config_sends_nothing(pinterest):
     with pytest.raises(ConfigError):
         pinterest_loader(pinterest, audience_id="12")
     assert pinterest.requests == []
+
+
+def test_a_second_export_replaces_the_members_of_the_audience_the_first_created(pinterest, sleeps):
+    first = pinterest_loader(pinterest, audience_name="VIP").load(customers(5), context=LoadContext(sleep=sleeps))
+    audience_id = first.details["audience_id"]
+    assert first.details["ad_account_id"] == "549755885175"
+
+    second = pinterest_loader(pinterest, audience_name="VIP").load(
+        customers(3, start=3), context=LoadContext(sleep=sleeps, previous=first.details)
+    )
+
+    assert len(pinterest.audiences) == 1  # not one more audience named "VIP" per export
+    assert second.details["audience_id"] == audience_id and second.details["operation"] == "replace"
+    assert pinterest.audience_members(audience_id) == {sha256(f"user{i}@example.com") for i in (3, 4, 5)}
+
+
+def test_an_audience_made_in_another_ad_account_is_not_reused(pinterest, sleeps):
+    first = pinterest_loader(pinterest, audience_name="VIP").load(customers(2), context=LoadContext(sleep=sleeps))
+    other = loader_for(
+        "pinterest",
+        {"access_token": pinterest.token, "ad_account_id": "42", "audience_name": "VIP", "api_base_url": pinterest.url},
+    )
+    second = other.load(customers(2), context=LoadContext(sleep=sleeps, previous=first.details))
+    assert second.details["audience_id"] != first.details["audience_id"] and len(pinterest.audiences) == 2
+
+
+def test_an_audience_deleted_at_pinterest_is_created_again(pinterest, sleeps):
+    first = pinterest_loader(pinterest, audience_name="VIP").load(customers(2), context=LoadContext(sleep=sleeps))
+    del pinterest.audiences[first.details["audience_id"]]
+    second = pinterest_loader(pinterest, audience_name="VIP").load(
+        customers(1), context=LoadContext(sleep=sleeps, previous=first.details)
+    )
+    audience_id = second.details["audience_id"]
+    assert audience_id and audience_id != first.details["audience_id"]
+    assert pinterest.audience_members(audience_id) == {sha256("user0@example.com")}
+
+
+def test_replacing_with_no_identifier_is_an_error_not_a_silent_finish(pinterest, sleeps):
+    first = pinterest_loader(pinterest, audience_name="VIP").load(customers(2), context=LoadContext(sleep=sleeps))
+    audience_id = first.details["audience_id"]
+    loader = pinterest_loader(pinterest, audience_id=audience_id, audience_operation="replace", audience_name="VIP")
+    with pytest.raises(LoaderError) as info:
+        loader.load([{"id": "a" * 32, "attributes": {}}], context=LoadContext(sleep=sleeps))
+    assert info.value.permanent and f"audience {audience_id} still has its previous members" in str(info.value)
+    assert len(pinterest.audience_members(audience_id)) == 2

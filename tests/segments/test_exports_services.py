@@ -10,7 +10,7 @@ from django.utils import timezone
 from notifications.models import Notification
 from segments.exports import services
 from segments.exports.models import ExportDestination, ExportSchedule, SegmentExport
-from tests.loaders.fakes import FakeCustomerIo, FakeWebhookReceiver
+from tests.loaders.fakes import FakeCustomerIo, FakePinterest, FakeWebhookReceiver
 from tests.segments.exports_helpers import (
     attributes_define,
     csv_destination,
@@ -346,3 +346,34 @@ def test_customerio_hears_who_left_the_segment_since_the_last_export(vip, market
     kept = set(ExportedMember.objects.values_list("export_id", "entity_id"))
     assert {export for export, _ in kept} == {second.pk}
     assert (second.pk, leaver) not in kept and len(kept) == 4
+
+
+def test_a_pinterest_destination_creates_one_audience_per_segment_and_then_updates_it(vip, marketer):
+    from cdp.models import CustomerEntity
+
+    pinterest = FakePinterest().start()
+    try:
+        destination = services.destination_create(
+            name="Pinterest",
+            kind="pinterest",
+            config={
+                "access_token": pinterest.token,
+                "ad_account_id": "549755885175",
+                "audience_name": "VIP",
+                "api_base_url": pinterest.url,
+            },
+        )
+        first = run(services.export_create(segment=vip, destination=destination, user=marketer, enqueue=False))
+        leaver = CustomerEntity.objects.get(pk=f"{1:032x}")
+        leaver.attributes = {**leaver.attributes, "vip": [False]}
+        leaver.save(update_fields=["attributes"])
+
+        second = run(services.export_create(segment=vip, destination=destination, user=marketer, enqueue=False))
+
+        assert second.status == SegmentExport.Status.FINISHED, second.error_message
+        assert len(pinterest.audiences) == 1
+        audience_id = first.details["audience_id"]
+        assert second.details["audience_id"] == audience_id
+        assert len(pinterest.audience_members(audience_id)) == 4
+    finally:
+        pinterest.stop()
