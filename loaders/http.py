@@ -123,8 +123,12 @@ class HttpClient:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
         accept: Iterable[int] = (),
+        sign: Callable[[bytes], dict[str, str]] | None = None,
     ) -> Response:
-        """Send, retrying transient failures. Returns 2xx responses and statuses in `accept`; raises otherwise."""
+        """Send, retrying transient failures. Returns 2xx responses and statuses in `accept`; raises otherwise.
+
+        `sign(body)` gives headers computed afresh for every attempt (a signature over a timestamp: a retry after
+        minutes of backoff must not carry the first attempt's timestamp, which the receiver rejects as too old)."""
         all_headers = {"Accept": "application/json", "User-Agent": "cdp-loader/1", **self.default_headers}
         if json is not None:
             body = orjson.dumps(json)
@@ -135,7 +139,7 @@ class HttpClient:
         for attempt in range(1, self.attempts + 1):
             delay: float | None = None
             try:
-                response = self._send(method, url, body, all_headers)
+                response = self._send(method, url, body, {**all_headers, **sign(body or b"")} if sign else all_headers)
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
                 last_problem = f"{self.provider} could not be reached ({type(exc).__name__}: {reason})"

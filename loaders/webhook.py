@@ -3,7 +3,7 @@
 Each request body is
 `{"batch_id": "...", "segment": {"id", "name"}, "sent_at": "...", "customers": [{"id", "attributes"}, ...]}`
 with headers
-- `X-CDP-Timestamp`: unix seconds when the request was signed;
+- `X-CDP-Timestamp`: unix seconds when the request was signed (each retry is signed again, when it is sent);
 - `X-CDP-Signature`: `sha256=` + hex HMAC-SHA256 of `"{timestamp}.{body}"` with the destination's secret;
 - `X-CDP-Batch-Id`: stable for a batch of an export, so a receiver can deduplicate.
 
@@ -61,6 +61,12 @@ class WebhookLoader(Loader):
     def attributes_required(self) -> list[str]:
         return list(self.config["attributes"])
 
+    def _sign(self, body: bytes) -> dict[str, str]:
+        """Signed when sent, every attempt anew: receivers reject a timestamp older than a few minutes, and the
+        retries of one batch can span longer (backoff, Retry-After up to 5 minutes)."""
+        timestamp = str(int(time.time()))
+        return {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: signature(self.config["secret"], timestamp, body)}
+
     def load(self, customers: Iterable[Customer], *, context: LoadContext | None = None) -> LoadResult:
         context = context or LoadContext()
         client = self.http(context, provider="The webhook receiver")
@@ -87,15 +93,9 @@ class WebhookLoader(Loader):
                     "customers": rows,
                 }
             )
-            timestamp = str(int(time.time()))
-            headers = {
-                "Content-Type": "application/json",
-                TIMESTAMP_HEADER: timestamp,
-                SIGNATURE_HEADER: signature(self.config["secret"], timestamp, body),
-                BATCH_HEADER: batch_id,
-            }
+            headers = {"Content-Type": "application/json", BATCH_HEADER: batch_id}
             context.sending(batch[-1]["id"])
-            client.request("POST", self.config["url"], body=body, headers=headers)
+            client.request("POST", self.config["url"], body=body, headers=headers, sign=self._sign)
             result.sent += len(batch)
             context.checkpoint(
                 last_entity_id=batch[-1]["id"],

@@ -50,3 +50,18 @@ def test_5xx_then_success(webhook_receiver, sleeps):
 
 def test_webhook_is_not_idempotent():
     assert loader_for("webhook", {"url": "https://x.io", "secret": "s"}).idempotent is False
+
+
+def test_a_retry_is_signed_again_with_a_fresh_timestamp(webhook_receiver):
+    # Retries can span minutes (backoff, Retry-After); a retry carrying the first attempt's timestamp is refused by a
+    # receiver that rejects old timestamps, and the export failed as if the secret were wrong.
+    webhook_receiver.fail_next(503, {"Retry-After": "1.2"}, {"message": "busy"})
+    loader = loader_for("webhook", {"url": webhook_receiver.url, "secret": webhook_receiver.secret})
+    result = loader.load([{"id": "a" * 32, "attributes": {}}], context=LoadContext(sleep=time.sleep))
+    assert result.sent == 1 and len(webhook_receiver.batches) == 1
+    first, retry = webhook_receiver.requests
+    assert int(retry.headers["x-cdp-timestamp"]) > int(first.headers["x-cdp-timestamp"])
+    assert retry.body == first.body and retry.headers["x-cdp-batch-id"] == first.headers["x-cdp-batch-id"]
+    assert signature_verify(
+        webhook_receiver.secret, retry.headers["x-cdp-timestamp"], retry.body, retry.headers["x-cdp-signature"]
+    )
