@@ -10,6 +10,9 @@ For each batch of customers, their events of the chosen `event_types` from the l
 - `user_data`: `em` / `ph` (the customer's emails and phones, normalised — trimmed, lower-cased, phone digits
   with country code — and SHA256-hashed; already-hashed values are sent as they are) and `external_id` (the
   SHA256 of the customer entity id);
+- `client_user_agent`, `client_ip_address` (in `user_data`, not hashed, as Meta asks) and `event_source_url` from
+  the event's payload paths — Segment's `context.userAgent`, `context.ip` and `context.page.url` by default. Meta
+  requires the user agent and the URL for `website` events and matches customers better with them;
 - `custom_data`: `value` and `currency` from the payload paths when present;
 - `test_event_code` when configured (events then show only in the Events Manager's Test events tab).
 
@@ -90,6 +93,9 @@ class MetaConversionsLoader(Loader):
         ConfigField("email_attribute", default="ps_email_address", max_length=64),
         ConfigField("phone_attribute", default="ps_phone", max_length=64),
         ConfigField("value_path", default="properties.revenue", max_length=255),
+        ConfigField("user_agent_path", default="context.userAgent", max_length=255, help="→ client_user_agent."),
+        ConfigField("ip_path", default="context.ip", max_length=255, help="→ client_ip_address."),
+        ConfigField("url_path", default="context.page.url", max_length=255, help="→ event_source_url."),
         ConfigField("currency_path", default="properties.currency", max_length=255),
         ConfigField("currency", max_length=3, pattern=r"[A-Za-z]{3}", pattern_message="must be an ISO 4217 code."),
         ConfigField("api_version", default="v21.0", pattern=r"v[0-9]+\.[0-9]+", pattern_message="e.g. v21.0"),
@@ -122,6 +128,17 @@ class MetaConversionsLoader(Loader):
             "action_source": self.config["action_source"],
             "user_data": user_data,
         }
+        # What the browser that made the event sent: required by Meta for website events, and it raises the match.
+        client: dict[str, str] = {}
+        for key, path in (("client_user_agent", "user_agent_path"), ("client_ip_address", "ip_path")):
+            found = _path_get(event.payload, self.config[path])
+            if isinstance(found, str) and found.strip():
+                client[key] = found.strip()
+        if client:
+            out["user_data"] = {**user_data, **client}
+        url = _path_get(event.payload, self.config["url_path"])
+        if isinstance(url, str) and url.startswith(("http://", "https://")):
+            out["event_source_url"] = url
         custom: dict[str, Any] = {}
         value = _path_get(event.payload, self.config["value_path"])
         if isinstance(value, int | float) and not isinstance(value, bool):

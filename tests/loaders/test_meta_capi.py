@@ -119,3 +119,37 @@ def test_throttling_and_5xx_are_retried(shop, meta_graph, sleeps):
     meta_graph.fail_next(500, {}, {"error": {"message": "unknown", "code": 2}})
     result = capi_loader(meta_graph).load(customers_of(shop), context=LoadContext(sleep=sleeps))
     assert result.sent == 2 and sleeps.waits[0] == 4 and len(sleeps.waits) == 3
+
+
+def test_website_events_carry_the_browser_user_agent_ip_and_page_url(db, meta_graph, sleeps):
+    # Meta requires client_user_agent and event_source_url for website events; Segment's payloads carry them.
+    source, _ = data_source_create(slug="web", name="Web", with_write_key=False)
+    entity = CustomerEntity.objects.create(attributes={"ps_email_address": ["jane@example.com"]})
+    payload = {
+        "context": {
+            "ip": "198.51.100.7",
+            "userAgent": "Mozilla/5.0 (X11; Linux x86_64)",
+            "page": {"url": "https://shop.example.com/checkout/done"},
+        },
+        "properties": {"revenue": 10, "currency": "EUR"},
+    }
+    created = CustomerEvent.objects.create(
+        source=source, type="purchase", event_time=datetime.now(UTC), payload=payload, idempotency_key="web-1"
+    )
+    bare = CustomerEvent.objects.create(
+        source=source, type="purchase", event_time=datetime.now(UTC), payload={}, idempotency_key="server-1"
+    )
+    events_attach([created, bare], entity)
+
+    result = capi_loader(meta_graph).load(
+        [{"id": entity.id, "attributes": entity.attributes}], context=LoadContext(sleep=sleeps)
+    )
+
+    assert result.sent == 2
+    sent = meta_graph.events[("Purchase", "web-1")]
+    assert sent["event_source_url"] == "https://shop.example.com/checkout/done"
+    assert sent["user_data"]["client_user_agent"] == "Mozilla/5.0 (X11; Linux x86_64)"
+    assert sent["user_data"]["client_ip_address"] == "198.51.100.7"  # not hashed, as Meta asks
+    assert sent["user_data"]["em"] == [sha256("jane@example.com")]
+    other = meta_graph.events[("Purchase", "server-1")]
+    assert "event_source_url" not in other and "client_user_agent" not in other["user_data"]
