@@ -69,6 +69,7 @@ class ConfigField:
     minimum: int | None = None
     maximum: int | None = None
     help: str = ""
+    attribute: bool = False  # the value names customer attribute ids (checked to exist when a destination is saved)
 
     def clean(self, value: Any) -> Any:
         if not storable_json(value):

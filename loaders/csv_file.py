@@ -103,7 +103,9 @@ class CsvLoader(Loader):
             pattern_message="must be a plain file name ending in .csv (letters, digits, . _ -).",
             help="Name of the file in each export's folder.",
         ),
-        ConfigField("attributes", kind="list", default=[], help="Attribute ids to export, in column order."),
+        ConfigField(
+            "attributes", kind="list", default=[], help="Attribute ids to export, in column order.", attribute=True
+        ),
         ConfigField("delimiter", kind="choice", choices=(",", ";", "\t", "|"), default=",", help="Column separator."),
         ConfigField(
             "spreadsheet_safe",

@@ -65,9 +65,9 @@ class CustomerIoLoader(Loader):
             default=False,
             help="Also set 'In <segment name>' = true / false per segment.",
         ),
-        ConfigField("email_attribute", default="ps_email_address", max_length=64),
-        ConfigField("first_name_attribute", default="first_name", max_length=64),
-        ConfigField("last_name_attribute", default="last_name", max_length=64),
+        ConfigField("email_attribute", default="ps_email_address", max_length=64, attribute=True),
+        ConfigField("first_name_attribute", default="first_name", max_length=64, attribute=True),
+        ConfigField("last_name_attribute", default="last_name", max_length=64, attribute=True),
         ConfigField("batch_size", kind="int", default=1000, minimum=1, maximum=10_000),
         ConfigField("api_base_url", kind="url", help="Override the regional Track API host (tests, proxies)."),
     )

@@ -57,7 +57,7 @@ class PinterestLoader(Loader):
         ConfigField("audience_operation", kind="choice", choices=("add", "replace", "remove")),
         ConfigField("hash", kind="bool", default=True, help="Hash identifiers that are not hashed yet."),
         ConfigField("hash_algorithm", kind="choice", choices=ALGORITHMS, default="SHA256"),
-        ConfigField("identifier_attribute", default="ps_email_address", max_length=64),
+        ConfigField("identifier_attribute", default="ps_email_address", max_length=64, attribute=True),
         ConfigField("list_type", kind="choice", choices=("EMAIL", "MAID", "IDFA"), default="EMAIL"),
         ConfigField("batch_size", kind="int", default=10_000, minimum=1, maximum=100_000),
         ConfigField("api_base_url", kind="url", default="https://api.pinterest.com"),

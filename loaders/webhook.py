@@ -54,7 +54,9 @@ class WebhookLoader(Loader):
     fields = (
         ConfigField("url", kind="url", required=True, max_length=2000, help="Where the batches are POSTed."),
         ConfigField("secret", required=True, secret=True, max_length=500, help="Shared secret for the signature."),
-        ConfigField("attributes", kind="list", default=[], help="Attribute ids to include (empty: all)."),
+        ConfigField(
+            "attributes", kind="list", default=[], help="Attribute ids to include (empty: all).", attribute=True
+        ),
         ConfigField("batch_size", kind="int", default=500, minimum=1, maximum=10_000),
     )
 

@@ -76,9 +76,28 @@ def _config_split(kind: str, config: dict[str, Any], *, current: ExportDestinati
         cleaned = cls.config_validate(config)
     except ConfigError as exc:
         raise ValidationError({"config": f"{exc.field}: {exc.detail}"}) from None
+    _config_attributes_check(cls, config, cleaned, current=current)
     secret = {k: v for k, v in cleaned.items() if k in cls.secret_fields() and v not in (None, "")}
     plain = {k: v for k, v in cleaned.items() if k not in cls.secret_fields()}
     return plain, secret
+
+
+def _config_attributes_check(cls, given: dict[str, Any], cleaned: dict[str, Any], *, current) -> None:
+    """The attribute ids a user names in a setting must exist: a typo gave an empty CSV column or a Pinterest export
+    that skipped every customer, and a "finished" export. Only values the user chose are checked (not the
+    defaults, which a deployment may not define, nor a value kept unchanged from the stored config)."""
+    stored = current.config if current is not None and current.kind == cls.kind else {}
+    for field in cls.fields:
+        if not field.attribute or given.get(field.name) in (None, "", []):
+            continue
+        value = cleaned[field.name]
+        if value == field.default or value == stored.get(field.name):
+            continue
+        names = value if isinstance(value, list) else [value]
+        known = set(Attribute.objects.filter(id__in=names).values_list("id", flat=True))
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValidationError({"config": f"{field.name}: unknown attribute(s): {', '.join(unknown)}"})
 
 
 def _attributes_clean(attributes: Any) -> list[str]:

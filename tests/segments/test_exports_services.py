@@ -80,6 +80,26 @@ def test_destination_config_is_validated_naming_the_field(db):
     assert "nope" in info.value.message_dict["mandatory_attributes"][0]
 
 
+def test_attribute_ids_named_in_the_settings_must_exist(db):
+    # A typo was accepted: the CSV had an empty column, Pinterest skipped every customer, the export "finished".
+    attributes_define()
+    with pytest.raises(ValidationError) as info:
+        services.destination_create(name="C", kind="csv", config={"attributes": ["first_name", "frist_name"]})
+    assert info.value.message_dict["config"] == ["attributes: unknown attribute(s): frist_name"]
+    pinterest = {"access_token": "token-1234", "ad_account_id": "1", "audience_name": "VIP"}
+    with pytest.raises(ValidationError) as info:
+        services.destination_create(name="P", kind="pinterest", config={**pinterest, "identifier_attribute": "email"})
+    assert info.value.message_dict["config"] == ["identifier_attribute: unknown attribute(s): email"]
+    # Defaults are not checked (a deployment may not define them); existing attributes are fine.
+    created = services.destination_create(
+        name="Cio",
+        kind="customerio",
+        config={"site_id": "s", "api_key": "k-123456", "last_name_attribute": "last_name"},
+    )
+    services.destination_update(destination=created, config={**created.config, "email_attribute": "ps_email_address"})
+    services.destination_create(name="C", kind="csv", config={"attributes": ["first_name", "vip"]})
+
+
 def test_secrets_are_encrypted_masked_and_kept_when_masked(db, customerio):
     destination = customerio_destination(customerio, api_key="cio-api-key-secret-9876")
     stored = ExportDestination.objects.get(pk=destination.pk)
