@@ -382,6 +382,17 @@ class ExportScheduleAdmin(FeatureAccessMixin, ModelAdmin):
 
     def save_model(self, request, obj: ExportSchedule, form, change) -> None:
         data = form.cleaned_data
+        if change:
+            # Was schedule_set for the new pair too: changing the segment or destination added a second schedule
+            # and left the old one running.
+            services.schedule_update(
+                schedule=obj,
+                segment=data["segment"],
+                destination=data["destination"],
+                frequency=data["frequency"],
+                enabled=data["enabled"],
+            )
+            return
         saved = services.schedule_set(
             segment=data["segment"],
             destination=data["destination"],

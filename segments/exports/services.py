@@ -607,6 +607,24 @@ def schedule_set(
     return schedule
 
 
+@transaction.atomic
+def schedule_update(
+    *, schedule: ExportSchedule, segment: Segment, destination: ExportDestination, frequency: str, enabled: bool
+) -> ExportSchedule:
+    """Change a schedule in place (the admin's change form). Another segment or destination makes it a schedule
+    of a pair never exported on it: it runs at the next beat tick."""
+    if frequency not in ExportSchedule.Frequency.values:
+        raise ValidationError({"frequency": f"must be one of {', '.join(ExportSchedule.Frequency.values)}."})
+    stored = ExportSchedule.objects.select_for_update().get(pk=schedule.pk)
+    if ExportSchedule.objects.filter(segment=segment, destination=destination).exclude(pk=stored.pk).exists():
+        raise ValidationError({"segment": "this segment already has a schedule to this destination."})
+    if (stored.segment_id, stored.destination_id) != (segment.pk, destination.pk):
+        stored.last_run_at = None
+    stored.segment, stored.destination, stored.frequency, stored.enabled = segment, destination, frequency, enabled
+    stored.save(update_fields=["segment", "destination", "frequency", "enabled", "last_run_at"])
+    return stored
+
+
 NEXT_TRY = {ExportSchedule.Frequency.HOURLY: "in an hour", ExportSchedule.Frequency.DAILY: "in a day"}
 
 

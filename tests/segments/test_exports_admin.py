@@ -1,0 +1,48 @@
+"""The Business Explorer's export pages (segments/exports/admin.py) through Django's test client."""
+
+import pytest
+
+from segments.exports.models import ExportSchedule
+from segments.exports.services import schedule_set
+from tests.segments.exports_helpers import attributes_define, csv_destination, vip_segment
+
+pytestmark = pytest.mark.django_db
+
+
+def test_changing_a_schedules_segment_changes_that_schedule_not_adds_another(client, admin_user):
+    attributes_define()
+    vip = vip_segment(admin_user)
+    other = vip_segment(admin_user, name="Other")
+    destination = csv_destination()
+    schedule = schedule_set(segment=vip, destination=destination, frequency="daily", user=admin_user)
+    ExportSchedule.objects.filter(pk=schedule.pk).update(last_run_at="2026-01-01T00:00:00Z")
+    client.force_login(admin_user)
+
+    response = client.post(
+        f"/admin/segments/exportschedule/{schedule.pk}/change/",
+        {"segment": other.pk, "destination": destination.pk, "frequency": "hourly", "enabled": "on"},
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert list(ExportSchedule.objects.values_list("pk", "segment_id", "frequency")) == [
+        (schedule.pk, other.pk, "hourly")
+    ]
+    assert ExportSchedule.objects.get().last_run_at is None  # a pair never exported on it: due at once
+
+
+def test_a_schedule_cannot_be_changed_into_a_duplicate(client, admin_user):
+    attributes_define()
+    vip = vip_segment(admin_user)
+    other = vip_segment(admin_user, name="Other")
+    destination = csv_destination()
+    schedule_set(segment=vip, destination=destination, frequency="daily", user=admin_user)
+    second = schedule_set(segment=other, destination=destination, frequency="daily", user=admin_user)
+    client.force_login(admin_user)
+
+    response = client.post(
+        f"/admin/segments/exportschedule/{second.pk}/change/",
+        {"segment": vip.pk, "destination": destination.pk, "frequency": "daily", "enabled": "on"},
+    )
+
+    assert response.status_code == 200 and "already exists" in response.content.decode()
+    assert ExportSchedule.objects.get(pk=second.pk).segment_id == other.pk
