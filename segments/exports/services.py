@@ -147,7 +147,10 @@ def destination_update(
     name: str | None = None,
     config: dict[str, Any] | None = None,
     mandatory_attributes: list[str] | None = None,
+    config_partial: bool = False,
 ) -> ExportDestination:
+    """`config_partial` (a PATCH): the settings given change, the others keep their stored values (`null` puts a
+    setting back to its default); otherwise `config` is the whole configuration."""
     if name is not None:
         name = name.strip()
         if not name:
@@ -156,6 +159,8 @@ def destination_update(
             raise ValidationError({"name": "a destination with this name already exists."})
         destination.name = name
     if config is not None:
+        if config_partial and isinstance(config, dict):
+            config = {**destination.config, **config}
         plain, secret = _config_split(destination.kind, config, current=destination)
         destination.config = plain
         destination.secrets_encrypted = secrets_encrypt(secret)

@@ -54,6 +54,31 @@ def test_destinations_need_the_feature_to_edit_and_never_show_secrets(admin_clie
     assert ExportDestination.objects.get().full_config()["access_token"] == "pina_secret_token_1234"
 
 
+def test_a_patch_changes_only_the_settings_it_names(admin_client):
+    # Changing the region reset one_attribute_per_segment to false: Customer.io stopped hearing "In <segment>".
+    body = {
+        "name": "Customer.io",
+        "kind": "customerio",
+        "config": {"site_id": "site-1", "api_key": "cio-key-secret-1234", "one_attribute_per_segment": True},
+    }
+    destination_id = admin_client.post("/api/segment_export_destinations/", body, format="json").json()["id"]
+    url = f"/api/segment_export_destinations/{destination_id}"
+
+    patched = admin_client.patch(url, {"config": {"region": "EU"}}, format="json")
+
+    assert patched.status_code == 200, patched.json()
+    config = ExportDestination.objects.get().full_config()
+    assert config["region"] == "EU" and config["one_attribute_per_segment"] is True and config["site_id"] == "site-1"
+    assert config["api_key"] == "cio-key-secret-1234"
+    # null puts a setting back to its default; a PUT is the whole configuration.
+    admin_client.patch(url, {"config": {"region": None}}, format="json")
+    assert ExportDestination.objects.get().full_config()["region"] == "US"
+    put = admin_client.put(url, {"name": "Customer.io", "config": {"site_id": "site-2"}}, format="json")
+    assert put.status_code == 200, put.json()
+    config = ExportDestination.objects.get().full_config()
+    assert config["one_attribute_per_segment"] is False and config["api_key"] == "cio-key-secret-1234"
+
+
 def test_bad_destination_config_is_a_400_naming_the_field(admin_client):
     response = admin_client.post(
         "/api/segment_export_destinations/",

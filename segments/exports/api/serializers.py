@@ -10,7 +10,7 @@ class ExportDestinationSerializer(serializers.ModelSerializer):
     kind = serializers.ChoiceField(choices=KIND_CHOICES)
     config = serializers.JSONField(
         help_text="The loader's settings (see GET .../kinds). Secrets are write-only: shown back masked; send the "
-        "masked value or omit a secret to keep the stored one."
+        "masked value or omit a secret to keep the stored one. A PATCH changes only the settings it names."
     )
     mandatory_attributes = serializers.ListField(child=serializers.CharField(), required=False)
     loader = serializers.CharField(source="loader_label", read_only=True)

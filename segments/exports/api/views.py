@@ -42,11 +42,15 @@ class ExportDestinationViewSet(CdpViewSet, mixins.ListModelMixin, mixins.Retriev
 
     @extend_schema(request=s.DestinationUpdateSerializer, responses={200: s.ExportDestinationSerializer})
     def update(self, request, *args, **kwargs):
-        """Rename, reconfigure (the kind cannot change) or change the mandatory attributes."""
+        """Rename, reconfigure (the kind cannot change) or change the mandatory attributes. PUT: `config` is the whole
+        configuration (omitted settings take their defaults; omitted secrets keep their stored values). PATCH: only
+        the settings in `config` change (`null` resets one to its default)."""
         destination = self.get_object()
         data = s.DestinationUpdateSerializer(data=request.data, partial=kwargs.get("partial", False))
         data.is_valid(raise_exception=True)
-        services.destination_update(destination=destination, **data.validated_data)
+        # A PATCH changes the settings it names; a PUT gives the whole configuration.
+        partial = kwargs.get("partial", False)
+        services.destination_update(destination=destination, config_partial=partial, **data.validated_data)
         return Response(self.get_serializer(destination).data)
 
     @extend_schema(request=s.DestinationUpdateSerializer, responses={200: s.ExportDestinationSerializer})
