@@ -208,6 +208,24 @@ def export_create(
     config is checked now: a bad one is a ValidationError (a 400), nothing is queued."""
     if segment.is_trashed:
         raise ValidationError({"segment": "the segment is in the trash."})
+    # One export of a pair at a time (as schedules already did): a double-clicked "Start export" or a client's retry
+    # without an Idempotency-Key sent a webhook's batches twice and raced two Pinterest replaces. The segment's
+    # row lock makes two requests at the same moment wait for each other.
+    Segment.objects.select_for_update().filter(pk=segment.pk).exists()
+    busy = (
+        SegmentExport.objects.filter(
+            segment=segment,
+            destination=destination,
+            status__in=[SegmentExport.Status.WAITING, SegmentExport.Status.RUNNING],
+        )
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if busy is not None:
+        raise ValidationError(
+            {"segment": f"an export of this segment to {destination.name} is already under way (#{busy}); wait for it "
+             "to end."}
+        )  # fmt: skip
     try:
         loader_for(destination.kind, destination.full_config())
     except ConfigError as exc:

@@ -79,6 +79,25 @@ def test_a_patch_changes_only_the_settings_it_names(admin_client):
     assert config["one_attribute_per_segment"] is False and config["api_key"] == "cio-key-secret-1234"
 
 
+def test_a_second_export_of_the_same_pair_while_one_is_under_way_is_a_400(exporter, vip):
+    client = client_for(exporter)
+    destination = csv_destination()
+    body = {"segment": vip.pk, "destination": destination.pk}
+    first = client.post("/api/segment_exports/", body, format="json")  # not run: no on-commit callbacks here
+    assert first.status_code == 201
+
+    second = client.post("/api/segment_exports/", body, format="json")
+
+    assert second.status_code == 400
+    assert second.json()["message"] == (
+        f"segment: an export of this segment to CSV files is already under way (#{first.json()['id']}); wait for it "
+        "to end."
+    )
+    assert SegmentExport.objects.count() == 1
+    SegmentExport.objects.update(status=SegmentExport.Status.FINISHED)
+    assert client.post("/api/segment_exports/", body, format="json").status_code == 201
+
+
 def test_bad_destination_config_is_a_400_naming_the_field(admin_client):
     response = admin_client.post(
         "/api/segment_export_destinations/",
