@@ -399,8 +399,13 @@ def export_notify(*, export: SegmentExport) -> None:
     )  # fmt: skip
 
 
-def export_run(*, export_id: int, sleep: Callable[[float], None] | None = None) -> SegmentExport | None:
-    """Run (or resume) one export. Returns None when there was nothing to claim (already running or done)."""
+def export_run(
+    *, export_id: int, sleep: Callable[[float], None] | None = None, retry_later: bool = True
+) -> SegmentExport | None:
+    """Run (or resume) one export. Returns None when there was nothing to claim (already running or done).
+
+    A transient failure puts the export back to `waiting`; with `retry_later` a task resumes it in
+    TRANSIENT_RETRY_DELAY_S, without it the caller does (`run_export`, which runs it in the foreground)."""
     now = timezone.now()
     claimed = SegmentExport.objects.filter(pk=export_id, status=SegmentExport.Status.WAITING).update(
         status=SegmentExport.Status.RUNNING,
@@ -412,13 +417,15 @@ def export_run(*, export_id: int, sleep: Callable[[float], None] | None = None) 
         return None
     export = SegmentExport.objects.select_related("segment", "destination").get(pk=export_id)
     try:
-        return _export_run_claimed(export, sleep=sleep)
+        return _export_run_claimed(export, sleep=sleep, retry_later=retry_later)
     except Exception as exc:  # noqa: BLE001 — e.g. a segment whose attribute was deleted: an error, never stuck
         logger.exception("segment export %s failed", export_id)
         return _finish(export_id, status=SegmentExport.Status.ERROR, message=f"{type(exc).__name__}: {exc}"[:2000])
 
 
-def _export_run_claimed(export: SegmentExport, *, sleep: Callable[[float], None] | None) -> SegmentExport:
+def _export_run_claimed(
+    export: SegmentExport, *, sleep: Callable[[float], None] | None, retry_later: bool
+) -> SegmentExport:
     export_id = export.pk
     if export.segment is None or export.destination is None:
         return _finish(export_id, status=SegmentExport.Status.ERROR, message="The segment or destination was deleted.")
@@ -523,7 +530,8 @@ def _export_run_claimed(export: SegmentExport, *, sleep: Callable[[float], None]
             )
             export_log(export_id=export_id, message=f"{message}. Retrying in {TRANSIENT_RETRY_DELAY_S}s from the "
                        "last acknowledged batch.")  # fmt: skip
-            _enqueue(export_id, countdown=TRANSIENT_RETRY_DELAY_S)
+            if retry_later:
+                _enqueue(export_id, countdown=TRANSIENT_RETRY_DELAY_S)
             return SegmentExport.objects.get(pk=export_id)
         return _finish(export_id, status=SegmentExport.Status.ERROR, message=message)
     except Exception as exc:  # noqa: BLE001 — any failure must end as a visible error, not a stuck export

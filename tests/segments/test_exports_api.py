@@ -216,3 +216,30 @@ def test_run_export_command_exports_and_reports(exporter, capsys, settings, tmp_
     assert Notification.objects.filter(user=exporter, level="success").exists()
     with pytest.raises(CommandError, match="Unknown segment"):
         call_command("run_export", "Nope", "Files")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_export_retries_a_transient_failure_itself_and_says_so(exporter, capsys, monkeypatch):
+    from segments.exports import services
+    from tests.loaders.fakes import FakeCustomerIo
+    from tests.segments.exports_helpers import customerio_destination
+
+    # Was: the retry went to a Celery worker and the command ended "Export #n: waiting; ..." with exit code 1.
+    monkeypatch.setattr(services, "TRANSIENT_RETRY_DELAY_S", 0)
+    attributes_define()
+    customers_create(3)
+    vip_segment(exporter, name="Command VIPs")
+    fake = FakeCustomerIo().start()
+    try:
+        customerio_destination(fake, name="Cio")
+        for _ in range(6):  # every attempt of the first run
+            fake.fail_next(503, {"Retry-After": "0"}, {"meta": {"error": "down for maintenance"}})
+        call_command("run_export", "Command VIPs", "Cio", "--no-progress")
+    finally:
+        fake.stop()
+    captured = capsys.readouterr()
+    assert "finished; 3 sent" in captured.out
+    assert "Attempt 1 of 5: Customer.io answered HTTP 503: down for maintenance" in captured.err
+    export = SegmentExport.objects.get()
+    assert export.status == SegmentExport.Status.FINISHED and export.attempts == 2
+    assert len(fake.people) == 3

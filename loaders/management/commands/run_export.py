@@ -1,11 +1,15 @@
 """`manage.py run_export SEGMENT DESTINATION`: export a segment to a destination now, with a progress bar.
 
 SEGMENT and DESTINATION are ids or exact names. The export is recorded like any other (history, log, counts,
-notifications) and runs in this process; exit code 0 when it finished, 1 when it failed.
+notifications) and runs in this process, its retries too: a transient failure (the destination down, rate limits
+that outlast the retries) is retried here from the last acknowledged batch a minute later, up to the export's 5
+attempts, saying so. Exit code 0 when it finished, 1 when it failed. Interrupted while waiting to retry, the export
+stays `waiting` and a worker's watchdog takes it over.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 
 from django.core.exceptions import ValidationError
@@ -53,10 +57,23 @@ class Command(BaseCommand):
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
 
         errors: list[BaseException] = []
+        stop = threading.Event()
+        notes: list[str] = []
 
         def run() -> None:
+            # Was one attempt: a transient failure queued the retry for a Celery worker and the command ended with
+            # "Export #n: waiting; ..." and exit code 1, as if it had failed, while it went on elsewhere (or, with
+            # no worker, never).
             try:
-                services.export_run(export_id=export.pk)
+                while True:
+                    services.export_run(export_id=export.pk, retry_later=False)
+                    current = SegmentExport.objects.get(pk=export.pk)
+                    if current.status != SegmentExport.Status.WAITING or stop.is_set():
+                        return
+                    problem = (current.log.rstrip().rsplit("\n", 1)[-1])[20:]  # the last line, without its time
+                    notes.append(f"Attempt {current.attempts} of {services.MAX_ATTEMPTS}: {problem}")
+                    if stop.wait(services.TRANSIENT_RETRY_DELAY_S):
+                        return
             except BaseException as exc:  # noqa: BLE001 — reported by the main thread
                 errors.append(exc)
             finally:
@@ -67,14 +84,21 @@ class Command(BaseCommand):
         bar = tqdm(
             total=None, unit="customer", disable=no_progress, desc=f"{segment_obj.name} → {destination_obj.name}"
         )
-        while worker.is_alive():
-            worker.join(timeout=0.5)
-            current = SegmentExport.objects.get(pk=export.pk)
-            if current.total is not None and bar.total != current.total:
-                bar.total = current.total
-            bar.n = current.sent + current.skipped + current.failed
-            bar.refresh()
-        bar.close()
+        try:
+            while worker.is_alive():
+                worker.join(timeout=0.5)
+                while notes:
+                    bar.write(notes.pop(0), file=sys.stderr)
+                current = SegmentExport.objects.get(pk=export.pk)
+                if current.total is not None and bar.total != current.total:
+                    bar.total = current.total
+                bar.n = current.sent + current.skipped + current.failed
+                bar.refresh()
+        except KeyboardInterrupt:
+            stop.set()
+            raise
+        finally:
+            bar.close()
         if errors:
             raise errors[0]
         export = SegmentExport.objects.get(pk=export.pk)
