@@ -34,11 +34,14 @@ Customer = dict[str, Any]
 class LoaderError(Exception):
     """A delivery failure. `permanent=False`: retrying later can help (the export may be resumed)."""
 
-    def __init__(self, message: str, *, permanent: bool, status: int | None = None):
+    def __init__(self, message: str, *, permanent: bool, status: int | None = None, undelivered: bool = False):
         super().__init__(message)
         self.message = message
         self.permanent = permanent
         self.status = status
+        # The request certainly did not reach the destination (every attempt was refused before it was taken in):
+        # sending it again later cannot deliver it twice, even to a destination that does not deduplicate.
+        self.undelivered = undelivered
 
     def __str__(self) -> str:
         return self.message

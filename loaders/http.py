@@ -3,7 +3,9 @@
 Transient failures — timeouts, connection errors, 429 and 5xx — are retried with exponential backoff (with
 jitter, capped), honouring `Retry-After` (seconds or an HTTP date, capped at `retry_after_cap`). Other 4xx are
 permanent: a `LoaderError(permanent=True)` carrying the provider's own message (extracted by `error_message`).
-When the retries run out the error is transient (`permanent=False`): the export can be resumed later.
+When the retries run out the error is transient (`permanent=False`): the export can be resumed later; it is
+`undelivered` when no attempt can have reached the destination (connection refused, unknown host, 429 / 503 / 408
+/ 425), so even a destination that does not deduplicate may get the request again.
 
 The sleep between attempts is injectable (`sleep=`), so tests exercise Retry-After without waiting.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +30,8 @@ from loaders.base import LoaderError, scrub
 logger = logging.getLogger("loaders.http")
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Answers that say the request was not taken in (unlike a 500 or a gateway timeout, after which it may have been).
+NOT_TAKEN_STATUSES = frozenset({408, 425, 429, 503})
 
 
 @dataclass
@@ -136,6 +141,7 @@ class HttpClient:
         all_headers.update(headers or {})
         accepted = set(accept)
         last_problem = ""
+        maybe_delivered = False  # an attempt may have reached the destination (a timeout, a 500...)
         for attempt in range(1, self.attempts + 1):
             delay: float | None = None
             try:
@@ -143,6 +149,8 @@ class HttpClient:
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
                 last_problem = f"{self.provider} could not be reached ({type(exc).__name__}: {reason})"
+                if not isinstance(reason, ConnectionRefusedError | socket.gaierror):
+                    maybe_delivered = True
             else:
                 if 200 <= response.status < 300 or response.status in accepted:
                     return response
@@ -154,6 +162,8 @@ class HttpClient:
                         status=response.status,
                     )
                 last_problem = f"{self.provider} answered HTTP {response.status}: {message}"
+                if response.status not in NOT_TAKEN_STATUSES:
+                    maybe_delivered = True
                 retry_after = retry_after_seconds(response.headers.get("retry-after"))
                 if retry_after is not None:
                     delay = min(retry_after, self.retry_after_cap)
@@ -166,4 +176,8 @@ class HttpClient:
             if self.log:
                 self.log(note)
             self._wait(delay)
-        raise LoaderError(self._scrub(f"{last_problem}; gave up after {self.attempts} attempts"), permanent=False)
+        raise LoaderError(
+            self._scrub(f"{last_problem}; gave up after {self.attempts} attempts"),
+            permanent=False,
+            undelivered=not maybe_delivered,
+        )

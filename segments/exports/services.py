@@ -523,8 +523,14 @@ def _export_run_claimed(
         message = loader.scrub(str(exc))
         in_flight = SegmentExport.objects.filter(pk=export_id).values_list("in_flight_entity_id", flat=True).first()
         # A transient failure may be retried later from the last checkpoint — unless a batch to a destination
-        # that does not deduplicate may have arrived (e.g. a timeout after the receiver got it).
-        if not exc.permanent and export.attempts < MAX_ATTEMPTS and (loader.idempotent or not in_flight):
+        # that does not deduplicate may have arrived (e.g. a timeout after the receiver got it). A receiver that
+        # refused every attempt (down for a deploy, 429 / 503) did not get it: that export is retried too, rather
+        # than failed (a new export would send every earlier batch again).
+        if (
+            not exc.permanent
+            and export.attempts < MAX_ATTEMPTS
+            and (loader.idempotent or not in_flight or exc.undelivered)
+        ):
             SegmentExport.objects.filter(pk=export_id).update(
                 status=SegmentExport.Status.WAITING, in_flight_entity_id=""
             )

@@ -136,6 +136,20 @@ def test_client_retries_connection_errors(sleeps):
         client.request("GET", "http://127.0.0.1:9/")  # discard port: refused
     assert not info.value.permanent and "could not be reached" in str(info.value)
     assert len(sleeps.waits) == 1
+    assert info.value.undelivered  # refused: nothing reached the destination
+
+
+def test_client_says_whether_a_failed_request_may_have_arrived(echo, sleeps):
+    for status in (429, 503):
+        echo.fail_next(status, {}, {"message": "not now"})
+    with pytest.raises(LoaderError) as info:
+        HttpClient(provider="Echo", sleep=sleeps, attempts=2).request("POST", echo.url)
+    assert info.value.undelivered
+    for status in (429, 500):
+        echo.fail_next(status, {}, {"message": "crashed"})
+    with pytest.raises(LoaderError) as info:
+        HttpClient(provider="Echo", sleep=sleeps, attempts=2).request("POST", echo.url)
+    assert not info.value.undelivered  # a 500 may come after the work was done
 
 
 def test_retry_notes_go_to_the_export_log_scrubbed(echo, sleeps):

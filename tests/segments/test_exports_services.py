@@ -183,6 +183,32 @@ def test_an_invalid_destination_is_refused_before_anything_is_queued(vip, market
     assert not SegmentExport.objects.exists()
 
 
+def test_a_webhook_receiver_that_refused_every_attempt_is_retried_later_not_failed(vip, marketer, receiver, on_commit):
+    # It was down (a deploy) or said 429 / 503: the batch did not arrive, so resuming cannot deliver it twice. It
+    # failed the export, and a new one sent every earlier batch again.
+    export = services.export_create(
+        segment=vip, destination=webhook_destination(receiver, batch_size=2), user=marketer, enqueue=False
+    )
+    for _ in range(6):  # every attempt of the first batch
+        receiver.fail_next(503, {"Retry-After": "0"}, {"message": "deploying"})
+    with on_commit() as callbacks:
+        export = run(export)
+    assert export.status == SegmentExport.Status.WAITING, export.error_message
+    assert "Retrying in 60s" in export.log and len(callbacks) == 1
+    export = run(export)
+    assert export.status == SegmentExport.Status.FINISHED and export.sent == 5
+    delivered = [c["id"] for batch in receiver.batches for c in batch["customers"]]
+    assert delivered == [f"{i:032x}" for i in range(5)]  # each customer once
+
+
+def test_a_webhook_batch_that_may_have_arrived_is_not_retried(vip, marketer, receiver):
+    export = services.export_create(segment=vip, destination=webhook_destination(receiver), enqueue=False)
+    for _ in range(6):
+        receiver.fail_next(500, {"Retry-After": "0"}, {"message": "crashed midway"})
+    export = run(export)
+    assert export.status == SegmentExport.Status.ERROR and "HTTP 500" in export.error_message
+
+
 # --- a worker that died: the watchdog ---
 
 
