@@ -44,6 +44,9 @@ CUSTOMERS_PER_QUERY = 500
 # Graph API error codes: throttling (retry later) and authorisation (stop).
 THROTTLE_CODES = frozenset({1, 2, 4, 17, 32, 341, 613, 80004})
 AUTH_CODES = frozenset({10, 102, 190, 200, 294})
+# "Object with ID '...' does not exist, cannot be loaded due to missing permissions" (code 100, subcode 33, or code
+# 33): the pixel, not an event, is wrong — every request would fail alike.
+NO_OBJECT_SUBCODE = 33
 ACTION_SOURCES = (
     "website",
     "app",
@@ -220,6 +223,15 @@ class MetaConversionsLoader(Loader):
                 context.log(f"Meta Conversions API is throttling (code {code}); retrying in {delay:.0f}s.")
                 (context.sleep or time.sleep)(delay)
                 continue
+            if code == NO_OBJECT_SUBCODE or error.get("error_subcode") == NO_OBJECT_SUBCODE:
+                # Was taken for one invalid event: the request was halved down to single events, thousands of
+                # requests that all failed, and the export "finished" with every event failed.
+                raise LoaderError(
+                    f"Meta Conversions API refused the request (HTTP {response.status}): {message} — check "
+                    "pixel_id, and that the access token may send events to that pixel.",
+                    permanent=True,
+                    status=response.status,
+                )
             if code in AUTH_CODES or response.status in (401, 403) or code in THROTTLE_CODES:
                 raise LoaderError(
                     f"Meta Conversions API refused the request (HTTP {response.status}): {message}",

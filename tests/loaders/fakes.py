@@ -220,9 +220,10 @@ class FakeCustomerIo(FakeServer):
 class FakeMetaGraph(FakeServer):
     """Meta Conversions API: POST /{version}/{pixel}/events?access_token=; one invalid event rejects the batch."""
 
-    def __init__(self, token: str = "meta-access-token-secret") -> None:  # noqa: S107
+    def __init__(self, token: str = "meta-access-token-secret", pixels: tuple[str, ...] = ()) -> None:  # noqa: S107
         super().__init__()
         self.token = token
+        self.pixels = pixels  # the pixels that exist (empty: any)
         self.events: dict[tuple[str, str], dict[str, Any]] = {}  # (event_name, event_id) → event: Meta's dedup
 
     def handle(self, request: Recorded) -> Answer:
@@ -238,6 +239,14 @@ class FakeMetaGraph(FakeServer):
                     }
                 },
             )
+        pixel = request.path.strip("/").split("/")[1] if request.path.count("/") >= 2 else ""
+        if self.pixels and pixel not in self.pixels:
+            message = (
+                f"Unsupported post request. Object with ID '{pixel}' does not exist, cannot be loaded due to missing "
+                "permissions, or does not support this operation."
+            )
+            error = {"message": message, "type": "GraphMethodException", "code": 100, "error_subcode": 33}
+            return Answer(400, {"error": {**error, "fbtrace_id": "AbC"}})
         body = request.json() or {}
         data = body.get("data")
         if not isinstance(data, list) or not 1 <= len(data) <= 1000:

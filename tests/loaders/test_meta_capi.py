@@ -153,3 +153,17 @@ def test_website_events_carry_the_browser_user_agent_ip_and_page_url(db, meta_gr
     assert sent["user_data"]["em"] == [sha256("jane@example.com")]
     other = meta_graph.events[("Purchase", "server-1")]
     assert "event_source_url" not in other and "client_user_agent" not in other["user_data"]
+
+
+def test_an_unknown_pixel_stops_the_export_at_once(shop, sleeps):
+    from tests.loaders.fakes import FakeMetaGraph
+
+    graph = FakeMetaGraph(pixels=("1111",)).start()
+    try:
+        with pytest.raises(LoaderError) as info:
+            capi_loader(graph).load(customers_of(shop), context=LoadContext(sleep=sleeps))
+    finally:
+        graph.stop()
+    assert info.value.permanent and "check pixel_id" in str(info.value)
+    assert "Object with ID '1234567890' does not exist" in str(info.value)
+    assert len(graph.requests) == 1  # not halved down to one request per event
