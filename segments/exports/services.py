@@ -68,9 +68,17 @@ def _config_split(kind: str, config: dict[str, Any], *, current: ExportDestinati
     config = dict(config)
     if current is not None and current.kind == kind:
         stored = secrets_decrypt(current.secrets_encrypted)
+        moved = _urls_changed(cls, config, current.config)
         for name in cls.secret_fields():
             value = config.get(name)
             if name in stored and (value in (None, "") or value == secret_mask(stored[name])):
+                if moved:
+                    # A stored token goes only where it was entered for: pointing api_base_url at another host
+                    # while keeping it would hand it to that host (a way round "never shown back").
+                    raise ValidationError(
+                        {"config": f"{name}: enter it again: {moved} changed, and a stored secret is only sent "
+                         "where it was entered for."}
+                    )  # fmt: skip
                 config[name] = stored[name]
     try:
         cleaned = cls.config_validate(config)
@@ -80,6 +88,20 @@ def _config_split(kind: str, config: dict[str, Any], *, current: ExportDestinati
     secret = {k: v for k, v in cleaned.items() if k in cls.secret_fields() and v not in (None, "")}
     plain = {k: v for k, v in cleaned.items() if k not in cls.secret_fields()}
     return plain, secret
+
+
+def _urls_changed(cls, config: dict[str, Any], stored: dict[str, Any]) -> str:
+    """The first URL setting whose value differs from the stored one ("" when none does)."""
+    for field in cls.fields:
+        if field.kind != "url":
+            continue
+        try:
+            value = field.clean(config.get(field.name))
+        except ConfigError:
+            return field.name
+        if value != field.clean(stored.get(field.name)):
+            return field.name
+    return ""
 
 
 def _config_attributes_check(cls, given: dict[str, Any], cleaned: dict[str, Any], *, current) -> None:

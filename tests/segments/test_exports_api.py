@@ -98,6 +98,33 @@ def test_a_second_export_of_the_same_pair_while_one_is_under_way_is_a_400(export
     assert client.post("/api/segment_exports/", body, format="json").status_code == 201
 
 
+def test_a_stored_secret_is_not_sent_to_a_new_url_without_being_entered_again(admin_client):
+    # Pointing api_base_url at one's own server, the stored token (never shown back) was sent there as a bearer.
+    body = {
+        "name": "Pinterest VIP",
+        "kind": "pinterest",
+        "config": {"access_token": "pina_secret_token_1234", "ad_account_id": "549755885175", "audience_name": "VIP"},
+    }
+    destination_id = admin_client.post("/api/segment_export_destinations/", body, format="json").json()["id"]
+    url = f"/api/segment_export_destinations/{destination_id}"
+
+    moved = admin_client.patch(url, {"config": {"api_base_url": "https://collector.example.net"}}, format="json")
+
+    assert moved.status_code == 400
+    assert moved.json()["message"] == (
+        "config: access_token: enter it again: api_base_url changed, and a stored secret is only sent where it was "
+        "entered for."
+    )
+    assert ExportDestination.objects.get().full_config()["api_base_url"] == "https://api.pinterest.com"
+    masked = {"api_base_url": "https://collector.example.net", "access_token": "••••1234"}
+    assert admin_client.patch(url, {"config": masked}, format="json").status_code == 400
+    entered = {"api_base_url": "https://collector.example.net", "access_token": "another-token-5678"}
+    assert admin_client.patch(url, {"config": entered}, format="json").status_code == 200
+    # Other changes keep the stored secret.
+    assert admin_client.patch(url, {"config": {"audience_name": "VIP 2"}}, format="json").status_code == 200
+    assert ExportDestination.objects.get().full_config()["access_token"] == "another-token-5678"
+
+
 def test_bad_destination_config_is_a_400_naming_the_field(admin_client):
     response = admin_client.post(
         "/api/segment_export_destinations/",
