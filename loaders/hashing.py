@@ -1,8 +1,9 @@
 """Identifier normalisation and hashing for ad destinations (Pinterest, Meta Conversions API).
 
 Normalise before hashing, as the providers require: emails and other ids trimmed and lower-cased; phones reduced
-to their digits, country code included (a leading `00` international prefix is dropped; we cannot guess a
-missing country code, so the number is sent with the digits it has). A value that already looks hashed —
+to their digits, country code included (a `(0)` trunk prefix and leading zeros — the `00` international prefix
+too — are dropped, as Meta's rules say; we cannot guess a missing country code, so the number is sent with the
+digits it has). A value that already looks hashed —
 32 (MD5), 40 (SHA1) or 64 (SHA256) hex characters — is passed as it is (lower-cased), never hashed twice.
 """
 
@@ -16,6 +17,7 @@ ALGORITHMS = ("SHA256", "SHA1", "MD5")
 HEX_LENGTHS = frozenset({32, 40, 64})
 HEX = re.compile(r"[0-9a-f]+")
 _NOT_DIGITS = re.compile(r"\D+")
+_TRUNK_ZERO = re.compile(r"\(\s*0\s*\)")
 
 HASHERS: dict[str, Callable[[bytes], object]] = {
     "SHA256": hashlib.sha256,
@@ -33,10 +35,11 @@ def normalise_email(value: str) -> str:
 
 
 def normalise_phone(value: str) -> str:
-    digits = _NOT_DIGITS.sub("", value)
-    if digits.startswith("00"):
-        digits = digits[2:]
-    return digits
+    # "+44 (0)20 7946 0958": the "(0)" is the trunk prefix dialled only from inside the country, never part of the
+    # international number (it made 4402079460958, which matches no one). Leading zeros go, as Meta's rules say
+    # (the "00" international prefix included).
+    digits = _NOT_DIGITS.sub("", _TRUNK_ZERO.sub("", value))
+    return digits.lstrip("0")
 
 
 def normalise(value: str, kind: str = "email") -> str:

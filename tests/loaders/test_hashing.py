@@ -27,6 +27,13 @@ def test_phone_digits_with_country_code():
     assert hash_value("+1 650 555 1234", kind="phone") == hashlib.sha256(b"16505551234").hexdigest()
 
 
+def test_phone_trunk_zero_and_leading_zeros_are_dropped():
+    # The "(0)" is dialled only inside the country: +44 (0)20 7946 0958 is 442079460958 internationally.
+    assert normalise_phone("+44 (0)20 7946 0958") == "442079460958"
+    assert normalise_phone("+49 (0) 30 1234567") == "49301234567"
+    assert normalise_phone("0044 20 7946 0958") == "442079460958"
+
+
 def test_empty_values_are_skipped():
     assert list(hash_values(["", "  ", "a@b.c"])) == [hashlib.sha256(b"a@b.c").hexdigest()]
     assert hash_value(" ") is None
