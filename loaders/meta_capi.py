@@ -16,6 +16,12 @@ For each batch of customers, their events of the chosen `event_types` from the l
 - `custom_data`: `value` and `currency` from the payload paths when present;
 - `test_event_code` when configured (events then show only in the Events Manager's Test events tab).
 
+Re-runs (a schedule): Meta deduplicates an `event_id` only within 48 hours, so each run sends the events stored
+since the last finished run to the destination read them (`context.previous["events_read_at"]`, less an hour's
+overlap that Meta deduplicates) — and, for customers who joined the segment since (`customer["new"]`), all their
+events of the last 7 days. A daily run re-sent every event of the week up to 7 times, counted again by Meta after
+48 hours.
+
 Counts: `sent` / `failed` count events, `skipped` counts customers without a recent event of those types. If Meta
 rejects a request as invalid, it is split in halves until the offending events are isolated; they fail with
 Meta's message, the others are sent. Token / permission errors stop the export (permanent). The access token
@@ -30,7 +36,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import F
+from django.db.models import F, Q
 
 from cdp.selectors import events_list
 from loaders.base import ConfigField, Customer, LoadContext, Loader, LoaderError, LoadResult, batched, first_values
@@ -86,6 +92,7 @@ def _path_get(payload: Any, path: str) -> Any:
 class MetaConversionsLoader(Loader):
     kind = "meta_capi"
     label = "Meta Conversions API"
+    wants_new_members = True  # the export marks customers the last run did not send: `customer["new"]`
     fields = (
         ConfigField("pixel_id", required=True, pattern=r"[0-9]{1,20}", pattern_message="must be digits only."),
         ConfigField("access_token", required=True, secret=True, max_length=2000),
@@ -158,7 +165,7 @@ class MetaConversionsLoader(Loader):
             out["custom_data"] = custom
         return out
 
-    def _events(self, customers: list[Customer], now: datetime) -> list[dict[str, Any]]:
+    def _events(self, customers: list[Customer], now: datetime, since: datetime | None = None) -> list[dict[str, Any]]:
         by_id = {customer["id"]: customer for customer in customers}
         users = {}
         rows = (
@@ -170,7 +177,12 @@ class MetaConversionsLoader(Loader):
                 event_time__gt=now - MAX_AGE + AGE_MARGIN,
                 event_time__lte=now + timedelta(minutes=1),
             )
-            .annotate(entity_id=F("entity_link__customer_entity_id"))
+        )
+        if since is not None:
+            joined = [customer["id"] for customer in customers if customer.get("new")]
+            rows = rows.filter(Q(created__gt=since) | Q(entity_link__customer_entity_id__in=joined))
+        rows = (
+            rows.annotate(entity_id=F("entity_link__customer_entity_id"))
             .order_by("entity_id", "event_time", "id")
             .only("id", "type", "event_time", "payload", "idempotency_key")
         )
@@ -189,17 +201,48 @@ class MetaConversionsLoader(Loader):
         base = self.config["api_base_url"].rstrip("/")
         url = f"{base}/{self.config['api_version']}/{self.config['pixel_id']}/events"
         result = LoadResult()
+        # A resumed export keeps the time its first attempt started reading at (nothing stored since is lost).
+        read_at = context.state.get("events_read_at") or datetime.now(UTC).isoformat()
+        since = self._since(context)
+        if since is not None:
+            context.log(f"Sending the events stored since {since:%Y-%m-%d %H:%M} UTC (the last export, less an hour), "
+                        "and all recent events of customers who joined the segment since.")  # fmt: skip
         for chunk in batched(customers, CUSTOMERS_PER_QUERY):
             now = datetime.now(UTC)
-            events = self._events(chunk, now)
+            events = self._events(chunk, now, since)
             result.skipped += len(chunk) - self._customers_with_events
             context.sending(chunk[-1]["id"])
             for request_events in batched(events, self.config["batch_size"]):
                 self._send(client, url, request_events, result, context)
             context.checkpoint(
-                last_entity_id=chunk[-1]["id"], sent=result.sent, skipped=result.skipped, failed=result.failed, state={}
+                last_entity_id=chunk[-1]["id"],
+                sent=result.sent,
+                skipped=result.skipped,
+                failed=result.failed,
+                state={"events_read_at": read_at},
             )
+        result.details = {
+            "events_read_at": read_at,
+            "pixel_id": self.config["pixel_id"],
+            "test_event_code": self.config["test_event_code"],
+        }
         return result
+
+    def _since(self, context: LoadContext) -> datetime | None:
+        """Events stored after this were not read by the last finished export (less an hour: an event stored by a
+        transaction still open then, with an earlier `created`, is not lost; Meta deduplicates the overlap)."""
+        previous = context.previous or {}
+        value = previous.get("events_read_at")
+        # What went to another pixel, or to the Test events tab only, does not count as sent.
+        if not isinstance(value, str) or (previous.get("pixel_id"), previous.get("test_event_code")) != (
+            self.config["pixel_id"],
+            self.config["test_event_code"],
+        ):
+            return None
+        try:
+            return datetime.fromisoformat(value) - timedelta(hours=1)
+        except ValueError:
+            return None
 
     def _send(
         self, client: HttpClient, url: str, events: list[dict[str, Any]], result: LoadResult, context: LoadContext

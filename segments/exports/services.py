@@ -285,45 +285,55 @@ def _members(
     batch: int = MEMBERS_BATCH,
     record_for: int | None = None,
     leavers_of: int | None = None,
+    new_since: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The segment's members with their attributes, in entity-id order, after `after` (keyset pages).
 
     With `leavers_of` (a previous finished export of the same segment and destination), the customers that export
     sent who are no longer members come in the same order, marked `"left": True`. With `record_for`, the members
-    are recorded as sent by that export (ExportedMember), page by page, for the next run's leavers."""
+    are recorded as sent by that export (ExportedMember), page by page, for the next run's leavers. With
+    `new_since` (a previous finished export), the members that export did not send are marked `"new": True`."""
     where, params = segment_condition_sql(segment=segment)
+    if new_since is None:
+        new_sql, new_params = "false", []
+    else:
+        new_sql = "NOT EXISTS (SELECT 1 FROM segments_exportedmember n WHERE n.export_id = %s AND n.entity_id = e.id)"
+        new_params = [new_since]
     if leavers_of is None:
         sql = (
-            f"SELECT e.id, e.attributes, true FROM customer_entities e WHERE ({where}) AND e.id > %s "
+            f"SELECT e.id, e.attributes, true, {new_sql} FROM customer_entities e WHERE ({where}) AND e.id > %s "
             "ORDER BY e.id LIMIT %s"
         )
-        page_params = lambda last: [*params, last, batch]  # noqa: E731
+        page_params = lambda last: [*new_params, *params, last, batch]  # noqa: E731
     else:
         sql = (
-            f"SELECT e.id, e.attributes, coalesce(({where}), false) FROM customer_entities e WHERE e.id > %s AND "
+            f"SELECT e.id, e.attributes, coalesce(({where}), false), {new_sql} FROM customer_entities e "
+            f"WHERE e.id > %s AND "
             f"(({where}) OR e.id IN (SELECT m.entity_id FROM segments_exportedmember m WHERE m.export_id = %s)) "
             "ORDER BY e.id LIMIT %s"
         )
-        page_params = lambda last: [*params, last, *params, leavers_of, batch]  # noqa: E731
+        page_params = lambda last: [*params, *new_params, last, *params, leavers_of, batch]  # noqa: E731
     last = after
     while True:
         with connection.cursor() as cursor:
             cursor.execute(sql, page_params(last))
             rows = cursor.fetchall()
             if record_for is not None:
-                members = [entity_id for entity_id, _, member in rows if member]
+                members = [entity_id for entity_id, _, member, _ in rows if member]
                 if members:
                     cursor.execute(
                         "INSERT INTO segments_exportedmember (export_id, entity_id) SELECT %s, unnest(%s::text[]) "
                         "ON CONFLICT DO NOTHING",
                         [record_for, members],
                     )
-        for entity_id, attributes, member in rows:
+        for entity_id, attributes, member, new in rows:
             if isinstance(attributes, str):  # Django's psycopg setup leaves jsonb as text
                 attributes = orjson.loads(attributes)
             customer = {"id": entity_id, "attributes": attributes or {}}
             if not member:
                 customer["left"] = True
+            if new and member:
+                customer["new"] = True
             yield customer
         if len(rows) < batch:
             return
@@ -525,18 +535,21 @@ def _export_run_claimed(
         checkpoint=checkpoint,
         sleep=sleep,
     )
-    leavers_of = record_for = None
+    leavers_of = record_for = new_since = None
+    last_finished = (
+        SegmentExport.objects.filter(segment=segment, destination=destination, status=SegmentExport.Status.FINISHED)
+        .exclude(pk=export_id)
+        .order_by("-finished_at", "-pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
     if getattr(loader, "wants_leavers", False):
         # Who left since the last finished run to this destination hears it (Customer.io: `In <name>` = false).
-        record_for = export_id
-        leavers_of = (
-            SegmentExport.objects.filter(segment=segment, destination=destination, status=SegmentExport.Status.FINISHED)
-            .exclude(pk=export_id)
-            .order_by("-finished_at", "-pk")
-            .values_list("pk", flat=True)
-            .first()
-        )
-    customers = _members(segment, after=after, record_for=record_for, leavers_of=leavers_of)
+        record_for, leavers_of = export_id, last_finished
+    if getattr(loader, "wants_new_members", False):
+        # Who joined since the last finished run (Meta: their recent events are sent, not only the new ones).
+        record_for, new_since = export_id, last_finished
+    customers = _members(segment, after=after, record_for=record_for, leavers_of=leavers_of, new_since=new_since)
     if getattr(loader, "wants_memberships", False):
         customers = _with_memberships(customers, segment, _sibling_segments(segment, destination))
     try:

@@ -423,3 +423,61 @@ def test_a_pinterest_destination_creates_one_audience_per_segment_and_then_updat
         assert len(pinterest.audience_members(audience_id)) == 4
     finally:
         pinterest.stop()
+
+
+def test_a_meta_rerun_sends_only_new_events_and_the_recent_events_of_new_members(vip, marketer):
+    # Meta deduplicates an event_id only within 48 hours: a daily export re-sent each event of the week up to 7
+    # times, and Meta counted the conversion again after two days.
+    from cdp.models import CustomerEvent
+    from cdp.services.data_sources import data_source_create
+    from tests.entities import events_attach
+    from tests.loaders.fakes import FakeMetaGraph
+
+    source, _ = data_source_create(slug="shop", name="Shop", with_write_key=False)
+    now = timezone.now()
+
+    def purchase(entity_id: str, key: str, *, stored_days_ago: float) -> None:
+        event = CustomerEvent.objects.create(
+            source=source,
+            type="purchase",
+            event_time=now - timedelta(days=stored_days_ago),
+            created=now - timedelta(days=stored_days_ago),
+            payload={},
+            idempotency_key=key,
+        )
+        events_attach([event], entity_id)
+
+    purchase(f"{0:032x}", "old-0", stored_days_ago=4)
+    purchase(f"{100:032x}", "old-100", stored_days_ago=4)  # not a member yet
+    graph = FakeMetaGraph().start()
+    try:
+        destination = services.destination_create(
+            name="Meta",
+            kind="meta_capi",
+            config={
+                "pixel_id": "1",
+                "access_token": graph.token,
+                "event_types": ["purchase"],
+                "api_base_url": graph.url,
+            },
+        )
+        first = run(services.export_create(segment=vip, destination=destination, user=marketer, enqueue=False))
+        assert first.sent == 1 and set(graph.events) == {("purchase", "old-0")}
+        # Three days later: a new purchase of a member, and a customer who joined the segment meanwhile.
+        details = {**first.details, "events_read_at": (now - timedelta(days=3)).isoformat()}
+        SegmentExport.objects.filter(pk=first.pk).update(details=details)
+        purchase(f"{0:032x}", "new-0", stored_days_ago=0)
+        from cdp.models import CustomerEntity
+
+        joined = CustomerEntity.objects.get(pk=f"{100:032x}")
+        joined.attributes = {**joined.attributes, "vip": [True]}
+        joined.save(update_fields=["attributes"])
+        graph.requests.clear()
+
+        second = run(services.export_create(segment=vip, destination=destination, user=marketer, enqueue=False))
+    finally:
+        graph.stop()
+    assert second.status == SegmentExport.Status.FINISHED, second.error_message
+    resent = sorted(event["event_id"] for request in graph.requests for event in request.json()["data"])
+    assert resent == ["new-0", "old-100"]  # not old-0 again
+    assert second.sent == 2
