@@ -11,7 +11,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -169,6 +169,35 @@ class ExportDestinationAdmin(FeatureAccessMixin, ModelAdmin):
 
     def save_related(self, request, form, formsets, change) -> None:
         return None
+
+    # A destination could not be deleted in the admin at all (only with the API): one with a leaked or revoked token
+    # stayed in every "New export" list. Deleting goes through the service, which refuses while an export to it
+    # waits or runs; its schedules go with it, its export history stays.
+    def has_delete_permission(self, request: HttpRequest, obj: ExportDestination | None = None) -> bool:
+        return user_has_feature(request, Feature.DESTINATIONS_EDIT)
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context=None) -> HttpResponse:
+        destination = self.get_object(request, object_id)
+        if request.method == "POST" and destination is not None:
+            if not self.has_delete_permission(request, destination):
+                raise PermissionDenied
+            try:
+                services.destination_delete(destination=destination)
+            except ValidationError as exc:
+                for problems in exc.message_dict.values():
+                    self.message_user(request, " ".join(problems), level=messages.ERROR)
+                return redirect(reverse("admin:segments_exportdestination_change", args=[destination.pk]))
+            self.message_user(request, f"The export destination “{destination}” was deleted.")
+            return redirect(reverse("admin:segments_exportdestination_changelist"))
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        for destination in queryset:
+            try:
+                services.destination_delete(destination=destination)
+            except ValidationError as exc:
+                problems = " ".join(" ".join(p) for p in exc.message_dict.values())
+                self.message_user(request, f"“{destination}” was kept: {problems}", level=messages.ERROR)
 
 
 # --- exports -----------------------------------------------------------------------------------------------

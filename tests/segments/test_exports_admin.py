@@ -46,3 +46,38 @@ def test_a_schedule_cannot_be_changed_into_a_duplicate(client, admin_user):
 
     assert response.status_code == 200 and "already exists" in response.content.decode()
     assert ExportSchedule.objects.get(pk=second.pk).segment_id == other.pk
+
+
+def test_a_destination_an_export_waits_for_cannot_be_deleted_in_the_admin(client, admin_user):
+    from segments.exports.models import ExportDestination, SegmentExport
+    from segments.exports.services import export_create
+
+    attributes_define()
+    destination = csv_destination()
+    export = export_create(segment=vip_segment(admin_user), destination=destination, user=admin_user, enqueue=False)
+    client.force_login(admin_user)
+    url = f"/admin/segments/exportdestination/{destination.pk}/delete/"
+    assert client.get(url).status_code == 200  # the confirmation page
+
+    response = client.post(url, {"post": "yes"}, follow=True)
+
+    assert "an export to this destination is running; wait for it to end." in response.content.decode()
+    assert ExportDestination.objects.filter(pk=destination.pk).exists()
+    SegmentExport.objects.filter(pk=export.pk).update(status=SegmentExport.Status.FINISHED)
+    client.post(url, {"post": "yes"})
+    assert not ExportDestination.objects.exists()
+
+
+def test_deleting_a_destination_needs_the_edit_feature(client, db):
+    from cdp.features import Feature
+    from cdp.services.auth import role_create, user_create
+    from segments.exports.models import ExportDestination
+
+    role = role_create(name="Exporter", features=[Feature.EXPORTS_RUN, Feature.SEGMENTS_VIEW])
+    user = user_create(username="exporter", password="Exporter-password!", role=role)
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    destination = csv_destination()
+    client.force_login(user)
+    response = client.post(f"/admin/segments/exportdestination/{destination.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 403 and ExportDestination.objects.filter(pk=destination.pk).exists()
