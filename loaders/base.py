@@ -14,7 +14,9 @@ cannot fix) stop the export with the provider's message. Messages never contain 
 
 Checkpoints: after every batch the destination acknowledged, a loader calls `context.checkpoint(...)` with the
 last entity id of that batch (customers arrive ordered by entity id) and its counts, and any state it needs to
-continue (e.g. the Pinterest customer list it created). Before sending a batch it calls `context.sending(...)`.
+continue (e.g. the Pinterest customer list it created); a loader whose counts are not customers (Meta counts
+events) also passes `customers=` (how many it has handled in all), which the progress is then measured by.
+Before sending a batch it calls `context.sending(...)`.
 An export that a dead worker left behind can then continue after the last acknowledged batch — or, for a loader
 that is not `idempotent` (a webhook), fail cleanly instead of possibly delivering a batch twice.
 """

@@ -203,6 +203,7 @@ class MetaConversionsLoader(Loader):
         result = LoadResult()
         # A resumed export keeps the time its first attempt started reading at (nothing stored since is lost).
         read_at = context.state.get("events_read_at") or datetime.now(UTC).isoformat()
+        handled = int(context.state.get("customers") or 0)  # customers, for the progress (counts are events)
         since = self._since(context)
         if since is not None:
             context.log(f"Sending the events stored since {since:%Y-%m-%d %H:%M} UTC (the last export, less an hour), "
@@ -219,8 +220,10 @@ class MetaConversionsLoader(Loader):
                 sent=result.sent,
                 skipped=result.skipped,
                 failed=result.failed,
-                state={"events_read_at": read_at},
+                state={"events_read_at": read_at, "customers": handled + len(chunk)},
+                customers=handled + len(chunk),
             )
+            handled += len(chunk)
         result.details = {
             "events_read_at": read_at,
             "pixel_id": self.config["pixel_id"],

@@ -167,3 +167,18 @@ def test_an_unknown_pixel_stops_the_export_at_once(shop, sleeps):
     assert info.value.permanent and "check pixel_id" in str(info.value)
     assert "Object with ID '1234567890' does not exist" in str(info.value)
     assert len(graph.requests) == 1  # not halved down to one request per event
+
+
+def test_checkpoints_measure_the_progress_in_customers_not_events(shop, meta_graph, sleeps):
+    # Counts are events: the progress (sent + skipped / members) reached 100 % while customers were still to come.
+    event = CustomerEvent.objects.get(idempotency_key="order-1")
+    for n in range(5):  # Jane buys a lot
+        more = CustomerEvent.objects.create(
+            source=event.source, type="purchase", event_time=event.event_time, payload={}, idempotency_key=f"more-{n}"
+        )
+        events_attach([more], shop["jane"])
+    checkpoints = []
+    context = LoadContext(sleep=sleeps, checkpoint=lambda **kw: checkpoints.append(kw))
+    result = capi_loader(meta_graph).load(customers_of(shop), context=context)
+    assert result.sent == 7 and result.skipped == 1
+    assert checkpoints[-1]["customers"] == 3 and checkpoints[-1]["state"]["customers"] == 3

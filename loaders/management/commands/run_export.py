@@ -92,7 +92,11 @@ class Command(BaseCommand):
                 current = SegmentExport.objects.get(pk=export.pk)
                 if current.total is not None and bar.total != current.total:
                     bar.total = current.total
-                bar.n = current.sent + current.skipped + current.failed
+                # The progress, not the counts: a Meta export counts events, more than its customers.
+                if current.total:
+                    bar.n = round(current.progress * current.total)
+                else:
+                    bar.n = current.sent + current.skipped + current.failed
                 bar.refresh()
         except KeyboardInterrupt:
             stop.set()
