@@ -184,6 +184,8 @@ class PinterestLoader(Loader):
             "operation": operation,
             "ad_account_id": self.config["ad_account_id"],
         }
+        if operation == "create" or reused:
+            result.details["audience_created_by_export"] = True  # the next export may update it (_previous_audience)
         if list_id is None:
             if operation == "replace":
                 # Pinterest cannot hold an empty customer list: the audience keeps its old members. A "finished"
@@ -226,11 +228,14 @@ class PinterestLoader(Loader):
         return result
 
     def _previous_audience(self, context: LoadContext) -> str:
-        """The audience the last export of this segment to this destination created or updated, if it was made
-        in this ad account (another account's audience cannot be updated)."""
+        """The audience the last export of this segment to this destination created (or updated, having created it
+        before), if it was made in this ad account (another account's audience cannot be updated)."""
         previous = context.previous or {}
         audience_id = str(previous.get("audience_id") or "")
-        if audience_id and str(previous.get("ad_account_id") or "") == self.config["ad_account_id"]:
+        # Only an audience an export created: one the destination named with audience_id before (add / remove)
+        # belongs to someone else's campaign, and a replace of its members was never asked for.
+        created = previous.get("audience_created_by_export") or previous.get("operation") == "create"
+        if audience_id and created and str(previous.get("ad_account_id") or "") == self.config["ad_account_id"]:
             return audience_id
         return ""
 

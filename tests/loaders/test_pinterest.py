@@ -180,3 +180,16 @@ def test_replacing_with_no_identifier_is_an_error_not_a_silent_finish(pinterest,
         loader.load([{"id": "a" * 32, "attributes": {}}], context=LoadContext(sleep=sleeps))
     assert info.value.permanent and f"audience {audience_id} still has its previous members" in str(info.value)
     assert len(pinterest.audience_members(audience_id)) == 2
+
+
+def test_an_audience_the_destination_named_before_is_not_taken_over(pinterest, sleeps):
+    created = pinterest_loader(pinterest, audience_name="VIP").load(customers(3), context=LoadContext(sleep=sleeps))
+    audience_id = created.details["audience_id"]
+    # The destination used to replace someone's audience by id; its audience_id was then cleared to create one.
+    replaced = pinterest_loader(
+        pinterest, audience_id=audience_id, audience_operation="replace", audience_name="Theirs"
+    ).load(customers(4, start=10), context=LoadContext(sleep=sleeps))
+    result = pinterest_loader(pinterest, audience_name="Mine").load(
+        customers(1, start=20), context=LoadContext(sleep=sleeps, previous=replaced.details)
+    )
+    assert result.details["audience_id"] != audience_id and len(pinterest.audience_members(audience_id)) == 4
