@@ -5,7 +5,8 @@ Each customer is identified by its entity id (`identifiers: {"id": ...}`) and ge
   `'11036','11034'` (target it in Customer.io with *contains* `'11034'`). The export passes the customer's
   memberships among the segments exported to this destination (`customer["segments"]`); without them, the
   exported segment alone.
-- with `one_attribute_per_segment`: `In <segment name>` = true (false for a customer who left the segment).
+- with `one_attribute_per_segment`: `In <segment name>` = true (false for a customer who left the segment; after
+  the segment was renamed, `In <old name>` = false for everyone sent).
 - `email`, `first_name`, `last_name` when the customer has them (the attributes are configurable).
 
 Sent through the batch API (`POST /api/v2/batch`, `identify` actions) in requests under 500 KB; a 207 answer
@@ -86,6 +87,11 @@ class CustomerIoLoader(Loader):
             segments = [] if left else [{"id": context.segment_id, "name": context.segment_name}]
         out: dict[str, Any] = {"SegmentMembership": segment_membership(s["id"] for s in segments)}
         if self.config["one_attribute_per_segment"]:
+            # Renamed since the last export: `In <old name>` stayed true for ever on everyone it was sent to (a
+            # Customer.io segment on it kept its members however the CDP segment changed); it is set false.
+            renamed_from = (context.previous or {}).get("segment_name")
+            if isinstance(renamed_from, str) and renamed_from and renamed_from != context.segment_name:
+                out[f"In {renamed_from}"] = False
             for segment in segments:
                 out[f"In {segment['name']}"] = True
             if context.segment_name:
@@ -170,4 +176,5 @@ class CustomerIoLoader(Loader):
             size += len(item) + 1
             last_id = customer["id"]
         flush()
+        result.details = {"segment_name": context.segment_name}  # the attribute name this export set
         return result

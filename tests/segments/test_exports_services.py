@@ -481,3 +481,18 @@ def test_a_meta_rerun_sends_only_new_events_and_the_recent_events_of_new_members
     resent = sorted(event["event_id"] for request in graph.requests for event in request.json()["data"])
     assert resent == ["new-0", "old-100"]  # not old-0 again
     assert second.sent == 2
+
+
+def test_customerio_hears_that_a_renamed_segments_old_attribute_is_false(vip, marketer, customerio):
+    from segments.services import segment_update
+
+    destination = customerio_destination(customerio, one_attribute_per_segment=True)
+    run(services.export_create(segment=vip, destination=destination, user=marketer, enqueue=False))
+    segment_update(segment=vip, name="Top customers")
+
+    second = run(services.export_create(segment=vip, destination=destination, user=marketer, enqueue=False))
+
+    assert second.status == SegmentExport.Status.FINISHED
+    person = customerio.people[f"{0:032x}"]
+    assert person["In Top customers"] is True
+    assert person["In VIP customers"] is False  # was left true for ever
