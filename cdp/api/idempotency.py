@@ -221,7 +221,7 @@ class AutoSchema(openapi.AutoSchema):
         for code in codes:
             responses.setdefault(code, {"description": ERROR_ANSWERS[code]})
         for code, answer in responses.items():
-            if code.startswith("4"):  # the ones an operation declares itself have the one shape too
+            if code.startswith(("4", "5")):  # the ones an operation declares itself have the one shape too
                 answer.setdefault("content", content)
         operation["responses"] = dict(sorted(responses.items()))
         return operation

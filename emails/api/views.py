@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
@@ -20,7 +20,7 @@ from emails.providers import OutgoingEmail, ProviderError
 from emails.services import campaigns as campaign_services
 from emails.services import templates as template_services
 from emails.services.channel import channel_get, channel_update, webhook_secret_rotate
-from emails.services.sending import email_send
+from emails.services.sending import RecipientBlocked, email_send
 from emails.services.state import EmailInvalid, address_state, email_block, email_normalize, email_unblock
 
 BLOCKING_TAG = "Email Blocking/Unblocking"
@@ -58,9 +58,15 @@ class EmailChannelViewSet(CdpViewSet):
         """A new webhook secret for /emails/feedback, shown this once; the old one stops working."""
         return Response({"webhook_secret": webhook_secret_rotate()})
 
-    @extend_schema(request=s.TestEmailSerializer, responses={200: s.SendResultSerializer})
+    @extend_schema(
+        request=s.TestEmailSerializer,
+        responses={
+            200: s.SendResultSerializer,
+            502: OpenApiResponse(description="The provider refused it or could not be reached: `message` says why."),
+        },
+    )
     def send_test(self, request):
-        """Send a test email through the configured provider (blocked addresses are refused like any send)."""
+        """Send a test email through the configured provider (blocked addresses are refused like any send: a 400)."""
         data = s.TestEmailSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
@@ -71,6 +77,9 @@ class EmailChannelViewSet(CdpViewSet):
                     text="The email channel is configured correctly.",
                 )  # fmt: skip
             )
+        except RecipientBlocked as exc:
+            # Refused before the provider was asked: the address given is the problem, not a gateway.
+            raise ValidationError({"to": str(exc)}) from None
         except ProviderError as exc:
             return Response({"status": "error", "message": str(exc)}, status=status.HTTP_502_BAD_GATEWAY)
         return Response({"status": "ok", "message": "Test email sent", "provider_message_id": provider_id})

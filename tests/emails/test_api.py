@@ -58,6 +58,22 @@ def test_send_test_email(admin_client, channel, smtp_server):
     assert smtp_server.inbox.wait_for(1)[0]["To"] == "qa@example.com"
 
 
+def test_send_test_email_to_a_blocked_address_is_a_400_naming_it(admin_client, channel, smtp_server):
+    """It was a 502 Bad Gateway, as if the provider had failed: the address given is what is wrong, and the provider
+    was never asked."""
+    assert (
+        admin_client.post("/api/emails/block", {"email": "qa@example.com", "reason": "test"}, format="json").status_code
+        == 200
+    )
+
+    response = admin_client.post("/api/channels/email/send_test", {"to": "QA@example.com"}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == {"to": ["QA@example.com is blocked"]}
+    assert response.json()["message"] == "to: QA@example.com is blocked"
+    assert smtp_server.inbox.messages == []
+
+
 def test_templates_crud_and_preview(marketer_client):
     created = marketer_client.post(
         "/api/email_templates",
