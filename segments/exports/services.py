@@ -676,15 +676,23 @@ FREQUENCY_PERIOD = {
 
 @transaction.atomic
 def schedule_set(
-    *, segment: Segment, destination: ExportDestination, frequency: str, enabled: bool = True, user=None
+    *,
+    segment: Segment,
+    destination: ExportDestination,
+    frequency: str | None = None,
+    enabled: bool | None = None,
+    user=None,
 ) -> ExportSchedule:
-    if frequency not in ExportSchedule.Frequency.values:
+    """Create the pair's schedule, or change the one it has: only what is given changes (a new one is daily and
+    enabled unless told otherwise), so re-sending a pair to change its frequency does not re-enable it."""
+    if frequency is not None and frequency not in ExportSchedule.Frequency.values:
         raise ValidationError({"frequency": f"must be one of {', '.join(ExportSchedule.Frequency.values)}."})
+    given = {name: value for name, value in (("frequency", frequency), ("enabled", enabled)) if value is not None}
     schedule, _ = ExportSchedule.objects.update_or_create(
         segment=segment,
         destination=destination,
-        defaults={"frequency": frequency, "enabled": enabled},
-        create_defaults={"frequency": frequency, "enabled": enabled, "created_by": user},
+        defaults=given,
+        create_defaults={"frequency": ExportSchedule.Frequency.DAILY, "enabled": True, **given, "created_by": user},
     )
     return schedule
 

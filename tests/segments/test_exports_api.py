@@ -229,6 +229,31 @@ def test_a_schedule_of_a_hidden_segment_answers_as_one_of_a_missing_segment(expo
     assert hidden.json() == missing.json()
 
 
+def test_a_schedule_without_frequency_is_daily(exporter, vip):
+    """The schema marks `frequency` optional (the model's default: daily); leaving it out was a 500 (KeyError)."""
+    client = client_for(exporter)
+    body = {"segment": vip.pk, "destination": csv_destination().pk}
+
+    response = client.post("/api/segment_export_schedules/", body, format="json")
+
+    assert response.status_code == 201, response.content
+    assert response.json()["frequency"] == "daily" and response.json()["enabled"] is True
+
+
+def test_creating_a_schedule_again_changes_only_what_the_body_names(exporter, vip):
+    """Re-sending the pair without `frequency` or `enabled` used to turn an hourly schedule back to daily and
+    re-enable a disabled one."""
+    client = client_for(exporter)
+    pair = {"segment": vip.pk, "destination": csv_destination().pk}
+    client.post("/api/segment_export_schedules/", {**pair, "frequency": "hourly", "enabled": False}, format="json")
+
+    again = client.post("/api/segment_export_schedules/", pair, format="json")
+    enabled = client.post("/api/segment_export_schedules/", {**pair, "enabled": True}, format="json")
+
+    assert again.status_code == 201 and (again.json()["frequency"], again.json()["enabled"]) == ("hourly", False)
+    assert (enabled.json()["frequency"], enabled.json()["enabled"]) == ("hourly", True)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_run_export_command_exports_and_reports(exporter, capsys, settings, tmp_path):
     attributes_define()

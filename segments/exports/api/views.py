@@ -124,7 +124,8 @@ class SegmentExportViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveMod
 @extend_schema(tags=["Segment Exports"])
 class ExportScheduleViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                             mixins.DestroyModelMixin):  # fmt: skip
-    """Scheduled (hourly / daily) exports of a segment to a destination. Create again to change the frequency."""
+    """Scheduled (hourly / daily) exports of a segment to a destination. Create again to change the frequency or
+    `enabled`: what the body leaves out stays as it was."""
 
     serializer_class = s.ExportScheduleSerializer
     read_feature = Feature.EXPORTS_RUN
@@ -139,8 +140,8 @@ class ExportScheduleViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveMo
         serializer.instance = services.schedule_set(
             segment=segment,
             destination=data["destination"],
-            frequency=data["frequency"],
-            enabled=data.get("enabled", True),
+            frequency=data.get("frequency"),  # each optional: a new schedule is daily and enabled
+            enabled=data.get("enabled"),
             user=self.request.user,
         )
 
