@@ -299,6 +299,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DestinationKindEnum": "loaders.registry.KIND_CHOICES",
         "EventIdentifierStatusEnum": "stitching.models.EventIdentifier.Status",
+        "ErrorStatusEnum": ["error"],
     },
     # /wbs and /v1/* are plain Django views: described by a hook (cdp.api.schema_public).
     "POSTPROCESSING_HOOKS": [

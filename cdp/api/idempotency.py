@@ -184,6 +184,8 @@ ERROR_ANSWERS = {
     "404": "No such object.",
     "413": "The body is over CDP_MAX_REQUEST_BYTES (also once a gzip body is decompressed).",
     "415": "The body is not JSON, or its Content-Encoding is not gzip.",
+    "409": f"A request with this {HEADER} is still running (or its server died under 5 minutes ago): retry later.",
+    "422": f"This {HEADER} was used for another request (method, path, query or body): use a new key.",
 }
 
 
@@ -208,6 +210,8 @@ class AutoSchema(openapi.AutoSchema):
         codes = ["400"] if has_body or has_query else []
         if has_body:
             codes += ["413", "415"]
+        if self.method == "POST" and isinstance(self.view, IdempotentPostMixin):
+            codes += ["409", "422"]
         permissions = self.view.get_permissions()
         if any(isinstance(permission, IsAuthenticated) for permission in permissions):
             codes.append("401")
@@ -220,6 +224,9 @@ class AutoSchema(openapi.AutoSchema):
         responses = operation.setdefault("responses", {})
         for code in codes:
             responses.setdefault(code, {"description": ERROR_ANSWERS[code]})
+        refusal = getattr(self.view, "delete_refusal", "")
+        if method == "DELETE" and refusal:
+            responses.setdefault("400", {"description": refusal})
         for code, answer in responses.items():
             if code.startswith(("4", "5")):  # the ones an operation declares itself have the one shape too
                 answer.setdefault("content", content)

@@ -39,6 +39,7 @@ class AttributeViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMi
     the background."""
 
     serializer_class = ps.AttributeSerializer
+    delete_refusal = "Segments, export destinations or the Audience API setting use it (`message` names them)."
     read_feature = Feature.CUSTOMERS_VIEW
     write_feature = Feature.ATTRIBUTES_EDIT
     lookup_value_regex = r"[A-Za-z0-9_\-]+"

@@ -174,6 +174,34 @@ class EventBulkResponseSerializer(serializers.Serializer):
     rejected = _Rejected(many=True)
 
 
+class EventBulkErrorSerializer(serializers.Serializer):
+    """The 400 of a bulk create: every event rejected (the lists as in a 200), or a body that is not events at all
+    (`message` and `errors` only)."""
+
+    status = serializers.ChoiceField(choices=["error"])
+    message = serializers.CharField()
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+    accepted = _IndexedId(many=True, required=False)
+    duplicates = _IndexedId(many=True, required=False)
+    rejected = _Rejected(many=True, required=False, help_text="Each event with the reason it was refused.")
+
+
+class EntityNotFoundSerializer(serializers.Serializer):
+    """The 404 for a customer entity id: what became of it when it existed."""
+
+    status = serializers.ChoiceField(choices=["error"])
+    message = serializers.CharField()
+    merged_into = serializers.CharField(
+        required=False, help_text="It was merged: the customer (32 hex) that holds its events now."
+    )
+    split_into = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="The customer it was merged into was split later: its events may be in any of these too.",
+    )
+    erased = serializers.BooleanField(required=False, help_text="true: it (or the customer it went into) was erased.")
+
+
 class GlobalSettingSerializer(serializers.Serializer):
     key = serializers.CharField(read_only=True)
     type = serializers.CharField(read_only=True)
@@ -185,7 +213,7 @@ class GlobalSettingSerializer(serializers.Serializer):
 
 
 class GlobalSettingChangeSerializer(serializers.ModelSerializer):
-    changed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    changed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = GlobalSettingChange

@@ -37,6 +37,8 @@ class CdpViewSet(IdempotentPostMixin, viewsets.GenericViewSet):
     Idempotency-Key."""
 
     permission_classes = [IsAuthenticated, HasFeature]
+    # Why a DELETE may be refused (a 400: the object is in use), for the schema; empty when it never is.
+    delete_refusal = ""
 
     def get_serializer_context(self) -> dict[str, Any]:
         context = super().get_serializer_context()
@@ -114,6 +116,7 @@ SUPERUSER_ONLY = "Only a superuser may change a superuser or create a token acti
 class UserViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                   mixins.UpdateModelMixin, mixins.DestroyModelMixin):  # fmt: skip
     serializer_class = s.UserSerializer
+    delete_refusal = "Users are deactivated, not deleted; you cannot deactivate yourself."
     filterset_class = filters.UserFilter
     read_feature = write_feature = Feature.USERS_ADMIN
 
@@ -162,6 +165,7 @@ def _validation_detail(exc: DjangoValidationError, default_field: str) -> dict:
 class RoleViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                   mixins.UpdateModelMixin, mixins.DestroyModelMixin):  # fmt: skip
     serializer_class = s.RoleSerializer
+    delete_refusal = "The role is assigned to users: give them another role first."
     read_feature = write_feature = Feature.USERS_ADMIN
 
     def get_queryset(self):
@@ -223,6 +227,7 @@ class ApiTokenViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMix
 class DataSourceViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                         mixins.UpdateModelMixin, mixins.DestroyModelMixin):  # fmt: skip
     serializer_class = s.DataSourceSerializer
+    delete_refusal = "The source has events, or is the system source `cdp`."
     filterset_class = filters.DataSourceFilter
     read_feature = Feature.DATA_SOURCES_VIEW
     write_feature = Feature.DATA_SOURCES_EDIT
@@ -249,7 +254,13 @@ class DataSourceViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
         except ProtectedError:  # an event stored since the check
             raise ValidationError({"id": "The data source has events; it cannot be deleted."}) from None
 
-    @extend_schema(request=None, responses={200: s.WriteKeySerializer})
+    @extend_schema(
+        request=None,
+        responses={
+            200: s.WriteKeySerializer,
+            400: OpenApiResponse(description="The system source `cdp` takes no events: it has no write key."),
+        },
+    )
     @action(detail=True, methods=["post"], url_path="rotate_write_key")
     def rotate_write_key(self, request, pk=None):
         """Issue a new write key; the old one stops working at once."""
@@ -339,7 +350,13 @@ class CustomerEventViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveMod
     @extend_schema(
         tags=["Create Customer Events"],
         request=s.EventBulkRequestSerializer,
-        responses={200: s.EventBulkResponseSerializer, 400: s.EventBulkResponseSerializer},
+        responses={
+            200: s.EventBulkResponseSerializer,
+            400: OpenApiResponse(
+                s.EventBulkErrorSerializer,
+                description="Every event was rejected (`rejected` gives each one's reason), or the body is not events.",
+            ),
+        },
     )
     def create(self, request, *args, **kwargs):
         """Store up to 1,000 events. Each is validated on its own: good ones are stored, each bad one is
@@ -375,9 +392,10 @@ def events_bulk_create(body: Any) -> tuple[dict, int]:
 
 
 ENTITY_NOT_FOUND = OpenApiResponse(
+    s.EntityNotFoundSerializer,
     description='{"status": "error", "message": "..."}; for an id merged into another customer also '
     '"merged_into": "<the customer it belongs to now>" (and "split_into": [...], the customers split off that one '
-    'since), for an erased one "erased": true.'
+    'since), for an erased one "erased": true.',
 )
 
 

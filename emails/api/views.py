@@ -93,6 +93,7 @@ class EmailChannelViewSet(CdpViewSet):
 class EmailTemplateViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                            mixins.UpdateModelMixin, mixins.DestroyModelMixin):  # fmt: skip
     serializer_class = s.EmailTemplateSerializer
+    delete_refusal = "Campaigns used the template: it is kept with them."
     read_feature = Feature.EMAILS_VIEW
     write_feature = Feature.EMAILS_SEND
 
@@ -172,7 +173,12 @@ class EmailAddressViewSet(CdpViewSet, mixins.ListModelMixin):
         block list import's columns, so it loads as a block list here or into another sender."""
         return suppression_list_response()
 
-    @extend_schema(responses={200: s.EmailAddressDetailSerializer})
+    @extend_schema(
+        responses={
+            200: s.EmailAddressDetailSerializer,
+            400: OpenApiResponse(description="Not an email address: `Email address is invalid`."),
+        }
+    )
     def retrieve(self, request, email=None):
         return Response(s.EmailAddressDetailSerializer(_address_or_404(email)).data)
 
@@ -231,7 +237,11 @@ class CampaignViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMix
             name=data["name"], template=data["template"], segment_id=data["segment_id"], user=self.request.user
         )
 
-    @extend_schema(tags=["Email Activations"], request=None, responses={200: s.CampaignSerializer})
+    @extend_schema(
+        tags=["Email Activations"],
+        request=None,
+        responses={200: s.CampaignSerializer, 400: OpenApiResponse(description="The campaign cannot be paused now.")},
+    )
     @action(detail=True, methods=["post"], url_path="pause")
     def pause(self, request, pk=None):
         """Stop sending: the run stops before its next send; the recipients not mailed yet wait for `resume`.
@@ -239,7 +249,11 @@ class CampaignViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMix
         campaign = campaign_services.campaign_pause(campaign=self.get_object())
         return Response(s.CampaignSerializer(campaign, context=self.get_serializer_context()).data)
 
-    @extend_schema(tags=["Email Activations"], request=None, responses={200: s.CampaignSerializer})
+    @extend_schema(
+        tags=["Email Activations"],
+        request=None,
+        responses={200: s.CampaignSerializer, 400: OpenApiResponse(description="The campaign is not paused.")},
+    )
     @action(detail=True, methods=["post"], url_path="resume")
     def resume(self, request, pk=None):
         """Go on sending a paused campaign to the recipients it had not mailed yet. 400 when it is not paused."""

@@ -176,6 +176,7 @@ class OperatorsSerializer(serializers.Serializer):
     date = OperatorSerializer(many=True)
     datetime = OperatorSerializer(many=True)
     bool = OperatorSerializer(many=True)
+    compound = OperatorSerializer(many=True)
 
 
 class SegmentOverlapSerializer(serializers.Serializer):

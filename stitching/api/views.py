@@ -36,6 +36,7 @@ class StitchingCategoryViewSet(StitchingConfigViewSet, mixins.ListModelMixin, mi
     priority (which identifier a limit drops first)."""
 
     serializer_class = s.StitchingCategorySerializer
+    delete_refusal = "Stitching rules or attributes use the category (`message` names them)."
     lookup_value_regex = r"[a-z0-9_\-]+"
 
     def get_queryset(self):

@@ -14,7 +14,7 @@ class ExportDestinationSerializer(serializers.ModelSerializer):
     )
     mandatory_attributes = serializers.ListField(child=serializers.CharField(), required=False)
     loader = serializers.CharField(source="loader_label", read_only=True)
-    created_by = serializers.StringRelatedField(read_only=True)
+    created_by = serializers.StringRelatedField(read_only=True, allow_null=True)
 
     class Meta:
         model = ExportDestination
@@ -53,7 +53,12 @@ class LoaderKindSerializer(serializers.Serializer):
 
 
 class SegmentExportSerializer(serializers.ModelSerializer):
-    started_by = serializers.StringRelatedField(read_only=True)
+    started_by = serializers.StringRelatedField(
+        read_only=True,
+        allow_null=True,
+        help_text="Who started it (a scheduled run: who made the schedule); null when nobody did "
+        "(`manage.py run_export` without `--user`).",
+    )
     download_url = serializers.SerializerMethodField()
 
     class Meta:

@@ -23,6 +23,7 @@ from segments.selectors import segment_get_visible
 class ExportDestinationViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                                mixins.UpdateModelMixin, mixins.DestroyModelMixin):  # fmt: skip
     serializer_class = s.ExportDestinationSerializer
+    delete_refusal = "An export to the destination is running: wait for it to end."
     read_feature = Feature.EXPORTS_RUN
     write_feature = Feature.DESTINATIONS_EDIT
     filterset_fields = ["kind"]
