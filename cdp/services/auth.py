@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.models import update_last_login
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -185,6 +186,9 @@ def user_login(*, username: str, password: str, token_name: str = "login") -> tu
     user = authenticate(username=username, password=password)
     if user is None or not user.is_active:
         return None
+    # As the admin's login does (Django's user_logged_in): the Users list shows when someone last signed in, and an
+    # account used only through the API read "never".
+    update_last_login(None, user)
     # A login's token lasts CDP_LOGIN_TOKEN_TTL_HOURS: a session left behind on some laptop stops working.
     ttl = settings.CDP_LOGIN_TOKEN_TTL_HOURS
     token, key = token_create(

@@ -23,6 +23,24 @@ def test_login_returns_a_token_that_authenticates(analyst):
     assert client.get("/api/users/me").json()["username"] == "analyst"
 
 
+def test_login_records_the_last_login_as_the_admin_login_does(analyst):
+    """An account used only through the API showed "last login: never" in the admin's Users list."""
+    before = timezone.now()
+
+    response = APIClient().post(
+        "/api/users/login", {"username": "analyst", "password": "Analyst-password!"}, format="json"
+    )
+
+    analyst.refresh_from_db()
+    assert analyst.last_login is not None and analyst.last_login >= before
+    assert response.json()["user"]["last_login"] is not None
+    failed = APIClient().post("/api/users/login", {"username": "analyst", "password": "wrong"}, format="json")
+    assert failed.status_code == 401
+    last = analyst.last_login
+    analyst.refresh_from_db()
+    assert analyst.last_login == last
+
+
 def test_a_login_token_expires_after_the_configured_time(analyst, settings):
     """A login's token used to work until revoked (a session left on some laptop for ever); now for
     CDP_LOGIN_TOKEN_TTL_HOURS (30 days by default, 0: until revoked), and the answer says until when."""
