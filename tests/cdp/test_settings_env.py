@@ -139,3 +139,25 @@ def test_database_connections_give_up_after_a_connect_timeout(overrides, expecte
 
     assert result.returncode == 0, result.stderr
     assert str(ast.literal_eval(result.stdout.strip())["connect_timeout"]) == expected
+
+
+def test_the_operations_guide_lists_every_variable_the_settings_read_with_its_default():
+    """docs/operations.md's table is the operator's list: a variable missing there cannot be found, one that is
+    there but not read is set for nothing, and a wrong default misleads."""
+    import re
+
+    table = {}
+    for line in (BASE_DIR / "docs" / "operations.md").read_text().splitlines():
+        row = re.match(r"\| `([A-Z_]+)` \| ([^|]*) \|", line)
+        if row:
+            table[row.group(1)] = row.group(2)
+    settings_source = (BASE_DIR / "cdp" / "settings.py").read_text()
+    read = set(re.findall(r'env_(?:str|bool|int|list|url)\(\s*"([A-Z_]+)"', settings_source))
+    read |= set(re.findall(r'os\.environ\.get\("([A-Z_]+)"', (BASE_DIR / "cdp/services/secrets.py").read_text()))
+
+    assert set(table) == read, (sorted(read - set(table)), sorted(set(table) - read))
+    for name, default in re.findall(r'env_int\(\s*"([A-Z_]+)",\s*([0-9][0-9 *]*)', settings_source):
+        documented = re.match(r"`(\d+)`", table[name])
+        assert documented and int(documented.group(1)) == eval(default), (name, table[name])  # noqa: S307
+    for name, default in re.findall(r'env_bool\(\s*"([A-Z_]+)",\s*(True|False)\)', settings_source):
+        assert table[name].startswith(f"`{int(default == 'True')}`"), (name, table[name])
