@@ -44,6 +44,20 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
+def _batch_rejected(success: dict[str, Any]) -> dict[str, Any]:
+    """A batch's 400: the error body, and when every message was rejected, the 200's lists with the reasons."""
+    counts = {name: schema for name, schema in success.items() if name != "success"}
+    schema = {
+        "type": "object",
+        "properties": _ERROR["properties"] | {"success": {"type": "boolean", "enum": [False]}} | counts,
+        "required": _ERROR["required"],
+    }
+    return {
+        "description": "Invalid JSON, or every message of the batch rejected (`rejected` gives each one's reason).",
+        "content": {"application/json": {"schema": schema}},
+    }
+
+
 def _audience() -> dict[str, Any]:
     def parameter(name: str, description: str) -> dict[str, Any]:
         return {"name": name, "in": "query", "required": True, "schema": {"type": "string"}, "description": description}
@@ -183,10 +197,7 @@ def _segment_operation(name: str, *, short: str | None = None) -> dict[str, Any]
                         }
                     },
                 },
-                "400": _error(
-                    "Invalid JSON or message"
-                    + ("; a batch where every message is rejected lists them." if batch else ".")
-                ),
+                "400": _batch_rejected(success) if batch else _error("Invalid JSON or message."),
                 "401": _error("Missing or unknown write key."),
                 "413": _error(f"{'Body' if batch else 'Message'} over {limit // 1024} KB."),
                 "429": _RATE_LIMITED,

@@ -162,3 +162,25 @@ def test_error_answers_match_the_schema(api, demo):
 
     statuses = sorted({problem.split(":")[0] for problem in api.problems})
     assert api.problems == [], statuses
+
+
+def test_public_endpoint_answers_match_the_schema(client, schema, web_source):
+    """/v1/* and /wbs are described by a hook (cdp.api.schema_public), not by serializers: their bodies too."""
+    import base64
+
+    auth = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(f"{web_source.plain_write_key}:".encode()).decode()}
+    track = {"userId": "u-1", "event": "Order Completed", "properties": {"revenue": 42}}
+    answers = [
+        ("POST", "/v1/track", client.post("/v1/track", track, content_type="application/json", **auth)),
+        ("POST", "/v1/batch", client.post("/v1/batch", {"batch": [{"type": "track", **track}, {"type": "bogus"}]},
+                                          content_type="application/json", **auth)),
+        ("POST", "/v1/batch", client.post("/v1/batch", {"batch": [{"type": "bogus"}]}, content_type="application/json",
+                                          **auth)),
+        ("POST", "/v1/track", client.post("/v1/track", "{bad", content_type="application/json", **auth)),
+        ("POST", "/v1/track", client.post("/v1/track", track, content_type="application/json")),
+        ("GET", "/wbs", client.get("/wbs")),
+        ("GET", "/wbs", client.get("/wbs", {"attribute": "ps_email_address", "value": "x@example.com", "segment": 9})),
+    ]  # fmt: skip
+
+    assert [answer.status_code for _, _, answer in answers] == [200, 200, 400, 400, 401, 400, 400]
+    assert [problem for method, path, answer in answers for problem in schema.problems(method, path, answer)] == []
