@@ -36,6 +36,8 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
 
     def paginate_queryset(self, queryset, request, view=None):
         self.request = request
+        self.view = view
+        self.page_rows: list = []
         self.limit = _int_param(request, self.limit_query_param, self.default_limit, self.max_limit)
         self.offset = _int_param(request, self.offset_query_param, 0, MAX_OFFSET)
         if self.limit == 0:
@@ -44,7 +46,8 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
             rows = list(queryset[self.offset : self.offset + self.limit + 1])
             self.has_more = len(rows) > self.limit
             self.count = None
-            return rows[: self.limit]
+            self.page_rows = rows[: self.limit]
+            return self.page_rows
         self.count = self.get_count(queryset)
         self.has_more = self.offset + self.limit < self.count
         if self.count == 0 or self.offset >= self.count:
@@ -54,6 +57,15 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
     def get_next_link(self):
         if not self.has_more:
             return None
+        # A view read in keyset order (`next_cursor`) continues after the page's last row, not at an offset: a row
+        # that moves meanwhile would shift the offsets and another would never be read.
+        next_cursor = getattr(self.view, "next_cursor", None)
+        cursor = next_cursor(self.request, self.page_rows[-1]) if next_cursor and self.page_rows else None
+        if cursor is not None:
+            from rest_framework.utils.urls import remove_query_param, replace_query_param
+
+            url = remove_query_param(self.request.build_absolute_uri(), self.offset_query_param)
+            return replace_query_param(url, cursor[0], cursor[1])
         return super().get_next_link() if self.count is not None else self._link(self.offset + self.limit)
 
     def _link(self, offset: int):

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import ProtectedError, QuerySet
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ParseError, PermissionDenied, ValidationError
 from rest_framework.permissions import SAFE_METHODS, AllowAny, IsAuthenticated
@@ -445,6 +445,13 @@ class CustomerEntityViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveMo
 
     def get_queryset(self):
         return selectors.entities_list()
+
+    def next_cursor(self, request, last: CustomerEntity) -> tuple[str, str] | None:
+        """With ordering=modified (a sync), `next` reads on after the page's last customer (`after`), as the README
+        says a sync must, instead of at an offset."""
+        if self.action != "list" or request.query_params.get("ordering") != "modified":
+            return None
+        return "after", f"{serializers.DateTimeField().to_representation(last.modified)},{last.pk}"
 
     def get_object(self):
         return entity_get_or_404(self.get_queryset(), self.kwargs["pk"])

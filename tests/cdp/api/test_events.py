@@ -245,6 +245,28 @@ def test_customers_can_be_synced_page_after_page_without_missing_one_changed_mea
     assert seen == [e.pk for e in expected] + [entities[0].pk]
 
 
+def test_a_sync_that_follows_next_reads_on_after_the_last_customer_not_at_an_offset(analyst_client):
+    """`next` was `?offset=2`, so a client that follows it (what generic clients do) paged by offsets, and a
+    customer changed meanwhile made it miss another, which the README warns against. With ordering=modified it is
+    the `after` of the page's last customer."""
+    start = timezone.now() - timedelta(hours=1)
+    entities = [CustomerEntity.objects.create() for _ in range(5)]
+    for n, entity in enumerate(entities):
+        CustomerEntity.objects.filter(pk=entity.pk).update(modified=start + timedelta(minutes=n))
+
+    body = analyst_client.get("/api/customer_entities/", {"ordering": "modified", "limit": 2}).json()
+    CustomerEntity.objects.filter(pk=entities[0].pk).update(modified=timezone.now())  # moves to the end
+    seen = [row["id"] for row in body["results"]]
+    while body["next"]:
+        assert "offset=" not in body["next"]
+        body = analyst_client.get(body["next"]).json()
+        seen += [row["id"] for row in body["results"]]
+
+    assert seen == [e.pk for e in entities] + [entities[0].pk]
+    newest_first = analyst_client.get("/api/customer_entities/", {"limit": 2}).json()["next"]
+    assert "offset=2" in newest_first and "after=" not in newest_first  # other orders page by offset as before
+
+
 @pytest.mark.parametrize(
     ("query", "fragment"),
     [
