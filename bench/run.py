@@ -30,6 +30,7 @@ os.environ.setdefault("SECRET_KEY", "bench")
 os.environ.setdefault("LOG_FORMAT", "text")
 # Figures measure one stage each: ingestion must not stitch in-process (there is no broker here).
 os.environ.setdefault("CDP_STITCH_AFTER_INGEST", "0")
+os.environ.setdefault("CDP_DESTINATIONS_ALLOW_PRIVATE", "1")  # the loader figures' fakes listen on loopback
 
 import generate  # noqa: E402  (bench/generate.py)
 

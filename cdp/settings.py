@@ -207,6 +207,10 @@ CELERY_BEAT_SCHEDULE = {
 }
 # An export whose worker has not reported for this long is resumed (or cleanly failed) by the watchdog.
 CDP_EXPORT_STALE_AFTER_S = env_int("CDP_EXPORT_STALE_AFTER_S", 600, minimum=30)
+# Destinations (webhook URLs, providers' API base URLs) may not resolve to loopback, private, link-local or other
+# non-public addresses: a user who edits destinations could otherwise make the server call its own network (the
+# cloud metadata service, Redis) and read the answer in the export's error. On for tests' local fakes only.
+CDP_DESTINATIONS_ALLOW_PRIVATE = env_bool("CDP_DESTINATIONS_ALLOW_PRIVATE", False)
 
 if REDIS_URL:
     CACHES = {

@@ -13,11 +13,13 @@ The sleep between attempts is injectable (`sleep=`), so tests exercise Retry-Aft
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import logging
 import random
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -80,6 +82,37 @@ def _default_error_message(response: Response) -> str:
     return text or f"HTTP {response.status}"
 
 
+def _address_refusal(url: str) -> str | None:
+    """Why `url`'s host may not be called: it is, or resolves to, an address that is not public (loopback, private,
+    link-local such as the cloud metadata service, ...), unless CDP_DESTINATIONS_ALLOW_PRIVATE. None when it may.
+    (Checked before each attempt; a name re-resolved between the check and the connection is not covered.)"""
+    from django.conf import settings
+
+    if settings.CDP_DESTINATIONS_ALLOW_PRIVATE:
+        return None
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        return f"the URL cannot be read ({exc})"
+    if not host:
+        return "the URL has no host"
+    try:
+        found = {info[4][0] for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)}
+    except (socket.gaierror, UnicodeError):
+        return None  # unknown host: the attempt itself fails with "could not be reached"
+    for address in sorted(found):
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if getattr(ip, "ipv4_mapped", None):
+            ip = ip.ipv4_mapped
+        if not ip.is_global:
+            return (
+                f"{host} is a non-public address ({ip}); destinations are reached over the internet only "
+                "(set CDP_DESTINATIONS_ALLOW_PRIVATE=1 for a receiver inside your network)"
+            )
+    return None
+
+
 # No proxies: destinations are reached directly (and tests' loopback servers must not go through one).
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -111,6 +144,8 @@ class HttpClient:
     def _send(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> Response:
         if not url.startswith(("http://", "https://")):
             raise LoaderError(f"{self.provider}: only http(s) URLs can be called.", permanent=True)
+        if refusal := _address_refusal(url):
+            raise LoaderError(f"{self.provider}: {refusal}.", permanent=True)
         request = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310 (checked above)
         try:
             with _opener.open(request, timeout=self.timeout) as raw:

@@ -25,6 +25,13 @@ def _celery_eager():
 
 
 @pytest.fixture(autouse=True)
+def _destinations_on_loopback(settings):
+    """The provider fakes listen on 127.0.0.1, which production refuses as a destination (see loaders/http.py);
+    the tests of that refusal turn it back off."""
+    settings.CDP_DESTINATIONS_ALLOW_PRIVATE = True
+
+
+@pytest.fixture(autouse=True)
 def _rate_limits_fresh():
     """Public endpoints count requests per client IP (Redis and per-process batches): every test starts at zero,
     whatever the tests before it sent from 127.0.0.1 in the same minute."""

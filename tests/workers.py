@@ -197,6 +197,7 @@ def worker_environment() -> dict[str, str]:
         CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
         CELERY_RESULT_BACKEND=settings.CELERY_RESULT_BACKEND or settings.REDIS_URL,
         PYTHONUNBUFFERED="1",
+        CDP_DESTINATIONS_ALLOW_PRIVATE="1",  # the provider fakes listen on loopback
     )
     return env
 

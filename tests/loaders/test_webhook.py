@@ -65,3 +65,38 @@ def test_a_retry_is_signed_again_with_a_fresh_timestamp(webhook_receiver):
     assert signature_verify(
         webhook_receiver.secret, retry.headers["x-cdp-timestamp"], retry.body, retry.headers["x-cdp-signature"]
     )
+
+
+@pytest.mark.parametrize(
+    "url, address",
+    [
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),  # the cloud metadata service
+        ("http://localhost:6379/", "127.0.0.1"),
+        ("http://10.0.0.7/hook", "10.0.0.7"),
+        ("http://[::ffff:192.168.1.1]/hook", "192.168.1.1"),
+    ],
+)
+def test_a_destination_on_a_non_public_address_is_refused(settings, sleeps, url, address):
+    # Anyone who may edit destinations could point a webhook (or a provider's api_base_url) at the server's own
+    # network and read the answer in the export's error.
+    settings.CDP_DESTINATIONS_ALLOW_PRIVATE = False
+    loader = loader_for("webhook", {"url": url, "secret": "s"})
+
+    with pytest.raises(LoaderError) as info:
+        loader.load([{"id": "a" * 32, "attributes": {}}], context=LoadContext(sleep=sleeps))
+
+    assert info.value.permanent and f"non-public address ({address})" in str(info.value)
+    assert "CDP_DESTINATIONS_ALLOW_PRIVATE" in str(info.value) and sleeps.waits == []
+
+
+def test_a_receiver_inside_the_network_is_reached_when_allowed(settings, webhook_receiver, sleeps):
+    settings.CDP_DESTINATIONS_ALLOW_PRIVATE = False
+    loader = loader_for("webhook", {"url": webhook_receiver.url, "secret": webhook_receiver.secret})
+    with pytest.raises(LoaderError):
+        loader.load([{"id": "a" * 32, "attributes": {}}], context=LoadContext(sleep=sleeps))
+    assert webhook_receiver.requests == []  # refused before any connection
+
+    settings.CDP_DESTINATIONS_ALLOW_PRIVATE = True
+    result = loader.load([{"id": "a" * 32, "attributes": {}}], context=LoadContext(sleep=sleeps))
+
+    assert result.sent == 1
