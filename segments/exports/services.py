@@ -522,13 +522,14 @@ def _export_run_claimed(
             fields["checkpoint_state"] = state
         SegmentExport.objects.filter(pk=export_id).update(**fields)
 
-    previous = (
+    # The last finished run of this segment to this destination: its details (a loader's own notes) and its id.
+    last_finished, previous = (
         SegmentExport.objects.filter(segment=segment, destination=destination, status=SegmentExport.Status.FINISHED)
         .exclude(pk=export_id)
         .order_by("-finished_at", "-pk")
-        .values_list("details", flat=True)
+        .values_list("pk", "details")
         .first()
-    )
+    ) or (None, None)
     members_sql = segment_members_sql(segment=segment) if loader.produces_file else None
     members_condition = segment_condition_sql(segment=segment) if loader.produces_file else None
     context = LoadContext(
@@ -546,13 +547,6 @@ def _export_run_claimed(
         sleep=sleep,
     )
     leavers_of = record_for = new_since = None
-    last_finished = (
-        SegmentExport.objects.filter(segment=segment, destination=destination, status=SegmentExport.Status.FINISHED)
-        .exclude(pk=export_id)
-        .order_by("-finished_at", "-pk")
-        .values_list("pk", flat=True)
-        .first()
-    )
     if getattr(loader, "wants_leavers", False):
         # Who left since the last finished run to this destination hears it (Customer.io: `In <name>` = false).
         record_for, leavers_of = export_id, last_finished
