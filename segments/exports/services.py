@@ -269,6 +269,11 @@ def export_create(
     return export
 
 
+def export_log_last_message(log: str) -> str:
+    """The last message an export's log holds, without the time export_log put before it."""
+    return log.rstrip().rsplit("\n", 1)[-1].split(" ", 2)[-1]
+
+
 def export_log(*, export_id: int, message: str) -> None:
     """Append a line to the export's log (autocommit: visible at once) and beat the heartbeat."""
     line = f"{timezone.now():%Y-%m-%d %H:%M:%S} {message}\n"

@@ -70,7 +70,7 @@ class Command(BaseCommand):
                     current = SegmentExport.objects.get(pk=export.pk)
                     if current.status != SegmentExport.Status.WAITING or stop.is_set():
                         return
-                    problem = (current.log.rstrip().rsplit("\n", 1)[-1])[20:]  # the last line, without its time
+                    problem = services.export_log_last_message(current.log)
                     notes.append(f"Attempt {current.attempts} of {services.MAX_ATTEMPTS}: {problem}")
                     if stop.wait(services.TRANSIENT_RETRY_DELAY_S):
                         return

@@ -47,10 +47,9 @@ class ExportDestinationViewSet(CdpViewSet, mixins.ListModelMixin, mixins.Retriev
         configuration (omitted settings take their defaults; omitted secrets keep their stored values). PATCH: only
         the settings in `config` change (`null` resets one to its default)."""
         destination = self.get_object()
-        data = s.DestinationUpdateSerializer(data=request.data, partial=kwargs.get("partial", False))
-        data.is_valid(raise_exception=True)
-        # A PATCH changes the settings it names; a PUT gives the whole configuration.
         partial = kwargs.get("partial", False)
+        data = s.DestinationUpdateSerializer(data=request.data, partial=partial)
+        data.is_valid(raise_exception=True)
         services.destination_update(destination=destination, config_partial=partial, **data.validated_data)
         return Response(self.get_serializer(destination).data)
 
