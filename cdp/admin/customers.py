@@ -28,6 +28,7 @@ from cdp.features import Feature
 from cdp.models import CustomerEntity, CustomerEvent, CustomerEventEntity, DataSource
 from cdp.selectors import customers_search, entities_list, events_list
 from cdp.services.erasure import ErasureBacklog, entity_erase
+from cdp.services.events import HASH_KEY_PREFIX, idempotency_key_of
 
 LATEST_EVENTS_ON_ENTITY = 50
 PG_BIGINT_MAX = 2**63 - 1
@@ -176,9 +177,8 @@ class CustomerEventAdmin(FeatureAccessMixin, ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        keys = [term]
-        if term.startswith("h:"):
-            keys.append("m:" + term)  # a client message id that looked like a generated key (see events.py)
+        # The key of a message id (escaped when it looks generated), or a content-hash key itself ("h:…").
+        keys = [idempotency_key_of(term)] + ([term] if term.startswith(HASH_KEY_PREFIX) else [])
         # The idempotency index is (source_id, idempotency_key); naming every source lets PostgreSQL use it
         # instead of scanning, and there are only a handful of sources.
         source_ids = list(DataSource.objects.values_list("id", flat=True))

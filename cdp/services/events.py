@@ -166,17 +166,22 @@ def event_record_build(
     return EventRecord(source_id, type, when, payload_json, key)
 
 
+# A key that looks generated or escaped: "h:…", "m:h:…", "m:m:h:…" (any number of "m:" before "h:").
+_ESCAPABLE = re.compile(f"^(?:{ESCAPED_KEY_PREFIX})*{HASH_KEY_PREFIX}")
+
+
 def idempotency_key_of(message_id: str) -> str:
     """The stored idempotency key of a client's message id: a message id that starts like a generated content-hash
-    key is escaped, so it never collides with one."""
-    return ESCAPED_KEY_PREFIX + message_id if message_id.startswith(HASH_KEY_PREFIX) else message_id
+    key ("h:…") or like an escaped one ("m:h:…", "m:m:h:…") gets one more "m:", so no two message ids and no
+    message id and content hash share a key ("h:x" is stored as "m:h:x", "m:h:x" as "m:m:h:x")."""
+    return ESCAPED_KEY_PREFIX + message_id if _ESCAPABLE.match(message_id) else message_id
 
 
 def message_id_of(idempotency_key: str) -> str | None:
     """The message id the client sent, from the stored key; None when it sent none (the key is a content hash)."""
     if idempotency_key.startswith(HASH_KEY_PREFIX):
         return None
-    if idempotency_key.startswith(ESCAPED_KEY_PREFIX + HASH_KEY_PREFIX):
+    if idempotency_key.startswith(ESCAPED_KEY_PREFIX) and _ESCAPABLE.match(idempotency_key):
         return idempotency_key[len(ESCAPED_KEY_PREFIX) :]
     return idempotency_key
 

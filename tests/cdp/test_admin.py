@@ -256,6 +256,21 @@ def test_events_search_finds_exact_message_id_or_event_id(staff_client, events):
 
 
 @pytest.mark.django_db
+def test_events_search_tells_escaped_looking_message_ids_apart(staff_client, web_source):
+    plain = ingest(web_source, "purchase", T0, {}, message_id="h:x")
+    escaped = ingest(web_source, "purchase", T0, {}, message_id="m:h:x")
+    unsent = ingest(web_source, "purchase", T0, {"n": 1})
+
+    def found(term: str) -> set[int]:
+        response = staff_client.get(changelist("customerevent"), {"q": term})
+        return {e.pk for e in response.context["cl"].result_list}
+
+    assert found("h:x") == {plain.pk}
+    assert found("m:h:x") == {escaped.pk}
+    assert found(unsent.idempotency_key) == {unsent.pk}  # the content-hash key itself
+
+
+@pytest.mark.django_db
 def test_event_detail_is_read_only_and_pretty_prints_the_payload(staff_client, events):
     response = staff_client.get(change("customerevent", events["purchase"].pk))
     page = response.content.decode()

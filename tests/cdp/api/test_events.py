@@ -188,6 +188,23 @@ def test_message_id_is_what_the_client_sent_and_finds_the_event(analyst_client, 
         assert [row["message_id"] for row in found] == [message_id]
 
 
+def test_message_ids_that_look_escaped_are_distinct_events(analyst_client, web_source):
+    # "h:x" is stored escaped as "m:h:x": a client's own "m:h:x" must not be taken for a retry of it.
+    message_ids = ["h:x", "m:h:x", "m:m:h:x", "m:x", "x"]
+    answer = analyst_client.post("/api/events/", [event(message_id=m) for m in message_ids], format="json").json()
+    assert [row["index"] for row in answer["accepted"]] == [0, 1, 2, 3, 4]
+
+    rows = analyst_client.get("/api/events/?limit=10").json()["results"]
+    assert sorted(row["message_id"] for row in rows) == sorted(message_ids)
+    for message_id in message_ids:
+        found = analyst_client.get("/api/events/", {"message_id": message_id}).json()["results"]
+        assert [row["message_id"] for row in found] == [message_id]
+    # Sent again: each one is a duplicate of itself.
+    again = analyst_client.post("/api/events/", [event(message_id=m) for m in message_ids], format="json").json()
+    assert again["accepted"] == []
+    assert again["duplicates"] == answer["accepted"]
+
+
 def test_event_detail_embeds_source_with_load_full_structure(analyst_client, web_source):
     event_id = analyst_client.post("/api/events/", [event()], format="json").json()["accepted"][0]["id"]
     plain = analyst_client.get(f"/api/events/{event_id}/").json()
