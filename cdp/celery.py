@@ -40,25 +40,33 @@ BROKER_BACKOFF_SECONDS = 10.0
 _broker_down_until = 0.0
 
 
-def enqueue_with_safety_net(send: Callable[[], object], *, what: str) -> bool:
-    """Send a task message whose work a beat task also picks up (the safety nets in CELERY_BEAT_SCHEDULE); False
-    when the broker is unavailable: logged, not raised. It runs after a commit, inside the request that stored the
-    work (events, webhook payloads): a Redis outage made each such request wait ~20 s for the result store's
-    reconnects and then answer 500 although its data was stored, so clients retried and the web workers all hung.
-    The work stays durable in PostgreSQL; the beat's next run after the broker is back does it."""
+def _broker_send(send: Callable[[], object], *, what: str, consequence: str) -> bool:
+    """Send a task message; False when the broker is unavailable (logged with `consequence`, not raised), and,
+    without trying, for BROKER_BACKOFF_SECONDS after such a failure."""
     global _broker_down_until
     if app.conf.task_always_eager:
         send()  # no broker in between: the task runs here, and its own errors are not an outage
         return True
     if time.monotonic() < _broker_down_until:
-        return False
+        return False  # (not logged again: during an outage ingestion would log every request)
     try:
         send()
     except Exception:  # noqa: BLE001 - kombu / redis / the result store's RuntimeError: the broker is not there
         _broker_down_until = time.monotonic() + BROKER_BACKOFF_SECONDS
-        logger.warning("%s: the broker is unavailable; the beat's safety net will do it", what, exc_info=True)
+        logger.warning("%s: the broker is unavailable; %s", what, consequence, exc_info=True)
         return False
     return True
+
+
+def enqueue_with_safety_net(send: Callable[[], object], *, what: str) -> bool:
+    """Send a task message whose work a beat task also picks up (the safety nets and watchdogs in
+    CELERY_BEAT_SCHEDULE); False when the broker is unavailable: logged, not raised. It runs after a commit, inside
+    the request that stored the work (events, webhook payloads, a waiting export, a queued import or campaign): a
+    Redis outage made each such request wait ~20 s for the result store's reconnects and then answer 500 although
+    its data was stored, so clients retried and the web workers all hung (and a 500 from an on-commit callback
+    skips the callbacks after it). The work stays durable in PostgreSQL; the beat's next run after the broker is
+    back does it."""
+    return _broker_send(send, what=what, consequence="the beat's safety net will do it")
 
 
 def broker_backoff_reset() -> None:

@@ -223,3 +223,37 @@ def celery_worker_process(transactional_db, request, tmp_path) -> Iterator[Celer
             capture = request.config.pluginmanager.getplugin("capturemanager")
             with capture.global_and_fixture_disabled():
                 sys.stderr.write(f"\n{harness.logs()}\n")
+
+
+@contextlib.contextmanager
+def broker_unreachable() -> Iterator[str]:
+    """Redis down, for the Celery app of this process: its broker and result store point at a closed port, and tasks
+    are sent (not run in-process), so every send fails as in an outage. Yields the closed URL; the app's broker,
+    result store, connection pools and the broker back-off are as before afterwards."""
+    from cdp.celery import broker_backoff_reset
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"  # nobody listens once the socket is closed
+    conf = app.conf
+    saved_conf = {name: conf[name] for name in ("broker_url", "result_backend", "task_always_eager")}
+    amqp = app.amqp
+    saved_pools = (app._pool, amqp._producer_pool, app._backend_cache, getattr(app._local, "backend", None))
+
+    def pools_forget() -> None:
+        app._pool = amqp._producer_pool = app._backend_cache = None
+        app._local.backend = None
+
+    conf.update(broker_url=closed, result_backend=closed, task_always_eager=False)
+    pools_forget()
+    broker_backoff_reset()
+    try:
+        yield closed
+    finally:
+        pool = app._pool
+        conf.update(saved_conf)
+        if pool is not None:
+            pool.force_close_all()
+        pools_forget()
+        app._pool, amqp._producer_pool, app._backend_cache, app._local.backend = saved_pools
+        broker_backoff_reset()

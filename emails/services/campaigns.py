@@ -36,6 +36,7 @@ from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from cdp.celery import enqueue_with_safety_net
 from emails.models import Campaign, CampaignRecipient, EmailTemplate
 from emails.providers import OutgoingEmail, ProviderError, provider_for
 from emails.selectors import campaigns_stalled, lease_free
@@ -118,7 +119,6 @@ def campaign_pause(*, campaign: Campaign) -> Campaign:
 @transaction.atomic
 def campaign_resume(*, campaign: Campaign) -> Campaign:
     """Queue a paused campaign again (after commit): it sends to the recipients it had not mailed yet."""
-    from emails.tasks import campaign_run as task
 
     if not Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.PAUSED).update(
         status=Campaign.Status.QUEUED, run_failures=0, message=""
@@ -126,16 +126,27 @@ def campaign_resume(*, campaign: Campaign) -> Campaign:
         campaign.refresh_from_db(fields=["status"])
         raise ValidationError({"status": f"The campaign is {campaign.get_status_display().lower()}: only a paused "
                                          "campaign can be resumed."})  # fmt: skip
-    transaction.on_commit(lambda: task.delay(campaign.pk))
+    transaction.on_commit(lambda: _run_enqueue(campaign.pk))
     campaign.refresh_from_db()
     return campaign
 
 
 def campaign_enqueue(*, campaign: Campaign) -> None:
+    Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.DRAFT).update(status=Campaign.Status.QUEUED)
+    transaction.on_commit(lambda: _run_enqueue(campaign.pk))
+
+
+def _run_enqueue(campaign_id: int) -> None:
+    """Run the campaign in a worker. Without a broker (Redis down) it stays queued, which its message says, and the
+    watchdog (campaigns_resume) runs it once the broker is back: the request that started it still succeeds."""
     from emails.tasks import campaign_run as task
 
-    Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.DRAFT).update(status=Campaign.Status.QUEUED)
-    transaction.on_commit(lambda: task.delay(campaign.pk))
+    if not enqueue_with_safety_net(lambda: task.delay(campaign_id), what=f"campaign {campaign_id}"):
+        minutes = round(LEASE.total_seconds() / 60)
+        Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.QUEUED).update(
+            message="The task queue is unavailable: the campaign waits for it. The watchdog starts it once the queue "
+            f"is back (it takes campaigns queued for over {minutes} minutes)."
+        )
 
 
 # Identifier values are collated "C" and email addresses by the database default: the join compares in the
@@ -343,7 +354,7 @@ def _run_leased(campaign: Campaign, lease: _Lease, sleep: Callable[[float], None
     )
     if campaign.prepared is None:
         if not Campaign.objects.filter(pk=campaign.pk, status__in=Campaign.UNFINISHED).update(
-            status=Campaign.Status.PREPARING, started=campaign.started or timezone.now()
+            status=Campaign.Status.PREPARING, started=campaign.started or timezone.now(), message=""
         ):
             raise CampaignPaused
         # One statement that cannot renew the lease: a longer one while it runs. The audience is fixed here: a
@@ -357,7 +368,8 @@ def _run_leased(campaign: Campaign, lease: _Lease, sleep: Callable[[float], None
         lease.keep(force=True)
     # (Conditional: a campaign paused while it was being prepared stays paused.)
     if not Campaign.objects.filter(pk=campaign.pk, status__in=Campaign.UNFINISHED).update(
-        status=Campaign.Status.SENDING
+        status=Campaign.Status.SENDING,
+        message="",  # (e.g. the task queue's outage: over)
     ):
         raise CampaignPaused
     channel = channel_get()

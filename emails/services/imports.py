@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from cdp.celery import enqueue_with_safety_net
 from cdp.services.events import EventRejected, event_time_parse
 from cdp.text import storable
 from emails.models import Job
@@ -183,16 +184,27 @@ def import_job_create(*, kind: str, file_name: str, text: str, user: Any = None)
         raise ValueError(f"unknown import kind {kind!r}")
     job = Job.objects.create(kind=kind, file_name=file_name[:255], content=text, total=rows_count(text),
                              created_by=user if getattr(user, "pk", None) else None)  # fmt: skip
+    transaction.on_commit(lambda: import_job_enqueue(job_id=job.pk))
+    return job
+
+
+def import_job_enqueue(*, job_id: int) -> None:
+    """Run a queued job in a worker. Without a broker (Redis down) the job stays queued, which its message says, and
+    the watchdog (import_jobs_resume) runs it once the broker is back: the upload that created it still succeeds."""
     from emails.tasks import import_run as task
 
-    transaction.on_commit(lambda: task.delay(job.pk))
-    return job
+    if not enqueue_with_safety_net(lambda: task.delay(job_id), what=f"import job {job_id}"):
+        minutes = round(IMPORT_STALE_AFTER.total_seconds() / 60)
+        Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
+            message="The task queue is unavailable: the import waits for it. The watchdog starts it once the queue "
+            f"is back (it takes imports queued for over {minutes} minutes)."
+        )
 
 
 def import_job_run(*, job_id: int) -> str:
     """Run a queued job (a duplicated task finds it claimed and does nothing)."""
     claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
-        status=Job.Status.RUNNING, heartbeat=timezone.now(), attempts=F("attempts") + 1
+        status=Job.Status.RUNNING, heartbeat=timezone.now(), attempts=F("attempts") + 1, message=""
     )
     if not claimed:
         return "not queued"
@@ -255,6 +267,7 @@ __all__ = [
     "ImportReport",
     "import_run",
     "import_job_create",
+    "import_job_enqueue",
     "import_job_run",
     "import_jobs_resume",
 ]

@@ -30,6 +30,7 @@ from django.db.models.functions import Coalesce, Concat, Length
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
+from cdp.celery import enqueue_with_safety_net
 from cdp.models import Attribute
 from loaders.base import ConfigError, LoadContext, LoaderError, secret_mask
 from loaders.registry import loader_class, loader_for
@@ -212,9 +213,29 @@ def destination_config_display(destination: ExportDestination) -> dict[str, Any]
 
 
 def _enqueue(export_id: int, *, countdown: int | None = None) -> None:
+    """Run the export in a worker after commit. Without a broker (Redis down) the export stays waiting, which its
+    log says, and the watchdog (exports_stale_recover) enqueues it again once the broker is back: the request that
+    started it still succeeds."""
     from segments.exports.tasks import segment_export_run
 
-    transaction.on_commit(lambda: segment_export_run.apply_async((export_id,), countdown=countdown))
+    def send() -> None:
+        segment_export_run.apply_async((export_id,), countdown=countdown)
+
+    def enqueue() -> None:
+        if not enqueue_with_safety_net(send, what=f"segment export {export_id}"):
+            waited = _minutes(stale_after())
+            export_log(
+                export_id=export_id,
+                message="The task queue is unavailable: the export waits for it. The watchdog starts it once the "
+                f"queue is back (it takes exports waiting for over {waited}).",
+            )
+
+    transaction.on_commit(enqueue)
+
+
+def _minutes(delay: timedelta) -> str:
+    minutes = max(1, round(delay.total_seconds() / 60))
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 @transaction.atomic

@@ -162,3 +162,33 @@ def test_the_profile_shows_a_block_reason_only_to_those_who_may_see_the_email_ch
     assert "complained about the weekly offers" not in viewer
     assert "complained about the weekly offers" in page_for(Feature.CUSTOMERS_VIEW, Feature.EMAILS_VIEW)
     assert "complained about the weekly offers" in page_for(Feature.CUSTOMERS_VIEW, Feature.EMAILS_BLOCK)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_uploaded_while_redis_is_down_waits_and_the_watchdog_runs_it(staff):
+    """With Redis unreachable, the upload stored the queued job, then its task message failed after the commit: a
+    500. Now the upload is accepted, the job says it waits for the task queue, and the watchdog runs it once Redis is
+    back."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from emails.services.imports import IMPORT_STALE_AFTER
+    from emails.tasks import import_jobs_resume
+    from tests.workers import broker_unreachable
+
+    upload = SimpleUploadedFile("blocked.csv", b"email,reason\nx@example.com,trap\n", content_type="text/csv")
+    with broker_unreachable():
+        response = staff.post("/admin/emails/job/add/", {"kind": "blocklist_import", "file": upload})
+
+    assert response.status_code == 302
+    job = Job.objects.get()
+    assert job.status == Job.Status.QUEUED
+    assert job.message.startswith("The task queue is unavailable: the import waits for it.")
+    assert b"The task queue is unavailable" in staff.get(f"/admin/emails/job/{job.pk}/change/").content
+
+    Job.objects.filter(pk=job.pk).update(created=timezone.now() - IMPORT_STALE_AFTER - timedelta(seconds=1))
+    assert import_jobs_resume() == 1  # the beat's watchdog, Redis back (its task runs in-process here)
+    job.refresh_from_db()
+    assert job.status == Job.Status.DONE and job.message.startswith("1 loaded")
+    assert EmailAddress.objects.get(email="x@example.com").blocked

@@ -645,3 +645,36 @@ def test_two_workers_racing_on_one_campaign_send_each_email_once(
     assert sorted(results)[0] == "already running" and sorted(results)[1].startswith("sent 2")
     assert sorted(m["To"] for m in smtp_server.inbox.wait_for(2)) == ["ann@example.com", "eve@work.example.com"]
     assert Campaign.objects.get(pk=campaign.pk).status == "done"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_campaign_started_while_redis_is_down_waits_and_the_watchdog_sends_it(
+    default_categories, channel, smtp_server, audience, template, admin_client
+):
+    """With Redis unreachable, POST /api/email_campaigns stored the queued campaign, then its task message failed
+    after the commit: a 500. Now it is accepted, its message says it waits for the task queue, and the watchdog
+    sends it once Redis is back."""
+    from django.db import connection
+
+    from emails import tasks
+    from tests.workers import broker_unreachable
+
+    with connection.cursor() as cursor:  # (as in the test above: committed, the members' "vip" was recomputed away)
+        cursor.execute(
+            "UPDATE customer_entities SET attributes = attributes || jsonb_build_object('vip', jsonb_build_array("
+            "id NOT LIKE 'f6%%'))"
+        )
+    with broker_unreachable():
+        created = admin_client.post("/api/email_campaigns", {"name": "Outage", "template": template.pk,
+                                                             "segment_id": audience.pk}, format="json")  # fmt: skip
+
+    assert created.status_code == 201, created.content
+    assert created.json()["status"] == "queued"
+    campaign = Campaign.objects.get(pk=created.json()["id"])
+    assert campaign.message.startswith("The task queue is unavailable: the campaign waits for it.")
+
+    Campaign.objects.filter(pk=campaign.pk).update(created=timezone.now() - LEASE - timedelta(seconds=1))
+    assert tasks.campaigns_resume() == 1  # the beat's watchdog, Redis back (its task runs in-process here)
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.DONE and campaign.message == ""
+    assert len(smtp_server.inbox.wait_for(2)) == 2

@@ -295,3 +295,30 @@ def test_run_export_retries_a_transient_failure_itself_and_says_so(exporter, cap
     export = SegmentExport.objects.get()
     assert export.status == SegmentExport.Status.FINISHED and export.attempts == 2
     assert len(fake.people) == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_started_while_redis_is_down_waits_and_the_watchdog_starts_it(exporter, vip):
+    """With Redis unreachable, POST /api/segment_exports/ stored the export, then its task message failed after the
+    commit: a 500 for an export left waiting with nothing said (and a retry refused: one export of a pair at a
+    time). Now it is accepted, its log says it waits for the task queue, and the watchdog starts it once Redis is
+    back."""
+    from datetime import timedelta
+
+    from segments.exports.services import exports_stale_recover
+    from tests.workers import broker_unreachable
+
+    client = client_for(exporter)
+    destination = csv_destination()
+    with broker_unreachable():
+        response = client.post("/api/segment_exports/", {"segment": vip.pk, "destination": destination.pk},
+                               format="json")  # fmt: skip
+
+    assert response.status_code == 201, response.content
+    export = SegmentExport.objects.get(pk=response.json()["id"])
+    assert export.status == SegmentExport.Status.WAITING
+    assert "The task queue is unavailable: the export waits for it." in export.log
+
+    assert exports_stale_recover(older_than=timedelta(0))["requeued"] == 1  # the beat's watchdog, Redis back
+    export.refresh_from_db()
+    assert export.status == SegmentExport.Status.FINISHED and export.sent == 3
