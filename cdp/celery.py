@@ -69,6 +69,21 @@ def enqueue_with_safety_net(send: Callable[[], object], *, what: str) -> bool:
     return _broker_send(send, what=what, consequence="the beat's safety net will do it")
 
 
+class TaskQueueUnavailable(Exception):
+    """The broker is unavailable and the request's work needs a task message now: nothing in PostgreSQL would make
+    a beat task do it later. Callers answer 503 with Retry-After; the client's retry does it (the work is
+    idempotent: a retry finds what the first attempt stored)."""
+
+    message = "The task queue is unavailable; try again in a minute."
+    retry_after = 60
+
+
+def enqueue_or_unavailable(send: Callable[[], object], *, what: str) -> None:
+    """Send a task message that nothing sends later; TaskQueueUnavailable when the broker is unavailable."""
+    if not _broker_send(send, what=what, consequence="the request is answered 503"):
+        raise TaskQueueUnavailable(TaskQueueUnavailable.message)
+
+
 def broker_backoff_reset() -> None:
     """Forget an earlier failure (tests)."""
     global _broker_down_until

@@ -6,7 +6,8 @@
   for unsubscribing an unknown or not subscribed address, 400 `{"status": <code>, "message": ...}` with the
   seed's codes (`EmailInvalid`, `EmailBlocked`, `EmailAlreadySubscribed`, `error` for "validation: ..."),
   401 for a webhook without the right secret, 405, 413 for bodies over the limit, 429 when rate limited,
-  503 `ServiceUnavailable` when the database is down.
+  503 `ServiceUnavailable` when the database is down, or the task queue (Redis) when an opt-in email is due
+  (with Retry-After).
 - CORS: origins in the `public_cors_origins` global setting get Access-Control-Allow-Origin (subscribe and
   unsubscribe; OPTIONS preflights answered). No cookies are used, so no CSRF token is needed.
 - Rate limited per client IP (scope "emails"; webhooks have their own scope "emails_feedback", one-click
@@ -31,6 +32,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
+from cdp.celery import TaskQueueUnavailable
 from cdp.http import declared_length
 from cdp.ratelimit import EnvironRequest, rate_limit_response, rate_limited
 from emails.services.channel import channel_cached, channel_get, webhook_secret_matches
@@ -118,6 +120,10 @@ def _public(scope: str, *, methods: tuple[str, ...] = ("POST",), cors: bool = Tr
             except DatabaseError:
                 logger.exception("public email endpoint: database unavailable")
                 return _answer(503, "ServiceUnavailable", "Service unavailable.")
+            except TaskQueueUnavailable as problem:  # (logged where it was raised)
+                response = _answer(503, "ServiceUnavailable", problem.message)
+                response["Retry-After"] = str(problem.retry_after)
+                return response
 
         limited = rate_limited(scope)(wrapped)
 

@@ -22,6 +22,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from cdp.celery import enqueue_or_unavailable
 from cdp.text import storable
 from emails.models import EmailAddress
 from emails.providers import OutgoingEmail
@@ -136,7 +137,13 @@ def subscription_request(*, data: Any, base_url: str = "") -> SubscribeOutcome:
         if queue:
             from emails.tasks import opt_in_email_send
 
-            transaction.on_commit(lambda: opt_in_email_send.delay(email, request_id, base_url))
+            # Nothing sends an opt-in email later: without a broker the request fails (a 503) and the subscriber's
+            # retry sends it (the request is recorded: the retry is the same request, not another event).
+            transaction.on_commit(
+                lambda: enqueue_or_unavailable(
+                    lambda: opt_in_email_send.delay(email, request_id, base_url), what="opt-in email"
+                )
+            )
     return SubscribeOutcome(request_id, queue)
 
 

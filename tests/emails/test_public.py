@@ -136,6 +136,32 @@ def test_a_repeat_after_a_failed_opt_in_email_sends_it(public_client, channel, s
     assert _events("opt_in_email_sent").get().payload["subscription_request_id"] == request_id
 
 
+@pytest.mark.django_db(transaction=True)
+def test_subscribe_while_redis_is_down_answers_503_and_the_retry_sends_the_opt_in(public_client, channel, smtp_server):
+    """With Redis unreachable the subscription request was stored, then the opt-in email's task message failed after
+    the commit: a 500, and nothing would ever send that email. Nothing sends it later, so the answer is the seed's
+    503 ServiceUnavailable with Retry-After; the subscriber's retry is the same request and gets the email."""
+    from tests.workers import broker_unreachable
+
+    with broker_unreachable():
+        refused = _subscribe(public_client, {"email": "ann@example.com"})
+
+    assert refused.status_code == 503
+    assert refused.json() == {"status": "ServiceUnavailable",
+                              "message": "The task queue is unavailable; try again in a minute."}  # fmt: skip
+    assert int(refused["Retry-After"]) > 0
+    requested = _events("subscription_request").get()
+    assert EmailAddress.objects.get(email="ann@example.com").opt_in_sent_at is None
+
+    retried = _subscribe(public_client, {"email": "ann@example.com"})  # Redis back
+
+    assert retried.status_code == 200, retried.content
+    assert retried.json()["subscription_request_id"] == requested.payload["subscription_request_id"]
+    assert _events("subscription_request").count() == 1
+    [message] = smtp_server.inbox.wait_for(1)
+    assert message["To"] == "ann@example.com"
+
+
 def test_subscribe_errors(public_client, channel, admin_user):
     email_block(email="spam@example.com", reason="spam trap", user=admin_user)
     blocked = _subscribe(public_client, {"email": "spam@example.com"})
