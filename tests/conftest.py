@@ -42,6 +42,25 @@ def _rate_limits_fresh():
     yield
 
 
+@pytest.fixture
+def cache_unreachable(settings):
+    """Redis down, for the shared cache (rate limits, the login throttle, task coalescing): Django's Redis cache on a
+    closed port, with the production settings' quick timeouts. (tests.workers.broker_unreachable does it for Celery.)"""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"  # nobody listens once the socket is closed
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": closed,
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+    return closed
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item, nextitem):
     """A full rebuild builds tables on other connections and commits them under temporary names; a test's rolled-back

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any
 
@@ -41,6 +42,8 @@ from cdp.services.auth import (
     user_deactivate,
     user_update,
 )
+
+logger = logging.getLogger(__name__)
 
 USER_PROFILE_FIELDS = ("username", "first_name", "last_name", "email", "role")
 
@@ -285,9 +288,18 @@ class ApiTokenAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
     def _form_sent_key(form_id: str) -> str:
         return f"admin:token-form-sent:{form_id[:64]}"
 
+    def _form_sent(self, form_id: str) -> bool:
+        """Whether this form already made its token (the cache remembers it a day; without the cache: not known)."""
+        try:
+            return bool(cache.get(self._form_sent_key(form_id)))
+        except Exception:  # noqa: BLE001 - Redis down: the form works, only a reload's guard is off
+            logger.warning("token form: cache unavailable; cannot tell whether this form was already sent",
+                           exc_info=True)  # fmt: skip
+            return False
+
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
         form_id = request.POST.get("form_id", "") if request.method == "POST" else ""
-        if form_id and cache.get(self._form_sent_key(form_id)):
+        if form_id and self._form_sent(form_id):
             messages.warning(
                 request,
                 "This form was already sent (the page was reloaded): its token was made and its key shown once. "
@@ -306,7 +318,11 @@ class ApiTokenAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
         data = form.cleaned_data
         token, key = token_create(user=data["user"], name=data.get("name", ""), expires=data.get("expires"))
         if data.get("form_id"):
-            cache.set(self._form_sent_key(data["form_id"]), token.pk, timeout=24 * 3600)
+            try:
+                cache.set(self._form_sent_key(data["form_id"]), token.pk, timeout=24 * 3600)
+            except Exception:  # noqa: BLE001 - the token exists: show its key rather than a 500 that loses it
+                logger.warning("token form: cache unavailable; a reload of this form would make another token",
+                               exc_info=True)  # fmt: skip
         token.plain_key = key
         return token
 

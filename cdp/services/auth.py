@@ -1,5 +1,6 @@
 """Users, roles and API tokens."""
 
+import logging
 import time
 from datetime import datetime, timedelta
 
@@ -16,6 +17,8 @@ from django.utils import timezone
 from cdp.features import ALL_FEATURES
 from cdp.models import ApiToken, Role, User
 from cdp.services.secrets import secret_digest, secret_display_prefix, secret_generate
+
+logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "cdp"  # noqa: S105 - a label, not a secret
 
@@ -140,9 +143,17 @@ def _login_failures_key(username: str) -> str:
     return f"ratelimit:login:{secret_digest(username.strip().lower())}"
 
 
+# The counts live in the shared cache (Redis). Without it the throttle fails open, as the rate limits do: logging in
+# (to the admin, to see what is wrong) matters more during an outage than a few minutes without the throttle.
+
+
 def login_throttled_for(username: str) -> int:
     """Seconds until `username` may try a password again (0: now): LOGIN_FAILURES_MAX failures in the window."""
-    failures = cache.get(_login_failures_key(username))
+    try:
+        failures = cache.get(_login_failures_key(username))
+    except Exception:  # noqa: BLE001 - any cache failure: not throttled (see above)
+        logger.warning("login throttle: cache unavailable; the login is not throttled", exc_info=True)
+        return 0
     if failures is None or failures[0] < LOGIN_FAILURES_MAX:
         return 0
     return max(int(failures[1] - time.time()), 1)
@@ -150,12 +161,18 @@ def login_throttled_for(username: str) -> int:
 
 def login_failure_record(username: str) -> None:
     key = _login_failures_key(username)
-    count, ends = cache.get(key) or (0, time.time() + LOGIN_FAILURE_WINDOW.total_seconds())
-    cache.set(key, (count + 1, ends), timeout=max(int(ends - time.time()), 1))
+    try:
+        count, ends = cache.get(key) or (0, time.time() + LOGIN_FAILURE_WINDOW.total_seconds())
+        cache.set(key, (count + 1, ends), timeout=max(int(ends - time.time()), 1))
+    except Exception:  # noqa: BLE001
+        logger.warning("login throttle: cache unavailable; a failed login is not counted", exc_info=True)
 
 
 def login_failures_clear(username: str) -> None:
-    cache.delete(_login_failures_key(username))
+    try:
+        cache.delete(_login_failures_key(username))
+    except Exception:  # noqa: BLE001
+        logger.warning("login throttle: cache unavailable; earlier failed logins are not cleared", exc_info=True)
 
 
 class ThrottledModelBackend(ModelBackend):

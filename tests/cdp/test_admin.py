@@ -497,6 +497,23 @@ def test_reloading_the_new_token_page_makes_no_second_token(staff_client, analys
 
 
 @pytest.mark.django_db
+def test_signing_in_and_making_a_token_work_while_redis_is_down(client, admin_user, analyst, cache_unreachable):
+    """The login throttle and the new-token page's reload guard use the shared cache: with Redis unreachable the
+    admin's sign-in answered 500, and a token form made its token, then answered 500 without showing the key."""
+    signed_in = client.post("/admin/login/", {"username": "admin", "password": "Adm1n-password!"})
+    assert signed_in.status_code == 302 and client.get("/admin/").status_code == 200
+
+    page = client.get(add("apitoken")).content.decode()
+    form_id = re.search(r'name="form_id" value="([0-9a-f]{32})"', page).group(1)
+    data = {"user": analyst.pk, "name": "CRM sync", "expires_0": "", "expires_1": "", "form_id": form_id}
+    response = client.post(add("apitoken"), data)
+
+    assert response.status_code == 200
+    assert response.context["secret"] in response.content.decode()  # the key, shown once
+    assert ApiToken.objects.filter(name="CRM sync").count() == 1
+
+
+@pytest.mark.django_db
 def test_revoking_tokens_asks_first_and_says_how_many(staff_client, analyst):
     live, _ = token_create(user=analyst, name="a")
     other, _ = token_create(user=analyst, name="b")

@@ -23,6 +23,18 @@ def test_login_returns_a_token_that_authenticates(analyst):
     assert client.get("/api/users/me").json()["username"] == "analyst"
 
 
+def test_login_works_while_redis_is_down(analyst, cache_unreachable):
+    """The failed-login throttle counts in the shared cache: with Redis unreachable every login (right password or
+    wrong) answered 500, so nobody could sign in to see what was wrong. It fails open now, as the rate limits do."""
+    client = APIClient()
+
+    wrong = client.post("/api/users/login", {"username": "analyst", "password": "wrong"}, format="json")
+    right = client.post("/api/users/login", {"username": "analyst", "password": "Analyst-password!"}, format="json")
+
+    assert wrong.status_code == 401
+    assert right.status_code == 200 and right.json()["token"]
+
+
 def test_login_records_the_last_login_as_the_admin_login_does(analyst):
     """An account used only through the API showed "last login: never" in the admin's Users list."""
     before = timezone.now()
