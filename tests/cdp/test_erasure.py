@@ -2,7 +2,6 @@
 
 import json
 import threading
-import time
 
 import pytest
 from django.db import connections
@@ -281,10 +280,10 @@ def test_an_erase_during_a_full_rebuild_does_not_wait_for_it(shop, settings):
     thread.start()
     try:
         assert holding.wait(10)
-        started = time.monotonic()
+        # Raised while the lock is held (until `done`): the erasure gave up instead of waiting for the rebuild,
+        # after which it would have gone through.
         with pytest.raises(ErasureBacklog, match="still being stitched"):
             entity_erase(entity=entity_of("1"))
-        assert time.monotonic() - started < erasure.CATCH_UP_SECONDS
     finally:
         done.set()
         thread.join()
