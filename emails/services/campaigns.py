@@ -7,7 +7,8 @@
    consent and is not blocked. Rows are unique
    per (campaign, address) and inserted ON CONFLICT DO NOTHING, so a retried preparation adds nobody twice.
 3. Sending claims pending rows in batches (FOR UPDATE SKIP LOCKED, status → sending) and sends each through the
-   one sending service (which refuses blocked addresses again, in case one was blocked meanwhile), paced to the
+   one sending service (which refuses blocked addresses again, in case one was blocked meanwhile; an address
+   unsubscribed meanwhile is skipped too), paced to the
    channel's `send_rate_per_second`; a provider's rate-limit answer waits and retries. A row left in `sending`
    by a worker that died is never sent again (it becomes `failed` / "interrupted"): nobody gets a campaign twice.
 4. Progress (counters) is written after every batch; the report counts sent / failed / skipped by reason.
@@ -37,7 +38,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from cdp.celery import enqueue_with_safety_net
-from emails.models import Campaign, CampaignRecipient, EmailTemplate
+from emails.models import Campaign, CampaignRecipient, EmailAddress, EmailTemplate
 from emails.providers import OutgoingEmail, ProviderError, provider_for
 from emails.selectors import campaigns_stalled, lease_free
 from emails.services.channel import channel_get
@@ -446,6 +447,12 @@ def _send_one(
     # row (GDPR), and it must not be mailed.
     if not CampaignRecipient.objects.filter(pk=recipient.pk, email=recipient.email).exists():
         _finish(recipient, CampaignRecipient.Status.SKIPPED, "erased")
+        return
+    # An unsubscribe (the page, a one-click POST, a provider's complaint) since preparation: not mailed any more.
+    # (A block since is refused by email_send.)
+    consent = EmailAddress.objects.filter(email=recipient.email).values_list("consent", flat=True).first()
+    if consent is not True:
+        _finish(recipient, CampaignRecipient.Status.SKIPPED, "no_consent" if consent is None else "unsubscribed")
         return
     template = campaign.template
     subject = template_render(template, {"email": recipient.email, "campaign_name": campaign.name,

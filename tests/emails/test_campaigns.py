@@ -466,6 +466,24 @@ def test_address_blocked_after_preparation_is_skipped(channel, smtp_server, audi
     assert CampaignRecipient.objects.get(campaign=campaign, email="ann@example.com").reason == "blocked"
 
 
+def test_address_unsubscribed_after_preparation_is_skipped(
+    channel, smtp_server, audience, template, admin_user, public_client
+):
+    """The recipient rows were prepared with ann's consent; she unsubscribed (the page, a complaint) before her
+    email went out: she was mailed all the same."""
+    from emails.services.campaigns import campaign_prepare
+
+    campaign = campaign_create(name="Late unsubscribe", template=template, segment_id=audience.pk, user=admin_user,
+                               start=False)  # fmt: skip
+    campaign_prepare(campaign=campaign)
+    assert public_client.post("/emails/unsubscribe", {"email": "ann@example.com"}, format="json").status_code == 200
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)
+    campaign_run(campaign_id=campaign.pk)
+    assert [m["To"] for m in smtp_server.inbox.wait_for(1)] == ["eve@work.example.com"]
+    assert CampaignRecipient.objects.get(campaign=campaign, email="ann@example.com").reason == "unsubscribed"
+    assert campaign_report(campaign=campaign)["skipped"]["unsubscribed"] == 2  # cid before, ann since
+
+
 def test_provider_rate_limit_is_waited_out(channel, provider_api, audience, template, admin_user):
     channel_update(provider="brevo", api_base_url=f"{provider_api.url}/v3/", credentials="test-api-key-123456",
                    send_rate_per_second=50)  # fmt: skip
