@@ -4,6 +4,7 @@ campaigns (segment → job with progress and report). Every write calls a servic
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django import forms
@@ -28,6 +29,13 @@ from unfold.widgets import (
 
 from cdp.admin.base import FeatureAccessMixin, render_confirmation, render_secret_once, user_has_feature
 from cdp.features import Feature
+from cdp.services.idempotency import (
+    Outcome,
+    idempotent_claim_release,
+    idempotent_request_claim,
+    idempotent_response_save,
+    request_fingerprint,
+)
 from emails import selectors
 from emails.models import Campaign, EmailAddress, EmailChannel, EmailTemplate, FeedbackInbox, FeedbackRejection, Job
 from emails.services.campaigns import campaign_create, campaign_pause, campaign_report, campaign_resume
@@ -460,6 +468,9 @@ class ImportJobAdmin(FeatureAccessMixin, ModelAdmin):
 
 
 class CampaignForm(forms.Form):
+    # One per form shown: the Start button pressed twice (or the form sent again from the browser's history) starts
+    # one campaign, not two that each mail the whole segment.
+    submission = forms.CharField(max_length=64, required=False, widget=forms.HiddenInput)
     name = forms.CharField(max_length=200, widget=UnfoldAdminTextInputWidget)
     template = forms.ModelChoiceField(queryset=EmailTemplate.objects.all(), widget=UnfoldAdminSelectWidget)
     segment = forms.TypedChoiceField(coerce=int, widget=UnfoldAdminSelectWidget,
@@ -572,19 +583,46 @@ class CampaignAdmin(FeatureAccessMixin, ModelAdmin):
         return format_html("Sent {} · failed {} · pending {} · skipped {}", report["sent"], report["failed"],
                            report["pending"], skipped)  # fmt: skip
 
+    def _campaign_start(self, request: HttpRequest, form: CampaignForm) -> HttpResponse | None:
+        """Start the form's campaign, once per form shown (its `submission` claims an idempotency key: a second
+        POST of the same form goes to the campaign the first one started); None with the form's error otherwise."""
+        claim = None
+        if submission := form.cleaned_data.get("submission"):
+            outcome, saved = idempotent_request_claim(
+                user_id=request.user.pk, key=f"admin:emails_campaign_add:{submission}",
+                fingerprint=request_fingerprint(method="POST", path=request.path, query="", data=submission),
+            )  # fmt: skip
+            if outcome is Outcome.DONE:
+                messages.info(request, "This form was sent before: the campaign it started is below.")
+                return HttpResponseRedirect(saved.location)
+            if outcome is Outcome.RUNNING:
+                form.add_error(None, "This form was sent twice: the campaign is being started by the first one.")
+                return None
+            claim = saved
+        try:
+            campaign = campaign_create(name=form.cleaned_data["name"], template=form.cleaned_data["template"],
+                                       segment_id=form.cleaned_data["segment"], user=request.user)  # fmt: skip
+        except BaseException as exc:
+            if claim is not None:
+                idempotent_claim_release(claim=claim)
+            if not isinstance(exc, ValidationError):
+                raise
+            form.add_error(None, " ".join(exc.messages))
+            return None
+        location = reverse("admin:emails_campaign_change", args=[campaign.pk])
+        if claim is not None:
+            idempotent_response_save(claim=claim, status_code=302, content_type="", location=location, content=b"")
+        messages.success(request, f"Campaign “{campaign.name}” started.")
+        return HttpResponseRedirect(location)
+
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
         if not self.has_add_permission(request):  # (ModelAdmin.add_view's check, which this view replaces)
             raise PermissionDenied
-        form = CampaignForm(request.POST or None, user=request.user)
+        form = CampaignForm(request.POST or None, user=request.user, initial={"submission": uuid.uuid4().hex})
         if request.method == "POST" and form.is_valid():
-            try:
-                campaign = campaign_create(name=form.cleaned_data["name"], template=form.cleaned_data["template"],
-                                           segment_id=form.cleaned_data["segment"], user=request.user)  # fmt: skip
-            except ValidationError as exc:
-                form.add_error(None, " ".join(exc.messages))
-            else:
-                messages.success(request, f"Campaign “{campaign.name}” started.")
-                return HttpResponseRedirect(reverse("admin:emails_campaign_change", args=[campaign.pk]))
+            started = self._campaign_start(request, form)
+            if started is not None:
+                return started
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
                    "title": "Send a template to a segment"}  # fmt: skip
         return TemplateResponse(request, "emails/admin/upload.html", context)

@@ -114,7 +114,7 @@ def test_campaign_and_import_forms_use_the_admin_s_styled_widgets(staff):
     # Django's bare widgets render without a border in the Business Explorer: the Name box was invisible.
     campaign_form = staff.get("/admin/emails/campaign/add/").context["form"]
     import_form = staff.get("/admin/emails/job/add/").context["form"]
-    for field in (*campaign_form, *import_form):
+    for field in (*campaign_form.visible_fields(), *import_form.visible_fields()):
         assert "border" in str(field), field.name
 
 
@@ -133,6 +133,40 @@ def test_new_campaign_form_says_why_it_cannot_start(staff, admin_user, channel):
     assert response.status_code == 200
     assert "the email channel has no public base URL" in response.content.decode()
     assert not Campaign.objects.exists()
+
+
+def test_the_start_button_pressed_twice_starts_one_campaign(
+    staff, admin_user, channel, smtp_server, django_capture_on_commit_callbacks
+):
+    """Two POSTs of one new-campaign form (a double click, the form sent again from the browser's history) started
+    two campaigns: everyone in the segment got the email twice."""
+    from cdp.models import Attribute, CustomerEntity
+    from emails.models import Campaign
+    from segments.services import segment_create
+    from stitching.models import Identifier
+
+    Attribute.objects.create(id="vip", name="VIP", data_type="bool", computation="last_value", path="vip")
+    entity = CustomerEntity.objects.create(id="a1".ljust(32, "0"), attributes={"vip": [True]})
+    Identifier.objects.create(category_id="email", value="ann@example.com", customer_entity=entity)
+    email_consent_change(email="ann@example.com", consent=True, type="subscription_imported")
+    segment = segment_create(owner=admin_user, name="VIPs", conditions={"attribute": "vip", "operator": "is_true"})
+    template = template_create(name="T", subject="S", text_body="Hi {{ email }}\n{{ unsubscribe_url }}")
+    form = staff.get("/admin/emails/campaign/add/").context["form"]
+    data = {"submission": form["submission"].value(), "name": "Spring", "template": template.pk,
+            "segment": segment.pk}  # fmt: skip
+    assert data["submission"]
+    with django_capture_on_commit_callbacks(execute=True):
+        first = staff.post("/admin/emails/campaign/add/", data)
+        again = staff.post("/admin/emails/campaign/add/", data)
+    campaign = Campaign.objects.get()
+    assert first["Location"] == again["Location"] == f"/admin/emails/campaign/{campaign.pk}/change/"
+    assert [m["To"] for m in smtp_server.inbox.wait_for(1)] == ["ann@example.com"]
+    # A new form is a new campaign.
+    data["submission"] = staff.get("/admin/emails/campaign/add/").context["form"]["submission"].value()
+    assert data["submission"] != form["submission"].value()
+    with django_capture_on_commit_callbacks(execute=True):
+        staff.post("/admin/emails/campaign/add/", data)
+    assert Campaign.objects.count() == 2
 
 
 def test_the_profile_shows_a_block_reason_only_to_those_who_may_see_the_email_channel(web_source, admin_user):
