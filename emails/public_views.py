@@ -312,17 +312,63 @@ def feedback_view(request: HttpRequest, provider: str | None = None) -> HttpResp
 feedback_view.wsgi_answer = feedback_answer
 
 
-def _page(template: str, fields: tuple[str, ...]) -> Callable[[HttpRequest], HttpResponse]:
+# The default pages work without JavaScript too: their forms POST to the page itself (form-encoded), which calls the
+# same service as the JSON endpoint and shows the outcome, or the error under the field; with JavaScript the form is
+# sent to the JSON endpoint instead and the page does not reload.
+PAGE_SUCCESS = {
+    "subscribe": "Thank you! Check your inbox and open the link in our email to confirm your subscription.",
+    "unsubscribed": "You have been unsubscribed. You will not receive our emails any more.",
+    "not subscribed": "This address is not subscribed: you will not receive our emails.",
+}
+
+
+def _subscribe_form(request: HttpRequest, form: dict[str, str]) -> str:
+    subscription_request(data={"email": form["email"], "subscription_source": form["subscription_source"] or None},
+                         base_url=_base_url(request))  # fmt: skip
+    return PAGE_SUCCESS["subscribe"]
+
+
+def _unsubscribe_form(request: HttpRequest, form: dict[str, str]) -> str:
+    data: dict[str, Any] = {"email": form["email"], "unsubscribe_source": "unsubscribe page"}
+    if form["campaign_id"] and form["campaign_name"]:
+        data["campaign"] = {"id": form["campaign_id"], "name": form["campaign_name"]}
+    for name in ("subject", "message_id"):
+        if form[name]:
+            data[name] = form[name]
+    return PAGE_SUCCESS["unsubscribed" if unsubscribe(data=data) else "not subscribed"]
+
+
+@rate_limited("emails")
+def _page_submit(request: HttpRequest, template: str, fields: tuple[str, ...], submit) -> HttpResponse:
+    values: dict[str, str] = {name: "" for name in fields}
+    try:
+        _read_body(request, limit=MAX_FORM_BYTES)
+        form = {name: request.POST.get(name, "").strip() for name in fields}
+        values.update({name: value[:500] for name, value in form.items()})
+        done = submit(request, form)
+    except PublicRequestError as problem:
+        return render(request, template, {"values": values, "error": problem.message}, status=problem.status_code)
+    except DatabaseError:
+        logger.exception("public email page: database unavailable")
+        return render(request, template, {"values": values, "error": "Service unavailable."}, status=503)
+    return render(request, template, {"values": values, "done": done})
+
+
+def _page(template: str, fields: tuple[str, ...], submit) -> Callable[[HttpRequest], HttpResponse]:
+    @csrf_exempt  # (no cookies, no session: like the JSON endpoints)
     def view(request: HttpRequest) -> HttpResponse:
+        if request.method == "POST":
+            return _page_submit(request, template, fields, submit)
         if request.method not in {"GET", "HEAD"}:
-            return HttpResponse(status=405, headers={"Allow": "GET, HEAD"})
+            return HttpResponse(status=405, headers={"Allow": "GET, HEAD, POST"})
         values = {name: request.GET.get(name, "")[:500] for name in fields}
         return render(request, template, {"values": values})
 
     return view
 
 
-subscribe_page = _page("emails/public/subscribe.html", ("email", "subscription_source"))
+subscribe_page = _page("emails/public/subscribe.html", ("email", "subscription_source"), _subscribe_form)
 unsubscribe_page = _page(
-    "emails/public/unsubscribe.html", ("email", "campaign_id", "campaign_name", "subject", "message_id")
-)
+    "emails/public/unsubscribe.html", ("email", "campaign_id", "campaign_name", "subject", "message_id"),
+    _unsubscribe_form,
+)  # fmt: skip

@@ -318,6 +318,47 @@ def test_confirm_link_bad_input_is_a_400_page(public_client, channel, query):
 
 
 def test_pages_and_confirm_refuse_other_methods(public_client, channel):
-    assert public_client.post("/email/subscribe.html").status_code == 405
+    assert public_client.put("/email/subscribe.html").status_code == 405
     assert public_client.post("/emails/confirm").status_code == 405
     assert public_client.put("/emails/unsubscribe", {"email": "a@b.com"}, format="json").status_code == 405
+
+
+def test_the_default_pages_work_without_javascript(
+    public_client, channel, smtp_server, django_capture_on_commit_callbacks
+):
+    """The forms had no method or action: without JavaScript (a text browser, a privacy add-on, a mail app's
+    viewer) submitting one reloaded the page with the address in its URL and did nothing."""
+    from django.test import Client
+
+    browser = Client()  # a browser without JavaScript: it sends the forms as they are (form-encoded)
+    email_consent_change(email="ann@example.com", consent=True, type="subscription_imported")
+    page = browser.get("/email/unsubscribe.html?email=ann%40example.com&campaign_id=7&campaign_name=Sale"
+                       "&subject=Hi&message_id=m-9").content.decode()  # fmt: skip
+    assert '<form id="unsubscribe-form" method="post" action="/email/unsubscribe.html"' in page
+    fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', page))
+    assert fields == {"email": "ann@example.com", "campaign_id": "7", "campaign_name": "Sale", "subject": "Hi",
+                      "message_id": "m-9"}  # fmt: skip
+
+    done = browser.post("/email/unsubscribe.html", fields)
+    assert done.status_code == 200 and "You have been unsubscribed" in done.content.decode()
+    assert EmailAddress.objects.get(email="ann@example.com").consent is False
+    [event] = _events("unsubscribe")
+    assert event.payload["campaign"] == {"id": "7", "name": "Sale"} and event.payload["message_id"] == "m-9"
+    assert "is not subscribed" in browser.post("/email/unsubscribe.html", fields).content.decode()
+    assert len(_events("unsubscribe")) == 1
+
+    # Errors show under the field, the address kept in it.
+    bad = browser.post("/email/subscribe.html", {"email": "not an address", "subscription_source": "subscribe page"})
+    html = bad.content.decode()
+    assert bad.status_code == 400 and 'aria-invalid="true"' in html
+    assert '<div class="field-error" id="email-error" role="alert">Email address is invalid</div>' in html
+    assert 'value="not an address"' in html
+
+    with django_capture_on_commit_callbacks(execute=True):
+        subscribed = browser.post("/email/subscribe.html", {"email": "bob@example.com",
+                                                            "subscription_source": "subscribe page"})  # fmt: skip
+    assert subscribed.status_code == 200 and "Check your inbox" in subscribed.content.decode()
+    [message] = smtp_server.inbox.wait_for(1)
+    assert message["To"] == "bob@example.com"
+    [request] = _events("subscription_request")
+    assert request.payload["subscription_source"] == "subscribe page"
