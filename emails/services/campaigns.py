@@ -44,7 +44,7 @@ from emails.selectors import campaigns_stalled, lease_free
 from emails.services.channel import channel_get
 from emails.services.sending import RecipientBlocked, email_send
 from emails.services.subscriptions import one_click_url
-from emails.services.templates import template_render
+from emails.services.templates import PLACEHOLDERS, template_render, template_unknown_placeholders
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,10 @@ def campaign_create(*, name: str, template: EmailTemplate, segment_id: int, user
     problem = unsubscribe_link_problem(channel_get())
     if start and problem:
         raise ValidationError({"channel": problem})
+    if start and (unknown := template_unknown_placeholders(template)):
+        raise ValidationError({"template": f"The template uses {_braced(unknown)}, which a campaign cannot fill in: "
+                                           "every email would show it as typed. A campaign fills in "
+                                           f"{_braced(PLACEHOLDERS)}."})  # fmt: skip
     campaign = Campaign.objects.create(
         name=name.strip()[:200], template=template, segment_id=segment.pk,
         status=Campaign.Status.QUEUED if start else Campaign.Status.DRAFT,
@@ -101,6 +105,10 @@ def campaign_create(*, name: str, template: EmailTemplate, segment_id: int, user
     if start:
         campaign_enqueue(campaign=campaign)
     return campaign
+
+
+def _braced(names: Any) -> str:
+    return ", ".join(f"{{{{ {name} }}}}" for name in names)
 
 
 @transaction.atomic

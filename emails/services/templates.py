@@ -78,6 +78,13 @@ def template_render(template: EmailTemplate, values: dict[str, Any]) -> Preview:
     )
 
 
+def template_unknown_placeholders(template: EmailTemplate) -> list[str]:
+    """The `{{ name }}`s of the template a campaign cannot fill in (sent as typed: "Hello {{ first_name }}")."""
+    used = {m.group(1) for field in (template.subject, template.html_body, template.text_body)
+            for m in PLACEHOLDER.finditer(field)}  # fmt: skip
+    return sorted(used - set(PLACEHOLDERS))
+
+
 def template_preview(*, template: EmailTemplate, email: str = "jane.doe@example.com") -> Preview:
     """The template as a recipient would see it, with sample campaign values."""
     values = {

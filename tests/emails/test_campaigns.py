@@ -484,6 +484,18 @@ def test_address_unsubscribed_after_preparation_is_skipped(
     assert campaign_report(campaign=campaign)["skipped"]["unsubscribed"] == 2  # cid before, ann since
 
 
+def test_a_template_with_a_placeholder_a_campaign_cannot_fill_is_refused(channel, smtp_server, audience, admin_client):
+    """ "Hello {{ first_name }}" went out as typed to the whole segment (only the preview warned)."""
+    template = template_create(name="Names", subject="Hi {{first_name}}", text_body="Hello {{ email }} {{ nickname }}")
+    response = admin_client.post("/api/email_campaigns", {"name": "Spring", "template": template.pk,
+                                                          "segment_id": audience.pk}, format="json")  # fmt: skip
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"]["template"][0].startswith(
+        "The template uses {{ first_name }}, {{ nickname }}, which a campaign cannot fill in"
+    )
+    assert not Campaign.objects.exists() and smtp_server.inbox.messages == []
+
+
 def test_provider_rate_limit_is_waited_out(channel, provider_api, audience, template, admin_user):
     channel_update(provider="brevo", api_base_url=f"{provider_api.url}/v3/", credentials="test-api-key-123456",
                    send_rate_per_second=50)  # fmt: skip
