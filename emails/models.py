@@ -112,6 +112,9 @@ class EmailAddress(models.Model):
     blocked_by = models.CharField(max_length=255, blank=True, help_text="User (id), hard_bounce_webhook, import ...")
     blocked_at = models.DateTimeField(null=True, blank=True)
     soft_bounces_in_row = models.PositiveIntegerField(default=0)
+    # When the latest of those soft bounces happened (the provider's time): a delivery report older than it, arriving
+    # late, does not end the run.
+    soft_bounce_last_at = models.DateTimeField(null=True, blank=True)
     opt_in_sent_at = models.DateTimeField(null=True, blank=True)
     # The latest subscription request (POST /emails/subscribe): a repeat from the same form within the opt-in
     # frequency window is the same request (same id, no second event).

@@ -256,7 +256,11 @@ def _apply(event: Canonical, provider: str) -> bool:
     if payload.get("bounce_type") == "hard":
         block_reason = f"hard bounce: {payload.get('reason', '')}".strip()
     elif provider == "infobip":
-        EmailAddress.objects.filter(pk=address.pk).update(soft_bounces_in_row=F("soft_bounces_in_row") + 1)
+        last = address.soft_bounce_last_at
+        if event.event_time is not None and (last is None or event.event_time > last):
+            last = event.event_time
+        EmailAddress.objects.filter(pk=address.pk).update(soft_bounces_in_row=F("soft_bounces_in_row") + 1,
+                                                          soft_bounce_last_at=last)  # fmt: skip
         address.refresh_from_db(fields=["soft_bounces_in_row"])
         if address.soft_bounces_in_row >= INFOBIP_SOFT_BOUNCES_TO_BLOCK:
             block_reason = f"{address.soft_bounces_in_row} soft bounces in a row"
@@ -399,8 +403,9 @@ def _rows_apply(rows: list[tuple]) -> int:
 
 
 # Deliveries are most of a provider's feedback: a run of them (no other event between) is recorded with one
-# statement, which also ends the run of soft bounces of the addresses that got a new delivery. An address
-# without a state row keeps none: a delivery changes neither consent nor blocking.
+# statement, which also ends the run of soft bounces of the addresses that got a new delivery — one not older than
+# the run's latest soft bounce (a report of an earlier message arriving late ends nothing). An address without a
+# state row keeps none: a delivery changes neither consent nor blocking.
 _DELIVERIES_SQL = """
 WITH rows AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(type text, event_time timestamptz, payload jsonb, key text)
@@ -409,12 +414,14 @@ inserted AS (
     INSERT INTO customer_events (source_id, type, event_time, payload, idempotency_key)
     SELECT %(source)s, type, event_time, payload, key FROM rows
     ON CONFLICT (source_id, idempotency_key) DO NOTHING
-    RETURNING payload ->> 'email' AS email
+    RETURNING payload ->> 'email' AS email, event_time
 ),
 reset AS (
-    UPDATE emails_emailaddress SET soft_bounces_in_row = 0, modified = statement_timestamp()
-    WHERE email IN (SELECT email FROM inserted) AND soft_bounces_in_row > 0
-    RETURNING id
+    UPDATE emails_emailaddress a SET soft_bounces_in_row = 0, modified = statement_timestamp()
+    FROM (SELECT email, max(event_time) AS delivered FROM inserted GROUP BY email) d
+    WHERE a.email = d.email AND a.soft_bounces_in_row > 0
+      AND (a.soft_bounce_last_at IS NULL OR d.delivered >= a.soft_bounce_last_at)
+    RETURNING a.id
 )
 SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM reset)
 """

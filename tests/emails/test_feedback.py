@@ -152,6 +152,26 @@ def test_infobip_delivery_resets_the_soft_bounce_run(public_client, channel):
     assert not EmailAddress.objects.get(email="john.doe@example.com").blocked
 
 
+def test_an_old_delivery_report_arriving_late_does_not_end_the_soft_bounce_run(public_client, channel):
+    """Reports come out of order: the delivery of last week's message, reported after this week's soft bounces,
+    reset their run, and an address bouncing every message was never blocked."""
+    path = "/emails/feedback/infobip"
+    for n in range(4):
+        post(public_client, infobip_report("UNDELIVERABLE", message_id=f"b-{n}", done_at=f"2020-09-10T0{n}:00:00.000+0000"),
+             path, **AUTH)  # fmt: skip
+    post(public_client, infobip_report("DELIVERED", message_id="last-week", done_at="2020-09-03T05:00:00.000+0000"),
+         path, **AUTH)  # fmt: skip
+    assert EmailAddress.objects.get(email="john.doe@example.com").soft_bounces_in_row == 4
+    post(public_client, infobip_report("UNDELIVERABLE", message_id="b-4", done_at="2020-09-10T05:00:00.000+0000"),
+         path, **AUTH)  # fmt: skip
+    address = EmailAddress.objects.get(email="john.doe@example.com")
+    assert address.blocked and "5 soft bounces" in address.blocked_reason
+    # A delivery after the latest soft bounce still ends a run.
+    post(public_client, infobip_report("DELIVERED", message_id="b-4-retry", done_at="2020-09-10T06:00:00.000+0000"),
+         path, **AUTH)  # fmt: skip
+    assert EmailAddress.objects.get(email="john.doe@example.com").soft_bounces_in_row == 0
+
+
 def test_infobip_permanent_error_is_a_hard_bounce(public_client, channel):
     post(public_client, infobip_report("UNDELIVERABLE", permanent=True), "/emails/feedback/infobip", **AUTH)
     assert events("email_bounced").get().payload["bounce_type"] == "hard"
