@@ -6,11 +6,12 @@
    already marked `skipped` with the reason (`blocked`, `unsubscribed`, `no_consent`) unless the address has
    consent and is not blocked. Rows are unique
    per (campaign, address) and inserted ON CONFLICT DO NOTHING, so a retried preparation adds nobody twice.
-3. Sending claims pending rows in batches (FOR UPDATE SKIP LOCKED, status → sending) and sends each through the
+3. Sending reads pending rows in batches and claims each (pending → sending) just before handing it to the
    one sending service (which refuses blocked addresses again, in case one was blocked meanwhile; an address
    unsubscribed meanwhile is skipped too), paced to the
    channel's `send_rate_per_second`; a provider's rate-limit answer waits and retries. A row left in `sending`
-   by a worker that died is never sent again (it becomes `failed` / "interrupted"): nobody gets a campaign twice.
+   by a worker that died is never sent again (it becomes `failed` / "interrupted"): nobody gets a campaign twice;
+   that is at most the one row it was handing over, the rest of its batch is still pending: nobody is skipped.
 4. Progress (counters) is written after every batch; the report counts sent / failed / skipped by reason.
 5. One run at a time: a run holds a lease on its campaign (renewed as it sends). The beat's watchdog
    (`emails.tasks.campaigns_resume`) runs again a campaign whose run died once its lease expired.
@@ -228,16 +229,26 @@ def unsubscribe_url(*, base_url: str, email: str, campaign: Campaign, subject: s
     return f"{page}{'&' if '?' in page else '?'}{query}"
 
 
-def _claim_batch(campaign: Campaign) -> list[CampaignRecipient]:
-    with transaction.atomic():
-        ids = list(
-            CampaignRecipient.objects.select_for_update(skip_locked=True)
-            .filter(campaign=campaign, status=CampaignRecipient.Status.PENDING)
-            .order_by("id")
-            .values_list("id", flat=True)[:BATCH_SIZE]
-        )
-        CampaignRecipient.objects.filter(pk__in=ids).update(status=CampaignRecipient.Status.SENDING)
-    return list(CampaignRecipient.objects.filter(pk__in=ids).order_by("id"))
+def _next_batch(campaign: Campaign) -> list[CampaignRecipient]:
+    """The next pending rows, read only: each is claimed (pending → sending) just before its hand-over to the
+    provider (_claim), so a run that dies leaves in `sending` only the row it was handing over — a batch marked
+    `sending` up front would have left up to BATCH_SIZE rows that were never sent marked "interrupted", never sent.
+    (One run sends a campaign at a time: its lease.)"""
+    return list(
+        CampaignRecipient.objects.filter(campaign=campaign, status=CampaignRecipient.Status.PENDING).order_by("id")[
+            :BATCH_SIZE
+        ]
+    )
+
+
+def _claim(recipient: CampaignRecipient) -> bool:
+    """pending → sending, right before the hand-over; False when the row is not pending any more (erased since it
+    was read, or another run's)."""
+    return bool(
+        CampaignRecipient.objects.filter(
+            pk=recipient.pk, email=recipient.email, status=CampaignRecipient.Status.PENDING
+        ).update(status=CampaignRecipient.Status.SENDING)
+    )
 
 
 def _finish(recipient: CampaignRecipient, status: str, reason: str = "", provider_message_id: str = "") -> None:
@@ -399,7 +410,7 @@ def _run_leased(campaign: Campaign, lease: _Lease, sleep: Callable[[float], None
             lease.keep()
             _still_unfinished(campaign)
             pause_checked = time.monotonic()
-            batch = _claim_batch(campaign)
+            batch = _next_batch(campaign)
             if not batch:
                 break
             untried = [recipient.pk for recipient in batch]
@@ -482,8 +493,13 @@ def _send_one(
         to=recipient.email, subject=rendered.subject, text=text, html=rendered.html, headers=headers,
         tags=[f"campaign-{campaign.pk}"], message_id=recipient.message_id,
     )  # fmt: skip
+    claimed = False
     while True:
         lease.keep()  # after any wait: a run that stalled past its lease must not send what another now sends
+        if not claimed:
+            if not _claim(recipient):
+                return
+            claimed = True
         recipient.attempts += 1
         try:
             provider_id = email_send(message=message, provider=provider)

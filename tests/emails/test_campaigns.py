@@ -194,6 +194,34 @@ def test_interrupted_rows_are_not_sent_again(channel, smtp_server, audience, tem
     assert CampaignRecipient.objects.get(campaign=campaign, email="ann@example.com").status == "failed"
 
 
+def test_a_worker_dying_mid_batch_skips_nobody(channel, smtp_server, audience, template, admin_user):
+    """A batch of up to 100 rows was marked `sending` when it was claimed: a worker killed after the first send left
+    the others `sending`, and the next run marked them failed ("interrupted") — never sent. Only the row being handed
+    over may be in doubt."""
+    channel_update(send_rate_per_second=1)  # the run waits between its two sends
+    campaign = campaign_create(name="Killed", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)
+    left: dict[str, str] = {}
+
+    class Killed(BaseException):
+        pass
+
+    def killed(seconds: float) -> None:
+        # The worker is killed (SIGKILL, OOM) here, after ann's send: what it leaves is what the database holds now.
+        left.update(CampaignRecipient.objects.filter(campaign=campaign).values_list("email", "status"))
+        raise Killed
+
+    with pytest.raises(Killed):
+        campaign_run(campaign_id=campaign.pk, sleep=killed)
+    assert left["ann@example.com"] == "sent" and left["eve@work.example.com"] == "pending"
+    for email, status in left.items():  # (a killed process runs no clean-up)
+        CampaignRecipient.objects.filter(campaign=campaign, email=email).update(status=status)
+    _leased_by_another(campaign, seconds=-1)
+
+    assert campaign_run(campaign_id=campaign.pk).startswith("sent 2")
+    assert sorted(m["To"] for m in smtp_server.inbox.wait_for(2)) == ["ann@example.com", "eve@work.example.com"]
+
+
 def _leased_by_another(campaign: Campaign, *, seconds: float) -> uuid.UUID:
     token = uuid.uuid4()
     until = timezone.now() + timedelta(seconds=seconds)
