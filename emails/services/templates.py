@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import ProtectedError
 
 from emails.models import EmailTemplate
-from emails.rendering import PLACEHOLDER, render_html, render_text
+from emails.rendering import PLACEHOLDER, html_to_text, render_html, render_text
 
 # What a campaign fills in; anything else in {{ }} is left as typed (and the preview warns about it).
 PLACEHOLDERS = ("email", "unsubscribe_url", "campaign_id", "campaign_name", "subject", "message_id")
@@ -69,11 +69,14 @@ class Preview:
 def template_render(template: EmailTemplate, values: dict[str, Any]) -> Preview:
     used = {m.group(1) for field in (template.subject, template.html_body, template.text_body)
             for m in PLACEHOLDER.finditer(field)}  # fmt: skip
+    html = render_html(template.html_body, values)
     return Preview(
         # One line whatever the values hold (a campaign name with a line break): an email header cannot hold two.
         subject=re.sub(r"\s*[\r\n]+\s*", " ", render_text(template.subject, values)),
-        html=render_html(template.html_body, values),
-        text=render_text(template.text_body, values),
+        html=html,
+        # A template written in HTML only gets the text part of its HTML: an empty one is what a reader that shows
+        # plain text (and a spam filter) saw.
+        text=render_text(template.text_body, values) if template.text_body.strip() else html_to_text(html),
         unknown_placeholders=sorted(used - set(values)),
     )
 

@@ -512,6 +512,29 @@ def test_address_unsubscribed_after_preparation_is_skipped(
     assert campaign_report(campaign=campaign)["skipped"]["unsubscribed"] == 2  # cid before, ann since
 
 
+def test_an_html_only_template_gets_a_readable_text_part(channel, smtp_server, audience, admin_user):
+    """A template written in HTML only went out with an empty text/plain part: a reader showing plain text saw a
+    blank email, with no unsubscribe link."""
+    template = template_create(
+        name="HTML only", subject="Sale",
+        html_body="<html><head><style>p {color: red}</style></head><body><h1>Hello {{ email }}</h1>"
+                  "<p>{{ campaign_name }}: 20% off</p><p><a href=\"{{ unsubscribe_url }}\">Unsubscribe</a></p>"
+                  "</body></html>",
+    )  # fmt: skip
+    name = "<script>alert(1)</script> & Spring"
+    campaign = campaign_create(name=name, template=template, segment_id=audience.pk, user=admin_user, start=False)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED)
+    campaign_run(campaign_id=campaign.pk)
+    message = smtp_server.inbox.wait_for(2)[0]
+    html = message.get_body(preferencelist=("html",)).get_content()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; Spring: 20% off" in html and "<script>" not in html
+    text = message.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
+    recipient = CampaignRecipient.objects.get(campaign=campaign, email=message["To"])
+    assert text.startswith(f"Hello {message['To']}\n\n{name}: 20% off\n\nUnsubscribe (http://shop.example.com/email/"
+                           "unsubscribe.html?email=")  # fmt: skip
+    assert f"message_id={recipient.message_id}" in text and "color: red" not in text
+
+
 def test_a_template_with_a_placeholder_a_campaign_cannot_fill_is_refused(channel, smtp_server, audience, admin_client):
     """ "Hello {{ first_name }}" went out as typed to the whole segment (only the preview warned)."""
     template = template_create(name="Names", subject="Hi {{first_name}}", text_body="Hello {{ email }} {{ nickname }}")
