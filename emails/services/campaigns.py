@@ -344,6 +344,8 @@ def campaign_run(*, campaign_id: int, sleep: Callable[[float], None] = time.slee
             campaign_notify(campaign_id=campaign_id, title="Campaign “{name}” paused", message=message, error=True)
         return f"paused: {exc}"
     except Exception as exc:
+        # The counters as the run left them (the sends since its last progress save): the campaign may stay failed.
+        campaign_progress_save(campaign=Campaign(pk=campaign_id))
         Campaign.objects.filter(pk=campaign_id).update(run_failures=F("run_failures") + 1)
         runs = Campaign.objects.values_list("run_failures", flat=True).get(pk=campaign_id)
         if runs < MAX_RUN_FAILURES:

@@ -16,7 +16,7 @@ from cdp.models import Attribute, CustomerEntity
 from cdp.services.auth import user_create
 from emails.models import Campaign, CampaignRecipient, EmailAddress
 from emails.selectors import campaigns_stalled
-from emails.services.campaigns import LEASE, campaign_create, campaign_report, campaign_run
+from emails.services.campaigns import LEASE, MAX_RUN_FAILURES, campaign_create, campaign_report, campaign_run
 from emails.services.channel import channel_update
 from emails.services.state import email_block, email_consent_change
 from emails.services.templates import template_create
@@ -479,6 +479,25 @@ def test_a_run_that_keeps_failing_fails_the_campaign_and_loses_no_recipient(
     failed = Campaign.objects.get(pk=campaign.pk)
     assert (failed.status, failed.run_token) == ("failed", None)
     assert smtp_server.inbox.messages == [] and campaigns_stalled(lease=LEASE) == []
+
+
+def test_a_campaign_failed_by_an_error_shows_what_it_sent(channel, smtp_server, audience, template, admin_user):
+    """The counters are saved after each batch and at most every 2 seconds: a run ending in an error mid-batch left
+    them as they were before its last sends, and a campaign failed that way kept showing them (sent 0 of 2 while
+    ann had her email)."""
+    channel_update(send_rate_per_second=1)  # the run waits between its two sends
+    campaign = campaign_create(name="Broke", template=template, segment_id=audience.pk, user=admin_user, start=False)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.QUEUED,
+                                                   run_failures=MAX_RUN_FAILURES - 1)  # fmt: skip
+
+    def broken(seconds: float) -> None:
+        raise RuntimeError("worker lost its mind")
+
+    assert campaign_run(campaign_id=campaign.pk, sleep=broken).startswith("failed: 3 runs failed")
+    assert [m["To"] for m in smtp_server.inbox.wait_for(1)] == ["ann@example.com"]
+    failed = Campaign.objects.get(pk=campaign.pk)
+    assert (failed.status, failed.sent, failed.skipped, failed.total) == ("failed", 1, 4, 6)
+    assert campaign_report(campaign=campaign)["pending"] == 1  # eve, never handed over
 
 
 def test_address_blocked_after_preparation_is_skipped(channel, smtp_server, audience, template, admin_user):
