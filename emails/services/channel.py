@@ -77,12 +77,35 @@ def channel_update(*, user: Any = None, credentials: str | None = None, **fields
         raise ValidationError({"smtp_port": f"A port is at most {MAX_PORT}."})
     if channel.send_rate_per_second < 1:
         raise ValidationError({"send_rate_per_second": "At least 1 email per second."})
+    if {"opt_in_subject", "opt_in_body"} & set(fields):
+        _opt_in_text_check(channel)
     channel.full_clean()
     channel.modified_by = user if getattr(user, "pk", None) else None
     channel.save()
     transaction.on_commit(channel_cache_clear)
     channel_cache_clear()
     return channel
+
+
+OPT_IN_PLACEHOLDERS = ("confirm_url", "email")
+
+
+def _opt_in_text_check(channel: EmailChannel) -> None:
+    """The opt-in email must carry its confirmation link (without it nobody can confirm a subscription, silently)
+    and only placeholders it fills in; its subject is one line (an email header)."""
+    from emails.rendering import PLACEHOLDER
+
+    subject, body = channel.opt_in_subject or "", channel.opt_in_body or ""
+    if any(c in subject for c in "\r\n"):
+        raise ValidationError({"opt_in_subject": "The subject must be one line: it holds a line break."})
+    for name, text in (("opt_in_subject", subject), ("opt_in_body", body)):
+        unknown = sorted({m.group(1) for m in PLACEHOLDER.finditer(text)} - set(OPT_IN_PLACEHOLDERS))
+        if unknown:
+            raise ValidationError({name: f"{{{{ {unknown[0]} }}}} is not filled in: the opt-in email can use "
+                                         "{{ confirm_url }} and {{ email }}."})  # fmt: skip
+    if not any(m.group(1) == "confirm_url" for m in PLACEHOLDER.finditer(body)):
+        raise ValidationError({"opt_in_body": "The text needs {{ confirm_url }}, the confirmation link: without it "
+                                              "nobody can confirm a subscription."})  # fmt: skip
 
 
 def credentials_set(*, channel: EmailChannel, secret: str) -> None:

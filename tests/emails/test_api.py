@@ -46,6 +46,23 @@ def test_channel_validation_and_features(admin_client, marketer_client, channel)
     assert marketer_client.patch("/api/channels/email", {"sender_name": "x"}, format="json").status_code == 403
 
 
+def test_an_opt_in_text_without_its_confirmation_link_is_refused(admin_client, channel):
+    """An opt-in text saved without {{ confirm_url }} (a rewrite that dropped it, a typo in its name) sent every
+    subscriber an email they could not confirm, and nothing said so."""
+    for change, field, message in [
+        ({"opt_in_body": "Welcome! Click here to confirm."}, "opt_in_body", "The text needs {{ confirm_url }}"),
+        ({"opt_in_body": "Confirm: {{ confirm_link }}"}, "opt_in_body", "{{ confirm_link }} is not filled in"),
+        ({"opt_in_subject": "Hi {{ first_name }}"}, "opt_in_subject", "{{ first_name }} is not filled in"),
+        ({"opt_in_subject": "Confirm\r\nBcc: all@example.com"}, "opt_in_subject", "must be one line"),
+    ]:
+        response = admin_client.patch("/api/channels/email", change, format="json")
+        assert response.status_code == 400, (change, response.content)
+        assert message in response.json()["errors"][field][0], response.json()
+    assert EmailChannel.objects.get().opt_in_body == EmailChannel._meta.get_field("opt_in_body").default
+    good = {"opt_in_subject": "Confirm, {{ email }}", "opt_in_body": "Open {{confirm_url}} to confirm {{ email }}."}
+    assert admin_client.patch("/api/channels/email", good, format="json").status_code == 200
+
+
 def test_rotate_webhook_secret_shows_it_once(admin_client, channel):
     secret = admin_client.post("/api/channels/email/rotate_webhook_secret").json()["webhook_secret"]
     assert webhook_secret_matches(EmailChannel.objects.get(), secret)
