@@ -4,6 +4,7 @@ campaigns (segment → job with progress and report). Every write calls a servic
 
 from __future__ import annotations
 
+import copy
 import uuid
 from typing import Any
 
@@ -39,7 +40,13 @@ from cdp.services.idempotency import (
 from emails import selectors
 from emails.models import Campaign, EmailAddress, EmailChannel, EmailTemplate, FeedbackInbox, FeedbackRejection, Job
 from emails.services.campaigns import campaign_create, campaign_pause, campaign_report, campaign_resume
-from emails.services.channel import EDITABLE_FIELDS, channel_get, channel_update, webhook_secret_rotate
+from emails.services.channel import (
+    EDITABLE_FIELDS,
+    channel_get,
+    channel_update,
+    channel_validate,
+    webhook_secret_rotate,
+)
 from emails.services.imports import import_job_create
 from emails.services.state import EVENT_NAMES, EmailInvalid, email_block, email_normalize, email_unblock
 from emails.services.templates import TEMPLATE_FIELDS, template_create, template_preview, template_update
@@ -79,6 +86,17 @@ class ChannelForm(forms.ModelForm):
         model = EmailChannel
         fields = EDITABLE_FIELDS
         formfield_callback = _url_https
+
+    def clean(self) -> dict:
+        """channel_update's checks, as errors on the form's fields (raised from save_model they were a 500)."""
+        data = super().clean()
+        candidate = copy.copy(self.instance)
+        for name in EDITABLE_FIELDS:
+            if name in data and name not in self.errors:
+                setattr(candidate, name, data[name])
+        if not self.errors:
+            channel_validate(candidate, changed=self.changed_data)
+        return data
 
 
 @admin.register(EmailChannel)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -66,6 +67,18 @@ def channel_update(*, user: Any = None, credentials: str | None = None, **fields
         setattr(channel, name, value)
     if credentials is not None:
         credentials_set(channel=channel, secret=credentials)
+    channel_validate(channel, changed=fields)
+    channel.full_clean()
+    channel.modified_by = user if getattr(user, "pk", None) else None
+    channel.save()
+    transaction.on_commit(channel_cache_clear)
+    channel_cache_clear()
+    return channel
+
+
+def channel_validate(channel: EmailChannel, *, changed: Iterable[str]) -> None:
+    """The checks beyond the model's of a changed (unsaved) channel; ValidationError naming the field. The admin's
+    form runs them too, so that its errors show on the form."""
     if channel.opt_in_frequency_hours < 1:
         raise ValidationError({"opt_in_frequency_hours": "At least 1 hour."})
     # Larger windows and link ages put "now minus the window" before year 1: every subscribe / confirm a 500.
@@ -77,25 +90,19 @@ def channel_update(*, user: Any = None, credentials: str | None = None, **fields
         raise ValidationError({"smtp_port": f"A port is at most {MAX_PORT}."})
     if channel.send_rate_per_second < 1:
         raise ValidationError({"send_rate_per_second": "At least 1 email per second."})
-    if {"opt_in_subject", "opt_in_body"} & set(fields):
-        _opt_in_text_check(channel)
-    channel.full_clean()
-    channel.modified_by = user if getattr(user, "pk", None) else None
-    channel.save()
-    transaction.on_commit(channel_cache_clear)
-    channel_cache_clear()
-    return channel
+    if {"opt_in_subject", "opt_in_body"} & set(changed):
+        opt_in_text_check(subject=channel.opt_in_subject, body=channel.opt_in_body)
 
 
 OPT_IN_PLACEHOLDERS = ("confirm_url", "email")
 
 
-def _opt_in_text_check(channel: EmailChannel) -> None:
+def opt_in_text_check(*, subject: str | None, body: str | None) -> None:
     """The opt-in email must carry its confirmation link (without it nobody can confirm a subscription, silently)
-    and only placeholders it fills in; its subject is one line (an email header)."""
+    and only placeholders it fills in; its subject is one line (an email header). ValidationError naming the field."""
     from emails.rendering import PLACEHOLDER
 
-    subject, body = channel.opt_in_subject or "", channel.opt_in_body or ""
+    subject, body = subject or "", body or ""
     if any(c in subject for c in "\r\n"):
         raise ValidationError({"opt_in_subject": "The subject must be one line: it holds a line break."})
     for name, text in (("opt_in_subject", subject), ("opt_in_body", body)):

@@ -51,6 +51,32 @@ def test_channel_form_keeps_secret_encrypted(staff, channel):
     assert b"smtp-password-0042" not in staff.get(url).content
 
 
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        (
+            "opt_in_body",
+            "Welcome! Reply to confirm.",
+            "The text needs {{ confirm_url }}, the confirmation link: without it nobody can confirm a subscription.",
+        ),
+        ("send_rate_per_second", 0, "At least 1 email per second."),
+        ("opt_in_frequency_hours", 0, "At least 1 hour."),
+        ("smtp_port", 70000, "A port is at most 65535."),
+        ("opt_in_link_valid_days", 10**6, "At most 3650 days (10 years)."),
+    ],
+)
+def test_channel_form_shows_the_channel_s_checks_on_its_fields(staff, channel, field, value, message):
+    """The checks the channel service makes beyond the model's were raised from save_model: a 500 page."""
+    url = f"/admin/emails/emailchannel/{channel.pk}/change/"
+    form = staff.get(url).context["adminform"].form
+    data = {name: form.initial.get(name) or "" for name in form.fields if name not in {"clear_credentials"}}
+    data[field] = value
+    response = staff.post(url, data)
+    assert response.status_code == 200  # the form again, not a 500
+    assert response.context["adminform"].form.errors[field] == [message]
+    assert EmailChannel.objects.get().smtp_port == channel.smtp_port  # nothing saved
+
+
 def test_bulk_block_asks_a_reason_then_blocks(staff, admin_user):
     for email in ("a@example.com", "b@example.com"):
         email_consent_change(email=email, consent=True, type="subscription_imported")
