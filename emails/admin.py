@@ -49,7 +49,13 @@ from emails.services.channel import (
 )
 from emails.services.imports import import_job_create
 from emails.services.state import EVENT_NAMES, EmailInvalid, email_block, email_normalize, email_unblock
-from emails.services.templates import TEMPLATE_FIELDS, template_create, template_preview, template_update
+from emails.services.templates import (
+    TEMPLATE_FIELDS,
+    subject_problem,
+    template_create,
+    template_preview,
+    template_update,
+)
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
@@ -197,6 +203,8 @@ class TemplateForm(forms.ModelForm):
         data = super().clean()
         if not (data.get("html_body") or "").strip() and not (data.get("text_body") or "").strip():
             raise ValidationError("A template needs an HTML or a text body (or both).")
+        if problem := subject_problem(data.get("subject")):
+            self.add_error("subject", problem)  # (raised from save_model by the service: a 500)
         return data
 
 

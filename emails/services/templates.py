@@ -21,10 +21,17 @@ TEMPLATE_FIELDS = ("name", "subject", "html_body", "text_body")
 def _validate(template: EmailTemplate) -> None:
     if not template.html_body.strip() and not template.text_body.strip():
         raise ValidationError({"html_body": "A template needs an HTML or a text body (or both)."})
-    if any(c in (template.subject or "") for c in "\r\n"):
-        # (An email header is one line: every send of it would fail, and "\r\nBcc: ..." is a header injection.)
-        raise ValidationError({"subject": "The subject must be one line: it holds a line break."})
+    if problem := subject_problem(template.subject):
+        raise ValidationError({"subject": problem})
     template.full_clean()
+
+
+def subject_problem(subject: str | None) -> str | None:
+    """Why the subject cannot be an email's, or None."""
+    if any(c in (subject or "") for c in "\r\n"):
+        # (An email header is one line: every send of it would fail, and "\r\nBcc: ..." is a header injection.)
+        return "The subject must be one line: it holds a line break."
+    return None
 
 
 @transaction.atomic

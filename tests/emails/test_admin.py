@@ -77,6 +77,15 @@ def test_channel_form_shows_the_channel_s_checks_on_its_fields(staff, channel, f
     assert EmailChannel.objects.get().smtp_port == channel.smtp_port  # nothing saved
 
 
+def test_template_form_refuses_a_subject_with_a_line_break_on_the_form(staff):
+    response = staff.post("/admin/emails/emailtemplate/add/", {"name": "T", "subject": "Sale\r\nBcc: all@example.com",
+                                                               "text_body": "Hi {{ email }}"})  # fmt: skip
+    assert response.status_code == 200  # the form again, not a 500
+    assert response.context["adminform"].form.errors["subject"] == [
+        "The subject must be one line: it holds a line break."
+    ]
+
+
 def test_bulk_block_asks_a_reason_then_blocks(staff, admin_user):
     for email in ("a@example.com", "b@example.com"):
         email_consent_change(email=email, consent=True, type="subscription_imported")
