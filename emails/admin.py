@@ -459,9 +459,15 @@ class ImportJobAdmin(FeatureAccessMixin, ModelAdmin):
     readonly_fields = ("kind", "status", "file_name", "progress_display", "message", "bad_rows_display", "created",
                        "finished", "created_by")  # fmt: skip
     fields = readonly_fields
+    change_form_template = "emails/admin/job_change_form.html"
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        unfinished = (Job.Status.QUEUED, Job.Status.RUNNING)
+        live = str(object_id).isdigit() and Job.objects.filter(pk=object_id, status__in=unfinished).exists()
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "job_live": live})
 
     @display(description="Progress")
     def progress_display(self, obj: Job) -> str:

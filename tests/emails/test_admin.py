@@ -112,6 +112,17 @@ def test_import_upload_starts_a_job(staff, django_capture_on_commit_callbacks):
     assert job.status == "done" and job.result["loaded"] == 1 and job.result["errors"] == 1
     page = staff.get(f"/admin/emails/job/{job.pk}/change/")
     assert b"line 3" in page.content and b"2 / 2 rows" in page.content
+    assert b"data-job-live" not in page.content  # done: nothing more to show
+
+
+def test_running_import_page_reloads_to_show_its_progress(staff, admin_user):
+    # Given an import a worker is still running (the page the upload redirects to)
+    job = Job.objects.create(kind="contacts_import", status=Job.Status.RUNNING, file_name="c.csv", total=300,
+                             processed=0, created_by=admin_user)  # fmt: skip
+    # When its page is open, then it reloads itself until the job ends (as a campaign's page does)
+    assert b"data-job-live" in staff.get(f"/admin/emails/job/{job.pk}/change/").content
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.DONE, processed=300)
+    assert b"data-job-live" not in staff.get(f"/admin/emails/job/{job.pk}/change/").content
 
 
 def test_campaign_page_pauses_and_resumes_with_a_confirmation(staff, admin_user):
