@@ -112,6 +112,8 @@ def test_import_upload_starts_a_job(staff, django_capture_on_commit_callbacks):
     assert job.status == "done" and job.result["loaded"] == 1 and job.result["errors"] == 1
     page = staff.get(f"/admin/emails/job/{job.pk}/change/")
     assert b"line 3" in page.content and b"2 / 2 rows" in page.content
+    # The line number and the reason stand apart (the theme gives table cells no padding of their own).
+    assert b'padding-right:16px;white-space:nowrap">line 3</td>' in page.content
     assert b"data-job-live" not in page.content  # done: nothing more to show
 
 
