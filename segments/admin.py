@@ -16,6 +16,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
+from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminTextareaWidget
 
 from cdp.admin.base import FeatureAccessMixin, ServiceSaveMixin, user_has_feature
 from cdp.features import Feature
@@ -52,9 +53,16 @@ class SegmentForm(forms.ModelForm):
         ),
         initial=dict,
     )
-    tags = forms.ModelMultipleChoiceField(queryset=Tag.objects.all(), required=False)
+    # Fields declared here get no widget from the admin's theme on their own: Django's bare ones showed the
+    # description without a box and the tags as an unstyled multiple-select list (ctrl-click to pick several).
+    tags = forms.ModelMultipleChoiceField(
+        queryset=Tag.objects.all(), required=False, widget=UnfoldAdminCheckboxSelectMultipleWidget
+    )
     description = forms.CharField(
-        required=False, max_length=services.DESCRIPTION_MAX, strip=False, widget=forms.Textarea(attrs={"rows": 3})
+        required=False,
+        max_length=services.DESCRIPTION_MAX,
+        strip=False,
+        widget=UnfoldAdminTextareaWidget(attrs={"rows": 3}),
     )
 
     class Meta:

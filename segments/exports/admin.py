@@ -19,6 +19,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
+from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextareaWidget, UnfoldAdminTextInputWidget
 
 from cdp.admin.base import FeatureAccessMixin, render_confirmation, user_has_feature
 from cdp.features import Feature
@@ -67,16 +68,20 @@ class SegmentExportActionMixin:
 
 
 class DestinationForm(forms.ModelForm):
-    kind = forms.ChoiceField(choices=KIND_CHOICES, help_text="Which loader delivers the exports.")
+    # The admin theme's widgets, as the model's own fields get them (Django's bare ones render without a border).
+    kind = forms.ChoiceField(
+        choices=KIND_CHOICES, widget=UnfoldAdminSelectWidget, help_text="Which loader delivers the exports."
+    )
     config_json = forms.CharField(
         label="Configuration",
-        widget=forms.Textarea(attrs={"rows": 10, "style": "font-family: monospace"}),
+        widget=UnfoldAdminTextareaWidget(attrs={"rows": 10, "style": "font-family: monospace"}),
         initial="{}",
         help_text="JSON object of the loader's settings. Secrets show masked: leave them masked to keep them.",
     )
     attributes_text = forms.CharField(
         label="Mandatory attributes",
         required=False,
+        widget=UnfoldAdminTextInputWidget,
         help_text="Attribute ids every export to this destination carries, comma-separated.",
     )
 
@@ -204,8 +209,12 @@ class ExportDestinationAdmin(FeatureAccessMixin, ModelAdmin):
 
 
 class NewExportForm(forms.Form):
-    segment = forms.ModelChoiceField(queryset=None, help_text="Only segments you may see.")
-    destination = forms.ModelChoiceField(queryset=ExportDestination.objects.order_by("name"))
+    segment = forms.ModelChoiceField(
+        queryset=None, widget=UnfoldAdminSelectWidget, help_text="Only segments you may see."
+    )
+    destination = forms.ModelChoiceField(
+        queryset=ExportDestination.objects.order_by("name"), widget=UnfoldAdminSelectWidget
+    )
 
     def __init__(self, *args: Any, user=None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

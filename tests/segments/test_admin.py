@@ -52,6 +52,15 @@ def test_a_marketer_adds_a_segment_and_a_note(client, staff_cast, customers):
     assert "Customers now" in page.content.decode()
 
 
+def test_the_segment_form_uses_the_admin_s_styled_widgets(client, staff_cast, exclusion_segment):
+    # Django's bare widgets render without a border: the description looked like plain text and the tags were an
+    # unstyled multiple-select list (ctrl-click to pick several); tags are checkboxes, as a role's features are.
+    login(client, staff_cast["owner"])
+    form = client.get(f"/admin/segments/segment/{exclusion_segment.pk}/change/").context["adminform"].form
+    assert "border" in str(form["description"])
+    assert 'type="checkbox" name="tags"' in str(form["tags"])
+
+
 def test_a_bad_tree_shows_the_node_under_the_field(client, staff_cast, example_attributes):
     login(client, staff_cast["owner"])
     bad = {"operator": "and", "children": [{"attribute": "age", "operator": "between", "value": [1]}]}

@@ -81,3 +81,18 @@ def test_deleting_a_destination_needs_the_edit_feature(client, db):
     client.force_login(user)
     response = client.post(f"/admin/segments/exportdestination/{destination.pk}/delete/", {"post": "yes"})
     assert response.status_code == 403 and ExportDestination.objects.filter(pk=destination.pk).exists()
+
+
+def test_destination_and_new_export_forms_use_the_admin_s_styled_widgets(client, admin_user):
+    # Django's bare widgets render without a border in the Business Explorer: the kind, the configuration and the
+    # mandatory attributes of a destination, and the two choices of "New export", looked like plain text.
+    attributes_define()
+    vip_segment(admin_user)
+    destination = csv_destination()
+    client.force_login(admin_user)
+    destination_form = (
+        client.get(f"/admin/segments/exportdestination/{destination.pk}/change/").context["adminform"].form
+    )
+    new_export_form = client.get("/admin/segments/segmentexport/new/").context["form"]
+    for field in (*destination_form, *new_export_form):
+        assert "border" in str(field), field.name
