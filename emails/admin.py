@@ -23,9 +23,11 @@ from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 from unfold.widgets import (
     UnfoldAdminFileFieldWidget,
+    UnfoldAdminPasswordWidget,
     UnfoldAdminSelectWidget,
     UnfoldAdminTextareaWidget,
     UnfoldAdminTextInputWidget,
+    UnfoldBooleanWidget,
 )
 
 from cdp.admin.base import FeatureAccessMixin, render_confirmation, render_secret_once, user_has_feature
@@ -79,19 +81,31 @@ def _url_https(field: models.Field, **kwargs: Any) -> forms.Field | None:
 
 
 class ChannelForm(forms.ModelForm):
+    # The theme's widgets: Django's bare password input has no border, so the field could not be seen at all.
     credentials = forms.CharField(
         required=False,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        widget=UnfoldAdminPasswordWidget(render_value=False, attrs={"autocomplete": "new-password"}),
         label="Password / API key",
         help_text="SMTP password or the provider's API key. Stored encrypted and never shown again; "
         "leave empty to keep the current one.",
     )
-    clear_credentials = forms.BooleanField(required=False, label="Remove the stored password / API key")
+    clear_credentials = forms.BooleanField(
+        required=False, widget=UnfoldBooleanWidget, label="Remove the stored password / API key"
+    )
 
     class Meta:
         model = EmailChannel
         fields = EDITABLE_FIELDS
         formfield_callback = _url_https
+        # The fields' names as a marketer reads them ("Smtp host", "Public base url" otherwise).
+        labels = {
+            "smtp_host": "SMTP host", "smtp_port": "SMTP port", "smtp_username": "SMTP user name",
+            "smtp_security": "SMTP security", "api_base_url": "API base URL", "public_base_url": "Public base URL",
+            "subscribe_page_url": "Subscribe page URL", "unsubscribe_page_url": "Unsubscribe page URL",
+            "confirmed_page_url": "Confirmed page URL", "opt_in_frequency_hours": "Opt-in frequency (hours)",
+            "opt_in_link_valid_days": "Opt-in link valid for (days)", "opt_in_subject": "Opt-in subject",
+            "opt_in_body": "Opt-in text",
+        }  # fmt: skip
 
     def clean(self) -> dict:
         """channel_update's checks, as errors on the form's fields (raised from save_model they were a 500)."""

@@ -86,6 +86,15 @@ def test_template_form_refuses_a_subject_with_a_line_break_on_the_form(staff):
     ]
 
 
+def test_channel_form_uses_the_admin_s_styled_widgets_and_readable_labels(staff, channel):
+    # Django's bare password input has no border: the "Password / API key" box could not be seen at all.
+    form = staff.get(f"/admin/emails/emailchannel/{channel.pk}/change/").context["adminform"].form
+    for name in ("credentials", "smtp_host", "public_base_url"):
+        assert "border" in str(form[name]), name
+    assert "checkbox" in str(form["clear_credentials"]) and "border" in str(form["clear_credentials"])
+    assert (form["smtp_host"].label, form["public_base_url"].label) == ("SMTP host", "Public base URL")
+
+
 def test_bulk_block_asks_a_reason_then_blocks(staff, admin_user):
     for email in ("a@example.com", "b@example.com"):
         email_consent_change(email=email, consent=True, type="subscription_imported")
