@@ -176,6 +176,8 @@ def header_identifiers(entity: CustomerEntity) -> list[dict[str, Any]]:
 def timeline(entity: CustomerEntity) -> list[CustomerEvent]:
     """The newest events, each with `payload_text` (pretty JSON for the expandable payload) and `label` (what a
     system event records, in words; empty for the customer's own events)."""
+    from emails.services.setup import SOURCE_SLUG as EMAILS_SOURCE_SLUG  # lazy: emails builds on cdp
+    from emails.services.state import EVENT_NAMES as EMAIL_EVENT_NAMES
     from stitching.services.engine import MERGED_EVENT_TYPE, SPLIT_EVENT_TYPE, SYSTEM_SOURCE_SLUG
 
     events = list(
@@ -190,6 +192,10 @@ def timeline(entity: CustomerEntity) -> list[CustomerEvent]:
         # Segment spec's calls (page, screen, identify, ...), next to the named track events ("Order Completed").
         if event.source.slug == SYSTEM_SOURCE_SLUG:
             event.label = system_labels.get(event.type, event.type)
+        elif event.source.slug == EMAILS_SOURCE_SLUG:
+            # The email channel's records by the names its documentation gives them ("Email Subscription
+            # Confirmed"), not as their stored types ("subscription_confirmed").
+            event.label = EMAIL_EVENT_NAMES.get(event.type, "")
         else:
             event.label = segment_call_label(event.type, event.payload)
     return events

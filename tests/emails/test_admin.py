@@ -95,6 +95,18 @@ def test_channel_form_uses_the_admin_s_styled_widgets_and_readable_labels(staff,
     assert (form["smtp_host"].label, form["public_base_url"].label) == ("SMTP host", "Public base URL")
 
 
+def test_the_profile_timeline_names_the_email_channel_s_events(staff, django_capture_on_commit_callbacks):
+    from cdp.models import CustomerEntity
+
+    # Given a customer whose consent came from an import (an event of the email channel, stitched by its address)
+    with django_capture_on_commit_callbacks(execute=True):
+        email_consent_change(email="ann@example.com", consent=True, type="subscription_imported")
+    entity = CustomerEntity.objects.get(attributes__ps_email_address=["ann@example.com"])
+    # When the marketer opens the profile, then the timeline reads the event's documented name, not its type
+    page = staff.get(f"/admin/cdp/customerentity/{entity.pk}/change/").content.decode()
+    assert 'title="subscription_imported">Email Subscription Imported</span>' in page
+
+
 def test_bulk_block_asks_a_reason_then_blocks(staff, admin_user):
     for email in ("a@example.com", "b@example.com"):
         email_consent_change(email=email, consent=True, type="subscription_imported")
