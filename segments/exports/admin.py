@@ -225,9 +225,11 @@ class NewExportForm(forms.Form):
 class SegmentExportAdmin(FeatureAccessMixin, ModelAdmin):
     view_feature = Feature.EXPORTS_RUN
     edit_feature = None
+    # The file's link next to the progress it waits for: as the last column it was scrolled out of sight on a
+    # laptop's screen.
     list_display = (
-        "id", "segment_name", "destination_name", "status_badge", "progress_bar", "sent_count", "skipped_count",
-        "failed_count", "started_by", "created", "download_link",
+        "id", "segment_name", "destination_name", "status_badge", "progress_bar", "download_link", "sent_count",
+        "skipped_count", "failed_count", "started_by", "created",
     )  # fmt: skip
     list_display_links = ("id", "segment_name")
     list_filter = ("status", "destination_kind")
@@ -291,7 +293,7 @@ class SegmentExportAdmin(FeatureAccessMixin, ModelAdmin):
         live = "" if obj.is_done else reverse("admin:segments_segmentexport_status", args=[obj.pk])
         return format_html(
             '<div class="export-progress" data-export-id="{}" data-status-url="{}" title="{}%" '
-            'style="width: 140px; height: 10px; background: #e5e7eb; border-radius: 5px; overflow: hidden">'
+            'style="width: 100px; height: 10px; background: #e5e7eb; border-radius: 5px; overflow: hidden">'
             '<div class="export-progress-fill" style="width: {}%; height: 100%; background: {}"></div></div>'
             '<span class="export-progress-text" style="font-size: 12px">{}%</span>',
             obj.pk,
@@ -321,7 +323,7 @@ class SegmentExportAdmin(FeatureAccessMixin, ModelAdmin):
     def download_link(self, obj: SegmentExport):
         url = reverse("admin:segments_segmentexport_download", args=[obj.pk])
         return format_html(
-            '<a class="export-download" data-export-id="{}" href="{}" style="{}">Download CSV</a>',
+            '<a class="export-download" data-export-id="{}" href="{}" style="white-space: nowrap; {}">Download CSV</a>',
             obj.pk,
             url,
             "" if obj.has_file else "display: none",

@@ -96,3 +96,25 @@ def test_destination_and_new_export_forms_use_the_admin_s_styled_widgets(client,
     new_export_form = client.get("/admin/segments/segmentexport/new/").context["form"]
     for field in (*destination_form, *new_export_form):
         assert "border" in str(field), field.name
+
+
+def test_the_exports_list_shows_the_file_link_next_to_the_progress(client, admin_user):
+    from segments.exports.models import SegmentExport
+
+    # Given an export in the history
+    attributes_define()
+    segment = vip_segment(admin_user)
+    destination = csv_destination()
+    SegmentExport.objects.create(
+        segment=segment,
+        destination=destination,
+        segment_name=segment.name,
+        destination_name=destination.name,
+        destination_kind="csv",
+        started_by=admin_user,
+    )
+    client.force_login(admin_user)
+    # When the list is shown, then its file link follows the progress bar instead of being the last of eleven
+    # columns, which a laptop's screen scrolled out of sight
+    row = client.get("/admin/segments/segmentexport/").content.decode()
+    assert row.index('class="export-progress"') < row.index('class="export-download"') < row.index("data-export-count")
