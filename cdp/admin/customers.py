@@ -102,11 +102,19 @@ class CustomerFilter(admin.SimpleListFilter):
         return queryset
 
 
-def entity_link(entity_id: str | None) -> str:
+def entity_link(entity_id: str | None, title: str | None = None) -> str:
+    """A link to the customer's profile, reading `title` (their name or first identifier) when the caller has it,
+    else the id (lists of many rows, which do not load every customer)."""
     if not entity_id:
         return "—"
     url = reverse("admin:cdp_customerentity_change", args=[entity_id])
-    return format_html('<a class="text-primary-600" href="{}">{}</a>', url, entity_id)
+    return format_html('<a class="text-primary-600" href="{}" title="{}">{}</a>', url, entity_id, title or entity_id)
+
+
+def entity_titles(entity_ids: set[str]) -> dict[str, str]:
+    """The customers' names (or first identifiers) by id, in one query; a customer merged away has none."""
+    entities = CustomerEntity.objects.filter(pk__in=[pk for pk in entity_ids if pk]).only("id", "attributes")
+    return {entity.pk: customer_title(entity) for entity in entities}
 
 
 def precise_time(value: datetime | None) -> str:
@@ -156,7 +164,7 @@ class CustomerEventAdmin(FeatureAccessMixin, ModelAdmin):
         "type",
         "event_time_display",
         "source",
-        "customer_entity_display",
+        "customer_entity_named",
         "received_display",
         "idempotency_key",
         "identifiers_display",
@@ -203,6 +211,12 @@ class CustomerEventAdmin(FeatureAccessMixin, ModelAdmin):
     def customer_entity_display(self, obj: CustomerEvent) -> str:
         return entity_link(obj.customer_entity_id)
 
+    @display(description="Customer")
+    def customer_entity_named(self, obj: CustomerEvent) -> str:
+        # One event's page: the customer by name, as the profiles list shows them (the list keeps the id: it does
+        # not load fifty customers).
+        return entity_link(obj.customer_entity_id, entity_titles({obj.customer_entity_id}).get(obj.customer_entity_id))
+
     @display(description="Identifiers")
     def identifiers_display(self, obj: CustomerEvent) -> str:
         """What stitching read from the event and what became of each identifier: where a refused link or a held
@@ -210,6 +224,8 @@ class CustomerEventAdmin(FeatureAccessMixin, ModelAdmin):
         from stitching.selectors import event_identifiers
 
         cell = "padding: 6px 16px 6px 0; vertical-align: top; border-top: 1px solid rgba(127, 127, 127, 0.2);"
+        links = list(event_identifiers(event_id=obj.pk)[:200])
+        titles = entity_titles({link.identifier.customer_entity_id for link in links})
         rows = format_html_join(
             "",
             '<tr><td style="{0}">{1}</td><td style="{0}; overflow-wrap: anywhere">{2}</td><td style="{0}">{3}{4}</td>'
@@ -222,9 +238,9 @@ class CustomerEventAdmin(FeatureAccessMixin, ModelAdmin):
                     link.get_status_display(),
                     format_html('<br><small style="opacity: 0.7">{}</small>', link.reason) if link.reason else "",
                     link.rule.path if link.rule else "—",
-                    entity_link(link.identifier.customer_entity_id),
+                    entity_link(link.identifier.customer_entity_id, titles.get(link.identifier.customer_entity_id)),
                 )
-                for link in event_identifiers(event_id=obj.pk)[:200]
+                for link in links
             ),
         )
         if not rows:

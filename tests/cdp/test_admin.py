@@ -733,6 +733,14 @@ def test_an_event_page_lists_the_identifiers_it_carried_why_one_was_refused_and_
     assert "the customer would have 2 user_id values (limit 1)" in page
     assert reverse("admin:cdp_customerentity_change", args=[filip.pk]) in page  # who holds the refused address
 
+    # The event's customer and the one holding an identifier read by name, as the profiles list names them (their
+    # ids alone meant nothing to a marketer).
+    CustomerEntity.objects.filter(pk=ann.pk).update(attributes={"first_name": ["Ann"], "last_name": ["Horak"]})
+    CustomerEntity.objects.filter(pk=filip.pk).update(attributes={"ps_email_address": ["test@test.com"]})
+    page = staff_client.get(reverse("admin:cdp_customerevent_change", args=[sign_in.pk])).content.decode()
+    assert f'title="{ann.pk}">Ann Horak</a>' in page
+    assert f'title="{filip.pk}">test@test.com</a>' in page
+
     bare = graph.event(ann)
     page = staff_client.get(reverse("admin:cdp_customerevent_change", args=[bare.pk])).content.decode()
     assert "no stitching rule read an identifier from this event" in page
