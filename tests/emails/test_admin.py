@@ -107,6 +107,16 @@ def test_the_profile_timeline_names_the_email_channel_s_events(staff, django_cap
     assert 'title="subscription_imported">Email Subscription Imported</span>' in page
 
 
+def test_an_empty_list_says_whether_nothing_is_there_or_nothing_matches(staff):
+    # The theme said "This page yielded into no results. Create a new item or reset your filters." on every empty
+    # list, with a "Reset filters" button when no filter was set.
+    empty = staff.get("/admin/emails/job/").content.decode()
+    assert "No import jobs yet" in empty and "Add import job" in empty
+    assert "Reset filters" not in empty and "yielded" not in empty
+    filtered = staff.get("/admin/emails/job/", {"status__exact": "failed"}).content.decode()
+    assert "No import jobs match this search or these filters." in filtered and "Reset filters" in filtered
+
+
 def test_bulk_block_asks_a_reason_then_blocks(staff, admin_user):
     for email in ("a@example.com", "b@example.com"):
         email_consent_change(email=email, consent=True, type="subscription_imported")
