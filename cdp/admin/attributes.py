@@ -200,6 +200,9 @@ class AttributeAdmin(FeatureAccessMixin, ServiceSaveMixin, ModelAdmin):
     list_before_template = "cdp/admin/attributes_status.html"
     change_form_outer_after_template = "cdp/admin/attribute_values.html"
 
+    class Media:
+        css = {"all": ("cdp/attribute_form.css",)}  # the Sources chooser fits the column (see the file)
+
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         # Drawn when the page is shown (after the permission checks), not for a POST that saves and redirects.
         if obj is not None and not add and request.method == "GET":

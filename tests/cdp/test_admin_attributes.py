@@ -1,4 +1,7 @@
+from pathlib import Path
+
 import pytest
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from cdp.models import Attribute, CustomerEntity, StaleEntity
@@ -40,6 +43,14 @@ def test_the_services_checks_show_under_the_form(staff):
 def test_attribute_pages_render(staff, default_attributes):
     assert staff.get("/admin/cdp/attribute/").status_code == 200
     assert staff.get("/admin/cdp/attribute/total_revenue/change/").status_code == 200
+
+
+def test_the_sources_chooser_fits_the_form_s_column(staff, default_attributes):
+    # Its two fixed-width boxes made the form scroll sideways on a laptop's screen; the stylesheet lets them shrink.
+    for url in ("/admin/cdp/attribute/add/", "/admin/cdp/attribute/total_revenue/change/"):
+        assert "cdp/attribute_form.css" in staff.get(url).content.decode(), url
+    css = (Path(settings.BASE_DIR) / "cdp/static/cdp/attribute_form.css").read_text()
+    assert ".selector .selector-available, .selector .selector-chosen { min-width: 0;" in css
 
 
 def _segment_on(attribute_id: str, name: str):
