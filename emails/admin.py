@@ -41,7 +41,13 @@ from cdp.services.idempotency import (
 )
 from emails import selectors
 from emails.models import Campaign, EmailAddress, EmailChannel, EmailTemplate, FeedbackInbox, FeedbackRejection, Job
-from emails.services.campaigns import campaign_create, campaign_pause, campaign_report, campaign_resume
+from emails.services.campaigns import (
+    campaign_create,
+    campaign_failure_reasons,
+    campaign_pause,
+    campaign_report,
+    campaign_resume,
+)
 from emails.services.channel import (
     EDITABLE_FIELDS,
     channel_get,
@@ -628,8 +634,12 @@ class CampaignAdmin(FeatureAccessMixin, ModelAdmin):
     def report_display(self, obj: Campaign) -> str:
         report = campaign_report(campaign=obj)
         skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(report["skipped"].items())) or "none"
-        return format_html("Sent {} · failed {} · pending {} · skipped {}", report["sent"], report["failed"],
-                           report["pending"], skipped)  # fmt: skip
+        summary = format_html("Sent {} · failed {} · pending {} · skipped {}", report["sent"], report["failed"],
+                              report["pending"], skipped)  # fmt: skip
+        if not report["failed"]:
+            return summary
+        reasons = format_html_join("", "<li>{} ({})</li>", campaign_failure_reasons(campaign=obj))
+        return format_html('{}<div class="em-failed-reasons">Why sending failed:<ul>{}</ul></div>', summary, reasons)
 
     def _campaign_start(self, request: HttpRequest, form: CampaignForm) -> HttpResponse | None:
         """Start the form's campaign, once per form shown (its `submission` claims an idempotency key: a second

@@ -201,6 +201,18 @@ def campaign_report(*, campaign: Campaign) -> dict[str, Any]:
     return report
 
 
+def campaign_failure_reasons(*, campaign: Campaign, limit: int = 5) -> list[tuple[str, int]]:
+    """The commonest reasons the campaign's failed recipients failed, with how many each: a campaign page that said
+    only "failed 21" left the marketer to guess (an unreachable SMTP server, a refused address ...)."""
+    rows = (
+        CampaignRecipient.objects.filter(campaign=campaign, status=CampaignRecipient.Status.FAILED)
+        .values("reason")
+        .annotate(n=Count("id"))
+        .order_by("-n", "reason")[:limit]
+    )
+    return [(row["reason"] or "no reason given", row["n"]) for row in rows]
+
+
 def campaign_progress_save(*, campaign: Campaign) -> None:
     report = campaign_report(campaign=campaign)
     campaign.sent = report["sent"]

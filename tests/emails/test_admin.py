@@ -189,6 +189,25 @@ def test_campaign_page_pauses_and_resumes_with_a_confirmation(staff, admin_user)
     assert "only a queued, preparing or sending campaign can be paused" in again.content.decode()
 
 
+def test_campaign_page_says_why_sending_failed(staff, admin_user):
+    from cdp.models import Attribute
+    from emails.models import Campaign, CampaignRecipient
+    from segments.services import segment_create
+
+    # Given a campaign whose recipients failed (an SMTP server that was down) and one that was sent
+    Attribute.objects.create(id="vip", name="VIP", data_type="bool", computation="last_value", path="vip")
+    segment = segment_create(owner=admin_user, name="All", conditions={"attribute": "vip", "operator": "is_set"})
+    template = template_create(name="T", subject="S", text_body="Hi {{ email }}")
+    campaign = Campaign.objects.create(name="Spring", template=template, segment_id=segment.pk, status="done")
+    down = "SMTP server unreachable: [Errno 111] Connection refused"
+    for email, status, reason in [("a@x.cz", "failed", down), ("b@x.cz", "failed", down), ("c@x.cz", "sent", "")]:
+        CampaignRecipient.objects.create(campaign=campaign, email=email, status=status, reason=reason)
+    # When its page is shown, then it gives the reason with how many it failed, not only "failed 2"
+    page = staff.get(f"/admin/emails/campaign/{campaign.pk}/change/").content.decode()
+    assert "Sent 1 · failed 2" in page
+    assert "Why sending failed:<ul><li>SMTP server unreachable: [Errno 111] Connection refused (2)</li></ul>" in page
+
+
 def test_campaign_and_import_forms_use_the_admin_s_styled_widgets(staff):
     # Django's bare widgets render without a border in the Business Explorer: the Name box was invisible.
     campaign_form = staff.get("/admin/emails/campaign/add/").context["form"]
