@@ -158,8 +158,10 @@ def event_record_build(
         if isinstance(message_id, bool) or not isinstance(message_id, str | int):
             raise EventRejected("message_id must be a string")
         key = str(message_id).strip()
-        if not key or len(key) > MAX_MESSAGE_ID_LENGTH or "\x00" in key:
+        if not key or len(key) > MAX_MESSAGE_ID_LENGTH:
             raise EventRejected(f"message_id must be 1 to {MAX_MESSAGE_ID_LENGTH} characters")
+        if "\x00" in key:  # (PostgreSQL text cannot hold it; "must be 1 to 120 characters" misled the client)
+            raise EventRejected("message_id contains a NUL character")
         if not utf8(key):
             raise EventRejected("message_id contains characters that are not valid UTF-8")
         key = idempotency_key_of(key)

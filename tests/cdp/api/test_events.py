@@ -70,6 +70,7 @@ def test_bad_events_are_reported_and_good_ones_kept(analyst_client, web_source):
         event(message_id="x" * 500),
         event(source_id=None),
         event(type="Order\nCompleted"),
+        event(message_id="a\u0000b"),
     ]
     response = analyst_client.post("/api/events/", batch, format="json")
     assert response.status_code == 200
@@ -87,6 +88,7 @@ def test_bad_events_are_reported_and_good_ones_kept(analyst_client, web_source):
         8: "message_id must be 1 to 120 characters",
         9: "source_id is required",
         10: "type 'Order\\nCompleted' contains a control character (a line break, a tab ...)",
+        11: "message_id contains a NUL character",
     }
     assert CustomerEvent.objects.count() == 1
 
