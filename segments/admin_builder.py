@@ -110,8 +110,18 @@ def builder_form(form_class: type[forms.ModelForm], *, count_url: str, values_ur
             try:
                 return super().clean_conditions()
             except ValidationError as exc:
-                self.fields["conditions"].widget.node_errors = node_errors(_split_messages(exc.messages))
-                raise
+                errors = node_errors(_split_messages(exc.messages))
+                self.fields["conditions"].widget.node_errors = errors
+                # The builder outlines each bad node with its message; under the field the marketer reads what to
+                # do, not the validator's path ("conditions.children[0].value: ...", which the API's clients get).
+                raise ValidationError(
+                    [
+                        error["message"]
+                        if error["path"] == "conditions"
+                        else f"Fix the condition outlined in red: {error['message']}"
+                        for error in errors
+                    ]
+                ) from None
 
     BuilderForm.__name__ = f"Builder{form_class.__name__}"
     return BuilderForm
