@@ -75,7 +75,6 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
     )
 
     system = system_source_id()
-    config = config_load()
     report = StitchReport()
     clock = [time.perf_counter()]
 
@@ -94,6 +93,7 @@ def restitch_all(*, progress: Callable[[int], None] | None = None):
             # rebuild reads keeps its row, and none appears unseen (a big rebuild replaces the whole table).
             # Reads go on.
             cur.execute("LOCK TABLE customer_event_entities IN EXCLUSIVE MODE")
+            config = config_load()  # under the lock: a configuration change commits before or waits (engine)
             for table in SCRATCH_TABLES:
                 cur.execute(f"DROP TABLE IF EXISTS {table}")  # left by an earlier run in the same transaction
             leftovers_drop(cur)

@@ -169,6 +169,13 @@ def _restitch_on_commit(
     restitch_request(identifier_ids=identifier_ids, entity_ids=entity_ids, cause=cause)
 
 
+def _config_change_lock() -> None:
+    """Wait for the stitching transactions in flight, hold new ones until commit (engine.config_change_lock)."""
+    from stitching.services.engine import config_change_lock
+
+    config_change_lock()
+
+
 def _rule_affected_entity_ids(*, source_id: int, event_type: str) -> list[str]:
     """Entities holding events a rule applies to: their components may split or join when the rule changes."""
     events = CustomerEvent.objects.filter(source_id=source_id, entity_link__customer_entity__isnull=False)
@@ -230,6 +237,7 @@ def category_update(*, category: StitchingCategory, **fields: Any) -> StitchingC
     unknown = set(fields) - set(CATEGORY_FIELDS)
     if unknown:
         raise ValidationError({sorted(unknown)[0]: "This field cannot be changed."})
+    _config_change_lock()
     category = StitchingCategory.objects.select_for_update().get(pk=category.pk)
     if "name" in fields:
         category.name = _name_validate(fields["name"], category_id=category.pk)
@@ -360,6 +368,7 @@ def rule_create(
     clean = _rule_fields_validate(
         {"source": source, "category": category, "path": path, "event_type": event_type, "priority": priority}
     )
+    _config_change_lock()
     rule = StitchingRule(**clean)
     _rule_unique_check(rule)
     rule.save()
@@ -374,6 +383,7 @@ def rule_update(*, rule: StitchingRule, **fields: Any) -> StitchingRule:
     if unknown:
         raise ValidationError({sorted(unknown)[0]: "This field cannot be changed."})
     clean = _rule_fields_validate(fields)
+    _config_change_lock()
     rule = StitchingRule.objects.select_for_update().select_related("source").get(pk=rule.pk)
     before = (rule.source_id, rule.event_type)
     for name, value in clean.items():
@@ -389,6 +399,7 @@ def rule_update(*, rule: StitchingRule, **fields: Any) -> StitchingRule:
 
 @transaction.atomic
 def rule_delete(*, rule: StitchingRule) -> None:
+    _config_change_lock()
     entity_ids = _rule_affected_entity_ids(source_id=rule.source_id, event_type=rule.event_type)
     rule.delete()
     _restitch_on_commit(entity_ids=entity_ids, cause=RestitchCause.RULE_CHANGED)
@@ -408,6 +419,7 @@ def blocked_value_add(
     reason = (reason or "").strip()
     if len(reason) > 300:
         raise ValidationError({"reason": "The reason is longer than 300 characters."})
+    _config_change_lock()
     if BlockedValue.objects.filter(category=category, value=normalised).exists():
         scope = category.pk if category else "every category"
         raise ValidationError({"value": f"{normalised!r} is already blocked for {scope}."})
@@ -422,6 +434,7 @@ def blocked_value_add(
 @transaction.atomic
 def blocked_value_remove(*, blocked_value: BlockedValue, user: User | None = None) -> None:
     """Unblock: events carrying the value may link again (re-stitched after commit)."""
+    _config_change_lock()
     identifier_ids = _matching_identifier_ids(category=blocked_value.category, value=blocked_value.value)
     blocked_value.delete()
     _restitch_on_commit(identifier_ids=identifier_ids, cause=RestitchCause.VALUE_UNBLOCKED)
@@ -434,6 +447,7 @@ def blocked_value_remove(*, blocked_value: BlockedValue, user: User | None = Non
 def hub_review_decide(*, review: HubReview, approve: bool, user: User | None = None) -> HubReview:
     """Approve (the held identifier may link the customers it joins) or block its value. Either way the
     component is re-stitched after commit."""
+    _config_change_lock()
     review = HubReview.objects.select_for_update().select_related("identifier").get(pk=review.pk)
     if review.status != HubReview.Status.PENDING:
         raise ValidationError({"status": f"The review was already decided ({review.get_status_display()})."})

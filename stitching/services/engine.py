@@ -274,6 +274,19 @@ def restitch(
     return report
 
 
+def config_change_lock() -> None:
+    """Called first in a transaction that changes the stitching configuration (rules, categories, blocked values,
+    hub decisions), before it reads which identifiers and customers the change affects.
+
+    Stitching transactions load the configuration after taking the global lock shared; this takes it exclusively,
+    so it waits for the ones in flight and the next ones wait for its commit. Without it, a batch that had loaded
+    the configuration before the change and committed after the change had listed what to re-stitch left its
+    events extracted by the old rules, or linked by a value just blocked, for good: in a customer created or split
+    by that batch (not listed), or through an identifier it created (not found)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, GLOBAL_LOCK_KEY])
+
+
 def system_source_id() -> int:
     """The system source's id, 0 while it does not exist (no merge or split happened yet)."""
     return DataSource.objects.filter(slug=SYSTEM_SOURCE_SLUG).values_list("pk", flat=True).first() or 0
@@ -322,9 +335,9 @@ def with_retries(work) -> StitchReport:
 
 
 def _stitch_pending_once(limit: int) -> StitchReport:
-    config = config_load()
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_NAMESPACE, GLOBAL_LOCK_KEY])
+        config = config_load()  # under the lock: see config_change_lock
         # The queue: events whose row in customer_event_entities has no customer yet (a partial index).
         cursor.execute(
             "SELECT e.id, e.source_id, e.type, e.payload::text, e.event_time FROM customer_events e JOIN "
@@ -346,10 +359,10 @@ def _restitch_once(
 ) -> StitchReport:
     """Re-stitch the components of these identifiers, entities and events. `causes` maps a seed (identifier id or
     entity id) to why it is re-stitched; `cause` is for the rest (the events')."""
-    config = config_load()
     system = system_source_id()
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_NAMESPACE, GLOBAL_LOCK_KEY])
+        config = config_load()  # under the lock: see config_change_lock
         # The seeds: events carrying these identifiers (whatever their status), events of these entities.
         cursor.execute(
             "SELECT e.id, e.source_id, e.type, e.payload::text FROM customer_events e WHERE e.source_id <> %s AND "
