@@ -470,9 +470,15 @@ def _stitch(
         )
         keys = {_identifier_key(c, v) for c, v in cursor.fetchall()} | {_entity_key(e) for e in entities}
         missing = sorted(keys - held)
-        if not missing:
+        if missing:
+            _locks_take(cursor, missing, held, wait=False)
+        elif reextract and (others := component_events - set(extracted)):
+            # A re-stitch extracts its whole component again, not only the seeds it read before it held the locks:
+            # events another transaction moved into it meanwhile, or that a change before split off the customer
+            # it was asked for, were extracted by the configuration of their time.
+            component_identifiers |= _reextract(cursor, config, others, extracted, held)
+        else:
             break
-        _locks_take(cursor, missing, held, wait=False)
         seed_events, seed_identifiers, seed_entities = component_events, component_identifiers, entities
 
     report = _component_write(
@@ -486,6 +492,45 @@ def _stitch(
     )
     report.add(fast)
     return report
+
+
+def _reextract(cursor, config: StitchConfig, event_ids: set[int], extracted: dict, held: set[int]) -> set[int]:
+    """Extract these events' identifiers again (into `extracted`) and replace the links of those whose identifiers
+    changed (usually none: a component can be large, its links are rewritten only where they differ); locks the
+    identifiers those now carry without waiting (LockBusy). Returns the identifiers they carried or carry now."""
+    cursor.execute(
+        "SELECT id, source_id, type, payload::text FROM customer_events WHERE id = ANY(%s)", [sorted(event_ids)]
+    )
+    found = {
+        event_id: identifiers_extract(config, source_id=source_id, event_type=event_type, payload=orjson.loads(payload))
+        for event_id, source_id, event_type, payload in cursor.fetchall()
+    }
+    extracted.update(found)
+    cursor.execute(
+        "SELECT ei.event_id, i.category_id, i.value, ei.rule_id, ei.status, ei.reason FROM stitching_event_identifiers "
+        "ei JOIN stitching_identifiers i ON i.id = ei.identifier_id WHERE ei.event_id = ANY(%s)",
+        [sorted(found)],
+    )
+    stored: dict[int, set] = {}
+    for event_id, category, value, rule_id, status, reason in cursor.fetchall():
+        stored.setdefault(event_id, set()).add((category, value, rule_id, reason if status == BLOCKED else None))
+    changed = {
+        event_id: xs
+        for event_id, xs in found.items()
+        if {(x.category, x.value[:MAX_IDENTIFIER_LENGTH], x.rule_id, x.blocked) for x in xs}
+        != stored.get(event_id, set())
+    }
+    if not changed:
+        return set()
+    values = sorted({(x.category, x.value[:MAX_IDENTIFIER_LENGTH]) for xs in changed.values() for x in xs})
+    _locks_take(cursor, sorted({_identifier_key(c, v) for c, v in values} - held), held, wait=False)
+    identifier_ids = _identifiers_upsert(cursor, values)
+    cursor.execute(
+        "DELETE FROM stitching_event_identifiers WHERE event_id = ANY(%s) RETURNING identifier_id", [sorted(changed)]
+    )
+    carried = {row[0] for row in cursor.fetchall()}
+    _edges_insert(cursor, changed, identifier_ids)
+    return carried | set(identifier_ids.values())
 
 
 def _attach_simple(

@@ -9,7 +9,7 @@ import time
 import pytest
 from django.db import connections, transaction
 
-from stitching.models import EventIdentifier, StitchingCategory
+from stitching.models import EventIdentifier, Identifier, StitchingCategory, StitchingRule
 from stitching.services import config, engine
 from tests.stitching.helpers import ingest
 
@@ -69,3 +69,19 @@ def test_a_batch_stitching_while_a_rule_is_added_extracts_its_events_by_the_new_
     assert not errors
     engine.restitch_requested()
     assert EventIdentifier.objects.filter(event_id=event, identifier__value="d1", status="linked").exists()
+
+
+@pytest.mark.django_db
+def test_a_restitch_extracts_its_whole_component_again_not_only_the_events_it_was_asked_for(shop_source):
+    """The events a re-stitch reads before it holds the locks (those of a customer, or carrying an identifier) are
+    not all of its component: another transaction may have moved events in, or an earlier change split some off
+    the customer it was asked for. Those kept the identifiers of the rules of their time."""
+    a, b = ingest(
+        shop_source,
+        [{"id": "1", "anonymousId": "c1", "userId": "u1"}, {"id": "2", "anonymousId": "c1", "device": "d9"}],
+    )
+    engine.stitch_pending()
+    # A rule these events were not extracted by, as if the batch that stitched them had loaded the rules before it.
+    StitchingRule.objects.create(source=shop_source, event_type="*", category_id="cookie", path="device")
+    engine.component_restitch(identifier_ids=[Identifier.objects.get(category_id="user_id", value="u1").pk])
+    assert EventIdentifier.objects.filter(event_id=b, identifier__value="d9", status="linked").exists()
