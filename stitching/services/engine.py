@@ -372,17 +372,9 @@ def _restitch_once(
             [system, list(event_ids), list(entity_ids), list(identifier_ids)],
         )
         seeds = cursor.fetchall()
-        # Re-evaluate whether these identifiers are blocked (a value was blocked or unblocked).
-        if identifier_ids:
-            cursor.execute(
-                "SELECT id, category_id, value FROM stitching_identifiers WHERE id = ANY(%s)", [list(identifier_ids)]
-            )
-            for identifier_id, category, value in cursor.fetchall():
-                reason = config.blocked_reason(category, value)
-                cursor.execute(
-                    "UPDATE stitching_event_identifiers SET status = %s, reason = %s WHERE identifier_id = %s",
-                    [BLOCKED if reason else LINKED, reason or "", identifier_id],
-                )
+        # Every event carrying these identifiers is a seed, extracted again under the identifiers' locks: that
+        # re-evaluates whether they are blocked (a value was blocked or unblocked). (Updating their links' status
+        # here, before those locks, deadlocked with a transaction holding them and writing the same links.)
         return _stitch(
             cursor,
             config,

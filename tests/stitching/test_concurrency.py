@@ -3,6 +3,7 @@ soak (scripts/soak_stitching.py) found, each made deterministic by waiting until
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -85,3 +86,38 @@ def test_a_restitch_extracts_its_whole_component_again_not_only_the_events_it_wa
     StitchingRule.objects.create(source=shop_source, event_type="*", category_id="cookie", path="device")
     engine.component_restitch(identifier_ids=[Identifier.objects.get(category_id="user_id", value="u1").pk])
     assert EventIdentifier.objects.filter(event_id=b, identifier__value="d9", status="linked").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_restitching_a_blocked_value_takes_no_row_lock_before_the_identifier_locks(shop_source, caplog):
+    """The re-stitch of a just blocked value updated its links' status before waiting for the value's lock: a
+    stitching transaction holding that lock and writing the same links deadlocked with it."""
+    caplog.set_level(logging.INFO, logger="stitching.services.engine")
+    (event,) = ingest(shop_source, [{"id": "1", "anonymousId": "c1"}])
+    engine.stitch_pending()
+    identifier = Identifier.objects.get(category_id="cookie", value="c1")
+    holding, release, errors = threading.Event(), threading.Event(), []
+
+    def stitching_transaction() -> None:
+        with transaction.atomic(), connections["default"].cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, %s)", [engine.LOCK_NAMESPACE, engine._identifier_key("cookie", "c1")]
+            )
+            holding.set()
+            release.wait(10)
+            cursor.execute("UPDATE stitching_event_identifiers SET reason = reason WHERE event_id = %s", [event])
+
+    other, _ = _in_thread(stitching_transaction, errors)
+    try:
+        assert holding.wait(10)
+        restitching, restitched = _in_thread(
+            lambda: engine.component_restitch(identifier_ids=[identifier.pk], cause="value_blocked"), errors
+        )
+        _wait_until_waiting_for_a_lock(restitched)
+    finally:
+        release.set()
+        other.join(15)
+    restitching.join(15)
+    # PostgreSQL broke no deadlock: in neither transaction (the engine retries its own, and says so).
+    assert not errors
+    assert "deadlock" not in caplog.text
