@@ -392,16 +392,19 @@ def _computation_of(attribute: Attribute) -> tuple:
 def entities_mark_stale(*, entity_ids: Iterable[str] | None = None, enqueue: bool = True) -> int:
     """Queue customers (all, or the given ones) for recomputation; the task is enqueued after commit unless
     `enqueue` is False (the caller works the queue off itself). Returns how many were not queued yet."""
+    # In id order, as stitching queues customers (entities_queue_sql, sorted ids): two transactions inserting the
+    # same ids in different orders wait for each other's uncommitted ids, a deadlock PostgreSQL breaks by failing
+    # one of them (an attribute definition saved while workers stitch).
     with connection.cursor() as cursor:
         if entity_ids is None:
             cursor.execute(
-                "INSERT INTO customer_entities_stale (entity_id) SELECT id FROM customer_entities "
+                "INSERT INTO customer_entities_stale (entity_id) SELECT id FROM customer_entities ORDER BY id "
                 "ON CONFLICT DO NOTHING"
             )
         else:
             cursor.execute(
                 "INSERT INTO customer_entities_stale (entity_id) SELECT c.id FROM customer_entities c "
-                "WHERE c.id = ANY(%s::varchar[]) ON CONFLICT DO NOTHING",
+                "WHERE c.id = ANY(%s::varchar[]) ORDER BY c.id ON CONFLICT DO NOTHING",
                 [sorted(set(entity_ids))],
             )
         marked = cursor.rowcount

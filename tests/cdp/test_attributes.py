@@ -3,6 +3,7 @@
 import json
 import re
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -274,6 +275,58 @@ def test_a_batch_locked_by_another_worker_is_skipped_not_waited_for(no_default_a
         thread.join()
     assert set(StaleEntity.objects.values_list("pk", flat=True)) == set(entities[:2])
     assert svc.attributes_recompute() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_queueing_every_customer_while_stitching_queues_some_cannot_deadlock(no_default_attributes):
+    """Saving an attribute definition queues every customer while workers queue the ones they stitch: inserted in
+    table order instead of id order (as stitching does), the two waited for each other's uncommitted ids."""
+    later = CustomerEntity.objects.create(id="c" * 32)  # first in the table, last by id
+    earlier = CustomerEntity.objects.create(id="b" * 32)
+    holding, release, errors = threading.Event(), threading.Event(), []
+
+    def in_thread(work):
+        def run():
+            try:
+                work()
+            except Exception as error:  # noqa: BLE001 - reported by the test
+                errors.append(error)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    def stitching():
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(svc.entities_queue_sql(), [[earlier.pk]])
+            holding.set()
+            release.wait(10)
+            cursor.execute(svc.entities_queue_sql(), [[later.pk]])
+
+    def definition_saved():
+        with transaction.atomic():
+            entities_mark_stale(enqueue=False)
+
+    worker = in_thread(stitching)
+    try:
+        assert holding.wait(10)
+        saving = in_thread(definition_saved)
+        with connection.cursor() as cursor:  # until the second waits for the first's uncommitted id
+            for _ in range(500):
+                cursor.execute(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND locktype = 'transactionid')"
+                )
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(0.02)
+    finally:
+        release.set()
+        worker.join(15)
+    saving.join(15)
+    assert not errors
+    assert set(StaleEntity.objects.values_list("pk", flat=True)) == {earlier.pk, later.pk}
 
 
 # --- definitions ---------------------------------------------------------------------------------------------
