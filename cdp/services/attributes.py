@@ -392,7 +392,7 @@ def _computation_of(attribute: Attribute) -> tuple:
 def entities_mark_stale(*, entity_ids: Iterable[str] | None = None, enqueue: bool = True) -> int:
     """Queue customers (all, or the given ones) for recomputation; the task is enqueued after commit unless
     `enqueue` is False (the caller works the queue off itself). Returns how many were not queued yet."""
-    # In id order, as stitching queues customers (entities_queue_sql, sorted ids): two transactions inserting the
+    # In id order, as stitching queues customers (entities_queue_sql, once per transaction): two inserting the
     # same ids in different orders wait for each other's uncommitted ids, a deadlock PostgreSQL breaks by failing
     # one of them (an attribute definition saved while workers stitch).
     with connection.cursor() as cursor:
@@ -402,11 +402,7 @@ def entities_mark_stale(*, entity_ids: Iterable[str] | None = None, enqueue: boo
                 "ON CONFLICT DO NOTHING"
             )
         else:
-            cursor.execute(
-                "INSERT INTO customer_entities_stale (entity_id) SELECT c.id FROM customer_entities c "
-                "WHERE c.id = ANY(%s::varchar[]) ORDER BY c.id ON CONFLICT DO NOTHING",
-                [sorted(set(entity_ids))],
-            )
+            cursor.execute(entities_queue_sql(), [sorted(set(entity_ids))])
         marked = cursor.rowcount
     if enqueue:
         transaction.on_commit(_enqueue_recompute)
@@ -414,9 +410,11 @@ def entities_mark_stale(*, entity_ids: Iterable[str] | None = None, enqueue: boo
 
 
 def entities_queue_sql(ids_param: str = "%s") -> str:
-    """SQL that queues the customers in the varchar array parameter (for the stitching engine's own cursor)."""
+    """SQL that queues the customers in the varchar array parameter that exist, in id order (see
+    entities_mark_stale): for the stitching engine's own cursor, once per transaction."""
     return (
-        f"INSERT INTO customer_entities_stale (entity_id) SELECT unnest({ids_param}::varchar[]) ON CONFLICT DO NOTHING"
+        "INSERT INTO customer_entities_stale (entity_id) SELECT c.id FROM customer_entities c "
+        f"WHERE c.id = ANY({ids_param}::varchar[]) ORDER BY c.id ON CONFLICT DO NOTHING"
     )
 
 

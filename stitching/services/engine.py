@@ -447,7 +447,7 @@ def _stitch(
     if times is not None:
         fast, seed_events = _attach_simple(cursor, config, extracted, identifier_ids, owners, times, held)
         if not seed_events:
-            return fast
+            return _stale_queue(cursor, fast)
 
     # (3) Discover, lock, discover again until stable.
     seed_identifiers = set(seed_identifier_ids) | unlinked
@@ -483,6 +483,15 @@ def _stitch(
         cause=cause,
     )
     report.add(fast)
+    return _stale_queue(cursor, report)
+
+
+def _stale_queue(cursor, report: StitchReport) -> StitchReport:
+    """Queue the customers whose attributes went stale, once per transaction and in id order, as
+    `entities_mark_stale` does: inserts of the same ids in different orders (two statements, each sorted) made a
+    deadlock with a transaction queueing every customer. Customers merged away since the fast path are left out."""
+    if report.entity_ids:
+        cursor.execute(entities_queue_sql(), [sorted(report.entity_ids)])
     return report
 
 
@@ -665,7 +674,6 @@ def _attach_simple(
             [ids, [identifier_entity[i] for i in ids], [first_seen[i] for i in ids]],
         )
     touched = sorted(set(assign.values()))
-    cursor.execute(entities_queue_sql(), [touched])
     report.events = len(event_ids)
     report.entities_created = len(created)
     report.components = len(touched)
@@ -971,8 +979,6 @@ def _component_write(
         cursor.execute("DELETE FROM customer_entities WHERE id = ANY(%s)", [gone])
         report.entities_deleted = len(gone)
     stale -= set(gone)
-    if stale:
-        cursor.execute(entities_queue_sql(), [sorted(stale)])
     report.entity_ids = stale
     return report
 

@@ -8,8 +8,10 @@ import threading
 import time
 
 import pytest
-from django.db import connections, transaction
+from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 
+from cdp.models import CustomerEntity, StaleEntity
 from stitching.models import EventIdentifier, Identifier, StitchingCategory, StitchingRule
 from stitching.services import config, engine
 from tests.stitching.helpers import ingest
@@ -121,3 +123,28 @@ def test_restitching_a_blocked_value_takes_no_row_lock_before_the_identifier_loc
     # PostgreSQL broke no deadlock: in neither transaction (the engine retries its own, and says so).
     assert not errors
     assert "deadlock" not in caplog.text
+
+
+@pytest.mark.django_db
+def test_a_batch_queues_its_customers_for_new_attributes_in_one_statement_in_id_order(shop_source):
+    """A batch with an event for the fast path and a merge queued their customers in two statements, each in id
+    order but not together: a transaction queueing every customer (an attribute definition saved) deadlocked
+    with it (the soak's full recompute)."""
+    ingest(shop_source, [{"id": "1", "anonymousId": "c1"}, {"id": "2", "anonymousId": "c2"}])
+    engine.stitch_pending()
+    ingest(
+        shop_source,
+        [
+            {"id": "3", "anonymousId": "c3"},  # a new customer: the fast path
+            {"id": "4", "anonymousId": "c1", "userId": "u1"},  # these two merge the first two customers
+            {"id": "5", "anonymousId": "c2", "userId": "u1"},
+        ],
+    )
+    with CaptureQueriesContext(connection) as queries:
+        report = engine.stitch_pending()
+    assert report.merges == 1
+    queueing = [q["sql"] for q in queries.captured_queries if "INTO customer_entities_stale" in q["sql"]]
+    assert len(queueing) == 1 and "ORDER BY" in queueing[0]
+    assert set(StaleEntity.objects.values_list("pk", flat=True)) >= set(
+        CustomerEntity.objects.values_list("pk", flat=True)
+    )
