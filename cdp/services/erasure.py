@@ -22,9 +22,11 @@ change.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
-from django.db import connection
+from django.db import OperationalError, connection
 from django.db.models import Max
 
 from cdp import hooks
@@ -61,7 +63,7 @@ def entity_erase(*, entity: CustomerEntity, user: User | None = None) -> Erasure
 
     Takes the stitching engine's locks on the customer and its identifiers, so a worker stitching an event that
     carries one of them waits and then sees it gone (and starts a fresh customer)."""
-    from stitching.services.engine import stitch_pending_through, with_retries
+    from stitching.services.engine import LockBusy, stitch_pending_through, with_retries
 
     if not CustomerEntity.objects.filter(pk=entity.pk).exists():
         raise CustomerEntity.DoesNotExist(f"Customer entity {entity.pk} does not exist.")
@@ -69,11 +71,37 @@ def entity_erase(*, entity: CustomerEntity, user: User | None = None) -> Erasure
     if not hooks.run_erase_preparing(deadline):
         raise ErasureBacklog("Webhook payloads received before the erase are still being applied")
     last_event_id = CustomerEvent.objects.aggregate(last=Max("id"))["last"] or 0
-    if not stitch_pending_through(event_id=last_event_id, deadline=deadline):
-        raise ErasureBacklog("Events received before the erase are still being stitched")
     reports: list[ErasureReport] = []
-    with_retries(lambda: reports.append(_entity_erase_once(entity_id=entity.pk, user=user)))
+    # Stitching and the erase wait for the locks of the customer's component at most until the deadline: a
+    # worker re-stitching a large component holds them for as long as it takes (the soak's erase waited minutes).
+    try:
+        with _lock_waits_until(deadline):
+            if not stitch_pending_through(event_id=last_event_id, deadline=deadline):
+                raise ErasureBacklog("Events received before the erase are still being stitched")
+            with_retries(lambda: reports.append(_entity_erase_once(entity_id=entity.pk, user=user)), deadline=deadline)
+    except LockBusy:
+        raise ErasureBacklog("The customer's identifiers are being stitched") from None
+    except OperationalError as error:
+        if getattr(error.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        raise ErasureBacklog("The customer's identifiers are being stitched") from None
     return reports[-1]
+
+
+LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout expired
+
+
+@contextmanager
+def _lock_waits_until(deadline: float) -> Iterator[None]:
+    """PostgreSQL's lock_timeout on this connection: what is left until `deadline` (at least a second)."""
+    milliseconds = max(1000, int((deadline - time.monotonic()) * 1000))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('lock_timeout', %s, false)", [f"{milliseconds}ms"])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
 
 
 def _entity_erase_once(*, entity_id: str, user: User | None) -> ErasureReport:

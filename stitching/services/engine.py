@@ -79,11 +79,12 @@ class StitchReport:
 # --- public services ----------------------------------------------------------------------------------------
 
 
-def stitch_pending(*, limit: int = 5000) -> StitchReport:
+def stitch_pending(*, limit: int = 5000, deadline: float | None = None) -> StitchReport:
     """Stitch up to `limit` unstitched events (claimed with SKIP LOCKED, so workers share the queue).
 
-    `remaining` tells whether more unstitched events exist (the task re-enqueues itself then)."""
-    report = with_retries(lambda: _stitch_pending_once(limit))
+    `remaining` tells whether more unstitched events exist (the task re-enqueues itself then). With `deadline`
+    (`time.monotonic()`), LockBusy is raised once it has passed rather than retrying on."""
+    report = with_retries(lambda: _stitch_pending_once(limit), deadline=deadline)
     report.remaining = _unstitched_exists()
     _attributes_enqueue_on_commit(report)
     return report
@@ -96,7 +97,7 @@ def stitch_pending_through(*, event_id: int, deadline: float, limit: int = 1000)
     while _unstitched_exists(through=event_id):
         if time.monotonic() >= deadline or _rebuild_running():
             return False
-        if not stitch_pending(limit=limit).events:
+        if not stitch_pending(limit=limit, deadline=deadline).events:
             time.sleep(0.02)  # the rest are being stitched by other workers right now
     return True
 
@@ -313,10 +314,11 @@ def system_source_get() -> DataSource:
 # --- transactions -------------------------------------------------------------------------------------------
 
 
-def with_retries(work) -> StitchReport:
+def with_retries(work, *, deadline: float | None = None) -> StitchReport:
     """Run `work` in a transaction, retrying while another worker holds part of its component (LockBusy), and
     after PostgreSQL broke a deadlock by aborting it (two transactions queueing and claiming the same customers
-    for their attributes in different orders: the other one went through)."""
+    for their attributes in different orders: the other one went through). With `deadline` (`time.monotonic()`),
+    LockBusy is raised once it has passed."""
     deadlocks = 0
     for attempt in range(MAX_ATTEMPTS):
         try:
@@ -324,7 +326,8 @@ def with_retries(work) -> StitchReport:
                 return work()
         except LockBusy:
             # Another worker is changing an overlapping component; it will be done in milliseconds.
-            pass
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
         except OperationalError as error:
             if not is_deadlock(error) or deadlocks >= MAX_DEADLOCK_RETRIES:
                 raise

@@ -290,6 +290,41 @@ def test_an_erase_during_a_full_rebuild_does_not_wait_for_it(shop, settings):
     assert CustomerEvent.objects.count() == 2
 
 
+@pytest.mark.django_db(transaction=True)
+def test_an_erase_waits_for_a_worker_holding_the_customers_identifiers_only_until_its_deadline(
+    shop, settings, monkeypatch
+):
+    """A worker re-stitching a large component holds its identifiers' locks as long as that takes: the erase waited
+    for them past its deadline (minutes in the soak), instead of answering that it cannot be done now."""
+    settings.CDP_STITCH_AFTER_INGEST = False
+    ingest(shop, [{"id": "1", "userId": "u1"}])
+    engine.stitch_pending()
+    monkeypatch.setattr(erasure, "CATCH_UP_SECONDS", 1)
+    holding, done = threading.Event(), threading.Event()
+
+    def worker():
+        with connections["default"].cursor() as cursor:  # this thread's own connection
+            cursor.execute("BEGIN")
+            key = engine._identifier_key("user_id", "u1")
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [engine.LOCK_NAMESPACE, key])
+            holding.set()
+            done.wait(30)
+            cursor.execute("ROLLBACK")
+        connections["default"].close()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        with pytest.raises(ErasureBacklog, match="identifiers are being stitched"):
+            entity_erase(entity=entity_of("1"))
+    finally:
+        done.set()
+        thread.join()
+    assert CustomerEvent.objects.count() == 1
+    assert entity_erase(entity=entity_of("1")).events == 1  # and once the worker is done, it goes
+
+
 def test_a_customer_events_received_before_merge_away_is_not_erased_and_says_where_it_went(shop):
     ingest(shop, [{"id": "1", "t": 0, "anonymousId": "c1"}])
     engine.stitch_pending()
