@@ -89,70 +89,78 @@ def start(env: dict, command: list[str], log: Path) -> subprocess.Popen:
 
 
 class Traffic:
-    """Events over a small identifier pool, so that customers merge, split and hit every limit."""
+    """Events of PEOPLE people, each with a user id, a few anonymous ids, emails and a phone, so that concurrent
+    batches keep touching the same customers. Overlap between people: pairs that share an email or a user id now
+    and then (merges, refused links: a customer may have one user id), a kiosk cookie that the first 30 share (a
+    hub held for review), junk values, people with more emails than the limit allows, aliases. With `mixed`,
+    every identifier of an event belongs to a random person instead: one giant component of refused links, the
+    worst case (each batch then recomputes most of the data: minutes, not seconds)."""
 
+    PEOPLE = 400
     JUNK = ["null", "undefined", "", "0", "test@test.com", "[object Object]", "x" * 500]
 
-    def __init__(self, rng: random.Random) -> None:
-        self.rng = rng
-        self.sent: list[dict] = []  # recent batches, resent now and then (a client's retry)
+    def __init__(self, rng: random.Random, *, mixed: bool = False) -> None:
+        self.rng, self.mixed = rng, mixed
+        self.sent: list[list] = []  # recent batches, resent now and then (a client's retry)
 
-    def email(self) -> str:
-        n = self.rng.randrange(220)
-        return self.rng.choice([f"p{n}@ex.com", f" P{n}@Ex.com ", f"p{n}@EX.COM"])
+    def person(self, p: int) -> int:
+        r = self.rng
+        if self.mixed:
+            return r.randrange(self.PEOPLE)
+        return p ^ 1 if p < 40 and r.random() < 0.05 else p  # pairs 0-1, 2-3, ... share now and then
 
-    def maybe(self, p: float, value):
-        return value() if self.rng.random() < p else None
+    def email(self, p: int) -> str:
+        n = f"p{self.person(p)}.{self.rng.randrange(8 if p % 50 == 0 else 2)}"  # every 50th: 8 addresses
+        return self.rng.choice([f"{n}@ex.com", f" {n.upper()}@Ex.com ", f"{n}@EX.COM"])
+
+    def anonymous(self, p: int) -> str:
+        r = self.rng
+        if r.random() < 0.03:
+            return r.choice(self.JUNK)
+        return "kiosk-1" if p < 30 and r.random() < 0.2 else f"anon-{self.person(p)}-{r.randrange(4)}"
 
     def when(self) -> str:
         return (datetime.now(UTC) - timedelta(minutes=self.rng.randrange(60 * 24 * 40))).isoformat()
 
     def segment_message(self) -> dict:
-        r = self.rng
-        message: dict = {"messageId": uuid.uuid4().hex, "timestamp": self.when()}
+        r, p = self.rng, self.rng.randrange(self.PEOPLE)
         kind = r.choices(["track", "identify", "page", "alias"], [5, 3, 2, 1])[0]
-        message["type"] = kind
-        anonymous = "kiosk-1" if r.random() < 0.04 else f"anon-{r.randrange(500)}"
-        if r.random() < 0.03:
-            anonymous = r.choice(self.JUNK)
-        message["anonymousId"] = anonymous
-        if r.random() < 0.45:
-            message["userId"] = f"user-{r.randrange(180)}"
+        message: dict = {"messageId": uuid.uuid4().hex, "timestamp": self.when(), "type": kind}
+        message["anonymousId"] = self.anonymous(p)
+        if r.random() < 0.45 or kind == "alias":
+            message["userId"] = f"user-{self.person(p)}"
         if kind == "track":
             message["event"] = r.choice(["Order Completed", "Product Viewed", "Signed In"])
             message["properties"] = {"revenue": r.randrange(1, 500), "sku": f"s{r.randrange(30)}"}
         if kind == "alias":
-            message["previousId"] = f"anon-{r.randrange(500)}"
-            message.setdefault("userId", f"user-{r.randrange(180)}")
-        traits = {}
+            message["previousId"] = self.anonymous(p)
+        traits: dict = {}
         if r.random() < 0.4:
-            traits["email"] = self.email() if r.random() > 0.03 else r.choice(self.JUNK)
+            traits["email"] = self.email(p) if r.random() > 0.03 else r.choice(self.JUNK)
         if r.random() < 0.15:
-            traits["phone"] = f"+420 6{r.randrange(40):02d} 000 {r.randrange(10)}00"
+            traits["phone"] = f"+420 6{self.person(p) % 100:02d} 000 {self.person(p) // 100}00"
         if r.random() < 0.25:
             traits["first_name"] = r.choice(["Ana", "Bo", "Cy", "Di"])
         if traits:
             message["traits" if kind == "identify" else "context"] = (
                 traits if kind == "identify" else {"traits": traits}
             )
-        if r.random() < 0.05:  # one event bringing more emails than the limit (5) allows
-            message.setdefault("context", {})["traits"] = {"email": self.email()}
-            message.setdefault("traits", {}).update(email=self.email())
+        if r.random() < 0.05:  # two emails in one event (traits and context.traits)
+            message.setdefault("context", {})["traits"] = {"email": self.email(p)}
+            message.setdefault("traits", {}).update(email=self.email(p))
         return message
 
     def native_event(self) -> dict:
-        r = self.rng
-        payload = {"revenue": r.randrange(1, 900)}
+        r, p = self.rng, self.rng.randrange(self.PEOPLE)
+        payload: dict = {"revenue": r.randrange(1, 900)}
         if r.random() < 0.6:
-            payload["email"] = self.email()
+            payload["email"] = self.email(p) if r.random() > 0.03 else r.choice(self.JUNK)
         if r.random() < 0.4:
-            payload["customer_id"] = f"user-{r.randrange(180)}"
+            payload["customer_id"] = f"user-{self.person(p)}"
         if r.random() < 0.3:
-            payload["phone"] = f"+4206{r.randrange(40):02d}000{r.randrange(10)}00"
+            payload["phone"] = f"+4206{self.person(p) % 100:02d}000{self.person(p) // 100}00"
         if r.random() < 0.3:
-            payload["device_id"] = "kiosk-1" if r.random() < 0.1 else f"anon-{r.randrange(500)}"
-        if r.random() < 0.03:
-            payload["email"] = r.choice(self.JUNK)
+            payload["device_id"] = self.anonymous(p)  # a cookie once the control thread adds the rule
         event = {"source_id": "crm", "type": r.choice(["purchase", "refund", "call"]), "event_time": self.when(),
                  "payload": payload, "message_id": uuid.uuid4().hex}  # fmt: skip
         if r.random() < 0.02:
@@ -168,8 +176,8 @@ class Stats(Counter):
             self.update(counts)
 
 
-def client(base: str, write_key: str, token: str, seed: int, stop: threading.Event, stats: Stats) -> None:
-    traffic = Traffic(random.Random(seed))
+def client(base: str, write_key: str, token: str, seed: int, mixed: bool, stop: threading.Event, stats: Stats) -> None:
+    traffic = Traffic(random.Random(seed), mixed=mixed)
     session = requests.Session()
     while not stop.is_set():
         rng = traffic.rng
@@ -214,6 +222,7 @@ def control(base: str, token: str, seed: int, stop: threading.Event, stats: Stat
     blocked: list[int] = []
     rule: int | None = None
     traffic = Traffic(rng)
+    people = traffic.PEOPLE
 
     def entity() -> str | None:
         ids = list(CustomerEntity.objects.order_by("?").values_list("pk", flat=True)[:1])
@@ -224,7 +233,8 @@ def control(base: str, token: str, seed: int, stop: threading.Event, stats: Stat
         started = time.monotonic()
         try:
             if op == "block" or (op == "unblock" and not blocked):
-                value = rng.choice([traffic.email(), f"anon-{rng.randrange(500)}", f"user-{rng.randrange(180)}"])
+                p = rng.randrange(people)
+                value = rng.choice([traffic.email(p).strip(), f"anon-{p}-{rng.randrange(4)}", f"user-{p}", "kiosk-1"])
                 answer = session.post(f"{base}/api/stitching_blocked_values/", json={"value": value, "reason": "soak"})
                 if answer.status_code == 201:
                     blocked.append(answer.json()["id"])
@@ -273,6 +283,8 @@ def control(base: str, token: str, seed: int, stop: threading.Event, stats: Stat
             say(f"control {op} raised {error!r}")
         if (seconds := time.monotonic() - started) > 10:
             say(f"control {op} took {seconds:.0f}s")
+            if op == "erase" and seconds > 30:  # the API answers 503 after 15 s of catching up, not minutes later
+                stats.add(op_erase_slow=1)
     connections.close_all()  # this thread's own connection
 
 
@@ -389,6 +401,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--log-dir", type=Path)
+    parser.add_argument("--mixed", action="store_true", help="identifiers of random people in each event")
     options = parser.parse_args()
     url, redis_url = os.environ["DATABASE_URL"], os.environ["REDIS_URL"]
     database = urlsplit(url).path.lstrip("/")
@@ -467,7 +480,9 @@ def main() -> int:
         say(f"soaking for {options.minutes} minutes")
         stop = threading.Event()
         threads = [
-            threading.Thread(target=client, args=(base, write_key, token, options.seed * 100 + n, stop, stats))
+            threading.Thread(
+                target=client, args=(base, write_key, token, options.seed * 100 + n, options.mixed, stop, stats)
+            )
             for n in range(options.clients)
         ]
         threads.append(threading.Thread(target=control, args=(base, token, options.seed, stop, stats)))
@@ -519,7 +534,9 @@ def main() -> int:
     rebuilt = snapshot(copy_url)
     problems = compare(soaked, rebuilt) + log_problems(log_dir, database, pg_log_from)
     failed = {k: n for k, n in stats.items() if k.startswith("http_5") or k.endswith(("_raised", "_error"))}
-    failed |= {k: n for k, n in stats.items() if k.startswith("op_") and k.rsplit("_", 1)[1].startswith("5")}
+    failed |= {k: n for k, n in stats.items() if k.startswith("op_") and k.rsplit("_", 1)[1][0] == "5"}
+    failed.pop("op_erase_503", None)  # a backlog it could not catch up with in 15 s: documented, try again
+    failed |= {k: n for k, n in stats.items() if k.endswith("_slow")}
     if failed:
         problems.append(f"requests that failed: {failed}")
     events = sum(len(group) for group in soaked["partition"])
