@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
 """Concurrency soak of ingestion, incremental stitching, attributes and re-stitching (not run in CI).
 
-For --minutes, 2-3 client threads post events over HTTP (the Segment-compatible `/v1/batch` and the native
+For --minutes, --clients threads (3) post events over HTTP (the Segment-compatible `/v1/batch` and the native
 `POST /api/events`) with heavily overlapping identifiers (emails, user ids, anonymous ids, phones, junk values,
 events over the per-category limits, hub-like shared cookies, retried batches), to a web server and two real
 Celery workers (concurrency 1 each) started by this script, while a control thread now and then blocks and
 unblocks a value, adds and deletes a stitching rule, re-stitches one customer's component, recomputes attributes,
 decides a hub review and erases a customer. Then it waits for the queues to drain, snapshots the partition of
 events into customers, every link's status, every identifier's owner and every customer's attributes, copies the
-database (`CREATE DATABASE ... TEMPLATE`), runs a full `manage.py restitch` and `recompute_attributes --all` on
-the copy and compares. It also reports worker tracebacks, 500s and the PostgreSQL log's deadlocks, serialization
-failures and lock timeouts for the database. Exit status 1 when anything differs or failed.
+database (`CREATE DATABASE <name>_rebuild TEMPLATE <name>`), runs a full `manage.py restitch` and
+`recompute_attributes --all` on the copy and compares. It also reports failed requests, worker tracebacks and the
+PostgreSQL log's (PG_LOG) deadlocks, serialization failures and lock timeouts for the database. Exit status 1 when
+anything differs or failed. Identifiers are those of a few hundred people with some overlap (see Traffic);
+--mixed draws each identifier from a random person instead, the worst case (slow: one giant component).
 
 The database in DATABASE_URL is DROPPED and re-created (and migrated), and the Redis database in REDIS_URL is
 flushed: give it scratch ones. Run from the checkout, e.g. before a release:
