@@ -17,6 +17,13 @@ GZIP_ENCODINGS = frozenset({"gzip", "x-gzip"})
 ACCEPTED_ENCODINGS = frozenset({"", "identity"}) | GZIP_ENCODINGS
 
 
+class ServiceBusy(Exception):
+    """A write that could not get its turn in time (another long job holds what it needs); nothing was changed.
+    Answered 503 with Retry-After by cdp.middleware.ServiceBusyMiddleware: JSON for the API, a page in the admin."""
+
+    retry_after = 60
+
+
 class BodyInvalid(ValueError):
     """A request body that cannot be read: the message says why."""
 

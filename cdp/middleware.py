@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.http import JsonResponse
 from django.utils import timezone
 
-from cdp.api.errors import error_body
+from cdp.api.errors import busy_response, error_body
+from cdp.http import ServiceBusy
 from cdp.services.global_settings import global_setting_cached
 
 logger = logging.getLogger(__name__)
@@ -95,3 +96,21 @@ class QueryNulMiddleware:
                 shown = name.replace("\x00", "\\x00")[:64]
                 return JsonResponse(error_body(f"{shown}: {self.MESSAGE}", {shown: [self.MESSAGE]}), status=400)
         return self.get_response(request)
+
+
+class ServiceBusyMiddleware:
+    """A ServiceBusy raised by a view (a write that could not get its turn: cdp.http.ServiceBusy) is a 503 with
+    Retry-After and its message: a page in the admin, JSON elsewhere; nothing was changed (its transaction rolled
+    back on the way out). DRF leaves such exceptions to Django, so API views and the admin's forms and actions get
+    the same answer without each catching it."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, ServiceBusy):
+            return None
+        return busy_response(request, str(exception), retry_after=exception.retry_after)

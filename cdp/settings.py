@@ -74,6 +74,7 @@ MIDDLEWARE = [
     "cdp.middleware.DisplayTimezoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "cdp.middleware.ServiceBusyMiddleware",
 ]
 
 # Public hot paths that skip the session / auth / CSRF / messages middleware (cdp.middleware.PublicFastLaneMiddleware):

@@ -98,6 +98,17 @@ def _wants_page(request) -> bool:
     return request.path.startswith("/admin/")
 
 
+def busy_response(request, message: str, *, retry_after: int) -> HttpResponse:
+    """503 with Retry-After for a write that could not get its turn (cdp.middleware.ServiceBusyMiddleware)."""
+    if _wants_page(request):
+        page = _PAGE.format(title="Busy, try again in a minute", text=escape(message))
+        response = HttpResponse(page, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    else:
+        response = JsonResponse(error_body(message), status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
 def handler404(request, exception=None):
     if _wants_page(request):
         page = _PAGE.format(title="Page not found", text="There is no page at this address.")

@@ -33,6 +33,7 @@ import orjson
 from django.db import OperationalError, connection, transaction
 from django.db.models import F
 
+from cdp.http import ServiceBusy
 from cdp.models import CustomerEntity, DataSource
 from cdp.services import data_sources
 from cdp.services.attributes import MAX_DEADLOCK_RETRIES, entities_queue_sql, is_deadlock
@@ -55,6 +56,16 @@ LINKED = EventIdentifier.Status.LINKED.value
 
 class LockBusy(Exception):
     """Another transaction holds part of our component: roll back and retry."""
+
+
+class StitchingBusy(ServiceBusy):
+    """A stitching configuration change waited CONFIG_CHANGE_WAIT_SECONDS for the stitching in flight (a full
+    re-stitch, a very large component) and gave up; nothing was changed."""
+
+
+# How long a configuration change waits for the stitching transactions in flight (a request: a user waits).
+CONFIG_CHANGE_WAIT_SECONDS = 20
+LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout expired
 
 
 @dataclass(slots=True)
@@ -283,9 +294,26 @@ def config_change_lock() -> None:
     so it waits for the ones in flight and the next ones wait for its commit. Without it, a batch that had loaded
     the configuration before the change and committed after the change had listed what to re-stitch left its
     events extracted by the old rules, or linked by a value just blocked, for good: in a customer created or split
-    by that batch (not listed), or through an identifier it created (not found)."""
+    by that batch (not listed), or through an identifier it created (not found).
+
+    Waits at most CONFIG_CHANGE_WAIT_SECONDS (a full re-stitch holds the lock for minutes on a large data set), then
+    raises StitchingBusy: the change's transaction is rolled back, nothing changed."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, GLOBAL_LOCK_KEY])
+        cursor.execute(
+            "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
+            [f"{int(CONFIG_CHANGE_WAIT_SECONDS * 1000)}ms"],
+        )
+        previous = cursor.fetchone()[0]
+        try:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, GLOBAL_LOCK_KEY])
+        except OperationalError as error:
+            if getattr(error.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+            raise StitchingBusy(
+                f"Stitching is busy: what is being stitched now (a full re-stitch, a very large customer) held the "
+                f"configuration for over {CONFIG_CHANGE_WAIT_SECONDS} s. Nothing was changed; try again in a minute."
+            ) from None
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
 
 
 def system_source_id() -> int:

@@ -12,7 +12,7 @@ from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from cdp.models import CustomerEntity, StaleEntity
-from stitching.models import EventIdentifier, Identifier, StitchingCategory, StitchingRule
+from stitching.models import BlockedValue, EventIdentifier, Identifier, StitchingCategory, StitchingRule
 from stitching.services import config, engine
 from tests.stitching.helpers import ingest
 
@@ -148,3 +148,53 @@ def test_a_batch_queues_its_customers_for_new_attributes_in_one_statement_in_id_
     assert set(StaleEntity.objects.values_list("pk", flat=True)) >= set(
         CustomerEntity.objects.values_list("pk", flat=True)
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_configuration_change_waits_for_stitching_in_flight_only_so_long_then_answers_503(
+    admin_client, client, admin_user, shop_source, monkeypatch
+):
+    """A configuration change waits for the stitching in flight (config_change_lock); a full re-stitch holds it for
+    minutes on a large data set, so a request gives up after CONFIG_CHANGE_WAIT_SECONDS: a 503 saying so, in the
+    API and the admin, and nothing changed."""
+    monkeypatch.setattr(engine, "CONFIG_CHANGE_WAIT_SECONDS", 0.3)
+    holding, release, errors = threading.Event(), threading.Event(), []
+
+    def rebuild() -> None:  # what restitch_all holds for its whole run
+        with transaction.atomic(), connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [engine.LOCK_NAMESPACE, engine.GLOBAL_LOCK_KEY])
+            holding.set()
+            release.wait(30)
+
+    thread, _ = _in_thread(rebuild, errors)
+    try:
+        assert holding.wait(10)
+        answer = admin_client.post(
+            "/api/stitching_blocked_values/", {"category": "email", "value": "x@y.com", "reason": "r"}, format="json"
+        )
+        assert answer.status_code == 503
+        assert answer["Retry-After"] == "60"
+        assert answer.json()["message"].startswith("Stitching is busy")
+        client.force_login(admin_user)
+        page = client.post(
+            "/admin/stitching/blockedvalue/add/", {"category": "email", "value": "x@y.com", "reason": ""}
+        )
+        assert page.status_code == 503
+        assert "Stitching is busy" in page.content.decode()
+        cookie = StitchingCategory.objects.get(pk="cookie")
+        with pytest.raises(engine.StitchingBusy):
+            config.rule_create(source=shop_source, category=cookie, path="device")
+    finally:
+        release.set()
+        thread.join(10)
+    assert not errors
+    assert not BlockedValue.objects.exists()
+    assert not StitchingRule.objects.filter(path="device").exists()
+    # Once the rebuild is over, the same change goes through (and the connection's lock_timeout is as before).
+    answer = admin_client.post(
+        "/api/stitching_blocked_values/", {"category": "email", "value": "x@y.com", "reason": "r"}, format="json"
+    )
+    assert answer.status_code == 201
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW lock_timeout")
+        assert cursor.fetchone()[0] == "0"
