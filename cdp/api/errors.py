@@ -44,12 +44,25 @@ def _first_message(detail: Any, path: str = "") -> str:
     return f"{path}: {detail}" if path else str(detail)
 
 
-def _as_lists(detail: Any) -> Any:
-    """`errors` as serializers give them, {"field": ["message", ...]}: a message raised as one string for a field
-    (a service's ValidationError({"field": "message"})) becomes a list of one, so a client reads one shape."""
+def _as_lists(detail: Any, path: str = "", out: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """`errors` as documented, {"field": ["message", ...]}, at any depth: a field of a nested object or an item of a
+    list is named by its path, as `message` names it ("ids.0", "items[1].name"), so a list or nested field's errors
+    do not nest a second shape inside the first. A message raised as one string for a field (a service's
+    ValidationError({"field": "message"})) becomes a list of one; messages for no field are "non_field_errors"."""
+    out = {} if out is None else out
     if isinstance(detail, dict):
-        return {key: [value] if isinstance(value, str) else value for key, value in detail.items()}
-    return detail
+        for key, value in detail.items():
+            prefix = path if key == "non_field_errors" and path else (f"{path}.{key}" if path else str(key))
+            _as_lists(value, prefix, out)
+    elif isinstance(detail, list):
+        for index, value in enumerate(detail):
+            if isinstance(value, dict | list):
+                _as_lists(value, f"{path}[{index}]", out)
+            else:
+                _as_lists(value, path, out)
+    else:
+        out.setdefault(path or "non_field_errors", []).append(str(detail))
+    return out
 
 
 UNIQUE_VIOLATION = "23505"  # SQLSTATE

@@ -184,3 +184,17 @@ def test_public_endpoint_answers_match_the_schema(client, schema, web_source):
 
     assert [answer.status_code for _, _, answer in answers] == [200, 200, 400, 400, 401, 400, 400]
     assert [problem for method, path, answer in answers for problem in schema.problems(method, path, answer)] == []
+
+
+def test_errors_of_list_items_are_named_by_their_path_as_documented(api):
+    """A list field's item (`ids.0`) or a nested field had its errors nested one level deeper ({"ids": {"0": [...]}}),
+    which neither the README's nor the schema's {"<field>": ["<message>"]} allows: a generated client failed to read
+    them. Each is now named by its path, as `message` names it."""
+    marked = api.call("POST", "/api/notifications/mark_read/", {"ids": [{}]})
+    role = api.call("POST", "/api/user_roles/", {"name": "Fuzz", "features": ["segments_view", "no_such_feature"]})
+
+    assert marked.status_code == 400 and marked.json()["errors"] == {"ids.0": ["A valid integer is required."]}
+    assert marked.json()["message"] == "ids.0: A valid integer is required."
+    assert role.status_code == 400 and list(role.json()["errors"]) == ["features.1"]
+    assert api.problems == []
+
