@@ -178,7 +178,7 @@ ERROR_SCHEMA = {
     "required": ["status", "message"],
 }
 ERROR_ANSWERS = {
-    "400": "Bad input: a parameter or a field of the body (named in `message` and `errors`).",
+    "400": "Bad input: a parameter, a header or a field of the body (named in `message` and `errors`).",
     "401": "No token, or an invalid, expired or revoked one.",
     "403": "The user's role lacks the feature this operation needs (named in `message`).",
     "404": "No such object.",
@@ -207,10 +207,12 @@ class AutoSchema(openapi.AutoSchema):
         registry.register_on_missing(component)
         has_body = "requestBody" in operation
         has_query = any(parameter.get("in") == "query" for parameter in operation.get("parameters", []))
-        codes = ["400"] if has_body or has_query else []
+        idempotent = self.method == "POST" and isinstance(self.view, IdempotentPostMixin)
+        # A bad Idempotency-Key header is a 400 too, also on a POST that takes no body and no query.
+        codes = ["400"] if has_body or has_query or idempotent else []
         if has_body:
             codes += ["413", "415"]
-        if self.method == "POST" and isinstance(self.view, IdempotentPostMixin):
+        if idempotent:
             codes += ["409", "422"]
         permissions = self.view.get_permissions()
         if any(isinstance(permission, IsAuthenticated) for permission in permissions):

@@ -198,3 +198,10 @@ def test_errors_of_list_items_are_named_by_their_path_as_documented(api):
     assert role.status_code == 400 and list(role.json()["errors"]) == ["features.1"]
     assert api.problems == []
 
+
+def test_a_bad_idempotency_key_on_a_post_without_a_body_is_a_documented_400(api):
+    """The 400 for a bad Idempotency-Key header was documented only on POSTs that take a body or a query."""
+    rotated = api.call("POST", "/api/channels/email/rotate_webhook_secret", HTTP_IDEMPOTENCY_KEY="")
+
+    assert rotated.status_code == 400 and "Idempotency-Key" in rotated.json()["message"]
+    assert api.problems == []
