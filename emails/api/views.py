@@ -11,12 +11,13 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
+from cdp.api.errors import error_body
 from cdp.api.views import CdpViewSet
 from cdp.features import Feature
 from emails import selectors
 from emails.api import serializers as s
 from emails.models import Campaign, EmailAddress
-from emails.providers import OutgoingEmail, ProviderError
+from emails.providers import ChannelNotConfigured, OutgoingEmail, ProviderError
 from emails.services import campaigns as campaign_services
 from emails.services import templates as template_services
 from emails.services.channel import channel_get, channel_update, webhook_secret_rotate
@@ -62,6 +63,11 @@ class EmailChannelViewSet(CdpViewSet):
         request=s.TestEmailSerializer,
         responses={
             200: s.SendResultSerializer,
+            409: OpenApiResponse(
+                description="The email channel is not set up to send (no sender address, no provider, credentials "
+                "that no longer decrypt: `message` says which), or a request with this Idempotency-Key is still "
+                "running."
+            ),
             502: OpenApiResponse(description="The provider refused it or could not be reached: `message` says why."),
         },
     )
@@ -80,8 +86,11 @@ class EmailChannelViewSet(CdpViewSet):
         except RecipientBlocked as exc:
             # Refused before the provider was asked: the address given is the problem, not a gateway.
             raise ValidationError({"to": str(exc)}) from None
+        except ChannelNotConfigured as exc:
+            # Our own settings, not a gateway: no provider was asked (a 5xx would read as an outage to retry).
+            return Response(error_body(str(exc)), status=status.HTTP_409_CONFLICT)
         except ProviderError as exc:
-            return Response({"status": "error", "message": str(exc)}, status=status.HTTP_502_BAD_GATEWAY)
+            return Response(error_body(str(exc)), status=status.HTTP_502_BAD_GATEWAY)
         return Response({"status": "ok", "message": "Test email sent", "provider_message_id": provider_id})
 
 

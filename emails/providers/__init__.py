@@ -3,6 +3,13 @@ channel's provider kind to its class. Adding a provider: copy a module, change i
 
 # Importing the modules registers them.
 from emails.providers import brevo, infobip, smtp  # noqa: E402, F401, I001
-from emails.providers.base import PROVIDERS, EmailProvider, OutgoingEmail, ProviderError, provider_for
+from emails.providers.base import (
+    PROVIDERS,
+    ChannelNotConfigured,
+    EmailProvider,
+    OutgoingEmail,
+    ProviderError,
+    provider_for,
+)
 
-__all__ = ["PROVIDERS", "EmailProvider", "OutgoingEmail", "ProviderError", "provider_for"]
+__all__ = ["PROVIDERS", "ChannelNotConfigured", "EmailProvider", "OutgoingEmail", "ProviderError", "provider_for"]

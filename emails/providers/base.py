@@ -25,6 +25,14 @@ class ProviderError(Exception):
         self.channel = channel
 
 
+class ChannelNotConfigured(ProviderError):
+    """The channel's own settings cannot send (no sender address, an unknown provider, credentials that no longer
+    decrypt): nothing was sent and no provider was asked; someone must fix the settings first."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True)
+
+
 @dataclass
 class OutgoingEmail:
     to: str
@@ -86,11 +94,11 @@ def provider_for(channel: EmailChannel) -> EmailProvider:
 
     cls = PROVIDERS.get(channel.provider)
     if cls is None:
-        raise ProviderError(f"unknown email provider {channel.provider!r}", permanent=True)
+        raise ChannelNotConfigured(f"unknown email provider {channel.provider!r}")
     if not channel.sender_email:
-        raise ProviderError("the email channel has no sender address configured", permanent=True)
+        raise ChannelNotConfigured("the email channel has no sender address configured")
     try:
         secret = channel_secret(channel)
     except CredentialsUnreadable as exc:
-        raise ProviderError(str(exc), permanent=True) from None
+        raise ChannelNotConfigured(str(exc)) from None
     return cls(channel, secret)

@@ -91,6 +91,16 @@ def test_send_test_email_to_a_blocked_address_is_a_400_naming_it(admin_client, c
     assert smtp_server.inbox.messages == []
 
 
+def test_send_test_email_without_a_sender_address_is_a_409_naming_it(admin_client, smtp_server):
+    """It was a 502 Bad Gateway (a server error to retry, for a client): the channel's own settings are what is
+    missing, and no provider was asked."""
+    response = admin_client.post("/api/channels/email/send_test", {"to": "qa@example.com"}, format="json")
+
+    assert response.status_code == 409, response.content
+    assert response.json() == {"status": "error", "message": "the email channel has no sender address configured"}
+    assert smtp_server.inbox.messages == []
+
+
 def test_templates_crud_and_preview(marketer_client):
     created = marketer_client.post(
         "/api/email_templates",
