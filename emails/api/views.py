@@ -224,7 +224,11 @@ class EmailAddressViewSet(CdpViewSet, mixins.ListModelMixin):
 
 @extend_schema_view(
     list=extend_schema(tags=["Email Activations"]), retrieve=extend_schema(tags=["Email Activations"]),
-    create=extend_schema(tags=["Email Activations"]),
+    # The segment is looked up under its ACL: one the user may not see is answered as one that does not exist.
+    create=extend_schema(tags=["Email Activations"], responses={
+        201: s.CampaignSerializer,
+        404: OpenApiResponse(description="No segment `segment_id` you may see, or it is in the trash."),
+    }),
 )  # fmt: skip
 class CampaignViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin):
     """Send a template to a segment. Creating one starts it (a background job); progress is in the counters."""

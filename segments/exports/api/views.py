@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from django_filters import rest_framework as django_filters
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -17,6 +17,9 @@ from segments.exports import selectors, services
 from segments.exports.api import serializers as s
 from segments.exports.models import ExportDestination, ExportSchedule, SegmentExport
 from segments.selectors import segment_get_visible
+
+# The segment of the body is looked up under its ACL: one the user may not see is answered as one that does not exist.
+SEGMENT_NOT_VISIBLE = OpenApiResponse(description="No segment `segment` you may see, or it is in the trash.")
 
 
 @extend_schema(tags=["Segment Export Destinations"])
@@ -97,7 +100,10 @@ class SegmentExportViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveMod
     def get_queryset(self):
         return selectors.exports_visible(user=self.request.user)
 
-    @extend_schema(request=s.SegmentExportCreateSerializer, responses={201: s.SegmentExportSerializer})
+    @extend_schema(
+        request=s.SegmentExportCreateSerializer,
+        responses={201: s.SegmentExportSerializer, 404: SEGMENT_NOT_VISIBLE},
+    )
     def create(self, request):
         """Start an export of a segment to a destination (a Celery job; status `waiting` until a worker runs it)."""
         data = s.SegmentExportCreateSerializer(data=request.data)
@@ -122,6 +128,7 @@ class SegmentExportViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveMod
 
 
 @extend_schema(tags=["Segment Exports"])
+@extend_schema_view(create=extend_schema(responses={201: s.ExportScheduleSerializer, 404: SEGMENT_NOT_VISIBLE}))
 class ExportScheduleViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                             mixins.DestroyModelMixin):  # fmt: skip
     """Scheduled (hourly / daily) exports of a segment to a destination. Create again to change the frequency or

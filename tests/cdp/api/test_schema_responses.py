@@ -205,3 +205,24 @@ def test_a_bad_idempotency_key_on_a_post_without_a_body_is_a_documented_400(api)
 
     assert rotated.status_code == 400 and "Idempotency-Key" in rotated.json()["message"]
     assert api.problems == []
+
+
+def test_a_create_naming_a_segment_the_user_cannot_see_is_a_documented_404(api):
+    """Exports, schedules and campaigns look the body's segment up under the ACL and answer 404 for one the user may
+    not see (as for one that does not exist): the schema did not list that 404."""
+    destination = api.call("POST", "/api/segment_export_destinations/", {"name": "Files", "kind": "csv", "config": {}})
+    template = api.call("POST", "/api/email_templates/", {"name": "T", "subject": "Hi", "html_body": "<p>Hi</p>"})
+    missing = 999_999
+
+    answers = [
+        api.call("POST", "/api/segment_exports/", {"segment": missing, "destination": destination.json()["id"]}),
+        api.call(
+            "POST", "/api/segment_export_schedules/", {"segment": missing, "destination": destination.json()["id"]}
+        ),
+        api.call(
+            "POST", "/api/email_campaigns/", {"name": "C", "template": template.json()["id"], "segment_id": missing}
+        ),
+    ]
+
+    assert [answer.status_code for answer in answers] == [404, 404, 404], [answer.content for answer in answers]
+    assert api.problems == []
