@@ -5,7 +5,7 @@ from __future__ import annotations
 from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsRefused
 from django.core.mail import get_connection
 
-from emails.providers.base import EmailProvider, OutgoingEmail, ProviderError, register
+from emails.providers.base import ChannelNotConfigured, EmailProvider, OutgoingEmail, ProviderError, register
 
 DEFAULT_API_URL = "https://api.brevo.com/v3/"
 
@@ -17,7 +17,7 @@ class BrevoProvider(EmailProvider):
     def __init__(self, channel, secret):
         super().__init__(channel, secret)
         if not secret:
-            raise ProviderError("the email channel has no Brevo API key", permanent=True)
+            raise ChannelNotConfigured("the email channel has no Brevo API key")
         api_url = channel.api_base_url or DEFAULT_API_URL
         self.backend = get_connection(
             "anymail.backends.brevo.EmailBackend", api_key=secret, api_url=api_url.rstrip("/") + "/"

@@ -7,7 +7,7 @@ import json
 
 import requests
 
-from emails.providers.base import EmailProvider, OutgoingEmail, ProviderError, register
+from emails.providers.base import ChannelNotConfigured, EmailProvider, OutgoingEmail, ProviderError, register
 
 TIMEOUT_SECONDS = 20
 
@@ -19,9 +19,9 @@ class InfobipProvider(EmailProvider):
     def __init__(self, channel, secret):
         super().__init__(channel, secret)
         if not secret:
-            raise ProviderError("the email channel has no Infobip API key", permanent=True)
+            raise ChannelNotConfigured("the email channel has no Infobip API key")
         if not channel.api_base_url:
-            raise ProviderError("Infobip needs the account's API base URL", permanent=True)
+            raise ChannelNotConfigured("Infobip needs the account's API base URL")
         self.url = channel.api_base_url.rstrip("/") + "/email/3/send"
         self.session = requests.Session()
         self.session.headers.update({"Authorization": f"App {secret}", "Accept": "application/json"})

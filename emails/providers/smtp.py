@@ -7,7 +7,7 @@ import smtplib
 
 from django.core.mail.backends.smtp import EmailBackend
 
-from emails.providers.base import EmailProvider, OutgoingEmail, ProviderError, register
+from emails.providers.base import ChannelNotConfigured, EmailProvider, OutgoingEmail, ProviderError, register
 
 TIMEOUT_SECONDS = 20
 
@@ -19,7 +19,7 @@ class SmtpProvider(EmailProvider):
     def __init__(self, channel, secret):
         super().__init__(channel, secret)
         if not channel.smtp_host:
-            raise ProviderError("the email channel has no SMTP host configured", permanent=True)
+            raise ChannelNotConfigured("the email channel has no SMTP host configured")
         self.backend = EmailBackend(
             host=channel.smtp_host,
             port=channel.smtp_port,

@@ -9,7 +9,7 @@ from cdp.features import Feature
 from cdp.models import CustomerEvent
 from cdp.services.auth import role_create, user_create
 from emails.models import EmailAddress, EmailChannel
-from emails.services.channel import webhook_secret_matches
+from emails.services.channel import channel_update, webhook_secret_matches
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
@@ -91,13 +91,28 @@ def test_send_test_email_to_a_blocked_address_is_a_400_naming_it(admin_client, c
     assert smtp_server.inbox.messages == []
 
 
-def test_send_test_email_without_a_sender_address_is_a_409_naming_it(admin_client, smtp_server):
+@pytest.mark.parametrize(
+    "channel_settings, message",
+    [
+        ({}, "the email channel has no sender address configured"),
+        (
+            {"provider": "smtp", "sender_email": "news@shop.example.com"},
+            "the email channel has no SMTP host configured",
+        ),
+        ({"provider": "brevo", "sender_email": "news@shop.example.com"}, "the email channel has no Brevo API key"),
+    ],
+)
+def test_send_test_email_on_a_channel_not_set_up_is_a_409_naming_what_is_missing(
+    admin_client, smtp_server, channel_settings, message
+):
     """It was a 502 Bad Gateway (a server error to retry, for a client): the channel's own settings are what is
     missing, and no provider was asked."""
+    channel_update(**channel_settings)
+
     response = admin_client.post("/api/channels/email/send_test", {"to": "qa@example.com"}, format="json")
 
     assert response.status_code == 409, response.content
-    assert response.json() == {"status": "error", "message": "the email channel has no sender address configured"}
+    assert response.json() == {"status": "error", "message": message}
     assert smtp_server.inbox.messages == []
 
 
