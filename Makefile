@@ -4,11 +4,12 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-REQ_STAMP := $(VENV)/.installed-$(shell cat requirements*.txt constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
+# The files .venv is installed from (requirements-fuzz.txt is .venv-fuzz's, see `fuzz`).
+REQ_STAMP := $(VENV)/.installed-$(shell cat requirements-demo.txt requirements-dev.txt requirements.txt constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test bench lint install services browser clean-data
+.PHONY: demo test bench lint install services browser clean-data fuzz
 
 $(REQ_STAMP): requirements.txt requirements-dev.txt requirements-demo.txt constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "error: cannot create a virtualenv with $(PYTHON)"; exit 1; }
@@ -39,6 +40,12 @@ bench: $(REQ_STAMP) services
 	SECRET_KEY=bench DEBUG=0 LOG_FORMAT=text CDP_STITCH_AFTER_INGEST=0 \
 	DATABASE_URL=$${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/cdp_bench} \
 	$(PY) bench/run.py
+
+# Optional, not part of `make test`: fuzz a running server's API against its OpenAPI schema (scripts/fuzz_api.sh).
+# schemathesis lives in its own virtualenv, .venv-fuzz, pinned by requirements-fuzz.txt (not a project dependency).
+fuzz:
+	@test -x .venv-fuzz/bin/schemathesis || { $(PYTHON) -m venv .venv-fuzz && .venv-fuzz/bin/pip install -q -r requirements-fuzz.txt; }
+	scripts/fuzz_api.sh
 
 lint: $(REQ_STAMP)
 	$(VENV)/bin/ruff check .
