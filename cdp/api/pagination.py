@@ -2,6 +2,7 @@
 
 from collections import OrderedDict
 
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import pagination
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -26,6 +27,13 @@ def _int_param(request, name: str, default: int, maximum: int) -> int:
     if value > maximum:
         raise ValidationError({name: f"must be at most {maximum}"})
     return value
+
+
+def int_query_parameter(name: str, *, minimum: int, maximum: int, description: str = "") -> OpenApiParameter:
+    """The schema of a query parameter read with `_int_param`, with the bounds the view enforces: a client (or a
+    fuzzer) built from the schema otherwise sends values it is refused."""
+    schema = {"type": "integer", "minimum": minimum, "maximum": maximum}
+    return OpenApiParameter(name, schema, description=description)
 
 
 class LimitOffsetPagination(pagination.LimitOffsetPagination):

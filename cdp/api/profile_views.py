@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from cdp import filters, selectors
 from cdp.api import profile_serializers as ps
 from cdp.api import serializers as s
-from cdp.api.pagination import LimitOffsetPagination, _int_param
+from cdp.api.pagination import LimitOffsetPagination, _int_param, int_query_parameter
 from cdp.api.views import ENTITY_NOT_FOUND, FULL_STRUCTURE, CdpViewSet, CustomerEntityViewSet, entity_get_or_404
 from cdp.features import Feature
 from cdp.models import Attribute, CustomerEntity
@@ -61,9 +61,10 @@ class AttributeViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMi
     @extend_schema(
         tags=["Attribute Value Counts"],
         parameters=[
-            OpenApiParameter(
+            int_query_parameter(
                 "limit",
-                int,
+                minimum=1,
+                maximum=VALUE_COUNTS_MAX,
                 description=f"How many values (default {VALUE_COUNTS_DEFAULT}, at most {VALUE_COUNTS_MAX}).",
             )
         ],  # fmt: skip

@@ -20,7 +20,7 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
-from cdp.api.pagination import _int_param
+from cdp.api.pagination import _int_param, int_query_parameter
 from cdp.api.permissions import feature_require
 from cdp.api.views import FULL_STRUCTURE, CdpViewSet
 from cdp.features import Feature
@@ -147,8 +147,13 @@ class SegmentViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixi
     @extend_schema(
         parameters=[
             OpenApiParameter("attributes", str, description="Comma-separated attribute ids for top values."),
-            OpenApiParameter("limit", int, description=f"Top values per attribute (default {VALUE_COUNTS_DEFAULT})."),
-            OpenApiParameter("days", int, description="Days of size history (default 90, at most 3660)."),
+            int_query_parameter(
+                "limit",
+                minimum=0,
+                maximum=VALUE_COUNTS_MAX,
+                description=f"Top values per attribute (default {VALUE_COUNTS_DEFAULT}, also for 0).",
+            ),
+            int_query_parameter("days", minimum=1, maximum=3660, description="Days of size history (default 90)."),
         ],
         responses={200: s.SegmentInsightsSerializer},
     )
@@ -220,7 +225,12 @@ class SegmentViewSet(CdpViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixi
         tags=["Attribute Value Counts"],
         parameters=[
             OpenApiParameter("attribute", str, required=True, description="Attribute id."),
-            OpenApiParameter("limit", int, description=f"How many values (default {VALUE_COUNTS_DEFAULT})."),
+            int_query_parameter(
+                "limit",
+                minimum=1,
+                maximum=VALUE_COUNTS_MAX,
+                description=f"How many values (default {VALUE_COUNTS_DEFAULT}).",
+            ),
         ],
         responses={200: s.SegmentValueCountsSerializer},
     )

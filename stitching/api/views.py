@@ -9,7 +9,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
 from cdp.api.errors import error_body
-from cdp.api.pagination import LimitOffsetPagination, _int_param
+from cdp.api.pagination import MAX_LIMIT, MAX_OFFSET, LimitOffsetPagination, _int_param, int_query_parameter
 from cdp.api.serializers import CustomerEntitySerializer
 from cdp.api.views import ENTITY_NOT_FOUND, FULL_STRUCTURE, CdpViewSet, entity_get_or_404, entity_not_found
 from cdp.features import Feature
@@ -155,9 +155,10 @@ class CustomerStitchingViewSet(CdpViewSet):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter(
+            int_query_parameter(
                 "limit",
-                int,
+                minimum=1,
+                maximum=selectors.GRAPH_MAX_EVENTS,
                 description=f"At most this many events (default {selectors.GRAPH_DEFAULT_EVENTS}, "
                 f"max {selectors.GRAPH_MAX_EVENTS}): first those that brought each identifier, then the newest.",
             )
@@ -173,7 +174,10 @@ class CustomerStitchingViewSet(CdpViewSet):
         return Response(selectors.identity_graph(entity.pk, limit=limit))
 
     @extend_schema(
-        parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        parameters=[
+            int_query_parameter("limit", minimum=1, maximum=MAX_LIMIT),
+            int_query_parameter("offset", minimum=0, maximum=MAX_OFFSET),
+        ],
         responses={200: s.EntityChangeSerializer(many=True)},
     )
     def changes(self, request, pk: str):

@@ -113,3 +113,29 @@ def test_schema_generates_without_warnings():
     names = set(schema["components"]["schemas"])
     assert {"DestinationKindEnum", "EventIdentifierStatusEnum"} <= names
     assert not {"Kind0d6Enum", "StatusEdbEnum"} & names
+
+
+def test_every_limit_offset_and_days_query_parameter_documents_the_bounds_the_view_enforces(client):
+    """Value counts, insights, the stitching graph and a customer's changes documented `limit` (and `days`, `offset`)
+    as any integer, and refused 0 or 1001 with a 400: a client built from the schema (schemathesis did) sent values
+    the schema allows and was refused."""
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+    unbounded = [
+        (method, path, parameter["name"])
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "query" and parameter["name"] in {"limit", "offset", "days"}
+        if not {"minimum", "maximum"} <= set(parameter["schema"])
+    ]
+    value_counts = schema["paths"]["/api/attributes/{id}/value_counts/"]["get"]["parameters"]
+
+    assert unbounded == []
+    assert [p["schema"] for p in value_counts if p["name"] == "limit"] == [
+        {"type": "integer", "minimum": 1, "maximum": 1000}
+    ]
+
+
+def test_value_counts_refuse_a_limit_outside_the_documented_bounds(admin_client):
+    assert admin_client.get("/api/attributes/nope/value_counts/?limit=0").status_code == 400
+    assert admin_client.get("/api/attributes/nope/value_counts/?limit=1001").status_code == 400
