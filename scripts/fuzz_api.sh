@@ -28,4 +28,4 @@ exec .venv-fuzz/bin/schemathesis run "$url/api/schema/?format=json" --url "$url"
     --phases examples,coverage,fuzzing --max-examples "${FUZZ_MAX_EXAMPLES:-5}" --workers 1 --request-timeout 30 \
     --exclude-path-regex logout \
     --exclude-by 'method == "DELETE" and (path starts_with "/api/users" or path starts_with "/api/tokens")' \
-    --report junit --report-dir .data/fuzz ${FUZZ_ARGS:-}
+    --generation-database .data/fuzz/examples --report junit --report-dir .data/fuzz ${FUZZ_ARGS:-}
