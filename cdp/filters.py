@@ -1,7 +1,7 @@
 """FilterSets shared by the API, the admin and (later) exports, so they filter the same way."""
 
 import re
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import django_filters
 from django import forms
@@ -82,13 +82,29 @@ DATE_ONLY_RE = re.compile(r"\s*\d{4}-?\d{2}-?\d{2}\s*\Z")  # (2026-08-28 or 2026
 UNESCAPED_PLUS_RE = re.compile(r"(\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?) (\d\d(?::?\d\d)?)\Z")
 
 
-class TimeField(IsoDateTimeField):
-    """An ISO 8601 time; a "+01:00" not escaped in the URL (it arrives as " 01:00") is read as the offset it was."""
+def time_in_utc(moment: datetime) -> datetime:
+    """An aware time as UTC, the way PostgreSQL is asked: it refuses a UTC offset past 15:59 (Python reads up to 23:59,
+    so "...+18:48" was a 500). A time before year 1 or after 9999 in UTC, which Python cannot hold, is the calendar's
+    first or last moment: as a bound it keeps or leaves out the same stored times."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=UTC)
 
-    def to_python(self, value):
+
+class TimeField(IsoDateTimeField):
+    """An ISO 8601 time, as UTC; a "+01:00" not escaped in the URL (it arrives as " 01:00") is read as the offset it
+    was."""
+
+    def read(self, value) -> datetime | None:
+        """The time as given (its own offset, or the current time zone's for one without)."""
         if isinstance(value, str):
             value = UNESCAPED_PLUS_RE.sub(r"\1+\2", value.strip())
         return super().to_python(value)
+
+    def to_python(self, value):
+        parsed = self.read(value)
+        return parsed if parsed is None or timezone.is_naive(parsed) else time_in_utc(parsed)
 
 
 class TimeLowerBoundFilter(django_filters.IsoDateTimeFilter):
@@ -106,14 +122,14 @@ class UpperBoundField(TimeField):
     whole day, as the admin's date range does (none for 9999-12-31: every event is before the end of that day)."""
 
     def to_python(self, value):
-        parsed = super().to_python(value)
-        if parsed is None or not DATE_ONLY_RE.match(str(value)):
-            return parsed
-        try:
-            day = parsed.date() + timedelta(days=1)  # (parsed: midnight of that date, where it was read)
-        except OverflowError:
-            return None
-        return timezone.make_aware(datetime.combine(day, time.min), parsed.tzinfo)
+        parsed = self.read(value)
+        if parsed is not None and DATE_ONLY_RE.match(str(value)):
+            try:
+                day = parsed.date() + timedelta(days=1)  # (parsed: midnight of that date, where it was read)
+            except OverflowError:
+                return None
+            parsed = timezone.make_aware(datetime.combine(day, time.min), parsed.tzinfo)
+        return parsed if parsed is None or timezone.is_naive(parsed) else time_in_utc(parsed)
 
 
 class TimeUpperBoundFilter(django_filters.IsoDateTimeFilter):
@@ -193,6 +209,7 @@ class CustomerEntityFilter(django_filters.FilterSet):
                 {"after": "Give '<modified>,<id>' of the last customer read, e.g. '2026-01-01T10:00:00.123456Z,"
                  "0840bad62e8649b087e7a2cfb63fc426'."}
             )  # fmt: skip
+        modified = time_in_utc(modified)
         return queryset.filter(modified__gte=modified).filter(Q(modified__gt=modified) | Q(id__gt=entity_id))
 
     class Meta:
