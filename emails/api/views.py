@@ -64,9 +64,9 @@ class EmailChannelViewSet(CdpViewSet):
         responses={
             200: s.SendResultSerializer,
             409: OpenApiResponse(
-                description="The email channel is not set up to send (no sender address, no provider, credentials "
-                "that no longer decrypt: `message` says which), or a request with this Idempotency-Key is still "
-                "running."
+                description="The email channel is not set up to send (no sender address, SMTP host or API key, "
+                "credentials that no longer decrypt: `message` says which), or a request with this Idempotency-Key "
+                "is still running."
             ),
             502: OpenApiResponse(description="The provider refused it or could not be reached: `message` says why."),
         },
