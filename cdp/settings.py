@@ -144,6 +144,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+# Dates and times shown as "2026-11-25 07:25 UTC" everywhere in the admin (cdp/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["cdp.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

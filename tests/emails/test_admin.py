@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
@@ -156,6 +158,17 @@ def test_running_import_page_reloads_to_show_its_progress(staff, admin_user):
     assert b"data-job-live" in staff.get(f"/admin/emails/job/{job.pk}/change/").content
     Job.objects.filter(pk=job.pk).update(status=Job.Status.DONE, processed=300)
     assert b"data-job-live" not in staff.get(f"/admin/emails/job/{job.pk}/change/").content
+
+
+def test_admin_lists_and_pages_show_times_as_the_profile_does(staff, admin_user):
+    # Django's English formats gave "Nov. 25, 2026, 7:25 a.m." on these pages, "2026-11-25 07:25 UTC" on others.
+    job = Job.objects.create(kind="contacts_import", status=Job.Status.DONE, file_name="c.csv", total=1, processed=1,
+                             created_by=admin_user)  # fmt: skip
+    Job.objects.filter(pk=job.pk).update(created=datetime(2026, 11, 25, 7, 25, tzinfo=UTC))
+    for url in ("/admin/emails/job/", f"/admin/emails/job/{job.pk}/change/"):
+        page = staff.get(url).content.decode()
+        assert "2026-11-25 07:25 UTC" in page, url
+        assert "a.m." not in page and "Nov." not in page, url
 
 
 def test_campaign_page_pauses_and_resumes_with_a_confirmation(staff, admin_user):
