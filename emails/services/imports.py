@@ -84,6 +84,10 @@ def csv_rows(text: str, *, required: tuple[str, ...], known: tuple[str, ...]) ->
         line = reader.line_num
         if not values or all(not v.strip() for v in values):
             continue
+        if len(values) < len(header) and not set(header[len(values) :]) & set(required):
+            # Trailing optional cells left out ("x@example.com" under "email,reason"): spreadsheets and hand-typed
+            # files drop the empty ones at the end of a line; they are empty.
+            values = values + [""] * (len(header) - len(values))
         if len(values) != len(header):
             yield line, {"__error__": f"expected {len(header)} values, found {len(values)}"}
             continue

@@ -22,7 +22,7 @@ not-an-email,true,,
 cid@example.com,maybe,,
 dan@example.com,yes,fair,2024-03-01T12:00:00+02:00
 eve@example.com,1,,not-a-date
-fay@example.com,true
+fay@example.com,true,,,extra
 """
 
 
@@ -45,7 +45,7 @@ def test_contact_import_loads_good_rows_and_reports_bad_ones(tmp_path):
     assert f"{path}:4: email 'not-an-email' is not a valid address" in err
     assert f"{path}:5: consent must be true or false, got 'maybe'" in err
     assert f"{path}:7: timestamp 'not-a-date' is not an ISO 8601 date-time" in err  # the file's column name
-    assert f"{path}:8: expected 4 values, found 2" in err
+    assert f"{path}:8: expected 4 values, found 5" in err
     ann = CustomerEvent.objects.get(type="subscription_imported", payload__email="ann@example.com")
     assert ann.event_time == datetime(2024, 3, 1, 10, tzinfo=UTC)
     assert ann.payload == {"email": "ann@example.com", "consent": True, "subscription_source": "shop checkout",
@@ -163,3 +163,17 @@ def test_the_watchdog_runs_again_a_job_whose_worker_died_or_whose_message_was_lo
     assert hopeless.status == Job.Status.FAILED and "stopped (killed or restarted) 3 times" in hopeless.message
     assert alive.status == Job.Status.RUNNING
     assert import_jobs_resume() == 0
+
+
+def test_a_line_without_its_trailing_optional_cells_is_loaded_and_one_missing_a_required_cell_is_not(tmp_path):
+    path = tmp_path / "blocked.csv"
+    path.write_text("email,reason\ntrap@example.com\nlisted@example.com,spam trap\n")
+    out, err, code = run("import_email_blocklist", path)
+    assert (code, err) == (0, "")
+    assert "2 rows: 2 loaded" in out
+    assert EmailAddress.objects.get(email="trap@example.com").blocked
+    path = tmp_path / "contacts.csv"
+    path.write_text("email,consent,timestamp\nann@example.com\n")
+    _, err, code = run("import_email_contacts", path)
+    assert code == 1
+    assert f"{path}:2: expected 3 values, found 1" in err  # consent is required: not taken for empty
