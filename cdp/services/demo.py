@@ -505,6 +505,11 @@ def demo_data_load(
     # Likewise the attributes of the customers stitching touched, so profiles show values at once.
     attributes_recompute()
     summary.segments_created = demo_segments_ensure()
+    # Their sizes today, from the values just computed: the segment list shows them at once instead of "—" until
+    # the daily snapshot (a marketer's first look at the demo).
+    from segments.services import segments_size_record_all
+
+    segments_size_record_all()
     return summary
 
 

@@ -132,3 +132,9 @@ def test_demo_has_segments_with_members_and_a_csv_destination(db):
     assert 0 < audience == consenting < 40
     assert EmailAddress.objects.filter(consent=False).exists()
     assert ExportDestination.objects.filter(name="CSV download", kind="csv").count() == 1
+    # Their sizes are recorded at load: the segment list shows them at once, not "—" until the daily snapshot.
+    from segments.models import SegmentSizeSnapshot
+
+    sizes = dict(SegmentSizeSnapshot.objects.values_list("segment__name", "size"))
+    assert sizes["Newsletter audience"] == audience
+    assert sizes["Big spenders"] == segment_members_count(segment=segments["Big spenders"])
