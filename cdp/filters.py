@@ -103,7 +103,11 @@ class TimeField(IsoDateTimeField):
         return super().to_python(value)
 
     def to_python(self, value):
-        parsed = self.read(value)
+        return self.utc(self.read(value))
+
+    @staticmethod
+    def utc(parsed: datetime | None) -> datetime | None:
+        """An aware time as UTC (time_in_utc); None and a naive time as they are."""
         return parsed if parsed is None or timezone.is_naive(parsed) else time_in_utc(parsed)
 
 
@@ -129,7 +133,7 @@ class UpperBoundField(TimeField):
             except OverflowError:
                 return None
             parsed = timezone.make_aware(datetime.combine(day, time.min), parsed.tzinfo)
-        return parsed if parsed is None or timezone.is_naive(parsed) else time_in_utc(parsed)
+        return self.utc(parsed)
 
 
 class TimeUpperBoundFilter(django_filters.IsoDateTimeFilter):

@@ -101,10 +101,11 @@ def opt_in_text_check(*, subject: str | None, body: str | None) -> None:
     """The opt-in email must carry its confirmation link (without it nobody can confirm a subscription, silently)
     and only placeholders it fills in; its subject is one line (an email header). ValidationError naming the field."""
     from emails.rendering import PLACEHOLDER
+    from emails.services.templates import subject_problem
 
     subject, body = subject or "", body or ""
-    if any(c in subject for c in "\r\n"):
-        raise ValidationError({"opt_in_subject": "The subject must be one line: it holds a line break."})
+    if problem := subject_problem(subject):
+        raise ValidationError({"opt_in_subject": problem})
     for name, text in (("opt_in_subject", subject), ("opt_in_body", body)):
         unknown = sorted({m.group(1) for m in PLACEHOLDER.finditer(text)} - set(OPT_IN_PLACEHOLDERS))
         if unknown:

@@ -73,9 +73,13 @@ class Preview:
     unknown_placeholders: list[str]
 
 
-def template_render(template: EmailTemplate, values: dict[str, Any]) -> Preview:
-    used = {m.group(1) for field in (template.subject, template.html_body, template.text_body)
+def _placeholders_used(template: EmailTemplate) -> set[str]:
+    return {m.group(1) for field in (template.subject, template.html_body, template.text_body)
             for m in PLACEHOLDER.finditer(field)}  # fmt: skip
+
+
+def template_render(template: EmailTemplate, values: dict[str, Any]) -> Preview:
+    used = _placeholders_used(template)
     html = render_html(template.html_body, values)
     return Preview(
         # One line whatever the values hold (a campaign name with a line break): an email header cannot hold two.
@@ -90,9 +94,7 @@ def template_render(template: EmailTemplate, values: dict[str, Any]) -> Preview:
 
 def template_unknown_placeholders(template: EmailTemplate) -> list[str]:
     """The `{{ name }}`s of the template a campaign cannot fill in (sent as typed: "Hello {{ first_name }}")."""
-    used = {m.group(1) for field in (template.subject, template.html_body, template.text_body)
-            for m in PLACEHOLDER.finditer(field)}  # fmt: skip
-    return sorted(used - set(PLACEHOLDERS))
+    return sorted(_placeholders_used(template) - set(PLACEHOLDERS))
 
 
 def template_preview(*, template: EmailTemplate, email: str = "jane.doe@example.com") -> Preview:

@@ -37,6 +37,7 @@ from cdp.http import ServiceBusy
 from cdp.models import CustomerEntity, DataSource
 from cdp.services import data_sources
 from cdp.services.attributes import MAX_DEADLOCK_RETRIES, entities_queue_sql, is_deadlock
+from cdp.services.erasure import LOCK_NOT_AVAILABLE
 from stitching.models import EntityChange, EventIdentifier, RestitchCause, RestitchRequest
 from stitching.normalizers import MAX_IDENTIFIER_LENGTH
 from stitching.services.extraction import Extracted, StitchConfig, config_load, identifiers_extract
@@ -65,7 +66,6 @@ class StitchingBusy(ServiceBusy):
 
 # How long a configuration change waits for the stitching transactions in flight (a request: a user waits).
 CONFIG_CHANGE_WAIT_SECONDS = 20
-LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout expired
 
 
 @dataclass(slots=True)
